@@ -1,0 +1,5 @@
+import sys
+
+from trainui.cli import main
+
+sys.exit(main())

@@ -1,0 +1,176 @@
+"""`trainui validate` and `trainui schema` as a user runs them: a real process, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
+
+
+def trainui(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "trainui", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=60,
+    )
+
+
+def test_the_seed_manifest_is_valid_with_warnings():
+    result = trainui("validate", str(EXAMPLES / "seed-s3.yml"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith(
+        "seed-s3.yml:18:19: training_data[0].connection.endpoint_url: warning: "
+        "'<auth-url>' looks like a placeholder; put the real value here"
+    )
+    assert lines[-1].endswith("seed-s3.yml: valid (6 warnings)")
+    assert result.stderr == ""
+
+
+def test_problems_are_printed_located_and_the_exit_code_is_1(tmp_path):
+    bad = tmp_path / "job.yaml"
+    text = (EXAMPLES / "seed-s3.yml").read_text().replace("resource: small", "resource: xlarge")
+    bad.write_text(text)
+    result = trainui("validate", str(bad))
+    assert result.returncode == 1
+    assert (
+        f"{bad}:15:15: model_definition.execution.resource: 'xlarge' is not one of small, "
+        "medium, large; did you mean 'large'?"
+    ) in result.stdout
+    assert result.stdout.splitlines()[-1] == f"{bad}: not valid (1 error, 6 warnings)"
+
+
+def test_no_secret_is_ever_printed(tmp_path):
+    manifest = tmp_path / "m.yml"
+    text = (EXAMPLES / "seed-swift.yml").read_text()
+    text = text.replace("password: <password>", "password: [Sup3rS3cret]", 1)
+    text = text.replace("password: <password>", "password: <Sup3rS3cret2>", 1)
+    manifest.write_text(text)
+    result = trainui("validate", str(manifest), "--json")
+    assert result.returncode == 1
+    assert "Sup3rS3cret" not in result.stdout + result.stderr
+    assert "Sup3rS3cret2" not in trainui("validate", str(manifest)).stdout
+
+
+def test_unset_environment_references_are_errors_and_set_ones_pass(tmp_path):
+    manifest = tmp_path / "m.yml"
+    text = (EXAMPLES / "seed-s3.yml").read_text()
+    manifest.write_text(
+        text.replace("aws_secret_access_key: <password>", "aws_secret_access_key: ${MY_S3_KEY}")
+    )
+    env = {k: v for k, v in os.environ.items() if k != "MY_S3_KEY"}
+    missing = subprocess.run(
+        [sys.executable, "-m", "trainui", "validate", str(manifest)],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert missing.returncode == 1
+    assert "environment variable ${MY_S3_KEY} is not set" in missing.stdout
+    assert trainui("validate", str(manifest), env={"MY_S3_KEY": "x"}).returncode == 0
+
+
+def test_json_output_lists_every_problem(tmp_path):
+    bad = tmp_path / "m.yml"
+    bad.write_text("model_definition:\n  name: x\n  nmae: y\n")
+    result = trainui("validate", str(bad), "--json")
+    assert result.returncode == 1
+    out = json.loads(result.stdout)
+    assert out["valid"] is False
+    first = out["problems"][0]
+    assert first == {
+        "path": "model_definition.nmae",
+        "line": 3,
+        "column": 3,
+        "message": "unknown key 'nmae'; did you mean 'name'?",
+        "severity": "error",
+    }
+
+
+def test_a_model_definition_directory_and_zip_are_checked(tmp_path):
+    model = EXAMPLES / "demo" / "model"
+    assert trainui("validate", str(EXAMPLES / "demo" / "manifest.yml"), str(model)).returncode == 0
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(model / "train.py", "train.py")
+    result = trainui("validate", str(EXAMPLES / "demo" / "manifest.yml"), str(archive))
+    assert result.returncode == 0
+    assert result.stdout.strip().endswith("model.zip (1 file): valid")
+
+
+def test_a_command_whose_script_is_missing_gets_a_warning(tmp_path):
+    archive = tmp_path / "model.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("other.py", "print(1)\n")
+    result = trainui("validate", str(EXAMPLES / "demo" / "manifest.yml"), str(archive))
+    assert result.returncode == 0
+    assert (
+        "model_definition.execution.command: warning: runs 'train.py', which is not in the "
+        "model definition"
+    ) in result.stdout
+
+
+def test_a_tar_model_definition_is_refused_with_a_sentence(tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(EXAMPLES / "demo" / "model" / "train.py", "train.py")
+    result = trainui("validate", str(EXAMPLES / "demo" / "manifest.yml"), str(archive))
+    assert result.returncode == 1
+    assert (
+        "model.tar.gz is a gzip archive: only .zip model definitions are accepted" in result.stdout
+    )
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"", "is empty"),
+        (b"\x00\x01\x02binary", "is a binary file"),
+        (b"- a\n- b\n", "a manifest must be a YAML mapping, but this is a list"),
+        (
+            b"a: &a [1,1,1,1,1,1,1,1,1,1]\n"
+            + b"".join(
+                b"b%d: &b%d [%s]\n"
+                % (i, i, b",".join([b"*a" if i == 0 else b"*b%d" % (i - 1)] * 10))
+                for i in range(8)
+            ),
+            "billion laughs",
+        ),
+        (b"[" * 20000 + b"]" * 20000, "nested deeper than 64 levels"),
+    ],
+    ids=["empty", "binary", "list", "alias-bomb", "deep"],
+)
+def test_hostile_files_get_one_clear_error_and_no_traceback(tmp_path, content, message):
+    hostile = tmp_path / "hostile.yml"
+    hostile.write_bytes(content)
+    result = trainui("validate", str(hostile))
+    assert result.returncode == 1
+    assert message in result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_usage_errors_exit_2():
+    result = trainui("validate")
+    assert result.returncode == 2
+    assert "the following arguments are required: MANIFEST.yml" in result.stderr
+
+
+def test_schema_prints_the_json_schema():
+    result = trainui("schema")
+    assert result.returncode == 0
+    schema = json.loads(result.stdout)
+    assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
+    execution = schema["properties"]["model_definition"]["properties"]["execution"]
+    assert execution["properties"]["resource"]["enum"] == ["small", "medium", "large"]
