@@ -135,6 +135,310 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# --- runs (through the client) ----------------------------------------------------------------
+
+
+def _run(coro) -> int:
+    """Run a command's coroutine; the client's refusals become one sentence on stderr."""
+    import asyncio
+
+    from trainui.client import ClientError
+    from trainui.config import ConfigError
+
+    try:
+        return asyncio.run(coro)
+    except ClientError as error:
+        raise UserError(str(error)) from None
+    except ConfigError as error:
+        raise UserError(str(error), EXIT_USAGE) from None
+
+
+def _client():
+    from trainui.client import Client
+
+    return Client()
+
+
+def _time(stamp: str | None) -> str:
+    """RFC 3339 without the milliseconds, as the seed prints it: 2017-10-26T11:16:51Z."""
+    if not stamp:
+        return "-"
+    return stamp[:19] + "Z" if len(stamp) > 20 and stamp[19] == "." else stamp
+
+
+def _check_run_id(words: Sequence[str], verb: str) -> str:
+    """`show ID` and the seed's `show trained-models ID` both work."""
+    if len(words) == 2 and words[0] in ("trained-models", "trained-model"):
+        words = words[1:]
+    if len(words) != 1:
+        raise UserError(f"usage: trainui {verb} [trained-models] ID", EXIT_USAGE)
+    return words[0]
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return _run(_train(args))
+
+
+async def _train(args: argparse.Namespace) -> int:
+    import re
+    import tempfile
+
+    from trainui.client import ClientError
+    from trainui.core import definition
+
+    try:
+        with open(args.manifest, "rb") as f:
+            manifest = f.read()
+    except OSError as error:
+        raise UserError(f"cannot read {args.manifest}: {error.strerror}", EXIT_USAGE) from None
+    names = set(re.findall(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", manifest))
+    environment = {n.decode(): os.environ[n.decode()] for n in names if n.decode() in os.environ}
+    print("Starting to train ...", flush=True)
+    with tempfile.TemporaryDirectory(prefix="trainui-") as tmp:
+        zip_path = args.model_definition
+        try:
+            if os.path.isdir(zip_path):
+                zip_path = os.path.join(tmp, "model.zip")
+                definition.zip_directory(args.model_definition, zip_path)
+            elif not os.path.exists(zip_path):
+                raise UserError(f"{zip_path}: no such file or directory", EXIT_USAGE)
+        except definition.DefinitionError as error:
+            raise UserError(str(error)) from None
+        async with _client() as client:
+            try:
+                answer = await client.submit(zip_path, manifest, environment)
+            except ClientError as error:
+                located = [e for e in error.errors if e.get("line")]
+                for e in located:
+                    print(
+                        f"{args.manifest}:{e['line']}:{e['column']}: {e['path']}: {e['message']}",
+                        file=sys.stderr,
+                    )
+                if located:
+                    raise UserError(f"{args.manifest} is not a valid manifest") from None
+                raise
+            print("OK")
+            print(f"Model-ID is '{answer['model_id']}'", flush=True)
+            if not args.follow:
+                return EXIT_OK
+            return await _follow_to_end(client, answer["model_id"])
+
+
+async def _follow_to_end(client, model_id: str) -> int:
+    """Print the log as it grows; when the run ends, its final state. 0 if it completed."""
+    out = sys.stdout.buffer
+    async for chunk in client.follow_log(model_id):
+        out.write(chunk)
+        out.flush()
+    run = await client.get_run(model_id)
+    message = run.get("status_message") or run["status"]
+    if not message.startswith(run["status"]):
+        message = f"{run['status']}: {message}"
+    print(f"Run {model_id} {message}", file=sys.stderr)
+    return EXIT_OK if run["status"] == "completed" else EXIT_FAILED
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.what not in (None, "trained-models", "trained-model"):
+        raise UserError(f"usage: trainui list [trained-models], not '{args.what}'", EXIT_USAGE)
+    return _run(_list(args))
+
+
+async def _list(args: argparse.Namespace) -> int:
+    async with _client() as client:
+        if not args.json:
+            print("Fetching the list of trained models ...")
+        runs, count = await client.list_runs(status=args.status)
+    if args.json:
+        import json
+
+        print(json.dumps(runs, indent=1))
+        return EXIT_OK
+    name_width = max([26, *(len(r["name"]) + 1 for r in runs)])
+    print(f"{'SI No':<8}{'Name':<{name_width}} {'guid':<20} {'status':<11} submitted-at")
+    for number, run in enumerate(runs, 1):
+        print(
+            f"{number:<8}{run['name']:<{name_width}} {run['model_id']:<20} "
+            f"{run['status']:<11} {_time(run['submitted_at'])}"
+        )
+    print(f"\n{count} records found.")
+    print("OK")
+    print("List all trained-models successful")
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    return _run(_show(_check_run_id(args.words, "show"), args.json))
+
+
+async def _show(model_id: str, as_json: bool) -> int:
+    async with _client() as client:
+        if not as_json:
+            print(f"Fetching the trained model details with MODEL-ID '{model_id}' ...")
+        run = await client.get_run(model_id)
+    if as_json:
+        import json
+
+        print(json.dumps(run, indent=1))
+        return EXIT_OK
+    for label, value in _show_fields(run):
+        print(f"{label:<15}{value}")
+    print("OK")
+    print("Show trained-models details successful")
+    return EXIT_OK
+
+
+def _show_fields(run: dict) -> list[tuple[str, str]]:
+    framework = run.get("framework") or {}
+    gpus = ",".join(str(i) for i in run.get("gpu_ids") or []) or "-"
+    progress = run.get("progress") or {}
+    fields = [
+        ("ModelId", run["model_id"]),
+        ("url", run["url"]),
+        ("Name", run["name"]),
+        ("State", run["status"]),
+        ("Submitted_at", _time(run["submitted_at"])),
+        ("Description", run.get("description") or "-"),
+        ("Framework", f"{framework.get('name', '')} {framework.get('version', '')}".strip()),
+        ("Resource", f"{run['resource']} ({run['gpus']} GPU{'s' if run['gpus'] > 1 else ''})"),
+        ("GPUs", gpus),
+        ("Started_at", _time(run.get("started_at"))),
+        ("Finished_at", _time(run.get("finished_at"))),
+        ("Status", run.get("status_message") or "-"),
+        ("Exit_code", "-" if run.get("exit_code") is None else str(run["exit_code"])),
+        ("Error_code", run.get("error_code") or "-"),
+        ("Owner", run.get("owner") or "-"),
+    ]
+    for label, key in (("Data", "data"), ("Results", "results")):
+        where = run.get(key) or {}
+        text = f"{where.get('type')} bucket '{where.get('bucket')}'"
+        if where.get("endpoint"):
+            text += f" at {where['endpoint']}"
+        if where.get("prefix"):
+            text += f", under {where['prefix']}"
+        fields.append((label, text))
+    if progress.get("phase"):
+        fields.append(
+            (
+                "Progress",
+                f"{progress['phase']}: {progress['objects_done']}/{progress['objects_total']} "
+                f"objects, {_bytes(progress['bytes_done'])} of {_bytes(progress['bytes_total'])}",
+            )
+        )
+    return fields
+
+
+def _bytes(count: int) -> str:
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{count} B"
+
+
+def cmd_delete(args: argparse.Namespace) -> int:
+    return _run(_delete(_check_run_id(args.words, "delete")))
+
+
+async def _delete(model_id: str) -> int:
+    print(f"Deleting the trained model '{model_id}' ...")
+    async with _client() as client:
+        await client.delete_run(model_id)
+    print("OK")
+    print("Delete trained-models successful")
+    return EXIT_OK
+
+
+def cmd_halt(args: argparse.Namespace) -> int:
+    return _run(_halt(args.model_id))
+
+
+async def _halt(model_id: str) -> int:
+    print(f"Halting the training run '{model_id}' ...")
+    async with _client() as client:
+        run = await client.halt_run(model_id)
+    print("OK")
+    print(f"State {run['status']}: {run['status_message']}")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    return _run(_logs(args))
+
+
+async def _logs(args: argparse.Namespace) -> int:
+    async with _client() as client:
+        if args.follow:
+            out = sys.stdout.buffer
+            async for chunk in client.follow_log(args.model_id, args.offset):
+                out.write(chunk)
+                out.flush()
+            return EXIT_OK
+        data, _, _ = await client.read_log(args.model_id, args.offset)
+        sys.stdout.buffer.write(data)
+    return EXIT_OK
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    return _run(_download(args))
+
+
+async def _download(args: argparse.Namespace) -> int:
+    dest = args.output or f"{args.model_id}.zip"
+    if os.path.isdir(dest):
+        dest = os.path.join(dest, f"{args.model_id}.zip")
+    async with _client() as client:
+        size = await client.download_definition(args.model_id, dest)
+    print(f"Downloaded the model definition of {args.model_id} to {dest} ({_bytes(size)})")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    return _run(_demo(args))
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    """Put the demo's data in a local bucket, submit the demo run and follow it."""
+    import shutil
+    import tempfile
+
+    from trainui.core import definition
+
+    demo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo")
+    async with _client() as client:
+        bucket = os.path.join(client.home, "buckets", "demo-data")
+        os.makedirs(bucket, exist_ok=True)
+        for name in os.listdir(os.path.join(demo, "data")):
+            shutil.copyfile(os.path.join(demo, "data", name), os.path.join(bucket, name))
+        print(f"Demo data in the local bucket 'demo-data' ({bucket})")
+        with open(os.path.join(demo, "manifest.yml"), "rb") as f:
+            manifest = f.read()
+        with tempfile.TemporaryDirectory(prefix="trainui-") as tmp:
+            zip_path = definition.zip_directory(
+                os.path.join(demo, "model"), os.path.join(tmp, "model.zip")
+            ).path
+            answer = await client.submit(zip_path, manifest, {})
+        model_id = answer["model_id"]
+        print(f"Model-ID is '{model_id}'", flush=True)
+        code = await _follow_to_end(client, model_id)
+        results = os.path.join(client.home, "buckets", "demo-results", model_id)
+        print(f"Results and logs: {results}")
+        return code
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from trainui.config import ConfigError, load_settings
+    from trainui.service.server import AlreadyRunning, serve
+
+    try:
+        settings = load_settings()
+    except ConfigError as error:
+        raise UserError(str(error), EXIT_USAGE) from None
+    try:
+        return serve(settings, args.socket, idle_exit=args.idle_exit)
+    except AlreadyRunning as error:
+        raise UserError(str(error)) from None
+
+
 # --- parsing ----------------------------------------------------------------------------------
 
 
@@ -163,6 +467,46 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="print the result as JSON")
 
     command("schema", cmd_schema, "print the manifest's JSON Schema")
+
+    sub = command("train", cmd_train, "submit a training run")
+    sub.add_argument("model_definition", metavar="MODEL.zip|DIR")
+    sub.add_argument("manifest", metavar="MANIFEST.yml")
+    sub.add_argument("--follow", "-f", action="store_true", help="follow the log to the end")
+
+    sub = command("list", cmd_list, "list training runs")
+    sub.add_argument("what", nargs="?", metavar="trained-models")
+    sub.add_argument("--status", help="only runs in these states (comma-separated)")
+    sub.add_argument("--json", action="store_true", help="print the runs as JSON")
+
+    sub = command("show", cmd_show, "show one training run")
+    sub.add_argument("words", nargs="+", metavar="[trained-models] ID")
+    sub.add_argument("--json", action="store_true", help="print the run as JSON")
+
+    sub = command("delete", cmd_delete, "delete a run from the history (halting it first)")
+    sub.add_argument("words", nargs="+", metavar="[trained-models] ID")
+
+    sub = command("halt", cmd_halt, "stop a run; its logs and results are still stored")
+    sub.add_argument("model_id", metavar="ID")
+
+    sub = command("logs", cmd_logs, "print a run's log")
+    sub.add_argument("model_id", metavar="ID")
+    sub.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
+    sub.add_argument(
+        "--offset", type=int, default=0, help="start at this byte (negative: from the end)"
+    )
+
+    sub = command("download", cmd_download, "download a run's model definition")
+    sub.add_argument("model_id", metavar="ID")
+    sub.add_argument("--definition", action="store_true", help="the model definition (default)")
+    sub.add_argument("-o", "--output", metavar="PATH", help="file or folder to write to")
+
+    command("demo", cmd_demo, "run the demo: example data, an example run, its log")
+
+    sub = command("serve", cmd_serve, "run the service in the foreground")
+    sub.add_argument("--socket", metavar="PATH", help="Unix socket (default <home>/trainui.sock)")
+    sub.add_argument(
+        "--idle-exit", action="store_true", help="exit when idle for TRAINUI_IDLE_EXIT seconds"
+    )
     return parser
 
 

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextlib
 import fnmatch
+import io
 import os
 import re
 import stat
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from typing import BinaryIO
+
+# No dataclasses or typing here: both cost start-up time of every training run (the learner
+# imports this module) and of `trainui validate`; see trainui.core.record.
+from trainui.core.record import Record
 
 __all__ = [
     "DefinitionError",
@@ -51,12 +54,15 @@ class DefinitionError(Exception):
     """A model definition was refused; ``str(exc)`` is one sentence meant for the user."""
 
 
-@dataclass(frozen=True)
-class Limits:
-    """Upper bounds on what a definition may unpack to."""
+class Limits(Record):
+    """Upper bounds on what a definition may unpack to: ``max_bytes``, the total uncompressed
+    bytes (declared AND actually written), and ``max_entries``."""
 
-    max_bytes: int = 1 << 30  # total uncompressed bytes (declared AND actually written)
-    max_entries: int = 20_000
+    __slots__ = ("max_bytes", "max_entries")
+    _defaults = {"max_bytes": 1 << 30, "max_entries": 20_000}
+
+    max_bytes: int
+    max_entries: int
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Limits:
@@ -89,9 +95,10 @@ def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
 _DEFAULT_LIMITS = Limits()
 
 
-@dataclass(frozen=True)
-class DefinitionInfo:
+class DefinitionInfo(Record):
     """What a checked (or freshly written) definition contains."""
+
+    __slots__ = ("path", "entries", "total_bytes", "names")
 
     path: str
     entries: int  # files, not directories
@@ -130,11 +137,13 @@ def detect_archive_kind(head: bytes) -> str | None:
 # ------------------------------------------------------------------------- checking
 
 
-@dataclass(frozen=True)
 class _Entry:
-    info: zipfile.ZipInfo
-    parts: tuple[str, ...]  # normalised path components
-    is_dir: bool
+    __slots__ = ("info", "parts", "is_dir")
+
+    def __init__(self, info: zipfile.ZipInfo, parts: tuple[str, ...], is_dir: bool) -> None:
+        self.info = info
+        self.parts = parts  # normalised path components
+        self.is_dir = is_dir
 
 
 def _label(path: str | os.PathLike[str]) -> str:
@@ -404,7 +413,7 @@ class _Extractor:
         if not hasattr(os, "fchmod"):  # pragma: no cover - Windows
             os.chmod(dest, mode)
 
-    def _copy(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: BinaryIO) -> None:
+    def _copy(self, zf: zipfile.ZipFile, info: zipfile.ZipInfo, out: io.BufferedIOBase) -> None:
         shown = info.orig_filename
         member = 0
         # Decompressors fail in many ways (BadZipFile on a bad CRC, zlib.error, EOFError,
@@ -524,11 +533,13 @@ def unpack(
 # -------------------------------------------------------------------------- zipping
 
 
-@dataclass(frozen=True)
 class _Pattern:
-    glob: str
-    dir_only: bool
-    anchored: bool  # a leading '/' ties it to src_dir itself, as in .gitignore
+    __slots__ = ("glob", "dir_only", "anchored")
+
+    def __init__(self, glob: str, dir_only: bool, anchored: bool) -> None:
+        self.glob = glob
+        self.dir_only = dir_only
+        self.anchored = anchored  # a leading '/' ties it to src_dir itself, as in .gitignore
 
 
 def _read_ignore(src: str) -> list[_Pattern]:

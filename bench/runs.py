@@ -1,0 +1,273 @@
+"""Issue 3's figures: submit → command latency, queue depth, list speed, log throughput.
+
+Each is measured against its anchor in the same run (task-spooler `tsp`, Debian package
+`task-spooler`, where installed). Prints one table per figure. Usage:
+
+    python bench/runs.py [--runs 50] [--queue 10000] [--lines 1000000]
+
+Everything happens in a temporary trainui home with its own service, stopped by PID at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAINUI = [sys.executable, "-m", "trainui"]
+
+
+def pct(samples: list[float], q: float) -> float:
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def row(name: str, samples: list[float], unit: float = 1e3, suffix: str = "ms") -> str:
+    return (
+        f"{name:44} {statistics.median(samples) * unit:9.1f} {pct(samples, 0.95) * unit:9.1f}"
+        f" {suffix}"
+    )
+
+
+class Bench:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.home = tmp / "home"
+        self.env = {
+            **os.environ,
+            "TRAINUI_HOME": str(self.home),
+            "TRAINUI_GPUS": "none",
+            "TRAINUI_CPU_SLOTS": "1",
+            "TRAINUI_IDLE_EXIT": "120",
+        }
+        os.environ.update(self.env)
+        (self.home / "buckets" / "data").mkdir(parents=True)
+        self.model = tmp / "model"
+        self.model.mkdir()
+        (self.model / "train.py").write_text("print('hello')\n")
+        self.zip = tmp / "model.zip"
+        import zipfile
+
+        with zipfile.ZipFile(self.zip, "w") as zf:
+            zf.write(self.model / "train.py", "train.py")
+
+    def manifest(self, command: str, name: str = "bench") -> bytes:
+        return textwrap.dedent(
+            f"""\
+            model_definition:
+              name: {name}
+              framework: {{name: sh, version: "1"}}
+              execution:
+                command: {json.dumps(command)}
+                resource: small
+            training_data:
+              connection: {{}}
+              source: {{bucket: data, type: local}}
+            training_results:
+              connection: {{}}
+              target: {{bucket: results, type: local}}
+            """
+        ).encode()
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            pid = int((self.home / "service.lock").read_text().split()[0])
+            os.kill(pid, signal.SIGTERM)
+
+
+async def latency(bench: Bench, runs: int) -> None:
+    from trainui.client import Client
+
+    marker = bench.tmp / "first-line"
+    async with Client() as client:
+        await client.health()  # a warm service, as on a machine in use
+        samples: dict[str, list[float]] = {
+            k: [] for k in ("request", "learner start", "stage", "unpack", "command start", "total")
+        }
+        for i in range(runs):
+            stamp = marker.with_suffix(f".{i}")
+            command = f"date +%s.%N > {stamp}"
+            manifest = bench.manifest(command)
+            t0 = time.time()
+            answer = await client.submit(str(bench.zip), manifest)
+            t_response = time.time()
+            while not stamp.exists() or not stamp.read_text().strip():
+                await asyncio.sleep(0.002)
+            first = float(stamp.read_text())
+            while True:
+                run = await client.get_run(answer["model_id"])
+                if run["status"] in ("completed", "failed"):
+                    break
+                await asyncio.sleep(0.01)
+            status = json.loads(
+                (
+                    bench.home / "buckets" / "results" / answer["model_id"] / "training-status.json"
+                ).read_text()
+            )
+            timings = status["timings"]
+            samples["request"].append(t_response - t0)
+            samples["learner start"].append(timings["learner_started"] - t0)
+            samples["stage"].append(timings["staged"] - timings["learner_started"])
+            samples["unpack"].append(timings["unpacked"] - timings["staged"])
+            samples["command start"].append(first - timings["unpacked"])
+            samples["total"].append(first - t0)
+    print(f"\nsubmit -> first line of the command, {runs} runs (client API, warm service)")
+    print(f"{'step':44} {'p50':>9} {'p95':>9}")
+    for name, values in samples.items():
+        print(row(name, values))
+    cli = []
+    for i in range(min(runs, 20)):
+        stamp = marker.with_suffix(f".cli{i}")
+        manifest_path = bench.tmp / f"cli{i}.yml"
+        manifest_path.write_bytes(bench.manifest(f"date +%s.%N > {stamp}"))
+        t0 = time.time()
+        subprocess.run([*TRAINUI, "train", str(bench.zip), str(manifest_path)], check=True,
+                       capture_output=True, env=bench.env)  # fmt: skip
+        while not stamp.exists() or not stamp.read_text().strip():
+            time.sleep(0.002)
+        cli.append(float(stamp.read_text()) - t0)
+        time.sleep(0.3)
+    print(row(f"`trainui train` command line ({len(cli)} runs)", cli))
+    tsp = shutil.which("tsp") or shutil.which("ts")
+    if tsp:
+        env = {**os.environ, "TS_SOCKET": str(bench.tmp / "tsp.sock"), "TMPDIR": str(bench.tmp)}
+        anchor = []
+        for i in range(min(runs, 20)):
+            stamp = marker.with_suffix(f".tsp{i}")
+            t0 = time.time()
+            subprocess.run([tsp, "sh", "-c", f"date +%s.%N > {stamp}"], check=True,
+                           capture_output=True, env=env)  # fmt: skip
+            while not stamp.exists() or not stamp.read_text().strip():
+                time.sleep(0.001)
+            anchor.append(float(stamp.read_text()) - t0)
+        print(row("anchor: tsp (task-spooler) command line", anchor))
+        subprocess.run([tsp, "-K"], env=env, capture_output=True)
+    else:
+        print("anchor: tsp not installed (apt-get install task-spooler)")
+
+
+async def queue_depth(bench: Bench, depth: int) -> None:
+    from trainui.client import Client
+
+    async with Client() as client:
+        blocker = await client.submit(str(bench.zip), bench.manifest("sleep 100000", "blocker"))
+        t0 = time.perf_counter()
+        first_thousand = None
+        for i in range(depth):
+            await client.submit(str(bench.zip), bench.manifest("true", f"q{i}"))
+            if i == 999:
+                first_thousand = time.perf_counter() - t0
+        total = time.perf_counter() - t0
+        _runs, count = await client.list_runs(status="pending", limit=0)
+        print(f"\nqueue depth: {depth:,} runs behind a blocker")
+        print(f"  accepted and pending: {count:,}")
+        if first_thousand:
+            print(f"  first 1,000 enqueued through the client: {first_thousand:.2f} s "
+                  "(goal: within 2x of tsp's 2.4 s)")  # fmt: skip
+        print(f"  all {depth:,}: {total:.1f} s")
+        # list speed with that history
+        samples, version = [], []
+        for _ in range(5):
+            t = time.perf_counter()
+            subprocess.run([*TRAINUI, "list", "--json"], check=True, stdout=subprocess.DEVNULL,
+                           env=bench.env)  # fmt: skip
+            samples.append(time.perf_counter() - t)
+            t = time.perf_counter()
+            subprocess.run([*TRAINUI, "--version"], check=True, stdout=subprocess.DEVNULL)
+            version.append(time.perf_counter() - t)
+        pid = int((bench.home / "service.lock").read_text().split()[0])
+        rss = int(
+            next(
+                line.split()[1]
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("VmRSS")
+            )
+        )
+        print(f"{'':44} {'p50':>9} {'p95':>9}")
+        print(row(f"trainui list --json ({depth + 1:,} runs)", samples))
+        print(row("anchor: trainui --version", version))
+        print(f"  ratio {statistics.median(samples) / statistics.median(version):.1f}x (goal < 2x);"
+              f" service RSS {rss / 1024:.0f} MB (goal < 150 MB)")  # fmt: skip
+        tsp = shutil.which("tsp")
+        if tsp:
+            env = {**os.environ, "TS_SOCKET": str(bench.tmp / "tspq.sock"),
+                   "TMPDIR": str(bench.tmp), "TS_MAXCONN": "100000"}  # fmt: skip
+            subprocess.run([tsp, "sleep", "100000"], env=env, check=True, capture_output=True)
+            t = time.perf_counter()
+            accepted = 0
+            for _ in range(1000):
+                if subprocess.run([tsp, "true"], env=env, capture_output=True).returncode == 0:
+                    accepted += 1
+            print(f"  anchor: tsp enqueues 1,000 in {time.perf_counter() - t:.2f} s "
+                  f"({accepted} accepted)")  # fmt: skip
+            subprocess.run([tsp, "-K"], env=env, capture_output=True)
+        await client.delete_run(blocker["model_id"])
+
+
+async def log_throughput(bench: Bench, lines: int) -> None:
+    from trainui.client import Client
+
+    script = f"python3 -c \"import sys\nfor i in range({lines}): print('line', i)\""
+    direct = bench.tmp / "direct.txt"
+    t = time.perf_counter()
+    subprocess.run(
+        [
+            "sh",
+            "-c",
+            f"python3 -c \"import sys\nfor i in range({lines}): print('line', i)\" > {direct}",
+        ],
+        check=True,
+    )
+    baseline = time.perf_counter() - t
+    async with Client() as client:
+        answer = await client.submit(str(bench.zip), bench.manifest(script, "printer"))
+        while (run := await client.get_run(answer["model_id"]))["status"] not in (
+            "completed", "failed", "halted",
+        ):  # fmt: skip
+            await asyncio.sleep(0.05)
+    status = json.loads(
+        (
+            bench.home / "buckets" / "results" / answer["model_id"] / "training-status.json"
+        ).read_text()
+    )
+    timings = status["timings"]
+    command = timings["command_ended"] - timings["command_started"]
+    log = bench.home / "buckets" / "results" / answer["model_id"] / "training-log.txt"
+    stored = sum(1 for line in log.open() if line.startswith("line "))
+    print(f"\n{lines:,} lines printed as fast as possible ({run['status']})")
+    print(f"  lines in the stored training-log.txt: {stored:,}")
+    print(f"  command wall time under trainui: {command:.2f} s; writing to a file directly: "
+          f"{baseline:.2f} s; ratio {command / baseline:.2f}x (goal <= 1.2x)")  # fmt: skip
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--queue", type=int, default=10_000)
+    parser.add_argument("--lines", type=int, default=1_000_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="trainui-bench-") as tmp:
+        bench = Bench(Path(tmp))
+        try:
+            print(f"trainui bench, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+            await latency(bench, args.runs)
+            await log_throughput(bench, args.lines)
+            await queue_depth(bench, args.queue)
+        finally:
+            bench.stop()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

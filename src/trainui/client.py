@@ -1,0 +1,269 @@
+"""The one way to the service, for the CLI and the TUI: async httpx over the home's Unix socket.
+
+In local mode a service is started (detached, so runs outlive this program) when none answers.
+Errors come back as ``ClientError`` with one sentence for the user.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator, Mapping
+
+import httpx
+
+from trainui.config import ensure_home, home_dir, socket_path
+
+START_TIMEOUT = 15.0
+RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0, 5.0)
+
+
+class ClientError(Exception):
+    """Something the service refused or could not do, in one sentence."""
+
+    def __init__(
+        self, message: str, status: int | None = None, code: str | None = None, errors=None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.errors = errors or []
+
+
+class ServiceUnreachable(ClientError):
+    pass
+
+
+class Client:
+    def __init__(
+        self,
+        home: str | None = None,
+        autostart: bool = True,
+        environ: Mapping[str, str] = os.environ,
+    ) -> None:
+        self.home = home or home_dir(environ)
+        self.socket = socket_path(self.home)
+        self.autostart = autostart
+        self.environ = environ
+        self._http: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                transport=httpx.AsyncHTTPTransport(uds=self.socket, retries=0),
+                base_url="http://trainui",
+                timeout=httpx.Timeout(30.0, connect=5.0),
+            )
+        return self._http
+
+    # --- the API --------------------------------------------------------------------------
+
+    async def health(self) -> dict:
+        return (await self._request("GET", "/v3/health")).json()
+
+    async def submit(
+        self, definition_zip: str, manifest: bytes, environment: Mapping[str, str] | None = None
+    ) -> dict:
+        with open(definition_zip, "rb") as f:
+            files = {
+                "model_definition": ("model.zip", f, "application/zip"),
+                "manifest": ("manifest.yml", manifest, "application/yaml"),
+            }
+            data = {"environment": json.dumps(dict(environment or {}))}
+            response = await self._request("POST", "/v3/models", files=files, data=data)
+        return response.json()
+
+    async def list_runs(
+        self, status: str | None = None, limit: int | None = None, offset: int = 0
+    ) -> tuple[list[dict], int]:
+        params: dict[str, str | int] = {"offset": offset}
+        if status:
+            params["status"] = status
+        if limit is not None:
+            params["limit"] = limit
+        body = (await self._request("GET", "/v3/models", params=params)).json()
+        return body["models"], body["count"]
+
+    async def get_run(self, model_id: str) -> dict:
+        return (await self._request("GET", f"/v3/models/{model_id}")).json()
+
+    async def delete_run(self, model_id: str) -> None:
+        await self._request("DELETE", f"/v3/models/{model_id}")
+
+    async def halt_run(self, model_id: str) -> dict:
+        return (await self._request("POST", f"/v3/models/{model_id}/halt")).json()
+
+    async def manifest(self, model_id: str) -> str:
+        return (await self._request("GET", f"/v3/models/{model_id}/manifest")).text
+
+    async def download_definition(self, model_id: str, dest: str) -> int:
+        response = await self._request("GET", f"/v3/models/{model_id}/definition")
+        tmp = dest + ".part"
+        with open(tmp, "wb") as f:
+            f.write(response.content)
+        os.replace(tmp, dest)
+        return len(response.content)
+
+    async def read_log(
+        self, model_id: str, offset: int = 0, limit: int | None = None
+    ) -> tuple[bytes, int, int]:
+        """A byte range of the log (``offset`` < 0 counts from the end): data, size, start."""
+        params: dict[str, int] = {"offset": offset}
+        if limit is not None:
+            params["limit"] = limit
+        response = await self._request("GET", f"/v3/models/{model_id}/logs", params=params)
+        return (
+            response.content,
+            int(response.headers.get("x-log-size", 0)),
+            int(response.headers.get("x-log-offset", 0)),
+        )
+
+    async def follow_log(self, model_id: str, offset: int = 0) -> AsyncIterator[bytes]:
+        """The log from ``offset`` as it grows, until the run has ended. Reconnects by itself
+        (starting the service again in local mode) and resumes at the byte where it was cut,
+        so nothing is lost or repeated."""
+        position = offset
+        failures = 0
+        while True:
+            try:
+                await self._ensure_service()
+                async with self.http.stream(
+                    "GET",
+                    f"/v3/models/{model_id}/logs",
+                    params={"follow": "true", "offset": position},
+                    timeout=httpx.Timeout(None, connect=5.0),
+                ) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise _error(response)
+                    if position < 0:
+                        position = int(response.headers.get("x-log-offset", 0))
+                    async for chunk in response.aiter_raw():
+                        failures = 0
+                        position += len(chunk)
+                        yield chunk
+                return
+            except (httpx.TransportError, ServiceUnreachable):
+                self.forget_service()  # it may have died: look again, start it if needed
+                if failures >= len(RECONNECT_DELAYS):
+                    raise ServiceUnreachable(
+                        f"lost the connection to the trainui service ({self.socket}) "
+                        "and could not get it back"
+                    ) from None
+                await asyncio.sleep(RECONNECT_DELAYS[failures])
+                failures += 1
+
+    async def events(self, last_id: int | None = None) -> AsyncIterator[tuple[int, str, dict]]:
+        """Run changes as (event id, kind, data); kind is ``run`` or ``deleted``."""
+        headers = {"Last-Event-ID": str(last_id)} if last_id is not None else {}
+        await self._ensure_service()
+        async with self.http.stream(
+            "GET", "/v3/events", headers=headers, timeout=httpx.Timeout(None, connect=5.0)
+        ) as response:
+            event_id, kind, data = 0, "message", []
+            async for line in response.aiter_lines():
+                if line.startswith("id:"):
+                    event_id = int(line[3:].strip())
+                elif line.startswith("event:"):
+                    kind = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())
+                elif line == "" and data:
+                    yield event_id, kind, json.loads("\n".join(data))
+                    kind, data = "message", []
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+        await self._ensure_service()
+        try:
+            response = await self.http.request(method, path, **kwargs)
+        except httpx.TimeoutException:
+            raise ServiceUnreachable(
+                f"the trainui service ({self.socket}) did not answer in time"
+            ) from None
+        except httpx.TransportError as error:
+            raise ServiceUnreachable(
+                f"the trainui service ({self.socket}) is not reachable: {error}"
+            ) from None
+        if response.status_code >= 400:
+            raise _error(response)
+        return response
+
+    _started = False
+
+    async def _ensure_service(self) -> None:
+        """In local mode, start a service for this home when none answers on its socket."""
+        if self._started:
+            return
+        if await self._answers():
+            self._started = True
+            return
+        if not self.autostart:
+            raise ServiceUnreachable(f"no trainui service answers on {self.socket}")
+        self._spawn_service()
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+            if await self._answers():
+                self._started = True
+                return
+        log = os.path.join(self.home, "service.log")
+        raise ServiceUnreachable(
+            f"the trainui service did not start within {START_TIMEOUT:.0f} s (see {log})"
+        )
+
+    async def _answers(self) -> bool:
+        if not os.path.exists(self.socket):
+            return False
+        try:
+            response = await self.http.get("/v3/health", timeout=5.0)
+        except httpx.TransportError:
+            return False
+        return response.status_code == 200
+
+    def _spawn_service(self) -> None:
+        ensure_home(self.home)
+        env = {**self.environ, "TRAINUI_HOME": self.home}
+        with open(os.path.join(self.home, "service.log"), "ab") as log:
+            subprocess.Popen(
+                [sys.executable, "-m", "trainui", "serve", "--idle-exit"],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+                start_new_session=True,  # the service outlives this program and its terminal
+                close_fds=True,
+                env=env,
+                cwd="/",
+            )
+
+    def forget_service(self) -> None:
+        """Look for the service again on the next request (it may have been restarted)."""
+        self._started = False
+
+
+def _error(response: httpx.Response) -> ClientError:
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    if not message:
+        message = f"the service answered {response.status_code} {response.reason_phrase}"
+    return ClientError(message, response.status_code, body.get("error_code"), body.get("errors"))

@@ -1,0 +1,105 @@
+"""Where trainui keeps its state and the settings read from the environment (TRAINUI_*)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Mapping
+
+from trainui.core.record import Record
+
+
+class ConfigError(Exception):
+    """A setting with a value that cannot be used, named in one sentence."""
+
+
+def home_dir(environ: Mapping[str, str] = os.environ) -> str:
+    """``$TRAINUI_HOME``, else ``$XDG_DATA_HOME/trainui``, else ``~/.local/share/trainui``."""
+    if environ.get("TRAINUI_HOME"):
+        return os.path.abspath(os.path.expanduser(environ["TRAINUI_HOME"]))
+    data = environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(data, "trainui")
+
+
+def ensure_home(home: str) -> str:
+    """Create the home (mode 0700: it holds run logs and, while a run waits, its credentials)."""
+    os.makedirs(home, mode=0o700, exist_ok=True)
+    os.chmod(home, 0o700)
+    return home
+
+
+def socket_path(home: str) -> str:
+    return os.path.join(home, "trainui.sock")
+
+
+class Settings(Record):
+    """The service's settings; see ``load_settings`` for the variables behind them."""
+
+    __slots__ = (
+        "home", "gpu_ids", "cpu_slots", "retention_days", "idle_exit_seconds",
+        "halt_grace_seconds", "starvation_seconds", "max_definition_bytes",
+    )  # fmt: skip
+
+
+def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
+    return Settings(
+        home=home_dir(environ),
+        gpu_ids=gpu_inventory(environ),
+        cpu_slots=_number(environ, "TRAINUI_CPU_SLOTS", 1, int, minimum=1),
+        retention_days=_number(environ, "TRAINUI_RETENTION_DAYS", 7.0, float, minimum=0),
+        idle_exit_seconds=_number(environ, "TRAINUI_IDLE_EXIT", 600.0, float, minimum=0),
+        halt_grace_seconds=_number(environ, "TRAINUI_HALT_GRACE", 10.0, float, minimum=0),
+        starvation_seconds=_number(environ, "TRAINUI_STARVATION", 600.0, float, minimum=0),
+        max_definition_bytes=_number(environ, "TRAINUI_MAX_UPLOAD_BYTES", 1 << 30, int, minimum=1),
+    )
+
+
+def gpu_inventory(environ: Mapping[str, str] = os.environ) -> list[int]:
+    """The GPU indices runs may use: ``TRAINUI_GPUS`` (``0,1,2,3`` or ``none``), else the
+    GPUs NVML reports; an empty list means CPU mode."""
+    value = environ.get("TRAINUI_GPUS")
+    if value is not None:
+        value = value.strip()
+        if value.lower() in ("", "none"):
+            return []
+        try:
+            ids = [int(part) for part in value.split(",")]
+        except ValueError:
+            raise ConfigError(
+                f"TRAINUI_GPUS must list GPU indices like 0,1,2,3 or say none, not '{value}'"
+            ) from None
+        if any(i < 0 for i in ids) or len(set(ids)) != len(ids):
+            raise ConfigError(f"TRAINUI_GPUS lists a negative or repeated index: '{value}'")
+        return ids
+    return _nvml_gpu_ids()
+
+
+def _nvml_gpu_ids() -> list[int]:
+    try:
+        import pynvml
+    except ImportError:
+        return []
+    try:
+        pynvml.nvmlInit()
+    except pynvml.NVMLError:  # no driver, no library: CPU mode, said in the runs' status
+        return []
+    try:
+        return list(range(pynvml.nvmlDeviceGetCount()))
+    except pynvml.NVMLError:
+        return []
+    finally:
+        with contextlib.suppress(pynvml.NVMLError):
+            pynvml.nvmlShutdown()
+
+
+def _number(environ: Mapping[str, str], name: str, default, kind, minimum=None):
+    raw = environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not '{raw}'") from None
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}, not '{raw}'")
+    return value

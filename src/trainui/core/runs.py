@@ -1,0 +1,85 @@
+"""Runs: their IDs, states, error codes and the run folder contract between service and learner.
+
+One definition of each, used by the service, the learner, the CLI and the TUI.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import string
+import time
+
+# pending → downloading → running → storing → completed | failed | halted  (SPEC §3)
+PENDING, DOWNLOADING, RUNNING, STORING = "pending", "downloading", "running", "storing"
+COMPLETED, FAILED, HALTED = "completed", "failed", "halted"
+STATES = (PENDING, DOWNLOADING, RUNNING, STORING, COMPLETED, FAILED, HALTED)
+ACTIVE_STATES = frozenset({DOWNLOADING, RUNNING, STORING})  # a learner is working on it
+FINAL_STATES = frozenset({COMPLETED, FAILED, HALTED})
+
+ERROR_CODES = {
+    "C101": "invalid manifest",
+    "C102": "invalid model definition zip",
+    "C103": "object-store credentials or bucket refused",
+    "C201": "training command exited non-zero",
+    "S100": "resources unavailable",
+    # not in the seed: a learner that could not do its job (crashed, killed, cannot start)
+    "S300": "the learner failed",
+    "S301": "model definition could not be unpacked",
+    "S302": "training data could not be loaded",
+    "S303": "results could not be stored",
+}
+
+ID_PREFIX = "training-"
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+def new_run_id() -> str:
+    """``training-`` + 9 characters of [A-Za-z0-9], like ``training-DOl4q2LkR``."""
+    import secrets  # here, not at the top: it costs ~7 ms of every start-up that never needs it
+
+    return ID_PREFIX + "".join(secrets.choice(_ID_ALPHABET) for _ in range(9))
+
+
+def is_run_id(text: str) -> bool:
+    suffix = text[len(ID_PREFIX) :]
+    return (
+        text.startswith(ID_PREFIX) and len(suffix) == 9 and all(c in _ID_ALPHABET for c in suffix)
+    )
+
+
+def utc_now() -> str:
+    """Now as RFC 3339 UTC with milliseconds: ``2017-10-26T11:16:51.123Z``."""
+    t = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+
+
+# --- the run folder: <home>/runs/<id>/ ----------------------------------------------------------
+# Written by the service before the learner starts:
+LEARNER_FILE = "learner.json"  # what the learner needs, secrets included (mode 0600)
+DEFINITION_FILE = "model.zip"  # the model definition as submitted
+MANIFEST_FILE = "manifest.yml"  # the manifest with secrets removed
+# Written by the learner:
+STATUS_FILE = "status.json"  # the run's state, replaced atomically at every change
+LOG_FILE = "training-log.txt"  # learner messages and the command's merged stdout/stderr
+LEARNER_ERRORS_FILE = "learner-errors.txt"  # the learner's own stderr, if it ever crashes
+WORK_DIR = "work"  # DATA_DIR, MODEL_DIR, RESULT_DIR, LOG_DIR, CHECKPOINT_DIR; removed at the end
+
+
+def write_json_atomic(path: str, data: dict, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` so that readers never see a half-written file."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
+    os.replace(tmp, path)
+
+
+def read_json(path: str) -> dict | None:
+    """The JSON object at ``path``, or None if it is missing or (being replaced) unreadable."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

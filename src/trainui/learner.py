@@ -1,0 +1,751 @@
+"""The learner: executes one run end to end, as ``python -m trainui.learner RUN_DIR``.
+
+The service writes the run folder (``learner.json``, ``model.zip``, ``manifest.yml``) and starts
+one learner per run, detached. The learner stages the training data, unpacks the model
+definition, runs the training command, stores the results and records every state change by
+replacing ``status.json`` (SPEC §3). SIGTERM asks it to halt the run.
+
+It sits on the submit-to-first-log-line path, so it imports only what it needs (no yaml, no
+asyncio, no concurrent.futures) and defers the rest to the phase that uses it. The training
+command writes straight into ``training-log.txt``: its output never passes through here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+from trainui.core.runs import (
+    COMPLETED,
+    DEFINITION_FILE,
+    DOWNLOADING,
+    FAILED,
+    HALTED,
+    LEARNER_FILE,
+    LOG_FILE,
+    MANIFEST_FILE,
+    RUNNING,
+    STATUS_FILE,
+    STORING,
+    WORK_DIR,
+    read_json,
+    utc_now,
+    write_json_atomic,
+)
+from trainui.storage import ObjectStore, StoreError, iter_files, open_store, safe_key_path
+
+_STARTED = time.time()  # once the learner's imports are done
+
+USAGE = """\
+usage: python -m trainui.learner RUN_DIR
+
+Executes the run prepared in RUN_DIR (learner.json, model.zip, manifest.yml): stages the
+training data, unpacks the model definition, runs the training command and stores the results,
+recording each state change in RUN_DIR/status.json. SIGTERM halts the run.
+"""
+
+UNPACKING = "unpacking"  # a phase of the learner, shown as `downloading` in status.json
+TRANSFER_THREADS = 8
+PROGRESS_INTERVAL = 0.25  # seconds between progress writes of status.json
+TRANSFER_JOIN_TIMEOUT = 10.0  # how long a stopped transfer may take to finish its object
+LEFTOVER_GRACE = 2.0  # after the command exits: SIGTERM to what is left, then SIGKILL
+TRAINING_STATUS_FILE = "training-status.json"
+DEFINITION_KEY = "_submitted_code/model.zip"
+_PR_SET_CHILD_SUBREAPER = 36  # linux/prctl.h
+# Python ignores these; a training command must get the defaults back (SIGINT and SIGQUIT too:
+# a shell starting the learner in the background may have ignored them).
+_RESTORED_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGPIPE", "SIGXFSZ", "SIGINT", "SIGQUIT", "SIGTERM", "SIGHUP")
+    if hasattr(signal, name)
+)
+_PHASE_ERROR_CODES = {DOWNLOADING: "S302", UNPACKING: "S301", STORING: "S303"}
+COMPLETED_MESSAGE = "completed: the training command exited with code 0"
+
+
+class _Failed(Exception):
+    """The run failed: ``code`` is its SPEC error code, ``message`` the sentence for the user."""
+
+    def __init__(self, code: str | None, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class Learner:
+    """One run, executed from its run folder. ``run()`` returns the learner's exit status."""
+
+    def __init__(self, run_dir: str, config: dict) -> None:
+        self.run_dir = run_dir
+        self.config = config
+        self.model_id: str = config["model_id"]
+        # The service gives its home; a run folder is <home>/runs/<id> otherwise.
+        self.home: str = config.get("home") or os.path.dirname(os.path.dirname(run_dir))
+        self.gpu_ids = [str(i) for i in config.get("gpu_ids") or ()]
+        self.cpu_mode = bool(config.get("cpu_mode")) or not self.gpu_ids
+        self.grace = float(config.get("halt_grace_seconds", 10))
+        work = os.path.join(run_dir, WORK_DIR)
+        self.work = work
+        self.dirs = {
+            "DATA_DIR": os.path.join(work, "data"),
+            "MODEL_DIR": os.path.join(work, "model"),
+            "RESULT_DIR": os.path.join(work, "results"),
+            "LOG_DIR": os.path.join(work, "logs"),
+            "CHECKPOINT_DIR": os.path.join(work, "checkpoints"),
+        }
+        self.phase = DOWNLOADING
+        self.halt_requested = False
+        self.command_pgid: int | None = None
+        self.command_done = False
+        self.term_sent = False  # SIGTERM went to the command's group (a halt)
+        self.kill_sent = False  # and SIGKILL
+        self.halt_deadline = 0.0
+        self.log_fd = -1
+        self.final = COMPLETED
+        self.error_code: str | None = None
+        self.message = COMPLETED_MESSAGE
+        self.exit_code: int | None = None
+        self.storing_failed = False
+        self._last_write = 0.0
+        self.status = _new_status(DOWNLOADING, "staging the training data")
+
+    # ------------------------------------------------------------------------- the run
+
+    def run(self) -> int:
+        log_path = os.path.join(self.run_dir, LOG_FILE)
+        self.log_fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._on_halt_signal)
+        signal.signal(signal.SIGALRM, self._on_grace_over)
+        self._write_status()
+        try:
+            self._prepare_work()
+            self._stage()
+            if not self.halt_requested:
+                self._unpack()
+            if not self.halt_requested:
+                self._run_command()
+            if self.halt_requested:
+                self._set_outcome(HALTED, None, "halted by request")
+        except _Failed as failure:
+            self._set_outcome(FAILED, failure.code, failure.message)
+        except Exception as exc:
+            self._report_crash()
+            self._set_outcome(
+                FAILED, _PHASE_ERROR_CODES.get(self.phase, "S300"), _learner_error(exc)
+            )
+        try:
+            self._store()
+        except Exception as exc:
+            self._report_crash()
+            self._storing_failed(_learner_error(exc))
+        self._finish()
+        return 0
+
+    def _set_outcome(self, final: str, code: str | None, message: str) -> None:
+        self.final, self.error_code, self.message = final, code, message
+
+    def _prepare_work(self) -> None:
+        if os.path.lexists(self.work):  # left by an earlier learner of this run
+            import shutil
+
+            shutil.rmtree(self.work)
+        for name in ("DATA_DIR", "RESULT_DIR", "LOG_DIR", "CHECKPOINT_DIR"):
+            os.makedirs(self.dirs[name])
+
+    # ---------------------------------------------------------------------- 1. staging
+
+    def _stage(self) -> None:
+        started = time.monotonic()
+        data = self.config["data"]
+        data_dir = self.dirs["DATA_DIR"]
+        try:
+            store = open_store(
+                data["type"], data["bucket"], data.get("connection") or {}, self.home
+            )
+            objects = list(store.list_objects())
+            jobs = [(obj.key, safe_key_path(data_dir, obj.key), obj.size) for obj in objects]
+        except StoreError as exc:
+            raise _Failed("S302", str(exc)) from None
+        total = sum(size for _key, _dest, size in jobs)
+        what = f"{_count(len(jobs), 'object')} ({_size(total)})"
+        self._log(f"staging {what} from {store.description}")
+        self.status["status_message"] = f"staging {what} from {store.description}"
+        self.status["progress"].update(bytes_total=total, objects_total=len(jobs))
+        self._write_status()
+
+        files = []
+        for key, dest, size in jobs:
+            if key.endswith("/"):  # a "folder" object: S3 consoles make them
+                os.makedirs(dest, exist_ok=True)
+                self._count_progress(size)
+            else:
+                files.append((key, dest, size))
+        error = self._transfer(files, lambda job: store.download(job[0], job[1]), halts=True)
+        if error is not None:
+            raise _Failed("S302", _transfer_error(error))
+        done = self.status["progress"]["objects_done"]
+        if self.halt_requested:
+            self._log(f"staging stopped after {done} of {_count(len(jobs), 'object')}")
+            return
+        self._log(f"staged {_count(done, 'object')} in {time.monotonic() - started:.2f} s")
+        self.status["timings"]["staged"] = time.time()
+
+    def _transfer(
+        self, jobs: Sequence[tuple[str, str, int]], move: Callable, halts: bool
+    ) -> BaseException | None:
+        """Move ``jobs`` (key, path, size) with ``move`` on up to 8 threads, counting progress.
+
+        Returns the first error (the others are not started), or None. With ``halts``, a halt
+        request stops it too.
+        """
+        if not jobs:
+            return None
+        transfers = _Transfers(move, jobs)
+        error = None
+        for _ in jobs:
+            result = None
+            while result is None and not (halts and self.halt_requested):
+                with contextlib.suppress(queue.Empty):
+                    result = transfers.results.get(timeout=0.1)
+            if result is None:
+                break
+            job, error = result
+            if error is not None:
+                break
+            self._count_progress(job[2])
+        transfers.stop()
+        # Objects under way finish (or are given up on) before the work folder goes.
+        transfers.join(TRANSFER_JOIN_TIMEOUT)
+        self._write_status()
+        return error
+
+    def _count_progress(self, size: int) -> None:
+        progress = self.status["progress"]
+        progress["bytes_done"] += size
+        progress["objects_done"] += 1
+        if time.monotonic() - self._last_write >= PROGRESS_INTERVAL:
+            self._write_status()
+
+    # --------------------------------------------------------------------- 2. unpacking
+
+    def _unpack(self) -> None:
+        self.phase = UNPACKING
+        from trainui.core.definition import DefinitionError, Limits, unpack
+
+        try:
+            info = unpack(
+                os.path.join(self.run_dir, DEFINITION_FILE),
+                self.dirs["MODEL_DIR"],
+                Limits.from_env(os.environ),
+            )
+        except DefinitionError as exc:
+            raise _Failed("S301", str(exc)) from None
+        self._log(
+            f"unpacked the model definition: {_count(info.entries, 'file')}"
+            f" ({_size(info.total_bytes)})"
+        )
+        self.status["timings"]["unpacked"] = time.time()
+
+    # ----------------------------------------------------------------------- 3. running
+
+    def _command_env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env.update(self.dirs)
+        env.update(
+            TRAINING_ID=self.model_id,
+            GPU_COUNT=str(len(self.gpu_ids)),
+            CUDA_VISIBLE_DEVICES="" if self.cpu_mode else ",".join(self.gpu_ids),
+            LEARNER_ID="1",
+            NUM_LEARNERS="1",
+            PYTHONUNBUFFERED="1",
+        )
+        # `python3` in the command is trainui's Python (with numpy) unless the user's PATH
+        # already puts it first.
+        bin_dir = os.path.dirname(sys.executable)
+        path = env.get("PATH", "")
+        if bin_dir and path.split(os.pathsep)[0] != bin_dir:
+            env["PATH"] = bin_dir + os.pathsep + path if path else bin_dir
+        return env
+
+    def _run_command(self) -> None:
+        self.phase = RUNNING
+        if self.cpu_mode:
+            where = "running on the CPU: no GPU on this machine"
+        else:
+            where = f"running on GPU {','.join(self.gpu_ids)}"
+        self._log(where)
+        _become_subreaper()  # orphans of the command are then ours to reap, not init's
+        file_actions = [
+            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_DUP2, self.log_fd, 1),
+            (os.POSIX_SPAWN_DUP2, self.log_fd, 2),
+        ]
+        # posix_spawn has no working-directory action before Python 3.13: the child inherits
+        # the learner's, which nothing else here depends on.
+        os.chdir(self.dirs["MODEL_DIR"])
+        try:
+            pid = os.posix_spawn(
+                "/bin/sh",
+                ["/bin/sh", "-c", self.config["command"]],
+                self._command_env(),
+                file_actions=file_actions,
+                setsid=True,  # its own session and process group, whose id is its pid
+                setsigmask=(),
+                setsigdef=_RESTORED_SIGNALS,
+            )
+        except OSError as exc:
+            raise _Failed("S300", f"the training command could not be started: {exc}") from None
+        finally:
+            os.chdir(self.run_dir)
+        self.command_pgid = pid
+        if self.halt_requested:  # the request came while the command was being started
+            self._stop_command()
+        self.status.update(status=RUNNING, status_message=where, command_pgid=pid)
+        self.status["progress"]["phase"] = None
+        self.status["timings"]["command_started"] = time.time()
+        self._write_status()
+        try:
+            # Blocks until the command ends; a halt request's handler runs meanwhile and the
+            # wait resumes (PEP 475).
+            _, wait_status = os.waitpid(pid, 0)
+        finally:
+            self.command_done = True
+            self._end_process_group(pid)
+        self.status["timings"]["command_ended"] = time.time()
+        code = os.waitstatus_to_exitcode(wait_status)
+        self.exit_code = self.status["exit_code"] = code
+        self._end_log_line()
+        how = _how_it_ended(code)
+        self._log(f"command {how}")
+        if code != 0 and not self.halt_requested:
+            raise _Failed("C201", f"the training command {how}")
+
+    def _end_process_group(self, pgid: int) -> None:
+        """Stop whatever the command left running in its process group, so no GPU stays held."""
+        deadline = self.halt_deadline if self.term_sent else time.monotonic() + LEFTOVER_GRACE
+        give_up = deadline + LEFTOVER_GRACE
+        signalled = False
+        while True:
+            _reap_children()
+            try:
+                os.killpg(pgid, 0)
+            except ProcessLookupError:
+                break
+            except PermissionError:  # a member changed its user id: nothing more to do
+                break
+            now = time.monotonic()
+            if not signalled and not self.term_sent:
+                self._log(f"stopping what the command left running (process group {pgid})")
+                _kill_group(pgid, signal.SIGTERM)
+                signalled = True
+            elif now >= deadline and not self.kill_sent:
+                self._kill_command()
+            elif now >= give_up:
+                self._log(f"warning: process group {pgid} is still there after SIGKILL")
+                break
+            time.sleep(0.02)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+    def _stop_command(self) -> None:
+        if self.term_sent or self.command_pgid is None:
+            return
+        self.term_sent = True
+        self.halt_deadline = time.monotonic() + self.grace
+        self._log(f"stopping the training command: SIGTERM now, SIGKILL after {self.grace:g} s")
+        _kill_group(self.command_pgid, signal.SIGTERM)
+        signal.setitimer(signal.ITIMER_REAL, max(self.grace, 0.001))
+
+    def _on_halt_signal(self, signum: int, _frame: object) -> None:
+        # Runs in the main thread between two bytecodes: set flags, signal the command, log a
+        # line; never write status.json here (the main thread may be halfway through it).
+        if self.halt_requested or self.command_done or self.phase == STORING:
+            return  # storing (and what leads to it once the command has ended) always finishes
+        self.halt_requested = True
+        self._log(f"halt requested ({_signal_name(signum)})")
+        if self.command_pgid is not None:
+            self._stop_command()
+
+    def _on_grace_over(self, _signum: int, _frame: object) -> None:
+        if not self.command_done:
+            self._kill_command()
+
+    def _kill_command(self) -> None:
+        if self.kill_sent or self.command_pgid is None:
+            return
+        self.kill_sent = True
+        if self.term_sent:
+            self._log(f"the training command did not stop within {self.grace:g} s: SIGKILL")
+        else:
+            self._log(
+                f"what the command left running did not stop in {LEFTOVER_GRACE:g} s: SIGKILL"
+            )
+        _kill_group(self.command_pgid, signal.SIGKILL)
+
+    # ----------------------------------------------------------------------- 4. storing
+
+    def _store(self) -> None:
+        self.phase = STORING
+        results = self.config["results"]
+        prefix = f"{self.model_id}/"
+        progress = _progress(STORING)
+        self.status.update(status=STORING, progress=progress)
+        store = None
+        try:
+            store = open_store(
+                results["type"], results["bucket"], results.get("connection") or {}, self.home
+            )
+            self._store_results(store, prefix)
+        except StoreError as exc:
+            self._storing_failed(str(exc))
+        except Exception as exc:
+            self._report_crash()
+            self._storing_failed(_learner_error(exc))
+
+        self.status["finished_at"] = utc_now()
+        # The status and the log go last, each on its own, so that the log is stored whenever
+        # the store takes anything at all; the log's last lines say how the run ended.
+        if store is not None:
+            status_path = os.path.join(self.work, TRAINING_STATUS_FILE)
+            try:
+                write_json_atomic(status_path, self._training_status())
+                self._upload(store, status_path, prefix + TRAINING_STATUS_FILE)
+            except (StoreError, OSError) as exc:
+                self._storing_failed(_transfer_error(exc))
+            total = progress["objects_total"]
+            done = progress["objects_done"] + 1  # the log, stored next
+            count = _count(total, "file") if done == total else f"{done} of {total} files"
+            self._log(f"stored {count} in {store.description} under {prefix}")
+        self._log(self._outcome_line())
+        if store is not None:
+            try:
+                self._upload(store, os.path.join(self.run_dir, LOG_FILE), prefix + LOG_FILE)
+            except (StoreError, OSError) as exc:
+                self._storing_failed(_transfer_error(exc))
+        self.status["timings"]["stored"] = time.time()
+
+    def _store_results(self, store: ObjectStore, prefix: str) -> None:
+        """Store RESULT_DIR, the model definition and the manifest (not yet status and log)."""
+        where = f"{store.description} under {prefix}"
+        jobs = [
+            (prefix + key, path, size) for key, path, size in iter_files(self.dirs["RESULT_DIR"])
+        ]
+        for key, name in ((DEFINITION_KEY, DEFINITION_FILE), (MANIFEST_FILE, MANIFEST_FILE)):
+            path = os.path.join(self.run_dir, name)
+            if os.path.isfile(path):
+                jobs.append((prefix + key, path, os.path.getsize(path)))
+        count = len(jobs) + 2  # and training-status.json and training-log.txt
+        self.status["status_message"] = f"storing results in {where}"
+        self.status["progress"].update(bytes_total=sum(job[2] for job in jobs), objects_total=count)
+        self._write_status()
+        self._log(f"storing {_count(count, 'file')} in {where}")
+
+        def upload(job: tuple[str, str, int]) -> None:
+            store.upload(job[1], job[0])
+
+        error = self._transfer(jobs, upload, halts=False)
+        if error is not None:
+            self._storing_failed(_transfer_error(error))
+
+    def _upload(self, store: ObjectStore, path: str, key: str) -> None:
+        size = os.path.getsize(path)
+        store.upload(path, key)
+        self.status["progress"]["bytes_total"] += size
+        self._count_progress(size)
+
+    def _storing_failed(self, reason: str) -> None:
+        self._log(f"results could not be stored: {reason}")
+        if self.storing_failed:
+            return  # the first reason is the one to fix
+        self.storing_failed = True
+        if self.final == FAILED:
+            # The earlier failure is what the user must fix first; keep its code.
+            self.message += f"; results could not be stored: {reason}"
+        else:
+            halted = "halted by request; " if self.final == HALTED else ""
+            self._set_outcome(FAILED, "S303", f"{halted}results could not be stored: {reason}")
+
+    def _training_status(self) -> dict:
+        config = self.config
+        return {
+            "model_id": self.model_id,
+            "name": config.get("name"),
+            "status": self.final,
+            "status_message": self.message,
+            "error_code": self.error_code,
+            "exit_code": self.exit_code,
+            "resource": config.get("resource"),
+            "gpu_ids": config.get("gpu_ids") or [],
+            "submitted_at": config.get("submitted_at"),
+            "started_at": self.status["started_at"],
+            "finished_at": self.status["finished_at"],
+            "timings": self.status["timings"],
+        }
+
+    def _outcome_line(self) -> str:
+        if self.final == COMPLETED:
+            return "completed"
+        if self.final == HALTED:
+            return "halted by request"
+        return (
+            f"failed ({self.error_code}): {self.message}"
+            if self.error_code
+            else f"failed: {self.message}"
+        )
+
+    # ------------------------------------------------------------------------ the end
+
+    def _finish(self) -> None:
+        _remove(os.path.join(self.run_dir, LEARNER_FILE))  # it holds the stores' secrets
+        self.status.update(
+            status=self.final,
+            status_message=self.message,
+            error_code=self.error_code,
+            exit_code=self.exit_code,
+        )
+        self.status["finished_at"] = self.status["finished_at"] or utc_now()
+        self.status["progress"]["phase"] = None
+        self._write_status()
+        import shutil
+
+        shutil.rmtree(self.work, ignore_errors=True)
+        os.close(self.log_fd)
+
+    # -------------------------------------------------------------------------- helpers
+
+    def _write_status(self) -> None:
+        self.status["updated_at"] = utc_now()
+        write_json_atomic(os.path.join(self.run_dir, STATUS_FILE), self.status)
+        self._last_write = time.monotonic()
+
+    def _log(self, text: str) -> None:
+        # Never raises: a full disk must not stop the learner from recording the outcome,
+        # and the halt handler calls this between any two bytecodes of the main code.
+        with contextlib.suppress(OSError):
+            os.write(self.log_fd, f"trainui: {text}\n".encode())
+
+    def _end_log_line(self) -> None:
+        """Start the learner's next line on a line of its own if the command's output did not."""
+        size = os.fstat(self.log_fd).st_size
+        if size and os.pread(self.log_fd, 1, size - 1) != b"\n":
+            os.write(self.log_fd, b"\n")
+
+    @staticmethod
+    def _report_crash() -> None:
+        import traceback
+
+        traceback.print_exc()  # into learner-errors.txt
+        sys.stderr.flush()
+
+
+class _Transfers:
+    """Calls ``move(job)`` for each job on up to TRANSFER_THREADS daemon threads.
+
+    Results come back on ``results`` as ``(job, error)``. Daemon threads rather than a
+    ThreadPoolExecutor: the learner can exit without joining a transfer it gave up on after
+    a halt, and concurrent.futures would add ~15 ms of imports to the start-up path.
+    """
+
+    def __init__(self, move: Callable, jobs: Sequence) -> None:
+        self._move = move
+        self._jobs = iter(jobs)
+        self._lock = threading.Lock()
+        self._stopped = False
+        self.results: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"transfer-{i}", daemon=True)
+            for i in range(min(TRANSFER_THREADS, len(jobs)))
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                job = None if self._stopped else next(self._jobs, None)
+            if job is None:
+                return
+            try:
+                self._move(job)
+            except BaseException as exc:  # always answer: the main thread counts on it
+                self.results.put((job, exc))
+            else:
+                self.results.put((job, None))
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+
+    def join(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+
+
+# ------------------------------------------------------------------------------ functions
+
+
+def _new_status(state: str, message: str) -> dict:
+    """A fresh status.json for a learner that has just started."""
+    return {
+        "status": state,
+        "status_message": message,
+        "error_code": None,
+        "exit_code": None,
+        "started_at": utc_now(),
+        "finished_at": None,
+        "progress": _progress(DOWNLOADING if state == DOWNLOADING else None),
+        "learner_pid": os.getpid(),
+        "command_pgid": None,
+        "timings": {
+            "learner_started": _STARTED,
+            "staged": None,
+            "unpacked": None,
+            "command_started": None,
+            "command_ended": None,
+            "stored": None,
+        },
+        "updated_at": None,
+    }
+
+
+def _progress(phase: str | None) -> dict:
+    return {
+        "phase": phase,
+        "bytes_done": 0,
+        "bytes_total": 0,
+        "objects_done": 0,
+        "objects_total": 0,
+    }
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _size(n: int) -> str:
+    """Bytes the way the log shows them: ``512 bytes``, ``38.2 kB``, ``1.5 GB``."""
+    if n < 1000:
+        return "1 byte" if n == 1 else f"{n} bytes"
+    for unit in ("kB", "MB", "GB", "TB"):
+        n /= 1000
+        if n < 1000 or unit == "TB":
+            break
+    return f"{n:.1f} {unit}"
+
+
+def _how_it_ended(exit_code: int) -> str:
+    if exit_code < 0:
+        return f"was killed by signal {_signal_name(-exit_code)}"
+    return f"exited with code {exit_code}"
+
+
+def _signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
+def _transfer_error(exc: BaseException) -> str:
+    if isinstance(exc, StoreError):
+        return str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
+    return _learner_error(exc)
+
+
+def _learner_error(exc: BaseException) -> str:
+    return f"learner error: {type(exc).__name__}: {exc}"
+
+
+def _kill_group(pgid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signum)
+
+
+def _reap_children() -> None:
+    """Collect every child that has ended (the learner is their subreaper)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _become_subreaper() -> None:
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+    except (ImportError, OSError, AttributeError):
+        pass  # then init reaps the orphans, a little later
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
+def _config_problem(config: dict | None) -> str | None:
+    """Why learner.json cannot drive a run, or None."""
+    if config is None:
+        return f"{LEARNER_FILE} is missing or is not a JSON object"
+    for key in ("model_id", "command"):
+        if not isinstance(config.get(key), str) or not config[key]:
+            return f"{LEARNER_FILE} has no {key!r}"
+    for key in ("data", "results"):
+        ref = config.get(key)
+        if not isinstance(ref, dict) or not ref.get("type") or not ref.get("bucket"):
+            return f"{LEARNER_FILE} has no {key!r} with a type and a bucket"
+    return None
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(USAGE)
+        return 0
+    if len(args) != 1:
+        sys.stderr.write(USAGE)
+        return 2
+    run_dir = os.path.abspath(args[0])
+    if not os.path.isdir(run_dir):
+        sys.stderr.write(f"trainui learner: {run_dir} is not a run folder\n")
+        return 2
+    config = read_json(os.path.join(run_dir, LEARNER_FILE))
+    problem = _config_problem(config)
+    if problem is not None:
+        return _give_up(run_dir, f"learner error: {problem}")
+    try:
+        return Learner(run_dir, config).run()
+    except Exception as exc:
+        # Learner.run records every failure it can; this is for the ones it cannot (an
+        # unwritable run folder, a learner.json with values of the wrong type).
+        Learner._report_crash()
+        return _give_up(run_dir, _learner_error(exc))
+
+
+def _give_up(run_dir: str, message: str) -> int:
+    """Record a failure that happened before or outside the run; exit status 1."""
+    status = _new_status(FAILED, message)
+    status["error_code"] = "S300"
+    status["finished_at"] = status["updated_at"] = status["started_at"]
+    sys.stderr.write(f"trainui {message}\n")
+    with contextlib.suppress(OSError):
+        write_json_atomic(os.path.join(run_dir, STATUS_FILE), status)
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The trainui service: routes, run store, scheduler and learner launcher."""

@@ -1,0 +1,257 @@
+"""The HTTP API of SPEC §6, as a Starlette app over a RunManager."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import tempfile
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from trainui import __version__
+from trainui.core.runs import DEFINITION_FILE, FINAL_STATES, LOG_FILE, MANIFEST_FILE
+from trainui.service.runs import Refusal, RunManager, watch
+from trainui.service.store import public
+
+LOG_CHUNK = 1 << 20
+FOLLOW_POLL_MIN, FOLLOW_POLL_MAX = 0.02, 0.25
+SSE_KEEPALIVE = 15.0
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+def create_app(manager: RunManager, on_idle=None) -> Starlette:
+    """The service's ASGI app; ``on_idle`` is called when it has been idle long enough."""
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({**manager.health(), "version": __version__})
+
+    async def submit(request: Request) -> Response:
+        limit = manager.settings.max_definition_bytes
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > limit + MAX_MANIFEST_BYTES:
+            raise Refusal(413, f"the upload is larger than the limit of {limit:,} bytes", "C102")
+        async with request.form(max_files=2, max_fields=4) as form:
+            upload = form.get("model_definition")
+            manifest = form.get("manifest")
+            if upload is None or isinstance(upload, str):
+                raise Refusal(400, "the request has no model_definition file", "C102")
+            if manifest is None:
+                raise Refusal(400, "the request has no manifest", "C101")
+            manifest_bytes = (
+                manifest.encode() if isinstance(manifest, str) else await manifest.read()
+            )
+            environment = _environment(form.get("environment"))
+            fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=manager.runs_dir)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    size = 0
+                    while chunk := await upload.read(LOG_CHUNK):
+                        size += len(chunk)
+                        if size > limit:
+                            raise Refusal(
+                                413, f"the model definition is larger than {limit:,} bytes", "C102"
+                            )
+                        out.write(chunk)
+                run = manager.submit(manifest_bytes, tmp, environment)
+            finally:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+        return JSONResponse(
+            {"model_id": run["model_id"], "url": run["url"], "status": run["status"]},
+            status_code=201,
+        )
+
+    async def list_runs(request: Request) -> Response:
+        q = request.query_params
+        limit = _int(q.get("limit"), "limit", minimum=0)
+        offset = _int(q.get("offset"), "offset", minimum=0) or 0
+        models, count = manager.list(q.get("status"), limit, offset)
+        return JSONResponse({"models": models, "count": count})
+
+    async def show(request: Request) -> Response:
+        return JSONResponse(public(manager.get(request.path_params["model_id"])))
+
+    async def delete(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        manager.delete(model_id)
+        return JSONResponse({"model_id": model_id, "deleted": True})
+
+    async def halt(request: Request) -> Response:
+        run = manager.halt(request.path_params["model_id"])
+        return JSONResponse(public(run), status_code=202)
+
+    async def definition(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        manager.get(model_id)
+        path = os.path.join(manager.run_dir(model_id), DEFINITION_FILE)
+        return FileResponse(path, media_type="application/zip", filename=f"{model_id}.zip")
+
+    async def manifest(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        manager.get(model_id)
+        with open(os.path.join(manager.run_dir(model_id), MANIFEST_FILE), "rb") as f:
+            return Response(f.read(), media_type="application/yaml")
+
+    async def logs(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        run = manager.get(model_id)
+        q = request.query_params
+        follow = q.get("follow", "false").lower() in ("1", "true", "yes")
+        offset = _int(q.get("offset"), "offset") or 0
+        limit = _int(q.get("limit"), "limit", minimum=0)
+        path = os.path.join(manager.run_dir(model_id), LOG_FILE)
+        size = _size(path)
+        start = max(0, size + offset) if offset < 0 else offset
+        headers = {"X-Log-Size": str(size), "X-Log-Offset": str(start)}
+        if not follow:
+            end = size if limit is None else min(size, start + limit)
+            data = b""
+            if end > start:
+                with open(path, "rb") as f:
+                    f.seek(start)
+                    data = f.read(end - start)
+            return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
+        return StreamingResponse(
+            _follow(manager, run, path, start),
+            media_type="text/plain; charset=utf-8",
+            headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def events(request: Request) -> Response:
+        last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
+        last_id = int(last) if last and last.isdigit() else None
+        return StreamingResponse(
+            _sse(manager, last_id),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def gpus(request: Request) -> Response:
+        holders = {
+            gpu: run["model_id"]
+            for run in manager.runs.values()
+            if run["status"] not in FINAL_STATES
+            for gpu in run["gpu_ids"] or []
+        }
+        return JSONResponse(
+            {
+                "cpu_mode": manager.scheduler.cpu_mode,
+                "gpus": [{"index": i, "run": holders.get(i)} for i in manager.settings.gpu_ids],
+            }
+        )
+
+    async def refused(request: Request, error: Refusal) -> Response:
+        return JSONResponse(error.body(), status_code=error.status)
+
+    task: asyncio.Task | None = None
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette):
+        nonlocal task
+        manager.reconcile()
+        manager.purge()
+        manager.schedule()
+        task = asyncio.create_task(watch(manager, on_idle))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            manager.close()
+
+    model = "/v3/models/{model_id}"
+    routes = [
+        Route("/v3/health", health),
+        Route("/v3/models", submit, methods=["POST"]),
+        Route("/v3/models", list_runs, methods=["GET"]),
+        Route(model, show, methods=["GET"]),
+        Route(model, delete, methods=["DELETE"]),
+        Route(model + "/halt", halt, methods=["POST"]),
+        Route(model + "/logs", logs),
+        Route(model + "/definition", definition),
+        Route(model + "/manifest", manifest),
+        Route("/v3/gpus", gpus),
+        Route("/v3/events", events),
+    ]
+    return Starlette(routes=routes, exception_handlers={Refusal: refused}, lifespan=lifespan)
+
+
+async def _follow(manager: RunManager, run: dict, path: str, position: int):
+    """Stream the log from ``position``; end once the run has ended and all was sent."""
+    manager.open_streams += 1
+    delay = FOLLOW_POLL_MIN
+    try:
+        with open(path, "rb") as f:
+            f.seek(position)
+            while True:
+                chunk = f.read(LOG_CHUNK)
+                if chunk:
+                    delay = FOLLOW_POLL_MIN
+                    yield chunk
+                    continue
+                # the learner writes its last lines before its final status: once the run is
+                # seen ended, one more read gets everything
+                if run["status"] in FINAL_STATES or run.get("model_id") not in manager.runs:
+                    rest = f.read()
+                    if rest:
+                        yield rest
+                    return
+                await asyncio.sleep(delay)
+                delay = min(FOLLOW_POLL_MAX, delay * 2)
+    finally:
+        manager.open_streams -= 1
+
+
+async def _sse(manager: RunManager, last_id: int | None):
+    manager.open_streams += 1
+    try:
+        yield b": trainui events\n\n"
+        stream = manager.events.subscribe(last_id).__aiter__()
+        while True:
+            try:
+                seq, kind, data = await asyncio.wait_for(stream.__anext__(), SSE_KEEPALIVE)
+            except asyncio.TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            except StopAsyncIteration:
+                return
+            yield f"id: {seq}\nevent: {kind}\ndata: {data}\n\n".encode()
+    finally:
+        manager.open_streams -= 1
+
+
+def _environment(field) -> dict[str, str]:
+    if field is None:
+        return {}
+    try:
+        env = json.loads(field if isinstance(field, str) else field.file.read())
+    except ValueError:
+        raise Refusal(400, "the environment field is not a JSON object", "C101") from None
+    if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
+        raise Refusal(400, "the environment field must map names to text", "C101")
+    return env
+
+
+def _int(value: str | None, name: str, minimum: int | None = None) -> int | None:
+    if value is None or value == "":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        raise Refusal(400, f"{name} must be a whole number, not '{value}'") from None
+    if minimum is not None and number < minimum:
+        raise Refusal(400, f"{name} must be at least {minimum}")
+    return number
+
+
+def _size(path: str) -> int:
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0

@@ -1,0 +1,473 @@
+"""The service's run manager: submit, schedule, launch, follow learners, halt, delete, purge.
+
+All state lives in memory (``self.runs``), is written through to the run store, and changes
+are published as events. Everything here runs on the service's event loop; the work that
+could block for long (learners, object stores) happens in other processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import json
+import os
+import shutil
+import signal
+import time
+import traceback
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+
+from trainui.config import Settings
+from trainui.core import definition
+from trainui.core.manifest import Manifest, parse_manifest_bytes
+from trainui.core.runs import (
+    ACTIVE_STATES,
+    DEFINITION_FILE,
+    DOWNLOADING,
+    FAILED,
+    FINAL_STATES,
+    HALTED,
+    LEARNER_ERRORS_FILE,
+    LEARNER_FILE,
+    LOG_FILE,
+    MANIFEST_FILE,
+    PENDING,
+    STATUS_FILE,
+    new_run_id,
+    read_json,
+    utc_now,
+    write_json_atomic,
+)
+from trainui.service.launch import LocalLauncher
+from trainui.service.scheduler import Scheduler, Waiting
+from trainui.service.store import RunStore, public
+
+WATCH_INTERVAL = 0.1  # how often active runs' status files are looked at (a stat each)
+LIVENESS_INTERVAL = 1.0  # how often learners are checked to be alive
+PURGE_INTERVAL = 3600.0
+
+
+class Refusal(Exception):
+    """A request the service refuses: HTTP status, error code and the problems in words."""
+
+    def __init__(self, status: int, message: str, code: str | None = None, errors=None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.errors = errors or [{"message": message}]
+
+    def body(self) -> dict:
+        return {"error_code": self.code, "message": str(self), "errors": self.errors}
+
+
+class EventHub:
+    """Run changes for live UIs: a sequence number per event, the last ones kept for resuming
+    (``Last-Event-ID``), and a bounded queue per subscriber (a slow one is dropped, never
+    buffered without end)."""
+
+    def __init__(self, keep: int = 1000, queue_size: int = 1000) -> None:
+        self.seq = 0
+        self.recent: deque[tuple[int, str, str]] = deque(maxlen=keep)
+        self.queue_size = queue_size
+        self.subscribers: set[asyncio.Queue] = set()
+
+    def publish(self, kind: str, data: dict) -> None:
+        self.seq += 1
+        event = (self.seq, kind, json.dumps(data))
+        self.recent.append(event)
+        for queue in list(self.subscribers):
+            if queue.qsize() >= self.queue_size:
+                self.subscribers.discard(queue)
+                queue.put_nowait(None)  # tells the subscriber it fell behind
+            else:
+                queue.put_nowait(event)
+
+    async def subscribe(self, last_id: int | None = None) -> AsyncIterator[tuple[int, str, str]]:
+        queue: asyncio.Queue = asyncio.Queue()
+        self.subscribers.add(queue)
+        try:
+            if last_id is not None:
+                for event in list(self.recent):
+                    if event[0] > last_id:
+                        yield event
+            while True:
+                event = await queue.get()
+                if event is None:
+                    return
+                yield event
+        finally:
+            self.subscribers.discard(queue)
+
+
+class RunManager:
+    def __init__(self, settings: Settings, launcher: LocalLauncher | None = None) -> None:
+        self.settings = settings
+        self.home = settings.home
+        self.runs_dir = os.path.join(self.home, "runs")
+        os.makedirs(self.runs_dir, mode=0o700, exist_ok=True)
+        self.store = RunStore(self.home)
+        self.runs: dict[str, dict] = {run["model_id"]: run for run in self.store.load()}
+        self.seq = self.store.next_seq()
+        self.scheduler = Scheduler(
+            settings.gpu_ids, settings.cpu_slots, settings.starvation_seconds
+        )
+        self.launcher = launcher or LocalLauncher()
+        self.events = EventHub()
+        self.owner = getpass.getuser()
+        self._status_mtimes: dict[str, float] = {}
+        self._last_liveness = 0.0
+        self._last_purge = 0.0
+        self.open_streams = 0
+        self.last_activity = time.monotonic()
+
+    # --- reading --------------------------------------------------------------------------
+
+    def get(self, model_id: str) -> dict:
+        run = self.runs.get(model_id)
+        if run is None or run.get("deleted"):
+            raise Refusal(404, f"run {model_id} not found")
+        return run
+
+    def list(self, status: str | None = None, limit: int | None = None, offset: int = 0):
+        runs = [r for r in self.runs.values() if not r.get("deleted")]
+        if status:
+            wanted = set(status.split(","))
+            runs = [r for r in runs if r["status"] in wanted]
+        page = runs[offset : offset + limit if limit is not None else None]
+        return [public(r) for r in page], len(runs)
+
+    def run_dir(self, model_id: str) -> str:
+        return os.path.join(self.runs_dir, model_id)
+
+    def health(self) -> dict:
+        counts: dict[str, int] = {}
+        for run in self.runs.values():
+            if not run.get("deleted"):
+                counts[run["status"]] = counts.get(run["status"], 0) + 1
+        return {
+            "status": "ok",
+            "launcher": self.launcher.name,
+            "gpus": list(self.settings.gpu_ids),
+            "cpu_mode": self.scheduler.cpu_mode,
+            "runs": counts,
+            "pid": os.getpid(),
+        }
+
+    # --- submitting -----------------------------------------------------------------------
+
+    def submit(
+        self,
+        manifest_bytes: bytes,
+        definition_path: str,
+        environment: Mapping[str, str],
+        owner: str | None = None,
+    ) -> dict:
+        """Check and accept a run; ``definition_path`` is moved into the run folder."""
+        report = parse_manifest_bytes(manifest_bytes, "manifest.yml", environment)
+        if not report.ok:
+            errors = [p.as_dict() for p in report.errors]
+            first = report.errors[0].format("manifest.yml")
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise Refusal(400, f"the manifest is not valid: {first}{more}", "C101", errors)
+        manifest = report.manifest
+        try:
+            definition.check_zip(definition_path, definition.Limits.from_env(os.environ))
+        except definition.DefinitionError as error:
+            raise Refusal(400, str(error), "C102") from None
+        too_big = self.scheduler.refuse(manifest.gpus)
+        if too_big:
+            raise Refusal(400, too_big, "S100")
+        model_id = new_run_id()
+        while model_id in self.runs:
+            model_id = new_run_id()
+        run_dir = self.run_dir(model_id)
+        os.makedirs(run_dir, mode=0o700)
+        shutil.move(definition_path, os.path.join(run_dir, DEFINITION_FILE))
+        with open(os.path.join(run_dir, MANIFEST_FILE), "w") as f:
+            f.write(report.redacted_text())
+        open(os.path.join(run_dir, LOG_FILE), "ab").close()
+        now = utc_now()
+        write_json_atomic(
+            os.path.join(run_dir, LEARNER_FILE),
+            _learner_spec(model_id, manifest, self.home, self.settings, now),
+            mode=0o600,
+        )
+        run = {
+            "model_id": model_id,
+            "url": f"/v3/models/{model_id}",
+            "name": manifest.name,
+            "description": manifest.description,
+            "framework": {"name": manifest.framework_name, "version": manifest.framework_version},
+            "resource": manifest.resource,
+            "gpus": manifest.gpus,
+            "gpu_ids": [],
+            "status": PENDING,
+            "status_message": "queued",
+            "error_code": None,
+            "exit_code": None,
+            "submitted_at": now,
+            "started_at": None,
+            "finished_at": None,
+            "owner": owner or self.owner,
+            "data": manifest.data.describe(),
+            "results": {**manifest.results.describe(), "prefix": f"{model_id}/"},
+            "progress": _no_progress(),
+            "seq": self.seq,
+            "queued_epoch": time.time(),
+            "learner_pid": None,
+            "learner_start": None,
+            "finished_epoch": None,
+            "deleted": 0,
+        }
+        self.seq += 1
+        self.runs[model_id] = run
+        self._save(run)
+        self.schedule()
+        return run
+
+    # --- scheduling and launching ---------------------------------------------------------
+
+    def schedule(self) -> None:
+        waiting = [
+            Waiting(r["model_id"], r["gpus"], r["queued_epoch"])
+            for r in self.runs.values()
+            if r["status"] == PENDING and not r.get("deleted")
+        ]
+        if not waiting:
+            return
+        active = [r for r in self.runs.values() if r["status"] in ACTIVE_STATES]
+        busy = {r["model_id"]: r["gpu_ids"] or [] for r in active}
+        plan = self.scheduler.plan(waiting, busy, len(active), time.time())
+        for model_id, gpu_ids in plan.starts:
+            self._start(self.runs[model_id], list(gpu_ids))
+        changed = []
+        for model_id, reason in plan.reasons.items():
+            run = self.runs[model_id]
+            if run["status_message"] != reason:
+                run["status_message"] = reason
+                changed.append(run)
+        if changed:  # one transaction: when a large run ends, thousands of reasons may change
+            self.store.save_many(changed)
+            for run in changed:
+                self.events.publish("run", public(run))
+
+    def _start(self, run: dict, gpu_ids: list[int]) -> None:
+        run_dir = self.run_dir(run["model_id"])
+        spec_path = os.path.join(run_dir, LEARNER_FILE)
+        spec = read_json(spec_path) or {}
+        spec.update(gpu_ids=gpu_ids, cpu_mode=self.scheduler.cpu_mode)
+        write_json_atomic(spec_path, spec, mode=0o600)
+        try:
+            pid, start = self.launcher.start(run_dir)
+        except OSError as error:
+            self._finish(run, FAILED, f"the learner could not be started: {error}", "S300")
+            return
+        where = "on the CPU" if self.scheduler.cpu_mode else f"on GPU {_ids(gpu_ids)}"
+        run.update(
+            status=DOWNLOADING,
+            status_message=f"starting {where}",
+            gpu_ids=gpu_ids,
+            started_at=utc_now(),
+            learner_pid=pid,
+            learner_start=start,
+        )
+        self._save(run)
+
+    # --- following learners ---------------------------------------------------------------
+
+    def poll(self) -> None:
+        """Bring active runs up to date with their learners' status files."""
+        now = time.monotonic()
+        check_liveness = now - self._last_liveness >= LIVENESS_INTERVAL
+        if check_liveness:
+            self._last_liveness = now
+        released = False
+        for run in [r for r in self.runs.values() if r["status"] in ACTIVE_STATES]:
+            status_path = os.path.join(self.run_dir(run["model_id"]), STATUS_FILE)
+            try:
+                mtime = os.stat(status_path).st_mtime_ns
+            except FileNotFoundError:
+                mtime = None
+            if mtime is not None and mtime != self._status_mtimes.get(run["model_id"]):
+                status = read_json(status_path)
+                if status is not None:
+                    self._status_mtimes[run["model_id"]] = mtime
+                    released |= self._apply(run, status)
+                    continue
+            if check_liveness and not self.launcher.alive(run["learner_pid"], run["learner_start"]):
+                status = read_json(status_path)  # it may have ended between the two looks
+                if status is not None and status.get("status") in FINAL_STATES:
+                    released |= self._apply(run, status)
+                else:
+                    _kill_group((status or {}).get("command_pgid"))  # free its GPUs
+                    self._finish(
+                        run,
+                        FAILED,
+                        "the learner process ended unexpectedly (see "
+                        f"{os.path.join(self.run_dir(run['model_id']), LEARNER_ERRORS_FILE)})",
+                        "S300",
+                    )
+                    released = True
+        if released:
+            self.schedule()
+        if now - self._last_purge >= PURGE_INTERVAL:
+            self._last_purge = now
+            self.purge()
+
+    def _apply(self, run: dict, status: dict) -> bool:
+        """Copy a learner's status into the run; True when the run ended."""
+        changed = False
+        for key in ("status", "status_message", "error_code", "exit_code", "progress"):
+            if key in status and status[key] != run.get(key):
+                run[key] = status[key]
+                changed = True
+        for key in ("started_at", "finished_at"):
+            if status.get(key) and status[key] != run.get(key):
+                run[key] = status[key]
+                changed = True
+        ended = run["status"] in FINAL_STATES
+        if ended:
+            run["finished_at"] = run["finished_at"] or utc_now()
+            run["finished_epoch"] = time.time()
+            if run.get("deleted"):
+                self._forget(run["model_id"])
+                return True
+        if changed:
+            self._save(run)
+        return ended
+
+    def _finish(self, run: dict, status: str, message: str, code: str | None) -> None:
+        run.update(
+            status=status,
+            status_message=message,
+            error_code=code,
+            finished_at=utc_now(),
+            finished_epoch=time.time(),
+        )
+        if run.get("deleted"):
+            self._forget(run["model_id"])
+        else:
+            self._save(run)
+
+    def reconcile(self) -> None:
+        """After a (re)start: follow learners that still run, fail those that vanished."""
+        for run in list(self.runs.values()):
+            if run.get("deleted") and run["status"] not in ACTIVE_STATES:
+                self._forget(run["model_id"])
+        self._last_liveness = 0.0
+        self.poll()
+
+    # --- halting and deleting -------------------------------------------------------------
+
+    def halt(self, model_id: str) -> dict:
+        run = self.get(model_id)
+        if run["status"] in FINAL_STATES:
+            raise Refusal(409, f"run {model_id} has already ended ({run['status']})")
+        if run["status"] == PENDING:
+            self._finish(run, HALTED, "halted before it started", None)
+            self.schedule()
+        else:
+            run["status_message"] = "halting"
+            self._save(run)
+            self.launcher.halt(run["learner_pid"], run["learner_start"])
+        return run
+
+    def delete(self, model_id: str) -> None:
+        run = self.get(model_id)
+        if run["status"] in ACTIVE_STATES:
+            # the learner stores what it has and ends; the run is forgotten when it does
+            run["deleted"] = 1
+            self._save(run)
+            self.launcher.halt(run["learner_pid"], run["learner_start"])
+            self.events.publish("deleted", {"model_id": model_id})
+        else:
+            self._forget(model_id)
+            self.schedule()
+
+    def _forget(self, model_id: str) -> None:
+        self.runs.pop(model_id, None)
+        self._status_mtimes.pop(model_id, None)
+        self.store.delete(model_id)
+        shutil.rmtree(self.run_dir(model_id), ignore_errors=True)
+        self.events.publish("deleted", {"model_id": model_id})
+
+    def purge(self) -> int:
+        """Forget runs that ended longer ago than the retention time (SPEC §3: 7 days)."""
+        before = time.time() - self.settings.retention_days * 86400
+        expired = self.store.ended_before(before)
+        for model_id in expired:
+            self._forget(model_id)
+        return len(expired)
+
+    # --- idling ---------------------------------------------------------------------------
+
+    def idle_for(self) -> float:
+        """Seconds with nothing to do: nothing pending or active, no stream open."""
+        busy = self.open_streams or any(
+            r["status"] == PENDING or r["status"] in ACTIVE_STATES for r in self.runs.values()
+        )
+        if busy:
+            self.last_activity = time.monotonic()
+        return time.monotonic() - self.last_activity
+
+    def _save(self, run: dict) -> None:
+        self.store.save(run)
+        if not run.get("deleted"):
+            self.events.publish("run", public(run))
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: str) -> dict:
+    def store(s) -> dict:
+        return {"type": s.type, "bucket": s.bucket, "connection": dict(s.connection)}
+
+    return {
+        "model_id": model_id,
+        "name": manifest.name,
+        "command": manifest.command,
+        "resource": manifest.resource,
+        "gpu_ids": [],
+        "cpu_mode": False,
+        "data": store(manifest.data),
+        "results": store(manifest.results),
+        "home": home,
+        "halt_grace_seconds": settings.halt_grace_seconds,
+        "submitted_at": now,
+    }
+
+
+def _no_progress() -> dict:
+    return {
+        "phase": None,
+        "bytes_done": 0,
+        "bytes_total": 0,
+        "objects_done": 0,
+        "objects_total": 0,
+    }
+
+
+def _ids(ids: list[int]) -> str:
+    return ",".join(str(i) for i in ids)
+
+
+def _kill_group(pgid: int | None) -> None:
+    if pgid:
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)
+
+
+async def watch(manager: RunManager, on_idle=None) -> None:
+    """The service's heartbeat: follow learners, purge history, exit when idle."""
+    while True:
+        try:
+            manager.poll()
+        except Exception:  # one bad status file must not stop the heartbeat: say it, go on
+            traceback.print_exc()
+        if on_idle is not None and manager.idle_for() >= manager.settings.idle_exit_seconds:
+            on_idle()
+            return
+        await asyncio.sleep(WATCH_INTERVAL)

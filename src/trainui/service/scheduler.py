@@ -1,0 +1,166 @@
+"""Which pending runs start now, and on which GPUs (SPEC §4).
+
+The scheduler is pure and keeps no state between calls: the service hands ``Scheduler.plan``
+the pending runs in submission order, the GPUs held by active runs and the current time, and
+gets back the runs to start with their GPU ids, and a reason for every run that stays pending.
+It reads no clock and does no I/O, so it is called again on every change (a submit, a run that
+ends, a restart) and is cheap enough for that.
+
+Rules:
+
+- Submission order, with backfill: the queue is walked in order; a run that fits in the GPUs
+  still free starts on the lowest free ids, one that does not fit waits, and later runs that
+  fit may still start.
+- Starvation guard: once the first run that cannot start (the blocked head) has waited longer
+  than ``starvation_seconds``, backfill stops: no run behind it starts until it has started.
+- A GPU is never given to two runs. GPU ids held in ``busy`` that are not in the inventory are
+  ignored (a GPU removed from the inventory since the run started).
+- A pending run that needs more GPUs than the machine has (refused at submit, but the
+  inventory may shrink across a restart) is told so and does not block the queue.
+- CPU mode (no GPU inventory): every run, whatever its size, takes one of ``cpu_slots`` slots
+  and gets no GPU.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from trainui.core.manifest import RESOURCE_GPUS
+from trainui.core.record import Record
+
+__all__ = ["Plan", "Scheduler", "Waiting"]
+
+_SIZE_OF = {gpus: size for size, gpus in RESOURCE_GPUS.items()}
+
+
+class Waiting(Record):
+    """A pending run: ``run_id``, the ``gpus`` it needs (1, 2 or 4) and ``queued_at``, in
+    seconds on the same clock as the ``now`` given to ``Scheduler.plan``."""
+
+    __slots__ = ("run_id", "gpus", "queued_at")
+
+
+class Plan(Record):
+    """What to do now: ``starts``, a list of ``(run_id, gpu_ids)`` in queue order (``gpu_ids``
+    is ``()`` in CPU mode), and ``reasons``, a sentence for every run that stays pending."""
+
+    __slots__ = ("starts", "reasons")
+
+
+def _gpus(count: int) -> str:
+    return f"{count} GPU" if count == 1 else f"{count} GPUs"
+
+
+def _ahead(count: int) -> str:
+    if count == 0:
+        return ""
+    return ", 1 run ahead" if count == 1 else f", {count} runs ahead"
+
+
+class Scheduler:
+    """Plans starts for one machine's GPUs (or CPU slots when it has none)."""
+
+    __slots__ = ("_inventory", "cpu_slots", "starvation_seconds")
+
+    def __init__(
+        self,
+        gpu_ids: Sequence[int] | None,
+        cpu_slots: int = 1,
+        starvation_seconds: float = 600.0,
+    ) -> None:
+        if cpu_slots < 1:
+            raise ValueError(f"cpu_slots must be at least 1, not {cpu_slots}")
+        self._inventory: tuple[int, ...] = tuple(sorted(set(gpu_ids or ())))
+        self.cpu_slots = cpu_slots
+        self.starvation_seconds = starvation_seconds
+
+    @property
+    def cpu_mode(self) -> bool:
+        """True when the machine has no GPU: runs of every size take a CPU slot."""
+        return not self._inventory
+
+    @property
+    def gpu_ids(self) -> tuple[int, ...]:
+        """The GPU inventory, sorted."""
+        return self._inventory
+
+    def refuse(self, gpus: int) -> str | None:
+        """At submit: a sentence when a run needing ``gpus`` GPUs can never fit on this
+        machine, None when it can. Never refuses in CPU mode."""
+        have = len(self._inventory)
+        if not have or gpus <= have:
+            return None
+        size = _SIZE_OF.get(gpus)
+        needs = f"{_gpus(gpus)} ({size})" if size else _gpus(gpus)
+        return f"the run needs {needs} but this machine has {have}"
+
+    def plan(
+        self,
+        waiting: Sequence[Waiting],
+        busy: Mapping[str, Sequence[int]],
+        busy_cpu_slots: int,
+        now: float,
+    ) -> Plan:
+        """Which of ``waiting`` (the pending runs, in submission order) start now.
+
+        ``busy`` maps each active run to the GPU ids it holds; ``busy_cpu_slots`` is the number
+        of CPU slots taken (used in CPU mode only).
+        """
+        if not self._inventory:
+            return self._plan_cpu(waiting, busy_cpu_slots)
+
+        held: set[int] = set()
+        for ids in busy.values():
+            held.update(ids)
+        # Held ids outside the inventory (a GPU removed since) simply never match.
+        free = [gpu for gpu in self._inventory if gpu not in held]
+        have = len(self._inventory)
+        starts: list[tuple[str, tuple[int, ...]]] = []
+        reasons: dict[str, str] = {}
+        # Pending runs, in queue order: (run, None) when it does not fit in the GPUs free at
+        # its turn, (run, head) when it fits but the starvation guard holds it behind head.
+        pending: list[tuple[Waiting, Waiting | None]] = []
+        head: Waiting | None = None  # the first run that could not start
+        guard = False  # the head has waited too long: backfill is off
+        limit = self.starvation_seconds
+
+        for run in waiting:
+            need = run.gpus
+            if need > have:
+                reasons[run.run_id] = f"needs {_gpus(need)} but this machine has {have}"
+                continue
+            if need > len(free):
+                pending.append((run, None))
+                if head is None:
+                    head = run
+                    guard = now - run.queued_at > limit
+                continue
+            if guard:
+                pending.append((run, head))
+                continue
+            starts.append((run.run_id, tuple(free[:need])))
+            del free[:need]
+
+        left = len(free)
+        for ahead, (run, blocker) in enumerate(pending):
+            if blocker is None:
+                reasons[run.run_id] = f"waiting for {_gpus(run.gpus)}: {left} free{_ahead(ahead)}"
+            else:
+                reasons[run.run_id] = (
+                    f"waiting behind {blocker.run_id} "
+                    f"(queued first, waiting for {_gpus(blocker.gpus)})"
+                )
+        return Plan(starts, reasons)
+
+    def _plan_cpu(self, waiting: Sequence[Waiting], busy_cpu_slots: int) -> Plan:
+        slots = self.cpu_slots
+        free = max(0, slots - max(0, busy_cpu_slots))
+        starts: list[tuple[str, tuple[int, ...]]] = []
+        reasons: dict[str, str] = {}
+        for index, run in enumerate(waiting):
+            if index < free:
+                starts.append((run.run_id, ()))
+            else:
+                ahead = _ahead(index - free)
+                reasons[run.run_id] = f"waiting for a CPU slot: 0 of {slots} free{ahead}"
+        return Plan(starts, reasons)

@@ -1,0 +1,89 @@
+"""The run store: every run's record in SQLite (WAL) in the home.
+
+The service keeps all records in memory too (reads never touch the disk); this module is the
+durable copy, written on every change, and read once at start-up.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable
+
+# Columns that hold JSON values; every other column holds a plain value.
+_JSON_COLUMNS = ("framework", "gpu_ids", "data", "results", "progress")
+_COLUMNS = (
+    "model_id", "seq", "owner", "name", "description", "framework", "resource", "gpus",
+    "gpu_ids", "status", "status_message", "error_code", "exit_code", "submitted_at",
+    "started_at", "finished_at", "data", "results", "progress",
+    # internal: not part of the API object
+    "queued_epoch", "learner_pid", "learner_start", "finished_epoch", "deleted",
+)  # fmt: skip
+INTERNAL = ("seq", "queued_epoch", "learner_pid", "learner_start", "finished_epoch", "deleted")
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs (
+    {", ".join(c + (" TEXT PRIMARY KEY" if c == "model_id" else "") for c in _COLUMNS)}
+);
+CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished_epoch);
+"""
+
+
+class RunStore:
+    def __init__(self, home: str) -> None:
+        path = os.path.join(home, "runs.db")
+        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        os.chmod(path, 0o600)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes
+        self.db.executescript(_SCHEMA)
+
+    def load(self) -> list[dict]:
+        """Every run, in submission order."""
+        cursor = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY seq")
+        return [self._decode(row) for row in cursor]
+
+    def save(self, run: dict) -> None:
+        values = [json.dumps(run.get(c)) if c in _JSON_COLUMNS else run.get(c) for c in _COLUMNS]
+        self.db.execute(
+            f"INSERT OR REPLACE INTO runs ({', '.join(_COLUMNS)}) "
+            f"VALUES ({', '.join('?' * len(_COLUMNS))})",
+            values,
+        )
+
+    def save_many(self, runs: Iterable[dict]) -> None:
+        self.db.execute("BEGIN")
+        try:
+            for run in runs:
+                self.save(run)
+        finally:
+            self.db.execute("COMMIT")
+
+    def delete(self, model_id: str) -> None:
+        self.db.execute("DELETE FROM runs WHERE model_id = ?", (model_id,))
+
+    def ended_before(self, epoch: float) -> list[str]:
+        cursor = self.db.execute(
+            "SELECT model_id FROM runs WHERE finished_epoch IS NOT NULL AND finished_epoch < ?",
+            (epoch,),
+        )
+        return [row[0] for row in cursor]
+
+    def next_seq(self) -> int:
+        return (self.db.execute("SELECT MAX(seq) FROM runs").fetchone()[0] or 0) + 1
+
+    def close(self) -> None:
+        self.db.close()
+
+    @staticmethod
+    def _decode(row: tuple) -> dict:
+        run = dict(zip(_COLUMNS, row, strict=True))
+        for column in _JSON_COLUMNS:
+            run[column] = json.loads(run[column]) if run[column] is not None else None
+        return run
+
+
+def public(run: dict) -> dict:
+    """The run as the API shows it: without the service's internal fields."""
+    return {k: v for k, v in run.items() if k not in INTERNAL}

@@ -1,0 +1,104 @@
+"""The ``local`` store: a bucket is a folder ``<path>/<bucket>`` on this machine.
+
+For data that is already on the box and for the offline default (``<home>/buckets``). Files
+are copied, never linked, so a run cannot change the bucket it read from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+
+from trainui.storage import ObjectInfo, ObjectStore, StoreError, iter_files, safe_key_path
+
+
+class LocalStore(ObjectStore):
+    """Bucket ``bucket`` under the folder ``path``."""
+
+    def __init__(self, bucket: str, path: str) -> None:
+        if bucket in ("", ".", "..") or "/" in bucket or "\x00" in bucket:
+            raise StoreError(f"{bucket!r} is not a valid local bucket name: it must name a folder")
+        self.bucket = bucket
+        self.path = path
+        self.root = os.path.join(path, bucket)
+        self.description = f"local bucket '{bucket}' ({path})"
+
+    def _missing(self) -> StoreError:
+        return StoreError(f"local bucket '{self.bucket}' does not exist ({self.root})")
+
+    def _require_bucket(self) -> None:
+        if not os.path.isdir(self.root):
+            raise self._missing()
+
+    def list_objects(self) -> Iterator[ObjectInfo]:
+        self._require_bucket()
+        try:
+            files = list(iter_files(self.root))
+        except OSError as exc:
+            raise StoreError(
+                f"cannot list {self.description}: {exc.strerror or exc} ({exc.filename})"
+            ) from None
+        return (ObjectInfo(key, size) for key, _path, size in files)
+
+    def _object_path(self, key: str) -> str:
+        path = safe_key_path(self.root, key)
+        # A symlink inside the bucket may point outside it; such objects are not listed, so
+        # they cannot be read either.
+        real_root = os.path.realpath(self.root)
+        if not os.path.realpath(path).startswith(real_root.rstrip(os.sep) + os.sep):
+            raise StoreError(f"object {key!r} does not exist in {self.description}")
+        return path
+
+    def download(self, key: str, dest: str) -> int:
+        self._require_bucket()
+        src = self._object_path(key)
+        try:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            shutil.copyfile(src, dest)
+            return os.path.getsize(dest)
+        except FileNotFoundError as exc:
+            if exc.filename == src:
+                raise StoreError(f"object {key!r} does not exist in {self.description}") from None
+            raise StoreError(_copy_failed(key, "from", self.description, exc)) from None
+        except OSError as exc:
+            raise StoreError(_copy_failed(key, "from", self.description, exc)) from None
+
+    def upload(self, src: str, key: str) -> None:
+        dest = safe_key_path(self.root, key)
+        parent, name = os.path.split(dest)
+        # A hidden temporary name in the same folder, renamed into place: readers of the
+        # bucket never see half a file.
+        tmp = os.path.join(parent, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        try:
+            os.makedirs(parent, exist_ok=True)
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, dest)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise StoreError(_copy_failed(key, "to", self.description, exc)) from None
+
+    def check(self, write: bool = False) -> None:
+        if not write:
+            self._require_bucket()
+            if not os.access(self.root, os.R_OK | os.X_OK):
+                raise StoreError(f"{self.description} cannot be read: permission denied")
+            return
+        probe = os.path.join(self.root, f".trainui-check.{os.getpid()}.tmp")
+        try:
+            os.makedirs(self.root, exist_ok=True)
+            with open(probe, "wb"):
+                pass
+            os.unlink(probe)
+        except OSError as exc:
+            raise StoreError(
+                f"{self.description} cannot be written: {exc.strerror or exc}"
+            ) from None
+
+
+def _copy_failed(key: str, direction: str, description: str, exc: OSError) -> str:
+    where = f" ({exc.filename})" if exc.filename else ""
+    return f"copying {key!r} {direction} {description} failed: {exc.strerror or exc}{where}"

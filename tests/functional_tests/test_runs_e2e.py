@@ -1,0 +1,295 @@
+"""Training runs end to end: the real CLI, the real service on its Unix socket, real learners."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+import zipfile
+
+
+def group_alive(pgid: int, wait: float = 10.0) -> bool:
+    """Does any process of the group still run? Zombies do not count: they have ended, and
+    this sandbox's PID 1 is slow to collect orphans."""
+    deadline = time.monotonic() + wait
+    while True:
+        alive = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                alive = True
+                break
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+QUICK = "echo hello from $TRAINING_ID; echo trained > $RESULT_DIR/model.txt"
+
+
+def test_a_run_completes_and_stores_the_results_layout(home):
+    home.bucket("data", {"a.txt": "alpha", "sub/b.txt": "beta"})
+    model = home.model("quick", {"train.py": "print('model code')\n"})
+    manifest = home.manifest(
+        "cat $DATA_DIR/a.txt $DATA_DIR/sub/b.txt; echo; python3 train.py; "
+        + QUICK.split("; ", 1)[1]
+        + "; env | grep -E '^(GPU_COUNT|CUDA_VISIBLE_DEVICES|LEARNER_ID|NUM_LEARNERS)=' | sort"
+    )
+    model_id = home.submit(model, manifest)
+    run = home.wait(model_id, "completed", "failed")
+    assert run["status"] == "completed", run
+    assert run["exit_code"] == 0 and run["error_code"] is None
+    assert run["results"] == {
+        "type": "local",
+        "bucket": "results",
+        "endpoint": "",
+        "prefix": f"{model_id}/",
+    }
+    stored = home.buckets / "results" / model_id
+    assert sorted(p.relative_to(stored).as_posix() for p in stored.rglob("*") if p.is_file()) == [
+        "_submitted_code/model.zip",
+        "manifest.yml",
+        "model.txt",
+        "training-log.txt",
+        "training-status.json",
+    ]
+    log = (stored / "training-log.txt").read_text()
+    assert "alphabeta" in log and "model code" in log
+    assert "CUDA_VISIBLE_DEVICES=\nGPU_COUNT=0\nLEARNER_ID=1\nNUM_LEARNERS=1" in log
+    status = json.loads((stored / "training-status.json").read_text())
+    assert status["status"] == "completed" and status["exit_code"] == 0
+    with zipfile.ZipFile(stored / "_submitted_code" / "model.zip") as zf:
+        assert zf.namelist() == ["train.py"]
+    # the CLI's views of the same run
+    listed = home.cli("list", "trained-models", check=True).stdout
+    assert "test-run" in listed and model_id in listed and "completed" in listed
+    assert "1 records found." in listed
+    shown = home.cli("show", "trained-models", model_id, check=True).stdout
+    assert f"ModelId        {model_id}" in shown
+    assert f"url            /v3/models/{model_id}" in shown
+    assert "State          completed" in shown
+    assert home.cli("logs", model_id, check=True).stdout == log
+
+
+def test_the_home_and_socket_are_private(home):
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest("true"))
+    home.wait(model_id, "completed")
+    assert stat.S_IMODE(home.path.stat().st_mode) == 0o700
+    assert stat.S_IMODE((home.path / "trainui.sock").stat().st_mode) == 0o600
+
+
+def test_a_failing_command_is_c201_with_its_exit_code_and_stays_listed(home):
+    manifest = home.manifest("echo about to fail; exit 3", name="failing")
+    model_id = home.submit(home.model("m", {"t.py": ""}), manifest)
+    run = home.wait(model_id, "completed", "failed")
+    assert (run["status"], run["error_code"], run["exit_code"]) == ("failed", "C201", 3)
+    assert "exited with code 3" in run["status_message"]
+    log = (home.buckets / "results" / model_id / "training-log.txt").read_text()
+    assert "about to fail" in log
+    assert model_id in home.cli("list", check=True).stdout
+    shown = home.cli("show", model_id, check=True).stdout
+    assert "Exit_code      3" in shown and "Error_code     C201" in shown
+
+
+def test_halt_stops_the_process_group_and_stores_the_logs(home):
+    manifest = home.manifest("echo started; sleep 1000 & sleep 1000; echo never")
+    model_id = home.submit(home.model("m", {"t.py": ""}), manifest)
+    home.wait(model_id, "running")
+    time.sleep(0.3)
+    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
+    pgid = status["command_pgid"]
+    os.killpg(pgid, 0)  # the command's group exists
+    result = home.cli("halt", model_id, check=True)
+    assert "OK" in result.stdout
+    run = home.wait(model_id, "halted", "failed", "completed", timeout=30)
+    assert run["status"] == "halted"
+    assert not group_alive(pgid)
+    log = (home.buckets / "results" / model_id / "training-log.txt").read_text()
+    assert "started" in log and "never" not in log
+
+
+def test_delete_while_pending_and_while_running(home):
+    home.env["TRAINUI_CPU_SLOTS"] = "1"
+    blocker = home.submit(
+        home.model("m", {"t.py": ""}), home.manifest("sleep 1000", name="blocker")
+    )
+    home.wait(blocker, "running")
+    waiting = home.submit(home.model("m", {"t.py": ""}), home.manifest("true", name="waiting"))
+    run = home.show(waiting)
+    assert run["status"] == "pending"
+    assert run["status_message"] == "waiting for a CPU slot: 0 of 1 free"
+    assert "Delete trained-models successful" in home.cli("delete", waiting, check=True).stdout
+    assert "not found" in home.cli("show", waiting).stderr
+    home.cli("delete", "trained-models", blocker, check=True)
+    assert home.cli("show", blocker).returncode == 1
+    listed = home.cli("list", check=True).stdout
+    assert "0 records found." in listed
+    # the halted run still stored its log, and its folder goes once the learner has ended
+    deadline = time.monotonic() + 30
+    while (home.path / "runs" / blocker).exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not (home.path / "runs" / blocker).exists()
+    assert (home.buckets / "results" / blocker / "training-log.txt").exists()
+
+
+def test_four_gpus_are_shared_without_overlap_and_a_second_large_run_waits(home):
+    home.env["TRAINUI_GPUS"] = "0,1,2,3"
+    model = home.model("m", {"t.py": ""})
+    hold = "echo CVD=$CUDA_VISIBLE_DEVICES; sleep 1000"
+    small = home.submit(model, home.manifest(hold, "small", name="s"))
+    medium = home.submit(model, home.manifest(hold, "medium", name="m"))
+    runs = [home.wait(r, "running") for r in (small, medium)]
+    assert runs[0]["gpu_ids"] == [0] and runs[1]["gpu_ids"] == [1, 2]
+    large = home.submit(model, home.manifest(hold, "large", name="l"))
+    run = home.show(large)
+    assert run["status"] == "pending"
+    assert run["status_message"] == "waiting for 4 GPUs: 1 free"
+    home.cli("halt", small, check=True)
+    home.cli("halt", medium, check=True)
+    run = home.wait(large, "running", timeout=30)
+    assert run["gpu_ids"] == [0, 1, 2, 3]
+    large2 = home.submit(model, home.manifest(hold, "large", name="l2"))
+    assert home.show(large2)["status_message"] == "waiting for 4 GPUs: 0 free"
+    time.sleep(0.5)
+    log = home.cli("logs", large, check=True).stdout
+    assert "CVD=0,1,2,3" in log
+    home.cli("delete", large, check=True)
+    assert home.wait(large2, "running", timeout=30)["gpu_ids"] == [0, 1, 2, 3]
+
+
+def test_a_run_larger_than_the_machine_is_refused_with_s100(home):
+    home.env["TRAINUI_GPUS"] = "0,1"
+    result = home.cli(
+        "train", str(home.model("m", {"t.py": ""})), str(home.manifest("true", "large"))
+    )
+    assert result.returncode == 1
+    assert "the run needs 4 GPUs (large) but this machine has 2" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_invalid_manifest_is_refused_with_located_problems(home):
+    manifest = home.manifest("true")
+    manifest.write_text(manifest.read_text().replace("resource: small", "resource: huge"))
+    result = home.cli("train", str(home.model("m", {"t.py": ""})), str(manifest))
+    assert result.returncode == 1
+    assert (
+        f"{manifest}:6:15: model_definition.execution.resource: 'huge' is not one of"
+        in result.stderr
+    )
+    assert "is not a valid manifest" in result.stderr
+
+
+def test_a_tar_model_definition_is_refused(home, tmp_path):
+    archive = tmp_path / "model.tar.gz"
+    archive.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 100)
+    result = home.cli("train", str(archive), str(home.manifest("true")))
+    assert result.returncode == 1
+    assert "is a gzip archive: only .zip model definitions are accepted" in result.stderr
+
+
+def test_logs_follow_from_an_offset_neither_loses_nor_repeats(home):
+    script = "for i in $(seq 1 400); do echo line-$i; sleep 0.002; done"
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest(script))
+    home.wait(model_id, "running")
+    first = home.cli("logs", model_id, check=True).stdout.encode()
+    cut = first.rfind(b"line-")  # resume in the middle of whatever was there
+    cut = max(cut, 0)
+    rest = home.cli("logs", model_id, "--follow", "--offset", str(cut), check=True).stdout
+    whole = first[:cut].decode() + rest
+    lines = [line for line in whole.splitlines() if line.startswith("line-")]
+    assert lines == [f"line-{i}" for i in range(1, 401)]
+    assert home.show(model_id)["status"] == "completed"
+
+
+def test_train_follow_prints_the_log_and_exits_with_the_run(home):
+    ok = home.cli(
+        "train", "--follow", str(home.model("m", {"t.py": ""})), str(home.manifest("echo done-ok"))
+    )
+    assert ok.returncode == 0 and "done-ok" in ok.stdout
+    assert "completed" in ok.stderr
+    bad = home.cli("train", "-f", str(home.model("m", {"t.py": ""})), str(home.manifest("exit 4")))
+    assert bad.returncode == 1 and "failed" in bad.stderr
+
+
+def test_the_service_killed_mid_run_and_restarted_loses_nothing(home):
+    script = "for i in $(seq 1 60); do echo tick-$i; sleep 0.05; done"
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest(script))
+    home.wait(model_id, "running")
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "trainui", "logs", "--follow", model_id],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=home.env,
+    )
+    time.sleep(0.5)
+    os.kill(home.service_pid(), signal.SIGKILL)
+    out, _ = follower.communicate(timeout=60)  # the follower starts a new service and resumes
+    assert follower.returncode == 0
+    ticks = [line for line in out.splitlines() if line.startswith("tick-")]
+    assert ticks == [f"tick-{i}" for i in range(1, 61)]
+    run = home.wait(model_id, "completed", "failed")
+    assert run["status"] == "completed"
+    stored = (home.buckets / "results" / model_id / "training-log.txt").read_text()
+    assert [line for line in stored.splitlines() if line.startswith("tick-")] == ticks
+
+
+def test_a_learner_killed_outright_fails_its_run_with_a_reason(home):
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest("sleep 1000"))
+    home.wait(model_id, "running")
+    time.sleep(0.2)
+    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
+    os.kill(status["learner_pid"], signal.SIGKILL)
+    run = home.wait(model_id, "failed", timeout=30)
+    assert "the learner process ended unexpectedly" in run["status_message"]
+    assert not group_alive(status["command_pgid"])  # its command does not hold the GPU on
+
+
+def test_two_clis_submitting_50_runs_each_never_double_book_a_gpu(home, tmp_path):
+    home.env["TRAINUI_GPUS"] = "0,1,2,3"
+    trace = tmp_path / "trace.txt"
+    command = (
+        f'echo "start $CUDA_VISIBLE_DEVICES $(date +%s.%N)" >> {trace}; sleep 0.05; '
+        f'echo "end $CUDA_VISIBLE_DEVICES $(date +%s.%N)" >> {trace}'
+    )
+    model = home.model("m", {"t.py": ""})
+    manifests = [home.manifest(command, size, name=size) for size in ("small", "medium")]
+    home.cli("list", check=True)  # one service, started before the race
+    script = (
+        "import sys, subprocess\n"
+        "for i in range(50):\n"
+        "    subprocess.run([sys.executable, '-m', 'trainui', 'train', sys.argv[1],"
+        " sys.argv[2 + i % 2]], check=True, capture_output=True)\n"
+    )
+    submitters = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, str(model), *map(str, manifests)], env=home.env
+        )
+        for _ in range(2)
+    ]
+    for submitter in submitters:
+        assert submitter.wait(timeout=300) == 0
+    runs = json.loads(home.cli("list", "--json", check=True).stdout)
+    assert len(runs) == 100
+    for run in runs:
+        home.wait(run["model_id"], "completed", timeout=120)
+    intervals: dict[str, list] = {}
+    for line in trace.read_text().splitlines():
+        kind, gpus, when = line.split()
+        for gpu in gpus.split(","):
+            intervals.setdefault(gpu, []).append((float(when), kind))
+    assert sorted(intervals) == ["0", "1", "2", "3"]
+    for gpu, events in intervals.items():
+        depth = 0
+        for _, kind in sorted(events):
+            depth += 1 if kind == "start" else -1
+            assert depth <= 1, f"GPU {gpu} was given to two runs at once"

@@ -1,0 +1,148 @@
+"""The service itself: one per home, idle exit, retention, API errors, events."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from trainui.client import Client, ClientError
+
+
+def test_one_service_per_home(home):
+    home.cli("list", check=True)  # starts the service
+    second = home.cli("serve", timeout=30)
+    assert second.returncode == 1
+    assert f"a trainui service is already running for {home.path}" in second.stderr
+
+
+def test_the_service_exits_when_idle_and_comes_back_when_needed(home):
+    home.env["TRAINUI_IDLE_EXIT"] = "0.5"
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest("sleep 1"))
+    pid = home.service_pid()
+    assert pid
+    home.wait(model_id, "completed")
+    deadline = time.monotonic() + 20
+    while home.service_pid() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert home.service_pid() is None, "the idle service did not exit"
+    assert home.show(model_id)["status"] == "completed"  # a new service, the same history
+    assert home.service_pid() not in (None, pid)
+
+
+def test_history_is_purged_after_the_retention_time(home):
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest("true"))
+    home.wait(model_id, "completed")
+    home.stop()
+    home.env["TRAINUI_RETENTION_DAYS"] = "0"
+    time.sleep(0.1)
+    assert "0 records found." in home.cli("list", check=True).stdout
+    assert not (home.path / "runs" / model_id).exists()
+    assert (home.buckets / "results" / model_id / "training-log.txt").exists()  # never removed
+
+
+def test_unknown_runs_and_bad_requests_are_sentences(home):
+    result = home.cli("show", "training-AAAAAAAAA")
+    assert result.returncode == 1
+    assert result.stderr.strip() == "trainui: run training-AAAAAAAAA not found"
+    assert home.cli("halt", "training-AAAAAAAAA").returncode == 1
+    assert home.cli("delete", "trained-models", "training-AAAAAAAAA").returncode == 1
+    usage = home.cli("show", "a", "b", "c")
+    assert usage.returncode == 2 and "usage: trainui show [trained-models] ID" in usage.stderr
+
+
+def test_halting_a_run_that_ended_is_refused(home):
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest("true"))
+    home.wait(model_id, "completed")
+    result = home.cli("halt", model_id)
+    assert result.returncode == 1
+    assert f"run {model_id} has already ended (completed)" in result.stderr
+
+
+def test_download_definition_returns_the_submitted_zip(home, tmp_path):
+    model = home.model("m", {"train.py": "print(1)\n", "lib.py": "x = 1\n"})
+    model_id = home.submit(model, home.manifest("true"))
+    out = tmp_path / "out.zip"
+    result = home.cli("download", model_id, "--definition", "-o", str(out), check=True)
+    assert str(out) in result.stdout
+    import zipfile
+
+    with zipfile.ZipFile(out) as zf:
+        assert sorted(zf.namelist()) == ["lib.py", "train.py"]
+
+
+def test_the_stored_manifest_has_no_secret(home):
+    manifest = home.manifest("true")
+    text = manifest.read_text().replace(
+        "  connection: {}\n  target:", "  connection: {path: /nonexistent-bucket-root}\n  target:"
+    )
+    manifest.write_text(text)
+    model_id = home.submit(home.model("m", {"t.py": ""}), manifest)
+    shown = home.cli("show", model_id, "--json", check=True).stdout
+    assert "/nonexistent-bucket-root" in shown  # a path is no secret
+
+
+async def test_events_report_run_changes(home):
+    os.environ.update(home.env)
+    async with Client(home=str(home.path)) as client:
+        await client.health()
+        seen: list[tuple[str, str]] = []
+
+        async def listen():
+            async for _, kind, data in client.events():
+                seen.append((kind, data.get("status")))
+                if data.get("status") == "completed":
+                    return
+
+        listener = asyncio.create_task(listen())
+        await asyncio.sleep(0.2)
+        model = home.model("m", {"t.py": ""})
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "trainui", "train", str(model), str(home.manifest("sleep 0.5")),
+            env=home.env, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        await proc.wait()
+        await asyncio.wait_for(listener, 30)
+    statuses = [status for kind, status in seen if kind == "run"]
+    assert statuses[0] == "pending" or statuses[0] == "downloading"
+    assert statuses[-1] == "completed"
+    assert "running" in statuses
+
+
+async def test_log_byte_ranges_from_either_end(home):
+    model_id = home.submit(
+        home.model("m", {"t.py": ""}), home.manifest("for i in 1 2 3 4 5; do echo line-$i; done")
+    )
+    home.wait(model_id, "completed")
+    async with Client(home=str(home.path)) as client:
+        whole, size, start = await client.read_log(model_id)
+        assert (size, start) == (len(whole), 0)
+        tail, size2, start2 = await client.read_log(model_id, offset=-7)
+        assert tail == b"line-5\n"[-7:] or tail == whole[-7:]
+        assert start2 == size - 7 and size2 == size
+        middle, _, _ = await client.read_log(model_id, offset=start2 - 7, limit=7)
+        assert middle == whole[size - 14 : size - 7]
+        with pytest.raises(ClientError) as refused:
+            await client.read_log(model_id, offset=0, limit=-1)
+        assert refused.value.status == 400
+
+
+def test_list_json_prints_the_api_objects(home):
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest("true"))
+    home.wait(model_id, "completed")
+    runs = json.loads(home.cli("list", "--json", check=True).stdout)
+    (run,) = runs
+    for key in (
+        "model_id", "url", "name", "description", "framework", "resource", "gpus", "gpu_ids",
+        "status", "status_message", "error_code", "exit_code", "submitted_at", "started_at",
+        "finished_at", "owner", "data", "results", "progress",
+    ):  # fmt: skip
+        assert key in run, key
+    assert run["model_id"] == model_id
+    assert run["submitted_at"].endswith("Z")
+    assert not any(key in run for key in ("learner_pid", "seq", "deleted"))
