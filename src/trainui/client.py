@@ -14,9 +14,13 @@ import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 
-import httpx
+# httpx imports its command-line tool on import, which pulls in rich and pygments (about 60 ms
+# of every CLI command's start-up) when they are installed, as they are here (textual needs
+# them). Nothing here uses that tool: tell the import it is absent, unless already imported.
+sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+import httpx  # noqa: E402
 
-from trainui.config import ensure_home, home_dir, socket_path
+from trainui.config import ensure_home, home_dir, socket_path  # noqa: E402
 
 START_TIMEOUT = 15.0
 RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0, 5.0)
@@ -66,7 +70,9 @@ class Client:
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
             self._http = httpx.AsyncClient(
-                transport=httpx.AsyncHTTPTransport(uds=self.socket, retries=0),
+                # no TLS on a Unix socket: without verify=False httpx would load the CA
+                # bundle for nothing (about 60 ms)
+                transport=httpx.AsyncHTTPTransport(uds=self.socket, retries=0, verify=False),
                 base_url="http://trainui",
                 timeout=httpx.Timeout(30.0, connect=5.0),
             )
