@@ -439,6 +439,15 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
 
 
+def cmd_tui(args: argparse.Namespace) -> int:
+    """`trainui` alone: the TUI, on the same client as every other command."""
+    if not sys.stdout.isatty():
+        raise UserError("the TUI needs a terminal; see `trainui --help` for the commands")
+    from trainui.tui import main as tui_main
+
+    return tui_main(readonly=args.readonly, theme=args.theme)
+
+
 # --- parsing ----------------------------------------------------------------------------------
 
 
@@ -454,6 +463,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Submit, watch and manage deep-learning training runs on your own GPUs.",
     )
     parser.add_argument("--version", action="version", version=f"trainui {__version__}")
+    parser.add_argument(
+        "--readonly", action="store_true", help="TUI: hide every action that changes state"
+    )
+    parser.add_argument("--theme", metavar="NAME", help="TUI: colour theme")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str):
@@ -514,8 +527,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
-        return EXIT_USAGE
+        args.func = cmd_tui
     try:
         return args.func(args)
     except UserError as error:

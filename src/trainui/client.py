@@ -115,6 +115,10 @@ class Client:
     async def halt_run(self, model_id: str) -> dict:
         return (await self._request("POST", f"/v3/models/{model_id}/halt")).json()
 
+    async def gpus(self) -> dict:
+        """The GPUs: readings, which run holds each (see ``GET /v3/gpus``)."""
+        return (await self._request("GET", "/v3/gpus")).json()
+
     async def manifest(self, model_id: str) -> str:
         return (await self._request("GET", f"/v3/models/{model_id}/manifest")).text
 
