@@ -153,10 +153,13 @@ def _run(coro) -> int:
         raise UserError(str(error), EXIT_USAGE) from None
 
 
+_remote: dict[str, str | None] = {}  # --url, --token, --cacert of this command line
+
+
 def _client():
     from trainui.client import Client
 
-    return Client()
+    return Client(**_remote)
 
 
 def _time(stamp: str | None) -> str:
@@ -206,7 +209,9 @@ async def _train(args: argparse.Namespace) -> int:
             raise UserError(str(error)) from None
         async with _client() as client:
             try:
-                answer = await client.submit(zip_path, manifest, environment)
+                answer = await client.submit(
+                    zip_path, manifest, environment, check=not args.no_check
+                )
             except ClientError as error:
                 located = [e for e in error.errors if e.get("line")]
                 for e in located:
@@ -405,6 +410,11 @@ async def _demo(args: argparse.Namespace) -> int:
 
     demo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo")
     async with _client() as client:
+        if client.remote:
+            raise UserError(
+                "the demo puts its data in a local bucket of this machine's service; "
+                "run it on the GPU box (without --url)"
+            )
         bucket = os.path.join(client.home, "buckets", "demo-data")
         os.makedirs(bucket, exist_ok=True)
         for name in os.listdir(os.path.join(demo, "data")):
@@ -427,16 +437,56 @@ async def _demo(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from trainui.config import ConfigError, load_settings
-    from trainui.service.server import AlreadyRunning, serve
+    from trainui.service.server import AlreadyRunning, ServeRefused, serve
 
     try:
         settings = load_settings()
     except ConfigError as error:
         raise UserError(str(error), EXIT_USAGE) from None
     try:
-        return serve(settings, args.socket, idle_exit=args.idle_exit)
-    except AlreadyRunning as error:
+        return serve(
+            settings,
+            args.socket,
+            idle_exit=args.idle_exit,
+            host=None if args.no_tcp else args.host,
+            port=args.port,
+            certfile=args.certfile,
+            keyfile=args.keyfile,
+        )
+    except (AlreadyRunning, ServeRefused) as error:
         raise UserError(str(error)) from None
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from trainui.config import ensure_home, home_dir
+    from trainui.service.auth import TokenError, Tokens
+
+    tokens = Tokens(ensure_home(home_dir()))
+    try:
+        if args.action == "add":
+            token = tokens.add(args.name, admin=args.admin)
+            role = "an admin" if args.admin else "a user"
+            print(f"Token for {args.name} ({role}); it is shown only now:", file=sys.stderr)
+            print(token)
+        elif args.action == "revoke":
+            tokens.revoke(args.name)
+            print(f"Revoked the token of {args.name}")
+        else:
+            entries = tokens.entries()
+            if args.json:
+                import json
+
+                shown = [{k: e.get(k) for k in ("name", "admin", "created_at")} for e in entries]
+                print(json.dumps(shown, indent=1))
+                return EXIT_OK
+            print(f"{'Name':<24} {'Role':<6} Created")
+            for e in entries:
+                role = "admin" if e.get("admin") else "user"
+                print(f"{e['name']:<24} {role:<6} {e.get('created_at', '-')}")
+            print(f"\n{_plural(len(entries), 'token')}.")
+    except TokenError as error:
+        raise UserError(str(error)) from None
+    return EXIT_OK
 
 
 def cmd_tui(args: argparse.Namespace) -> int:
@@ -444,6 +494,9 @@ def cmd_tui(args: argparse.Namespace) -> int:
     if not sys.stdout.isatty():
         raise UserError("the TUI needs a terminal; see `trainui --help` for the commands")
     from trainui.tui import main as tui_main
+
+    for option, value in _remote.items():  # the TUI's client reads them from the environment
+        os.environ[f"TRAINUI_{option.upper()}"] = value
 
     return tui_main(readonly=args.readonly, theme=args.theme)
 
@@ -469,8 +522,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--theme", metavar="NAME", help="TUI: colour theme")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
+    remote = argparse.ArgumentParser(add_help=False)
+    group = remote.add_argument_group("remote service")
+    group.add_argument("--url", default=argparse.SUPPRESS, help="service URL (TRAINUI_URL)")
+    group.add_argument("--token", default=argparse.SUPPRESS, help="token (TRAINUI_TOKEN)")
+    group.add_argument(
+        "--cacert", default=argparse.SUPPRESS, help="CA certificate to trust (TRAINUI_CACERT)"
+    )
+    for action in remote._actions:  # the same options before the command: trainui --url U list
+        parser._add_action(action)
+
     def command(name: str, func: Callable[[argparse.Namespace], int], help: str):
-        sub = commands.add_parser(name, help=help, description=help)
+        sub = commands.add_parser(name, help=help, description=help, parents=[remote])
         sub.set_defaults(func=func)
         return sub
 
@@ -485,6 +548,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("model_definition", metavar="MODEL.zip|DIR")
     sub.add_argument("manifest", metavar="MANIFEST.yml")
     sub.add_argument("--follow", "-f", action="store_true", help="follow the log to the end")
+    sub.add_argument(
+        "--no-check",
+        action="store_true",
+        help="do not check that both buckets are reachable at submit (for stores only the "
+        "GPU box reaches)",
+    )
 
     sub = command("list", cmd_list, "list training runs")
     sub.add_argument("what", nargs="?", metavar="trained-models")
@@ -516,10 +585,25 @@ def build_parser() -> argparse.ArgumentParser:
     command("demo", cmd_demo, "run the demo: example data, an example run, its log")
 
     sub = command("serve", cmd_serve, "run the service in the foreground")
+    sub.add_argument("--host", default="127.0.0.1", help="TCP address (default 127.0.0.1)")
+    sub.add_argument("--port", type=int, default=8470, help="TCP port (default 8470)")
+    sub.add_argument("--certfile", help="TLS certificate (PEM), with --keyfile")
+    sub.add_argument("--keyfile", help="TLS private key (PEM)")
+    sub.add_argument("--no-tcp", action="store_true", help="only the home's Unix socket")
     sub.add_argument("--socket", metavar="PATH", help="Unix socket (default <home>/trainui.sock)")
     sub.add_argument(
         "--idle-exit", action="store_true", help="exit when idle for TRAINUI_IDLE_EXIT seconds"
     )
+
+    sub = command("token", cmd_token, "manage the tokens of the service over TCP")
+    actions = sub.add_subparsers(dest="action", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="create a token; its last line is the token alone")
+    add.add_argument("name", metavar="NAME")
+    add.add_argument("--admin", action="store_true", help="sees and manages every user's runs")
+    listing = actions.add_parser("list", help="list the tokens (never the tokens themselves)")
+    listing.add_argument("--json", action="store_true")
+    revoke = actions.add_parser("revoke", help="revoke a token; it stops working at once")
+    revoke.add_argument("name", metavar="NAME")
     return parser
 
 
@@ -528,6 +612,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         args.func = cmd_tui
+    for option in ("url", "token", "cacert"):
+        if getattr(args, option, None):
+            _remote[option] = getattr(args, option)
     try:
         return args.func(args)
     except UserError as error:

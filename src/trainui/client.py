@@ -43,17 +43,37 @@ class ServiceUnreachable(ClientError):
 
 
 class Client:
+    """Local mode (the default): the home's Unix socket, starting a service when none answers.
+    Remote mode: ``url`` (or ``TRAINUI_URL``) with ``token`` (or ``TRAINUI_TOKEN``)."""
+
     def __init__(
         self,
         home: str | None = None,
         autostart: bool = True,
         environ: Mapping[str, str] = os.environ,
+        url: str | None = None,
+        token: str | None = None,
+        cacert: str | None = None,
     ) -> None:
         self.home = home or home_dir(environ)
         self.socket = socket_path(self.home)
-        self.autostart = autostart
+        self.url = (url or environ.get("TRAINUI_URL") or "").rstrip("/") or None
+        self.token = token or environ.get("TRAINUI_TOKEN") or None
+        self.cacert = cacert or environ.get("TRAINUI_CACERT") or None
+        self.autostart = autostart and self.url is None
         self.environ = environ
         self._http: httpx.AsyncClient | None = None
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ClientError(f"'{self.url}' is not an http:// or https:// URL")
+
+    @property
+    def remote(self) -> bool:
+        return self.url is not None
+
+    @property
+    def where(self) -> str:
+        """The service, in words, for messages."""
+        return self.url if self.url is not None else f"the trainui service ({self.socket})"
 
     async def __aenter__(self) -> Client:
         return self
@@ -69,13 +89,25 @@ class Client:
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
-            self._http = httpx.AsyncClient(
-                # no TLS on a Unix socket: without verify=False httpx would load the CA
-                # bundle for nothing (about 60 ms)
-                transport=httpx.AsyncHTTPTransport(uds=self.socket, retries=0, verify=False),
-                base_url="http://trainui",
-                timeout=httpx.Timeout(30.0, connect=5.0),
-            )
+            timeout = httpx.Timeout(30.0, connect=5.0)
+            if self.url is None:
+                self._http = httpx.AsyncClient(
+                    # no TLS on a Unix socket: without verify=False httpx would load the CA
+                    # bundle for nothing (about 60 ms)
+                    transport=httpx.AsyncHTTPTransport(uds=self.socket, retries=0, verify=False),
+                    base_url="http://trainui",
+                    timeout=timeout,
+                )
+            else:
+                headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+                verify: object = True
+                if self.cacert:
+                    import ssl
+
+                    verify = ssl.create_default_context(cafile=self.cacert)
+                self._http = httpx.AsyncClient(
+                    base_url=self.url, headers=headers, timeout=timeout, verify=verify
+                )
         return self._http
 
     # --- the API --------------------------------------------------------------------------
@@ -84,14 +116,23 @@ class Client:
         return (await self._request("GET", "/v3/health")).json()
 
     async def submit(
-        self, definition_zip: str, manifest: bytes, environment: Mapping[str, str] | None = None
+        self,
+        definition_zip: str,
+        manifest: bytes,
+        environment: Mapping[str, str] | None = None,
+        check: bool = True,
     ) -> dict:
+        """Submit a run. ``check=False`` skips the check that both buckets are reachable from
+        the service (for stores only the GPU box's runs can reach)."""
         with open(definition_zip, "rb") as f:
             files = {
                 "model_definition": ("model.zip", f, "application/zip"),
                 "manifest": ("manifest.yml", manifest, "application/yaml"),
             }
-            data = {"environment": json.dumps(dict(environment or {}))}
+            data = {
+                "environment": json.dumps(dict(environment or {})),
+                "check": "true" if check else "false",
+            }
             response = await self._request("POST", "/v3/models", files=files, data=data)
         return response.json()
 
@@ -161,7 +202,7 @@ class Client:
                 ) as response:
                     if response.status_code >= 400:
                         await response.aread()
-                        raise _error(response)
+                        raise _error(response, self)
                     if position < 0:
                         position = int(response.headers.get("x-log-offset", 0))
                     async for chunk in response.aiter_raw():
@@ -173,30 +214,49 @@ class Client:
                 self.forget_service()  # it may have died: look again, start it if needed
                 if failures >= len(RECONNECT_DELAYS):
                     raise ServiceUnreachable(
-                        f"lost the connection to the trainui service ({self.socket}) "
-                        "and could not get it back"
+                        f"lost the connection to {self.where} and could not get it back"
                     ) from None
                 await asyncio.sleep(RECONNECT_DELAYS[failures])
                 failures += 1
 
     async def events(self, last_id: int | None = None) -> AsyncIterator[tuple[int, str, dict]]:
-        """Run changes as (event id, kind, data); kind is ``run`` or ``deleted``."""
-        headers = {"Last-Event-ID": str(last_id)} if last_id is not None else {}
-        await self._ensure_service()
-        async with self.http.stream(
-            "GET", "/v3/events", headers=headers, timeout=httpx.Timeout(None, connect=5.0)
-        ) as response:
-            event_id, kind, data = 0, "message", []
-            async for line in response.aiter_lines():
-                if line.startswith("id:"):
-                    event_id = int(line[3:].strip())
-                elif line.startswith("event:"):
-                    kind = line[6:].strip()
-                elif line.startswith("data:"):
-                    data.append(line[5:].strip())
-                elif line == "" and data:
-                    yield event_id, kind, json.loads("\n".join(data))
+        """Run changes as (event id, kind, data); kind is ``run`` or ``deleted``. When the
+        connection drops, this says so with kind ``connection`` (data ``{"state": "lost"}``),
+        reconnects by itself, resumes after the last event seen, and says ``restored``."""
+        failures = 0
+        lost = False
+        while True:
+            headers = {"Last-Event-ID": str(last_id)} if last_id is not None else {}
+            try:
+                await self._ensure_service()
+                async with self.http.stream(
+                    "GET", "/v3/events", headers=headers, timeout=httpx.Timeout(None, connect=5.0)
+                ) as response:
+                    if response.status_code >= 400:
+                        await response.aread()
+                        raise _error(response, self)
+                    if lost:
+                        lost = False
+                        yield (last_id or 0), "connection", {"state": "restored"}
+                    failures = 0
                     kind, data = "message", []
+                    async for line in response.aiter_lines():
+                        if line.startswith("id:"):
+                            last_id = int(line[3:].strip())
+                        elif line.startswith("event:"):
+                            kind = line[6:].strip()
+                        elif line.startswith("data:"):
+                            data.append(line[5:].strip())
+                        elif line == "" and data:
+                            yield (last_id or 0), kind, json.loads("\n".join(data))
+                            kind, data = "message", []
+            except (httpx.TransportError, ServiceUnreachable):
+                self.forget_service()
+            if not lost:
+                lost = True
+                yield (last_id or 0), "connection", {"state": "lost"}
+            await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
+            failures += 1
 
     # --- plumbing -------------------------------------------------------------------------
 
@@ -204,23 +264,36 @@ class Client:
         await self._ensure_service()
         try:
             response = await self.http.request(method, path, **kwargs)
-        except httpx.TimeoutException:
-            raise ServiceUnreachable(
-                f"the trainui service ({self.socket}) did not answer in time"
-            ) from None
         except httpx.TransportError as error:
-            raise ServiceUnreachable(
-                f"the trainui service ({self.socket}) is not reachable: {error}"
-            ) from None
+            raise self._unreachable(error) from None
         if response.status_code >= 400:
-            raise _error(response)
+            raise _error(response, self)
         return response
+
+    def _unreachable(self, error: Exception) -> ServiceUnreachable:
+        """A transport failure as one sentence: refused, TLS, timeout, name, ..."""
+        text = str(error) or type(error).__name__
+        if isinstance(error, httpx.TimeoutException):
+            return ServiceUnreachable(f"{self.where} did not answer in time")
+        if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
+            hint = "" if self.cacert else " (a self-signed certificate? pass --cacert FILE)"
+            return ServiceUnreachable(
+                f"TLS with {self.where} failed: its certificate is not trusted{hint}"
+            )
+        if "SSL" in text or "TLS" in text or "WRONG_VERSION_NUMBER" in text:
+            return ServiceUnreachable(f"TLS with {self.where} failed: {text}")
+        refused = ("Connection refused", "Errno 111", "All connection attempts failed")
+        if any(words in text for words in refused):  # anyio says the last one for a refusal
+            return ServiceUnreachable(f"nothing answers at {self.where} (connection refused)")
+        if "Name or service not known" in text or "nodename nor servname" in text:
+            return ServiceUnreachable(f"the host of {self.where} cannot be found")
+        return ServiceUnreachable(f"{self.where} is not reachable: {text}")
 
     _started = False
 
     async def _ensure_service(self) -> None:
         """In local mode, start a service for this home when none answers on its socket."""
-        if self._started:
+        if self._started or self.remote:
             return
         if await self._answers():
             self._started = True
@@ -253,7 +326,7 @@ class Client:
         env = {**self.environ, "TRAINUI_HOME": self.home}
         with open(os.path.join(self.home, "service.log"), "ab") as log:
             subprocess.Popen(
-                [sys.executable, "-m", "trainui", "serve", "--idle-exit"],
+                [sys.executable, "-m", "trainui", "serve", "--no-tcp", "--idle-exit"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
@@ -268,12 +341,16 @@ class Client:
         self._started = False
 
 
-def _error(response: httpx.Response) -> ClientError:
+def _error(response: httpx.Response, client: Client) -> ClientError:
     try:
         body = response.json()
     except ValueError:
         body = {}
-    message = body.get("message") if isinstance(body, dict) else None
+    if not isinstance(body, dict):
+        body = {}
+    message = body.get("message")
     if not message:
-        message = f"the service answered {response.status_code} {response.reason_phrase}"
+        message = f"{client.where} answered {response.status_code} {response.reason_phrase}"
+    if response.status_code == 401:
+        message = f"{client.where} refused the request: {message}"
     return ClientError(message, response.status_code, body.get("error_code"), body.get("errors"))

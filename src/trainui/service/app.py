@@ -9,12 +9,16 @@ import os
 import tempfile
 
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from trainui import __version__
 from trainui.core.runs import DEFINITION_FILE, FINAL_STATES, LOG_FILE, MANIFEST_FILE
+from trainui.service.auth import Tokens, User
+from trainui.service.openapi import openapi_document
 from trainui.service.runs import Refusal, RunManager, watch
 from trainui.service.store import public
 
@@ -22,6 +26,59 @@ LOG_CHUNK = 1 << 20
 FOLLOW_POLL_MIN, FOLLOW_POLL_MAX = 0.02, 0.25
 SSE_KEEPALIVE = 15.0
 MAX_MANIFEST_BYTES = 1 << 20
+
+
+PUBLIC_PATHS = frozenset({"/v3/health", "/openapi.json"})
+
+
+class Authenticate:
+    """ASGI middleware: who the request comes from. The Unix socket is the machine's owner;
+    TCP needs ``Authorization: Bearer TOKEN``."""
+
+    def __init__(self, app, tokens: Tokens, local_name: str) -> None:
+        self.app = app
+        self.tokens = tokens
+        self.local_name = local_name
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        user = None
+        server = scope.get("server")
+        if server is None or server[1] is None:  # a Unix socket: no port (uvicorn gives path)
+            user = User(self.local_name, local=True)
+        elif scope["path"] not in PUBLIC_PATHS:
+            header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                return await _unauthorized(
+                    send, "a token is required: pass --token or set TRAINUI_TOKEN"
+                )
+            user = self.tokens.user_for(token.strip())
+            if user is None:
+                return await _unauthorized(send, "the token is not valid (mistyped or revoked)")
+        scope.setdefault("state", {})["user"] = user
+        return await self.app(scope, receive, send)
+
+
+async def _unauthorized(send, message: str) -> None:
+    body = json.dumps({"error_code": None, "message": message, "errors": [{"message": message}]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 401,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"www-authenticate", b"Bearer"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+def _user(request: Request) -> User:
+    return request.state.user
 
 
 def create_app(manager: RunManager, on_idle=None) -> Starlette:
@@ -35,7 +92,15 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > limit + MAX_MANIFEST_BYTES:
             raise Refusal(413, f"the upload is larger than the limit of {limit:,} bytes", "C102")
-        async with request.form(max_files=2, max_fields=4) as form:
+        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+            raise Refusal(400, "a submission is multipart/form-data: model_definition, manifest")
+        # the form parser spools files to disk: bound what it may read, whatever the headers say
+        request = Request(request.scope, _bounded(request.receive, limit + MAX_MANIFEST_BYTES))
+        try:
+            form = await request.form(max_files=2, max_fields=5)
+        except MultiPartException as error:
+            raise Refusal(400, f"the upload is not valid multipart data: {error.message}") from None
+        try:
             upload = form.get("model_definition")
             manifest = form.get("manifest")
             if upload is None or isinstance(upload, str):
@@ -43,9 +108,14 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             if manifest is None:
                 raise Refusal(400, "the request has no manifest", "C101")
             manifest_bytes = (
-                manifest.encode() if isinstance(manifest, str) else await manifest.read()
+                manifest.encode()
+                if isinstance(manifest, str)
+                else await manifest.read(MAX_MANIFEST_BYTES + 1)  # more is refused as too big
             )
             environment = _environment(form.get("environment"))
+            report = manager.check_manifest(manifest_bytes, environment)
+            if form.get("check", "true") != "false":
+                await asyncio.to_thread(manager.check_stores, report.manifest)
             fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=manager.runs_dir)
             try:
                 with os.fdopen(fd, "wb") as out:
@@ -57,10 +127,12 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
                                 413, f"the model definition is larger than {limit:,} bytes", "C102"
                             )
                         out.write(chunk)
-                run = manager.submit(manifest_bytes, tmp, environment)
+                run = manager.submit(report, tmp, _user(request).name)
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
+        finally:
+            await form.close()
         return JSONResponse(
             {"model_id": run["model_id"], "url": run["url"], "status": run["status"]},
             status_code=201,
@@ -70,36 +142,36 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         q = request.query_params
         limit = _int(q.get("limit"), "limit", minimum=0)
         offset = _int(q.get("offset"), "offset", minimum=0) or 0
-        models, count = manager.list(q.get("status"), limit, offset)
+        models, count = manager.list(q.get("status"), limit, offset, _user(request))
         return JSONResponse({"models": models, "count": count})
 
     async def show(request: Request) -> Response:
-        return JSONResponse(public(manager.get(request.path_params["model_id"])))
+        return JSONResponse(public(manager.get(request.path_params["model_id"], _user(request))))
 
     async def delete(request: Request) -> Response:
         model_id = request.path_params["model_id"]
-        manager.delete(model_id)
+        manager.delete(model_id, _user(request))
         return JSONResponse({"model_id": model_id, "deleted": True})
 
     async def halt(request: Request) -> Response:
-        run = manager.halt(request.path_params["model_id"])
+        run = manager.halt(request.path_params["model_id"], _user(request))
         return JSONResponse(public(run), status_code=202)
 
     async def definition(request: Request) -> Response:
         model_id = request.path_params["model_id"]
-        manager.get(model_id)
+        manager.get(model_id, _user(request))
         path = os.path.join(manager.run_dir(model_id), DEFINITION_FILE)
         return FileResponse(path, media_type="application/zip", filename=f"{model_id}.zip")
 
     async def manifest(request: Request) -> Response:
         model_id = request.path_params["model_id"]
-        manager.get(model_id)
+        manager.get(model_id, _user(request))
         with open(os.path.join(manager.run_dir(model_id), MANIFEST_FILE), "rb") as f:
             return Response(f.read(), media_type="application/yaml")
 
     async def logs(request: Request) -> Response:
         model_id = request.path_params["model_id"]
-        run = manager.get(model_id)
+        run = manager.get(model_id, _user(request))
         q = request.query_params
         follow = q.get("follow", "false").lower() in ("1", "true", "yes")
         offset = _int(q.get("offset"), "offset") or 0
@@ -126,14 +198,15 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
         last_id = int(last) if last and last.isdigit() else None
         return StreamingResponse(
-            _sse(manager, last_id),
+            _sse(manager, last_id, _user(request)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     async def gpus(request: Request) -> Response:
+        user = _user(request)
         holders = {
-            gpu: run["model_id"]
+            gpu: run["model_id"] if user.sees(run) else "another user's run"
             for run in manager.runs.values()
             if run["status"] not in FINAL_STATES
             for gpu in run["gpu_ids"] or []
@@ -145,8 +218,19 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             }
         )
 
+    async def openapi(request: Request) -> Response:
+        return JSONResponse(document)
+
+    document = openapi_document()
+
     async def refused(request: Request, error: Refusal) -> Response:
         return JSONResponse(error.body(), status_code=error.status)
+
+    async def http_error(request: Request, error: HTTPException) -> Response:
+        """Starlette's own refusals (unknown path, wrong method, bad form) in our JSON shape."""
+        message = str(error.detail)
+        body = {"error_code": None, "message": message, "errors": [{"message": message}]}
+        return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
     task: asyncio.Task | None = None
 
@@ -168,18 +252,49 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
     model = "/v3/models/{model_id}"
     routes = [
         Route("/v3/health", health),
-        Route("/v3/models", submit, methods=["POST"]),
-        Route("/v3/models", list_runs, methods=["GET"]),
-        Route(model, show, methods=["GET"]),
-        Route(model, delete, methods=["DELETE"]),
+        # one route per path, so that a 405 lists every method the path has in its Allow
+        Route("/v3/models", _by_method(GET=list_runs, POST=submit), methods=["GET", "POST"]),
+        Route(model, _by_method(GET=show, DELETE=delete), methods=["GET", "DELETE"]),
         Route(model + "/halt", halt, methods=["POST"]),
         Route(model + "/logs", logs),
         Route(model + "/definition", definition),
         Route(model + "/manifest", manifest),
         Route("/v3/gpus", gpus),
         Route("/v3/events", events),
+        Route("/openapi.json", openapi),
     ]
-    return Starlette(routes=routes, exception_handlers={Refusal: refused}, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        exception_handlers={Refusal: refused, HTTPException: http_error},
+        lifespan=lifespan,
+    )
+    app.add_middleware(Authenticate, tokens=Tokens(manager.home), local_name=manager.owner)
+    return app
+
+
+def _by_method(**handlers):
+    async def dispatch(request: Request) -> Response:
+        return await handlers[request.method](request)
+
+    return dispatch
+
+
+def _bounded(receive, limit: int):
+    """``receive`` that refuses a request body longer than ``limit`` bytes."""
+    seen = 0
+
+    async def bounded_receive():
+        nonlocal seen
+        message = await receive()
+        if message["type"] == "http.request":
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise Refusal(
+                    413, f"the upload is larger than the limit of {limit:,} bytes", "C102"
+                )
+        return message
+
+    return bounded_receive
 
 
 async def _follow(manager: RunManager, run: dict, path: str, position: int):
@@ -208,7 +323,7 @@ async def _follow(manager: RunManager, run: dict, path: str, position: int):
         manager.open_streams -= 1
 
 
-async def _sse(manager: RunManager, last_id: int | None):
+async def _sse(manager: RunManager, last_id: int | None, user: User):
     manager.open_streams += 1
     try:
         yield b": trainui events\n\n"
@@ -221,6 +336,8 @@ async def _sse(manager: RunManager, last_id: int | None):
                 continue
             except StopAsyncIteration:
                 return
+            if not user.admin and json.loads(data).get("owner") != user.name:
+                continue
             yield f"id: {seq}\nevent: {kind}\ndata: {data}\n\n".encode()
     finally:
         manager.open_streams -= 1

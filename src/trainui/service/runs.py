@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Mapping
 
 from trainui.config import Settings
 from trainui.core import definition
-from trainui.core.manifest import Manifest, parse_manifest_bytes
+from trainui.core.manifest import Manifest, ManifestReport, parse_manifest_bytes
 from trainui.core.runs import (
     ACTIVE_STATES,
     DEFINITION_FILE,
@@ -40,9 +40,11 @@ from trainui.core.runs import (
     utc_now,
     write_json_atomic,
 )
+from trainui.service.auth import User
 from trainui.service.launch import LocalLauncher
 from trainui.service.scheduler import Scheduler, Waiting
 from trainui.service.store import RunStore, public
+from trainui.storage import StoreError, open_store
 
 WATCH_INTERVAL = 0.1  # how often active runs' status files are looked at (a stat each)
 LIVENESS_INTERVAL = 1.0  # how often learners are checked to be alive
@@ -124,14 +126,23 @@ class RunManager:
 
     # --- reading --------------------------------------------------------------------------
 
-    def get(self, model_id: str) -> dict:
+    def get(self, model_id: str, user: User | None = None) -> dict:
+        """The run, for a user allowed to see it: another user's run is "not found" too."""
         run = self.runs.get(model_id)
-        if run is None or run.get("deleted"):
+        if run is None or run.get("deleted") or (user is not None and not user.sees(run)):
             raise Refusal(404, f"run {model_id} not found")
         return run
 
-    def list(self, status: str | None = None, limit: int | None = None, offset: int = 0):
-        runs = [r for r in self.runs.values() if not r.get("deleted")]
+    def list(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        user: User | None = None,
+    ):
+        runs = [
+            r for r in self.runs.values() if not r.get("deleted") and (user is None or user.sees(r))
+        ]
         if status:
             wanted = set(status.split(","))
             runs = [r for r in runs if r["status"] in wanted]
@@ -157,20 +168,36 @@ class RunManager:
 
     # --- submitting -----------------------------------------------------------------------
 
-    def submit(
-        self,
-        manifest_bytes: bytes,
-        definition_path: str,
-        environment: Mapping[str, str],
-        owner: str | None = None,
-    ) -> dict:
-        """Check and accept a run; ``definition_path`` is moved into the run folder."""
+    def check_manifest(
+        self, manifest_bytes: bytes, environment: Mapping[str, str]
+    ) -> ManifestReport:
+        """The manifest of a submission, or a C101 refusal listing every problem located."""
         report = parse_manifest_bytes(manifest_bytes, "manifest.yml", environment)
         if not report.ok:
             errors = [p.as_dict() for p in report.errors]
             first = report.errors[0].format("manifest.yml")
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise Refusal(400, f"the manifest is not valid: {first}{more}", "C101", errors)
+        return report
+
+    def check_stores(self, manifest: Manifest) -> None:
+        """Both buckets reachable with the given credentials, or a C103 refusal naming the
+        store and what was refused (never the secret). Blocking: call it in a thread."""
+        for store, write in ((manifest.data, False), (manifest.results, True)):
+            try:
+                open_store(store.type, store.bucket, store.connection, self.home).check(write=write)
+            except StoreError as error:
+                role = "results" if write else "training data"
+                raise Refusal(400, f"the {role} bucket is refused: {error}", "C103") from None
+
+    def submit(
+        self,
+        report: ManifestReport,
+        definition_path: str,
+        owner: str | None = None,
+    ) -> dict:
+        """Accept a run whose manifest passed ``check_manifest``; ``definition_path`` is moved
+        into the run folder."""
         manifest = report.manifest
         try:
             definition.check_zip(definition_path, definition.Limits.from_env(os.environ))
@@ -361,8 +388,8 @@ class RunManager:
 
     # --- halting and deleting -------------------------------------------------------------
 
-    def halt(self, model_id: str) -> dict:
-        run = self.get(model_id)
+    def halt(self, model_id: str, user: User | None = None) -> dict:
+        run = self.get(model_id, user)
         if run["status"] in FINAL_STATES:
             raise Refusal(409, f"run {model_id} has already ended ({run['status']})")
         if run["status"] == PENDING:
@@ -374,24 +401,24 @@ class RunManager:
             self.launcher.halt(run["learner_pid"], run["learner_start"])
         return run
 
-    def delete(self, model_id: str) -> None:
-        run = self.get(model_id)
+    def delete(self, model_id: str, user: User | None = None) -> None:
+        run = self.get(model_id, user)
         if run["status"] in ACTIVE_STATES:
             # the learner stores what it has and ends; the run is forgotten when it does
             run["deleted"] = 1
             self._save(run)
             self.launcher.halt(run["learner_pid"], run["learner_start"])
-            self.events.publish("deleted", {"model_id": model_id})
+            self.events.publish("deleted", {"model_id": model_id, "owner": run["owner"]})
         else:
             self._forget(model_id)
             self.schedule()
 
     def _forget(self, model_id: str) -> None:
-        self.runs.pop(model_id, None)
+        run = self.runs.pop(model_id, None) or {}
         self._status_mtimes.pop(model_id, None)
         self.store.delete(model_id)
         shutil.rmtree(self.run_dir(model_id), ignore_errors=True)
-        self.events.publish("deleted", {"model_id": model_id})
+        self.events.publish("deleted", {"model_id": model_id, "owner": run.get("owner")})
 
     def purge(self) -> int:
         """Forget runs that ended longer ago than the retention time (SPEC §3: 7 days)."""

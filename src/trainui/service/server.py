@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import ipaddress
 import os
 import socket
+import ssl
 import sys
 
 import uvicorn
 
 from trainui.config import Settings, ensure_home, socket_path
 from trainui.service.app import create_app
+from trainui.service.auth import Tokens
 from trainui.service.runs import RunManager
 
 
@@ -51,27 +54,91 @@ def _remove(path: str) -> None:
         os.unlink(path)
 
 
-def serve(settings: Settings, unix_socket: str | None = None, idle_exit: bool = False) -> int:
-    """Serve in the foreground until interrupted (or, with ``idle_exit``, until idle)."""
+class ServeRefused(Exception):
+    """A setting the service will not start with, in one sentence."""
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def bind_tcp_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family, backlog=512)
+    except OSError as error:
+        raise ServeRefused(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
+def serve(
+    settings: Settings,
+    unix_socket: str | None = None,
+    idle_exit: bool = False,
+    host: str | None = "127.0.0.1",
+    port: int = 8470,
+    certfile: str | None = None,
+    keyfile: str | None = None,
+) -> int:
+    """Serve on the home's Unix socket and, unless ``host`` is None, on TCP; in the
+    foreground until interrupted (or, with ``idle_exit``, until idle)."""
     home = ensure_home(settings.home)
+    if host is not None and not _loopback(host) and not Tokens(home).exist():
+        raise ServeRefused(
+            f"refusing to listen on {host}: no token exists yet, so anyone who reaches it could "
+            "run commands on this machine; create one with `trainui token add NAME` "
+            "(or listen on 127.0.0.1 and tunnel over SSH)"
+        )
+    if bool(certfile) != bool(keyfile):
+        raise ServeRefused("TLS needs both --certfile and --keyfile")
+    if certfile:
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+        except (OSError, ssl.SSLError) as error:
+            raise ServeRefused(f"cannot use the TLS certificate or key: {error}") from None
     acquire_lock(home)  # raises AlreadyRunning
     path = unix_socket or socket_path(home)
-    sock = bind_unix_socket(path)
+    tcp = bind_tcp_socket(host, port) if host is not None else None
+    local = bind_unix_socket(path)
     manager = RunManager(settings)
-    server: uvicorn.Server | None = None
+    servers: list[uvicorn.Server] = []
 
-    def on_idle() -> None:
-        if server is not None:
+    def stop_all() -> None:
+        for server in servers:
             server.should_exit = True
 
-    app = create_app(manager, on_idle if idle_exit else None)
-    config = uvicorn.Config(
-        app, log_level="warning", access_log=False, lifespan="on", timeout_graceful_shutdown=2
-    )
-    server = uvicorn.Server(config)
-    print(f"trainui service {os.getpid()} on {path}", file=sys.stderr, flush=True)
+    app = create_app(manager, stop_all if idle_exit else None)
+    common = {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": 2}
+    servers.append(uvicorn.Server(uvicorn.Config(app, lifespan="on", **common)))
+    runs = [servers[0].serve(sockets=[local])]
+    where = path
+    if tcp is not None:
+        tls = {"ssl_certfile": certfile, "ssl_keyfile": keyfile} if certfile else {}
+        servers.append(uvicorn.Server(uvicorn.Config(app, lifespan="off", **common, **tls)))
+        runs.append(servers[1].serve(sockets=[tcp]))
+        scheme = "https" if certfile else "http"
+        where += (
+            f" and {scheme}://{host if ':' not in host else f'[{host}]'}:{tcp.getsockname()[1]}"
+        )
+
+    async def main() -> None:
+        async def follow_each_other() -> None:
+            # a signal reaches only one server: whichever stops, the other follows
+            while not any(server.should_exit for server in servers):
+                await asyncio.sleep(0.2)
+            stop_all()
+
+        watcher = asyncio.create_task(follow_each_other())
+        await asyncio.gather(*runs)
+        watcher.cancel()
+
+    print(f"trainui service {os.getpid()} on {where}", file=sys.stderr, flush=True)
     try:
-        asyncio.run(server.serve(sockets=[sock]))
+        asyncio.run(main())
     finally:
         _remove(path)
     return 0

@@ -1,0 +1,115 @@
+"""Tokens and users for the service over TCP.
+
+``<home>/tokens.json`` (mode 0600) holds, per user, the SHA-256 of their token, never the token:
+tokens are 256 random bits, so a fast hash is enough (no one guesses a preimage), and the file
+leaking gives nothing usable. Every TCP request carries ``Authorization: Bearer TOKEN``; the Unix
+socket needs none (its mode 0600 admits only the machine's owner, who sees every run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import re
+import secrets
+
+from trainui.core.runs import utc_now, write_json_atomic
+
+TOKENS_FILE = "tokens.json"
+TOKEN_PREFIX = "tui_"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,63}$")
+
+
+class TokenError(Exception):
+    """A token command that cannot be done, in one sentence."""
+
+
+class User:
+    """Who a request comes from. ``local``: the Unix socket, the machine's owner."""
+
+    __slots__ = ("name", "admin", "local")
+
+    def __init__(self, name: str, admin: bool = False, local: bool = False) -> None:
+        self.name = name
+        self.admin = admin or local
+        self.local = local
+
+    def sees(self, run: dict) -> bool:
+        return self.admin or run.get("owner") == self.name
+
+
+def _hash(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class Tokens:
+    """The token file, re-read whenever it changes, so a revocation applies at once."""
+
+    def __init__(self, home: str) -> None:
+        self.path = os.path.join(home, TOKENS_FILE)
+        self._stamp: tuple[int, int] | None = None
+        self._by_hash: dict[str, dict] = {}
+
+    def entries(self) -> list[dict]:
+        try:
+            with open(self.path) as f:
+                data = json.load(f)
+        except FileNotFoundError:
+            return []
+        except (OSError, ValueError) as error:
+            raise TokenError(f"{self.path} cannot be read: {error}") from None
+        return list(data.get("tokens", []))
+
+    def _refresh(self) -> None:
+        try:
+            st = os.stat(self.path)
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp != self._stamp:
+            self._by_hash = {entry["hash"]: entry for entry in self.entries()}
+            self._stamp = stamp
+
+    def exist(self) -> bool:
+        self._refresh()
+        return bool(self._by_hash)
+
+    def user_for(self, token: str) -> User | None:
+        """The user a token belongs to, or None for a wrong or revoked token."""
+        self._refresh()
+        digest = _hash(token)
+        for known, entry in self._by_hash.items():
+            if hmac.compare_digest(known, digest):
+                return User(entry["name"], bool(entry.get("admin")))
+        return None
+
+    def add(self, name: str, admin: bool = False) -> str:
+        """Create a token for ``name``; return it (the only time it is ever shown)."""
+        if not _NAME.match(name):
+            raise TokenError(
+                f"'{name}' is not a usable name: letters, digits, '.', '_', '@' or '-', "
+                "at most 64 characters"
+            )
+        entries = self.entries()
+        if any(e["name"] == name for e in entries):
+            raise TokenError(
+                f"a token named '{name}' exists already; revoke it first to replace it"
+            )
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        entries.append(
+            {"name": name, "hash": _hash(token), "admin": admin, "created_at": utc_now()}
+        )
+        self._write(entries)
+        return token
+
+    def revoke(self, name: str) -> None:
+        entries = self.entries()
+        kept = [e for e in entries if e["name"] != name]
+        if len(kept) == len(entries):
+            raise TokenError(f"no token is named '{name}'")
+        self._write(kept)
+
+    def _write(self, entries: list[dict]) -> None:
+        write_json_atomic(self.path, {"tokens": entries}, mode=0o600)

@@ -1,0 +1,345 @@
+"""The OpenAPI document of the service (SPEC §6), served at ``/openapi.json``."""
+
+from __future__ import annotations
+
+from trainui import __version__
+from trainui.core.runs import ERROR_CODES, STATES
+
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+_NULLABLE_INT = {"type": ["integer", "null"]}
+
+_STORE = {
+    "type": "object",
+    "required": ["type", "bucket", "endpoint"],
+    "properties": {
+        "type": {"type": "string", "enum": ["s3", "bluemix_objectstore", "local"]},
+        "bucket": {"type": "string"},
+        "endpoint": {"type": "string"},
+        "prefix": {"type": "string"},
+    },
+}
+
+_RUN = {
+    "type": "object",
+    "required": [
+        "model_id",
+        "url",
+        "name",
+        "description",
+        "framework",
+        "resource",
+        "gpus",
+        "gpu_ids",
+        "status",
+        "status_message",
+        "error_code",
+        "exit_code",
+        "submitted_at",
+        "started_at",
+        "finished_at",
+        "owner",
+        "data",
+        "results",
+        "progress",
+    ],
+    "properties": {
+        "model_id": {"type": "string", "pattern": "^training-[A-Za-z0-9]{9}$"},
+        "url": {"type": "string"},
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "framework": {
+            "type": "object",
+            "properties": {"name": {"type": "string"}, "version": {"type": "string"}},
+        },
+        "resource": {"type": "string", "enum": ["small", "medium", "large"]},
+        "gpus": {"type": "integer"},
+        "gpu_ids": {"type": "array", "items": {"type": "integer"}},
+        "status": {"type": "string", "enum": list(STATES)},
+        "status_message": _NULLABLE_TEXT,
+        "error_code": {"type": ["string", "null"], "enum": [*ERROR_CODES, None]},
+        "exit_code": _NULLABLE_INT,
+        "submitted_at": {"type": "string", "format": "date-time"},
+        "started_at": {"type": ["string", "null"], "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "owner": {"type": "string"},
+        "data": _STORE,
+        "results": _STORE,
+        "progress": {
+            "type": "object",
+            "properties": {
+                "phase": _NULLABLE_TEXT,
+                "bytes_done": {"type": "integer"},
+                "bytes_total": {"type": "integer"},
+                "objects_done": {"type": "integer"},
+                "objects_total": {"type": "integer"},
+            },
+        },
+    },
+}
+
+_ERROR = {
+    "type": "object",
+    "required": ["message", "errors"],
+    "properties": {
+        "error_code": {"type": ["string", "null"]},
+        "message": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["message"],
+                "properties": {
+                    "message": {"type": "string"},
+                    "path": {"type": "string"},
+                    "line": {"type": "integer"},
+                    "column": {"type": "integer"},
+                    "severity": {"type": "string"},
+                },
+            },
+        },
+    },
+}
+
+
+def _json(schema: dict | str, description: str) -> dict:
+    if isinstance(schema, str):
+        schema = {"$ref": f"#/components/schemas/{schema}"}
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*codes: int) -> dict:
+    words = {
+        400: "the request is refused: every problem listed",
+        401: "no token, or a wrong or revoked one",
+        404: "no such run (or another user's)",
+        409: "the run has already ended",
+        413: "the upload is larger than the limit",
+    }
+    return {str(code): _json("Error", words[code]) for code in codes}
+
+
+_MODEL_ID = {
+    "name": "model_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+}
+
+
+def openapi_document() -> dict:
+    auth = _errors(401)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "trainui",
+            "version": __version__,
+            "description": "Submit, watch and manage deep-learning training runs (SPEC §6).",
+        },
+        "components": {
+            "schemas": {
+                "Run": _RUN,
+                "Error": _ERROR,
+                "RunList": {
+                    "type": "object",
+                    "required": ["models", "count"],
+                    "properties": {
+                        "models": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+                        "count": {"type": "integer"},
+                    },
+                },
+            },
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+        "security": [{"bearer": []}],
+        "paths": {
+            "/v3/health": {
+                "get": {
+                    "summary": "Is the service up; its launcher, GPUs and run counts",
+                    "security": [],
+                    "responses": {"200": _json({"type": "object"}, "the service is up")},
+                }
+            },
+            "/v3/models": {
+                "post": {
+                    "summary": "Submit a run",
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "multipart/form-data": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["model_definition", "manifest"],
+                                    "properties": {
+                                        "model_definition": {
+                                            "type": "string",
+                                            "format": "binary",
+                                            "description": "the model definition (.zip)",
+                                        },
+                                        "manifest": {
+                                            "type": "string",
+                                            "description": "the manifest (YAML)",
+                                        },
+                                        "check": {
+                                            "type": "string",
+                                            "enum": ["true", "false"],
+                                            "description": "false: do not check that both "
+                                            "buckets are reachable (C103) at submit",
+                                        },
+                                        "environment": {
+                                            "type": "string",
+                                            "description": "JSON object: values for ${NAME} "
+                                            "references in the manifest's connections",
+                                        },
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        "201": _json(
+                            {
+                                "type": "object",
+                                "required": ["model_id", "url", "status"],
+                                "properties": {
+                                    "model_id": {"type": "string"},
+                                    "url": {"type": "string"},
+                                    "status": {"type": "string"},
+                                },
+                            },
+                            "the run is accepted",
+                        ),
+                        **_errors(400, 413),
+                        **auth,
+                    },
+                },
+                "get": {
+                    "summary": "List runs in submission order",
+                    "parameters": [
+                        {
+                            "name": "status",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "only these states, comma-separated",
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                    ],
+                    "responses": {"200": _json("RunList", "the runs"), **_errors(400), **auth},
+                },
+            },
+            "/v3/models/{model_id}": {
+                "parameters": [_MODEL_ID],
+                "get": {
+                    "summary": "One run",
+                    "responses": {"200": _json("Run", "the run"), **_errors(404), **auth},
+                },
+                "delete": {
+                    "summary": "Forget a run (halting it first); the results bucket is kept",
+                    "responses": {
+                        "200": _json({"type": "object"}, "the run is deleted"),
+                        **_errors(404),
+                        **auth,
+                    },
+                },
+            },
+            "/v3/models/{model_id}/halt": {
+                "parameters": [_MODEL_ID],
+                "post": {
+                    "summary": "Halt a run; its log and results are still stored",
+                    "responses": {
+                        "202": _json("Run", "the run is halting (or halted, if it was pending)"),
+                        **_errors(404, 409),
+                        **auth,
+                    },
+                },
+            },
+            "/v3/models/{model_id}/logs": {
+                "parameters": [_MODEL_ID],
+                "get": {
+                    "summary": "The run's log: a byte range, or followed as it grows",
+                    "parameters": [
+                        {"name": "follow", "in": "query", "schema": {"type": "boolean"}},
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer"},
+                            "description": "first byte; negative counts from the end",
+                        },
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                    ],
+                    "responses": {
+                        "200": {
+                            "description": "log bytes; X-Log-Size is the log's size, X-Log-Offset "
+                            "the first byte sent",
+                            "headers": {
+                                "X-Log-Size": {"schema": {"type": "integer"}},
+                                "X-Log-Offset": {"schema": {"type": "integer"}},
+                            },
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(400, 404),
+                        **auth,
+                    },
+                },
+            },
+            "/v3/models/{model_id}/definition": {
+                "parameters": [_MODEL_ID],
+                "get": {
+                    "summary": "The model definition as submitted",
+                    "responses": {
+                        "200": {
+                            "description": "the zip",
+                            "content": {"application/zip": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(404),
+                        **auth,
+                    },
+                },
+            },
+            "/v3/models/{model_id}/manifest": {
+                "parameters": [_MODEL_ID],
+                "get": {
+                    "summary": "The manifest as submitted, secrets removed",
+                    "responses": {
+                        "200": {
+                            "description": "the manifest",
+                            "content": {"application/yaml": {"schema": {"type": "string"}}},
+                        },
+                        **_errors(404),
+                        **auth,
+                    },
+                },
+            },
+            "/v3/gpus": {
+                "get": {
+                    "summary": "The GPUs: readings and which run holds each",
+                    "responses": {"200": _json({"type": "object"}, "the GPUs"), **auth},
+                }
+            },
+            "/v3/events": {
+                "get": {
+                    "summary": "Server-sent events of run changes (event: run | deleted); "
+                    "resumable with Last-Event-ID",
+                    "responses": {
+                        "200": {
+                            "description": "the event stream",
+                            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                        },
+                        **auth,
+                    },
+                }
+            },
+        },
+    }

@@ -1,0 +1,303 @@
+"""The service over TCP: tokens, users, remote CLI, streams that survive the network."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from trainui.client import Client, ClientError
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Remote:
+    """A real `trainui serve` on a free TCP port, with three users' tokens."""
+
+    def __init__(self, home) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.tokens = {
+            name: home.cli("token", "add", name, *flags, check=True).stdout.strip().splitlines()[-1]
+            for name, flags in (("alice", ()), ("bob", ()), ("root", ("--admin",)))
+        }
+        self.process: subprocess.Popen | None = None
+        self.start()
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "trainui", "serve", "--port", str(self.port)],
+            env=self.home.env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/v3/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        raise AssertionError("trainui serve did not start: " + self.process.stderr.read())
+
+    def kill(self) -> None:
+        self.process.kill()
+        self.process.wait()
+
+    def cli(self, user: str, *args: str, **kw):
+        return self.home.cli("--url", self.url, "--token", self.tokens[user], *args, **kw)
+
+    def client(self, user: str) -> Client:
+        return Client(url=self.url, token=self.tokens[user])
+
+    def submit(self, user: str, command: str = "echo hi", **kw) -> str:
+        result = self.cli(user, "train", str(self.model), str(self.home.manifest(command, **kw)))
+        assert result.returncode == 0, result.stderr
+        return result.stdout.strip().splitlines()[-1].split("'")[1]
+
+    @property
+    def model(self):
+        return self.home.model("remote", {"train.py": "print('hi')\n"})
+
+
+@pytest.fixture
+def remote(home):
+    r = Remote(home)
+    yield r
+    r.kill()
+
+
+ENDPOINTS = [
+    ("GET", "/v3/models/{id}"),
+    ("DELETE", "/v3/models/{id}"),
+    ("POST", "/v3/models/{id}/halt"),
+    ("GET", "/v3/models/{id}/logs"),
+    ("GET", "/v3/models/{id}/definition"),
+    ("GET", "/v3/models/{id}/manifest"),
+]
+
+
+def test_every_request_needs_a_valid_token_but_health_and_the_openapi_document(remote):
+    model_id = remote.submit("alice")
+    paths = [("GET", "/v3/models"), ("GET", "/v3/gpus"), ("GET", "/v3/events")]
+    paths += [(m, p.format(id=model_id)) for m, p in ENDPOINTS]
+    for headers in ({}, {"Authorization": "Bearer tui_wrong"}, {"Authorization": "Basic x"}):
+        for method, path in paths:
+            response = httpx.request(method, remote.url + path, headers=headers, timeout=5)
+            assert response.status_code == 401, (method, path, headers)
+            assert response.headers["www-authenticate"] == "Bearer"
+            assert response.json()["message"]
+    assert httpx.get(remote.url + "/v3/health").status_code == 200
+    assert httpx.get(remote.url + "/openapi.json").json()["openapi"].startswith("3.")
+    result = remote.home.cli("--url", remote.url, "list")
+    assert result.returncode == 1
+    assert "refused the request: a token is required" in result.stderr
+
+
+def test_a_revoked_token_stops_working_at_once(remote):
+    assert remote.cli("bob", "list").returncode == 0
+    remote.home.cli("token", "revoke", "bob", check=True)
+    result = remote.cli("bob", "list")
+    assert result.returncode == 1
+    assert "the token is not valid (mistyped or revoked)" in result.stderr
+    listed = remote.home.cli("token", "list", check=True).stdout
+    assert "alice" in listed and "bob" not in listed and "root" in listed
+    assert "tui_" not in listed  # never the tokens themselves
+
+
+def test_users_see_only_their_own_runs_and_admins_see_all(remote):
+    mine = remote.submit("alice", "sleep 1000")
+    theirs = remote.submit("bob")
+    for method, path in ENDPOINTS:
+        response = httpx.request(
+            method,
+            remote.url + path.format(id=mine),
+            headers={"Authorization": f"Bearer {remote.tokens['bob']}"},
+        )
+        assert response.status_code == 404, (method, path)
+        assert response.json()["message"] == f"run {mine} not found"
+    bob = json.loads(remote.cli("bob", "list", "--json", check=True).stdout)
+    assert [r["model_id"] for r in bob] == [theirs]
+    assert bob[0]["owner"] == "bob"
+    admin = json.loads(remote.cli("root", "list", "--json", check=True).stdout)
+    assert {r["model_id"] for r in admin} == {mine, theirs}
+    local = json.loads(remote.home.cli("list", "--json", check=True).stdout)  # the Unix socket
+    assert {r["model_id"] for r in local} == {mine, theirs}
+    assert remote.cli("root", "halt", mine).returncode == 0
+    assert remote.cli("root", "delete", theirs).returncode == 0
+
+
+async def test_events_reach_only_their_owner(remote):
+    seen: dict[str, list] = {"alice": [], "bob": []}
+
+    async def listen(user):
+        async with remote.client(user) as client:
+            async for _, kind, data in client.events():
+                if kind != "connection":
+                    seen[user].append(data.get("model_id"))
+
+    listeners = [asyncio.create_task(listen(u)) for u in seen]
+    await asyncio.sleep(0.5)
+    model_id = await asyncio.to_thread(remote.submit, "alice")
+    await asyncio.sleep(2)
+    for task in listeners:
+        task.cancel()
+    assert model_id in seen["alice"]
+    assert seen["bob"] == []
+
+
+def test_secrets_never_appear_in_responses_or_logs(remote):
+    secret = "s3cr3t-Value-9f8e7d"
+    manifest = remote.home.manifest("echo training")
+    text = manifest.read_text().replace(
+        "  connection: {}\n  source: {bucket: data, type: local}",
+        "  connection:\n"
+        "    endpoint_url: http://127.0.0.1:9\n"
+        "    aws_access_key_id: AKIA\n"
+        "    aws_secret_access_key: ${BENCH_SECRET}\n"
+        "  source: {bucket: data, type: s3}",
+    )
+    manifest.write_text(text)
+    result = remote.cli(
+        "alice", "train", "--no-check", str(remote.model), str(manifest), BENCH_SECRET=secret
+    )
+    assert result.returncode == 0, result.stderr
+    model_id = result.stdout.strip().splitlines()[-1].split("'")[1]
+    run = remote.home.wait(model_id, "completed", "failed", "halted")
+    headers = {"Authorization": f"Bearer {remote.tokens['alice']}"}
+    seen = ""
+    for path in ("", "/{id}", "/{id}/logs", "/{id}/manifest"):
+        seen += httpx.get(
+            remote.url + "/v3/models" + path.format(id=model_id), headers=headers
+        ).text
+    seen += json.dumps(run)
+    seen += (
+        remote.cli("alice", "show", model_id).stdout + remote.cli("alice", "logs", model_id).stdout
+    )
+    for folder, _, files in os.walk(remote.home.path):
+        for name in files:
+            path = os.path.join(folder, name)
+            if name.endswith((".txt", ".yml", ".json", ".log")) and name != "learner.json":
+                with open(path, errors="replace") as f:
+                    seen += f.read()
+    assert secret not in seen
+    assert (
+        "${BENCH_SECRET}"
+        in httpx.get(f"{remote.url}/v3/models/{model_id}/manifest", headers=headers).text
+    )
+    # the learner's own copy (mode 0600) is gone once the run has ended
+    assert not (remote.home.path / "runs" / model_id / "learner.json").exists()
+
+
+def test_a_public_bind_without_tokens_is_refused(home):
+    result = home.cli("serve", "--host", "0.0.0.0", "--port", str(free_port()), timeout=30)
+    assert result.returncode == 1
+    assert "refusing to listen on 0.0.0.0: no token exists yet" in result.stderr
+    assert "trainui token add NAME" in result.stderr
+
+
+def test_remote_errors_are_sentences(home):
+    port = free_port()
+    result = home.cli("--url", f"http://127.0.0.1:{port}", "--token", "x", "list")
+    assert result.returncode == 1
+    assert f"nothing answers at http://127.0.0.1:{port} (connection refused)" in result.stderr
+    bad = home.cli("--url", "ftp://example.invalid", "list")
+    assert bad.returncode == 1 and "is not an http:// or https:// URL" in bad.stderr
+    demo = home.cli("--url", f"http://127.0.0.1:{port}", "demo")
+    assert demo.returncode == 1 and "run it on the GPU box" in demo.stderr
+
+
+def test_the_remote_cli_works_as_locally(remote, tmp_path):
+    model_id = remote.submit("alice", "echo remote-ok; echo r > $RESULT_DIR/r.txt")
+    result = remote.cli("alice", "logs", "--follow", model_id, check=True)
+    assert "remote-ok" in result.stdout
+    shown = remote.cli("alice", "show", "trained-models", model_id, check=True).stdout
+    assert "State          completed" in shown and "Owner          alice" in shown
+    out = tmp_path / "def.zip"
+    remote.cli("alice", "download", model_id, "-o", str(out), check=True)
+    assert out.stat().st_size > 0
+    assert "1 records found." in remote.cli("alice", "list", "trained-models", check=True).stdout
+    assert "Delete trained-models successful" in remote.cli("alice", "delete", model_id).stdout
+
+
+async def test_100_concurrent_followers_each_receive_the_whole_log(remote):
+    script = "for i in $(seq 1 300); do echo follow-line-$i; sleep 0.005; done"
+    model_id = await asyncio.to_thread(remote.submit, "alice", script)
+
+    async def follow() -> bytes:
+        async with remote.client("alice") as client:
+            return b"".join([chunk async for chunk in client.follow_log(model_id)])
+
+    logs = await asyncio.gather(*(follow() for _ in range(100)))
+    assert len(set(logs)) == 1
+    lines = [line for line in logs[0].decode().splitlines() if line.startswith("follow-line-")]
+    assert lines == [f"follow-line-{i}" for i in range(1, 301)]
+
+
+async def test_a_follower_survives_the_service_restarting(remote):
+    script = "for i in $(seq 1 80); do echo tick-$i; sleep 0.05; done"
+    model_id = await asyncio.to_thread(remote.submit, "alice", script)
+    received: list[bytes] = []
+
+    async def follow():
+        async with remote.client("alice") as client:
+            async for chunk in client.follow_log(model_id):
+                received.append(chunk)
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(1.0)
+    await asyncio.to_thread(remote.kill)  # mid-stream: the follower is cut off
+    await asyncio.sleep(0.5)
+    await asyncio.to_thread(remote.start)
+    await asyncio.wait_for(follower, 60)
+    ticks = [line for line in b"".join(received).decode().splitlines() if line.startswith("tick-")]
+    assert ticks == [f"tick-{i}" for i in range(1, 81)]
+
+
+async def test_a_log_tail_is_read_without_the_rest(remote):
+    script = "for i in $(seq 1 20000); do echo line-$i; done"
+    model_id = await asyncio.to_thread(remote.submit, "alice", script)
+    await asyncio.to_thread(remote.home.wait, model_id, "completed")
+    async with remote.client("alice") as client:
+        tail, size, start = await client.read_log(model_id, offset=-4096)
+        assert len(tail) == 4096 and start == size - 4096
+        assert tail.decode().rstrip().endswith("trainui: completed")
+
+
+async def test_an_upload_over_the_limit_is_refused(home):
+    home.env["TRAINUI_MAX_UPLOAD_BYTES"] = "100000"
+    remote = Remote(home)
+    try:
+        big = home.model("big", {"data.bin": os.urandom(300_000).hex()})
+        result = remote.cli("alice", "train", str(big), str(home.manifest("true")))
+        assert result.returncode == 1
+        assert "larger than" in result.stderr
+    finally:
+        remote.kill()
+
+
+async def test_a_bad_manifest_over_tcp_lists_every_problem(remote):
+    async with remote.client("alice") as client:
+        zip_path = remote.home.path.parent / "m.zip"
+        import zipfile
+
+        with zipfile.ZipFile(zip_path, "w") as zf:
+            zf.writestr("t.py", "")
+        with pytest.raises(ClientError) as refused:
+            await client.submit(str(zip_path), b"model_definition:\n  nme: x\n")
+    assert refused.value.status == 400 and refused.value.code == "C101"
+    paths = {e["path"] for e in refused.value.errors}
+    assert "model_definition.nme" in paths and "training_data_reference" in paths
+    assert all(e["line"] >= 1 and e["column"] >= 1 for e in refused.value.errors)
