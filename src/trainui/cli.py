@@ -435,6 +435,27 @@ async def _demo(args: argparse.Namespace) -> int:
         return code
 
 
+def cmd_gpus(args: argparse.Namespace) -> int:
+    return _run(_gpus(args))
+
+
+async def _gpus(args: argparse.Namespace) -> int:
+    async with _client() as client:
+        snapshot = await client.gpus()
+    if args.json:
+        import json
+
+        print(json.dumps(snapshot, indent=2))
+    else:
+        from trainui.gpu import format_table
+
+        print(
+            format_table(snapshot, use_color=sys.stdout.isatty() and not os.environ.get("NO_COLOR"))
+        )
+    # no GPU is an answer (runs go to the CPU); a failing driver is not
+    return EXIT_FAILED if snapshot.get("state") == "error" else EXIT_OK
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     from trainui.config import ConfigError, load_settings
     from trainui.service.server import AlreadyRunning, ServeRefused, serve
@@ -583,6 +604,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("-o", "--output", metavar="PATH", help="file or folder to write to")
 
     command("demo", cmd_demo, "run the demo: example data, an example run, its log")
+
+    sub = command("gpus", cmd_gpus, "the GPUs: utilisation, memory, temperature, power, run")
+    sub.add_argument("--json", action="store_true", help="print the readings as JSON")
 
     sub = command("serve", cmd_serve, "run the service in the foreground")
     sub.add_argument("--host", default="127.0.0.1", help="TCP address (default 127.0.0.1)")

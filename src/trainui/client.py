@@ -160,6 +160,10 @@ class Client:
         """The GPUs: readings, which run holds each (see ``GET /v3/gpus``)."""
         return (await self._request("GET", "/v3/gpus")).json()
 
+    async def gpus_history(self) -> dict:
+        """About five minutes of readings per GPU, for sparklines."""
+        return (await self._request("GET", "/v3/gpus/history")).json()
+
     async def manifest(self, model_id: str) -> str:
         return (await self._request("GET", f"/v3/models/{model_id}/manifest")).text
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Mapping
 
@@ -75,21 +74,9 @@ def gpu_inventory(environ: Mapping[str, str] = os.environ) -> list[int]:
 
 
 def _nvml_gpu_ids() -> list[int]:
-    try:
-        import pynvml
-    except ImportError:
-        return []
-    try:
-        pynvml.nvmlInit()
-    except pynvml.NVMLError:  # no driver, no library: CPU mode, said in the runs' status
-        return []
-    try:
-        return list(range(pynvml.nvmlDeviceGetCount()))
-    except pynvml.NVMLError:
-        return []
-    finally:
-        with contextlib.suppress(pynvml.NVMLError):
-            pynvml.nvmlShutdown()
+    from trainui.gpu import nvml_gpu_ids  # no driver or library: [], CPU mode, said in runs
+
+    return nvml_gpu_ids()
 
 
 def _number(environ: Mapping[str, str], name: str, default, kind, minimum=None):

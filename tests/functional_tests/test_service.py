@@ -146,3 +146,18 @@ def test_list_json_prints_the_api_objects(home):
     assert run["model_id"] == model_id
     assert run["submitted_at"].endswith("Z")
     assert not any(key in run for key in ("learner_pid", "seq", "deleted"))
+
+
+def test_gpus_says_plainly_that_there_is_no_gpu(home):
+    home.env.pop("TRAINUI_GPUS")  # NVML asked for real: this machine has no NVIDIA driver
+    result = home.cli("gpus", check=True)
+    assert result.stdout.strip() == (
+        "no NVIDIA GPU or driver found (NVML Shared Library Not Found)"
+    )
+    snapshot = json.loads(home.cli("gpus", "--json", check=True).stdout)
+    assert (snapshot["state"], snapshot["gpus"]) == ("no_gpu", [])
+
+
+def test_gpus_with_monitoring_off(home):
+    result = home.cli("gpus", check=True)
+    assert "GPU monitoring is off (TRAINUI_GPUS=none)" in result.stdout

@@ -17,6 +17,7 @@ from starlette.routing import Route
 
 from trainui import __version__
 from trainui.core.runs import DEFINITION_FILE, FINAL_STATES, LOG_FILE, MANIFEST_FILE
+from trainui.gpu import GpuMonitor, off_snapshot, owner_by_process_tree
 from trainui.service.auth import Tokens, User
 from trainui.service.openapi import openapi_document
 from trainui.service.runs import Refusal, RunManager, watch
@@ -203,20 +204,26 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    monitor: GpuMonitor | None = None
+
     async def gpus(request: Request) -> Response:
+        if monitor is None:
+            snapshot = off_snapshot("GPU monitoring is off (TRAINUI_GPUS=none)")
+        else:
+            snapshot = await asyncio.to_thread(monitor.snapshot)
         user = _user(request)
-        holders = {
-            gpu: run["model_id"] if user.sees(run) else "another user's run"
-            for run in manager.runs.values()
-            if run["status"] not in FINAL_STATES
-            for gpu in run["gpu_ids"] or []
-        }
-        return JSONResponse(
-            {
-                "cpu_mode": manager.scheduler.cpu_mode,
-                "gpus": [{"index": i, "run": holders.get(i)} for i in manager.settings.gpu_ids],
-            }
-        )
+        if not user.admin:  # another user's run is not named to this one
+            for gpu in snapshot.get("gpus", []):
+                for process in gpu.get("processes", []):
+                    run = manager.runs.get(process.get("run") or "")
+                    if run is not None and not user.sees(run):
+                        process["run"] = "another user's run"
+        return JSONResponse(snapshot)
+
+    async def gpus_history(request: Request) -> Response:
+        if monitor is None:
+            return JSONResponse({"interval": 1.0, "gpus": {}})
+        return JSONResponse(monitor.history())
 
     async def openapi(request: Request) -> Response:
         return JSONResponse(document)
@@ -236,10 +243,15 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette):
-        nonlocal task
+        nonlocal task, monitor
         manager.reconcile()
         manager.purge()
         manager.schedule()
+        if os.environ.get("TRAINUI_GPUS", "").strip().lower() != "none":
+            roots = manager  # read from the monitor's thread: gpu_roots is replaced, not changed
+            monitor = GpuMonitor(
+                process_owner=lambda pid: owner_by_process_tree(pid, roots.gpu_roots)
+            ).start()
         task = asyncio.create_task(watch(manager, on_idle))
         try:
             yield
@@ -247,6 +259,8 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            if monitor is not None:
+                await asyncio.to_thread(monitor.stop)
             manager.close()
 
     model = "/v3/models/{model_id}"
@@ -260,6 +274,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         Route(model + "/definition", definition),
         Route(model + "/manifest", manifest),
         Route("/v3/gpus", gpus),
+        Route("/v3/gpus/history", gpus_history),
         Route("/v3/events", events),
         Route("/openapi.json", openapi),
     ]

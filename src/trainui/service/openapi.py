@@ -328,6 +328,12 @@ def openapi_document() -> dict:
                     "responses": {"200": _json({"type": "object"}, "the GPUs"), **auth},
                 }
             },
+            "/v3/gpus/history": {
+                "get": {
+                    "summary": "About five minutes of readings per GPU, for sparklines",
+                    "responses": {"200": _json({"type": "object"}, "the history"), **auth},
+                }
+            },
             "/v3/events": {
                 "get": {
                     "summary": "Server-sent events of run changes (event: run | deleted); "

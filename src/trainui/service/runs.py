@@ -119,6 +119,10 @@ class RunManager:
         self.events = EventHub()
         self.owner = getpass.getuser()
         self._status_mtimes: dict[str, float] = {}
+        self._waiting: dict[str, Waiting] = {}  # the scheduler's view of pending runs
+        self._command_groups: dict[str, int] = {}  # run -> its command's process group
+        # process -> run, for the GPU monitor's thread: replaced whole, never changed in place
+        self.gpu_roots: dict[int, str] = {}
         self._last_liveness = 0.0
         self._last_purge = 0.0
         self.open_streams = 0
@@ -257,11 +261,14 @@ class RunManager:
     # --- scheduling and launching ---------------------------------------------------------
 
     def schedule(self) -> None:
-        waiting = [
-            Waiting(r["model_id"], r["gpus"], r["queued_epoch"])
-            for r in self.runs.values()
-            if r["status"] == PENDING and not r.get("deleted")
-        ]
+        waiting = []
+        for r in self.runs.values():
+            if r["status"] == PENDING and not r.get("deleted"):
+                entry = self._waiting.get(r["model_id"])
+                if entry is None:  # made once per run: this runs at every submit and release
+                    entry = Waiting(r["model_id"], r["gpus"], r["queued_epoch"])
+                    self._waiting[r["model_id"]] = entry
+                waiting.append(entry)
         if not waiting:
             return
         active = [r for r in self.runs.values() if r["status"] in ACTIVE_STATES]
@@ -281,6 +288,7 @@ class RunManager:
                 self.events.publish("run", public(run))
 
     def _start(self, run: dict, gpu_ids: list[int]) -> None:
+        self._waiting.pop(run["model_id"], None)
         run_dir = self.run_dir(run["model_id"])
         spec_path = os.path.join(run_dir, LEARNER_FILE)
         spec = read_json(spec_path) or {}
@@ -301,6 +309,19 @@ class RunManager:
             learner_start=start,
         )
         self._save(run)
+        self._refresh_gpu_roots()
+
+    def _refresh_gpu_roots(self) -> None:
+        """Which processes belong to which active run (learners, commands' groups)."""
+        roots: dict[int, str] = {}
+        for run in self.runs.values():
+            if run["status"] in ACTIVE_STATES:
+                if run["learner_pid"]:
+                    roots[run["learner_pid"]] = run["model_id"]
+                group = self._command_groups.get(run["model_id"])
+                if group:
+                    roots[group] = run["model_id"]
+        self.gpu_roots = roots
 
     # --- following learners ---------------------------------------------------------------
 
@@ -345,6 +366,10 @@ class RunManager:
 
     def _apply(self, run: dict, status: dict) -> bool:
         """Copy a learner's status into the run; True when the run ended."""
+        group = status.get("command_pgid")
+        if group and self._command_groups.get(run["model_id"]) != group:
+            self._command_groups[run["model_id"]] = group
+            self._refresh_gpu_roots()
         changed = False
         for key in ("status", "status_message", "error_code", "exit_code", "progress"):
             if key in status and status[key] != run.get(key):
@@ -356,6 +381,8 @@ class RunManager:
                 changed = True
         ended = run["status"] in FINAL_STATES
         if ended:
+            self._command_groups.pop(run["model_id"], None)
+            self._refresh_gpu_roots()
             run["finished_at"] = run["finished_at"] or utc_now()
             run["finished_epoch"] = time.time()
             if run.get("deleted"):
@@ -366,6 +393,8 @@ class RunManager:
         return ended
 
     def _finish(self, run: dict, status: str, message: str, code: str | None) -> None:
+        self._waiting.pop(run["model_id"], None)
+        self._command_groups.pop(run["model_id"], None)
         run.update(
             status=status,
             status_message=message,
@@ -377,6 +406,7 @@ class RunManager:
             self._forget(run["model_id"])
         else:
             self._save(run)
+        self._refresh_gpu_roots()
 
     def reconcile(self) -> None:
         """After a (re)start: follow learners that still run, fail those that vanished."""
@@ -384,6 +414,7 @@ class RunManager:
             if run.get("deleted") and run["status"] not in ACTIVE_STATES:
                 self._forget(run["model_id"])
         self._last_liveness = 0.0
+        self._refresh_gpu_roots()
         self.poll()
 
     # --- halting and deleting -------------------------------------------------------------
@@ -415,6 +446,7 @@ class RunManager:
 
     def _forget(self, model_id: str) -> None:
         run = self.runs.pop(model_id, None) or {}
+        self._waiting.pop(model_id, None)
         self._status_mtimes.pop(model_id, None)
         self.store.delete(model_id)
         shutil.rmtree(self.run_dir(model_id), ignore_errors=True)
