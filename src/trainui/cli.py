@@ -460,6 +460,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from trainui.config import ConfigError, load_settings
     from trainui.service.server import AlreadyRunning, ServeRefused, serve
 
+    if args.launcher:
+        os.environ["TRAINUI_LAUNCHER"] = args.launcher
+    if args.ray_address:
+        os.environ["TRAINUI_RAY_ADDRESS"] = args.ray_address
     try:
         settings = load_settings()
     except ConfigError as error:
@@ -614,6 +618,17 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--certfile", help="TLS certificate (PEM), with --keyfile")
     sub.add_argument("--keyfile", help="TLS private key (PEM)")
     sub.add_argument("--no-tcp", action="store_true", help="only the home's Unix socket")
+    sub.add_argument(
+        "--launcher",
+        choices=("local", "ray"),
+        help="where runs execute: this machine's processes (default) or a Ray cluster "
+        "(TRAINUI_LAUNCHER)",
+    )
+    sub.add_argument(
+        "--ray-address",
+        metavar="URL",
+        help="the Ray dashboard / Job API, e.g. http://127.0.0.1:8265 (TRAINUI_RAY_ADDRESS)",
+    )
     sub.add_argument("--socket", metavar="PATH", help="Unix socket (default <home>/trainui.sock)")
     sub.add_argument(
         "--idle-exit", action="store_true", help="exit when idle for TRAINUI_IDLE_EXIT seconds"

@@ -36,7 +36,8 @@ class Settings(Record):
 
     __slots__ = (
         "home", "gpu_ids", "cpu_slots", "retention_days", "idle_exit_seconds",
-        "halt_grace_seconds", "starvation_seconds", "max_definition_bytes",
+        "halt_grace_seconds", "starvation_seconds", "max_definition_bytes", "launcher",
+        "ray_address",
     )  # fmt: skip
 
 
@@ -50,7 +51,18 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         halt_grace_seconds=_number(environ, "TRAINUI_HALT_GRACE", 10.0, float, minimum=0),
         starvation_seconds=_number(environ, "TRAINUI_STARVATION", 600.0, float, minimum=0),
         max_definition_bytes=_number(environ, "TRAINUI_MAX_UPLOAD_BYTES", 1 << 30, int, minimum=1),
+        launcher=_launcher(environ),
+        ray_address=environ.get("TRAINUI_RAY_ADDRESS") or None,
     )
+
+
+def _launcher(environ: Mapping[str, str]) -> str:
+    name = (environ.get("TRAINUI_LAUNCHER") or "local").strip().lower()
+    if name not in ("local", "ray"):
+        raise ConfigError(f"TRAINUI_LAUNCHER must be local or ray, not '{name}'")
+    if name == "ray" and not environ.get("TRAINUI_RAY_ADDRESS"):
+        raise ConfigError("the ray launcher needs the cluster's address: TRAINUI_RAY_ADDRESS")
+    return name
 
 
 def gpu_inventory(environ: Mapping[str, str] = os.environ) -> list[int]:
