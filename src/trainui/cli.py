@@ -257,7 +257,9 @@ async def _list(args: argparse.Namespace) -> int:
     if args.json:
         import json
 
-        print(json.dumps(runs, indent=1))
+        # one run a line: valid JSON, greppable, and json's C encoder (indent= is pure Python,
+        # ten times slower on a 10,000-run history)
+        sys.stdout.write("[\n" + ",\n".join(json.dumps(run) for run in runs) + "\n]\n")
         return EXIT_OK
     name_width = max([26, *(len(r["name"]) + 1 for r in runs)])
     print(f"{'SI No':<8}{'Name':<{name_width}} {'guid':<20} {'status':<11} submitted-at")
