@@ -37,7 +37,7 @@ class Settings(Record):
     __slots__ = (
         "home", "gpu_ids", "cpu_slots", "retention_days", "idle_exit_seconds",
         "halt_grace_seconds", "starvation_seconds", "max_definition_bytes", "launcher",
-        "ray_address",
+        "ray_address", "ray_grace_seconds",
     )  # fmt: skip
 
 
@@ -53,6 +53,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         max_definition_bytes=_number(environ, "TRAINUI_MAX_UPLOAD_BYTES", 1 << 30, int, minimum=1),
         launcher=_launcher(environ),
         ray_address=environ.get("TRAINUI_RAY_ADDRESS") or None,
+        ray_grace_seconds=_number(environ, "TRAINUI_RAY_GRACE", 60.0, float, minimum=0),
     )
 
 

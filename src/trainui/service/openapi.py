@@ -114,6 +114,7 @@ def _errors(*codes: int) -> dict:
         404: "no such run (or another user's)",
         409: "the run has already ended",
         413: "the upload is larger than the limit",
+        503: "the launcher cannot take runs now (the Ray cluster does not answer)",
     }
     return {str(code): _json("Error", words[code]) for code in codes}
 
@@ -208,7 +209,7 @@ def openapi_document() -> dict:
                             },
                             "the run is accepted",
                         ),
-                        **_errors(400, 413),
+                        **_errors(400, 413, 503),
                         **auth,
                     },
                 },

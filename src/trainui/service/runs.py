@@ -8,12 +8,10 @@ could block for long (learners, object stores) happens in other processes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import getpass
 import json
 import os
 import shutil
-import signal
 import time
 import traceback
 from collections import deque
@@ -29,7 +27,6 @@ from trainui.core.runs import (
     FAILED,
     FINAL_STATES,
     HALTED,
-    LEARNER_ERRORS_FILE,
     LEARNER_FILE,
     LOG_FILE,
     MANIFEST_FILE,
@@ -41,8 +38,8 @@ from trainui.core.runs import (
     write_json_atomic,
 )
 from trainui.service.auth import User
-from trainui.service.launch import LocalLauncher
-from trainui.service.scheduler import Scheduler, Waiting
+from trainui.service.launch import Capacity, Launcher, LocalLauncher
+from trainui.service.scheduler import Plan, Scheduler, Waiting
 from trainui.service.store import RunStore, public
 from trainui.storage import StoreError, open_store
 
@@ -104,7 +101,7 @@ class EventHub:
 
 
 class RunManager:
-    def __init__(self, settings: Settings, launcher: LocalLauncher | None = None) -> None:
+    def __init__(self, settings: Settings, launcher: Launcher | None = None) -> None:
         self.settings = settings
         self.home = settings.home
         self.runs_dir = os.path.join(self.home, "runs")
@@ -116,6 +113,8 @@ class RunManager:
             settings.gpu_ids, settings.cpu_slots, settings.starvation_seconds
         )
         self.launcher = launcher or LocalLauncher()
+        self._cluster_scheduler: Scheduler | None = None  # for a cluster launcher's GPUs
+        self._capacity_version: int | None = None  # the launcher's, at the last schedule()
         self.events = EventHub()
         self.owner = getpass.getuser()
         self._status_mtimes: dict[str, float] = {}
@@ -164,6 +163,7 @@ class RunManager:
         return {
             "status": "ok",
             "launcher": self.launcher.name,
+            "where": self.launcher.where,
             "gpus": list(self.settings.gpu_ids),
             "cpu_mode": self.scheduler.cpu_mode,
             "runs": counts,
@@ -207,7 +207,13 @@ class RunManager:
             definition.check_zip(definition_path, definition.Limits.from_env(os.environ))
         except definition.DefinitionError as error:
             raise Refusal(400, str(error), "C102") from None
-        too_big = self.scheduler.refuse(manifest.gpus)
+        problem = self.launcher.check()
+        if problem:
+            raise Refusal(503, problem)
+        if self.launcher.capacity() is None:
+            too_big = self.scheduler.refuse(manifest.gpus)
+        else:
+            too_big = self.launcher.refuse(manifest.gpus)
         if too_big:
             raise Refusal(400, too_big, "S100")
         model_id = new_run_id()
@@ -269,13 +275,33 @@ class RunManager:
                     entry = Waiting(r["model_id"], r["gpus"], r["queued_epoch"])
                     self._waiting[r["model_id"]] = entry
                 waiting.append(entry)
+        self._capacity_version = self.launcher.version
         if not waiting:
             return
         active = [r for r in self.runs.values() if r["status"] in ACTIVE_STATES]
-        busy = {r["model_id"]: r["gpu_ids"] or [] for r in active}
-        plan = self.scheduler.plan(waiting, busy, len(active), time.time())
+        capacity = self.launcher.capacity()
+        if capacity is None:  # this machine's GPUs, by id
+            busy = {r["model_id"]: r["gpu_ids"] or [] for r in active}
+            plan = self.scheduler.plan(waiting, busy, len(active), time.time())
+        elif capacity.problem:
+            plan = Plan([], {w.run_id: f"waiting: {capacity.problem}" for w in waiting})
+        else:  # a cluster's: counted, the cluster chooses which
+            scheduler = self._cluster_scheduler
+            if scheduler is None or len(scheduler.gpu_ids) != capacity.total:
+                scheduler = Scheduler(
+                    range(capacity.total),
+                    self.settings.cpu_slots,
+                    self.settings.starvation_seconds,
+                )
+                self._cluster_scheduler = scheduler
+            busy = {"": range(max(0, capacity.total - capacity.free))}
+            plan = scheduler.plan(waiting, busy, len(active), time.time())
+            where = self.launcher.where
+            plan = Plan(
+                plan.starts, {k: v.replace("this machine", where) for k, v in plan.reasons.items()}
+            )
         for model_id, gpu_ids in plan.starts:
-            self._start(self.runs[model_id], list(gpu_ids))
+            self._start(self.runs[model_id], list(gpu_ids), capacity)
         changed = []
         for model_id, reason in plan.reasons.items():
             run = self.runs[model_id]
@@ -287,19 +313,27 @@ class RunManager:
             for run in changed:
                 self.events.publish("run", public(run))
 
-    def _start(self, run: dict, gpu_ids: list[int]) -> None:
+    def _start(self, run: dict, gpu_ids: list[int], capacity: Capacity | None = None) -> None:
         self._waiting.pop(run["model_id"], None)
         run_dir = self.run_dir(run["model_id"])
         spec_path = os.path.join(run_dir, LEARNER_FILE)
         spec = read_json(spec_path) or {}
-        spec.update(gpu_ids=gpu_ids, cpu_mode=self.scheduler.cpu_mode)
+        cpu_mode = self.scheduler.cpu_mode if capacity is None else not capacity.total
+        if capacity is not None and not cpu_mode:
+            gpu_ids = []  # the cluster chooses; the learner reports them (gpu_ids null)
+            spec.update(gpu_ids=None, cpu_mode=False)
+        else:
+            spec.update(gpu_ids=gpu_ids, cpu_mode=cpu_mode)
         write_json_atomic(spec_path, spec, mode=0o600)
         try:
-            pid, start = self.launcher.start(run_dir)
+            pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run["gpus"])
         except OSError as error:
             self._finish(run, FAILED, f"the learner could not be started: {error}", "S300")
             return
-        where = "on the CPU" if self.scheduler.cpu_mode else f"on GPU {_ids(gpu_ids)}"
+        if capacity is not None:
+            where = f"on {self.launcher.where}" + (", on a CPU" if cpu_mode else "")
+        else:
+            where = "on the CPU" if cpu_mode else f"on GPU {_ids(gpu_ids)}"
         run.update(
             status=DOWNLOADING,
             status_message=f"starting {where}",
@@ -349,17 +383,17 @@ class RunManager:
                 if status is not None and status.get("status") in FINAL_STATES:
                     released |= self._apply(run, status)
                 else:
-                    _kill_group((status or {}).get("command_pgid"))  # free its GPUs
-                    self._finish(
-                        run,
-                        FAILED,
-                        "the learner process ended unexpectedly (see "
-                        f"{os.path.join(self.run_dir(run['model_id']), LEARNER_ERRORS_FILE)})",
-                        "S300",
+                    # the launcher frees what holds GPUs and says why the learner is gone
+                    reason = self.launcher.lost(
+                        run["learner_pid"],
+                        run["learner_start"],
+                        status,
+                        self.run_dir(run["model_id"]),
                     )
+                    self._finish(run, FAILED, reason, "S300")
                     released = True
-        if released:
-            self.schedule()
+        if released or (self._waiting and self.launcher.version != self._capacity_version):
+            self.schedule()  # GPUs were released, or a cluster's resources changed
         if now - self._last_purge >= PURGE_INTERVAL:
             self._last_purge = now
             self.purge()
@@ -379,6 +413,9 @@ class RunManager:
             if status.get(key) and status[key] != run.get(key):
                 run[key] = status[key]
                 changed = True
+        if status.get("gpu_ids") and not run.get("gpu_ids"):  # chosen by a cluster (Ray)
+            run["gpu_ids"] = status["gpu_ids"]
+            changed = True
         ended = run["status"] in FINAL_STATES
         if ended:
             self._command_groups.pop(run["model_id"], None)
@@ -446,6 +483,8 @@ class RunManager:
 
     def _forget(self, model_id: str) -> None:
         run = self.runs.pop(model_id, None) or {}
+        if run.get("learner_start"):
+            self.launcher.forget(run.get("learner_pid"), run["learner_start"])
         self._waiting.pop(model_id, None)
         self._status_mtimes.pop(model_id, None)
         self.store.delete(model_id)
@@ -477,6 +516,7 @@ class RunManager:
             self.events.publish("run", public(run))
 
     def close(self) -> None:
+        self.launcher.close()
         self.store.close()
 
 
@@ -511,12 +551,6 @@ def _no_progress() -> dict:
 
 def _ids(ids: list[int]) -> str:
     return ",".join(str(i) for i in ids)
-
-
-def _kill_group(pgid: int | None) -> None:
-    if pgid:
-        with contextlib.suppress(OSError):
-            os.killpg(pgid, signal.SIGKILL)
 
 
 async def watch(manager: RunManager, on_idle=None) -> None:

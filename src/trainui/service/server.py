@@ -16,6 +16,7 @@ import uvicorn
 from trainui.config import Settings, ensure_home, socket_path
 from trainui.service.app import create_app
 from trainui.service.auth import Tokens
+from trainui.service.launch import LauncherError, make_launcher
 from trainui.service.runs import RunManager
 
 
@@ -107,8 +108,12 @@ def serve(
     acquire_lock(home)  # raises AlreadyRunning
     path = unix_socket or socket_path(home)
     tcp = bind_tcp_socket(host, port) if host is not None else None
+    try:
+        launcher = make_launcher(settings, os.path.join(home, "runs"))
+    except LauncherError as error:
+        raise ServeRefused(str(error)) from None
     local = bind_unix_socket(path)
-    manager = RunManager(settings)
+    manager = RunManager(settings, launcher)
     servers: list[uvicorn.Server] = []
 
     def stop_all() -> None:

@@ -1,0 +1,707 @@
+"""Runs on a Ray cluster: each run becomes a Ray job whose entrypoint is trainui's learner.
+
+The service talks to the cluster's dashboard over HTTP, Ray's Job REST API (``POST /api/jobs/``,
+``GET /api/jobs/{id}``, ``POST /api/jobs/{id}/stop``, ``DELETE /api/jobs/{id}``), so it needs no
+``ray`` package. The job asks for the run's GPUs (``entrypoint_num_gpus``); Ray chooses them and
+sets ``CUDA_VISIBLE_DEVICES``, which the learner keeps (``gpu_ids`` null in ``learner.json``) and
+reports in ``status.json``. The learner reads and writes the run folder as it does locally: the
+cluster's nodes must see the service's home at the same path (a Ray head on this machine, or a
+shared file system), and the service's Python with trainui at the same path.
+
+Our queue stays ours: Ray keeps no durable FIFO, fails jobs that stay PENDING past its start
+timeout and cannot stop a PENDING job, so a run becomes a Ray job only once the cluster has its
+GPUs free (``capacity``), and a run halted while Ray still holds its job PENDING is ended here.
+
+Everything that talks to Ray happens in one background thread, so the service's event loop never
+waits for the cluster: ``start`` queues the submission, ``alive``, ``capacity`` and ``lost`` read
+what the thread last learnt. The run's outcome comes from the learner's ``status.json``; Ray's
+job state is for liveness: a job that ended while ``status.json`` is not final, a job that
+vanished, or a cluster that does not answer for ``lost_grace`` seconds fails the run, with the
+reason in a sentence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import re
+import shlex
+import signal
+import sys
+import threading
+import time
+import urllib.parse
+
+import httpx
+
+from trainui.core.runs import (
+    FINAL_STATES,
+    HALTED,
+    LEARNER_FILE,
+    STATUS_FILE,
+    read_json,
+    utc_now,
+    write_json_atomic,
+)
+from trainui.service.launch import Capacity, Launcher, LauncherError, LocalLauncher
+
+HANDLE_PREFIX = "ray:"  # learner_start of a run executed as a Ray job: ray:<submission id>
+JOB_POLL_INTERVAL = 0.5  # seconds between looks at the active jobs
+JOB_POLL_RATE = 20.0  # at most this many job lookups a second (many active runs: less often)
+CLUSTER_POLL_INTERVAL = 2.0  # seconds between looks at the cluster's resources
+FRESH = 3.0  # a contact this recent means the cluster answers (at submit)
+FIRST_CONTACT_WAIT = 5.0  # how long a submit waits for the first contact after start-up
+SETTLE = 2.0  # after a job ended: time for its status.json to show the outcome (shared FS)
+STORE_ALLOWANCE = 300  # seconds Ray waits after its SIGTERM, beyond the halt grace, for storing
+KEEP_ENDED = 600.0  # how long an ended job is remembered
+DELETE_TRIES_FOR = 1200.0  # a deleted run's job: DELETE it once it ends, for this long
+DELETES_PER_ROUND = 20
+REPORT_MARGIN = 1.0  # seconds of slack when comparing the cluster report's time with ours
+DEFAULT_LOST_GRACE = 60.0
+TIMEOUT = httpx.Timeout(10.0, connect=3.0)
+_SENTENCE_LIMIT = 300
+# Ray's states, and ours for a job that Ray has not (or no longer) answered about
+ACTIVE = frozenset({"submitting", "unknown", "PENDING", "RUNNING"})
+_NOT_STARTED = frozenset({"submitting", "PENDING"})
+# the environment the learner gets from the service (the rest is the Ray worker's)
+_SHIPPED = ("PYTHONPATH", "AWS_CA_BUNDLE")
+_NOT_SHIPPED = ("TRAINUI_TOKEN",)
+
+
+class _Unreachable(Exception):
+    """The cluster did not answer: the rest of this round of requests is skipped."""
+
+
+class _Job:
+    """What the launcher knows of one run's Ray job."""
+
+    __slots__ = (
+        "sid", "run_dir", "gpus", "state", "message", "exit_code", "payload", "seen_running",
+        "ended", "ended_mono", "stop_wanted", "stop_sent", "neutralized", "delete_until",
+    )  # fmt: skip
+
+    def __init__(self, sid: str, run_dir: str, gpus: int | None, state: str, payload=None):
+        self.sid = sid
+        self.run_dir = run_dir
+        self.gpus = gpus  # None until known (a job adopted after a restart)
+        self.state = state
+        self.message = ""
+        self.exit_code: int | None = None
+        self.payload = payload
+        self.seen_running: float | None = None  # wall clock, first seen RUNNING
+        self.ended: float | None = None  # wall clock, first seen ended
+        self.ended_mono = 0.0
+        self.stop_wanted = False
+        self.stop_sent = False
+        self.neutralized = False
+        self.delete_until: float | None = None
+
+
+class _Cluster:
+    __slots__ = ("total", "largest", "used", "report_time")
+
+    def __init__(self, total: int, largest: int, used: float | None, report_time: float | None):
+        self.total = total
+        self.largest = largest
+        self.used = used  # GPUs in use by anyone, from the autoscaler's report (lags ~5 s)
+        self.report_time = report_time
+
+    def key(self) -> tuple:
+        return (self.total, self.largest, self.used, self.report_time)
+
+
+class RayLauncher(Launcher):
+    """Runs as Ray jobs on the cluster whose dashboard answers at ``address``."""
+
+    name = "ray"
+
+    def __init__(
+        self,
+        address: str,
+        runs_dir: str,
+        halt_grace: float = 10.0,
+        lost_grace: float = DEFAULT_LOST_GRACE,
+        python: str | None = None,
+        environ=None,
+    ) -> None:
+        self.address = normalize_address(address)
+        self.where = f"the Ray cluster at {self.address}"
+        self.runs_dir = runs_dir
+        self.halt_grace = halt_grace
+        self.lost_grace = lost_grace
+        self.python = python or sys.executable
+        self.env_vars = _shipped_environment(os.environ if environ is None else environ)
+        self.env_vars["RAY_JOB_STOP_WAIT_TIME_S"] = str(math.ceil(halt_grace) + STORE_ALLOWANCE)
+        self._local = LocalLauncher()  # runs started before the service switched to Ray
+        self._jobs: dict[str, _Job] = {}
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._contact = threading.Event()  # set once the cluster has answered or failed to
+        self._closing = False
+        self._cluster: _Cluster | None = None
+        self._last_ok: float | None = None  # monotonic
+        self._down_since: float | None = None  # monotonic, while the cluster does not answer
+        self._down_error = ""
+        self.version = 0
+        self._thread = threading.Thread(target=self._loop, name="trainui-ray", daemon=True)
+        self._thread.start()
+
+    # --- the manager's side (the service's event loop) ----------------------------------------
+
+    def check(self) -> str | None:
+        if self._last_ok is None and self._down_since is None:
+            self._contact.wait(FIRST_CONTACT_WAIT)
+        if self._down_since is not None:
+            return (
+                f"{self.where} does not answer ({self._down_error}); no run can be "
+                "submitted until it does"
+            )
+        if self._last_ok is None:
+            return f"{self.where} has not answered yet; try again in a moment"
+        return None
+
+    def refuse(self, gpus: int) -> str | None:
+        """At submit: a sentence when a run needing ``gpus`` GPUs can never start here."""
+        cluster = self._cluster
+        if cluster is None or not cluster.total or gpus <= cluster.largest:
+            return None
+        if cluster.largest == cluster.total:
+            return f"the run needs {_gpus(gpus)} but {self.where} has {cluster.total}"
+        return (
+            f"the run needs {_gpus(gpus)} on one node but the largest node of {self.where} "
+            f"has {cluster.largest}"
+        )
+
+    def capacity(self) -> Capacity:
+        cluster = self._cluster
+        version = self.version
+        if self._down_since is not None:
+            problem = f"{self.where} does not answer ({self._down_error})"
+            return Capacity(0, 0, 0, problem, version)
+        if cluster is None:
+            return Capacity(0, 0, 0, f"{self.where} has not answered yet", version)
+        with self._lock:
+            jobs = list(self._jobs.values())
+        active = [job for job in jobs if job.state in ACTIVE]
+        if any(job.gpus is None for job in active):
+            problem = f"{self.where} has not yet told the state of earlier runs"
+            return Capacity(0, 0, 0, problem, version)
+        ours = sum(job.gpus for job in active)
+        free = cluster.total - ours
+        if cluster.used is not None and cluster.report_time is not None:
+            # The report lags: jobs of ours placed after it are not in it yet, jobs of ours
+            # that ended after it still are. What is left is what others hold.
+            since = cluster.report_time - REPORT_MARGIN
+            unplaced = sum(
+                job.gpus for job in active if job.seen_running is None or job.seen_running > since
+            )
+            released = sum(
+                job.gpus
+                for job in jobs
+                if job.state not in ACTIVE
+                and job.seen_running is not None
+                and job.seen_running <= since + 2 * REPORT_MARGIN
+                and job.ended is not None
+                and job.ended > since
+            )
+            free = min(free, cluster.total - math.ceil(cluster.used) + released - unplaced)
+        return Capacity(cluster.total, max(0, free), cluster.largest, None, version)
+
+    def start(self, run_dir: str, gpus: int) -> tuple[None, str]:
+        """Queue the run's job for submission; its handle at once (the POST follows)."""
+        sid = os.path.basename(os.path.normpath(run_dir))
+        payload = {
+            "entrypoint": (
+                f"exec {shlex.quote(self.python)} -m trainui.learner {shlex.quote(run_dir)}"
+            ),
+            "submission_id": sid,
+            "runtime_env": {"env_vars": dict(self.env_vars)},
+            "metadata": {"trainui_run": sid, "trainui_gpus": str(gpus)},
+        }
+        if gpus:
+            payload["entrypoint_num_gpus"] = gpus
+        else:  # a cluster without GPUs: runs of every size on a CPU
+            payload["entrypoint_num_cpus"] = 1
+        job = _Job(sid, run_dir, gpus, "submitting", payload)
+        with self._lock:
+            self._jobs[sid] = job
+        self.version += 1
+        self._wake.set()
+        return None, HANDLE_PREFIX + sid
+
+    def alive(self, pid: int | None, start: str | None) -> bool:
+        sid = _sid(start)
+        if sid is None:
+            return self._local.alive(pid, start)
+        job = self._job(sid)
+        if job.state in ACTIVE:
+            return self._down_for() <= self.lost_grace
+        return time.monotonic() - job.ended_mono < SETTLE
+
+    def lost(self, pid: int | None, start: str | None, status: dict | None, run_dir: str) -> str:
+        sid = _sid(start)
+        if sid is None:
+            return self._local.lost(pid, start, status, run_dir)
+        job = self._job(sid)
+        _kill_local_command(status, sid)  # a head on this machine: free the GPUs it holds
+        if job.state in ACTIVE:
+            job.stop_wanted = True  # should the cluster come back, the job must not go on
+            down = self._down_for()
+            return (
+                f"lost contact with {self.where} for {down:.0f} s ({self._down_error}); "
+                f"the run's Ray job {sid} may still be there"
+            )
+        if job.state == "refused":
+            return f"{self.where} refused the run's job: {job.message}"
+        if job.state == "gone":
+            return (
+                f"the run's Ray job {sid} no longer exists on {self.where} "
+                "(the cluster was restarted or the job deleted)"
+            )
+        what = {
+            "FAILED": "failed",
+            "STOPPED": "was stopped",
+            "SUCCEEDED": "ended",
+            "cancelled": "was cancelled",
+        }.get(job.state, "ended")
+        reason = f"the run's Ray job {sid} {what} before the learner recorded an outcome"
+        if job.state == "FAILED" and job.message:
+            return f"{reason}: {job.message}"
+        if job.exit_code is not None:
+            return f"{reason} (exit code {job.exit_code})"
+        return reason
+
+    def halt(self, pid: int | None, start: str | None) -> bool:
+        """Stop the run's job (Ray sends SIGTERM to the learner, which stores what it has and
+        ends); a job Ray has not started yet is ended here, since Ray cannot stop it."""
+        sid = _sid(start)
+        if sid is None:
+            return self._local.halt(pid, start)
+        job = self._job(sid)
+        if job.state not in ACTIVE:
+            return False
+        job.stop_wanted = True
+        self._wake.set()
+        return True
+
+    def forget(self, pid: int | None, start: str | None) -> None:
+        """The run is deleted (or purged): delete its Ray job too, once Ray says it ended."""
+        sid = _sid(start)
+        if sid is None:
+            return
+        with self._lock:
+            job = self._jobs.get(sid)
+            if job is None:  # an old run's job: nothing to follow, only to delete
+                job = _Job(sid, os.path.join(self.runs_dir, sid), 0, "forgotten")
+                self._jobs[sid] = job
+        if job.state in ACTIVE:
+            job.stop_wanted = True
+        job.delete_until = time.monotonic() + DELETE_TRIES_FOR
+        self._wake.set()
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout=2)
+
+    def _job(self, sid: str) -> _Job:
+        """The job of a run, followed from now on if it was not yet (after a restart)."""
+        with self._lock:
+            job = self._jobs.get(sid)
+            if job is None:
+                job = _Job(sid, os.path.join(self.runs_dir, sid), None, "unknown")
+                self._jobs[sid] = job
+                self._wake.set()
+        return job
+
+    def _down_for(self) -> float:
+        since = self._down_since
+        return 0.0 if since is None else time.monotonic() - since
+
+    # --- the thread that talks to Ray -----------------------------------------------------
+
+    def _loop(self) -> None:
+        next_cluster = next_follow = 0.0
+        with httpx.Client(timeout=TIMEOUT) as client:
+            while not self._closing:
+                self._wake.clear()  # a wake-up from now on starts the next round at once
+                try:
+                    self._submit(client)
+                    if time.monotonic() >= next_follow:
+                        looked = self._follow(client)
+                        next_follow = time.monotonic() + max(
+                            JOB_POLL_INTERVAL, looked / JOB_POLL_RATE
+                        )
+                    self._stop(client)
+                    if time.monotonic() >= next_cluster:
+                        self._look_at_cluster(client)
+                        next_cluster = time.monotonic() + CLUSTER_POLL_INTERVAL
+                    self._delete(client)
+                    self._drop_old()
+                except _Unreachable:
+                    pass
+                except Exception as error:  # a surprise must not end the thread: say it
+                    what = f"{type(error).__name__}: {error}"
+                    print(f"trainui: ray launcher: {what}", file=sys.stderr, flush=True)
+                self._contact.set()
+                self._wake.wait(JOB_POLL_INTERVAL)
+
+    def _request(self, client: httpx.Client, method: str, path: str, **kwargs) -> httpx.Response:
+        try:
+            response = client.request(method, self.address + path, **kwargs)
+        except httpx.HTTPError as error:
+            self._answered(_transport_error(error))
+            raise _Unreachable from None
+        if response.status_code in (502, 503, 504):  # a proxy in front of a dashboard that is down
+            self._answered(f"{response.status_code} {response.reason_phrase}")
+            raise _Unreachable
+        self._answered(None)
+        return response
+
+    def _answered(self, error: str | None) -> None:
+        now = time.monotonic()
+        if error is None:
+            self._last_ok = now
+            if self._down_since is not None:
+                self._down_since = None
+                self.version += 1
+        else:
+            self._down_error = error
+            if self._down_since is None:
+                self._down_since = now
+                self.version += 1
+        self._contact.set()
+
+    def _jobs_now(self) -> list[_Job]:
+        with self._lock:
+            return list(self._jobs.values())
+
+    def _submit(self, client: httpx.Client) -> None:
+        for job in self._jobs_now():
+            if job.state != "submitting":
+                continue
+            if job.stop_wanted:  # halted before it was even sent
+                self._neutralize(job)
+                self._ended(job, "cancelled")
+                continue
+            response = self._request(client, "POST", "/api/jobs/", json=job.payload)
+            if response.status_code == 200:
+                job.state = "PENDING"
+            else:
+                message = ray_error(response)
+                if "already exists" in message:  # a retry of ours whose answer was lost
+                    job.state = "PENDING"
+                else:
+                    job.message = message
+                    self._ended(job, "refused")
+            self.version += 1
+
+    def _follow(self, client: httpx.Client) -> int:
+        """Look at every job Ray may still run; how many that was."""
+        looked = 0
+        for job in self._jobs_now():
+            if job.state not in ("unknown", "PENDING", "RUNNING"):
+                continue
+            looked += 1
+            response = self._request(client, "GET", f"/api/jobs/{_quote(job.sid)}")
+            if response.status_code == 404:
+                self._ended(job, "gone")
+                continue
+            try:
+                info = response.json()
+            except ValueError:
+                continue
+            if response.status_code != 200 or not isinstance(info, dict):
+                continue
+            if job.gpus is None:
+                job.gpus = _metadata_gpus(info)
+            state = info.get("status")
+            if state == job.state or not isinstance(state, str):
+                continue
+            if state == "RUNNING" or (state in ("SUCCEEDED", "FAILED", "STOPPED")):
+                job.seen_running = job.seen_running or time.time()
+            if state in ("PENDING", "RUNNING"):
+                job.state = state
+                self.version += 1
+            else:
+                job.exit_code = info.get("driver_exit_code")
+                job.message = ray_sentence(info.get("message") or "")
+                self._ended(job, state)
+        return looked
+
+    def _stop(self, client: httpx.Client) -> None:
+        for job in self._jobs_now():
+            if not job.stop_wanted or job.stop_sent:
+                continue
+            if job.state == "PENDING":
+                # Ray's stop does nothing to a PENDING job: the learner must not do the run
+                # when Ray starts it; the stop follows once it is RUNNING
+                self._neutralize(job)
+            elif job.state == "RUNNING":
+                self._request(client, "POST", f"/api/jobs/{_quote(job.sid)}/stop")
+                job.stop_sent = True  # Ray answered: a refusal would be the same next time
+
+    def _delete(self, client: httpx.Client) -> None:
+        """The Ray jobs of deleted runs, once they have ended (Ray refuses before); a few a
+        round, so that a purge of many old runs never holds up the rest."""
+        now = time.monotonic()
+        tries = 0
+        for job in self._jobs_now():
+            if job.delete_until is None or tries >= DELETES_PER_ROUND:
+                continue
+            if now <= job.delete_until:
+                if job.state in ACTIVE:
+                    continue  # again next round
+                if job.state not in ("refused", "cancelled", "gone"):
+                    tries += 1
+                    response = self._request(client, "DELETE", f"/api/jobs/{_quote(job.sid)}")
+                    if response.status_code not in (200, 404):
+                        continue
+            with self._lock:
+                self._jobs.pop(job.sid, None)
+
+    def _look_at_cluster(self, client: httpx.Client) -> None:
+        nodes = _json(self._request(client, "GET", "/api/v0/nodes", params={"limit": 10000}))
+        gpus = []
+        for node in _dig(nodes, "data", "result", "result") or []:
+            if isinstance(node, dict) and node.get("state") == "ALIVE":
+                gpus.append(int((node.get("resources_total") or {}).get("GPU", 0) or 0))
+        if not gpus and not isinstance(_dig(nodes, "data", "result", "result"), list):
+            return  # not an answer we understand: keep what we knew
+        status = _json(self._request(client, "GET", "/api/cluster_status"))
+        report = _dig(status, "data", "clusterStatus") or {}
+        usage = _dig(report, "loadMetricsReport", "usage") or {}
+        used = report_time = None
+        gpu_usage = usage.get("GPU") if isinstance(usage, dict) else None
+        if isinstance(gpu_usage, list) and len(gpu_usage) == 2:
+            used = float(gpu_usage[0])
+            report_time = report.get("time")
+        cluster = _Cluster(sum(gpus), max(gpus, default=0), used, report_time)
+        if self._cluster is None or cluster.key() != self._cluster.key():
+            self._cluster = cluster
+            self.version += 1
+
+    def _drop_old(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for sid, job in list(self._jobs.items()):
+                if (
+                    job.state not in ACTIVE
+                    and job.delete_until is None
+                    and now - job.ended_mono > KEEP_ENDED
+                ):
+                    del self._jobs[sid]
+
+    def _ended(self, job: _Job, state: str) -> None:
+        job.state = state
+        job.ended = time.time()
+        job.ended_mono = time.monotonic()
+        self.version += 1
+
+    def _neutralize(self, job: _Job) -> None:
+        """End a halted run whose learner has not started: its status says halted, and its
+        learner, should Ray start it after all, finds no learner.json and does nothing."""
+        if job.neutralized:
+            return
+        job.neutralized = True
+        status_path = os.path.join(job.run_dir, STATUS_FILE)
+        current = read_json(status_path)
+        if current is not None:  # the learner has started: Ray's stop will reach it
+            job.neutralized = current.get("status") in FINAL_STATES
+            return
+        now = utc_now()
+        with contextlib.suppress(OSError):
+            write_json_atomic(
+                status_path,
+                {
+                    "status": HALTED,
+                    "status_message": "halted before it started on the Ray cluster",
+                    "error_code": None,
+                    "exit_code": None,
+                    "started_at": None,
+                    "finished_at": now,
+                    "updated_at": now,
+                    "progress": {
+                        "phase": None,
+                        "bytes_done": 0,
+                        "bytes_total": 0,
+                        "objects_done": 0,
+                        "objects_total": 0,
+                    },
+                },
+            )
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(job.run_dir, LEARNER_FILE))
+
+
+# --- helpers ------------------------------------------------------------------------------------
+
+
+def normalize_address(address: str) -> str:
+    """The dashboard's base URL from what the user gave (``HOST:PORT`` gets ``http://``)."""
+    text = (address or "").strip()
+    if not text:
+        raise LauncherError(
+            "the ray launcher needs the address of the Ray dashboard: --ray-address "
+            "http://HOST:8265 or TRAINUI_RAY_ADDRESS"
+        )
+    if text.startswith("ray://"):
+        raise LauncherError(
+            f"'{text}' is a Ray Client address; trainui uses the Job API of the Ray dashboard: "
+            "give its HTTP address, such as http://HOST:8265"
+        )
+    if "://" not in text:
+        text = "http://" + text
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise LauncherError(f"the Ray address '{address}' is not a URL like http://HOST:8265")
+    try:
+        parts.port  # noqa: B018 (a port that is not a number raises)
+    except ValueError:
+        raise LauncherError(f"the port of the Ray address '{address}' is not a number") from None
+    return text.rstrip("/")
+
+
+def lost_grace_seconds(settings, environ=None) -> float:
+    """How long a cluster may not answer before its runs fail: ``ray_grace_seconds`` of the
+    settings, else ``TRAINUI_RAY_GRACE``, else 60 s."""
+    value = getattr(settings, "ray_grace_seconds", None)
+    if value is not None:
+        return float(value)
+    raw = ((os.environ if environ is None else environ).get("TRAINUI_RAY_GRACE") or "").strip()
+    if not raw:
+        return DEFAULT_LOST_GRACE
+    try:
+        seconds = float(raw)
+    except ValueError:
+        raise LauncherError(f"TRAINUI_RAY_GRACE must be a number, not '{raw}'") from None
+    if not seconds >= 0:
+        raise LauncherError(f"TRAINUI_RAY_GRACE must be at least 0, not '{raw}'")
+    return seconds
+
+
+_EXCEPTION_LINE = re.compile(
+    r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt)(?::\s*(.*))?$"
+)
+
+
+def ray_sentence(text: str) -> str:
+    """One sentence from something Ray said: the error of a Python traceback (the innermost,
+    when one is nested in another), else the first line; never more than a few hundred
+    characters."""
+    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    sentence = lines[0]
+    if any(line.startswith("Traceback (most recent call last)") for line in lines) or (
+        _EXCEPTION_LINE.match(lines[-1])
+    ):
+        for line in reversed(lines):
+            match = _EXCEPTION_LINE.match(line)
+            if match:
+                sentence = match.group(1) or line
+                break
+        else:
+            sentence = lines[-1]
+    sentence = re.split(r",? last available logs", sentence, maxsplit=1)[0]
+    sentence = " ".join(sentence.split()).rstrip(" .:")
+    if len(sentence) > _SENTENCE_LIMIT:
+        sentence = sentence[: _SENTENCE_LIMIT - 1].rstrip() + "…"
+    return sentence
+
+
+def ray_error(response: httpx.Response) -> str:
+    """A refusal of Ray's (JSON, plain text or a traceback) in one sentence."""
+    text = response.text
+    with contextlib.suppress(ValueError):
+        body = response.json()
+        if isinstance(body, dict):
+            for key in ("message", "msg", "detail", "error"):
+                if isinstance(body.get(key), str) and body[key].strip():
+                    text = body[key]
+                    break
+    sentence = ray_sentence(text)
+    return sentence or f"HTTP {response.status_code} {response.reason_phrase}".strip()
+
+
+def _transport_error(error: httpx.HTTPError) -> str:
+    if isinstance(error, httpx.TimeoutException):
+        return "no answer in time"
+    text = str(error) or type(error).__name__
+    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
+    known = {
+        "connection refused": "connection refused",
+        "name or service not known": "unknown host",
+        "temporary failure in name resolution": "unknown host",
+        "no route to host": "no route to host",
+        "network is unreachable": "network unreachable",
+        "connection reset": "connection reset",
+    }
+    for needle, words in known.items():
+        if needle in text.lower():
+            return words
+    return ray_sentence(text) or type(error).__name__
+
+
+def _shipped_environment(environ) -> dict[str, str]:
+    env = {
+        name: value
+        for name, value in environ.items()
+        if (name.startswith("TRAINUI_") and name not in _NOT_SHIPPED) or name in _SHIPPED
+    }
+    return env
+
+
+def _metadata_gpus(info: dict) -> int:
+    metadata = info.get("metadata") or {}
+    try:
+        return int(metadata.get("trainui_gpus", 0))
+    except (TypeError, ValueError):
+        return 0
+
+
+def _sid(start: str | None) -> str | None:
+    if start and start.startswith(HANDLE_PREFIX):
+        return start[len(HANDLE_PREFIX) :]
+    return None
+
+
+def _quote(sid: str) -> str:
+    return urllib.parse.quote(sid, safe="")
+
+
+def _json(response: httpx.Response):
+    try:
+        return response.json() if response.status_code == 200 else None
+    except ValueError:
+        return None
+
+
+def _dig(data, *keys):
+    for key in keys:
+        if not isinstance(data, dict):
+            return None
+        data = data.get(key)
+    return data
+
+
+def _gpus(count: int) -> str:
+    return f"{count} GPU" if count == 1 else f"{count} GPUs"
+
+
+def _kill_local_command(status: dict | None, sid: str) -> None:
+    """Kill the training command of a lost run if it runs on this machine (its process group
+    leader has TRAINING_ID=<run> in its environment: a number from another node never does)."""
+    group = (status or {}).get("command_pgid")
+    if not isinstance(group, int) or group <= 1:
+        return
+    try:
+        with open(f"/proc/{group}/environ", "rb") as f:
+            environ = f.read().split(b"\0")
+    except OSError:
+        return
+    if f"TRAINING_ID={sid}".encode() in environ:
+        with contextlib.suppress(OSError):
+            os.killpg(group, signal.SIGKILL)

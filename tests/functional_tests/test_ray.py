@@ -1,0 +1,216 @@
+"""Runs on a Ray cluster: a private Ray head (4 pretend GPUs) started by this module, the real
+CLI, the real service with the ray launcher, real learners as Ray jobs.
+
+Skipped where Ray is not installed. The head-killed test kills the module's head: it runs last,
+and a test after it would get a fresh head.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import time
+
+import httpx
+import pytest
+from ray_head import RayHead, group_alive, ray_installed
+
+from trainui.service.launch import LauncherError
+from trainui.service.ray import normalize_address, ray_error, ray_sentence
+
+if not ray_installed():
+    pytest.skip("ray is not installed (pip install 'ray[default]')", allow_module_level=True)
+
+pytestmark = pytest.mark.ray
+
+RECORD = 'echo "cvd=$CUDA_VISIBLE_DEVICES gpus=$GPU_COUNT"; echo trained > $RESULT_DIR/model.txt'
+
+
+@pytest.fixture(scope="module")
+def ray_head():
+    head = RayHead(num_gpus=4, num_cpus=2).start()
+    yield head
+    head.stop()
+
+
+@pytest.fixture
+def cluster(ray_head):
+    if not ray_head.alive():  # killed by an earlier test
+        ray_head.restart()
+    return ray_head
+
+
+@pytest.fixture
+def rhome(home, cluster):
+    """A trainui home whose service (started by the first CLI call) uses the ray launcher."""
+    home.env.update(
+        TRAINUI_LAUNCHER="ray",
+        TRAINUI_RAY_ADDRESS=cluster.address,
+        TRAINUI_RAY_GRACE="3",
+        TRAINUI_GPUS="none",  # this machine's GPUs do not matter: the cluster's do
+    )
+    return home
+
+
+def wait_for_job(cluster: RayHead, model_id: str, *states: str, timeout: float = 30) -> dict | None:
+    """The run's Ray job once its status is one of ``states`` (None: gone)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = cluster.job(model_id)
+        if (job["status"] if job else None) in states:
+            return job
+        assert time.monotonic() < deadline, f"the Ray job of {model_id} is {job}"
+        time.sleep(0.2)
+
+
+def test_a_run_completes_on_ray_with_its_results_stored(rhome, cluster):
+    model_id = rhome.submit(rhome.model("m", {"train.py": ""}), rhome.manifest(RECORD))
+    run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
+    assert run["status"] == "completed", run
+    assert len(run["gpu_ids"]) == 1  # the GPU Ray chose
+    results = rhome.buckets / "results" / model_id
+    assert (results / "model.txt").read_text() == "trained\n"
+    assert (results / "_submitted_code" / "model.zip").exists()
+    assert '"status": "completed"' in (results / "training-status.json").read_text()
+    log = (results / "training-log.txt").read_text()
+    assert f"cvd={run['gpu_ids'][0]} gpus=1" in log
+    job = wait_for_job(cluster, model_id, "SUCCEEDED")
+    assert job["metadata"]["trainui_run"] == model_id
+    assert "trainui.learner" in job["entrypoint"]
+    # delete forgets the run and deletes its Ray job; what it stored stays
+    rhome.cli("delete", "trained-models", model_id, check=True)
+    assert wait_for_job(cluster, model_id, None) is None
+    assert (results / "training-log.txt").exists()
+
+
+def test_a_medium_run_gets_two_gpus_from_ray(rhome, cluster):
+    model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest(RECORD, "medium"))
+    run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
+    assert run["status"] == "completed", run
+    ids = run["gpu_ids"]
+    assert len(ids) == 2 and len(set(ids)) == 2, run
+    log = rhome.cli("logs", model_id, check=True).stdout
+    assert f"cvd={ids[0]},{ids[1]} gpus=2" in log
+    shown = rhome.cli("show", model_id, check=True).stdout
+    assert re.search(rf"GPUs\s+{ids[0]},{ids[1]}\b", shown), shown
+
+
+def test_a_second_large_run_waits_in_trainuis_queue_not_rays(rhome, cluster):
+    model = rhome.model("m", {"t.py": ""})
+    first = rhome.submit(model, rhome.manifest("sleep 60", "large", name="first"))
+    rhome.wait(first, "running", timeout=60)
+    second = rhome.submit(model, rhome.manifest("sleep 60", "large", name="second"))
+    time.sleep(2)  # time enough for a wrong submission to reach Ray
+    run = rhome.show(second)
+    assert run["status"] == "pending", run
+    assert run["status_message"].startswith("waiting for 4 GPUs: 0 free"), run
+    assert cluster.job(second) is None  # not queued in Ray
+    rhome.cli("halt", first, check=True)
+    rhome.wait(first, "halted", timeout=30)
+    rhome.wait(second, "running", timeout=60)
+    assert cluster.job(second)["status"] == "RUNNING"
+    rhome.cli("delete", second, check=True)  # halts it first, then deletes its Ray job
+    assert wait_for_job(cluster, second, None) is None
+
+
+def test_halt_stops_the_ray_job_and_stores_what_the_run_has(rhome, cluster):
+    command = "echo working; echo partial > $RESULT_DIR/partial.txt; sleep 60"
+    model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest(command))
+    rhome.wait(model_id, "running", timeout=60)
+    wait_for_job(cluster, model_id, "RUNNING")
+    rhome.cli("halt", model_id, check=True)
+    run = rhome.wait(model_id, "halted", "failed", "completed", timeout=30)
+    assert run["status"] == "halted", run
+    wait_for_job(cluster, model_id, "STOPPED")
+    results = rhome.buckets / "results" / model_id
+    log = (results / "training-log.txt").read_text()
+    assert "halt requested (SIGTERM)" in log  # Ray's stop reached the learner, which stored
+    assert (results / "partial.txt").read_text() == "partial\n"
+
+
+def test_a_run_halted_before_ray_started_it_never_runs(rhome, cluster):
+    # Ray cannot stop a PENDING job: trainui ends the run itself and disarms the learner
+    marker = rhome.path.parent / "ran"
+    model = rhome.model("m", {"t.py": ""})
+    model_id = rhome.submit(model, rhome.manifest(f"touch {marker}; sleep 60"))
+    rhome.cli("halt", model_id, check=True)  # at once: Ray has not started the job yet
+    run = rhome.wait(model_id, "halted", "failed", "completed", timeout=30)
+    assert run["status"] == "halted", run
+    wait_for_job(cluster, model_id, "FAILED", "STOPPED", None)
+    if run["status_message"] == "halted before it started on the Ray cluster":
+        assert not marker.exists()
+    else:  # this machine was quick enough for the learner to start: Ray's stop halted it
+        assert run["status_message"] == "halted by request", run
+
+
+def test_a_restarted_service_follows_its_runs_on_ray(rhome, cluster):
+    model = rhome.model("m", {"t.py": ""})
+    first = rhome.submit(model, rhome.manifest("sleep 5; echo done", "medium", name="first"))
+    before = rhome.wait(first, "running", timeout=60)
+    os.kill(rhome.service_pid(), signal.SIGKILL)  # the learner, a Ray job, goes on
+    # the next command starts a new service, which adopts the run's Ray job and counts its
+    # GPUs: 2 of 4 are free, so a medium run starts and a large one waits in trainui's queue
+    second = rhome.submit(model, rhome.manifest("true", "medium", name="second"))
+    third = rhome.submit(model, rhome.manifest("true", "large", name="third"))
+    assert rhome.show(third)["status"] == "pending" and cluster.job(third) is None
+    rhome.cli("delete", third, check=True)
+    assert rhome.wait(second, "completed", "failed", timeout=60)["status"] == "completed"
+    run = rhome.wait(first, "completed", "failed", timeout=60)
+    assert run["status"] == "completed" and run["gpu_ids"] == before["gpu_ids"], run
+
+
+def test_a_learner_killed_on_the_cluster_fails_the_run_with_rays_reason(rhome, cluster):
+    model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest("sleep 60"))
+    rhome.wait(model_id, "running", timeout=60)
+    status = json.loads((rhome.path / "runs" / model_id / "status.json").read_text())
+    os.kill(status["learner_pid"], signal.SIGKILL)
+    run = rhome.wait(model_id, "failed", "halted", "completed", timeout=30)
+    assert run["status"] == "failed" and run["error_code"] == "S300", run
+    assert run["status_message"] == (
+        f"the run's Ray job {model_id} failed before the learner recorded an outcome: "
+        "Job entrypoint command failed with exit code -9"
+    )
+    assert not group_alive(status["command_pgid"])  # what held its GPU was stopped
+
+
+def test_rays_refusals_become_one_sentence(cluster):
+    job = {"entrypoint": "true", "submission_id": "trainui-test-twice"}
+    httpx.post(f"{cluster.address}/api/jobs/", json=job).raise_for_status()
+    again = httpx.post(f"{cluster.address}/api/jobs/", json=job)
+    assert again.status_code >= 400 and "Traceback" in again.text
+    assert ray_error(again) == (
+        "Job with submission_id trainui-test-twice already exists. "
+        "Please use a different submission_id"
+    )
+    assert ray_sentence("Job supervisor actor could not be scheduled.\nmore") == (
+        "Job supervisor actor could not be scheduled"
+    )
+
+
+def test_ray_addresses_are_checked_before_the_service_starts(home):
+    assert normalize_address("127.0.0.1:8265") == "http://127.0.0.1:8265"
+    assert normalize_address("https://ray.example.com/") == "https://ray.example.com"
+    for bad in ("", "ray://head:10001", "http://:8265", "http://head:port"):
+        with pytest.raises(LauncherError):
+            normalize_address(bad)
+    result = home.cli("serve", "--no-tcp", "--launcher", "ray", "--ray-address", "ray://h:10001")
+    assert result.returncode == 1
+    assert "is a Ray Client address" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_head_killed_mid_run_fails_the_run_with_a_reason(rhome, cluster):
+    # last in this module: it kills the module's head
+    model = rhome.model("m", {"t.py": ""})
+    model_id = rhome.submit(model, rhome.manifest("sleep 120"))
+    rhome.wait(model_id, "running", timeout=60)
+    cluster.kill()
+    run = rhome.wait(model_id, "failed", "halted", "completed", timeout=30)
+    assert run["status"] == "failed" and run["error_code"] == "S300", run
+    assert f"lost contact with the Ray cluster at {cluster.address}" in run["status_message"]
+    # while the cluster does not answer, a submission is refused, naming the cluster
+    refused = rhome.cli("train", str(model), str(rhome.manifest("true")))
+    assert refused.returncode == 1, refused.stdout
+    assert f"the Ray cluster at {cluster.address} does not answer" in refused.stderr
+    assert "Traceback" not in refused.stderr
