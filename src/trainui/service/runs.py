@@ -119,6 +119,7 @@ class RunManager:
         self.owner = getpass.getuser()
         self._status_mtimes: dict[str, float] = {}
         self._waiting: dict[str, Waiting] = {}  # the scheduler's view of pending runs
+        self._full = False  # the last plan left no GPU (or CPU slot) free
         self._command_groups: dict[str, int] = {}  # run -> its command's process group
         # process -> run, for the GPU monitor's thread: replaced whole, never changed in place
         self.gpu_roots: dict[int, str] = {}
@@ -261,12 +262,25 @@ class RunManager:
         self.seq += 1
         self.runs[model_id] = run
         self._save(run)
-        self.schedule()
+        self.schedule(submitted=run)
         return run
 
     # --- scheduling and launching ---------------------------------------------------------
 
-    def schedule(self) -> None:
+    def schedule(self, submitted: dict | None = None) -> None:
+        """Start what can start; give every pending run its reason. ``submitted``: the run
+        just accepted, last in the queue."""
+        if submitted is not None and self._full and self.launcher.capacity() is None:
+            # Nothing is free and nothing was released since the last plan (a release plans
+            # again): the new run waits, and only its own reason is new. This keeps a
+            # submission O(1) behind a long queue instead of re-planning every pending run.
+            ahead = len(self._waiting)
+            self._waiting[submitted["model_id"]] = Waiting(
+                submitted["model_id"], submitted["gpus"], submitted["queued_epoch"]
+            )
+            submitted["status_message"] = self.scheduler.waiting_reason(submitted["gpus"], 0, ahead)
+            self._save(submitted)
+            return
         waiting = []
         for r in self.runs.values():
             if r["status"] == PENDING and not r.get("deleted"):
@@ -277,6 +291,7 @@ class RunManager:
                 waiting.append(entry)
         self._capacity_version = self.launcher.version
         if not waiting:
+            self._full = False  # the next submission plans in full
             return
         active = [r for r in self.runs.values() if r["status"] in ACTIVE_STATES]
         capacity = self.launcher.capacity()
@@ -302,6 +317,7 @@ class RunManager:
             )
         for model_id, gpu_ids in plan.starts:
             self._start(self.runs[model_id], list(gpu_ids), capacity)
+        self._full = capacity is None and self._nothing_free()
         changed = []
         for model_id, reason in plan.reasons.items():
             run = self.runs[model_id]
@@ -344,6 +360,14 @@ class RunManager:
         )
         self._save(run)
         self._refresh_gpu_roots()
+
+    def _nothing_free(self) -> bool:
+        """No GPU (or, in CPU mode, no CPU slot) of this machine is free."""
+        active = [r for r in self.runs.values() if r["status"] in ACTIVE_STATES]
+        if self.scheduler.cpu_mode:
+            return len(active) >= self.settings.cpu_slots
+        held = {gpu for r in active for gpu in r["gpu_ids"] or []}
+        return all(gpu in held for gpu in self.scheduler.gpu_ids)
 
     def _refresh_gpu_roots(self) -> None:
         """Which processes belong to which active run (learners, commands' groups)."""

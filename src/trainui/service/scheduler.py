@@ -94,6 +94,13 @@ class Scheduler:
         needs = f"{_gpus(gpus)} ({size})" if size else _gpus(gpus)
         return f"the run needs {needs} but this machine has {have}"
 
+    def waiting_reason(self, gpus: int, free: int, ahead: int) -> str:
+        """Why a run that does not fit waits: ``free`` GPUs (or CPU slots) now, ``ahead``
+        runs queued before it."""
+        if not self._inventory:
+            return f"waiting for a CPU slot: {free} of {self.cpu_slots} free{_ahead(ahead)}"
+        return f"waiting for {_gpus(gpus)}: {free} free{_ahead(ahead)}"
+
     def plan(
         self,
         waiting: Sequence[Waiting],
@@ -144,7 +151,7 @@ class Scheduler:
         left = len(free)
         for ahead, (run, blocker) in enumerate(pending):
             if blocker is None:
-                reasons[run.run_id] = f"waiting for {_gpus(run.gpus)}: {left} free{_ahead(ahead)}"
+                reasons[run.run_id] = self.waiting_reason(run.gpus, left, ahead)
             else:
                 reasons[run.run_id] = (
                     f"waiting behind {blocker.run_id} "
@@ -161,6 +168,5 @@ class Scheduler:
             if index < free:
                 starts.append((run.run_id, ()))
             else:
-                ahead = _ahead(index - free)
-                reasons[run.run_id] = f"waiting for a CPU slot: 0 of {slots} free{ahead}"
+                reasons[run.run_id] = self.waiting_reason(run.gpus, 0, index - free)
         return Plan(starts, reasons)
