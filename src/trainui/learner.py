@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import queue
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from trainui.core.runs import (
     COMPLETED,
@@ -38,7 +36,7 @@ from trainui.core.runs import (
     utc_now,
     write_json_atomic,
 )
-from trainui.storage import ObjectStore, StoreError, iter_files, open_store, safe_key_path
+from trainui.storage import ObjectStore, StoreError, iter_files, open_store
 
 _STARTED = time.time()  # once the learner's imports are done
 
@@ -51,9 +49,7 @@ recording each state change in RUN_DIR/status.json. SIGTERM halts the run.
 """
 
 UNPACKING = "unpacking"  # a phase of the learner, shown as `downloading` in status.json
-TRANSFER_THREADS = 8
 PROGRESS_INTERVAL = 0.25  # seconds between progress writes of status.json
-TRANSFER_JOIN_TIMEOUT = 10.0  # how long a stopped transfer may take to finish its object
 LEFTOVER_GRACE = 2.0  # after the command exits: SIGTERM to what is left, then SIGKILL
 TRAINING_STATUS_FILE = "training-status.json"
 DEFINITION_KEY = "_submitted_code/model.zip"
@@ -87,7 +83,12 @@ class Learner:
         self.model_id: str = config["model_id"]
         # The service gives its home; a run folder is <home>/runs/<id> otherwise.
         self.home: str = config.get("home") or os.path.dirname(os.path.dirname(run_dir))
-        self.gpu_ids = [str(i) for i in config.get("gpu_ids") or ()]
+        gpu_ids = config.get("gpu_ids")
+        if gpu_ids is None and "gpu_ids" in config:
+            # null: a cluster (Ray) chose the GPUs and says which in CUDA_VISIBLE_DEVICES
+            visible = os.environ.get("CUDA_VISIBLE_DEVICES", "")
+            gpu_ids = [g.strip() for g in visible.split(",") if g.strip()]
+        self.gpu_ids = [str(i) for i in gpu_ids or ()]
         self.cpu_mode = bool(config.get("cpu_mode")) or not self.gpu_ids
         self.grace = float(config.get("halt_grace_seconds", 10))
         work = os.path.join(run_dir, WORK_DIR)
@@ -114,6 +115,7 @@ class Learner:
         self.storing_failed = False
         self._last_write = 0.0
         self.status = _new_status(DOWNLOADING, "staging the training data")
+        self.status["gpu_ids"] = [int(g) if g.isdigit() else g for g in self.gpu_ids]
 
     # ------------------------------------------------------------------------- the run
 
@@ -165,66 +167,87 @@ class Learner:
         started = time.monotonic()
         data = self.config["data"]
         data_dir = self.dirs["DATA_DIR"]
+        store = None
         try:
             store = open_store(
                 data["type"], data["bucket"], data.get("connection") or {}, self.home
             )
             objects = list(store.list_objects())
-            jobs = [(obj.key, safe_key_path(data_dir, obj.key), obj.size) for obj in objects]
+            total = sum(obj.size for obj in objects)
+            what = f"{_count(len(objects), 'object')} ({_size(total)})"
+            self._log(f"staging {what} from {store.description}")
+            self.status["status_message"] = f"staging {what} from {store.description}"
+            self.status["progress"].update(bytes_total=total, objects_total=len(objects))
+            self._write_status()
+            counters = self._stage_objects(store, objects, data_dir)
         except StoreError as exc:
             raise _Failed("S302", str(exc)) from None
-        total = sum(size for _key, _dest, size in jobs)
-        what = f"{_count(len(jobs), 'object')} ({_size(total)})"
-        self._log(f"staging {what} from {store.description}")
-        self.status["status_message"] = f"staging {what} from {store.description}"
-        self.status["progress"].update(bytes_total=total, objects_total=len(jobs))
-        self._write_status()
-
-        files = []
-        for key, dest, size in jobs:
-            if key.endswith("/"):  # a "folder" object: S3 consoles make them
-                os.makedirs(dest, exist_ok=True)
-                self._count_progress(size)
-            else:
-                files.append((key, dest, size))
-        error = self._transfer(files, lambda job: store.download(job[0], job[1]), halts=True)
-        if error is not None:
-            raise _Failed("S302", _transfer_error(error))
-        done = self.status["progress"]["objects_done"]
+        except OSError as exc:
+            raise _Failed("S302", f"staging failed: {_transfer_error(exc)}") from None
+        finally:
+            if store is not None:
+                store.close()
+        done = counters.objects_done
         if self.halt_requested:
-            self._log(f"staging stopped after {done} of {_count(len(jobs), 'object')}")
+            self._log(f"staging stopped after {done} of {_count(len(objects), 'object')}")
             return
-        self._log(f"staged {_count(done, 'object')} in {time.monotonic() - started:.2f} s")
+        seconds = time.monotonic() - started
+        how = ""
+        if counters.cached:
+            downloaded = done - counters.cache_hits
+            how = f": {counters.cache_hits} from the cache, {downloaded} downloaded"
+        if counters.bytes_transferred:
+            rate = counters.bytes_transferred / max(seconds, 1e-6)
+            how += f" ({_size(counters.bytes_transferred)} at {_size(int(rate))}/s)"
+        self._log(f"staged {_count(done, 'object')} in {seconds:.2f} s{how}")
         self.status["timings"]["staged"] = time.time()
 
-    def _transfer(
-        self, jobs: Sequence[tuple[str, str, int]], move: Callable, halts: bool
-    ) -> BaseException | None:
-        """Move ``jobs`` (key, path, size) with ``move`` on up to 8 threads, counting progress.
+    def _stage_objects(self, store: ObjectStore, objects: list, data_dir: str):
+        from trainui.storage import staging
 
-        Returns the first error (the others are not started), or None. With ``halts``, a halt
-        request stops it too.
-        """
-        if not jobs:
+        cache = self._cache() if store.cache_id else None
+        counters = staging.Counters()
+        try:
+            return staging.stage(
+                store,
+                objects,
+                data_dir,
+                cache=cache,
+                counters=counters,
+                on_tick=lambda: self._show_progress(counters),
+                should_stop=lambda: self.halt_requested,
+            )
+        finally:
+            self._show_progress(counters, force=True)
+
+    def _cache(self):
+        """The dataset cache of this home, or None when TRAINUI_CACHE_MAX_BYTES is 0."""
+        from trainui.storage.cache import DEFAULT_MAX_BYTES, Cache, CacheSettingError, max_bytes
+
+        try:
+            limit = max_bytes(os.environ)
+        except CacheSettingError as exc:
+            self._log(f"warning: {exc}; the default size is used")
+            limit = DEFAULT_MAX_BYTES
+        if limit <= 0:
             return None
-        transfers = _Transfers(move, jobs)
-        error = None
-        for _ in jobs:
-            result = None
-            while result is None and not (halts and self.halt_requested):
-                with contextlib.suppress(queue.Empty):
-                    result = transfers.results.get(timeout=0.1)
-            if result is None:
-                break
-            job, error = result
-            if error is not None:
-                break
-            self._count_progress(job[2])
-        transfers.stop()
-        # Objects under way finish (or are given up on) before the work folder goes.
-        transfers.join(TRANSFER_JOIN_TIMEOUT)
-        self._write_status()
-        return error
+        try:
+            return Cache(os.path.join(self.home, "cache"), limit)
+        except OSError as exc:
+            self._log(f"warning: no dataset cache: {_transfer_error(exc)}")
+            return None
+
+    def _show_progress(self, counters, force: bool = False) -> None:
+        """Copy transfer counters into status.json (at most every PROGRESS_INTERVAL)."""
+        progress = self.status["progress"]
+        progress.update(
+            bytes_done=counters.bytes_done,
+            objects_done=counters.objects_done,
+            bytes_total=max(progress["bytes_total"], counters.bytes_total),
+            objects_total=max(progress["objects_total"], counters.objects_total),
+        )
+        if force or time.monotonic() - self._last_write >= PROGRESS_INTERVAL:
+            self._write_status()
 
     def _count_progress(self, size: int) -> None:
         progress = self.status["progress"]
@@ -428,6 +451,8 @@ class Learner:
                 self._upload(store, os.path.join(self.run_dir, LOG_FILE), prefix + LOG_FILE)
             except (StoreError, OSError) as exc:
                 self._storing_failed(_transfer_error(exc))
+            with contextlib.suppress(Exception):
+                store.close()
         self.status["timings"]["stored"] = time.time()
 
     def _store_results(self, store: ObjectStore, prefix: str) -> None:
@@ -446,10 +471,24 @@ class Learner:
         self._write_status()
         self._log(f"storing {_count(count, 'file')} in {where}")
 
-        def upload(job: tuple[str, str, int]) -> None:
-            store.upload(job[1], job[0])
+        from trainui.storage import staging
 
-        error = self._transfer(jobs, upload, halts=False)
+        progress = self.status["progress"]
+        counters = staging.Counters(len(jobs) + 2, progress["bytes_total"])
+
+        def upload(job: tuple[str, str, int], _may_defer: bool) -> bool:
+            store.upload(job[1], job[0], counters.add_bytes)
+            counters.object_done()
+            return True
+
+        def show() -> None:
+            progress.update(bytes_done=counters.bytes_done, objects_done=counters.objects_done)
+            if time.monotonic() - self._last_write >= PROGRESS_INTERVAL:
+                self._write_status()
+
+        error = staging.run_parallel(jobs, upload, on_tick=show)
+        show()
+        self._write_status()
         if error is not None:
             self._storing_failed(_transfer_error(error))
 
@@ -481,7 +520,7 @@ class Learner:
             "error_code": self.error_code,
             "exit_code": self.exit_code,
             "resource": config.get("resource"),
-            "gpu_ids": config.get("gpu_ids") or [],
+            "gpu_ids": self.status["gpu_ids"],
             "submitted_at": config.get("submitted_at"),
             "started_at": self.status["started_at"],
             "finished_at": self.status["finished_at"],
@@ -542,50 +581,6 @@ class Learner:
 
         traceback.print_exc()  # into learner-errors.txt
         sys.stderr.flush()
-
-
-class _Transfers:
-    """Calls ``move(job)`` for each job on up to TRANSFER_THREADS daemon threads.
-
-    Results come back on ``results`` as ``(job, error)``. Daemon threads rather than a
-    ThreadPoolExecutor: the learner can exit without joining a transfer it gave up on after
-    a halt, and concurrent.futures would add ~15 ms of imports to the start-up path.
-    """
-
-    def __init__(self, move: Callable, jobs: Sequence) -> None:
-        self._move = move
-        self._jobs = iter(jobs)
-        self._lock = threading.Lock()
-        self._stopped = False
-        self.results: queue.SimpleQueue = queue.SimpleQueue()
-        self._threads = [
-            threading.Thread(target=self._work, name=f"transfer-{i}", daemon=True)
-            for i in range(min(TRANSFER_THREADS, len(jobs)))
-        ]
-        for thread in self._threads:
-            thread.start()
-
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                job = None if self._stopped else next(self._jobs, None)
-            if job is None:
-                return
-            try:
-                self._move(job)
-            except BaseException as exc:  # always answer: the main thread counts on it
-                self.results.put((job, exc))
-            else:
-                self.results.put((job, None))
-
-    def stop(self) -> None:
-        with self._lock:
-            self._stopped = True
-
-    def join(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 # ------------------------------------------------------------------------------ functions

@@ -388,7 +388,7 @@ def test_a_store_failure_after_a_failed_command_keeps_the_first_cause(tmp_path):
     assert status["error_code"] == "C201"
     assert status["status_message"] == (
         "the training command exited with code 2; results could not be stored:"
-        " the s3 store type is not supported yet"
+        " the s3 connection of bucket 'results' has no endpoint_url"
     )
 
 

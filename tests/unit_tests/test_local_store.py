@@ -41,12 +41,6 @@ def test_a_home_relative_path_is_expanded(monkeypatch, tmp_path):
     assert store.description == f"local bucket 'data' ({tmp_path / 'my-buckets'})"
 
 
-@pytest.mark.parametrize("store_type", ["s3", "bluemix_objectstore"])
-def test_other_store_types_are_not_supported_yet(store_type):
-    with pytest.raises(StoreError, match=f"^the {store_type} store type is not supported yet$"):
-        open_store(store_type, "data", {"aws_secret_access_key": "s3cr3t"}, home="/nowhere")
-
-
 def test_an_unknown_store_type_is_named():
     with pytest.raises(StoreError, match="unknown store type 'ftp': expected one of s3, "):
         open_store("ftp", "data", {}, home="/nowhere")

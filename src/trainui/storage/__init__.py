@@ -1,14 +1,16 @@
 """Object stores behind one small interface: where training data comes from, results go to.
 
-Each store type is one module (``local`` now; ``s3`` and ``bluemix_objectstore`` next). Methods
-block, so callers that must stay responsive run them in threads. This package imports no UI or
-web code: the learner uses it on its start-up path.
+Each store type is one module: ``local`` (a folder), ``s3`` (boto3, any S3-compatible server)
+and ``swift`` (``bluemix_objectstore``, python-swiftclient). Methods block, so callers that must
+stay responsive run them in threads. This package imports no UI or web code, and boto3 or
+swiftclient only when a store of that type is opened: the learner uses it on its start-up path.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 
 from trainui.core.record import Record
 
@@ -16,16 +18,35 @@ __all__ = [
     "ObjectInfo",
     "ObjectStore",
     "StoreError",
+    "TransferCancelled",
+    "check_access",
+    "download_prefix",
     "iter_files",
     "open_store",
     "safe_key_path",
 ]
 
 STORE_TYPES = ("s3", "bluemix_objectstore", "local")
+TRANSFER_THREADS = 8  # objects moved at once; TRAINUI_TRANSFER_THREADS changes it
+
+
+def transfer_threads() -> int:
+    """TRAINUI_TRANSFER_THREADS, default 8: how many objects move at once."""
+    try:
+        return max(1, int(os.environ.get("TRAINUI_TRANSFER_THREADS", TRANSFER_THREADS)))
+    except ValueError:
+        return TRANSFER_THREADS
+
+
+Progress = Callable[[int], None]  # called with each number of bytes moved (negative: undone)
 
 
 class StoreError(Exception):
     """A store refused or failed; ``str(exc)`` is one sentence for the user, never a secret."""
+
+
+class TransferCancelled(Exception):
+    """Raised by a progress callback to stop a transfer; the partial file is removed."""
 
 
 class ObjectInfo(Record):
@@ -36,25 +57,41 @@ class ObjectInfo(Record):
 
 
 class ObjectStore:
-    """One bucket of one store. Subclasses implement every method."""
+    """One bucket of one store. Subclasses implement every method.
+
+    Methods may be called from several threads at once.
+    """
 
     description: str = ""  # for messages, e.g. "local bucket 'demo-data' (/home/me/buckets)"
+    # What identifies the bucket's objects for the dataset cache (never a secret); "" for a
+    # store not worth caching (a local folder).
+    cache_id: str = ""
 
-    def list_objects(self) -> Iterator[ObjectInfo]:
-        """Every object of the bucket, sorted by key."""
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        """Every object of the bucket whose key starts with ``prefix``, sorted by key."""
         raise NotImplementedError
 
-    def download(self, key: str, dest: str) -> int:
-        """Write object ``key`` to the file ``dest`` (parents created); return its size."""
+    def download(
+        self, key: str, dest: str, info: ObjectInfo | None = None, progress: Progress | None = None
+    ) -> int:
+        """Stream object ``key`` into the file ``dest`` (parents created); return its size.
+
+        With ``info`` (from ``list_objects``), the bytes are checked against its size, and its
+        ETag when that is an MD5. ``progress`` is called with each number of bytes written. On
+        any failure ``dest`` is removed.
+        """
         raise NotImplementedError
 
-    def upload(self, src: str, key: str) -> None:
-        """Store the file ``src`` as object ``key`` (the bucket is created if need be)."""
+    def upload(self, src: str, key: str, progress: Progress | None = None) -> None:
+        """Store the file ``src`` as object ``key``."""
         raise NotImplementedError
 
     def check(self, write: bool = False) -> None:
         """Raise StoreError unless the bucket can be read (or, with ``write``, written)."""
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Release connections and threads (the store may not be used afterwards)."""
 
 
 def open_store(
@@ -70,9 +107,84 @@ def open_store(
 
         path = connection.get("path") or os.path.join(home, "buckets")
         return LocalStore(bucket, os.path.abspath(os.path.expanduser(path)))
-    if store_type in STORE_TYPES:
-        raise StoreError(f"the {store_type} store type is not supported yet")
+    if store_type == "s3":
+        from trainui.storage.s3 import S3Store
+
+        return S3Store(bucket, connection)
+    if store_type == "bluemix_objectstore":
+        from trainui.storage.swift import SwiftStore
+
+        return SwiftStore(bucket, connection)
     raise StoreError(f"unknown store type {store_type!r}: expected one of {', '.join(STORE_TYPES)}")
+
+
+def check_access(
+    store_type: str, bucket: str, connection: Mapping[str, str], home: str, write: bool
+) -> None:
+    """Raise StoreError (one sentence naming the endpoint, the bucket and what was refused)
+    unless ``bucket`` can be read, or with ``write`` written, with these credentials."""
+    store = open_store(store_type, bucket, connection, home)
+    try:
+        store.check(write=write)
+    finally:
+        store.close()
+
+
+def download_prefix(
+    store: ObjectStore,
+    prefix: str,
+    dest_dir: str,
+    progress: Callable[[int, int, int, int], None] | None = None,
+) -> tuple[int, int]:
+    """Download every object under ``prefix`` into ``dest_dir`` (keys less the prefix).
+
+    In parallel; ``progress(files_done, files_total, bytes_done, bytes_total)`` is called from
+    the calling thread as it goes. Returns ``(files, bytes)``. StoreError when nothing is there.
+    """
+    from trainui.storage.staging import plan, run_parallel
+
+    objects = [o for o in store.list_objects(prefix) if o.key.startswith(prefix)]
+    objects = [o for o in objects if o.key != prefix]
+    if not objects:
+        raise StoreError(f"nothing is stored under {prefix!r} in {store.description}")
+    files, folders = plan(
+        [ObjectInfo(o.key[len(prefix) :], o.size, o.etag) for o in objects], dest_dir
+    )
+    for folder in folders:
+        os.makedirs(folder, exist_ok=True)
+    total = sum(info.size for info, _dest in files)
+    counter = _Counter()
+
+    def fetch(job: tuple[ObjectInfo, str], _may_defer: bool) -> bool:
+        info, dest = job
+        store.download(prefix + info.key, dest, info, counter.add_bytes)
+        counter.add_object()
+        return True
+
+    def report() -> None:
+        if progress is not None:
+            progress(counter.objects, len(files), counter.bytes, total)
+
+    error = run_parallel(files, fetch, on_tick=report)
+    report()
+    if error is not None:
+        raise error
+    return len(files), total
+
+
+class _Counter:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.bytes = 0
+        self.objects = 0
+
+    def add_bytes(self, n: int) -> None:
+        with self._lock:
+            self.bytes += n
+
+    def add_object(self) -> None:
+        with self._lock:
+            self.objects += 1
 
 
 def safe_key_path(root: str, key: str) -> str:

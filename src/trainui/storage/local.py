@@ -12,7 +12,14 @@ import shutil
 import threading
 from collections.abc import Iterator
 
-from trainui.storage import ObjectInfo, ObjectStore, StoreError, iter_files, safe_key_path
+from trainui.storage import (
+    ObjectInfo,
+    ObjectStore,
+    Progress,
+    StoreError,
+    iter_files,
+    safe_key_path,
+)
 
 
 class LocalStore(ObjectStore):
@@ -33,7 +40,7 @@ class LocalStore(ObjectStore):
         if not os.path.isdir(self.root):
             raise self._missing()
 
-    def list_objects(self) -> Iterator[ObjectInfo]:
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         self._require_bucket()
         try:
             files = list(iter_files(self.root))
@@ -41,7 +48,7 @@ class LocalStore(ObjectStore):
             raise StoreError(
                 f"cannot list {self.description}: {exc.strerror or exc} ({exc.filename})"
             ) from None
-        return (ObjectInfo(key, size) for key, _path, size in files)
+        return (ObjectInfo(key, size) for key, _path, size in files if key.startswith(prefix))
 
     def _object_path(self, key: str) -> str:
         path = safe_key_path(self.root, key)
@@ -52,21 +59,26 @@ class LocalStore(ObjectStore):
             raise StoreError(f"object {key!r} does not exist in {self.description}")
         return path
 
-    def download(self, key: str, dest: str) -> int:
+    def download(
+        self, key: str, dest: str, info: ObjectInfo | None = None, progress: Progress | None = None
+    ) -> int:
         self._require_bucket()
         src = self._object_path(key)
         try:
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             shutil.copyfile(src, dest)
-            return os.path.getsize(dest)
-        except FileNotFoundError as exc:
-            if exc.filename == src:
+            size = os.path.getsize(dest)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(dest)  # never half a file
+            if isinstance(exc, FileNotFoundError) and exc.filename == src:
                 raise StoreError(f"object {key!r} does not exist in {self.description}") from None
             raise StoreError(_copy_failed(key, "from", self.description, exc)) from None
-        except OSError as exc:
-            raise StoreError(_copy_failed(key, "from", self.description, exc)) from None
+        if progress is not None:
+            progress(size)
+        return size
 
-    def upload(self, src: str, key: str) -> None:
+    def upload(self, src: str, key: str, progress: Progress | None = None) -> None:
         dest = safe_key_path(self.root, key)
         parent, name = os.path.split(dest)
         # A hidden temporary name in the same folder, renamed into place: readers of the
@@ -76,6 +88,8 @@ class LocalStore(ObjectStore):
             os.makedirs(parent, exist_ok=True)
             shutil.copyfile(src, tmp)
             os.replace(tmp, dest)
+            if progress is not None:
+                progress(os.path.getsize(dest))
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
@@ -87,7 +101,8 @@ class LocalStore(ObjectStore):
             if not os.access(self.root, os.R_OK | os.X_OK):
                 raise StoreError(f"{self.description} cannot be read: permission denied")
             return
-        probe = os.path.join(self.root, f".trainui-check.{os.getpid()}.tmp")
+        # unique per thread: the service checks several submissions at once
+        probe = os.path.join(self.root, f".trainui-check.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             os.makedirs(self.root, exist_ok=True)
             with open(probe, "wb"):

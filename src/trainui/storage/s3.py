@@ -1,0 +1,356 @@
+"""The ``s3`` store: a bucket on any S3-compatible server (IBM COS, Ceph, MinIO, AWS).
+
+Path-style addressing, which every non-AWS server takes. Uploads go through boto3 (retries
+with backoff; multipart with parallel parts for large files). Listing, checks and downloads
+are signed here (AWS Signature Version 4, as boto3 would) and sent on
+``trainui.storage.stream``'s connections: boto3 costs about 0.3 s to import and set up and
+several times more CPU per request than the transfer itself, which a staging of many small
+objects, or a cache hit, would pay on every run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Iterator, Mapping
+
+from trainui.storage import (
+    TRANSFER_THREADS,
+    ObjectInfo,
+    ObjectStore,
+    Progress,
+    StoreError,
+    stream,
+)
+
+DEFAULT_REGION = "us-east-1"
+MULTIPART_THRESHOLD = 64 << 20  # files larger than this are uploaded in parts, in parallel
+PART_SIZE = 16 << 20
+WRITE_CHECK_KEY = ".trainui-write-check"
+
+_XML_CODE = re.compile(rb"<Code>([^<]*)</Code>")
+_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+_UNRESERVED = "-_.~"
+
+
+class S3Store(ObjectStore):
+    """Bucket ``bucket`` at the connection's ``endpoint_url``."""
+
+    def __init__(self, bucket: str, connection: Mapping[str, str]) -> None:
+        missing = [
+            k
+            for k in ("endpoint_url", "aws_access_key_id", "aws_secret_access_key")
+            if not connection.get(k)
+        ]
+        if missing:
+            raise StoreError(f"the s3 connection of bucket '{bucket}' has no {missing[0]}")
+        self.bucket = bucket
+        self.endpoint_url = connection["endpoint_url"].rstrip("/")
+        self.key_id = connection["aws_access_key_id"]
+        self._secret = connection["aws_secret_access_key"]
+        self.region = connection.get("region") or DEFAULT_REGION
+        self.endpoint = stream.Endpoint(self.endpoint_url)  # StoreError unless http(s)://host
+        self.description = f"S3 bucket '{bucket}' at {self.endpoint_url}"
+        self.cache_id = f"s3 {self.endpoint_url} {bucket}"
+        parts = urllib.parse.urlsplit(self.endpoint_url)
+        self._base_path = parts.path.rstrip("/")
+        self._host = self.endpoint.host_header
+        self._signing_keys: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+        self._s3 = None
+        self._transfers = None
+
+    def __repr__(self) -> str:  # never the secret
+        return f"S3Store({self.bucket!r}, {self.endpoint_url!r})"
+
+    # --------------------------------------------------------------------------- signing
+
+    def _sign(
+        self, method: str, key: str | None, query: Mapping[str, str] = (), headers=()
+    ) -> tuple[str, dict[str, str]]:
+        """The request target and headers of a request signed with AWS Signature Version 4
+        (header auth, unsigned payload: as boto3 signs over HTTPS)."""
+        path = f"{self._base_path}/{self.bucket}"
+        if key is not None:
+            path += "/" + key
+        uri = urllib.parse.quote(path.encode("utf-8"), safe="/" + _UNRESERVED)
+        amz_date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        day = amz_date[:8]
+        scope = f"{day}/{self.region}/s3/aws4_request"
+        canonical_query = "&".join(
+            f"{_quote(k)}={_quote(v)}" for k, v in sorted(dict(query).items())
+        )
+        signed = (
+            f"host:{self._host}\nx-amz-content-sha256:UNSIGNED-PAYLOAD\nx-amz-date:{amz_date}\n"
+        )
+        names = "host;x-amz-content-sha256;x-amz-date"
+        canonical = "\n".join((method, uri, canonical_query, signed, names, "UNSIGNED-PAYLOAD"))
+        digest = hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+        to_sign = f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n{digest}"
+        signature = hmac.new(self._signing_key(day), to_sign.encode(), hashlib.sha256)
+        out = dict(headers)
+        out.update(
+            {
+                "X-Amz-Date": amz_date,
+                "X-Amz-Content-SHA256": "UNSIGNED-PAYLOAD",
+                "Authorization": f"AWS4-HMAC-SHA256 Credential={self.key_id}/{scope},"
+                f" SignedHeaders={names}, Signature={signature.hexdigest()}",
+            }
+        )
+        return f"{uri}?{canonical_query}" if canonical_query else uri, out
+
+    def _signing_key(self, day: str) -> bytes:
+        key = self._signing_keys.get(day)
+        if key is None:
+            key = ("AWS4" + self._secret).encode("utf-8")
+            for part in (day, self.region, "s3", "aws4_request"):
+                key = hmac.new(key, part.encode("utf-8"), hashlib.sha256).digest()
+            self._signing_keys = {day: key}
+        return key
+
+    def _request(self, method: str, key: str | None, query=(), headers=(), action="read"):
+        """A signed request with retries; the response (2xx) or StoreError."""
+        tries = stream.attempts()
+        for attempt in range(1, tries + 1):
+            try:
+                response = self.endpoint.request(method, *self._sign(method, key, query, headers))
+                if response.status < 300:
+                    return response
+                body = stream.error_body(response, self.endpoint)
+                match = _XML_CODE.search(body)
+                code = match.group(1).decode("utf-8", "replace") if match else ""
+                if response.status >= 500 or response.status in (408, 429):
+                    raise stream.Transient(f"the server answered HTTP {response.status} {code}")
+                raise StoreError(self._refusal(response.status, code, action))
+            except stream.Transient as exc:
+                if attempt == tries:
+                    raise StoreError(
+                        f"cannot {action} {self.description}: {exc} (after {tries} tries)"
+                    ) from None
+                time.sleep(stream.backoff(attempt))
+        raise AssertionError("unreachable")
+
+    # --------------------------------------------------------------------------- reading
+
+    def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
+        from xml.etree import ElementTree
+
+        query = {"list-type": "2", "encoding-type": "url", "max-keys": "1000"}
+        if prefix:
+            query["prefix"] = prefix
+        while True:
+            response = self._request("GET", None, query, action="list")
+            body = response.read()
+            try:
+                root = ElementTree.fromstring(body)
+            except ElementTree.ParseError as exc:
+                raise StoreError(
+                    f"{self.endpoint_url} answered the listing of bucket '{self.bucket}'"
+                    f" with something that is not S3 XML ({exc})"
+                ) from None
+            ns = _NS if root.tag.startswith(_NS) else ""
+            encoded = (root.findtext(f"{ns}EncodingType") or "").lower() == "url"
+            for item in root.iter(f"{ns}Contents"):
+                key = item.findtext(f"{ns}Key") or ""
+                if encoded:
+                    key = urllib.parse.unquote_plus(key)
+                size = int(item.findtext(f"{ns}Size") or 0)
+                yield ObjectInfo(key, size, (item.findtext(f"{ns}ETag") or "").strip('"'))
+            token = root.findtext(f"{ns}NextContinuationToken")
+            if (root.findtext(f"{ns}IsTruncated") or "").lower() != "true" or not token:
+                return
+            query["continuation-token"] = token
+
+    def download(
+        self, key: str, dest: str, info: ObjectInfo | None = None, progress: Progress | None = None
+    ) -> int:
+        etag = info.etag if info is not None else ""
+        return stream.fetch(
+            lambda offset: self._open(key, offset, etag, listed=info is not None),
+            self.endpoint,
+            dest,
+            f"object {key!r} of {self.description}",
+            size=info.size if info is not None else None,
+            md5=stream.md5_of(etag),
+            progress=progress,
+        )
+
+    def _open(self, key: str, offset: int, etag: str, listed: bool):
+        headers = {}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
+            if etag:
+                headers["If-Match"] = f'"{etag}"'
+        response = self.endpoint.request("GET", *self._sign("GET", key, (), headers))
+        if response.status in (200, 206):
+            return response
+        body = stream.error_body(response, self.endpoint)
+        match = _XML_CODE.search(body)
+        code = match.group(1).decode("utf-8", "replace") if match else ""
+        status = response.status
+        if status == 404 and code != "NoSuchBucket":
+            if listed:
+                raise StoreError(
+                    f"object {key!r} no longer exists in {self.description}:"
+                    " it was deleted after the bucket was listed"
+                )
+            raise StoreError(f"object {key!r} does not exist in {self.description}")
+        if status == 412:
+            raise StoreError(
+                f"object {key!r} of {self.description} changed while it was being downloaded"
+            )
+        if status >= 500 or status in (408, 429):
+            raise stream.Transient(f"the server answered HTTP {status} {code}".rstrip())
+        raise StoreError(self._refusal(status, code, "read"))
+
+    def check(self, write: bool = False) -> None:
+        if not write:
+            self._request("GET", None, {"list-type": "2", "max-keys": "1"}, action="list").read()
+            return
+        response = self._request(
+            "PUT", WRITE_CHECK_KEY, headers={"Content-Length": "0"}, action="write to"
+        )
+        response.read()
+        with contextlib.suppress(StoreError):  # may write but not delete: the probe stays
+            self._request("DELETE", WRITE_CHECK_KEY, action="write to").read()
+
+    # --------------------------------------------------------------------------- writing
+
+    def _client(self):
+        """boto3's S3 client, for uploads (imported on first use)."""
+        with self._lock:
+            if self._s3 is None:
+                import boto3.session
+                from botocore.config import Config
+
+                session = boto3.session.Session(
+                    aws_access_key_id=self.key_id,
+                    aws_secret_access_key=self._secret,
+                    region_name=self.region,
+                )
+                config = Config(
+                    signature_version="s3v4",
+                    s3={"addressing_style": "path"},
+                    retries={"mode": "standard", "total_max_attempts": stream.attempts()},
+                    max_pool_connections=2 * TRANSFER_THREADS,
+                    connect_timeout=10,
+                    read_timeout=stream.TIMEOUT,
+                    # S3-compatible servers differ in the newer checksums boto3 would
+                    # otherwise add to every request
+                    request_checksum_calculation="when_required",
+                    response_checksum_validation="when_required",
+                )
+                self._s3 = session.client("s3", endpoint_url=self.endpoint_url, config=config)
+            return self._s3
+
+    def _manager(self):
+        client = self._client()
+        with self._lock:
+            if self._transfers is None:
+                from s3transfer.manager import TransferConfig, TransferManager
+
+                self._transfers = TransferManager(
+                    client,
+                    TransferConfig(
+                        multipart_threshold=MULTIPART_THRESHOLD,
+                        multipart_chunksize=PART_SIZE,
+                        max_request_concurrency=TRANSFER_THREADS,
+                        io_chunksize=stream.CHUNK,
+                    ),
+                )
+            return self._transfers
+
+    def close(self) -> None:
+        with self._lock:
+            transfers, client = self._transfers, self._s3
+            self._transfers = self._s3 = None
+        if transfers is not None:
+            transfers.shutdown()
+        if client is not None:
+            client.close()
+        self.endpoint.discard()
+
+    def upload(self, src: str, key: str, progress: Progress | None = None) -> None:
+        subscribers = [_ProgressSubscriber(progress)] if progress is not None else None
+        try:
+            future = self._manager().upload(src, self.bucket, key, subscribers=subscribers)
+            future.result()
+        except OSError as exc:
+            if exc.filename or exc.errno:
+                raise
+            raise self._error(exc, "write to") from None
+        except Exception as exc:
+            raise self._error(exc, "write to") from None
+
+    # ---------------------------------------------------------------------------- errors
+
+    def _error(self, exc: BaseException, action: str) -> StoreError:
+        """One sentence for a boto3 failure: endpoint, bucket, what was refused; no secret."""
+        if isinstance(exc, StoreError):
+            return exc
+        status, code = _status_and_code(exc)
+        if status or code:
+            return StoreError(self._refusal(status, code, action))
+        reason = _unreachable_reason(exc)
+        return StoreError(
+            f"cannot {action} {self.description}: the endpoint cannot be reached ({reason})"
+        )
+
+    def _refusal(self, status: int, code: str, action: str) -> str:
+        where = f"{self.endpoint_url} refused to {action} bucket '{self.bucket}'"
+        key = f"the access key ID '{self.key_id}'"
+        if code == "NoSuchBucket" or (status == 404 and not code):
+            return f"bucket '{self.bucket}' does not exist at {self.endpoint_url}"
+        if code in ("InvalidAccessKeyId", "InvalidClientTokenId"):
+            return f"{where}: it does not know {key}"
+        if code == "SignatureDoesNotMatch":
+            return f"{where}: the secret access key is not the one of {key}"
+        if code in ("AccessDenied", "AllAccessDisabled") or status in (401, 403):
+            return f"{where}: access denied to {key}"
+        detail = " ".join(p for p in (str(status or ""), code) if p)
+        return f"{where}: {detail or 'unknown error'}"
+
+
+class _ProgressSubscriber:
+    """An s3transfer subscriber passing bytes moved to a Progress callback."""
+
+    def __init__(self, progress: Progress) -> None:
+        self._progress = progress
+
+    def on_queued(self, **_kwargs) -> None:
+        pass
+
+    def on_progress(self, bytes_transferred: int, **_kwargs) -> None:
+        self._progress(bytes_transferred)
+
+    def on_done(self, **_kwargs) -> None:
+        pass
+
+
+def _status_and_code(exc: BaseException) -> tuple[int, str]:
+    response = getattr(exc, "response", None)
+    if not isinstance(response, dict):
+        return 0, ""
+    error = response.get("Error") or {}
+    status = (response.get("ResponseMetadata") or {}).get("HTTPStatusCode") or 0
+    code = str(error.get("Code") or "")
+    if code.isdigit():  # HEAD answers carry no body: botocore puts the status there
+        status, code = int(code), ""
+    return int(status), code
+
+
+def _unreachable_reason(exc: BaseException) -> str:
+    text = str(exc)
+    for reason in ("Connection refused", "timed out", "Name or service not known"):
+        if reason.lower() in text.lower():
+            return reason.lower()
+    return text or type(exc).__name__
+
+
+def _quote(text: str) -> str:
+    return urllib.parse.quote(text.encode("utf-8"), safe=_UNRESERVED)

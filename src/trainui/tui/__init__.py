@@ -1,0 +1,16 @@
+"""The TUI: ``trainui`` in a terminal. ``main()`` makes the client and runs the app."""
+
+from __future__ import annotations
+
+
+def main(readonly: bool = False, theme: str | None = None, open_run: str | None = None) -> int:
+    """Run the TUI on the same client as the CLI; ``open_run`` opens that run at start."""
+    from trainui.client import Client
+    from trainui.tui.app import TrainuiApp
+    from trainui.tui.config import load_config
+
+    app = TrainuiApp(
+        Client(), readonly=readonly, theme=theme, config=load_config(), open_run=open_run
+    )
+    app.run()
+    return app.return_code or 0

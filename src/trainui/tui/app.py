@@ -1,0 +1,404 @@
+"""The trainui TUI: runs, their logs, the manifest editor and the GPUs, over one client.
+
+The app receives its client (local socket or remote service: the same API either way) and
+never touches the run store, the scheduler or an object store. It stays live through the
+service's events (``/v3/events``) and log streams; only the GPU readings are polled, by one
+self-rescheduling worker. When the service goes away, a banner says so, what is on screen
+stays, and the app reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import ClassVar
+
+from textual import work
+from textual.app import App
+from textual.css.query import NoMatches
+from textual.reactive import reactive
+
+from trainui.client import ClientError, ServiceUnreachable
+from trainui.tui.commands import ActionsProvider, RunsProvider
+from trainui.tui.config import DEFAULT_THEME, TuiConfig, load_themes
+from trainui.tui.keymap import CHANGING, bindings
+from trainui.tui.runs import RunTable, is_active
+from trainui.tui.screens.runs import RunsScreen
+
+DRAW_EVERY = 0.1  # seconds: run changes arriving closer together are drawn at once
+FIRST_PAGE = 500  # runs fetched first, so that a long history draws at once
+RECONNECT_DELAYS = (0.5, 1.0, 2.0, 3.0, 5.0)
+BANNER_AFTER = 1.0  # seconds: a cut shorter than this (a reconnection) shows no banner
+RELOAD_AFTER = 5.0  # seconds: after a longer cut, more may have changed than is replayed
+PREFERRED_THEME = "trainui"
+
+
+class TrainuiApp(App[int]):
+    TITLE = "trainui"
+    CSS_PATH = "app.tcss"
+    BINDINGS = bindings("app")
+    COMMANDS: ClassVar = App.COMMANDS | {ActionsProvider, RunsProvider}
+
+    connection_error: reactive[str] = reactive("")
+
+    def __init__(
+        self,
+        client,
+        *,
+        readonly: bool = False,
+        theme: str | None = None,
+        config: TuiConfig | None = None,
+        open_run: str | None = None,
+        watch_gpus: bool = True,
+    ) -> None:
+        super().__init__()
+        self.client = client
+        self.readonly = readonly
+        self.config = config or TuiConfig(problems=[])
+        self.requested_theme = theme
+        self.open_run_id = open_run
+        self.watch_gpus = watch_gpus
+        self.table = RunTable()
+        self.loaded = False  # the whole list has been read once
+        self.gpu_readings: dict | None = None
+        self.gpu_history: dict | None = None
+        self.events_seen = 0
+        self.first_view = asyncio.Event()  # set once the run opened at start shows its log
+        self._changed: set[str] | None = set()
+        self._change_pending = False
+        self._last_told = 0.0
+        self._lost_timer = None
+        self._service_pid = None
+        self._prefetched: dict[str, asyncio.Future] = {}
+
+    # --- start ----------------------------------------------------------------------------
+
+    def on_mount(self) -> None:
+        themes, problems = load_themes()
+        for theme in themes:
+            self.register_theme(theme)
+        self._choose_theme()
+        if self.config.keymap:
+            self.set_keymap(self.config.keymap)
+        for problem in [*self.config.problems, *problems]:
+            self.notify(problem, severity="warning", timeout=10)
+        if self.open_run_id:  # its log first; the run list is made when the user goes back
+            from trainui.tui.logdoc import TAIL
+
+            # the log's tail is asked for now, while the screen is being made
+            self._prefetched[self.open_run_id] = asyncio.ensure_future(
+                self.client.read_log(self.open_run_id, -TAIL)
+            )
+            self.open_run(self.open_run_id)
+        else:
+            self.push_screen(RunsScreen())
+        self._watch_events()
+        if self.watch_gpus:
+            self._poll_gpus()
+        self.set_interval(1.0, self._tick)
+
+    def _choose_theme(self) -> None:
+        wanted = self.requested_theme or self.config.theme
+        if wanted:
+            if wanted in self.available_themes:
+                self.theme = wanted
+                return
+            names = ", ".join(sorted(self.available_themes))
+            self.notify(f"no theme '{wanted}'; there are: {names}", severity="error", timeout=10)
+        self.theme = PREFERRED_THEME if PREFERRED_THEME in self.available_themes else DEFAULT_THEME
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (self.readonly and action in CHANGING)
+
+    # --- staying live ---------------------------------------------------------------------
+
+    @work(group="events", exclusive=True)
+    async def _watch_events(self) -> None:
+        """Read the list, then apply the service's events as they come.
+
+        The client's event stream reconnects by itself and says so (kind ``connection``), and
+        resumes after the last event it saw. The list is read again only when events may have
+        been lost: the service restarted (its numbering starts again) or the cut was long."""
+        failures = 0
+        while True:
+            try:
+                await self._load_runs()
+                self.connection_back()
+                failures = 0
+                lost_at = None
+                # from event 0: the service replays its recent events, so nothing that changed
+                # between the list and the subscription is missed (applying one twice is fine)
+                async for _event_id, kind, data in self.client.events(0):
+                    if kind != "connection":
+                        self.events_seen += 1
+                        self._apply_event(kind, data)
+                    elif data.get("state") == "lost":
+                        lost_at = time.monotonic()
+                        self._lost_timer = self.set_timer(
+                            BANNER_AFTER,
+                            lambda: self.connection_lost(f"lost the connection to {self._where()}"),
+                        )
+                    else:
+                        if self._lost_timer is not None:
+                            self._lost_timer.stop()
+                        cut = time.monotonic() - (lost_at or time.monotonic())
+                        if cut > RELOAD_AFTER or await self._service_changed():
+                            await self._load_runs()
+                        self.connection_back()
+                # the stream ended (an older client): read everything again
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the list could not be read: the service is away
+                self.connection_lost(_describe(error, self._where()))
+                self.client.forget_service()
+                await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
+                failures += 1
+
+    async def _service_changed(self) -> bool:
+        """Whether the service is another process than the one the list came from."""
+        try:
+            pid = (await self.client.health()).get("pid")
+        except Exception:  # it will be known at the next try
+            return True
+        changed = pid != self._service_pid
+        self._service_pid = pid
+        return changed
+
+    def take_prefetched_log(self, model_id: str) -> asyncio.Future | None:
+        """The read of a log's tail that was started at start-up, if any."""
+        return self._prefetched.pop(model_id, None)
+
+    async def _after_first_view(self) -> None:
+        """With a run opened at start, other reads wait until its log shows (or 2 s)."""
+        if self.open_run_id is not None:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self.first_view.wait(), 2.0)
+
+    def _where(self) -> str:
+        return getattr(self.client, "where", None) or "the trainui service"
+
+    async def _load_runs(self) -> None:
+        await self._after_first_view()
+        with contextlib.suppress(Exception):
+            self._service_pid = (await self.client.health()).get("pid")
+        if not self.loaded:
+            # the list comes oldest first: one page tells how many there are, and a long
+            # history has its newest page drawn while the rest comes
+            runs, count = await self.client.list_runs(limit=FIRST_PAGE)
+            if count <= FIRST_PAGE:
+                self.table.reconcile(runs)
+                self.loaded = True
+                self._runs_changed(None)
+                return
+            runs, _ = await self.client.list_runs(offset=max(0, count - FIRST_PAGE))
+            for run in runs:
+                self.table.upsert(run)
+            self._runs_changed(None)
+        runs, _count = await self.client.list_runs()
+        self.table.reconcile(runs)
+        self.loaded = True
+        self._runs_changed(None)
+
+    def _apply_event(self, kind: str, data: dict) -> None:
+        model_id = data.get("model_id")
+        if not model_id:
+            return
+        if kind == "deleted":
+            changed = self.table.remove(model_id)
+        elif kind == "run":
+            changed = self.table.upsert(data)
+        else:
+            return
+        if changed:
+            self._runs_changed({model_id})
+
+    def _runs_changed(self, changed: set[str] | None) -> None:
+        """Tell the screens which runs changed; bursts of events are drawn once."""
+        if changed is None:
+            self._changed = None  # everything
+        elif self._changed is not None:
+            self._changed |= changed
+        if not self._change_pending:
+            self._change_pending = True
+            wait = self._last_told + DRAW_EVERY - time.monotonic()
+            if wait > 0:
+                self.set_timer(wait, self._tell_screens)
+            else:
+                self.call_later(self._tell_screens)
+
+    def _tell_screens(self) -> None:
+        changed, self._changed = self._changed, set()
+        self._change_pending = False
+        self._last_told = time.monotonic()
+        for screen in self.screen_stack:
+            if hasattr(screen, "runs_changed"):
+                with contextlib.suppress(NoMatches):  # a screen being made or taken down
+                    screen.runs_changed(changed)
+
+    @work(group="gpus", exclusive=True)
+    async def _poll_gpus(self) -> None:
+        """One reading, then the next once it is drawn and ``refresh`` seconds passed."""
+        await self._after_first_view()
+        with contextlib.suppress(Exception):  # the sparklines start from the service's history
+            self.gpu_history = await self.client.gpus_history()
+        while True:
+            try:
+                readings = await self.client.gpus()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the events worker reports the connection
+                readings = None
+            self.gpu_readings = readings or self.gpu_readings
+            for screen in self.screen_stack:
+                if isinstance(screen, RunsScreen):
+                    with contextlib.suppress(NoMatches):
+                        screen.gpus_changed(readings)
+            await asyncio.sleep(self.config.refresh)
+
+    def _tick(self) -> None:
+        for screen in self.screen_stack:
+            if hasattr(screen, "tick"):
+                with contextlib.suppress(NoMatches):
+                    screen.tick()
+
+    def connection_lost(self, message: str) -> None:
+        stamp = time.strftime("%H:%M:%S")
+        self.connection_error = (
+            f"{message}. Reconnecting by itself… (what you see is as of {stamp})"
+            if not self.connection_error
+            else self.connection_error
+        )
+
+    def connection_back(self) -> None:
+        if self.connection_error:
+            self.connection_error = ""
+            self.notify("Connected to the trainui service again.")
+
+    # --- actions shared by the screens ----------------------------------------------------
+
+    def action_help(self) -> None:
+        from trainui.tui.screens.help import HelpScreen
+
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def back(self) -> None:
+        """Leave this screen for the one below, or for the run list if there is none."""
+        if len(self.screen_stack) > 2:
+            self.pop_screen()
+        else:
+            self.switch_screen(RunsScreen())
+
+    def open_run(self, model_id: str) -> None:
+        from trainui.tui.screens.run import RunScreen
+
+        self.push_screen(RunScreen(model_id))
+
+    def new_run(self) -> None:
+        from trainui.tui.screens.editor import EditorScreen
+        from trainui.tui.templates import templates
+
+        self.push_screen(EditorScreen(templates()["local"].text, "new run"))
+
+    @work(group="clone")
+    async def clone_run(self, model_id: str) -> None:
+        from trainui.tui.screens.editor import EditorScreen
+
+        try:
+            text = await self.client.manifest(model_id)
+        except ClientError as error:
+            self._refused(error)
+            return
+        self.push_screen(EditorScreen(text, f"new run from {model_id}", f"run:{model_id}"))
+
+    def submitted(self, model_id: str, editor) -> None:
+        """The editor submitted a run: show it."""
+        self.notify(f"Submitted {model_id}.")
+        if editor in self.screen_stack:
+            while self.screen is not editor:
+                self.pop_screen()
+            self.back()
+        runs_screen = next((s for s in self.screen_stack if isinstance(s, RunsScreen)), None)
+        if runs_screen is not None:
+            self.table.set_filter("")
+            runs_screen.run_list.selected_id = model_id
+        self.open_run(model_id)
+
+    def halt_run(self, model_id: str) -> None:
+        run = self.table.get(model_id)
+        if run is not None and not is_active(run):
+            self.notify(f"{model_id} has already ended ({run['status']}).", severity="warning")
+            return
+        name = (run or {}).get("name", "")
+        from trainui.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._halt(model_id)
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Halt {model_id} ({name})?",
+                "The training command is stopped; its log and results are still stored.",
+                "Halt",
+            ),
+            answered,
+        )
+
+    @work(group="change")
+    async def _halt(self, model_id: str) -> None:
+        try:
+            run = await self.client.halt_run(model_id)
+        except ClientError as error:
+            self._refused(error)
+            return
+        self.table.upsert(run)
+        self._runs_changed({model_id})
+        self.notify(f"Halting {model_id}.")
+
+    def delete_run(self, model_id: str) -> None:
+        run = self.table.get(model_id)
+        name = (run or {}).get("name", "")
+        active = run is not None and is_active(run)
+        from trainui.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._delete(model_id)
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Delete {model_id} ({name}) from the history?",
+                ("It is halted first. " if active else "")
+                + "What it stored in the results bucket stays there.",
+                "Delete",
+            ),
+            answered,
+        )
+
+    @work(group="change")
+    async def _delete(self, model_id: str) -> None:
+        try:
+            await self.client.delete_run(model_id)
+        except ClientError as error:
+            self._refused(error)
+            return
+        if getattr(self.screen, "model_id", None) == model_id:
+            self.screen.deleted = True
+            self.back()
+        self.table.remove(model_id)
+        self._runs_changed({model_id})
+        self.notify(f"Deleted {model_id}.")
+
+    def _refused(self, error: ClientError) -> None:
+        if isinstance(error, ServiceUnreachable):
+            self.connection_lost(str(error))
+        self.notify(str(error), severity="error", timeout=8)
+
+
+def _describe(error: BaseException, where: str) -> str:
+    if isinstance(error, ClientError):
+        return str(error).rstrip(".")
+    text = str(error) or type(error).__name__
+    return f"lost the connection to {where} ({text})"

@@ -1,0 +1,126 @@
+"""The TUI's settings file and its themes.
+
+``$TRAINUI_TUI_CONFIG``, else ``$XDG_CONFIG_HOME/trainui/tui.toml``
+(``~/.config/trainui/tui.toml``)::
+
+    theme = "ansi"          # a theme from themes/ or one of Textual's
+    refresh = 2.0           # seconds between GPU readings
+    [keymap]                # binding ID = keys (see `?` in the TUI for the IDs)
+    "runs.delete" = "x"
+    "list.down" = "j,down,ctrl+n"
+
+Themes: every ``*.toml`` in the repository's ``themes/`` folder and in
+``$XDG_CONFIG_HOME/trainui/themes/``, plus Textual's built-in ones. A theme file holds the
+fields of ``textual.theme.Theme`` (``name``, ``primary``, ``background``, ..., ``dark``,
+``ansi``) and a ``[variables]`` table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+from trainui.core.record import Record
+
+DEFAULT_THEME = "textual-dark"
+DEFAULT_REFRESH = 2.0
+# The repository's themes/ folder (src/trainui/tui/config.py → the repository root).
+REPOSITORY_THEMES = Path(__file__).resolve().parents[3] / "themes"
+
+
+class TuiConfig(Record):
+    """``theme`` (None: the default), ``keymap`` (binding ID → keys), ``refresh`` (seconds
+    between GPU readings), ``path`` (the file read, if any) and ``problems`` (one sentence each,
+    shown in the TUI: a bad setting never stops it)."""
+
+    __slots__ = ("theme", "keymap", "refresh", "path", "problems")
+    _defaults = {"theme": None, "keymap": {}, "refresh": DEFAULT_REFRESH, "path": None}
+
+
+def config_dir(environ: Mapping[str, str] = os.environ) -> Path:
+    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "trainui"
+
+
+def config_path(environ: Mapping[str, str] = os.environ) -> Path:
+    if environ.get("TRAINUI_TUI_CONFIG"):
+        return Path(environ["TRAINUI_TUI_CONFIG"]).expanduser()
+    return config_dir(environ) / "tui.toml"
+
+
+def _toml(path: Path) -> dict:
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError:
+            raise ValueError("reading TOML needs Python 3.11 or the tomli package") from None
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def load_config(environ: Mapping[str, str] = os.environ) -> TuiConfig:
+    """The settings file, if there is one; every problem in it is reported, none is fatal."""
+    path = config_path(environ)
+    if not path.exists():
+        return TuiConfig(problems=[])
+    problems: list[str] = []
+    try:
+        data = _toml(path)
+    except (OSError, ValueError) as error:
+        return TuiConfig(path=str(path), problems=[f"{path}: {error}"])
+    theme = data.get("theme")
+    if theme is not None and not isinstance(theme, str):
+        problems.append(f'{path}: theme must be a name, like "ansi"')
+        theme = None
+    refresh = data.get("refresh", DEFAULT_REFRESH)
+    if isinstance(refresh, bool) or not isinstance(refresh, (int, float)) or refresh < 0.2:
+        problems.append(f"{path}: refresh must be a number of seconds, at least 0.2")
+        refresh = DEFAULT_REFRESH
+    keymap: dict[str, str] = {}
+    raw_keymap = data.get("keymap", {})
+    if not isinstance(raw_keymap, dict):
+        problems.append(f"{path}: [keymap] must be a table of binding ID = keys")
+        raw_keymap = {}
+    from trainui.tui.keymap import ACTIONS
+
+    for binding_id, keys in raw_keymap.items():
+        if binding_id not in ACTIONS:
+            problems.append(f"{path}: keymap: no action '{binding_id}' (see ? for the IDs)")
+        elif not isinstance(keys, str) or not keys.strip():
+            problems.append(f'{path}: keymap: \'{binding_id}\' needs keys, like "x" or "x,y"')
+        else:
+            keymap[binding_id] = keys
+    unknown = set(data) - {"theme", "refresh", "keymap"}
+    problems.extend(f"{path}: unknown setting '{name}'" for name in sorted(unknown))
+    return TuiConfig(
+        theme=theme, keymap=keymap, refresh=float(refresh), path=str(path), problems=problems
+    )
+
+
+def theme_dirs(environ: Mapping[str, str] = os.environ) -> list[Path]:
+    return [REPOSITORY_THEMES, config_dir(environ) / "themes"]
+
+
+def load_themes(environ: Mapping[str, str] = os.environ):
+    """The themes in the theme folders, and one sentence per file that could not be used."""
+    from textual.theme import Theme
+
+    fields = set(Theme.__dataclass_fields__)
+    themes, problems = [], []
+    for folder in theme_dirs(environ):
+        if not folder.is_dir():
+            continue
+        for path in sorted(folder.glob("*.toml")):
+            try:
+                data = _toml(path)
+                unknown = set(data) - fields
+                if unknown:
+                    raise ValueError(f"unknown field {', '.join(sorted(unknown))}")
+                data.setdefault("name", path.stem)
+                themes.append(Theme(**data))
+            except (OSError, ValueError, TypeError) as error:
+                problems.append(f"{path}: {error}")
+    return themes, problems

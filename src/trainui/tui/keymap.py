@@ -1,0 +1,166 @@
+"""Every action of the TUI, declared once: its binding ID, default keys, words and where it
+applies. Screens take their ``BINDINGS`` from here, the help screen and the command palette
+list them, and the config file's ``[keymap]`` table remaps them by ID
+(``"runs.delete" = "x"``)."""
+
+from __future__ import annotations
+
+from textual.binding import Binding
+
+from trainui.core.record import Record
+
+
+class Action(Record):
+    """``id``: the binding ID (``group.name``); ``keys``: Textual key names, comma-separated;
+    ``action``: the method called (``action_<name>``); ``description``: the footer's word;
+    ``help``: what it does, for the help screen and the command palette; ``show``: shown in
+    the footer; ``changes``: changes a run (hidden with ``--readonly``); ``priority``: works
+    even where a text field has the focus; ``display``: the footer's key, when not the first."""
+
+    __slots__ = (
+        "id", "keys", "action", "description", "help", "show", "changes", "priority", "display",
+    )  # fmt: skip
+
+
+# Where each group applies, in the words of the help screen.
+GROUPS = {
+    "app": "Everywhere",
+    "runs": "Run list",
+    "list": "Run list: moving",
+    "run": "Run and its log",
+    "log": "Log: moving",
+    "editor": "Manifest editor",
+    "confirm": "Confirmation",
+}
+
+# Each action: its ID, keys, method (``action_<name>``), the footer's word (``_`` for a space) and
+# flags (h: hidden from the footer, c: changes a run, p: priority, -: none); on the next line, what
+# it does, for the help screen and the command palette.
+_TABLE = """
+app.quit             q                      quit             Quit      h
+    Quit trainui (runs go on)
+app.help             question_mark          help             Keys      -
+    This list of keys
+app.palette          ctrl+p                 command_palette  Commands  h
+    Every action, by name
+runs.open            enter                  open_run         Open      -
+    Open the selected run: fields and log
+runs.new             n                      new_run          New       c
+    Write a manifest and submit a run
+runs.clone           c                      clone_run        Clone     c
+    New run from the selected run's manifest
+runs.halt            h                      halt_run         Halt      c
+    Halt the selected run (asks first)
+runs.delete          d                      delete_run       Delete    c
+    Delete the selected run (asks first)
+runs.filter          slash                  filter           Filter    -
+    Show the runs with these words
+runs.sort            s                      sort             Sort      -
+    Sort by submitted, state, name, duration
+runs.reverse         r                      reverse          Reverse   h
+    Reverse the order
+runs.jump            colon                  jump             Jump      h
+    Jump to a run by ID or name
+list.down            j,down                 cursor_down      Down      h
+    Next run
+list.up              k,up                   cursor_up        Up        h
+    Previous run
+list.top             g,home                 cursor_top       First     h
+    First run
+list.bottom          G,end                  cursor_bottom    Last      h
+    Last run
+list.page_down       pagedown,ctrl+f        page_down        Page_down h
+    A page down
+list.page_up         pageup,ctrl+b          page_up          Page_up   h
+    A page up
+run.back             escape                 back             Back      -
+    Back to the run list
+run.follow           f                      follow           Follow    -
+    Follow the log as it grows (on/off)
+run.search           slash                  search           Search    -
+    Search the whole log
+run.next_match       n                      next_match       Next      h
+    Next match
+run.previous_match   N                      previous_match   Previous  h
+    Previous match
+run.details          i                      toggle_details   Details   -
+    Show or hide the run's fields
+run.halt             h                      halt_run         Halt      c
+    Halt this run (asks first)
+run.delete           d                      delete_run       Delete    c
+    Delete this run (asks first)
+run.clone            c                      clone_run        Clone     hc
+    New run from this run's manifest
+log.end              G,end                  scroll_end       End       -
+    The end of the log, following it
+log.top              g,home                 scroll_top       Top       h
+    The first line of the log
+log.down             j,down                 line_down        Down      h
+    A line down
+log.up               k,up                   line_up          Up        h
+    A line up
+log.page_down        pagedown,space,ctrl+f  page_down        Page_down h
+    A page down
+log.page_up          pageup,b,ctrl+b        page_up          Page_up   h
+    A page up
+log.left             left                   scroll_left      Left      h
+    The start of long lines
+log.right            right                  scroll_right     Right     h
+    The rest of long lines
+editor.submit        ctrl+s                 submit           Submit    cp
+    Submit the run
+editor.browse        ctrl+o                 browse           Model     p
+    Pick the model definition
+editor.external      ctrl+e                 external_editor  $EDITOR   p
+    Edit the manifest in $EDITOR
+editor.template      ctrl+t                 template         Template  p
+    Start from a template
+editor.next_problem  f8                     next_problem     Problem   p
+    Go to the next problem
+editor.close         escape                 close            Close     -
+    Close the editor (asks if changed)
+confirm.yes          y                      confirm          Yes       h
+    Yes
+confirm.no           escape,n               cancel           Cancel    h
+    No
+"""
+_DISPLAY = {"log.end": "G"}  # the footer says G rather than the first key
+
+
+def _actions() -> dict[str, Action]:
+    actions = {}
+    lines = _TABLE.strip().splitlines()
+    for head, help in zip(lines[::2], lines[1::2], strict=True):
+        id, keys, action, word, flags = head.split()
+        word = word.replace("_", " ")  # Page_down: two words in the footer
+        actions[id] = Action(
+            id, keys, action, word, help.strip(), "h" not in flags, "c" in flags, "p" in flags,
+            _DISPLAY.get(id),
+        )  # fmt: skip
+    return actions
+
+
+ACTIONS: dict[str, Action] = _actions()
+CHANGING = frozenset(a.action for a in ACTIONS.values() if a.changes)
+
+
+def bindings(group: str) -> list[Binding]:
+    """The ``BINDINGS`` of a screen or widget: the actions of ``group``."""
+    return [
+        Binding(
+            a.keys,
+            a.action,
+            a.description,
+            show=a.show,
+            id=a.id,
+            priority=a.priority,
+            tooltip=a.help,
+            key_display=a.display,
+        )
+        for a in ACTIONS.values()
+        if a.id.split(".")[0] == group
+    ]
+
+
+def group_of(action: Action) -> str:
+    return action.id.split(".")[0]

@@ -1,0 +1,319 @@
+"""The runs as the TUI holds them: one record per run, kept by ID, and the list's view of them.
+
+Pure Python (no Textual): the run list widget draws from a ``RunTable``; events update it one
+run at a time, and the filtered, sorted order is recomputed only when something it depends on
+changed, so a 10,000-run history is never rebuilt on a tick.
+"""
+
+from __future__ import annotations
+
+import calendar
+import time
+from collections.abc import Iterable
+
+from trainui.core.runs import ACTIVE_STATES, FINAL_STATES, STATES
+
+SORTS = ("submitted", "status", "name", "duration")
+_STATE_ORDER = {state: i for i, state in enumerate(STATES)}
+
+# One symbol per state, so a run's state reads without colour too (monochrome terminals).
+SYMBOLS = {
+    "pending": "◌",
+    "downloading": "↓",
+    "running": "●",
+    "storing": "↑",
+    "completed": "✓",
+    "failed": "✗",
+    "halted": "■",
+}
+
+
+def parse_time(stamp: str | None) -> float | None:
+    """Seconds since the epoch of an RFC 3339 UTC stamp (``2026-11-27T05:14:03.123Z``)."""
+    if not stamp or len(stamp) < 19:
+        return None
+    try:
+        seconds = calendar.timegm(
+            (
+                int(stamp[0:4]),
+                int(stamp[5:7]),
+                int(stamp[8:10]),
+                int(stamp[11:13]),
+                int(stamp[14:16]),
+                int(stamp[17:19]),
+                0,
+                0,
+                0,
+            )
+        )
+    except ValueError:
+        return None
+    if len(stamp) > 20 and stamp[19] == ".":
+        digits = stamp[20:].rstrip("Z")
+        if digits.isdigit():
+            seconds += int(digits) / 10 ** len(digits)
+    return float(seconds)
+
+
+def local_time(stamp: str | None, short: bool = False) -> str:
+    """A stamp in the local time zone: ``2026-11-27 05:14:03 UTC``, short: ``11-27 05:14``."""
+    seconds = parse_time(stamp)
+    if seconds is None:
+        return "-"
+    moment = time.localtime(seconds)
+    if short:
+        return time.strftime("%m-%d %H:%M", moment)
+    return time.strftime("%Y-%m-%d %H:%M:%S %Z", moment)
+
+
+def duration_seconds(run: dict, now: float | None = None) -> float | None:
+    """How long the run ran (started → finished, or → now while active); pending: waited."""
+    started = parse_time(run.get("started_at"))
+    if started is None:
+        if run.get("status") == "pending":
+            submitted = parse_time(run.get("submitted_at"))
+            return None if submitted is None else max(0.0, (now or time.time()) - submitted)
+        return None
+    finished = parse_time(run.get("finished_at"))
+    if finished is None:
+        if run.get("status") in FINAL_STATES:
+            return None
+        finished = now or time.time()
+    return max(0.0, finished - started)
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s" if seconds < 10 else f"{seconds:.0f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m{secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h{minutes:02d}m"
+    days, hours = divmod(hours, 24)
+    return f"{days}d{hours:02d}h"
+
+
+def format_bytes(count: int | float | None) -> str:
+    if count is None:
+        return "-"
+    for unit, scale in (("TiB", 1 << 40), ("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if count >= scale:
+            return f"{count / scale:.1f} {unit}"
+    return f"{int(count)} B"
+
+
+def resource_text(run: dict) -> str:
+    """``small 1`` while waiting, ``medium 0,1`` once GPUs are given, ``small cpu`` on the CPU."""
+    gpu_ids = run.get("gpu_ids")
+    resource = run.get("resource") or "-"
+    if gpu_ids:
+        return f"{resource} {','.join(str(i) for i in gpu_ids)}"
+    if run.get("status") in ACTIVE_STATES and gpu_ids == []:
+        return f"{resource} cpu"
+    return f"{resource} ×{run.get('gpus') or '?'}"
+
+
+def is_active(run: dict) -> bool:
+    return run.get("status") not in FINAL_STATES
+
+
+def _haystack(run: dict) -> str:
+    return " ".join(
+        str(run.get(key) or "")
+        for key in ("name", "model_id", "status", "resource", "error_code", "description")
+    ).lower()
+
+
+class RunTable:
+    """Every run the service listed, by ID, and the order the list shows them in.
+
+    ``upsert`` and ``remove`` change one run; ``view()`` gives the filtered, sorted IDs,
+    recomputing them only after a change that can move a run (a new run, a state change while
+    sorted by state, a new filter...). ``revision[id]`` grows at every change of a run, so the
+    list knows which drawn rows are stale.
+    """
+
+    def __init__(self) -> None:
+        self.runs: dict[str, dict] = {}
+        self.revision: dict[str, int] = {}
+        self.sort = "submitted"
+        self.reverse = True  # newest first
+        self.filter = ""
+        self._words: list[str] = []
+        self._order: list[str] = []
+        self._dirty = True
+        self._sequence = 0
+        self._counts: dict[str, int] = {}
+
+    def __len__(self) -> int:
+        return len(self.runs)
+
+    def __contains__(self, model_id: object) -> bool:
+        return model_id in self.runs
+
+    def get(self, model_id: str) -> dict | None:
+        return self.runs.get(model_id)
+
+    # --- changes --------------------------------------------------------------------------
+
+    def upsert(self, run: dict) -> bool:
+        """Add or replace a run; True when anything the list shows changed."""
+        model_id = run["model_id"]
+        old = self.runs.get(model_id)
+        if old == run:
+            return False
+        self.runs[model_id] = run
+        self._sequence += 1
+        self.revision[model_id] = self._sequence
+        self._count(old, -1)
+        self._count(run, +1)
+        if old is None:
+            self._place_new(run)
+        elif self._key_changed(old, run):
+            self._dirty = True
+        return True
+
+    def remove(self, model_id: str) -> bool:
+        if model_id not in self.runs:
+            return False
+        if not self._dirty:
+            position = self.index(model_id)
+            if position is not None:
+                del self._order[position]
+        run = self.runs.pop(model_id)
+        self._count(run, -1)
+        self.revision.pop(model_id, None)
+        return True
+
+    def _count(self, run: dict | None, step: int) -> None:
+        if run is not None:
+            status = run.get("status", "")
+            self._counts[status] = self._counts.get(status, 0) + step
+
+    def reconcile(self, runs: Iterable[dict]) -> None:
+        """Make the table hold exactly these runs (after a reload): changed ones replaced,
+        vanished ones removed, the rest kept as they are."""
+        seen = set()
+        for run in runs:
+            seen.add(run["model_id"])
+            self.upsert(run)
+        for model_id in [m for m in self.runs if m not in seen]:
+            self.remove(model_id)
+
+    def set_filter(self, text: str) -> None:
+        if text != self.filter:
+            self.filter = text
+            self._words = text.lower().split()
+            self._dirty = True
+
+    def set_sort(self, sort: str, reverse: bool | None = None) -> None:
+        if sort not in SORTS:
+            raise ValueError(f"cannot sort by {sort!r}")
+        if reverse is None:
+            reverse = self.reverse if sort == self.sort else sort in ("submitted", "duration")
+        if (sort, reverse) != (self.sort, self.reverse):
+            self.sort, self.reverse = sort, reverse
+            self._dirty = True
+
+    # --- the view -------------------------------------------------------------------------
+
+    def view(self) -> list[str]:
+        """The IDs the list shows, in order (recomputed only when stale)."""
+        if self._dirty:
+            runs = [r for r in self.runs.values() if self.matches(r)]
+            runs.sort(key=self._sort_key, reverse=self.reverse)
+            self._order = [r["model_id"] for r in runs]
+            self._dirty = False
+        return self._order
+
+    def index(self, model_id: str, hint: int | None = None) -> int | None:
+        """Where a run is in the view (None when not shown); ``hint``: where it was."""
+        order = self.view()
+        if hint is not None:
+            for guess in (hint, hint + 1, hint - 1):
+                if 0 <= guess < len(order) and order[guess] == model_id:
+                    return guess
+        if model_id not in self.runs:
+            return None
+        try:
+            return order.index(model_id)  # a C loop: some 50 µs for 10,000 runs
+        except ValueError:
+            return None
+
+    def matches(self, run: dict) -> bool:
+        if not self._words:
+            return True
+        haystack = _haystack(run)
+        return all(word in haystack for word in self._words)
+
+    def find(self, text: str) -> str | None:
+        """The run a user means by ``text``: an ID, the end of one, or a name (newest first)."""
+        text = text.strip()
+        if not text:
+            return None
+        if text in self.runs:
+            return text
+        lowered = text.lower()
+        candidates = sorted(
+            self.runs.values(), key=lambda r: r.get("submitted_at") or "", reverse=True
+        )
+        for test in (
+            lambda r: r["model_id"].lower().endswith(lowered),
+            lambda r: (r.get("name") or "").lower() == lowered,
+            lambda r: lowered in r["model_id"].lower(),
+            lambda r: lowered in (r.get("name") or "").lower(),
+        ):
+            for run in candidates:
+                if test(run):
+                    return run["model_id"]
+        return None
+
+    def counts(self) -> dict[str, int]:
+        """How many runs are in each state."""
+        return {state: n for state, n in self._counts.items() if n}
+
+    # --- plumbing -------------------------------------------------------------------------
+
+    def _sort_key(self, run: dict):
+        submitted = run.get("submitted_at") or ""
+        if self.sort == "status":
+            return (_STATE_ORDER.get(run.get("status"), 99), submitted, run["model_id"])
+        if self.sort == "name":
+            return ((run.get("name") or "").lower(), submitted, run["model_id"])
+        if self.sort == "duration":
+            return (duration_seconds(run) or 0.0, submitted, run["model_id"])
+        return (submitted, run["model_id"])
+
+    def _key_changed(self, old: dict, new: dict) -> bool:
+        if self._words and self.matches(old) != self.matches(new):
+            return True
+        if self.sort == "status":
+            return old.get("status") != new.get("status")
+        if self.sort == "name":
+            return old.get("name") != new.get("name")
+        if self.sort == "duration":
+            return True
+        return old.get("submitted_at") != new.get("submitted_at")
+
+    def _place_new(self, run: dict) -> None:
+        """A new run: at the top of a newest-first list, without sorting the rest again."""
+        if self._dirty:
+            return
+        if not self.matches(run):
+            return
+        if not self._order:
+            self._order.append(run["model_id"])
+            return
+        if self.sort == "submitted":
+            key = self._sort_key(run)
+            if self.reverse and key >= self._sort_key(self.runs[self._order[0]]):
+                self._order.insert(0, run["model_id"])
+                return
+            if not self.reverse and key >= self._sort_key(self.runs[self._order[-1]]):
+                self._order.append(run["model_id"])
+                return
+        self._dirty = True

@@ -1,0 +1,1 @@
+"""The TUI's screens: the run list, one run with its log, the manifest editor and dialogs."""

@@ -1,0 +1,222 @@
+"""One run: its fields, a progress bar while data moves, and its log."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal, VerticalScroll
+from textual.widgets import Footer, Static
+
+from trainui.client import ClientError, ServiceUnreachable
+from trainui.tui.keymap import bindings
+from trainui.tui.runs import SYMBOLS, format_bytes, is_active
+from trainui.tui.screens.base import TrainuiScreen
+from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
+from trainui.tui.widgets.log_view import LogView
+from trainui.tui.widgets.run_detail import RunDetail
+
+if TYPE_CHECKING:
+    from textual.widgets import Input
+
+
+class RunScreen(TrainuiScreen):
+    BINDINGS = bindings("run")
+    PALETTE = (("run", None), ("log", "LogView"))
+    DEFAULT_CSS = """
+    RunScreen #details { height: auto; max-height: 45%; background: $panel; }
+    RunScreen #details.-hidden { display: none; }
+    RunScreen #progress { height: 1; display: none; padding: 0 1; background: $panel; }
+    RunScreen #progress.-shown { display: block; }
+    RunScreen #progress Label { width: auto; margin-right: 1; }
+    RunScreen LogView { height: 1fr; }
+    RunScreen #log-status {
+        height: 1; background: $boost; color: $text-muted; padding: 0 1;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    """
+
+    def __init__(self, model_id: str) -> None:
+        super().__init__()
+        self.model_id = model_id
+        self.run_data = None
+        self.deleted = False
+        self._status_text = ""
+
+    def compose(self) -> ComposeResult:
+        run = self.app.table.get(self.model_id)
+        yield TitleBar(self.model_id, id="title")
+        yield ConnectionBanner()
+        with VerticalScroll(id="details", can_focus=False):
+            yield RunDetail(run)
+        yield Horizontal(id="progress")  # its bar is made when data first moves
+        yield LogView(
+            self.app.client, self.model_id, follow=run is None or is_active(run), id="log"
+        )
+        yield Static("", id="log-status")
+        yield Footer(compact=True)
+
+    @property
+    def log_view(self) -> LogView:
+        return self.query_one(LogView)
+
+    def on_mount(self) -> None:
+        self.log_view.focus()
+        self.call_after_refresh(self._bar)
+        run = self.app.table.get(self.model_id)
+        if run is not None:
+            self.show_run(run)
+        self._refresh_run()
+
+    @work(group="run-refresh", exclusive=True)
+    async def _refresh_run(self) -> None:
+        try:
+            run = await self.app.client.get_run(self.model_id)
+        except ServiceUnreachable as error:
+            self.app.connection_lost(str(error))
+            return
+        except ClientError as error:
+            if error.status == 404:
+                self.run_deleted()
+            else:
+                self.notify(str(error), severity="error")
+            return
+        self.app.table.upsert(run)
+        self.show_run(run)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not super().check_action(action, parameters):
+            return False
+        if action in ("halt_run", "follow"):  # only while the run goes on
+            return self.run_data is not None and is_active(self.run_data) and not self.deleted
+        if action in ("next_match", "previous_match"):
+            return bool(self.log_view.search_text)
+        return True
+
+    # --- from the app ---------------------------------------------------------------------
+
+    def runs_changed(self, changed: set[str] | None = None) -> None:
+        if not self.is_mounted:
+            return
+        if changed is not None and self.model_id not in changed:
+            return
+        run = self.app.table.get(self.model_id)
+        if run is None:
+            if self.run_data is not None and not self.deleted:
+                self.run_deleted()
+        else:
+            self.show_run(run)
+
+    def run_deleted(self) -> None:
+        self.deleted = True
+        self.query_one(TitleBar).set(right="deleted from the history")
+        self.notify(f"{self.model_id} was deleted from the history.", severity="warning")
+
+    def show_run(self, run: dict) -> None:
+        self.run_data = run
+        status = run.get("status", "")
+        self.query_one(TitleBar).set(
+            f"{run.get('name', '')}  {self.model_id}",
+            f"{SYMBOLS.get(status, '?')} {status}",
+        )
+        self.query_one(RunDetail).show_run(run)
+        progress = run.get("progress") or {}
+        moving = status in ("downloading", "storing") and progress.get("phase")
+        box = self.query_one("#progress")
+        box.set_class(bool(moving), "-shown")
+        if moving:
+            self._show_progress(box, progress)
+        if is_active(run):
+            self.log_view.start_follow()
+        self.refresh_bindings()
+
+    def _show_progress(self, box: Horizontal, progress: dict) -> None:
+        from textual.widgets import Label, ProgressBar
+
+        if not box.children:
+            box.mount(Label("", id="progress-label"))
+            box.mount(ProgressBar(total=None, show_eta=False, id="progress-bar"))
+            self.call_after_refresh(self._show_progress, box, progress)
+            return
+        total = progress.get("bytes_total") or None
+        box.query_one("#progress-label", Label).update(
+            f"{progress.get('phase')}: {progress.get('objects_done', 0)}/"
+            f"{progress.get('objects_total', 0)} objects, "
+            f"{format_bytes(progress.get('bytes_done', 0))} of {format_bytes(total or 0)}"
+        )
+        box.query_one(ProgressBar).update(total=total, progress=progress.get("bytes_done", 0))
+
+    def tick(self) -> None:
+        if self.run_data is not None and is_active(self.run_data):
+            self.query_one(RunDetail).show_run(self.run_data)
+
+    # --- the log --------------------------------------------------------------------------
+
+    def on_log_view_status_changed(self, event: LogView.StatusChanged) -> None:
+        text = self.log_view.status_text()
+        if text != self._status_text:  # one line: no layout needed, only a redraw
+            self._status_text = text
+            self.query_one("#log-status", Static).update(text, layout=False)
+
+    def on_log_view_ended(self, event: LogView.Ended) -> None:
+        if not self.deleted:
+            self._refresh_run()
+
+    def action_follow(self) -> None:
+        log = self.log_view
+        log.following = not log.following
+        self.notify("Following the log." if log.following else "Stopped following the log.")
+
+    async def _bar(self):
+        """The search line under the log (made once the first screen is drawn)."""
+        from trainui.tui.widgets.bar_input import BarInput
+
+        found = self.query(BarInput)
+        if found:
+            return found.first()
+        bar = BarInput(id="bar")
+        await self.mount(bar, after=self.query_one("#log-status"))
+        return bar
+
+    async def action_search(self) -> None:
+        bar = await self._bar()
+        bar.open(
+            "search",
+            "search the whole log (case-insensitive unless you type a capital)",
+            self.log_view.search_text,
+        )
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        bar = event.input
+        if bar.id == "bar":
+            bar.close()
+            self.log_view.search(event.value)
+            self.log_view.focus()
+
+    def on_bar_input_cancelled(self, event) -> None:
+        event.bar.close()
+        self.log_view.focus()
+
+    def action_next_match(self) -> None:
+        self.log_view.next_match(forward=True)
+
+    def action_previous_match(self) -> None:
+        self.log_view.next_match(forward=False)
+
+    def action_toggle_details(self) -> None:
+        self.query_one("#details").toggle_class("-hidden")
+
+    # --- changing the run -----------------------------------------------------------------
+
+    def action_back(self) -> None:
+        self.app.back()
+
+    def action_halt_run(self) -> None:
+        self.app.halt_run(self.model_id)
+
+    def action_delete_run(self) -> None:
+        self.app.delete_run(self.model_id)
+
+    def action_clone_run(self) -> None:
+        self.app.clone_run(self.model_id)

@@ -1,0 +1,230 @@
+"""The first screen: every run, newest first, and the GPUs below."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from textual.app import ComposeResult
+from textual.widgets import Footer, Static
+
+from trainui.core.runs import FINAL_STATES
+from trainui.tui.keymap import bindings
+from trainui.tui.runs import SORTS, is_active
+from trainui.tui.screens.base import TrainuiScreen
+from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
+from trainui.tui.widgets.gpu_pane import GpuPane
+from trainui.tui.widgets.run_list import RunList, RunListHeader
+
+if TYPE_CHECKING:
+    from textual.widgets import Input
+
+
+class RunsScreen(TrainuiScreen):
+    BINDINGS = bindings("runs")
+    PALETTE = (("runs", None), ("list", "RunList"))
+    DEFAULT_CSS = """
+    RunsScreen RunList { height: 1fr; }
+    RunsScreen #empty { display: none; height: auto; padding: 1 2; color: $text-muted; }
+    RunsScreen #empty.-shown { display: block; }
+    """
+
+    _current_active: bool | None = None
+
+    def compose(self) -> ComposeResult:
+        table = self.app.table
+        yield TitleBar("runs", id="title")
+        yield ConnectionBanner()
+        yield RunListHeader(table, id="header")
+        yield RunList(table, id="runs")
+        yield Static(id="empty")
+        yield GpuPane(id="gpus")
+        yield Footer(compact=True)
+
+    @property
+    def run_list(self) -> RunList:
+        return self.query_one(RunList)
+
+    def on_mount(self) -> None:
+        self.run_list.focus()
+        self.call_after_refresh(self._bar)  # made once the first screen is drawn
+        self.runs_changed()
+        if self.app.gpu_readings is not None:
+            self.query_one(GpuPane).seed_history(self.app.gpu_history, self.app.gpu_readings)
+            self.gpus_changed(self.app.gpu_readings)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if not super().check_action(action, parameters):
+            return False
+        if action == "halt_run":  # only for a run that has not ended
+            run = self.app.table.get(self.run_list.current or "")
+            return run is not None and is_active(run)
+        return True
+
+    def on_run_list_highlighted(self, event: RunList.Highlighted) -> None:
+        self._bindings_for(event.model_id)
+
+    # --- from the app ---------------------------------------------------------------------
+
+    def runs_changed(self, changed: set[str] | None = None) -> None:
+        if not self.is_mounted:
+            return
+        run_list = self.run_list
+        run_list.runs_changed()
+        header = self.query_one(RunListHeader)
+        header.run_list = run_list
+        header.refresh()
+        table = self.app.table
+        shown = len(table.view())
+        active = sum(n for state, n in table.counts().items() if state not in FINAL_STATES)
+        title = "runs"
+        if table.filter:
+            title += f"  filter '{table.filter}': {shown:,} of {len(table):,}"
+        right = f"{active} active · {len(table):,} run{'s' if len(table) != 1 else ''}"
+        if not self.app.loaded:
+            right = "loading…"
+        self.query_one(TitleBar).set(title, right)
+        empty = self.query_one("#empty", Static)
+        if self.app.loaded and not shown:
+            if table.filter:
+                empty.update(f"No run matches '{table.filter}' (escape in the filter clears it).")
+            elif self.app.readonly:
+                empty.update("No runs yet.")
+            else:
+                empty.update(
+                    "No runs yet. Press n to write a manifest and submit a run, "
+                    "or run `trainui demo` in a shell."
+                )
+        empty.set_class(self.app.loaded and not shown, "-shown")
+        self._bindings_for(run_list.current)
+
+    def _bindings_for(self, model_id: str | None) -> None:
+        """Show halt only for a run that goes on: redraw the footer when that changes."""
+        run = self.app.table.get(model_id or "")
+        active = run is not None and is_active(run)
+        if active != self._current_active:
+            self._current_active = active
+            self.refresh_bindings()
+
+    def gpus_changed(self, readings: dict | None) -> None:
+        if not self.is_mounted:
+            return
+        pane = self.query_one(GpuPane)
+        if pane.data is None and readings is not None:
+            pane.seed_history(self.app.gpu_history, readings)
+        if readings is None:
+            pane.show_stale()
+        else:
+            pane.show_readings(readings)
+
+    def tick(self) -> None:
+        self.run_list.tick()
+
+    # --- actions --------------------------------------------------------------------------
+
+    def _current(self) -> str | None:
+        model_id = self.run_list.current
+        if model_id is None:
+            self.notify("No run selected.", severity="warning")
+        return model_id
+
+    def action_open_run(self) -> None:
+        if model_id := self._current():
+            self.app.open_run(model_id)
+
+    def on_run_list_opened(self, event: RunList.Opened) -> None:
+        self.app.open_run(event.model_id)
+
+    def on_run_list_header_sort_clicked(self, event: RunListHeader.SortClicked) -> None:
+        table = self.app.table
+        if event.sort == table.sort:
+            table.set_sort(table.sort, not table.reverse)
+        else:
+            table.set_sort(event.sort)
+        self.runs_changed()
+
+    def action_new_run(self) -> None:
+        self.app.new_run()
+
+    def action_clone_run(self) -> None:
+        if model_id := self._current():
+            self.app.clone_run(model_id)
+
+    def action_halt_run(self) -> None:
+        if model_id := self._current():
+            self.app.halt_run(model_id)
+
+    def action_delete_run(self) -> None:
+        if model_id := self._current():
+            self.app.delete_run(model_id)
+
+    def action_sort(self) -> None:
+        table = self.app.table
+        table.set_sort(SORTS[(SORTS.index(table.sort) + 1) % len(SORTS)])
+        self.runs_changed()
+        self.run_list.move_to(self.run_list.cursor)
+
+    def action_reverse(self) -> None:
+        table = self.app.table
+        table.set_sort(table.sort, not table.reverse)
+        self.runs_changed()
+
+    async def _bar(self):
+        """The input line under the list (made the first time it is wanted)."""
+        from trainui.tui.widgets.bar_input import BarInput
+
+        found = self.query(BarInput)
+        if found:
+            return found.first()
+        bar = BarInput(id="bar")
+        await self.mount(bar, before=self.query_one(GpuPane))
+        return bar
+
+    async def action_filter(self) -> None:
+        bar = await self._bar()
+        bar.open(
+            "filter",
+            "filter: words every shown run has (name, ID, state, error code)",
+            self.app.table.filter,
+        )
+
+    async def action_jump(self) -> None:
+        bar = await self._bar()
+        bar.open("jump", "jump to a run: its ID, the end of it, or a name")
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        bar = event.input
+        if bar.id == "bar" and bar.purpose == "filter":
+            self.app.table.set_filter(event.value)
+            self.runs_changed()
+            self.run_list.move_to(0)
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        bar = event.input
+        if bar.id != "bar":
+            return
+        if bar.purpose == "jump":
+            self._jump(event.value)
+            bar.close()
+        elif not event.value:
+            bar.close()
+        self.run_list.focus()
+
+    def on_bar_input_cancelled(self, event) -> None:
+        bar = event.bar
+        if bar.purpose == "filter":
+            self.app.table.set_filter("")
+            self.runs_changed()
+        bar.close()
+        self.run_list.focus()
+
+    def _jump(self, text: str) -> None:
+        table = self.app.table
+        model_id = table.find(text)
+        if model_id is None:
+            self.notify(f"No run is called '{text}'.", severity="warning")
+            return
+        if table.index(model_id) is None:  # hidden by the filter
+            table.set_filter("")
+            self.query_one("#bar").close()
+            self.runs_changed()
+        self.run_list.move_to(table.index(model_id) or 0, center=True)

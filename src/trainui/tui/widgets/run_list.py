@@ -1,0 +1,315 @@
+"""The run list: a lazily drawn table over a ``RunTable``.
+
+Only the rows on screen are drawn (Textual's Line API), each from a cache keyed by the run's
+revision, so 10,000 runs cost what 30 do, and a run that changes redraws one row.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+from rich.cells import cell_len, set_cell_size
+from rich.segment import Segment
+from rich.style import Style
+from textual import events
+from textual.geometry import Size
+from textual.message import Message
+from textual.scroll_view import ScrollView
+from textual.strip import Strip
+from textual.widget import Widget
+
+from trainui.tui.keymap import bindings
+from trainui.tui.runs import (
+    SYMBOLS,
+    RunTable,
+    duration_seconds,
+    format_duration,
+    is_active,
+    local_time,
+    resource_text,
+)
+from trainui.tui.widgets.scrolling import set_virtual_size
+
+# (key, title, width; 0 = takes the rest, sort key or None)
+COLUMNS = (
+    ("status", "State", 12, "status"),
+    ("name", "Name", 0, "name"),
+    ("model_id", "ID", 18, None),
+    ("resource", "Resource", 10, None),
+    ("submitted", "Submitted", 11, "submitted"),
+    ("duration", "Duration", 8, "duration"),
+)
+STATES = ("pending", "downloading", "running", "storing", "completed", "failed", "halted")
+
+
+def layout(width: int) -> list[tuple[str, str, int, str | None]]:
+    """The columns that fit ``width`` cells, the name column taking what is left."""
+    columns = list(COLUMNS)
+    for dropped in ("resource", "submitted", "duration"):
+        fixed = sum(c[2] + 1 for c in columns if c[2])
+        if width - fixed >= 12:
+            break
+        columns = [c for c in columns if c[0] != dropped]
+    fixed = sum(c[2] + 1 for c in columns if c[2])
+    name_width = max(8, width - fixed)
+    return [(k, t, w or name_width, s) for k, t, w, s in columns]
+
+
+def _cell(text: str, width: int) -> str:
+    if cell_len(text) > width:
+        return set_cell_size(text, width - 1) + "…"
+    return set_cell_size(text, width)
+
+
+class RunListHeader(Widget):
+    """The column titles above the list; the sort column carries an arrow; click to sort."""
+
+    DEFAULT_CSS = """
+    RunListHeader { height: 1; background: $panel; color: $text-muted; text-style: bold; }
+    """
+
+    class SortClicked(Message):
+        def __init__(self, sort: str) -> None:
+            super().__init__()
+            self.sort = sort
+
+    def __init__(self, table: RunTable, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.run_list: RunList | None = None  # whose columns to line up with
+
+    @property
+    def content_width(self) -> int:
+        if self.run_list is not None and self.run_list.size.width:
+            return self.run_list.scrollable_content_region.width
+        return self.size.width
+
+    def render_line(self, y: int) -> Strip:
+        width = self.content_width
+        parts = []
+        for key, title, column_width, sort in layout(width):
+            if sort and sort == self.table.sort:
+                title += " ▼" if self.table.reverse else " ▲"
+            parts.append(_cell(" " + title if key == "status" else title, column_width))
+        text = " ".join(parts)
+        return Strip([Segment(set_cell_size(text, self.size.width), self.rich_style)])
+
+    def on_click(self, event: events.Click) -> None:
+        x = 0
+        for _key, _title, column_width, sort in layout(self.content_width):
+            if x <= event.x < x + column_width + 1 and sort:
+                self.post_message(self.SortClicked(sort))
+                return
+            x += column_width + 1
+
+
+class RunList(ScrollView, can_focus=True):
+    """Rows of runs; ``cursor`` is the selected row, kept on the same run as the list moves."""
+
+    BINDINGS = bindings("list")
+    COMPONENT_CLASSES = {
+        "run-list--cursor",
+        "run-list--cursor-blurred",
+        "run-list--dim",
+        *(f"run-list--{state}" for state in STATES),
+    }
+    DEFAULT_CSS = """
+    RunList { background: $surface; scrollbar-size-vertical: 1; }
+    RunList > .run-list--cursor {
+        background: $block-cursor-background; color: $block-cursor-foreground;
+        text-style: $block-cursor-text-style;
+    }
+    RunList > .run-list--cursor-blurred {
+        background: $block-cursor-blurred-background; color: $block-cursor-blurred-foreground;
+    }
+    RunList > .run-list--dim { color: $text-muted; }
+    RunList > .run-list--pending { color: $text-muted; }
+    RunList > .run-list--downloading { color: $secondary; }
+    RunList > .run-list--running { color: $accent; text-style: bold; }
+    RunList > .run-list--storing { color: $secondary; }
+    RunList > .run-list--completed { color: $success; }
+    RunList > .run-list--failed { color: $error; text-style: bold; }
+    RunList > .run-list--halted { color: $warning; }
+    """
+
+    class Highlighted(Message):
+        """The cursor moved to another run (or to none)."""
+
+        def __init__(self, model_id: str | None) -> None:
+            super().__init__()
+            self.model_id = model_id
+
+    class Opened(Message):
+        def __init__(self, model_id: str) -> None:
+            super().__init__()
+            self.model_id = model_id
+
+    def __init__(self, table: RunTable, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.table = table
+        self.cursor = 0
+        self.selected_id: str | None = None
+        self._lines: OrderedDict[tuple, Strip] = OrderedDict()
+        self._styles: dict[str, Style] | None = None
+        self._styles_theme = ""
+
+    # --- state from outside ---------------------------------------------------------------
+
+    def runs_changed(self) -> None:
+        """The table changed: size the list, keep the cursor on its run, redraw what shows."""
+        order = self.table.view()
+        set_virtual_size(self, Size(self.scrollable_content_region.width, len(order)))
+        if self.selected_id is not None:
+            position = self.table.index(self.selected_id, self.cursor)
+            if position is not None:
+                self.cursor = position
+        self._clamp()
+        self.refresh()
+
+    def select(self, model_id: str) -> bool:
+        position = self.table.index(model_id)
+        if position is None:
+            return False
+        self.move_to(position)
+        return True
+
+    @property
+    def current(self) -> str | None:
+        order = self.table.view()
+        return order[self.cursor] if 0 <= self.cursor < len(order) else None
+
+    # --- moving ---------------------------------------------------------------------------
+
+    def move_to(self, row: int, center: bool = False) -> None:
+        order = self.table.view()
+        before = self.selected_id
+        self.cursor = max(0, min(row, len(order) - 1))
+        self.selected_id = order[self.cursor] if order else None
+        self._scroll_cursor_visible(center)
+        self.refresh()
+        if self.selected_id != before:
+            self.post_message(self.Highlighted(self.selected_id))
+
+    def _clamp(self) -> None:
+        order = self.table.view()
+        if not order:
+            self.cursor, self.selected_id = 0, None
+            return
+        self.cursor = max(0, min(self.cursor, len(order) - 1))
+        if self.selected_id != order[self.cursor]:
+            self.selected_id = order[self.cursor]
+            self.post_message(self.Highlighted(self.selected_id))
+
+    def _scroll_cursor_visible(self, center: bool = False) -> None:
+        height = self.scrollable_content_region.height
+        top = self.scroll_offset.y
+        if center:
+            self.scroll_to(y=max(0, self.cursor - height // 2), animate=False)
+        elif self.cursor < top:
+            self.scroll_to(y=self.cursor, animate=False)
+        elif self.cursor >= top + height:
+            self.scroll_to(y=self.cursor - height + 1, animate=False)
+
+    def action_cursor_down(self) -> None:
+        self.move_to(self.cursor + 1)
+
+    def action_cursor_up(self) -> None:
+        self.move_to(self.cursor - 1)
+
+    def action_cursor_top(self) -> None:
+        self.move_to(0)
+
+    def action_cursor_bottom(self) -> None:
+        self.move_to(len(self.table.view()) - 1)
+
+    def action_page_down(self) -> None:
+        self.move_to(self.cursor + max(1, self.scrollable_content_region.height - 1))
+
+    def action_page_up(self) -> None:
+        self.move_to(self.cursor - max(1, self.scrollable_content_region.height - 1))
+
+    def on_click(self, event: events.Click) -> None:
+        row = event.y + self.scroll_offset.y
+        if 0 <= row < len(self.table.view()):
+            self.move_to(row)
+            if event.chain >= 2 and self.selected_id:
+                self.post_message(self.Opened(self.selected_id))
+
+    def on_resize(self, event: events.Resize) -> None:
+        self.runs_changed()
+        self.screen.query(RunListHeader).refresh()
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+    # --- drawing --------------------------------------------------------------------------
+
+    def _style(self, name: str) -> Style:
+        if self._styles is None or self._styles_theme != self.app.theme:
+            self._styles_theme = self.app.theme
+            self._lines.clear()
+            self._styles = {
+                n: self.get_component_rich_style(f"run-list--{n}", partial=True)
+                for n in ("cursor", "cursor-blurred", "dim", *STATES)
+            }
+            self._styles["base"] = self.rich_style
+        return self._styles[name]
+
+    def render_line(self, y: int) -> Strip:
+        order = self.table.view()
+        row = self.scroll_offset.y + y
+        width = self.scrollable_content_region.width
+        base = self._style("base")
+        if row >= len(order):
+            return Strip.blank(width, base)
+        model_id = order[row]
+        run = self.table.runs[model_id]
+        cursor = row == self.cursor
+        tick = int(time.time()) if is_active(run) else 0
+        key = (model_id, self.table.revision.get(model_id), width, cursor, self.has_focus, tick)
+        strip = self._lines.get(key)
+        if strip is None:
+            strip = self._render_row(run, width, cursor, base)
+            self._lines[key] = strip
+            if len(self._lines) > 512:
+                self._lines.popitem(last=False)
+        return strip
+
+    def _render_row(self, run: dict, width: int, cursor: bool, base: Style) -> Strip:
+        status = run.get("status", "")
+        state_style = self._style(status) if status in STATES else Style()
+        dim = self._style("dim")
+        segments = []
+        for key, _title, column_width, _sort in layout(width):
+            if key == "status":
+                text, style = f" {SYMBOLS.get(status, '?')} {status}", state_style
+            elif key == "name":
+                text, style = run.get("name") or "", Style()
+                if run.get("error_code"):
+                    text += f" [{run['error_code']}]"
+            elif key == "model_id":
+                text, style = run.get("model_id", ""), dim
+            elif key == "resource":
+                text, style = resource_text(run), Style()
+            elif key == "submitted":
+                text, style = local_time(run.get("submitted_at"), short=True), dim
+            else:
+                text, style = format_duration(duration_seconds(run)), Style()
+            segments.append(Segment(_cell(text, column_width) + " ", base + style))
+        strip = Strip(segments).adjust_cell_length(width, base)
+        if cursor:
+            style = self._style("cursor" if self.has_focus else "cursor-blurred")
+            strip = Strip(list(Segment.apply_style(strip, post_style=style)), strip.cell_length)
+        return strip
+
+    def tick(self) -> None:
+        """Redraw the rows of active runs (their durations run on): once a second."""
+        order = self.table.view()
+        top = self.scroll_offset.y
+        for row in range(top, min(len(order), top + self.size.height)):
+            if is_active(self.table.runs[order[row]]):
+                self.refresh_line(row)

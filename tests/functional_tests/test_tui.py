@@ -1,0 +1,665 @@
+"""The TUI driven by its keys (Textual's pilot) against a real service on a private home.
+
+Most tests share one history of finished runs (module scope: the runs are made once); those
+that change runs get a home of their own (the ``home`` fixture).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from trainui.client import Client
+from trainui.tui.app import TrainuiApp
+from trainui.tui.config import TuiConfig, load_config
+
+SIZE = (80, 24)
+
+
+# --- a shared history -------------------------------------------------------------------------
+
+
+class History:
+    """A home with a service and runs in their final states, made once for the module."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.env = {
+            **os.environ,
+            "TRAINUI_HOME": str(path),
+            "TRAINUI_GPUS": "none",
+            "TRAINUI_CPU_SLOTS": "4",
+            "TRAINUI_IDLE_EXIT": "120",
+            "TRAINUI_HALT_GRACE": "1",
+        }
+        self.env.pop("TRAINUI_URL", None)
+        self.ids: dict[str, str] = {}
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        done = subprocess.run(
+            [sys.executable, "-m", "trainui", *args],
+            capture_output=True, text=True, env=self.env, timeout=60,
+        )  # fmt: skip
+        if check:
+            assert done.returncode == 0, done.stdout + done.stderr
+        return done
+
+    def submit(self, name: str, command: str, model: Path) -> str:
+        manifest = self.path.parent / f"{name}.yml"
+        manifest.write_text(manifest_text(name, command))
+        out = self.cli("train", str(model), str(manifest)).stdout
+        model_id = out.strip().splitlines()[-1].split("'")[1]
+        self.ids[name] = model_id
+        return model_id
+
+    def wait(self, model_id: str, *states: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while True:
+            run = json.loads(self.cli("show", model_id, "--json").stdout)
+            if run["status"] in states:
+                return run
+            assert time.monotonic() < deadline, run
+            time.sleep(0.1)
+
+    def client(self, **kwargs) -> Client:
+        return Client(home=str(self.path), environ=self.env, **kwargs)
+
+    def stop(self) -> None:
+        """Stop the service and the runs by PID, each checked to be this home's (a recorded PID
+        may have gone to another process since its run ended)."""
+        for status in (self.path / "runs").glob("*/status.json"):
+            with contextlib.suppress(ValueError, OSError):
+                data = json.loads(status.read_text())
+                for group in (data.get("command_pgid"), data.get("learner_pid")):
+                    if group and self.owns(group):
+                        with contextlib.suppress(ProcessLookupError, PermissionError):
+                            os.killpg(group, signal.SIGKILL)
+        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+            pid = int((self.path / "service.lock").read_text().split()[0])
+            if self.owns(pid):
+                os.kill(pid, signal.SIGKILL)
+
+    def owns(self, pid: int) -> bool:
+        for name in ("cmdline", "environ"):
+            with contextlib.suppress(OSError):
+                if str(self.path).encode() in Path(f"/proc/{pid}/{name}").read_bytes():
+                    return True
+        return False
+
+
+def manifest_text(name: str, command: str, bucket: str = "data") -> str:
+    return textwrap.dedent(
+        f"""\
+        model_definition:
+          name: {name}
+          framework: {{name: python, version: "3.11"}}
+          execution:
+            command: {json.dumps(command)}
+            resource: small
+        training_data:
+          connection: {{}}
+          source: {{bucket: {bucket}, type: local}}
+        training_results:
+          connection: {{}}
+          target: {{bucket: results, type: local}}
+        """
+    )
+
+
+def write_model(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "lines.py").write_text(
+        "import sys, time\n"
+        "n, pause = int(sys.argv[1]), float(sys.argv[2]) if len(sys.argv) > 2 else 0\n"
+        "for i in range(n):\n"
+        "    print(f'line {i} loss {1 / (i + 1):.4f}' + (' needle' if i % 500 == 7 else ''),"
+        " flush=bool(pause))\n"
+        "    if pause: time.sleep(pause)\n"
+        "print('THE END')\n"
+    )
+    return folder
+
+
+@contextlib.contextmanager
+def finished_runs(root: Path):
+    """A home with three runs that ended: completed, failed (C201) and halted."""
+    h = History(root / "home")
+    (h.path / "buckets" / "data").mkdir(parents=True)
+    model = write_model(root / "model")
+    try:
+        h.submit("printer", "python3 lines.py 3000", model)
+        h.submit("broken", "python3 lines.py 30; python3 -c 'print(\"ValueError: bad\"); exit(3)'",
+                 model)  # fmt: skip
+        h.submit("stopped", "sleep 60", model)
+        h.wait(h.ids["stopped"], "running")
+        h.cli("halt", h.ids["stopped"])
+        for name in ("printer", "broken", "stopped"):
+            h.wait(h.ids[name], "completed", "failed", "halted")
+        yield h
+    finally:
+        h.stop()
+
+
+_SHARED: dict[str, History] = {}
+
+
+def shared_history(tmp_path_factory, config) -> History:
+    """The finished runs, made once for the whole session (the tests that use them only read)."""
+    if "history" not in _SHARED:
+        runs = finished_runs(tmp_path_factory.mktemp("tui"))
+        _SHARED["history"] = runs.__enter__()
+        config.add_cleanup(lambda: runs.__exit__(None, None, None))
+    return _SHARED["history"]
+
+
+@pytest.fixture(scope="module")
+def history(tmp_path_factory, request):
+    return shared_history(tmp_path_factory, request.config)
+
+
+def make_app(source, **kwargs) -> TrainuiApp:
+    client = source.client() if isinstance(source, History) else source
+    kwargs.setdefault("config", TuiConfig(problems=[]))
+    return TrainuiApp(client, **kwargs)
+
+
+def home_client(home, **kwargs) -> Client:
+    return Client(home=str(home.path), environ=home.env, **kwargs)
+
+
+async def until(pilot, condition, timeout: float = 30.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what or condition}:\n{text(pilot.app)}")
+        await pilot.pause(0.05)
+
+
+def text(app) -> str:
+    """What the terminal shows, as plain text."""
+    strips = app.screen._compositor.render_strips()
+    return "\n".join("".join(segment.text for segment in strip) for strip in strips)
+
+
+async def loaded(pilot) -> None:
+    await until(pilot, lambda: pilot.app.loaded and pilot.app.screen.is_mounted, what="the list")
+    await pilot.pause(0.15)
+
+
+# --- the run list -----------------------------------------------------------------------------
+
+
+async def test_the_list_shows_every_run_newest_first_with_its_state(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        screen = text(app)
+        assert "3 runs" in screen
+        rows = [line for line in screen.splitlines() if "training-" in line]
+        assert [r.split()[2] for r in rows] == ["stopped", "broken", "printer"]
+        assert "✗ failed" in screen and "■ halted" in screen and "✓ completed" in screen
+        assert "[C201]" in screen  # the error code next to the name
+        said = (await app.client.gpus()).get("message") or "No NVIDIA GPU"
+        await until(pilot, lambda: said in text(app), what="the no-GPU message")
+
+
+async def test_j_k_g_G_move_the_cursor_and_enter_opens_the_run(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        run_list = app.screen.run_list
+        assert run_list.cursor == 0
+        await pilot.press("j", "j")
+        assert run_list.cursor == 2
+        await pilot.press("k")
+        assert run_list.cursor == 1
+        await pilot.press("G")
+        assert run_list.current == history.ids["printer"]
+        await pilot.press("g")
+        assert run_list.current == history.ids["stopped"]
+        await pilot.press("j", "enter")
+        await until(pilot, lambda: "C201" in text(app) and "ValueError: bad" in text(app))
+        assert app.screen.model_id == history.ids["broken"]
+        assert "training command exited non-zero" in text(app)  # what the code means
+        await pilot.press("escape")
+        await until(pilot, lambda: hasattr(app.screen, "run_list"))
+
+
+async def test_slash_filters_and_escape_clears(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("slash", *"fail")
+        await until(pilot, lambda: len(app.table.view()) == 1)
+        assert "filter 'fail': 1 of 3" in text(app)
+        await pilot.press("enter")
+        assert app.screen.focused is app.screen.run_list
+        assert app.screen.run_list.current == history.ids["broken"]
+        await pilot.press("slash", "escape")
+        assert len(app.table.view()) == 3
+
+
+async def test_s_sorts_r_reverses_and_a_header_click_sorts(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("s")  # by state
+        assert app.table.sort == "status"
+        statuses = [app.table.runs[m]["status"] for m in app.table.view()]
+        assert statuses == ["completed", "failed", "halted"]  # in the order of the lifecycle
+        await pilot.press("s")
+        assert app.table.sort == "name"
+        await pilot.press("r")
+        assert not app.table.reverse or app.table.sort == "name"
+        names = [app.table.runs[m]["name"] for m in app.table.view()]
+        assert names in (sorted(names), sorted(names, reverse=True))
+        await pilot.click("RunListHeader", offset=(2, 0))  # the State column
+        assert app.table.sort == "status"
+
+
+async def test_colon_jumps_to_a_run_by_the_end_of_its_id(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("colon", *history.ids["printer"][-5:], "enter")
+        assert app.screen.run_list.current == history.ids["printer"]
+
+
+async def test_mouse_click_selects_and_double_click_opens(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.click("RunList", offset=(5, 2))
+        assert app.screen.run_list.current == history.ids["printer"]
+        await pilot.click("RunList", offset=(5, 2), times=2)
+        await until(pilot, lambda: getattr(app.screen, "model_id", None) == history.ids["printer"])
+
+
+# --- one run and its log ----------------------------------------------------------------------
+
+
+async def test_the_log_opens_at_its_end_and_searches_with_a_count(history):
+    app = make_app(history, open_run=history.ids["printer"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "THE END" in text(app), what="the last line")
+        log = app.screen.log_view
+        assert "lines" in app.screen.query_one("#log-status").render().plain
+        await pilot.press("slash", *"needle", "enter")
+        await until(pilot, lambda: log.current_match is not None, what="a match")
+        assert len(log.doc.matches) == 6
+        status = str(app.screen.query_one("#log-status").render())
+        assert "/needle" in status and "of 6" in status
+        first = log.current_match
+        await pilot.press("n")
+        assert log.current_match == (first + 1) % 6
+        await pilot.press("N", "N")
+        assert log.current_match == (first - 1) % 6
+        assert "needle" in text(app)
+
+
+async def test_g_goes_to_the_first_line_and_G_back_to_the_last(history):
+    app = make_app(history, open_run=history.ids["printer"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "THE END" in text(app))
+        await pilot.press("g")
+        await until(pilot, lambda: "line 0 loss" in text(app), what="the first line")
+        assert app.screen.log_view.doc.complete
+        await pilot.press("G")
+        await until(pilot, lambda: "THE END" in text(app))
+        await pilot.press("k", "pageup", "home")
+        await until(pilot, lambda: "line 0 loss" in text(app))
+        await pilot.press("end")
+        await until(pilot, lambda: "THE END" in text(app))
+
+
+async def test_i_hides_the_fields_and_the_run_shows_every_field_of_show(history):
+    app = make_app(history, open_run=history.ids["broken"])
+    async with app.run_test(size=(100, 40)) as pilot:
+        await until(pilot, lambda: "ValueError" in text(app) and "ModelId" in text(app))
+        screen = text(app)
+        for label in ("ModelId", "State", "Name", "Owner", "Framework", "Resource",
+                      "Submitted at", "GPUs", "Started at", "Finished at", "Exit code",
+                      "Error code", "Description", "Data", "Results", "url"):  # fmt: skip
+            assert label in screen, label
+        assert "C201" in screen and "Exit code    3" in screen
+        await pilot.press("i")
+        await pilot.pause(0.1)
+        assert "ModelId" not in text(app)
+        await pilot.press("i")
+        await pilot.pause(0.1)
+        assert "ModelId" in text(app)
+
+
+async def test_help_lists_every_key_and_the_palette_every_action(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: "HelpScreen" in type(app.screen).__name__)
+        from trainui.tui.keymap import ACTIONS
+        from trainui.tui.screens.help import keys_table
+
+        assert "Run list" in text(app) and "runs.delete" in text(app)
+        rendered = "\n".join(
+            "".join(s.text for s in line) for line in app.console.render_lines(keys_table(app))
+        )
+        for action in ACTIONS.values():
+            assert action.id in rendered, action.id
+        await pilot.press("escape")
+        await pilot.press("ctrl+p")
+        await pilot.pause(0.2)
+        await pilot.press(*"delete")
+        await until(pilot, lambda: "Delete the selected run" in text(app))
+        await pilot.press("escape")
+
+
+async def test_readonly_hides_every_action_that_changes_a_run(history):
+    app = make_app(history, readonly=True)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        footer = text(app).splitlines()[-1]
+        assert "Open" in footer and "Delete" not in footer and "New" not in footer
+        await pilot.press("d", "n", "h", "c")
+        await pilot.pause(0.1)
+        assert type(app.screen).__name__ == "RunsScreen"
+        await pilot.press("enter")
+        await until(pilot, lambda: type(app.screen).__name__ == "RunScreen")
+        assert "Delete" not in text(app).splitlines()[-1]
+
+
+async def test_keys_are_remapped_by_binding_id_from_the_config_file(history, tmp_path):
+    path = tmp_path / "tui.toml"
+    path.write_text('theme = "ansi"\n[keymap]\n"runs.sort" = "o"\n"list.down" = "ctrl+n"\n')
+    config = load_config({"TRAINUI_TUI_CONFIG": str(path)})
+    app = make_app(history, config=config)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert app.theme == "ansi"
+        await pilot.press("o")
+        assert app.table.sort == "status"
+        await pilot.press("g", "ctrl+n")
+        assert app.screen.run_list.cursor == 1
+        assert "o Sort" in text(app).splitlines()[-1]
+
+
+async def test_an_unknown_theme_is_said_and_the_default_kept(history):
+    app = make_app(history, theme="no-such-theme")
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert app.theme == "trainui"
+        assert any("no theme 'no-such-theme'" in str(n.message) for n in app._notifications)
+
+
+async def test_enter_on_the_delete_question_cancels(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("d")
+        await until(pilot, lambda: "ConfirmScreen" in type(app.screen).__name__)
+        assert "Delete training-" in text(app)
+        await pilot.press("enter")  # Cancel has the focus
+        await until(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
+        await pilot.press("d", "escape")
+        await pilot.pause(0.2)
+        assert len(app.table) == 3
+        assert history.cli("show", history.ids["stopped"]).returncode == 0
+
+
+# --- the manifest editor ----------------------------------------------------------------------
+
+
+async def test_the_editor_checks_as_you_type_and_jumps_to_a_problem(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
+        editor = app.screen
+        await until(pilot, lambda: "✓ valid" in text(app), what="the template is valid")
+        area = editor.area
+        area.move_cursor((8, 14))  # resource: small
+        await pilot.press("delete", *"x")
+        await until(pilot, lambda: "not valid" in text(app), what="the problem")
+        problem = editor.problems[0]
+        assert problem.path.endswith("resource") and "is not one of" in problem.message
+        assert area.problem_lines == {problem.line - 1: "error"}
+        assert "✗" in text(app)
+        area.move_cursor((0, 0))
+        await pilot.press("f8")
+        assert area.cursor_location[0] == problem.line - 1
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert type(app.screen).__name__ == "EditorScreen"  # not submitted with errors
+        await pilot.press("ctrl+z", "ctrl+z")
+        await until(pilot, lambda: "✓ valid" in text(app))
+        await pilot.press("escape", "escape")  # leave the text, then the editor: asks first
+        await until(pilot, lambda: "ConfirmScreen" in type(app.screen).__name__)
+        await pilot.press("y")
+        await until(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
+
+
+async def test_templates_and_the_external_editor(history, tmp_path, monkeypatch):
+    script = tmp_path / "fake-editor.sh"
+    script.write_text("#!/bin/sh\nsed -i 's/demo-classifier/edited-elsewhere/' \"$1\"\n")
+    script.chmod(0o755)
+    monkeypatch.setenv("EDITOR", str(script))
+    monkeypatch.delenv("VISUAL", raising=False)
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
+        editor = app.screen
+        await pilot.press("ctrl+t")
+        await until(pilot, lambda: "TemplatePicker" in type(app.screen).__name__)
+        await pilot.press("end", "enter")  # the demo run
+        await until(pilot, lambda: app.screen is editor)
+        assert "demo-classifier" in editor.area.text
+        assert editor.definition.value.endswith("demo/model")
+        await pilot.press("ctrl+e")
+        await until(pilot, lambda: "edited-elsewhere" in editor.area.text)
+
+
+async def test_the_definition_field_completes_paths_and_the_tree_picks_one(history, tmp_path):
+    (tmp_path / "my-model").mkdir()
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
+        field = app.screen.definition
+        field.focus()
+        field.value = str(tmp_path / "my-m")
+        await until(pilot, lambda: field._suggestion.endswith("my-model/"))
+        await pilot.press("tab")
+        assert field.value == str(tmp_path / "my-model") + "/"
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: "DefinitionPicker" in type(app.screen).__name__)
+        await pilot.press("u")  # the folder under the cursor: the one in the field
+        await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
+        assert field.value == str(tmp_path / "my-model")
+
+
+# --- changing runs (a home of their own) ------------------------------------------------------
+
+
+async def test_n_writes_a_manifest_and_ctrl_s_submits_it(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    home.bucket("data")
+    app = make_app(home_client(home))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded, what="the list")
+        await pilot.press("n")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
+        editor = app.screen
+        editor.area.text = manifest_text("from-the-editor", "python3 lines.py 20")
+        editor.definition.value = str(model)
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: type(app.screen).__name__ == "RunScreen", what="the new run")
+        model_id = app.screen.model_id
+        await until(pilot, lambda: "THE END" in text(app), what="its log to the end")
+        await until(pilot, lambda: (app.table.get(model_id) or {}).get("status") == "completed")
+    assert home.show(model_id)["name"] == "from-the-editor"
+
+
+async def test_c_clones_a_run_and_resubmits_it_with_its_model_definition(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    first = home.submit(model, home.manifest("python3 lines.py 5", name="original"))
+    home.wait(first, "completed")
+    app = make_app(home_client(home))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded and len(app.table) == 1)
+        await pilot.press("c")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
+        assert "name: original" in app.screen.area.text
+        assert app.screen.definition.value == f"run:{first}"
+        await until(pilot, lambda: "✓ valid" in text(app))
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: getattr(app.screen, "model_id", first) != first)
+        second = app.screen.model_id
+        await until(pilot, lambda: (app.table.get(second) or {}).get("status") == "completed")
+    assert home.show(second)["name"] == "original"
+
+
+async def test_h_halts_a_running_run_after_asking(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    model_id = home.submit(model, home.manifest("sleep 30", name="sleeper"))
+    home.wait(model_id, "running")
+    app = make_app(home_client(home))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded and len(app.table) == 1)
+        await until(pilot, lambda: "h Halt" in text(app), what="halt in the footer")
+        await pilot.press("h")
+        await until(pilot, lambda: "ConfirmScreen" in type(app.screen).__name__)
+        await pilot.press("tab", "enter")  # from Cancel to Halt
+        await until(pilot, lambda: app.table.get(model_id)["status"] == "halted", timeout=20)
+        await until(pilot, lambda: "■ halted" in text(app))
+        assert "h Halt" not in text(app)  # no halt for an ended run
+
+
+async def test_d_deletes_a_run_after_asking(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    model_id = home.submit(model, home.manifest("true", name="doomed"))
+    home.wait(model_id, "completed")
+    app = make_app(home_client(home))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded and len(app.table) == 1)
+        await pilot.press("enter")
+        await until(pilot, lambda: type(app.screen).__name__ == "RunScreen")
+        await pilot.press("d")
+        await until(pilot, lambda: "ConfirmScreen" in type(app.screen).__name__)
+        await pilot.press("y")
+        await until(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
+        await until(pilot, lambda: len(app.table) == 0)
+        assert "No runs yet" in text(app)
+    assert home.cli("show", model_id).returncode != 0
+
+
+async def test_the_log_follows_a_running_run_and_f_pauses_it(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    model_id = home.submit(model, home.manifest("python3 lines.py 300 0.05", name="slow"))
+    home.wait(model_id, "running")
+    app = make_app(home_client(home), open_run=model_id)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: " loss " in text(app) and "following" in text(app))
+        log = app.screen.log_view
+        assert log.following and log.streaming
+        await pilot.press("f")
+        assert not log.following
+        await pilot.pause(0.5)
+        frozen = log.scroll_offset.y
+        await pilot.pause(0.5)
+        assert log.scroll_offset.y == frozen
+        await pilot.press("G")  # the end, following again
+        assert log.following
+        await until(pilot, lambda: "THE END" in text(app), timeout=40, what="the end of the run")
+        await until(pilot, lambda: "completed" in text(app).splitlines()[0])
+
+
+async def test_a_run_submitted_elsewhere_appears_and_changes_live(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    app = make_app(home_client(home))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded)
+        assert "No runs yet" in text(app)
+        model_id = home.submit(model, home.manifest("python3 lines.py 3 0.3", name="elsewhere"))
+        await until(pilot, lambda: model_id in text(app), what="the new run")
+        await until(pilot, lambda: "✓ completed" in text(app), what="its completion")
+        assert app.events_seen >= 2
+
+
+async def test_a_lost_service_shows_a_banner_and_the_app_reconnects(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    model_id = home.submit(model, home.manifest("true", name="survivor"))
+    home.wait(model_id, "completed")
+    app = make_app(home_client(home, autostart=False))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded and len(app.table) == 1)
+        home.stop()  # the service dies
+        await until(pilot, lambda: "⚠" in text(app), what="the banner")
+        assert "Reconnecting" in text(app)
+        assert model_id in text(app)  # what was on screen stays
+        home.cli("list")  # a service again (the CLI starts one)
+        await until(pilot, lambda: "⚠" not in text(app), timeout=20, what="the reconnection")
+        assert model_id in text(app)
+
+
+async def test_the_gpu_pane_shows_each_gpu_and_the_run_holding_it():
+    """Fixed readings in the shape of ``GET /v3/gpus`` (this machine has no GPU)."""
+    from textual.app import App
+
+    from trainui.tui.widgets.gpu_pane import GpuPane
+
+    class PaneApp(App):
+        def compose(self):
+            yield GpuPane()
+
+    app = PaneApp()
+    async with app.run_test(size=SIZE) as pilot:
+        pane = app.query_one(GpuPane)
+        pane.seed_history(GPU_HISTORY, GPU_READINGS)
+        pane.show_readings(GPU_READINGS)
+        await pilot.pause()
+        screen = text(app)
+        assert "driver 550.54.15" in screen and "1 of 2 in use" in screen
+        gpu0 = next(line for line in screen.splitlines() if "GPU0" in line)
+        gpu1 = next(line for line in screen.splitlines() if "GPU1" in line)
+        assert "83%" in gpu0 and "training-AbCdEfGh1" in gpu0 and "61°C" in gpu0
+        assert "█" in gpu0 and any(c in gpu0 for c in "▁▂▃▄▅▆▇")  # a bar, a sparkline
+        assert "0%" in gpu1 and "free" in gpu1
+        pane.show_stale()
+        await pilot.pause()
+        assert "not updated" in text(app)
+
+
+GPU_READINGS = {
+    "state": "ok", "message": "", "driver_version": "550.54.15",
+    "taken_at": "2026-11-27T05:00:00.000Z",
+    "gpus": [
+        {"index": 0, "uuid": "GPU-0", "name": "NVIDIA H100 80GB HBM3", "utilization": 83,
+         "memory_used": 41 << 30, "memory_total": 80 << 30, "temperature": 61,
+         "power_draw": 512.0, "power_limit": 700.0, "mig": False, "state": "ok",
+         "processes": [{"pid": 4242, "memory": 40 << 30, "run": "training-AbCdEfGh1"}]},
+        {"index": 1, "uuid": "GPU-1", "name": "NVIDIA H100 80GB HBM3", "utilization": 0,
+         "memory_used": 1 << 29, "memory_total": 80 << 30, "temperature": 33,
+         "power_draw": 70.0, "power_limit": 700.0, "mig": False, "state": "ok",
+         "processes": []},
+    ],
+}  # fmt: skip
+GPU_HISTORY = {
+    "interval": 1.0,
+    "gpus": {
+        "0": {"utilization": [5, 20, 45, 70, 90, 100, 95, 83],
+              "memory_used": [i << 30 for i in (1, 8, 20, 30, 38, 41, 41, 41)]},
+        "1": {"utilization": [0] * 8, "memory_used": [1 << 29] * 8},
+    },
+}  # fmt: skip

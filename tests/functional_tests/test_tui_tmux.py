@@ -1,0 +1,102 @@
+"""`trainui` in a real terminal (tmux, 100x30) through the demo run: open it, watch it complete,
+read its log, delete it (the question's default is Cancel), quit."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import trainui
+
+DEMO = Path(trainui.__file__).resolve().parent / "demo"
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("tmux") is None, reason="tmux is not installed (apt-get install tmux)"
+)
+
+
+class Tmux:
+    """One tmux server of our own (its own socket), killed at the end."""
+
+    def __init__(self, name: str) -> None:
+        self.socket = name
+
+    def __call__(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["tmux", "-L", self.socket, *args], capture_output=True, text=True, timeout=10
+        )
+
+    def screen(self) -> str:
+        return self("capture-pane", "-p", "-t", "tui").stdout
+
+    def keys(self, *keys: str) -> None:
+        self("send-keys", "-t", "tui", *keys)
+
+    def wait_for(self, predicate, timeout: float = 30.0, what: str = "") -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            screen = self.screen()
+            if predicate(screen):
+                return screen
+            time.sleep(0.1)
+        raise AssertionError(f"timed out waiting for {what}; the terminal shows:\n{self.screen()}")
+
+    def alive(self) -> bool:
+        return self("has-session", "-t", "tui").returncode == 0
+
+
+@pytest.fixture
+def tmux(tmp_path):
+    server = Tmux(f"trainui-test-{tmp_path.name}")
+    yield server
+    server("kill-server")
+
+
+def test_the_demo_run_in_a_real_terminal(home, tmux):
+    home.bucket("demo-data", {p.name: p.read_bytes() for p in (DEMO / "data").iterdir()})
+    model_id = home.submit(DEMO / "model", DEMO / "manifest.yml")
+    env = [f"{k}={v}" for k, v in home.env.items() if k.startswith(("TRAINUI_", "PATH", "HOME"))]
+    command = "exec " + shlex.join([sys.executable, "-m", "trainui"])
+    flags = [item for pair in (("-e", e) for e in env) for item in pair]
+    started = tmux("new-session", "-d", "-s", "tui", "-x", "100", "-y", "30", *flags, command)
+    assert started.returncode == 0, started.stderr
+
+    tmux.wait_for(lambda s: model_id in s and "demo-classifier" in s, what="the run in the list")
+    tmux.keys("Enter")  # open it
+    tmux.wait_for(lambda s: "ModelId" in s and model_id in s, what="the run's fields")
+    screen = tmux.wait_for(
+        lambda s: "✓ completed" in s.splitlines()[0] and "trainui: completed" in s,
+        timeout=60,
+        what="the run to complete, its log followed to the end",
+    )
+    assert "validation loss" in screen
+
+    tmux.keys("/")  # its log, searched
+    tmux.wait_for(lambda s: "search the whole log" in s, what="the search line")
+    tmux.keys(*"epoch 15/30", "Enter")
+    tmux.wait_for(lambda s: "/epoch 15/30: 1 of 1" in s, what="the search")
+    tmux.keys("G")
+    tmux.wait_for(lambda s: "trainui: completed" in s, what="the end of the log")
+
+    tmux.keys("d")  # delete: the question's default answer is Cancel
+    tmux.wait_for(lambda s: "stays there" in s, what="the question")
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: "stays there" not in s and "ModelId" in s, what="cancelled")
+    assert home.show(model_id)["status"] == "completed"
+    tmux.keys("d")
+    tmux.wait_for(lambda s: "stays there" in s, what="the question again")
+    tmux.keys("Tab", "Enter")  # to Delete, and press it
+    tmux.wait_for(lambda s: "No runs yet" in s, what="the empty list")
+    assert home.cli("show", model_id).returncode != 0
+
+    tmux.keys("q")
+    deadline = time.monotonic() + 10
+    while tmux.alive() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not tmux.alive(), "trainui did not quit"

@@ -1,0 +1,114 @@
+"""The run table behind the run list: updated by key, filtered and sorted lazily."""
+
+from __future__ import annotations
+
+import time
+
+from trainui.tui.runs import (
+    RunTable,
+    duration_seconds,
+    format_bytes,
+    format_duration,
+    parse_time,
+    resource_text,
+)
+
+
+def run(n: int, status: str = "completed", name: str | None = None, **extra) -> dict:
+    return {
+        "model_id": f"training-{n:09d}",
+        "name": name or f"run-{n}",
+        "status": status,
+        "resource": "small",
+        "gpus": 1,
+        "gpu_ids": [],
+        "submitted_at": f"2026-11-27T05:{n // 60:02d}:{n % 60:02d}.000Z",
+        "started_at": None,
+        "finished_at": None,
+        **extra,
+    }
+
+
+def test_newest_first_and_a_new_run_goes_on_top_without_sorting_again():
+    table = RunTable()
+    table.reconcile([run(i) for i in range(5)])
+    assert table.view()[0] == "training-000000004"
+    table.upsert(run(9))
+    assert table._dirty is False  # placed, not sorted
+    assert table.view()[:2] == ["training-000000009", "training-000000004"]
+    assert table.index("training-000000004") == 1
+
+
+def test_a_changed_run_keeps_its_place_and_gets_a_new_revision():
+    table = RunTable()
+    table.reconcile([run(i) for i in range(3)])
+    before = table.revision["training-000000001"]
+    assert table.upsert(run(1, status="failed", error_code="C201"))
+    assert table.revision["training-000000001"] > before
+    assert not table.upsert(run(1, status="failed", error_code="C201"))  # same: no change
+    assert table.view() == ["training-000000002", "training-000000001", "training-000000000"]
+    assert table.counts() == {"completed": 2, "failed": 1}
+
+
+def test_filter_words_sort_and_reverse():
+    table = RunTable()
+    table.reconcile(
+        [run(1, "failed", "mnist"), run(2, "running", "cifar"), run(3, "completed", "mnist-b")]
+    )
+    table.set_filter("mnist")
+    assert table.view() == ["training-000000003", "training-000000001"]
+    table.set_filter("mnist failed")
+    assert table.view() == ["training-000000001"]
+    table.set_filter("")
+    table.set_sort("name")
+    assert [table.runs[m]["name"] for m in table.view()] == ["cifar", "mnist", "mnist-b"]
+    table.set_sort("name", reverse=True)
+    assert table.runs[table.view()[0]]["name"] == "mnist-b"
+    table.set_sort("status", reverse=False)
+    assert [table.runs[m]["status"] for m in table.view()] == ["running", "completed", "failed"]
+
+
+def test_removed_and_reconciled_runs_leave_the_view():
+    table = RunTable()
+    table.reconcile([run(i) for i in range(4)])
+    table.view()
+    assert table.remove("training-000000002")
+    assert not table.remove("training-000000002")
+    assert "training-000000002" not in table.view()
+    table.reconcile([run(0), run(1)])
+    assert table.view() == ["training-000000001", "training-000000000"]
+    assert table.counts() == {"completed": 2}
+
+
+def test_find_by_id_end_of_id_or_name():
+    table = RunTable()
+    table.reconcile([run(1, name="alpha"), run(22, name="beta")])
+    assert table.find("training-000000001") == "training-000000001"
+    assert table.find("022") == "training-000000022"
+    assert table.find("BETA") == "training-000000022"
+    assert table.find("nothing") is None
+
+
+def test_ten_thousand_runs_update_by_key_quickly():
+    table = RunTable()
+    table.reconcile([run(i) for i in range(10_000)])
+    table.view()
+    t = time.perf_counter()
+    for i in range(1000):
+        table.upsert(run(i, status="failed"))
+        table.index(f"training-{i:09d}", hint=10_000 - 1 - i)
+    assert time.perf_counter() - t < 0.5
+    assert table.counts() == {"completed": 9000, "failed": 1000}
+
+
+def test_times_durations_and_sizes_read_well():
+    assert parse_time("1970-01-01T00:01:00.500Z") == 60.5
+    assert parse_time(None) is None and parse_time("garbage") is None
+    finished = run(1, started_at="2026-11-27T05:00:00Z", finished_at="2026-11-27T06:02:03Z")
+    assert format_duration(duration_seconds(finished)) == "1h02m"
+    assert format_duration(3.25) == "3.2s" and format_duration(75) == "1m15s"
+    assert format_duration(None) == "-"
+    assert format_bytes(1536) == "1.5 KiB" and format_bytes(12) == "12 B"
+    assert resource_text(run(1, gpu_ids=[0, 1], resource="medium")) == "medium 0,1"
+    assert resource_text(run(1, status="running")) == "small cpu"
+    assert resource_text(run(1, status="pending")) == "small ×1"
