@@ -431,8 +431,11 @@ async def _demo(args: argparse.Namespace) -> int:
             answer = await client.submit(zip_path, manifest, {})
         model_id = answer["model_id"]
         print(f"Model-ID is '{model_id}'", flush=True)
-        code = await _follow_to_end(client, model_id)
         results = os.path.join(client.home, "buckets", "demo-results", model_id)
+        if args.no_follow:
+            print(f"Results and logs will be in {results}")
+            return EXIT_OK
+        code = await _follow_to_end(client, model_id)
         print(f"Results and logs: {results}")
         return code
 
@@ -609,7 +612,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--definition", action="store_true", help="the model definition (default)")
     sub.add_argument("-o", "--output", metavar="PATH", help="file or folder to write to")
 
-    command("demo", cmd_demo, "run the demo: example data, an example run, its log")
+    sub = command("demo", cmd_demo, "run the demo: example data, an example run, its log")
+    sub.add_argument(
+        "--no-follow", action="store_true", help="submit it and return (watch it in the TUI)"
+    )
 
     sub = command("gpus", cmd_gpus, "the GPUs: utilisation, memory, temperature, power, run")
     sub.add_argument("--json", action="store_true", help="print the readings as JSON")
