@@ -66,7 +66,8 @@ class Terminal:
     def start(self, command: list[str], env: dict[str, str]) -> float:
         self.session += 1
         flags = []
-        for name in ("TRAINUI_HOME", "TRAINUI_GPUS", "PATH", "TERM", "COLORTERM", "HOME"):
+        for name in ("TRAINUI_HOME", "TRAINUI_GPUS", "PATH", "PYTHONPATH", "TERM", "COLORTERM",
+                     "HOME"):  # fmt: skip
             if name in env:
                 flags += ["-e", f"{name}={env[name]}"]
         t0 = time.perf_counter()
@@ -294,7 +295,7 @@ def first_screen(term: Terminal, history: History, label: str, repeat: int, anch
     return rows
 
 
-def open_log(term: Terminal, history: History, repeat: int, toolong: Path | None):
+def open_log(term: Terminal, history: History, repeat: int, toolong: list[str] | None, less: str):
     model_id = history.state["log_run"]
     command = [PYTHON, "-c", f"from trainui.tui import main; main(open_run={model_id!r})"]
     rows = []
@@ -309,13 +310,13 @@ def open_log(term: Terminal, history: History, repeat: int, toolong: Path | None
     if toolong:
         samples = []
         for _ in range(repeat):
-            t0 = term.start([str(toolong), str(history.log_path())], history.env)
+            t0 = term.start([*toolong, str(history.log_path())], history.env)
             samples.append(term.wait_for(LAST_LINE, t0) or float("nan"))
             term.stop()
         rows.append(f"{'  anchor: toolong (tl)':52} {statistics.median(samples):8.3f} s")
     samples = []
     for _ in range(repeat):
-        t0 = term.start(["less", "+G", str(history.log_path())], history.env)
+        t0 = term.start([less, "+G", str(history.log_path())], history.env)
         samples.append(term.wait_for(LAST_LINE, t0) or float("nan"))
         term.stop()
     rows.append(f"{'  anchor: less +G':52} {statistics.median(samples):8.3f} s")
@@ -385,7 +386,7 @@ def _log_size(history: History, model_id: str) -> int:
     return 0
 
 
-def memory(term: Terminal, history: History, runs: int, toolong: Path | None) -> list[str]:
+def memory(term: Terminal, history: History, runs: int, toolong: list[str] | None) -> list[str]:
     model_id = history.state["log_run"]
     command = [PYTHON, "-c", f"from trainui.tui import main; main(open_run={model_id!r})"]
     t0 = term.start(command, history.env)
@@ -395,7 +396,7 @@ def memory(term: Terminal, history: History, runs: int, toolong: Path | None) ->
     term.stop()
     rows = [f"{f'RSS: {runs:,} runs listed, the 1M-line log open':52} {tui:8.0f} MB (goal < 150)"]
     if toolong:
-        t0 = term.start([str(toolong), str(history.log_path())], history.env)
+        t0 = term.start([*toolong, str(history.log_path())], history.env)
         term.wait_for(LAST_LINE, t0)
         time.sleep(3.0)
         rows.append(f"{'  anchor: toolong with the log alone':52} {rss_mb(term.pid()):8.0f} MB")
@@ -403,16 +404,29 @@ def memory(term: Terminal, history: History, runs: int, toolong: Path | None) ->
     return rows
 
 
-def find_toolong(install: bool) -> Path | None:
+class Table(list):
+    """Rows printed as they come (a run cut short still shows what it measured)."""
+
+    def __iadd__(self, rows):
+        for row in rows:
+            print(row, flush=True)
+        self.extend(rows)
+        return self
+
+
+def find_toolong(command: str | None) -> list[str] | None:
+    """``--toolong CMD``, else ``tl`` on the PATH, else bench/out/toolong (made here)."""
+    if command:
+        return shlex.split(command)
     found = shutil.which("tl")
     if found:
-        return Path(found)
+        return [found]
     tl = TOOLONG / "bin" / "tl"
-    if not tl.exists() and install:
+    if not tl.exists():
         print("installing toolong into bench/out/toolong (it pins its own Textual) ...")
         subprocess.run([sys.executable, "-m", "venv", str(TOOLONG)], check=True)
         subprocess.run([str(TOOLONG / "bin" / "pip"), "install", "-q", "toolong"], check=True)
-    return tl if tl.exists() else None
+    return [str(tl)] if tl.exists() else None
 
 
 def main() -> None:
@@ -423,6 +437,8 @@ def main() -> None:
     parser.add_argument("--presses", type=int, default=40)
     parser.add_argument("--home", help="keep the trainui home here (reused when ready)")
     parser.add_argument("--no-toolong", action="store_true")
+    parser.add_argument("--toolong", metavar="CMD", help="how to start toolong (default: tl)")
+    parser.add_argument("--less", default="less", help="the less to time (default: less)")
     parser.add_argument(
         "--only", default="first,log,keys,memory", help="figures to measure (comma-separated)"
     )
@@ -430,12 +446,12 @@ def main() -> None:
     only = set(args.only.split(","))
     if not shutil.which("tmux"):
         sys.exit("bench/tui.py needs tmux (apt-get install tmux)")
-    toolong = None if args.no_toolong else find_toolong(install=True)
+    toolong = None if args.no_toolong else find_toolong(args.toolong)
     tmp = Path(tempfile.mkdtemp(prefix="trainui-bench-"))
     home = Path(args.home).resolve() if args.home else tmp / "home"
     history = History(home)
     term = Terminal()
-    table = []
+    table = Table()
     try:
         fresh = not history.state.get("many")
         print(f"home {home}; preparing 10 runs and a {args.lines:,}-line log ...", flush=True)
@@ -443,7 +459,7 @@ def main() -> None:
         if fresh and "first" in only:
             table += first_screen(term, history, "10 runs", args.repeat, [20])
         if "log" in only:
-            table += open_log(term, history, args.repeat, toolong)
+            table += open_log(term, history, args.repeat, toolong, args.less)
         if "keys" in only and fresh:  # a reused home has a blocker holding the only slot
             table += key_latency(term, history, args.presses)
         print(f"preparing {args.runs:,} runs ...", flush=True)

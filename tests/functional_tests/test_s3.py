@@ -219,10 +219,11 @@ def test_a_second_staging_comes_from_the_cache_without_a_byte_moved(
     cache = Cache(str(tmp_path / "cache"))
     first = stage(store, list(store.list_objects()), str(tmp_path / "one"), cache=cache)
     assert first.bytes_transferred == first.bytes_total and first.cache_hits == 0
-    assert len(proxy.gets()) == len(ODD_KEYS)
+    gets = proxy.gets()
+    assert len({get.split()[1] for get in gets}) == len(ODD_KEYS)
     second = stage(store, list(store.list_objects()), str(tmp_path / "two"), cache=cache)
     assert second.bytes_transferred == 0 and second.cache_hits == len(ODD_KEYS)
-    assert len(proxy.gets()) == len(ODD_KEYS)  # only the listing went out
+    assert proxy.gets() == gets  # only the listing went out
     assert files_under(tmp_path / "two") == files_under(tmp_path / "one")
     assert os.stat(tmp_path / "two" / "train.csv").st_nlink == 3  # the cache and two runs
 

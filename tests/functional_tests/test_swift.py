@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import http.server
 import json
 import os
 import textwrap
@@ -230,3 +231,103 @@ def test_a_segmented_upload_is_checked_segment_by_segment(swift_server, tmp_path
     assert time.monotonic() - started < 30
     _headers, body = swift_server.client.get_object(container, "two.bin")
     assert body == b"x" * ((1 << 20) + 10)
+
+
+class _Keystone(http.server.BaseHTTPRequestHandler):
+    """A Keystone v3 stand-in: checks a password login scoped to a project and answers with
+    a token from the Swift server's tempauth and a catalog pointing at its storage URL."""
+
+    swift = None  # (storage URL, token), set by the test
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        user = body["auth"]["identity"]["password"]["user"]
+        project = body["auth"]["scope"]["project"]
+        ok = (
+            self.path == "/v3/auth/tokens"
+            and (user["name"], user["password"], user["domain"]["name"])
+            == ("tester", "secret", "Bluemix")
+            and project == {"id": "proj-1"}
+        )
+        if not ok:
+            self.send_response(401)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        url, token = self.swift
+        answer = json.dumps(
+            {
+                "token": {
+                    "methods": ["password"],
+                    "expires_at": "2099-01-01T00:00:00.000000Z",
+                    "issued_at": "2026-01-01T00:00:00.000000Z",
+                    "user": {
+                        "id": "u1",
+                        "name": "tester",
+                        "domain": {"id": "d", "name": "Bluemix"},
+                    },
+                    "project": {
+                        "id": "proj-1",
+                        "name": "p",
+                        "domain": {"id": "d", "name": "Bluemix"},
+                    },
+                    "catalog": [
+                        {
+                            "type": "object-store",
+                            "name": "swift",
+                            "endpoints": [
+                                {"interface": "public", "region": "elsewhere", "url": "http://x"},
+                                {"interface": "public", "region": "dallas", "url": url},
+                            ],
+                        }
+                    ],
+                }
+            }
+        ).encode()
+        self.send_response(201)
+        self.send_header("X-Subject-Token", token)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def keystone(swift_server):
+    _Keystone.swift = swift_server.client.get_auth()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Keystone)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v3"
+    server.shutdown()
+    server.server_close()
+
+
+def test_keystone_v3_logs_in_with_domain_project_and_region(swift_server, keystone, tmp_path):
+    container = swift_server.container({"k.txt": "via keystone"})
+    connection = {
+        "auth_url": keystone,
+        "user_name": "tester",
+        "password": "secret",
+        "domain_name": "Bluemix",
+        "project_id": "proj-1",
+        "region": "dallas",
+    }
+    check_access("bluemix_objectstore", container, connection, "/nowhere", write=True)
+    store = open_store("bluemix_objectstore", container, connection, "/nowhere")
+    stage(store, list(store.list_objects()), str(tmp_path / "data"))
+    assert (tmp_path / "data" / "k.txt").read_text() == "via keystone"
+    with pytest.raises(StoreError) as caught:
+        check_access(
+            "bluemix_objectstore",
+            container,
+            {**connection, "password": "wrong"},
+            "/nowhere",
+            write=False,
+        )
+    assert str(caught.value) == (
+        f"{keystone} refused to log in user 'tester' to reach container '{container}':"
+        " wrong user name or password"
+    )

@@ -240,7 +240,7 @@ async def test_slash_filters_and_escape_clears(history):
         await loaded(pilot)
         await pilot.press("slash", *"fail")
         await until(pilot, lambda: len(app.table.view()) == 1)
-        assert "filter 'fail': 1 of 3" in text(app)
+        await until(pilot, lambda: "filter 'fail': 1 of 3" in text(app))
         await pilot.press("enter")
         assert app.screen.focused is app.screen.run_list
         assert app.screen.run_list.current == history.ids["broken"]
@@ -436,6 +436,11 @@ async def test_the_editor_checks_as_you_type_and_jumps_to_a_problem(history):
         area.move_cursor((0, 0))
         await pilot.press("f8")
         assert area.cursor_location[0] == problem.line - 1
+        area.move_cursor((0, 0))
+        editor.query_one("#problems").focus()
+        await pilot.press("enter")  # the problem, chosen from the list
+        assert area.cursor_location == (problem.line - 1, problem.column - 1)
+        assert area.has_focus
         await pilot.press("ctrl+s")
         await pilot.pause(0.2)
         assert type(app.screen).__name__ == "EditorScreen"  # not submitted with errors
@@ -543,7 +548,33 @@ async def test_h_halts_a_running_run_after_asking(home, tmp_path):
         await pilot.press("tab", "enter")  # from Cancel to Halt
         await until(pilot, lambda: app.table.get(model_id)["status"] == "halted", timeout=20)
         await until(pilot, lambda: "■ halted" in text(app))
-        assert "h Halt" not in text(app)  # no halt for an ended run
+        await until(pilot, lambda: "h Halt" not in text(app), what="no halt for an ended run")
+
+
+async def test_a_waiting_run_says_why_and_moving_data_shows_a_progress_bar(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    first = home.submit(model, home.manifest("sleep 30", name="first"))
+    home.wait(first, "running")
+    waiting = home.submit(model, home.manifest("true", name="second"))
+    app = make_app(home_client(home), open_run=waiting)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "◌ waiting for a CPU slot" in text(app), what="the reason")
+        assert "◌ pending" in text(app).splitlines()[0]
+        screen = app.screen
+        await until(pilot, lambda: not any(w.is_running for w in screen.workers if w.group ==
+                                           "run-refresh"))  # fmt: skip
+        app.workers.cancel_group(app, "events")  # what a run shows while its data moves:
+        screen.show_run(
+            dict(screen.run_data, status="downloading",
+                 progress={"phase": "downloading", "bytes_done": 3 << 20,
+                           "bytes_total": 12 << 20, "objects_done": 2, "objects_total": 8})
+        )  # fmt: skip
+        await until(pilot, lambda: "↓ 2/8 objects, 3.0 MiB of 12.0 MiB" in text(app), what="label")
+        await until(pilot, lambda: "25%" in text(app), what="the bar")  # its percentage
+        screen.show_run(dict(screen.run_data, status="running", progress={}))
+        await pilot.pause(0.1)
+        assert "objects" not in text(app)
+    home.cli("halt", first)
 
 
 async def test_d_deletes_a_run_after_asking(home, tmp_path):

@@ -41,7 +41,7 @@ from trainui.service.auth import User
 from trainui.service.launch import Capacity, Launcher, LocalLauncher
 from trainui.service.scheduler import Plan, Scheduler, Waiting
 from trainui.service.store import RunStore, public
-from trainui.storage import StoreError, open_store
+from trainui.storage import StoreError, check_access
 
 WATCH_INTERVAL = 0.1  # how often active runs' status files are looked at (a stat each)
 LIVENESS_INTERVAL = 1.0  # how often learners are checked to be alive
@@ -190,7 +190,7 @@ class RunManager:
         store and what was refused (never the secret). Blocking: call it in a thread."""
         for store, write in ((manifest.data, False), (manifest.results, True)):
             try:
-                open_store(store.type, store.bucket, store.connection, self.home).check(write=write)
+                check_access(store.type, store.bucket, store.connection, self.home, write)
             except StoreError as error:
                 role = "results" if write else "training data"
                 raise Refusal(400, f"the {role} bucket is refused: {error}", "C103") from None

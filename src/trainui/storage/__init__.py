@@ -27,6 +27,7 @@ __all__ = [
 ]
 
 STORE_TYPES = ("s3", "bluemix_objectstore", "local")
+CHECK_ATTEMPTS, CHECK_TIMEOUT = 2, 10.0  # check_access: a submit waits at most ~20 s
 TRANSFER_THREADS = 8  # objects moved at once; TRAINUI_TRANSFER_THREADS changes it
 
 
@@ -66,6 +67,10 @@ class ObjectStore:
     # What identifies the bucket's objects for the dataset cache (never a secret); "" for a
     # store not worth caching (a local folder).
     cache_id: str = ""
+    # Tries of a request and seconds of silence before a connection counts as dead; None:
+    # TRAINUI_STORE_ATTEMPTS and 60 s. A check at submit time is less patient than a run.
+    attempts: int | None = None
+    timeout: float | None = None
 
     def list_objects(self, prefix: str = "") -> Iterator[ObjectInfo]:
         """Every object of the bucket whose key starts with ``prefix``, sorted by key."""
@@ -124,6 +129,7 @@ def check_access(
     """Raise StoreError (one sentence naming the endpoint, the bucket and what was refused)
     unless ``bucket`` can be read, or with ``write`` written, with these credentials."""
     store = open_store(store_type, bucket, connection, home)
+    store.attempts, store.timeout = CHECK_ATTEMPTS, CHECK_TIMEOUT
     try:
         store.check(write=write)
     finally:

@@ -115,7 +115,9 @@ class S3Store(ObjectStore):
 
     def _request(self, method: str, key: str | None, query=(), headers=(), action="read"):
         """A signed request with retries; the response (2xx) or StoreError."""
-        tries = stream.attempts()
+        tries = self.attempts or stream.attempts()
+        if self.timeout:
+            self.endpoint.timeout = self.timeout
         for attempt in range(1, tries + 1):
             try:
                 response = self.endpoint.request(method, *self._sign(method, key, query, headers))
@@ -304,8 +306,13 @@ class S3Store(ObjectStore):
     def _refusal(self, status: int, code: str, action: str) -> str:
         where = f"{self.endpoint_url} refused to {action} bucket '{self.bucket}'"
         key = f"the access key ID '{self.key_id}'"
-        if code == "NoSuchBucket" or (status == 404 and not code):
+        if code == "NoSuchBucket":
             return f"bucket '{self.bucket}' does not exist at {self.endpoint_url}"
+        if status == 404 and not code:  # S3 servers say NoSuchBucket: this is something else
+            return (
+                f"{self.endpoint_url} answered HTTP 404 without an S3 error to {action} bucket"
+                f" '{self.bucket}': is endpoint_url the address of an S3 server?"
+            )
         if code in ("InvalidAccessKeyId", "InvalidClientTokenId"):
             return f"{where}: it does not know {key}"
         if code == "SignatureDoesNotMatch":

@@ -74,6 +74,7 @@ class Endpoint:
         self._proxy = _proxy_for(url)
         self._local = threading.local()
         self._ssl = None
+        self.timeout = TIMEOUT
 
     def _connect(self) -> http.client.HTTPConnection:
         host, port = self.host, self.port
@@ -82,7 +83,7 @@ class Endpoint:
         if self.scheme == "http":
             if self._proxy is not None:
                 self._prefix = f"http://{self.host_header}"
-            return http.client.HTTPConnection(host, port, timeout=TIMEOUT)
+            return http.client.HTTPConnection(host, port, timeout=self.timeout)
         if self._ssl is None:
             import ssl
 
@@ -91,7 +92,7 @@ class Endpoint:
                 context.check_hostname = False
                 context.verify_mode = ssl.CERT_NONE
             self._ssl = context
-        conn = http.client.HTTPSConnection(host, port, timeout=TIMEOUT, context=self._ssl)
+        conn = http.client.HTTPSConnection(host, port, timeout=self.timeout, context=self._ssl)
         if self._proxy is not None:
             conn.set_tunnel(self.host, self.port, headers=_proxy_auth(self._proxy))
         return conn

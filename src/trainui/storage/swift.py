@@ -64,6 +64,7 @@ class SwiftStore(ObjectStore):
         self._lock = threading.Lock()
         self._local = threading.local()
         self._token: tuple[str, str] | None = None  # storage URL, token
+        self._session = None  # Keystone v3: a keystoneauth1 session
         self._endpoint: stream.Endpoint | None = None
 
     def __repr__(self) -> str:  # never the password
@@ -84,20 +85,45 @@ class SwiftStore(ObjectStore):
 
         _quiet_swiftclient()
         return Connection(
+            session=self._session,  # made by _auth first, for Keystone v3
             authurl=self.auth_url,
             user=self.user,
             key=self._password,
             auth_version="1" if self.v1 else "3",
             os_options=dict(self.options),
-            retries=max(0, stream.attempts() - 1),
+            retries=max(0, (self.attempts or stream.attempts()) - 1),
             starting_backoff=stream.BACKOFF,
             max_backoff=stream.MAX_BACKOFF,
-            timeout=stream.TIMEOUT,
+            timeout=self.timeout or stream.TIMEOUT,
             preauthurl=url,
             preauthtoken=token,
         )
 
+    def _keystone(self):
+        """A keystoneauth1 session for Keystone v3 (swiftclient alone would want the
+        deprecated python-keystoneclient for it)."""
+        with self._lock:
+            if self._session is None:
+                from keystoneauth1 import session
+                from keystoneauth1.identity import v3
+
+                options = self.options
+                auth = v3.Password(
+                    auth_url=self.auth_url,
+                    username=self.user,
+                    password=self._password,
+                    user_domain_name=options["user_domain_name"],
+                    project_id=options.get("project_id"),
+                    project_domain_name=options["project_domain_name"],
+                )
+                self._session = session.Session(auth=auth, timeout=self.timeout or stream.TIMEOUT)
+            return self._session
+
     def _auth(self, renew: bool = False) -> tuple[str, str]:
+        if renew and self._session is not None:
+            self._session.invalidate()
+        if not self.v1:
+            self._keystone()
         with self._lock:
             if self._token is None or renew:
                 conn = self._new_conn()
@@ -307,6 +333,11 @@ class SwiftStore(ObjectStore):
             return StoreError(
                 f"{self.auth_url} refused to log in user '{self.user}' to reach container"
                 f" '{self.bucket}': wrong user name or password"
+            )
+        if action == "log in to" and status:
+            return StoreError(
+                f"logging in to {self.auth_url} as user '{self.user}' to reach container"
+                f" '{self.bucket}' failed with HTTP {status}: is auth_url right?"
             )
         if status:
             return StoreError(self._refusal(int(status), action))

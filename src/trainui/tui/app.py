@@ -1,7 +1,7 @@
 """The trainui TUI: runs, their logs, the manifest editor and the GPUs, over one client.
 
 The app receives its client (local socket or remote service: the same API either way) and
-never touches the run store, the scheduler or an object store. It stays live through the
+imports nothing of the service's own: the client is its one way in. It stays live through the
 service's events (``/v3/events``) and log streams; only the GPU readings are polled, by one
 self-rescheduling worker. When the service goes away, a banner says so, what is on screen
 stays, and the app reconnects by itself.
@@ -100,6 +100,8 @@ class TrainuiApp(App[int]):
 
     def _choose_theme(self) -> None:
         wanted = self.requested_theme or self.config.theme
+        if wanted == "ansi" and "ansi" not in self.available_themes:
+            wanted = "ansi-dark"  # Textual's own, when the themes folder was not installed
         if wanted:
             if wanted in self.available_themes:
                 self.theme = wanted

@@ -43,6 +43,7 @@ class RunScreen(TrainuiScreen):
         self.run_data = None
         self.deleted = False
         self._status_text = ""
+        self._progress_made = False
 
     def compose(self) -> ComposeResult:
         run = self.app.table.get(self.model_id)
@@ -134,16 +135,20 @@ class RunScreen(TrainuiScreen):
     def _show_progress(self, box: Horizontal, progress: dict) -> None:
         from textual.widgets import Label, ProgressBar
 
-        if not box.children:
+        if not self._progress_made:
+            self._progress_made = True
             box.mount(Label("", id="progress-label"))
             box.mount(ProgressBar(total=None, show_eta=False, id="progress-bar"))
             self.call_after_refresh(self._show_progress, box, progress)
             return
+        if not box.query("#progress-bar"):  # still being mounted: the call above follows
+            return
         total = progress.get("bytes_total") or None
+        arrow = "↓" if progress.get("phase") == "downloading" else "↑"
         box.query_one("#progress-label", Label).update(
-            f"{progress.get('phase')}: {progress.get('objects_done', 0)}/"
-            f"{progress.get('objects_total', 0)} objects, "
-            f"{format_bytes(progress.get('bytes_done', 0))} of {format_bytes(total or 0)}"
+            f"{arrow} {progress.get('objects_done', 0)}/{progress.get('objects_total', 0)} "
+            f"objects, {format_bytes(progress.get('bytes_done', 0))} of "
+            f"{format_bytes(total or 0)}"
         )
         box.query_one(ProgressBar).update(total=total, progress=progress.get("bytes_done", 0))
 
