@@ -113,7 +113,11 @@ class Service:
             with contextlib.suppress(Exception):
                 data = json.loads(status.read_text())
                 for group in (data.get("command_pgid"), data.get("learner_pid")):
-                    if group:
+                    # only a process of this home: an old PID may since be someone else's
+                    if (
+                        group
+                        and str(self.home).encode() in Path(f"/proc/{group}/environ").read_bytes()
+                    ):
                         os.killpg(group, signal.SIGKILL)
 
     def usage(self) -> tuple[float, float]:

@@ -234,17 +234,20 @@ def _ours(pid: int, home: Path) -> bool:
 
 
 def stop(home: Path) -> None:
-    """Stop the home's service, learners and commands, by PID, checking each is ours."""
-    for status in (home / "runs").glob("*/status.json"):
-        with contextlib.suppress(Exception):
-            data = json.loads(status.read_text())
-            for group in (data.get("command_pgid"), data.get("learner_pid")):
-                if group and _ours(group, home):
-                    os.killpg(group, signal.SIGKILL)
+    """Stop the home's service, then its learners and commands, by PID, checking each is ours
+    (twice over the runs, for one that was starting when the service stopped)."""
     with contextlib.suppress(Exception):
         pid = int((home / "service.lock").read_text().split()[0])
         if _ours(pid, home):
             os.kill(pid, signal.SIGTERM)
+    for _ in range(2):
+        time.sleep(0.5)
+        for status in (home / "runs").glob("*/status.json"):
+            with contextlib.suppress(Exception):
+                data = json.loads(status.read_text())
+                for group in (data.get("command_pgid"), data.get("learner_pid")):
+                    if group and _ours(group, home):
+                        os.killpg(group, signal.SIGKILL)
 
 
 def main() -> None:

@@ -117,9 +117,18 @@ class Home:
             with contextlib.suppress(ValueError, OSError):
                 data = json.loads(status.read_text())
                 for group in (data.get("command_pgid"), data.get("learner_pid")):
-                    if group:
+                    # only a process of this home: a PID from an old status file may since
+                    # belong to someone else
+                    if group and self._ours(group):
                         with contextlib.suppress(ProcessLookupError, PermissionError):
                             os.killpg(group, signal.SIGKILL)
+
+    def _ours(self, pid: int) -> bool:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                return str(self.path).encode() in f.read()
+        except OSError:
+            return False
 
 
 @pytest.fixture

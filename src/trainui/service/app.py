@@ -340,21 +340,30 @@ async def _follow(manager: RunManager, run: dict, path: str, position: int):
 
 async def _sse(manager: RunManager, last_id: int | None, user: User):
     manager.open_streams += 1
+    stream = manager.events.subscribe(last_id).__aiter__()
+    pending: asyncio.Task | None = None
     try:
         yield b": trainui events\n\n"
-        stream = manager.events.subscribe(last_id).__aiter__()
         while True:
-            try:
-                seq, kind, data = await asyncio.wait_for(stream.__anext__(), SSE_KEEPALIVE)
-            except asyncio.TimeoutError:
+            # one pending read, kept across keep-alives (wait_for would cancel it, and with it
+            # the subscription)
+            if pending is None:
+                pending = asyncio.ensure_future(stream.__anext__())
+            done, _ = await asyncio.wait({pending}, timeout=SSE_KEEPALIVE)
+            if not done:
                 yield b": keep-alive\n\n"
                 continue
+            task, pending = pending, None
+            try:
+                seq, kind, data = task.result()
             except StopAsyncIteration:
                 return
             if not user.admin and json.loads(data).get("owner") != user.name:
                 continue
             yield f"id: {seq}\nevent: {kind}\ndata: {data}\n\n".encode()
     finally:
+        if pending is not None:
+            pending.cancel()
         manager.open_streams -= 1
 
 
