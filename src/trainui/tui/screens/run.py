@@ -111,11 +111,15 @@ class RunScreen(TrainuiScreen):
 
     def run_deleted(self) -> None:
         self.deleted = True
+        if not self.query(TitleBar):  # the screen is being taken down
+            return
         self.query_one(TitleBar).set(right="deleted from the history")
         self.notify(f"{self.model_id} was deleted from the history.", severity="warning")
 
     def show_run(self, run: dict) -> None:
         self.run_data = run
+        if not self.query(TitleBar):  # an update that came while the screen is taken down
+            return
         status = run.get("status", "")
         self.query_one(TitleBar).set(
             f"{run.get('name', '')}  {self.model_id}",
