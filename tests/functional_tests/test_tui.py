@@ -553,7 +553,7 @@ async def test_h_halts_a_running_run_after_asking(home, tmp_path):
 
 async def test_a_waiting_run_says_why_and_moving_data_shows_a_progress_bar(home, tmp_path):
     model = write_model(tmp_path / "model")
-    first = home.submit(model, home.manifest("sleep 30", name="first"))
+    first = home.submit(model, home.manifest("sleep 600", name="first"))
     home.wait(first, "running")
     waiting = home.submit(model, home.manifest("true", name="second"))
     app = make_app(home_client(home), open_run=waiting)
