@@ -76,6 +76,23 @@ def test_download_definition_returns_the_submitted_zip(home, tmp_path):
         assert sorted(zf.namelist()) == ["lib.py", "train.py"]
 
 
+def test_a_definition_too_big_to_send_from_memory_arrives_whole(home, tmp_path):
+    from trainui.client import INLINE_UPLOAD
+
+    model = tmp_path / "big"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(os.urandom(INLINE_UPLOAD + 100_000))  # incompressible
+    (model / "train.py").write_text("print(1)\n")
+    model_id = home.submit(model, home.manifest("true"))
+    out = tmp_path / "out.zip"
+    home.cli("download", model_id, "--definition", "-o", str(out), check=True)
+    import zipfile
+
+    with zipfile.ZipFile(out) as zf:
+        assert zf.read("weights.bin") == (model / "weights.bin").read_bytes()
+    assert out.stat().st_size > INLINE_UPLOAD  # it went the streamed way
+
+
 def test_the_stored_manifest_has_no_secret(home):
     manifest = home.manifest("true")
     text = manifest.read_text().replace(
@@ -146,6 +163,43 @@ def test_list_json_prints_the_api_objects(home):
     assert run["model_id"] == model_id
     assert run["submitted_at"].endswith("Z")
     assert not any(key in run for key in ("learner_pid", "seq", "deleted"))
+
+
+def test_list_is_the_same_whether_or_not_a_service_was_running(home):
+    first = home.submit(home.model("m", {"t.py": ""}), home.manifest("true", name="first"))
+    second = home.submit(home.model("m", {"t.py": ""}), home.manifest("true", name="second"))
+    home.wait(first, "completed")
+    home.wait(second, "completed")
+    home.stop()
+    cold = home.cli("list", "--json", check=True).stdout  # the client starts a service
+    assert home.service_pid()
+    warm = home.cli("list", "--json", check=True).stdout  # asks the running one directly
+    assert json.loads(cold) == json.loads(warm)
+    assert [run["model_id"] for run in json.loads(warm)] == [first, second]
+    assert json.loads(warm)[1] == home.show(second)
+    table = home.cli("list", check=True).stdout
+    assert "2 records found." in table and first in table and second in table
+    only = home.cli("list", "--status", "failed", check=True).stdout
+    assert "0 records found." in only and first not in only
+
+
+async def test_the_list_follows_every_change_of_a_run(home):
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest("sleep 60"))
+    home.wait(model_id, "running")
+    (running,) = json.loads(home.cli("list", "--json", check=True).stdout)
+    assert running["status"] == "running" and running["finished_at"] is None
+    home.cli("halt", model_id, check=True)
+    home.wait(model_id, "halted")
+    (halted,) = json.loads(home.cli("list", "--json", check=True).stdout)
+    assert halted["status"] == "halted" and halted["finished_at"]
+    assert halted == home.show(model_id)
+    async with Client(home=str(home.path), environ=home.env) as client:
+        lines = await client.http.get("/v3/models", headers={"Accept": "application/x-ndjson"})
+        assert lines.headers["content-type"].startswith("application/x-ndjson")
+        assert lines.headers["x-total-count"] == "1"
+        assert [json.loads(line) for line in lines.text.splitlines()] == [halted]
+        plain = (await client.http.get("/v3/models", params={"status": "running"})).json()
+        assert plain == {"models": [], "count": 0}
 
 
 def test_gpus_says_plainly_that_there_is_no_gpu(home):

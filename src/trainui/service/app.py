@@ -24,6 +24,7 @@ from trainui.service.runs import Refusal, RunManager, watch
 from trainui.service.store import public
 
 LOG_CHUNK = 1 << 20
+NDJSON = "application/x-ndjson"
 FOLLOW_POLL_MIN, FOLLOW_POLL_MAX = 0.02, 0.25
 SSE_KEEPALIVE = 15.0
 MAX_MANIFEST_BYTES = 1 << 20
@@ -116,7 +117,13 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             environment = _environment(form.get("environment"))
             report = manager.check_manifest(manifest_bytes, environment)
             if form.get("check", "true") != "false":
-                await asyncio.to_thread(manager.check_stores, report.manifest)
+                stores = (report.manifest.data, report.manifest.results)
+                if all(store.type == "local" for store in stores):
+                    # a few system calls: a thread's wake-up would cost more (milliseconds
+                    # on a busy machine, where the GIL hands over every 5 ms)
+                    manager.check_stores(report.manifest)
+                else:  # network round trips: never on the event loop
+                    await asyncio.to_thread(manager.check_stores, report.manifest)
             fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=manager.runs_dir)
             try:
                 with os.fdopen(fd, "wb") as out:
@@ -143,8 +150,13 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         q = request.query_params
         limit = _int(q.get("limit"), "limit", minimum=0)
         offset = _int(q.get("offset"), "offset", minimum=0) or 0
-        models, count = manager.list(q.get("status"), limit, offset, _user(request))
-        return JSONResponse({"models": models, "count": count})
+        models, count = manager.list_json(q.get("status"), limit, offset, _user(request))
+        if "application/x-ndjson" in request.headers.get("accept", ""):
+            # one run a line, the total in a header: what `trainui list` reads
+            body = "".join(f"{text}\n" for text in models)
+            return Response(body, media_type=NDJSON, headers={"X-Total-Count": str(count)})
+        body = f'{{"models": [{", ".join(models)}], "count": {count}}}'
+        return Response(body, media_type="application/json")
 
     async def show(request: Request) -> Response:
         return JSONResponse(public(manager.get(request.path_params["model_id"], _user(request))))

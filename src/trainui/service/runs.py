@@ -72,9 +72,10 @@ class EventHub:
         self.queue_size = queue_size
         self.subscribers: set[asyncio.Queue] = set()
 
-    def publish(self, kind: str, data: dict) -> None:
+    def publish(self, kind: str, data: dict | str) -> None:
+        """``data``: an object, or its JSON text."""
         self.seq += 1
-        event = (self.seq, kind, json.dumps(data))
+        event = (self.seq, kind, data if isinstance(data, str) else json.dumps(data))
         self.recent.append(event)
         for queue in list(self.subscribers):
             if queue.qsize() >= self.queue_size:
@@ -114,6 +115,7 @@ class RunManager:
         )
         self.launcher = launcher or LocalLauncher()
         self._cluster_scheduler: Scheduler | None = None  # for a cluster launcher's GPUs
+        self._json: dict[str, str] = {}  # run_json's cache; a change to a run drops its entry
         self._capacity_version: int | None = None  # the launcher's, at the last schedule()
         self.events = EventHub()
         self.owner = getpass.getuser()
@@ -152,6 +154,33 @@ class RunManager:
             runs = [r for r in runs if r["status"] in wanted]
         page = runs[offset : offset + limit if limit is not None else None]
         return [public(r) for r in page], len(runs)
+
+    def list_json(
+        self,
+        status: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+        user: User | None = None,
+    ) -> tuple[list[str], int]:
+        """``list`` with each run as its JSON text, kept from one change to the next: listing
+        10,000 runs costs a join, not 10,000 encodings."""
+        wanted = set(status.split(",")) if status else None
+        runs = [
+            r
+            for r in self.runs.values()
+            if not r.get("deleted")
+            and (user is None or user.sees(r))
+            and (wanted is None or r["status"] in wanted)
+        ]
+        page = runs[offset : offset + limit if limit is not None else None]
+        return [self.run_json(r) for r in page], len(runs)
+
+    def run_json(self, run: dict) -> str:
+        """The run as the API shows it, as JSON text (cached until the run changes)."""
+        text = self._json.get(run["model_id"])
+        if text is None:
+            text = self._json[run["model_id"]] = json.dumps(public(run))
+        return text
 
     def run_dir(self, model_id: str) -> str:
         return os.path.join(self.runs_dir, model_id)
@@ -261,26 +290,30 @@ class RunManager:
         }
         self.seq += 1
         self.runs[model_id] = run
-        self._save(run)
-        self.schedule(submitted=run)
+        if not self._queue_when_full(run):
+            self._save(run)
+            self.schedule()
         return run
 
     # --- scheduling and launching ---------------------------------------------------------
 
-    def schedule(self, submitted: dict | None = None) -> None:
-        """Start what can start; give every pending run its reason. ``submitted``: the run
-        just accepted, last in the queue."""
-        if submitted is not None and self._full and self.launcher.capacity() is None:
-            # Nothing is free and nothing was released since the last plan (a release plans
-            # again): the new run waits, and only its own reason is new. This keeps a
-            # submission O(1) behind a long queue instead of re-planning every pending run.
-            ahead = len(self._waiting)
-            self._waiting[submitted["model_id"]] = Waiting(
-                submitted["model_id"], submitted["gpus"], submitted["queued_epoch"]
-            )
-            submitted["status_message"] = self.scheduler.waiting_reason(submitted["gpus"], 0, ahead)
-            self._save(submitted)
-            return
+    def _queue_when_full(self, submitted: dict) -> bool:
+        """Queue the run just accepted, and save it, when nothing is free and nothing was
+        released since the last plan (a release plans again): the new run waits, and only its
+        own reason is new. This keeps a submission O(1) behind a long queue instead of
+        re-planning every pending run. False when a full plan is needed."""
+        if not self._full or self.launcher.capacity() is not None:
+            return False
+        ahead = len(self._waiting)
+        self._waiting[submitted["model_id"]] = Waiting(
+            submitted["model_id"], submitted["gpus"], submitted["queued_epoch"]
+        )
+        submitted["status_message"] = self.scheduler.waiting_reason(submitted["gpus"], 0, ahead)
+        self._save(submitted)
+        return True
+
+    def schedule(self) -> None:
+        """Start what can start; give every pending run its reason."""
         waiting = []
         for r in self.runs.values():
             if r["status"] == PENDING and not r.get("deleted"):
@@ -327,7 +360,8 @@ class RunManager:
         if changed:  # one transaction: when a large run ends, thousands of reasons may change
             self.store.save_many(changed)
             for run in changed:
-                self.events.publish("run", public(run))
+                self._json.pop(run["model_id"], None)
+                self.events.publish("run", self.run_json(run))
 
     def _start(self, run: dict, gpu_ids: list[int], capacity: Capacity | None = None) -> None:
         self._waiting.pop(run["model_id"], None)
@@ -442,6 +476,7 @@ class RunManager:
             changed = True
         ended = run["status"] in FINAL_STATES
         if ended:
+            self._json.pop(run["model_id"], None)
             self._command_groups.pop(run["model_id"], None)
             self._refresh_gpu_roots()
             run["finished_at"] = run["finished_at"] or utc_now()
@@ -507,6 +542,7 @@ class RunManager:
 
     def _forget(self, model_id: str) -> None:
         run = self.runs.pop(model_id, None) or {}
+        self._json.pop(model_id, None)
         if run.get("learner_start"):
             self.launcher.forget(run.get("learner_pid"), run["learner_start"])
         self._waiting.pop(model_id, None)
@@ -535,9 +571,11 @@ class RunManager:
         return time.monotonic() - self.last_activity
 
     def _save(self, run: dict) -> None:
+        """Every change to a run goes through here (or ``schedule``'s batch of reasons)."""
+        self._json.pop(run["model_id"], None)
         self.store.save(run)
         if not run.get("deleted"):
-            self.events.publish("run", public(run))
+            self.events.publish("run", self.run_json(run))
 
     def close(self) -> None:
         self.launcher.close()
