@@ -250,16 +250,22 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     home_socket = fastpath.local_socket(_remote)
     if home_socket:  # the service of this home is likely up: ask it without the client
-        from urllib.parse import quote
+        target = "/v3/models"
+        if args.status:
+            from urllib.parse import quote
 
-        target = f"/v3/models?status={quote(args.status)}" if args.status else "/v3/models"
+            target += f"?status={quote(args.status)}"
         answer = fastpath.get(home_socket, target, "application/x-ndjson")
         if answer is not None:
             headers, body = answer
             if args.json:
                 # the service's JSON of each run, unparsed: one run a line, valid JSON
+                sys.stdout.flush()
                 out = sys.stdout.buffer
-                out.write(b"[\n" + body.rstrip(b"\n").replace(b"\n", b",\n") + b"\n]\n")
+                out.write(b"[\n")
+                if body:  # one a line, each but the last with a comma
+                    out.write(memoryview(body.replace(b"\n", b",\n"))[:-2])
+                out.write(b"\n]\n")
                 out.flush()
                 return EXIT_OK
             import json

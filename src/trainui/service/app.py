@@ -150,11 +150,16 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         q = request.query_params
         limit = _int(q.get("limit"), "limit", minimum=0)
         offset = _int(q.get("offset"), "offset", minimum=0) or 0
-        models, count = manager.list_json(q.get("status"), limit, offset, _user(request))
-        if "application/x-ndjson" in request.headers.get("accept", ""):
+        user = _user(request)
+        if NDJSON in request.headers.get("accept", ""):
             # one run a line, the total in a header: what `trainui list` reads
-            body = "".join(f"{text}\n" for text in models)
+            if user.admin and not q.get("status") and limit is None and not offset:
+                body, count = manager.every_run_ndjson()
+            else:
+                models, count = manager.list_json(q.get("status"), limit, offset, user)
+                body = "".join(f"{text}\n" for text in models).encode()
             return Response(body, media_type=NDJSON, headers={"X-Total-Count": str(count)})
+        models, count = manager.list_json(q.get("status"), limit, offset, user)
         body = f'{{"models": [{", ".join(models)}], "count": {count}}}'
         return Response(body, media_type="application/json")
 

@@ -116,6 +116,8 @@ class RunManager:
         self.launcher = launcher or LocalLauncher()
         self._cluster_scheduler: Scheduler | None = None  # for a cluster launcher's GPUs
         self._json: dict[str, str] = {}  # run_json's cache; a change to a run drops its entry
+        self._every_run: bytes | None = None  # every_run_ndjson's cache; any change drops it
+        self._every_run_count = 0
         self._capacity_version: int | None = None  # the launcher's, at the last schedule()
         self.events = EventHub()
         self.owner = getpass.getuser()
@@ -174,6 +176,20 @@ class RunManager:
         ]
         page = runs[offset : offset + limit if limit is not None else None]
         return [self.run_json(r) for r in page], len(runs)
+
+    def every_run_ndjson(self) -> tuple[bytes, int]:
+        """Every run, one JSON text a line, and their count: what an admin's unfiltered list
+        answers, kept as one buffer until a run changes."""
+        if self._every_run is None:
+            texts, count = self.list_json()
+            self._every_run = "".join(f"{text}\n" for text in texts).encode()
+            self._every_run_count = count
+        return self._every_run, self._every_run_count
+
+    def _changed(self, model_id: str) -> None:
+        """Drop what was kept of a run that changed (or went)."""
+        self._json.pop(model_id, None)
+        self._every_run = None
 
     def run_json(self, run: dict) -> str:
         """The run as the API shows it, as JSON text (cached until the run changes)."""
@@ -360,7 +376,7 @@ class RunManager:
         if changed:  # one transaction: when a large run ends, thousands of reasons may change
             self.store.save_many(changed)
             for run in changed:
-                self._json.pop(run["model_id"], None)
+                self._changed(run["model_id"])
                 self.events.publish("run", self.run_json(run))
 
     def _start(self, run: dict, gpu_ids: list[int], capacity: Capacity | None = None) -> None:
@@ -476,7 +492,7 @@ class RunManager:
             changed = True
         ended = run["status"] in FINAL_STATES
         if ended:
-            self._json.pop(run["model_id"], None)
+            self._changed(run["model_id"])
             self._command_groups.pop(run["model_id"], None)
             self._refresh_gpu_roots()
             run["finished_at"] = run["finished_at"] or utc_now()
@@ -542,7 +558,7 @@ class RunManager:
 
     def _forget(self, model_id: str) -> None:
         run = self.runs.pop(model_id, None) or {}
-        self._json.pop(model_id, None)
+        self._changed(model_id)
         if run.get("learner_start"):
             self.launcher.forget(run.get("learner_pid"), run["learner_start"])
         self._waiting.pop(model_id, None)
@@ -572,7 +588,7 @@ class RunManager:
 
     def _save(self, run: dict) -> None:
         """Every change to a run goes through here (or ``schedule``'s batch of reasons)."""
-        self._json.pop(run["model_id"], None)
+        self._changed(run["model_id"])
         self.store.save(run)
         if not run.get("deleted"):
             self.events.publish("run", self.run_json(run))
