@@ -104,6 +104,59 @@ def test_a_large_file_is_uploaded_in_parts_and_downloads_whole(s3_server, tmp_pa
     assert size == len(data) and (tmp_path / "back.bin").read_bytes() == data
 
 
+def test_uploads_are_signed_as_a_server_that_checks_signatures_accepts(
+    swift_server, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(s3_module, "MULTIPART_THRESHOLD", 6 << 20)
+    monkeypatch.setattr(s3_module, "PART_SIZE", 5 << 20)
+    big, small = os.urandom(11 << 20), b"small"
+    (tmp_path / "big.bin").write_bytes(big)
+    (tmp_path / "small.txt").write_bytes(small)
+    bucket = swift_server.container()
+    store = open_store("s3", bucket, swift_server.s3_connection(), "/nowhere")
+    store.upload(str(tmp_path / "big.bin"), "run 1/ünï big.bin")
+    store.upload(str(tmp_path / "small.txt"), "run 1/sm+all.txt")
+    store.close()
+    assert swift_server.objects(bucket) == {"run 1/ünï big.bin": big, "run 1/sm+all.txt": small}
+
+
+def test_a_refused_upload_is_one_sentence(swift_server, tmp_path):
+    (tmp_path / "m.bin").write_bytes(b"x" * 1000)
+    bucket = swift_server.container()
+    connection = swift_server.s3_connection(aws_secret_access_key="not-the-secret")
+    store = open_store("s3", bucket, connection, "/nowhere")
+    with pytest.raises(StoreError) as caught:
+        store.upload(str(tmp_path / "m.bin"), "m.bin")
+    assert str(caught.value) == (
+        f"{swift_server.s3_endpoint} refused to write to bucket '{bucket}': the secret access"
+        " key is not the one of the access key ID 'test:tester'"
+    )
+
+
+def test_a_failed_multipart_upload_is_aborted(s3_server, tmp_path, monkeypatch):
+    monkeypatch.setattr(s3_module, "MULTIPART_THRESHOLD", 6 << 20)
+    monkeypatch.setattr(s3_module, "PART_SIZE", 5 << 20)
+    monkeypatch.setenv("TRAINUI_TRANSFER_THREADS", "1")  # parts one after the other
+    monkeypatch.setenv("TRAINUI_STORE_ATTEMPTS", "2")
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(12 << 20))
+    bucket = s3_server.bucket()
+    store = store_of(s3_server, bucket)
+    moved = []
+
+    def shrink_after_the_first_part(n: int) -> None:
+        moved.append(n)
+        if len(moved) == 1:
+            os.truncate(path, 6 << 20)  # the second part finds the file ended
+
+    with pytest.raises(StoreError, match=r"big\.bin changed while it was being sent"):
+        store.upload(str(path), "big.bin", shrink_after_the_first_part)
+    store.close()
+    assert sum(moved) == 5 << 20  # what was undone was counted back
+    assert s3_server.objects(bucket) == {}
+    assert s3_server.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 def test_downloading_a_missing_object_names_it(s3_server, tmp_path):
     store = store_of(s3_server, s3_server.bucket())
     with pytest.raises(StoreError, match=r"^object 'nope\.txt' does not exist in S3 bucket"):

@@ -1,9 +1,10 @@
 """Object stores behind one small interface: where training data comes from, results go to.
 
-Each store type is one module: ``local`` (a folder), ``s3`` (boto3, any S3-compatible server)
-and ``swift`` (``bluemix_objectstore``, python-swiftclient). Methods block, so callers that must
-stay responsive run them in threads. This package imports no UI or web code, and boto3 or
-swiftclient only when a store of that type is opened: the learner uses it on its start-up path.
+Each store type is one module: ``local`` (a folder), ``s3`` (any S3-compatible server, its
+requests signed here) and ``swift`` (``bluemix_objectstore``, python-swiftclient). Methods block,
+so callers that must stay responsive run them in threads. This package imports no UI or web
+code, and swiftclient only when a store of that type is opened: the learner uses it on its
+start-up path.
 """
 
 from __future__ import annotations

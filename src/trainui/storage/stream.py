@@ -98,11 +98,17 @@ class Endpoint:
         return conn
 
     def request(
-        self, method: str, target: str, headers: Mapping[str, str]
+        self,
+        method: str,
+        target: str,
+        headers: Mapping[str, str],
+        body: bytes | FileRegion | None = None,
     ) -> http.client.HTTPResponse:
         """Send a request on this thread's connection; Transient if it could not be made.
 
-        A connection the server closed while it was idle is replaced once, silently.
+        ``body``: bytes, or a region of a file, sent with ``sendfile`` (no copy through Python;
+        give ``Content-Length`` in ``headers``). A connection the server closed while it was
+        idle is replaced once, silently.
         """
         for fresh in (False, True):
             conn = getattr(self._local, "conn", None)
@@ -113,7 +119,23 @@ class Endpoint:
             try:
                 if self._prefix and self._proxy is not None:
                     headers = {**headers, **_proxy_auth(self._proxy)}
-                conn.request(method, self._prefix + target, headers=dict(headers))
+                if isinstance(body, FileRegion):
+                    conn.putrequest(method, self._prefix + target, skip_accept_encoding=True)
+                    for name, value in headers.items():
+                        conn.putheader(name, value)
+                    conn.endheaders()
+                    try:
+                        body.send(conn.sock)
+                    except StoreError:
+                        self.discard()  # a request half sent
+                        raise
+                    except OSError:
+                        # the server may have answered already (a refusal) and closed
+                        with contextlib.suppress(OSError, http.client.HTTPException):
+                            return conn.getresponse()
+                        raise
+                else:
+                    conn.request(method, self._prefix + target, body=body, headers=dict(headers))
                 return conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 self.discard()
@@ -127,6 +149,34 @@ class Endpoint:
         self._local.conn = None
         if conn is not None:
             conn.close()
+
+
+class FileRegion:
+    """``count`` bytes of the open file ``f`` from ``offset``, as a request body; ``progress``
+    is told of the bytes as they go."""
+
+    SLICE = 8 << 20  # bytes per sendfile call, between progress reports
+
+    def __init__(self, f, offset: int, count: int, progress: Progress | None = None) -> None:
+        self.f, self.offset, self.count, self.progress = f, offset, count, progress
+
+    def send(self, sock) -> None:
+        sent = 0
+        try:
+            while sent < self.count:
+                n = sock.sendfile(self.f, self.offset + sent, min(self.SLICE, self.count - sent))
+                if not n:
+                    raise StoreError(
+                        f"{self.f.name} changed while it was being sent: it ended"
+                        f" {self.count - sent} bytes early"
+                    )
+                sent += n
+                if self.progress is not None:
+                    self.progress(n)
+        except BaseException:
+            if self.progress is not None and sent:
+                self.progress(-sent)  # what was counted will be sent again, or not at all
+            raise
 
 
 def _proxy_for(url: str) -> urllib.parse.SplitResult | None:
