@@ -421,6 +421,8 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 async def _download(args: argparse.Namespace) -> int:
+    if args.results:
+        return await _download_results(args)
     dest = args.output or f"{args.model_id}.zip"
     if os.path.isdir(dest):
         dest = os.path.join(dest, f"{args.model_id}.zip")
@@ -428,6 +430,121 @@ async def _download(args: argparse.Namespace) -> int:
         size = await client.download_definition(args.model_id, dest)
     print(f"Downloaded the model definition of {args.model_id} to {dest} ({_bytes(size)})")
     return EXIT_OK
+
+
+RESULT_DOWNLOADS = 4  # objects downloaded at once
+
+
+async def _download_results(args: argparse.Namespace) -> int:
+    """The run's ``<id>/`` folder of its results bucket into a folder, through the service."""
+    import asyncio
+
+    from trainui.client import ClientError
+    from trainui.storage import StoreError, safe_key_path
+
+    model_id = args.model_id
+    dest = args.output or os.path.join(".", model_id)
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise UserError(f"{dest} is a file: --results writes a folder", EXIT_USAGE)
+    async with _client() as client:
+        listing = await client.list_results(model_id)
+        objects = listing["objects"]
+        for item in objects:  # refuse the lot before writing anything
+            try:
+                safe_key_path(dest, item["key"])
+            except StoreError as error:
+                raise UserError(f"refused to download the results of {model_id}: {error}") from None
+        created = not os.path.exists(dest)
+        queue = iter(objects)  # shared by the workers
+        done: list[str] = []
+        with _DownloadBar(model_id, len(objects), listing["bytes"]) as bar:
+
+            async def worker() -> None:
+                for item in queue:
+                    await client.download_result(model_id, item["key"], dest, bar.advance)
+                    done.append(item["key"])
+                    bar.file_done()
+
+            tasks = [asyncio.create_task(worker()) for _ in range(RESULT_DOWNLOADS)]
+            try:
+                await asyncio.gather(*tasks)
+            except (ClientError, asyncio.CancelledError) as error:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                if created and not done:
+                    _remove_empty_folders(dest)
+                if isinstance(error, ClientError) and done:
+                    raise ClientError(
+                        f"{error} ({len(done)} of {len(objects)} files are in {dest})"
+                    ) from None
+                raise
+    print(
+        f"Downloaded {_plural(len(objects), 'file')} ({_bytes(listing['bytes'])}) "
+        f"of {model_id} to {dest}"
+    )
+    return EXIT_OK
+
+
+class _DownloadBar:
+    """A progress bar on stderr (bytes and files) when it is a terminal; nothing otherwise."""
+
+    def __init__(self, model_id: str, files: int, total: int) -> None:
+        self.files, self.files_done = files, 0
+        self.progress = None
+        if not sys.stderr.isatty():
+            return
+        from rich.console import Console
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
+        self.progress = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TextColumn("{task.fields[count]}"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
+        self.task = self.progress.add_task(model_id, total=total, count=self._count())
+
+    def _count(self) -> str:
+        return f"{self.files_done}/{self.files} files"
+
+    def advance(self, n: int) -> None:
+        if self.progress is not None:
+            self.progress.advance(self.task, n)
+
+    def file_done(self) -> None:
+        self.files_done += 1
+        if self.progress is not None:
+            self.progress.update(self.task, count=self._count())
+
+    def __enter__(self) -> _DownloadBar:
+        if self.progress is not None:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _remove_empty_folders(top: str) -> None:
+    """Remove ``top`` and the folders under it, if they hold no file."""
+    for folder, _subfolders, files in os.walk(top, topdown=False):
+        if not files:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                return
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -638,10 +755,25 @@ def build_parser() -> argparse.ArgumentParser:
         "--offset", type=int, default=0, help="start at this byte (negative: from the end)"
     )
 
-    sub = command("download", cmd_download, "download a run's model definition")
+    sub = command("download", cmd_download, "download a run's model definition, or what it stored")
     sub.add_argument("model_id", metavar="ID")
-    sub.add_argument("--definition", action="store_true", help="the model definition (default)")
-    sub.add_argument("-o", "--output", metavar="PATH", help="file or folder to write to")
+    what = sub.add_mutually_exclusive_group()
+    what.add_argument(
+        "--definition", action="store_true", help="the model definition as a .zip (default)"
+    )
+    what.add_argument(
+        "--results",
+        action="store_true",
+        help="the run's ID/ folder of its results bucket (the trained model, its log, ...), "
+        "fetched by the service",
+    )
+    sub.add_argument(
+        "-o",
+        "--output",
+        metavar="PATH",
+        help="the file or folder to write to; with --results the folder (default ./ID), "
+        "where files of the same name are overwritten",
+    )
 
     sub = command("demo", cmd_demo, "run the demo: example data, an example run, its log")
     sub.add_argument(

@@ -7,12 +7,14 @@ Errors come back as ``ClientError`` with one sentence for the user.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
+import urllib.parse
+from collections.abc import AsyncIterator, Callable, Mapping
 
 # httpx imports its command-line tool on import, which pulls in rich and pygments (about 60 ms
 # of every CLI command's start-up) when they are installed, as they are here (textual needs
@@ -183,6 +185,73 @@ class Client:
             f.write(response.content)
         os.replace(tmp, dest)
         return len(response.content)
+
+    async def list_results(self, model_id: str) -> dict:
+        """What the run stored under ``<id>/`` in its results bucket:
+        ``{prefix, objects: [{key, size}], count, bytes}``, keys less the prefix."""
+        return (await self._request("GET", f"/v3/models/{model_id}/results")).json()
+
+    async def download_result(
+        self,
+        model_id: str,
+        key: str,
+        dest_dir: str,
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
+        """Object ``key`` of :meth:`list_results` into ``dest_dir``/``key`` (a file of that
+        name is replaced); the path. Written to ``PATH.part`` and renamed once whole, so a
+        failed download leaves no file. ``progress`` gets each number of bytes received."""
+        from trainui.storage import StoreError, safe_key_path
+
+        try:
+            dest = safe_key_path(dest_dir, key)
+        except StoreError as error:
+            raise ClientError(
+                f"refused to download from the results of {model_id}: {error}"
+            ) from None
+        await self._ensure_service()
+        path = f"/v3/models/{model_id}/results/" + urllib.parse.quote(key, safe="/")
+        tmp = dest + ".part"
+        received = 0
+        started = False
+        expected: str | None = None
+        try:
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            async with self.http.stream(
+                "GET", path, timeout=httpx.Timeout(120.0, connect=5.0)
+            ) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise _error(response, self)
+                started = True
+                expected = response.headers.get("content-length")
+                with open(tmp, "wb") as f:
+                    async for chunk in response.aiter_raw():
+                        f.write(chunk)
+                        received += len(chunk)
+                        if progress is not None:
+                            progress(len(chunk))
+            if expected is not None and expected.isdigit() and received != int(expected):
+                raise ClientError(
+                    f"the download of {key} was cut short: {received} of {expected} bytes"
+                )
+            os.replace(tmp, dest)
+        except httpx.TransportError as error:
+            if not started:
+                raise self._unreachable(error) from None
+            of = f" of {expected}" if expected and expected.isdigit() else ""
+            raise ClientError(
+                f"the download of {key} stopped after {received}{of} bytes: the service could "
+                "not fetch the rest from the results bucket, or the connection broke (the "
+                "service's log says which)"
+            ) from None
+        except OSError as error:
+            where = error.filename or dest
+            raise ClientError(f"cannot write {where}: {error.strerror or error}") from None
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)  # gone already when the download succeeded
+        return dest
 
     async def read_log(
         self, model_id: str, offset: int = 0, limit: int | None = None

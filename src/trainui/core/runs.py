@@ -57,6 +57,9 @@ def utc_now() -> str:
 # --- the run folder: <home>/runs/<id>/ ----------------------------------------------------------
 # Written by the service before the learner starts:
 LEARNER_FILE = "learner.json"  # what the learner needs, secrets included (mode 0600)
+# the results store {type, bucket, connection}, secrets included (mode 0600): kept while the
+# run is in the history, so that the service can fetch what the run stored
+RESULTS_FILE = "results.json"
 DEFINITION_FILE = "model.zip"  # the model definition as submitted
 MANIFEST_FILE = "manifest.yml"  # the manifest with secrets removed
 # Written by the learner:

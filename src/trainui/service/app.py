@@ -20,6 +20,7 @@ from trainui.core.runs import DEFINITION_FILE, FINAL_STATES, LOG_FILE, MANIFEST_
 from trainui.gpu import GpuMonitor, off_snapshot, owner_by_process_tree
 from trainui.service.auth import Tokens, User
 from trainui.service.openapi import openapi_document
+from trainui.service.results import ResultsFetcher
 from trainui.service.runs import Refusal, RunManager, watch
 from trainui.service.store import public
 
@@ -187,6 +188,18 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         with open(os.path.join(manager.run_dir(model_id), MANIFEST_FILE), "rb") as f:
             return Response(f.read(), media_type="application/yaml")
 
+    results = ResultsFetcher(manager)
+
+    async def results_list(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        run = manager.get(model_id, _user(request))
+        return JSONResponse(await results.listing(model_id, run))
+
+    async def result_object(request: Request) -> Response:
+        model_id = request.path_params["model_id"]
+        run = manager.get(model_id, _user(request))
+        return await results.stream(model_id, run, request.path_params["key"])
+
     async def logs(request: Request) -> Response:
         model_id = request.path_params["model_id"]
         run = manager.get(model_id, _user(request))
@@ -278,6 +291,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
                 await task
             if monitor is not None:
                 await asyncio.to_thread(monitor.stop)
+            results.close()
             manager.close()
 
     model = "/v3/models/{model_id}"
@@ -290,6 +304,8 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         Route(model + "/logs", logs),
         Route(model + "/definition", definition),
         Route(model + "/manifest", manifest),
+        Route(model + "/results", results_list),
+        Route(model + "/results/{key:path}", result_object),
         Route("/v3/gpus", gpus),
         Route("/v3/gpus/history", gpus_history),
         Route("/v3/events", events),

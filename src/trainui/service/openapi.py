@@ -114,6 +114,7 @@ def _errors(*codes: int) -> dict:
         404: "no such run (or another user's)",
         409: "the run has already ended",
         413: "the upload is larger than the limit",
+        502: "the results bucket refused or failed (the store's own words, never a secret)",
         503: "the launcher cannot take runs now (the Ray cluster does not answer)",
     }
     return {str(code): _json("Error", words[code]) for code in codes}
@@ -146,6 +147,26 @@ def openapi_document() -> dict:
                     "properties": {
                         "models": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
                         "count": {"type": "integer"},
+                    },
+                },
+                "ResultList": {
+                    "type": "object",
+                    "required": ["prefix", "objects", "count", "bytes"],
+                    "properties": {
+                        "prefix": {"type": "string"},
+                        "objects": {
+                            "type": "array",
+                            "items": {
+                                "type": "object",
+                                "required": ["key", "size"],
+                                "properties": {
+                                    "key": {"type": "string"},
+                                    "size": {"type": "integer"},
+                                },
+                            },
+                        },
+                        "count": {"type": "integer"},
+                        "bytes": {"type": "integer"},
                     },
                 },
             },
@@ -319,6 +340,50 @@ def openapi_document() -> dict:
                             "content": {"application/yaml": {"schema": {"type": "string"}}},
                         },
                         **_errors(404),
+                        **auth,
+                    },
+                },
+            },
+            "/v3/models/{model_id}/results": {
+                "parameters": [_MODEL_ID],
+                "get": {
+                    "summary": "What the run stored under <model_id>/ in its results bucket",
+                    "responses": {
+                        "200": _json("ResultList", "the objects, keys less the prefix"),
+                        "404": _json("Error", "no such run, or nothing stored under its prefix"),
+                        "409": _json("Error", "the run has not ended yet"),
+                        **_errors(502),
+                        **auth,
+                    },
+                },
+            },
+            "/v3/models/{model_id}/results/{key}": {
+                "parameters": [
+                    _MODEL_ID,
+                    {
+                        "name": "key",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "an object's key from the listing ('/' kept as is)",
+                    },
+                ],
+                "get": {
+                    "summary": "One stored object, streamed while the service fetches it; "
+                    "a body shorter than its Content-Length means the fetch failed",
+                    "responses": {
+                        "200": {
+                            "description": "the object's bytes",
+                            "headers": {"Content-Length": {"schema": {"type": "integer"}}},
+                            "content": {
+                                "application/octet-stream": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                }
+                            },
+                        },
+                        "404": _json("Error", "no such run, or no such object under its prefix"),
+                        "409": _json("Error", "the run has not ended yet"),
+                        **_errors(502),
                         **auth,
                     },
                 },

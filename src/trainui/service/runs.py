@@ -31,6 +31,7 @@ from trainui.core.runs import (
     LOG_FILE,
     MANIFEST_FILE,
     PENDING,
+    RESULTS_FILE,
     STATUS_FILE,
     new_run_id,
     read_json,
@@ -276,6 +277,9 @@ class RunManager:
             os.path.join(run_dir, LEARNER_FILE),
             _learner_spec(model_id, manifest, self.home, self.settings, now),
             mode=0o600,
+        )
+        write_json_atomic(
+            os.path.join(run_dir, RESULTS_FILE), _store_spec(manifest.results), mode=0o600
         )
         run = {
             "model_id": model_id,
@@ -598,10 +602,12 @@ class RunManager:
         self.store.close()
 
 
-def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: str) -> dict:
-    def store(s) -> dict:
-        return {"type": s.type, "bucket": s.bucket, "connection": dict(s.connection)}
+def _store_spec(store) -> dict:
+    """A manifest's store as the learner and the results download open it (secrets included)."""
+    return {"type": store.type, "bucket": store.bucket, "connection": dict(store.connection)}
 
+
+def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: str) -> dict:
     return {
         "model_id": model_id,
         "name": manifest.name,
@@ -609,8 +615,8 @@ def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: s
         "resource": manifest.resource,
         "gpu_ids": [],
         "cpu_mode": False,
-        "data": store(manifest.data),
-        "results": store(manifest.results),
+        "data": _store_spec(manifest.data),
+        "results": _store_spec(manifest.results),
         "home": home,
         "halt_grace_seconds": settings.halt_grace_seconds,
         "submitted_at": now,
