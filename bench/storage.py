@@ -37,6 +37,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+# trainui's side runs in a process of its own that imports what the learner would, no more
+CHILD = str(Path(__file__).with_name("storage_child.py"))
 KEY_ID, SECRET = "benchkey", "benchsecret"
 MiB = 1 << 20
 
@@ -147,55 +149,14 @@ def aws_env() -> dict:
 def trainui_stage(store: dict, dest: Path, cache: Path) -> tuple[float, float, dict]:
     """Stage a bucket as the learner does, in a process of its own."""
     spec = json.dumps({"store": store, "dest": str(dest), "cache": str(cache)})
-    wall, cpu, out = run_measured([sys.executable, __file__, "_stage", spec])
+    wall, cpu, out = run_measured([sys.executable, CHILD, "_stage", spec])
     return wall, cpu, json.loads(out.splitlines()[-1])
 
 
 def trainui_store(store: dict, src: Path, prefix: str) -> tuple[float, float, dict]:
     spec = json.dumps({"store": store, "src": str(src), "prefix": prefix})
-    wall, cpu, out = run_measured([sys.executable, __file__, "_store", spec])
+    wall, cpu, out = run_measured([sys.executable, CHILD, "_store", spec])
     return wall, cpu, json.loads(out.splitlines()[-1])
-
-
-def _stage_child(spec: dict) -> None:
-    from trainui.storage import open_store
-    from trainui.storage.cache import Cache
-    from trainui.storage.staging import stage
-
-    s = spec["store"]
-    store = open_store(s["type"], s["bucket"], s["connection"], "/nowhere")
-    started = time.perf_counter()
-    counters = stage(store, list(store.list_objects()), spec["dest"], cache=Cache(spec["cache"]))
-    print(
-        json.dumps(
-            {
-                "objects": counters.objects_done,
-                "bytes": counters.bytes_done,
-                "transferred": counters.bytes_transferred,
-                "hits": counters.cache_hits,
-                "in_process": time.perf_counter() - started,
-            }
-        )
-    )
-
-
-def _store_child(spec: dict) -> None:
-    from trainui.storage import iter_files, open_store
-    from trainui.storage.staging import run_parallel
-
-    s = spec["store"]
-    store = open_store(s["type"], s["bucket"], s["connection"], "/nowhere")
-    jobs = [(spec["prefix"] + key, path, size) for key, path, size in iter_files(spec["src"])]
-
-    def upload(job, _may_defer: bool) -> bool:
-        store.upload(job[1], job[0])
-        return True
-
-    error = run_parallel(jobs, upload)
-    store.close()
-    if error is not None:
-        raise error
-    print(json.dumps({"files": len(jobs), "bytes": sum(j[2] for j in jobs)}))
 
 
 # ------------------------------------------------------------------------------ data
@@ -450,10 +411,6 @@ def _quiet() -> dict:
 
 
 def main() -> None:
-    if len(sys.argv) == 3 and sys.argv[1] in ("_stage", "_store"):
-        spec = json.loads(sys.argv[2])
-        (_stage_child if sys.argv[1] == "_stage" else _store_child)(spec)
-        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=2, help="tries of each figure (best kept)")
     parser.add_argument("--no-swift", action="store_true", help="skip the Swift figure")
