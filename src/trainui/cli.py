@@ -179,14 +179,9 @@ def _check_run_id(words: Sequence[str], verb: str) -> str:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    return _run(_train(args))
-
-
-async def _train(args: argparse.Namespace) -> int:
     import re
     import tempfile
 
-    from trainui.client import ClientError
     from trainui.core import definition
 
     try:
@@ -207,26 +202,70 @@ async def _train(args: argparse.Namespace) -> int:
                 raise UserError(f"{zip_path}: no such file or directory", EXIT_USAGE)
         except definition.DefinitionError as error:
             raise UserError(str(error)) from None
-        async with _client() as client:
-            try:
-                answer = await client.submit(
-                    zip_path, manifest, environment, check=not args.no_check
-                )
-            except ClientError as error:
-                located = [e for e in error.errors if e.get("line")]
-                for e in located:
-                    print(
-                        f"{args.manifest}:{e['line']}:{e['column']}: {e['path']}: {e['message']}",
-                        file=sys.stderr,
-                    )
-                if located:
-                    raise UserError(f"{args.manifest} is not a valid manifest") from None
-                raise
-            print("OK")
-            print(f"Model-ID is '{answer['model_id']}'", flush=True)
-            if not args.follow:
-                return EXIT_OK
-            return await _follow_to_end(client, answer["model_id"])
+        if not args.follow and _train_directly(args, zip_path, manifest, environment):
+            return EXIT_OK
+        return _run(_train(args, zip_path, manifest, environment))
+
+
+def _train_directly(args, zip_path: str, manifest: bytes, environment: dict) -> bool:
+    """Submit over the home's socket without the client, when its service is up: False when
+    nothing answers there (the client's way then starts one)."""
+    import json
+
+    from trainui import fastpath
+
+    home_socket = fastpath.local_socket(_remote)
+    if home_socket is None or os.path.getsize(zip_path) > fastpath.INLINE_UPLOAD:
+        return False
+    with open(zip_path, "rb") as f:
+        fields = {"environment": json.dumps(environment), "check": str(not args.no_check).lower()}
+        body, content_type = fastpath.multipart(f.read(), manifest, fields)
+    try:
+        answer = fastpath.request(
+            home_socket, "POST", "/v3/models", {"Content-Type": content_type}, body
+        )
+    except fastpath.Lost as error:  # it may or may not have been accepted: never submit twice
+        raise UserError(f"{error}; `trainui list` shows whether the run was accepted") from None
+    if answer is None:
+        return False
+    status, _headers, text = answer
+    if status != 201:
+        message, _code, errors = fastpath.refusal(
+            status, "", bytes(text), f"the trainui service ({home_socket})"
+        )
+        _refused_submission(args, message, errors)
+    print("OK")
+    print(f"Model-ID is '{json.loads(text)['model_id']}'", flush=True)
+    return True
+
+
+def _refused_submission(args, message: str, errors: list) -> None:
+    """A refused submission: the manifest's problems located in the user's file, or the one
+    sentence."""
+    located = [e for e in errors if isinstance(e, dict) and e.get("line")]
+    for e in located:
+        print(
+            f"{args.manifest}:{e['line']}:{e['column']}: {e['path']}: {e['message']}",
+            file=sys.stderr,
+        )
+    if located:
+        raise UserError(f"{args.manifest} is not a valid manifest")
+    raise UserError(message)
+
+
+async def _train(args: argparse.Namespace, zip_path: str, manifest: bytes, environment) -> int:
+    from trainui.client import ClientError
+
+    async with _client() as client:
+        try:
+            answer = await client.submit(zip_path, manifest, environment, check=not args.no_check)
+        except ClientError as error:
+            _refused_submission(args, str(error), error.errors)
+        print("OK")
+        print(f"Model-ID is '{answer['model_id']}'", flush=True)
+        if not args.follow:
+            return EXIT_OK
+        return await _follow_to_end(client, answer["model_id"])
 
 
 async def _follow_to_end(client, model_id: str) -> int:

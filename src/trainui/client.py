@@ -23,9 +23,9 @@ sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
 import httpx  # noqa: E402
 
 from trainui.config import ensure_home, home_dir, socket_path  # noqa: E402
+from trainui.fastpath import INLINE_UPLOAD, multipart, refusal  # noqa: E402
 
 START_TIMEOUT = 15.0
-INLINE_UPLOAD = 8 << 20  # model definitions up to this size are sent from memory
 RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0, 5.0)
 
 
@@ -135,7 +135,7 @@ class Client:
             if os.fstat(f.fileno()).st_size <= INLINE_UPLOAD:
                 # one buffer, sent in one write: httpx streams each part of a multipart body
                 # separately, a socket write and a wake-up of the service each
-                body, content_type = _multipart(f.read(), manifest, data)
+                body, content_type = multipart(f.read(), manifest, data)
                 response = await self._request(
                     "POST", "/v3/models", content=body, headers={"Content-Type": content_type}
                 )
@@ -424,40 +424,7 @@ class Client:
 
 
 def _error(response: httpx.Response, client: Client) -> ClientError:
-    try:
-        body = response.json()
-    except ValueError:
-        body = {}
-    if not isinstance(body, dict):
-        body = {}
-    message = body.get("message")
-    if not message:
-        message = f"{client.where} answered {response.status_code} {response.reason_phrase}"
-    if response.status_code == 401:
-        message = f"{client.where} refused the request: {message}"
-    return ClientError(message, response.status_code, body.get("error_code"), body.get("errors"))
-
-
-def _multipart(definition: bytes, manifest: bytes, fields: Mapping[str, str]) -> tuple[bytes, str]:
-    """A submission as one multipart/form-data body, and its Content-Type."""
-    boundary = os.urandom(16).hex()
-    while boundary.encode() in definition or boundary.encode() in manifest:
-        boundary = os.urandom(16).hex()
-    dash = f"--{boundary}\r\n".encode()
-    parts = [
-        dash,
-        b'Content-Disposition: form-data; name="model_definition"; filename="model.zip"\r\n'
-        b"Content-Type: application/zip\r\n\r\n",
-        definition,
-        b"\r\n",
-        dash,
-        b'Content-Disposition: form-data; name="manifest"; filename="manifest.yml"\r\n'
-        b"Content-Type: application/yaml\r\n\r\n",
-        manifest,
-        b"\r\n",
-    ]
-    for name, value in fields.items():
-        parts += [dash, f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode()]
-        parts += [value.encode(), b"\r\n"]
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+    message, code, errors = refusal(
+        response.status_code, response.reason_phrase, response.content, client.where
+    )
+    return ClientError(message, response.status_code, code, errors)

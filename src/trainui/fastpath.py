@@ -1,14 +1,17 @@
-"""One GET over the home's Unix socket with nothing but ``socket``: for commands that print what
-one request returns (``trainui list``), so that they start as fast as ``trainui --version``.
+"""One request over the home's Unix socket with nothing but ``socket``, for the commands whose
+start-up is their cost: ``trainui list`` (one GET) and ``trainui train`` (one POST) start as fast
+as ``trainui --version`` plus the request.
 
 The client (httpx over asyncio) costs about 100 ms of imports before its first byte. When this
-path cannot answer (no service yet, a remote service, an answer it does not expect), it returns
-None and the command goes the client's way, which starts the service and words the errors.
+path cannot answer (no service yet, a remote service, an answer it does not expect) it says so
+before anything was sent, and the command goes the client's way, which starts the service and
+words the errors. The service is the same either way: this is the client's wire, not a back door.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 try:  # the C module: ``socket`` adds enums and selectors, 5 ms of imports for nothing used here
     import _socket as socket
@@ -16,68 +19,139 @@ except ImportError:  # not CPython
     import socket  # type: ignore[no-redef]
 
 TIMEOUT = 30.0
+INLINE_UPLOAD = 8 << 20  # model definitions up to this size are sent from memory, in one write
 
 
-def get(home_socket: str, target: str, accept: str) -> tuple[dict[str, str], bytearray] | None:
-    """``GET target`` on the service at ``home_socket``: the headers (lower-case names) and
-    body of a 200 answer of type ``accept``, or None for anything else."""
-    try:
-        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    except OSError:
-        return None
-    try:
-        conn.settimeout(TIMEOUT)
-        conn.connect(home_socket)
-        conn.sendall(
-            f"GET {target} HTTP/1.1\r\nHost: localhost\r\nAccept: {accept}\r\n"
-            "Connection: close\r\n\r\n".encode()
-        )
-        head = b""
-        while b"\r\n\r\n" not in head:
-            chunk = conn.recv(65536)
-            if not chunk:
-                return None
-            head += chunk
-        head, _, start = head.partition(b"\r\n\r\n")
-        headers = _headers(head)
-        if headers is None or headers.get("content-type", "").split(";")[0].strip() != accept:
-            return None  # a refusal (the client words it), or an older service
-        length = headers.get("content-length", "")
-        if not length.isdigit() or len(start) > int(length):
-            return None  # chunked: not what this service sends
-        body = bytearray(int(length))  # read in place: a long list is megabytes
-        view = memoryview(body)
-        view[: len(start)] = start
-        done = len(start)
-        while done < len(body):
-            n = conn.recv_into(view[done:])
-            if not n:
-                return None  # cut short
-            done += n
-    except OSError:
-        return None
-    finally:
-        conn.close()
-    return headers, body
+class Lost(Exception):
+    """The request was sent, but no whole answer came back (the service died, or was stopped)."""
 
 
-def _headers(head: bytes) -> dict[str, str] | None:
-    """The headers of a 200 answer, names in lower case; None for another status."""
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ", 2)
-    if len(status) < 2 or status[1] != "200":
-        return None
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
-    return headers
-
-
-def local_socket(remote: dict) -> str | None:
+def local_socket(remote: Mapping[str, str | None]) -> str | None:
     """The home's socket, unless this command line or the environment names a remote service."""
     if remote.get("url") or os.environ.get("TRAINUI_URL"):
         return None
     from trainui.config import home_dir, socket_path
 
     return socket_path(home_dir())
+
+
+def get(home_socket: str, target: str, accept: str) -> tuple[dict[str, str], bytearray] | None:
+    """``GET target``: the headers (lower-case names) and body of a 200 answer of type
+    ``accept``, or None for anything else (the client's way then says what went wrong)."""
+    try:
+        answer = request(home_socket, "GET", target, {"Accept": accept})
+    except Lost:
+        return None
+    if answer is None:
+        return None
+    status, headers, body = answer
+    if status != 200 or headers.get("content-type", "").split(";")[0].strip() != accept:
+        return None  # a refusal (the client words it), or an older service
+    return headers, body
+
+
+def request(
+    home_socket: str,
+    method: str,
+    target: str,
+    headers: Mapping[str, str],
+    body: bytes = b"",
+) -> tuple[int, dict[str, str], bytearray] | None:
+    """One HTTP/1.1 request: the status, headers (lower-case names) and body of the answer.
+
+    None when nothing answers at ``home_socket`` (nothing was sent); ``Lost`` when the request
+    went out but the answer did not come back whole.
+    """
+    try:
+        conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    except OSError:
+        return None
+    try:
+        conn.settimeout(TIMEOUT)
+        try:
+            conn.connect(home_socket)
+        except OSError:
+            return None
+        head = [f"{method} {target} HTTP/1.1", "Host: localhost", "Connection: close"]
+        head += [f"{name}: {value}" for name, value in headers.items()]
+        if body or method in ("POST", "PUT"):
+            head.append(f"Content-Length: {len(body)}")
+        try:
+            conn.sendall("\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + body)
+            return _answer(conn)
+        except OSError as error:
+            raise Lost(f"the trainui service ({home_socket}) stopped answering: {error}") from None
+    finally:
+        conn.close()
+
+
+def _answer(conn) -> tuple[int, dict[str, str], bytearray]:
+    received = b""
+    while b"\r\n\r\n" not in received:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise OSError("the connection closed before the answer")
+        received += chunk
+    head, _, start = received.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = lines[0].split(" ", 2)
+    if len(status) < 2 or not status[1].isdigit():
+        raise OSError(f"not an HTTP answer: {lines[0][:80]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    length = headers.get("content-length", "")
+    if not length.isdigit() or len(start) > int(length):
+        raise OSError("an answer without a length")  # chunked: not what this service sends
+    body = bytearray(int(length))  # read in place: a long list is megabytes
+    view = memoryview(body)
+    view[: len(start)] = start
+    done = len(start)
+    while done < len(body):
+        n = conn.recv_into(view[done:])
+        if not n:
+            raise OSError(f"the answer was cut after {done} of {len(body)} bytes")
+        done += n
+    return int(status[1]), headers, body
+
+
+def multipart(definition: bytes, manifest: bytes, fields: Mapping[str, str]) -> tuple[bytes, str]:
+    """A submission as one multipart/form-data body, and its Content-Type."""
+    boundary = os.urandom(16).hex()
+    while boundary.encode() in definition or boundary.encode() in manifest:
+        boundary = os.urandom(16).hex()
+    dash = f"--{boundary}\r\n".encode()
+    parts = [
+        dash,
+        b'Content-Disposition: form-data; name="model_definition"; filename="model.zip"\r\n'
+        b"Content-Type: application/zip\r\n\r\n",
+        definition,
+        b"\r\n",
+        dash,
+        b'Content-Disposition: form-data; name="manifest"; filename="manifest.yml"\r\n'
+        b"Content-Type: application/yaml\r\n\r\n",
+        manifest,
+        b"\r\n",
+    ]
+    for name, value in fields.items():
+        parts += [dash, f'Content-Disposition: form-data; name="{name}"\r\n\r\n'.encode()]
+        parts += [value.encode(), b"\r\n"]
+    parts.append(f"--{boundary}--\r\n".encode())
+    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def refusal(status: int, reason: str, body: bytes, where: str) -> tuple[str, str | None, list]:
+    """An error answer as the client says it: the sentence, the error code, the problems."""
+    import json
+
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = {}
+    if not isinstance(data, dict):
+        data = {}
+    message = data.get("message") or f"{where} answered {status} {reason}".rstrip()
+    if status == 401:
+        message = f"{where} refused the request: {message}"
+    return message, data.get("error_code"), data.get("errors") or []

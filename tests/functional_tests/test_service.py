@@ -77,7 +77,7 @@ def test_download_definition_returns_the_submitted_zip(home, tmp_path):
 
 
 def test_a_definition_too_big_to_send_from_memory_arrives_whole(home, tmp_path):
-    from trainui.client import INLINE_UPLOAD
+    from trainui.fastpath import INLINE_UPLOAD
 
     model = tmp_path / "big"
     model.mkdir()
