@@ -142,22 +142,6 @@ class RunManager:
             raise Refusal(404, f"run {model_id} not found")
         return run
 
-    def list(
-        self,
-        status: str | None = None,
-        limit: int | None = None,
-        offset: int = 0,
-        user: User | None = None,
-    ):
-        runs = [
-            r for r in self.runs.values() if not r.get("deleted") and (user is None or user.sees(r))
-        ]
-        if status:
-            wanted = set(status.split(","))
-            runs = [r for r in runs if r["status"] in wanted]
-        page = runs[offset : offset + limit if limit is not None else None]
-        return [public(r) for r in page], len(runs)
-
     def list_json(
         self,
         status: str | None = None,
@@ -165,8 +149,9 @@ class RunManager:
         offset: int = 0,
         user: User | None = None,
     ) -> tuple[list[str], int]:
-        """``list`` with each run as its JSON text, kept from one change to the next: listing
-        10,000 runs costs a join, not 10,000 encodings."""
+        """The runs a user sees, in submission order, filtered by ``status`` (comma-separated),
+        paged; each as its JSON text, kept from one change to the next (listing 10,000 runs
+        costs a join, not 10,000 encodings); and how many there are in all."""
         wanted = set(status.split(",")) if status else None
         runs = [
             r

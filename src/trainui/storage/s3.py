@@ -115,18 +115,41 @@ class S3Store(ObjectStore):
             self._signing_keys = {day: key}
         return key
 
-    def _request(self, method: str, key: str | None, query=(), headers=(), action="read"):
-        """A signed request with retries; the response (2xx) or StoreError."""
+    def _request(
+        self,
+        method: str,
+        key: str | None,
+        query=(),
+        headers=(),
+        action="read",
+        body: bytes | None = None,
+        upload: tuple[str, int, int, Progress | None] | None = None,
+    ):
+        """A signed request with retries; the response (2xx) or StoreError. The body is
+        ``body``, or with ``upload`` (path, offset, count, progress) that part of a file, sent
+        from the page cache with ``sendfile`` (each try opens the file again)."""
         tries = self.attempts or stream.attempts()
         if self.timeout:
             self.endpoint.timeout = self.timeout
+        headers = dict(headers)
+        if body is not None:
+            headers["Content-Length"] = str(len(body))
         for attempt in range(1, tries + 1):
             try:
-                response = self.endpoint.request(method, *self._sign(method, key, query, headers))
+                if upload is None:
+                    target, signed = self._sign(method, key, query, headers)
+                    response = self.endpoint.request(method, target, signed, body)
+                else:
+                    path, offset, count, progress = upload
+                    with open(path, "rb") as f:
+                        headers["Content-Length"] = str(count)
+                        target, signed = self._sign(method, key, query, headers)
+                        region = stream.FileRegion(f, offset, count, progress)
+                        response = self.endpoint.request(method, target, signed, region)
                 if response.status < 300:
                     return response
-                body = stream.error_body(response, self.endpoint)
-                match = _XML_CODE.search(body)
+                answer = stream.error_body(response, self.endpoint)
+                match = _XML_CODE.search(answer)
                 code = match.group(1).decode("utf-8", "replace") if match else ""
                 if response.status >= 500 or response.status in (408, 429):
                     raise stream.Transient(f"the server answered HTTP {response.status} {code}")
@@ -228,62 +251,28 @@ class S3Store(ObjectStore):
     def upload(self, src: str, key: str, progress: Progress | None = None) -> None:
         size = os.path.getsize(src)
         if size <= MULTIPART_THRESHOLD:
-            self._send(src, key, 0, size, {}, progress, "PUT").read()
+            upload = (src, 0, size, progress)
+            self._request("PUT", key, action="write to", upload=upload).read()
             return
         upload_id = self._start_multipart(key)
+        parts = []
         try:
             pool = self._part_pool()
-            parts = [
-                pool.submit(self._send_part, src, key, upload_id, number, offset, size, progress)
-                for number, offset in enumerate(range(0, size, PART_SIZE), 1)
-            ]
+            for number, offset in enumerate(range(0, size, PART_SIZE), 1):
+                part = (src, offset, min(PART_SIZE, size - offset), progress)
+                parts.append(pool.submit(self._send_part, key, upload_id, number, part))
             etags = [part.result() for part in parts]
             self._complete_multipart(key, upload_id, etags)
         except BaseException:
-            for part in parts if "parts" in locals() else ():
+            for part in parts:
                 part.cancel()
             with contextlib.suppress(Exception):  # leave no parts the server would keep
                 self._request("DELETE", key, {"uploadId": upload_id}, action="write to").read()
             raise
 
-    def _send(
-        self,
-        src: str,
-        key: str,
-        offset: int,
-        count: int,
-        query: Mapping[str, str],
-        progress: Progress | None,
-        method: str,
-    ):
-        """``count`` bytes of ``src`` from ``offset`` in one request (an object or a part),
-        sent from the file with ``sendfile``, signed with an unsigned payload; retried."""
-        tries = self.attempts or stream.attempts()
-        for attempt in range(1, tries + 1):
-            try:
-                with open(src, "rb") as f:
-                    target, headers = self._sign(method, key, query, {"Content-Length": str(count)})
-                    body = stream.FileRegion(f, offset, count, progress)
-                    response = self.endpoint.request(method, target, headers, body)
-                if response.status < 300:
-                    return response
-                body_text = stream.error_body(response, self.endpoint)
-                match = _XML_CODE.search(body_text)
-                code = match.group(1).decode("utf-8", "replace") if match else ""
-                if response.status >= 500 or response.status in (408, 429):
-                    raise stream.Transient(f"the server answered HTTP {response.status} {code}")
-                raise StoreError(self._refusal(response.status, code, "write to"))
-            except stream.Transient as exc:
-                if attempt == tries:
-                    raise StoreError(
-                        f"cannot write {key!r} to {self.description}: {exc} (after {tries} tries)"
-                    ) from None
-                time.sleep(stream.backoff(attempt))
-        raise AssertionError("unreachable")
-
     def _start_multipart(self, key: str) -> str:
-        body = self._request("POST", key, {"uploads": ""}, action="write to").read()
-        match = re.search(rb"<UploadId>([^<]+)</UploadId>", body)
+        answer = self._request("POST", key, {"uploads": ""}, action="write to").read()
+        match = re.search(rb"<UploadId>([^<]+)</UploadId>", answer)
         if not match:
             raise StoreError(
                 f"{self.endpoint_url} did not start a multipart upload of {key!r} to bucket"
@@ -291,19 +280,9 @@ class S3Store(ObjectStore):
             )
         return match.group(1).decode()
 
-    def _send_part(
-        self,
-        src: str,
-        key: str,
-        upload_id: str,
-        number: int,
-        offset: int,
-        size: int,
-        progress: Progress | None,
-    ) -> str:
-        count = min(PART_SIZE, size - offset)
+    def _send_part(self, key: str, upload_id: str, number: int, part: tuple) -> str:
         query = {"partNumber": str(number), "uploadId": upload_id}
-        response = self._send(src, key, offset, count, query, progress, "PUT")
+        response = self._request("PUT", key, query, action="write to", upload=part)
         response.read()
         etag = response.getheader("ETag")
         if not etag:
@@ -318,31 +297,12 @@ class S3Store(ObjectStore):
             for n, etag in enumerate(etags, 1)
         )
         body = f"<CompleteMultipartUpload>{parts}</CompleteMultipartUpload>".encode()
-        target, headers = self._sign(
-            "POST", key, {"uploadId": upload_id}, {"Content-Length": str(len(body))}
-        )
-        for attempt in range(1, (self.attempts or stream.attempts()) + 1):
-            try:
-                response = self.endpoint.request("POST", target, headers, body)
-                answer = response.read()
-            except (stream.Transient, OSError) as exc:
-                error = f"{exc}"
-            else:
-                # S3 may answer 200 and still fail the completion in the body
-                if response.status < 300 and b"<Error>" not in answer:
-                    return
-                match = _XML_CODE.search(answer)
-                code = match.group(1).decode("utf-8", "replace") if match else ""
-                if response.status < 500 and code not in ("InternalError", "SlowDown"):
-                    raise StoreError(self._refusal(response.status, code, "write to"))
-                error = f"the server answered HTTP {response.status} {code}"
-            if attempt >= (self.attempts or stream.attempts()):
-                raise StoreError(f"cannot complete the upload of {key!r} to {self.description}:"
-                                 f" {error}")  # fmt: skip
-            time.sleep(stream.backoff(attempt))
-            target, headers = self._sign(  # a fresh date
-                "POST", key, {"uploadId": upload_id}, {"Content-Length": str(len(body))}
-            )
+        query = {"uploadId": upload_id}
+        answer = self._request("POST", key, query, action="write to", body=body).read()
+        if b"<Error>" in answer:  # S3 may answer 200 and fail the completion in the body
+            match = _XML_CODE.search(answer)
+            code = match.group(1).decode("utf-8", "replace") if match else "unknown error"
+            raise StoreError(f"{self.endpoint_url} did not complete the upload of {key!r}: {code}")
 
     def _part_pool(self):
         """Threads that send the parts of large files (shared by this store's uploads)."""
