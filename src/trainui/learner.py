@@ -674,14 +674,19 @@ class _Relay:
         """Copy some of the log, or write the next record that is due; False: nothing to do."""
         with self.lock:
             first = self.pending[0] if self.pending else None
+            # what a record queued from now on is made after: never read beyond it, so that
+            # a record comes before what the learner logged after making it
+            end = os.fstat(self.fd).st_size
         if first is not None and self.pos >= first[0] and self.boundary:
             self._write(first[1])
             with self.lock:
                 self.pending.popleft()
             return True
-        limit = RELAY_CHUNK
+        limit = min(RELAY_CHUNK, end - self.pos)
         if first is not None and self.pos < first[0]:
             limit = min(limit, first[0] - self.pos)
+        if limit <= 0:
+            return False
         try:
             data = os.pread(self.fd, limit, self.pos)
         except OSError:

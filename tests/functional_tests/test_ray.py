@@ -360,6 +360,64 @@ def test_status_records_stay_out_of_the_log_and_cannot_be_forged(rhome, cluster)
     assert (rhome.path / "runs" / model_id / LOG).read_text() == stored
 
 
+def test_the_relay_and_the_mirror_pass_a_log_whole_however_it_is_cut(tmp_path):
+    # The learner's relay (log file -> stdout, records between lines) and the service's mirror
+    # (Ray's log -> training-log.txt and status.json), with a file as Ray's log between them.
+    from trainui.learner import _Relay
+    from trainui.service.ray import _Job, _Mirror
+
+    nonce = "ab" * 16
+    learner_log, ray_log = tmp_path / "learner.txt", tmp_path / "ray.txt"
+    ray_log.write_bytes(
+        b"2026-01-01 INFO job_manager.py:581 -- Runtime env is setting up.\n"
+        b"Running entrypoint for job x: exec python3 -m trainui.learner --ray\n"
+    )  # what Ray writes before the learner starts
+    log_fd = os.open(learner_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    out_fd = os.open(ray_log, os.O_WRONLY | os.O_APPEND)
+    relay = _Relay(str(learner_log), nonce, out_fd)
+    relay.record({"status": "downloading"}, 0)
+    forged = f'{STATUS_MARKER}{"cd" * 16} {{"status": "completed"}}\n'.encode()
+    pieces = [b"line 1\n", b"par", b"tial", b" line\n", forged, f"{STATUS_MARKER}\n".encode(),
+              b"@@trainui\n", b"@ at\n", b"\n", b"x" * 70000 + b"\n", b"last line\n"]  # fmt: skip
+    for number, piece in enumerate(pieces):
+        os.write(log_fd, piece)
+        if number in (1, 4):  # a record made in the middle of a line, and after a whole one
+            size = os.fstat(log_fd).st_size
+            relay.record({"status": "running", "n": number}, size)
+    relay.record({"status": "completed", "exit_code": 0}, os.fstat(log_fd).st_size)
+    relay.close()
+    os.close(log_fd)
+    os.close(out_fd)
+    expected = learner_log.read_bytes()
+    assert expected == b"".join(pieces)
+    sent = ray_log.read_bytes()
+    real = f"{STATUS_MARKER}{nonce} ".encode()
+    lines = sent.splitlines(keepends=True)
+    assert b"".join(line for line in lines[2:] if not line.startswith(real)) == expected
+    assert [line[len(real) :] for line in lines if line.startswith(real)] == [
+        b'{"status":"downloading"}\n',
+        b'{"status":"running","n":1}\n',
+        b'{"status":"running","n":4}\n',
+        b'{"status":"completed","exit_code":0}\n',
+    ]
+    assert sent.index(b'"n":1') > sent.index(b"partial line\n")  # never inside a line
+    for size in (1, 2, 3, 7, 64, 4096, len(sent)):
+        run_dir = tmp_path / f"run-{size}"
+        run_dir.mkdir()
+        (run_dir / LOG).write_bytes(b"")
+        job = _Job("x", str(run_dir), 1, "RUNNING")
+        job.nonce = nonce
+        mirror = _Mirror(None, job)
+        mirror._load()
+        for start in range(0, len(sent), size):
+            assert not mirror.final
+            mirror._take(sent[start : start + size])
+        assert mirror.final, size
+        assert (run_dir / LOG).read_bytes() == expected, size
+        status = json.loads((run_dir / "status.json").read_text())
+        assert status == {"status": "completed", "exit_code": 0}, size
+
+
 def test_rays_refusals_become_one_sentence(cluster):
     job = {"entrypoint": "true", "submission_id": "trainui-test-twice"}
     httpx.post(f"{cluster.address}/api/jobs/", json=job).raise_for_status()

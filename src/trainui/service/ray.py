@@ -491,6 +491,7 @@ class RayLauncher(Launcher):
                 path = connection.get("path") or os.path.join(spec.get("home") or "", "buckets")
                 connection["path"] = os.path.abspath(os.path.expanduser(path))
                 store["connection"] = connection
+        spec.pop("home", None)  # the service's: the learner has one of its own
         # the mirror's state (the nonce first) before anything is sent: a service restarted
         # after the POST follows the job's log with it
         _save_log_state(job.run_dir, {"nonce": job.nonce, "raw": 0, "log": None})
@@ -826,6 +827,15 @@ class _Mirror:
                 i = j + 1
                 self.mid_line = False
                 continue
+            if self.started and not _MARKER.startswith(buf[i : i + len(_MARKER)]):
+                # a line of the log: take it and every line after it up to the next one
+                # that may be a record, or to the last whole line (the common case, at once)
+                k = buf.find(b"\n" + _MARKER[:1], i)
+                last = k if k >= 0 else buf.rfind(b"\n", i)
+                if last >= 0:
+                    out += buf[i : last + 1]
+                    i = last + 1
+                    continue
             j = buf.find(b"\n", i)
             end = n if j < 0 else j
             if buf.startswith(_MARKER, i) or (j < 0 and _MARKER.startswith(buf[i:end])):
@@ -886,7 +896,15 @@ class _Mirror:
             self._append(rest)
         self._commit()
 
+    def _forgotten(self) -> bool:
+        """The run was deleted: its folder is going, nothing more is written there."""
+        if self.job.delete_until is not None:
+            self.gone = True
+        return self.gone
+
     def _append(self, data: bytes) -> None:
+        if self._forgotten():
+            return
         try:
             fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND)
         except FileNotFoundError:
@@ -901,6 +919,8 @@ class _Mirror:
         self.log += len(data)
 
     def _status(self, record: dict) -> None:
+        if self._forgotten():
+            return
         with self.job.files:
             current = read_json(self.status_path)
             if current is not None and current.get("status") in FINAL_STATES:
@@ -938,7 +958,7 @@ class _Mirror:
 
     def _save(self, force: bool = False) -> None:
         now = time.monotonic()
-        if self.gone or (not force and now - self._saved < LOG_SAVE_INTERVAL):
+        if self._forgotten() or (not force and now - self._saved < LOG_SAVE_INTERVAL):
             return
         self._saved = now
         state = {
