@@ -238,9 +238,9 @@ def test_the_learner_works_in_a_home_of_its_own_on_its_node(rhome, cluster, s3_s
     assert run["status"] == "completed", run
     log = rhome.cli("logs", model_id, check=True).stdout
     model_dir = re.search(r"^model_dir=(.*)$", log, re.M).group(1)
-    assert model_dir.startswith(os.path.join(cluster.node_home, "runs") + os.sep), log
-    assert not os.path.exists(model_dir)  # the private run folder is gone
-    assert os.listdir(os.path.join(cluster.node_home, "runs")) == []
+    private = os.path.dirname(os.path.dirname(model_dir))  # <private run folder>/work/model
+    assert os.path.dirname(private) == os.path.join(cluster.node_home, "runs"), log
+    assert not os.path.exists(private)  # removed at the end
     assert os.listdir(os.path.join(cluster.node_home, "cache"))  # the node's dataset cache
     assert not (rhome.path / "cache").exists()
     run_dir = rhome.path / "runs" / model_id
