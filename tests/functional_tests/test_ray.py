@@ -11,6 +11,7 @@ import json
 import os
 import re
 import signal
+import sys
 import textwrap
 import time
 from pathlib import Path
@@ -358,6 +359,24 @@ def test_status_records_stay_out_of_the_log_and_cannot_be_forged(rhome, cluster)
         assert f"\n{STATUS_MARKER}{fake}\n" in text
         assert f"x {STATUS_MARKER}mid-line\nworking\n" in text
     assert (rhome.path / "runs" / model_id / LOG).read_text() == stored
+
+
+def test_a_learner_that_cannot_start_on_its_node_fails_the_run_saying_why(rhome, cluster):
+    # the workers' Python without trainui: Python without its site-packages
+    python = rhome.path.parent / "python-without-trainui"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    python.chmod(0o755)
+    rhome.env["TRAINUI_RAY_PYTHON"] = str(python)
+    model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest("true"))
+    run = rhome.wait(model_id, "failed", "completed", "halted", timeout=60)
+    assert run["status"] == "failed" and run["error_code"] == "S300", run
+    assert run["status_message"].startswith(
+        f"the learner did not start on the Ray cluster at {cluster.address} "
+        f"(is trainui installed in the workers' Python, {python}?): "
+        "Job entrypoint command failed with exit code 1"
+    ), run
+    log = rhome.cli("logs", model_id, check=True).stdout
+    assert "No module named 'trainui'" in log, log
 
 
 def test_the_relay_and_the_mirror_pass_a_log_whole_however_it_is_cut(tmp_path):

@@ -108,6 +108,7 @@ _SENTENCE_LIMIT = 300
 # Ray's states, and ours for a job that Ray has not (or no longer) answered about
 ACTIVE = frozenset({"submitting", "unknown", "PENDING", "RUNNING"})
 _NOT_STARTED = frozenset({"submitting", "PENDING"})
+_RAY_ENDED = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 # the environment the learner gets from the service (the rest is the Ray worker's); the home is
 # the service's, and the learner has one of its own on its node
 _SHIPPED = ("PYTHONPATH", "AWS_CA_BUNDLE")
@@ -324,6 +325,14 @@ class RayLauncher(Launcher):
             "cancelled": "was cancelled",
         }.get(job.state, "ended")
         reason = f"the run's Ray job {sid} {what} before the learner recorded an outcome"
+        mirror = job.mirror
+        if job.state == "FAILED" and mirror is not None and mirror.read_unheard:
+            # Ray ran the entrypoint and the learner never said a word: it did not start
+            return (
+                f"the learner did not start on {self.where} (is trainui installed in the "
+                f"workers' Python, {self.python}?): {job.message or what}; the run's log has "
+                "what it printed"
+            )
         if job.state == "FAILED" and job.message:
             return f"{reason}: {job.message}"
         if job.exit_code is not None:
@@ -708,6 +717,7 @@ class _Mirror:
         self.mid_line = False  # what was taken ends inside a line of the log
         self.started = False  # a record of the learner's was seen
         self.final = False  # its final record was seen
+        self.read_unheard = False  # the ended job's log was read to its end: no record in it
         self.gone = False  # the run folder is gone (the run was deleted)
         self.pos = 0  # offset in Ray's log of what was received
         self.held = b""  # a line begun that may be a record: held until its end
@@ -738,6 +748,8 @@ class _Mirror:
                         if complete:  # the whole log, and no final record in it
                             self._flush_unmarked()
                             break
+                        if job.state not in _RAY_ENDED:
+                            break  # refused, gone: Ray has no log of it
                         if self.stalled():
                             break  # the log cannot be read (its node is gone, say)
                     elif job.state not in ACTIVE:
@@ -889,6 +901,7 @@ class _Mirror:
         """The job ended and its log was read to the end without the learner's last record:
         what is left is log text (and, if the learner never started, Ray's lines say why)."""
         rest = (bytes(self.preamble) if not self.started else b"") + self.held
+        self.read_unheard = not self.started
         self.started = True
         self.preamble.clear()
         self.held = b""
