@@ -5,6 +5,15 @@ one learner per run, detached. The learner stages the training data, unpacks the
 definition, runs the training command, stores the results and records every state change by
 replacing ``status.json`` (SPEC §3). SIGTERM asks it to halt the run.
 
+On a Ray cluster it runs as ``python -m trainui.learner --ray`` in the job's working directory,
+the Ray package holding the same three files. It copies them into a private run folder on its
+node (mode 0700, under its own home: ``$TRAINUI_HOME``, else ``~/.cache/trainui``, which also
+holds its dataset cache), deletes ``learner.json`` once read, and does the run exactly as above.
+What the service learns of it passes through the learner's stdout, which Ray keeps as the job's
+log: a thread copies ``training-log.txt`` there as it grows, and each status record as a line
+``@@trainui-status:<nonce> <json>``, with the run's nonce from ``learner.json`` (the command
+never sees it, so it cannot forge one), only between two lines of the log, never inside one.
+
 It sits on the submit-to-first-log-line path, so it imports only what it needs (no yaml, no
 asyncio, no concurrent.futures) and defers the rest to the phase that uses it. The training
 command writes straight into ``training-log.txt``: its output never passes through here.
@@ -30,6 +39,7 @@ from trainui.core.runs import (
     MANIFEST_FILE,
     RUNNING,
     STATUS_FILE,
+    STATUS_MARKER,
     STORING,
     WORK_DIR,
     read_json,
@@ -42,10 +52,14 @@ _STARTED = time.time()  # once the learner's imports are done
 
 USAGE = """\
 usage: python -m trainui.learner RUN_DIR
+       python -m trainui.learner --ray
 
 Executes the run prepared in RUN_DIR (learner.json, model.zip, manifest.yml): stages the
 training data, unpacks the model definition, runs the training command and stores the results,
 recording each state change in RUN_DIR/status.json. SIGTERM halts the run.
+
+With --ray, the run's files are in the current folder (a Ray job's working_dir): the learner
+works in a private folder of its own and reports the log and each state change on stdout.
 """
 
 UNPACKING = "unpacking"  # a phase of the learner, shown as `downloading` in status.json
@@ -63,6 +77,9 @@ _RESTORED_SIGNALS = tuple(
 )
 _PHASE_ERROR_CODES = {DOWNLOADING: "S302", UNPACKING: "S301", STORING: "S303"}
 COMPLETED_MESSAGE = "completed: the training command exited with code 0"
+RELAY_CHUNK = 1 << 20  # bytes the relay copies from the log to stdout at a time
+RELAY_IDLE = 0.05  # seconds the relay sleeps when the log has not grown
+HEARTBEAT = 20.0  # seconds of a quiet log after which the relay says it is alive (an empty record)
 
 
 class _Failed(Exception):
@@ -77,9 +94,11 @@ class _Failed(Exception):
 class Learner:
     """One run, executed from its run folder. ``run()`` returns the learner's exit status."""
 
-    def __init__(self, run_dir: str, config: dict) -> None:
+    def __init__(self, run_dir: str, config: dict, nonce: str | None = None) -> None:
         self.run_dir = run_dir
         self.config = config
+        self.nonce = nonce  # on a Ray node: status records go to stdout, marked with it
+        self.relay: _Relay | None = None
         self.model_id: str = config["model_id"]
         # The service gives its home; a run folder is <home>/runs/<id> otherwise.
         self.home: str = config.get("home") or os.path.dirname(os.path.dirname(run_dir))
@@ -122,6 +141,11 @@ class Learner:
     def run(self) -> int:
         log_path = os.path.join(self.run_dir, LOG_FILE)
         self.log_fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        if self.nonce is not None:
+            # stdout is the job's log: only the relay writes there, and what the learner says
+            # on stderr (a traceback) goes into the log, between the command's lines
+            os.dup2(self.log_fd, 2)
+            self.relay = _Relay(log_path, self.nonce)
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_halt_signal)
         signal.signal(signal.SIGALRM, self._on_grace_over)
@@ -551,6 +575,8 @@ class Learner:
         self.status["finished_at"] = self.status["finished_at"] or utc_now()
         self.status["progress"]["phase"] = None
         self._write_status()
+        if self.relay is not None:
+            self.relay.close()  # the whole log, then the final record
         import shutil
 
         shutil.rmtree(self.work, ignore_errors=True)
@@ -560,7 +586,10 @@ class Learner:
 
     def _write_status(self) -> None:
         self.status["updated_at"] = utc_now()
-        write_json_atomic(os.path.join(self.run_dir, STATUS_FILE), self.status)
+        if self.relay is not None:
+            self.relay.record(self.status, os.fstat(self.log_fd).st_size)
+        else:
+            write_json_atomic(os.path.join(self.run_dir, STATUS_FILE), self.status)
         self._last_write = time.monotonic()
 
     def _log(self, text: str) -> None:
@@ -581,6 +610,107 @@ class Learner:
 
         traceback.print_exc()  # into learner-errors.txt
         sys.stderr.flush()
+
+
+class _Relay:
+    """Copies the run's log to stdout as it grows, and status records between its lines.
+
+    The command writes straight into the log file, as it does locally; this thread reads what
+    was added, in large blocks, and writes it to stdout (on a Ray node, the job's log). A record
+    is written at the first line boundary at or after the point of the log where it was made,
+    so it never splits a line of the command's output. ``close`` copies the rest and ends."""
+
+    def __init__(self, log_path: str, nonce: str, out_fd: int = 1) -> None:
+        import collections
+        import threading
+
+        self.fd = os.open(log_path, os.O_RDONLY)
+        self.out = out_fd
+        self.prefix = f"{STATUS_MARKER}{nonce} ".encode()
+        self.pos = 0  # bytes of the log copied
+        self.boundary = True  # what was copied ends a line
+        self.pending: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.stopping = False
+        self.last_write = time.monotonic()
+        self.thread = threading.Thread(target=self._run, name="trainui-relay", daemon=True)
+        self.thread.start()
+
+    def record(self, status: dict, log_size: int) -> None:
+        import json
+
+        line = self.prefix + json.dumps(status, separators=(",", ":")).encode() + b"\n"
+        with self.lock:
+            self.pending.append((log_size, line))
+        self.wake.set()
+
+    def close(self) -> None:
+        self.stopping = True
+        self.wake.set()
+        self.thread.join()
+        os.close(self.fd)
+
+    def _run(self) -> None:
+        while True:
+            stopping = self.stopping  # read first: after it is set, the log no longer grows
+            if self._pump():
+                continue
+            if stopping:
+                with self.lock:
+                    rest = list(self.pending)
+                    self.pending.clear()
+                if rest and not self.boundary:  # a last line without its newline
+                    self._write(b"\n")
+                for _, line in rest:
+                    self._write(line)
+                return
+            if self.boundary and time.monotonic() - self.last_write >= HEARTBEAT:
+                self._write(self.prefix + b"{}\n")
+            self.wake.wait(RELAY_IDLE)
+            self.wake.clear()
+
+    def _pump(self) -> bool:
+        """Copy some of the log, or write the next record that is due; False: nothing to do."""
+        with self.lock:
+            first = self.pending[0] if self.pending else None
+            # what a record queued from now on is made after: never read beyond it, so that
+            # a record comes before what the learner logged after making it
+            end = os.fstat(self.fd).st_size
+        if first is not None and self.pos >= first[0] and self.boundary:
+            self._write(first[1])
+            with self.lock:
+                self.pending.popleft()
+            return True
+        limit = min(RELAY_CHUNK, end - self.pos)
+        if first is not None and self.pos < first[0]:
+            limit = min(limit, first[0] - self.pos)
+        if limit <= 0:
+            return False
+        try:
+            data = os.pread(self.fd, limit, self.pos)
+        except OSError:
+            return False
+        if not data:
+            return False
+        if first is not None and self.pos >= first[0]:
+            end = data.find(b"\n")  # the record is due: copy only up to the end of this line
+            if end >= 0:
+                data = data[: end + 1]
+        self._write(data)
+        self.pos += len(data)
+        self.boundary = data.endswith(b"\n")
+        return True
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                written = os.write(self.out, view)
+            except OSError:
+                return  # stdout is gone: nobody is left to tell
+            view = view[written:]
+        self.last_write = time.monotonic()
 
 
 # ------------------------------------------------------------------------------ functions
@@ -711,6 +841,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args[:1] in (["-h"], ["--help"]):
         sys.stdout.write(USAGE)
         return 0
+    if args == ["--ray"]:
+        return ray_main()
     if len(args) != 1:
         sys.stderr.write(USAGE)
         return 2
@@ -731,15 +863,82 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _give_up(run_dir, _learner_error(exc))
 
 
-def _give_up(run_dir: str, message: str) -> int:
+def _give_up(run_dir: str, message: str, nonce: str | None = None) -> int:
     """Record a failure that happened before or outside the run; exit status 1."""
     status = _new_status(FAILED, message)
     status["error_code"] = "S300"
     status["finished_at"] = status["updated_at"] = status["started_at"]
     sys.stderr.write(f"trainui {message}\n")
+    sys.stderr.flush()
+    if nonce is not None:
+        import json
+
+        line = f"{STATUS_MARKER}{nonce} {json.dumps(status, separators=(',', ':'))}\n"
+        with contextlib.suppress(OSError):
+            os.write(1, line.encode())
+        return 1
     with contextlib.suppress(OSError):
         write_json_atomic(os.path.join(run_dir, STATUS_FILE), status)
     return 1
+
+
+def node_home(environ=None) -> str:
+    """The learner's home on a Ray node (its dataset cache and private run folders):
+    ``$TRAINUI_HOME``, else ``$XDG_CACHE_HOME/trainui`` (``~/.cache/trainui``)."""
+    environ = os.environ if environ is None else environ
+    home = (environ.get("TRAINUI_HOME") or "").strip()
+    if not home:
+        cache = (environ.get("XDG_CACHE_HOME") or "").strip() or os.path.join(
+            os.path.expanduser("~"), ".cache"
+        )
+        home = os.path.join(cache, "trainui")
+    return os.path.abspath(os.path.expanduser(home))
+
+
+def ray_main() -> int:
+    """The learner of a run on a Ray node, in the job's working directory (the run's package).
+
+    The package's files are copied into a private run folder, ``learner.json`` (it holds the
+    stores' secrets) is deleted from both once read, and the run goes as locally, its state
+    reported on stdout; the private folder is removed at the end."""
+    import shutil
+    import tempfile
+
+    package = os.getcwd()
+    source = os.path.join(package, LEARNER_FILE)
+    if not os.path.isfile(source):
+        sys.stderr.write(f"trainui learner: no {LEARNER_FILE} in {package} (the run's package)\n")
+        return 2
+    home = node_home()
+    try:
+        os.makedirs(os.path.join(home, "runs"), mode=0o700, exist_ok=True)
+        run_dir = tempfile.mkdtemp(prefix="ray-", dir=os.path.join(home, "runs"))  # mode 0700
+    except OSError as exc:
+        _remove(source)
+        sys.stderr.write(f"trainui learner: no run folder in {home}: {_transfer_error(exc)}\n")
+        return 2
+    try:
+        for name in (LEARNER_FILE, DEFINITION_FILE, MANIFEST_FILE):
+            with contextlib.suppress(FileNotFoundError):
+                shutil.copyfile(os.path.join(package, name), os.path.join(run_dir, name))
+        _remove(source)
+        config = read_json(os.path.join(run_dir, LEARNER_FILE))
+        _remove(os.path.join(run_dir, LEARNER_FILE))
+        nonce = (config or {}).get("status_nonce")
+        if not isinstance(nonce, str) or not nonce:
+            sys.stderr.write(f"trainui learner: {LEARNER_FILE} has no status_nonce\n")
+            return 2
+        problem = _config_problem(config)
+        if problem is not None:
+            return _give_up(run_dir, f"learner error: {problem}", nonce)
+        config["home"] = home  # the node's, not the service's
+        try:
+            return Learner(run_dir, config, nonce).run()
+        except Exception as exc:
+            Learner._report_crash()
+            return _give_up(run_dir, _learner_error(exc), nonce)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -71,6 +71,12 @@ class RayHead:
         self.gcs_port = 0
         self.log = os.path.join(self.temp_dir, "ray-start.log")
 
+    @property
+    def node_home(self) -> str:
+        """The trainui home of the head's workers (the learners on it): their dataset cache
+        and private run folders."""
+        return os.path.join(self.temp_dir, "node-home")
+
     def start(self, timeout: float = 90.0) -> RayHead:
         gcs, dashboard, client, agent, agent_grpc, env_agent, metrics = free_ports(7)
         ray = os.path.join(os.path.dirname(sys.executable), "ray")
@@ -90,6 +96,10 @@ class RayHead:
             **os.environ,
             "RAY_USAGE_STATS_ENABLED": "0",
             "AUTOSCALER_UPDATE_INTERVAL_S": "1",  # the cluster report lags less
+            # as on a cluster's workers: trainui installed in the Python their jobs find first
+            # on PATH, and a trainui home of their own (not the service's)
+            "PATH": os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""),
+            "TRAINUI_HOME": self.node_home,
         }
         self.address = f"http://127.0.0.1:{dashboard}"
         self.gcs_port = gcs

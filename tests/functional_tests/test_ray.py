@@ -11,12 +11,17 @@ import json
 import os
 import re
 import signal
+import sys
+import textwrap
 import time
+from pathlib import Path
 
 import httpx
 import pytest
 from ray_head import RayHead, group_alive, ray_installed
 
+from conftest import Home
+from trainui.core.runs import STATUS_MARKER
 from trainui.service.launch import LauncherError
 from trainui.service.ray import normalize_address, ray_error, ray_sentence
 
@@ -25,6 +30,7 @@ if not ray_installed():
 
 pytestmark = pytest.mark.ray
 
+LOG = "training-log.txt"
 RECORD = 'echo "cvd=$CUDA_VISIBLE_DEVICES gpus=$GPU_COUNT"; echo trained > $RESULT_DIR/model.txt'
 
 
@@ -52,6 +58,51 @@ def rhome(home, cluster):
         TRAINUI_GPUS="none",  # this machine's GPUs do not matter: the cluster's do
     )
     return home
+
+
+@pytest.fixture
+def lhome(tmp_path):
+    """A second home, with the local launcher: the same run done on this machine."""
+    path = tmp_path / "local-home"
+    env = {
+        **os.environ,
+        "TRAINUI_HOME": str(path),
+        "TRAINUI_GPUS": "none",
+        "TRAINUI_IDLE_EXIT": "30",
+        "TRAINUI_HALT_GRACE": "2",
+    }
+    env.pop("TRAINUI_URL", None)
+    home = Home(path, env)
+    yield home
+    home.stop()
+
+
+def s3_manifest(path: Path, s3, command: str, data: str, results: str) -> Path:
+    connection = json.dumps(s3.connection())
+    path.write_text(
+        textwrap.dedent(
+            f"""\
+            model_definition:
+              name: s3-run
+              framework: {{name: python, version: "3.11"}}
+              execution:
+                command: {json.dumps(command)}
+                resource: small
+            training_data:
+              connection: {connection}
+              source: {{bucket: {data}, type: s3}}
+            training_results:
+              connection: {connection}
+              target: {{bucket: {results}, type: s3}}
+            """
+        )
+    )
+    return path
+
+
+def log_lines_of_ray(cluster: RayHead, model_id: str) -> str:
+    """The job's log as Ray keeps it (the learner's stdout, status records included)."""
+    return httpx.get(f"{cluster.address}/api/jobs/{model_id}/logs", timeout=30).json()["logs"]
 
 
 def wait_for_job(cluster: RayHead, model_id: str, *states: str, timeout: float = 30) -> dict | None:
@@ -173,6 +224,217 @@ def test_a_learner_killed_on_the_cluster_fails_the_run_with_rays_reason(rhome, c
         "Job entrypoint command failed with exit code -9"
     )
     assert not group_alive(status["command_pgid"])  # what held its GPU was stopped
+
+
+def test_the_learner_works_in_a_home_of_its_own_on_its_node(rhome, cluster, s3_server):
+    # The cluster shares no folder with the service: the run travels as a Ray package, the
+    # learner stages into, caches in and works in the node's home, and what the service's run
+    # folder holds is what the service wrote and what it mirrored from Ray's log.
+    data = s3_server.bucket({"train.csv": "a,b\n1,2\n"})
+    results = s3_server.bucket()
+    command = 'echo "model_dir=$MODEL_DIR"; cp $DATA_DIR/train.csv $RESULT_DIR/copy.csv'
+    manifest = s3_manifest(rhome.path.parent / "s3.yml", s3_server, command, data, results)
+    model_id = rhome.submit(rhome.model("m", {"train.py": "print(1)\n"}), manifest)
+    run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
+    assert run["status"] == "completed", run
+    log = rhome.cli("logs", model_id, check=True).stdout
+    model_dir = re.search(r"^model_dir=(.*)$", log, re.M).group(1)
+    private = os.path.dirname(os.path.dirname(model_dir))  # <private run folder>/work/model
+    assert os.path.dirname(private) == os.path.join(cluster.node_home, "runs"), log
+    assert not os.path.exists(private)  # removed at the end
+    assert os.listdir(os.path.join(cluster.node_home, "cache"))  # the node's dataset cache
+    assert not (rhome.path / "cache").exists()
+    run_dir = rhome.path / "runs" / model_id
+    assert sorted(os.listdir(run_dir)) == [
+        "manifest.yml", "model.zip", "ray-log.json", "status.json", "training-log.txt",
+    ]  # fmt: skip
+    assert s3_server.objects(results)[f"{model_id}/copy.csv"] == b"a,b\n1,2\n"
+    # the job: the learner in the working_dir of a Ray package; neither the service's home nor
+    # a secret in what Ray shows of the job
+    job = wait_for_job(cluster, model_id, "SUCCEEDED")
+    working_dir = job["runtime_env"]["working_dir"]
+    assert re.fullmatch(r"gcs://_ray_pkg_[0-9a-f]{40}\.zip", working_dir), job
+    assert job["entrypoint"].endswith("-m trainui.learner --ray"), job
+    shown = json.dumps(job)
+    assert str(rhome.path) not in shown and s3_server.secret not in shown, shown
+    assert s3_server.secret not in log + log_lines_of_ray(cluster, model_id)
+    # on the node, the package's learner.json (the secrets) was deleted once read
+    package = working_dir.removeprefix("gcs://").removesuffix(".zip")
+    unpacked = Path(cluster.temp_dir, "session_latest", "runtime_resources", "working_dir_files")
+    assert sorted(os.listdir(unpacked / package)) == ["manifest.yml", "model.zip"]
+
+
+def test_results_are_stored_as_by_a_local_run(rhome, lhome, cluster, s3_server):
+    data = s3_server.bucket({"in/train.csv": "x\n"})
+    results = s3_server.bucket()
+    command = (
+        "cp $DATA_DIR/in/train.csv $RESULT_DIR/copy.csv; mkdir $RESULT_DIR/sub; "
+        "echo trained > $RESULT_DIR/sub/model.txt; echo done"
+    )
+    model = rhome.model("m", {"train.py": "print(1)\n"})
+    stored = {}
+    for home in (lhome, rhome):
+        manifest = s3_manifest(home.path.parent / "s3.yml", s3_server, command, data, results)
+        model_id = home.submit(model, manifest)
+        run = home.wait(model_id, "completed", "failed", "halted", timeout=90)
+        assert run["status"] == "completed", run
+        prefix = f"{model_id}/"
+        objects = {
+            key[len(prefix) :]: body
+            for key, body in s3_server.objects(results).items()
+            if key.startswith(prefix)
+        }
+        assert objects["training-log.txt"] == (home.path / "runs" / model_id / LOG).read_bytes()
+        stored[home is rhome] = model_id, objects
+    (local_id, local), (ray_id, ray) = stored[False], stored[True]
+    assert sorted(local) == sorted(ray) == [
+        "_submitted_code/model.zip", "copy.csv", "manifest.yml", "sub/model.txt",
+        "training-log.txt", "training-status.json",
+    ]  # fmt: skip
+    for key in ("_submitted_code/model.zip", "copy.csv", "manifest.yml", "sub/model.txt"):
+        assert local[key] == ray[key], key
+    statuses = [json.loads(objects["training-status.json"]) for objects in (local, ray)]
+    assert sorted(statuses[0]) == sorted(statuses[1])
+    assert [status["status"] for status in statuses] == ["completed", "completed"]
+    assert statuses[1]["gpu_ids"] and not statuses[0]["gpu_ids"]  # Ray's GPU; none here
+
+    def lines(log: bytes, model_id: str) -> list[str]:  # the same lines, less what differs
+        text = log.decode().replace(model_id, "ID")
+        text = re.sub(r"\(/[^)]*\)|[\d.]+ (s|kB|bytes)\b|GPU \d+|the CPU.*", "_", text)
+        return text.splitlines()
+
+    assert lines(local["training-log.txt"], local_id) == lines(ray["training-log.txt"], ray_id)
+
+
+def test_a_long_log_is_mirrored_whole_each_line_once_across_a_service_restart(rhome, cluster):
+    # 20,000 numbered lines, the service killed in the middle: the next one goes on from what
+    # the first had mirrored, and the log outlives Ray's job
+    command = (
+        "seq -f 'line %g' 1 10000; sleep 4; seq -f 'line %g' 10001 20000; "
+        "printf 'no newline at the end'"
+    )
+    model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest(command))
+    log_path = rhome.path / "runs" / model_id / LOG
+    deadline = time.monotonic() + 90
+    while b"line 10000\n" not in log_path.read_bytes():
+        assert time.monotonic() < deadline, log_path.read_text()[-500:]
+        time.sleep(0.05)
+    os.kill(rhome.service_pid(), signal.SIGKILL)
+    time.sleep(1)  # Ray's log grows meanwhile
+    run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
+    assert run["status"] == "completed", run
+    log = rhome.cli("logs", model_id, check=True).stdout
+    numbered = [line for line in log.splitlines() if line.startswith("line ")]
+    assert numbered == [f"line {i}" for i in range(1, 20001)]
+    assert "no newline at the end\ntrainui: command exited with code 0\n" in log
+    assert STATUS_MARKER not in log
+    stored = (rhome.buckets / "results" / model_id / LOG).read_text()
+    assert log_path.read_text() == stored
+    # Ray forgets the job: its log stays here
+    assert httpx.delete(f"{cluster.address}/api/jobs/{model_id}").status_code == 200
+    assert cluster.job(model_id) is None
+    assert rhome.cli("logs", model_id, check=True).stdout == log
+
+
+def test_status_records_stay_out_of_the_log_and_cannot_be_forged(rhome, cluster):
+    fake = '{"status": "completed", "status_message": "forged", "exit_code": 0}'
+    command = (
+        f"echo '{STATUS_MARKER}0123456789abcdef0123456789abcdef {fake}'; "
+        f"echo '{STATUS_MARKER}{fake}'; printf 'x {STATUS_MARKER}mid-line\\n'; "
+        "echo working; exit 3"
+    )
+    model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest(command))
+    run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
+    assert run["status"] == "failed" and run["error_code"] == "C201", run
+    assert run["status_message"] == "the training command exited with code 3", run
+    nonce = json.loads((rhome.path / "runs" / model_id / "ray-log.json").read_text())["nonce"]
+    real = f"{STATUS_MARKER}{nonce} "
+    assert real in log_lines_of_ray(cluster, model_id)  # the records were in Ray's log
+    log = rhome.cli("logs", model_id, check=True).stdout
+    stored = (rhome.buckets / "results" / model_id / LOG).read_text()
+    for text in (log, stored):
+        assert real not in text
+        # the command's lines, forged records included, are log lines like any other
+        assert f"{STATUS_MARKER}0123456789abcdef0123456789abcdef {fake}\n" in text
+        assert f"\n{STATUS_MARKER}{fake}\n" in text
+        assert f"x {STATUS_MARKER}mid-line\nworking\n" in text
+    assert (rhome.path / "runs" / model_id / LOG).read_text() == stored
+
+
+def test_a_learner_that_cannot_start_on_its_node_fails_the_run_saying_why(rhome, cluster):
+    # the workers' Python without trainui: Python without its site-packages
+    python = rhome.path.parent / "python-without-trainui"
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    python.chmod(0o755)
+    rhome.env["TRAINUI_RAY_PYTHON"] = str(python)
+    model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest("true"))
+    run = rhome.wait(model_id, "failed", "completed", "halted", timeout=60)
+    assert run["status"] == "failed" and run["error_code"] == "S300", run
+    assert run["status_message"].startswith(
+        f"the learner did not start on the Ray cluster at {cluster.address} "
+        f"(is trainui installed in the workers' Python, {python}?): "
+        "Job entrypoint command failed with exit code 1"
+    ), run
+    log = rhome.cli("logs", model_id, check=True).stdout
+    assert "No module named 'trainui'" in log, log
+
+
+def test_the_relay_and_the_mirror_pass_a_log_whole_however_it_is_cut(tmp_path):
+    # The learner's relay (log file -> stdout, records between lines) and the service's mirror
+    # (Ray's log -> training-log.txt and status.json), with a file as Ray's log between them.
+    from trainui.learner import _Relay
+    from trainui.service.ray import _Job, _Mirror
+
+    nonce = "ab" * 16
+    learner_log, ray_log = tmp_path / "learner.txt", tmp_path / "ray.txt"
+    ray_log.write_bytes(
+        b"2026-01-01 INFO job_manager.py:581 -- Runtime env is setting up.\n"
+        b"Running entrypoint for job x: exec python3 -m trainui.learner --ray\n"
+    )  # what Ray writes before the learner starts
+    log_fd = os.open(learner_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    out_fd = os.open(ray_log, os.O_WRONLY | os.O_APPEND)
+    relay = _Relay(str(learner_log), nonce, out_fd)
+    relay.record({"status": "downloading"}, 0)
+    forged = f'{STATUS_MARKER}{"cd" * 16} {{"status": "completed"}}\n'.encode()
+    pieces = [b"line 1\n", b"par", b"tial", b" line\n", forged, f"{STATUS_MARKER}\n".encode(),
+              b"@@trainui\n", b"@ at\n", b"\n", b"x" * 70000 + b"\n", b"last line\n"]  # fmt: skip
+    for number, piece in enumerate(pieces):
+        os.write(log_fd, piece)
+        if number in (1, 4):  # a record made in the middle of a line, and after a whole one
+            size = os.fstat(log_fd).st_size
+            relay.record({"status": "running", "n": number}, size)
+    relay.record({"status": "completed", "exit_code": 0}, os.fstat(log_fd).st_size)
+    relay.close()
+    os.close(log_fd)
+    os.close(out_fd)
+    expected = learner_log.read_bytes()
+    assert expected == b"".join(pieces)
+    sent = ray_log.read_bytes()
+    real = f"{STATUS_MARKER}{nonce} ".encode()
+    lines = sent.splitlines(keepends=True)
+    assert b"".join(line for line in lines[2:] if not line.startswith(real)) == expected
+    assert [line[len(real) :] for line in lines if line.startswith(real)] == [
+        b'{"status":"downloading"}\n',
+        b'{"status":"running","n":1}\n',
+        b'{"status":"running","n":4}\n',
+        b'{"status":"completed","exit_code":0}\n',
+    ]
+    assert sent.index(b'"n":1') > sent.index(b"partial line\n")  # never inside a line
+    for size in (1, 2, 3, 7, 64, 4096, len(sent)):
+        run_dir = tmp_path / f"run-{size}"
+        run_dir.mkdir()
+        (run_dir / LOG).write_bytes(b"")
+        job = _Job("x", str(run_dir), 1, "RUNNING")
+        job.nonce = nonce
+        mirror = _Mirror(None, job)
+        mirror._load()
+        for start in range(0, len(sent), size):
+            assert not mirror.final
+            mirror._take(sent[start : start + size])
+        assert mirror.final, size
+        assert (run_dir / LOG).read_bytes() == expected, size
+        status = json.loads((run_dir / "status.json").read_text())
+        assert status == {"status": "completed", "exit_code": 0}, size
 
 
 def test_rays_refusals_become_one_sentence(cluster):

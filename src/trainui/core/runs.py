@@ -67,6 +67,10 @@ STATUS_FILE = "status.json"  # the run's state, replaced atomically at every cha
 LOG_FILE = "training-log.txt"  # learner messages and the command's merged stdout/stderr
 LEARNER_ERRORS_FILE = "learner-errors.txt"  # the learner's own stderr, if it ever crashes
 WORK_DIR = "work"  # DATA_DIR, MODEL_DIR, RESULT_DIR, LOG_DIR, CHECKPOINT_DIR; removed at the end
+# Written by the service for a run on a Ray cluster, whose learner has a run folder of its own
+# on its node and reports through its job's log (status records as marker lines):
+RAY_LOG_STATE_FILE = "ray-log.json"  # the records' nonce and how much of Ray's log was mirrored
+STATUS_MARKER = "@@trainui-status:"  # a status record: <marker><nonce> <status json>
 
 
 def write_json_atomic(path: str, data: dict, mode: int = 0o644) -> None:

@@ -2,9 +2,11 @@
 
 The run manager keeps the queue, the history and the runs' states; a launcher only executes
 learners somewhere. ``LocalLauncher`` runs each learner as a detached process on this machine;
-``trainui.service.ray.RayLauncher`` hands each run to a Ray cluster as a Ray job. Either way the
-learner writes ``status.json`` and ``training-log.txt`` into the run folder, which the manager
-follows; a launcher only says whether a learner is still there and, when it vanished, why.
+``trainui.service.ray.RayLauncher`` hands each run to a Ray cluster as a Ray job. Either way
+``status.json`` and ``training-log.txt`` appear in the run folder, which the manager follows:
+a local learner writes them there, a Ray job's learner reports them in the job's log, which the
+Ray launcher mirrors there. A launcher only says whether a learner is still there and, when it
+vanished, why.
 
 A started learner is known by a handle of two values kept in the run's record, ``learner_pid``
 and ``learner_start``: for a local learner, its PID and the PID's start time (so a PID that the
