@@ -27,7 +27,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+from _common import pct, stop_home  # noqa: E402
 
 from trainui.gpu import GpuMonitor, format_table, owner_by_process_tree  # noqa: E402
 
@@ -97,14 +98,6 @@ def log(message: str) -> None:
 
 def left() -> float:
     return DEADLINE - time.monotonic()
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-# ------------------------------------------------------------------------------ nvidia-smi
 
 
 def nvidia_smi() -> tuple[list[dict], float]:
@@ -408,15 +401,7 @@ class Trainui:
 
     def stop(self) -> None:
         """The service and whatever learners and commands are left, by PID."""
-        with contextlib.suppress(Exception):
-            pid = int((self.home / "service.lock").read_text().split()[0])
-            os.kill(pid, signal.SIGTERM)
-        for status in (self.home / "runs").glob("*/status.json"):
-            with contextlib.suppress(Exception):
-                data = json.loads(status.read_text())
-                for group in (data.get("command_pgid"), data.get("learner_pid")):
-                    if group:
-                        os.killpg(group, signal.SIGKILL)
+        stop_home(self.home)
 
 
 class Watch:

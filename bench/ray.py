@@ -26,10 +26,8 @@ import io
 import json
 import os
 import signal
-import statistics
 import sys
 import tempfile
-import textwrap
 import time
 import uuid
 import zipfile
@@ -37,37 +35,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # in place of this script's folder, where `ray` would name this file, not the Ray package
-sys.path[:1] = [str(ROOT / "tests" / "functional_tests")]
+sys.path.insert(1, str(ROOT / "tests" / "functional_tests"))
 
+from _common import manifest  # noqa: E402
+from _common import row as _row  # noqa: E402
 from ray_head import RayHead, ray_installed  # noqa: E402
 
 
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def row(name: str, samples: list[float]) -> str:
-    return f"{name:56} {statistics.median(samples) * 1e3:9.0f} {pct(samples, 0.95) * 1e3:9.0f} ms"
-
-
-def manifest(command: str) -> bytes:
-    return textwrap.dedent(
-        f"""\
-        model_definition:
-          name: bench
-          framework: {{name: sh, version: "1"}}
-          execution:
-            command: {json.dumps(command)}
-            resource: small
-        training_data:
-          connection: {{}}
-          source: {{bucket: data, type: local}}
-        training_results:
-          connection: {{}}
-          target: {{bucket: results, type: local}}
-        """
-    ).encode()
+    return _row(name, samples, width=56, digits=0)
 
 
 async def wait_stamp(stamp: Path, timeout: float = 120.0) -> float:

@@ -14,57 +14,26 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import zipfile
 from pathlib import Path
 
 import httpx
+from _common import free_port, manifest, stop_home
+from _common import row as _row
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
 def row(name: str, samples: list[float]) -> str:
-    return f"{name:52} {statistics.median(samples) * 1e3:9.1f} {pct(samples, 0.95) * 1e3:9.1f} ms"
-
-
-def manifest(command: str, name: str = "bench") -> bytes:
-    return textwrap.dedent(
-        f"""\
-        model_definition:
-          name: {name}
-          framework: {{name: sh, version: "1"}}
-          execution:
-            command: {json.dumps(command)}
-            resource: small
-        training_data:
-          connection: {{}}
-          source: {{bucket: data, type: local}}
-        training_results:
-          connection: {{}}
-          target: {{bucket: results, type: local}}
-        """
-    ).encode()
+    return _row(name, samples, width=52)
 
 
 class Service:
@@ -106,19 +75,9 @@ class Service:
         return response.json()["model_id"]
 
     def stop(self) -> None:
-        self.process.send_signal(signal.SIGTERM)
+        stop_home(self.home, self.process.pid)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(10)
-        for status in (self.home / "runs").glob("*/status.json"):
-            with contextlib.suppress(Exception):
-                data = json.loads(status.read_text())
-                for group in (data.get("command_pgid"), data.get("learner_pid")):
-                    # only a process of this home: an old PID may since be someone else's
-                    if (
-                        group
-                        and str(self.home).encode() in Path(f"/proc/{group}/environ").read_bytes()
-                    ):
-                        os.killpg(group, signal.SIGKILL)
 
     def usage(self) -> tuple[float, float]:
         """CPU seconds used so far and RSS in MB, of the service process."""

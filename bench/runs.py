@@ -12,33 +12,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
+from _common import manifest, row, stop_home
+
 ROOT = Path(__file__).resolve().parents[1]
 TRAINUI = [sys.executable, "-m", "trainui"]
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def row(name: str, samples: list[float], unit: float = 1e3, suffix: str = "ms") -> str:
-    return (
-        f"{name:44} {statistics.median(samples) * unit:9.1f} {pct(samples, 0.95) * unit:9.1f}"
-        f" {suffix}"
-    )
 
 
 class Bench:
@@ -64,38 +51,11 @@ class Bench:
             zf.write(self.model / "train.py", "train.py")
 
     def manifest(self, command: str, name: str = "bench") -> bytes:
-        return textwrap.dedent(
-            f"""\
-            model_definition:
-              name: {name}
-              framework: {{name: sh, version: "1"}}
-              execution:
-                command: {json.dumps(command)}
-                resource: small
-            training_data:
-              connection: {{}}
-              source: {{bucket: data, type: local}}
-            training_results:
-              connection: {{}}
-              target: {{bucket: results, type: local}}
-            """
-        ).encode()
+        return manifest(command, name)
 
     def stop(self) -> None:
         """Stop the service and whatever learners and commands are left, by PID."""
-        with contextlib.suppress(Exception):
-            pid = int((self.home / "service.lock").read_text().split()[0])
-            os.kill(pid, signal.SIGTERM)
-        for status in (self.home / "runs").glob("*/status.json"):
-            with contextlib.suppress(Exception):
-                data = json.loads(status.read_text())
-                for group in (data.get("command_pgid"), data.get("learner_pid")):
-                    # only a process of this home: an old PID may since be someone else's
-                    if (
-                        group
-                        and str(self.home).encode() in Path(f"/proc/{group}/environ").read_bytes()
-                    ):
-                        os.killpg(group, signal.SIGKILL)
+        stop_home(self.home)
 
 
 async def latency(bench: Bench, runs: int) -> None:

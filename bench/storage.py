@@ -25,7 +25,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,18 +34,14 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+from _common import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 # trainui's side runs in a process of its own that imports what the learner would, no more
 CHILD = str(Path(__file__).with_name("storage_child.py"))
 KEY_ID, SECRET = "benchkey", "benchsecret"
 MiB = 1 << 20
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run_measured(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
