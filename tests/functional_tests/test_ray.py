@@ -246,7 +246,8 @@ def test_the_learner_works_in_a_home_of_its_own_on_its_node(rhome, cluster, s3_s
     assert not (rhome.path / "cache").exists()
     run_dir = rhome.path / "runs" / model_id
     assert sorted(os.listdir(run_dir)) == [
-        "manifest.yml", "model.zip", "ray-log.json", "status.json", "training-log.txt",
+        "manifest.yml", "model.zip", "ray-log.json", "results.json", "status.json",
+        "training-log.txt",
     ]  # fmt: skip
     assert s3_server.objects(results)[f"{model_id}/copy.csv"] == b"a,b\n1,2\n"
     # the job: the learner in the working_dir of a Ray package; neither the service's home nor
