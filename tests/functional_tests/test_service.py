@@ -202,6 +202,24 @@ async def test_the_list_follows_every_change_of_a_run(home):
         assert plain == {"models": [], "count": 0}
 
 
+def test_a_missing_data_bucket_refuses_the_submission_with_c103(home):
+    import shutil
+
+    manifest = home.manifest("true", data="gone")
+    shutil.rmtree(home.buckets / "gone")
+    model = home.model("m", {"t.py": ""})
+    for attempt in range(2):  # a refusal is not remembered: each submission checks again
+        result = home.cli("train", str(model), str(manifest))
+        assert result.returncode == 1, attempt
+        assert result.stderr.strip() == (
+            "trainui: the training data bucket is refused: local bucket 'gone' does not exist"
+            f" ({home.buckets / 'gone'})"
+        )
+    assert "0 records found." in home.cli("list", check=True).stdout
+    (home.buckets / "gone").mkdir()
+    assert home.wait(home.submit(model, manifest), "completed")["status"] == "completed"
+
+
 def test_gpus_says_plainly_that_there_is_no_gpu(home):
     home.env.pop("TRAINUI_GPUS")  # NVML asked for real: this machine has no NVIDIA driver
     result = home.cli("gpus", check=True)

@@ -47,6 +47,7 @@ from trainui.storage import StoreError, check_access
 WATCH_INTERVAL = 0.1  # how often active runs' status files are looked at (a stat each)
 LIVENESS_INTERVAL = 1.0  # how often learners are checked to be alive
 PURGE_INTERVAL = 3600.0
+CHECK_FRESH = 10.0  # seconds a bucket found reachable with given credentials stays so at submit
 
 
 class Refusal(Exception):
@@ -116,6 +117,7 @@ class RunManager:
         )
         self.launcher = launcher or LocalLauncher()
         self._cluster_scheduler: Scheduler | None = None  # for a cluster launcher's GPUs
+        self._checked: dict[tuple, float] = {}  # check_stores' successes, until when fresh
         self._json: dict[str, str] = {}  # run_json's cache; a change to a run drops its entry
         self._every_run: bytes | None = None  # every_run_ndjson's cache; any change drops it
         self._every_run_count = 0
@@ -220,11 +222,19 @@ class RunManager:
         """Both buckets reachable with the given credentials, or a C103 refusal naming the
         store and what was refused (never the secret). Blocking: call it in a thread."""
         for store, write in ((manifest.data, False), (manifest.results, True)):
+            # a burst of submissions to one bucket checks it once, not once each (for a remote
+            # store, round trips; for a local one, a probe file written and removed)
+            key = (store.type, store.bucket, tuple(sorted(store.connection.items())), write)
+            if time.monotonic() < self._checked.get(key, 0.0):
+                continue
             try:
                 check_access(store.type, store.bucket, store.connection, self.home, write)
             except StoreError as error:
                 role = "results" if write else "training data"
                 raise Refusal(400, f"the {role} bucket is refused: {error}", "C103") from None
+            if len(self._checked) > 1000:
+                self._checked.clear()
+            self._checked[key] = time.monotonic() + CHECK_FRESH
 
     def submit(
         self,
