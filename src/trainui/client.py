@@ -301,20 +301,23 @@ class Client:
             raise _error(response, self)
         return response
 
-    async def _local_get(self, path: str, params: Mapping | None = None) -> _Response:
+    async def _local_get(
+        self, path: str, params: Mapping | None = None, timeout: float = TIMEOUT
+    ) -> _Response:
         """``GET path`` on the local socket, one connection per request (HTTP/1.1)."""
         if params:
             path = f"{path}?{urlencode(params)}"
-        reader, writer = await asyncio.wait_for(
-            asyncio.open_unix_connection(self.socket, limit=1 << 20), CONNECT_TIMEOUT
-        )
-        try:
-            writer.write(
-                f"GET {path} HTTP/1.1\r\nHost: trainui\r\nConnection: close\r\n\r\n".encode()
-            )
-            return await asyncio.wait_for(_read_response(reader), TIMEOUT)
-        finally:
-            writer.close()
+
+        async def get() -> _Response:
+            reader, writer = await asyncio.open_unix_connection(self.socket, limit=1 << 20)
+            try:
+                request = f"GET {path} HTTP/1.1\r\nHost: trainui\r\nConnection: close\r\n\r\n"
+                writer.write(request.encode())
+                return await _read_response(reader)
+            finally:
+                writer.close()
+
+        return await _within(timeout, get())
 
     def _unreachable(self, error: Exception) -> ServiceUnreachable:
         """A transport failure as one sentence: refused, TLS, timeout, name, ..."""
@@ -365,7 +368,7 @@ class Client:
         if not os.path.exists(self.socket):
             return False
         try:
-            response = await asyncio.wait_for(self._local_get("/v3/health"), 5.0)
+            response = await self._local_get("/v3/health", timeout=CONNECT_TIMEOUT)
         except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             return False
         return response.status_code == 200
@@ -388,6 +391,21 @@ class Client:
     def forget_service(self) -> None:
         """Look for the service again on the next request (it may have been restarted)."""
         self._started = False
+
+
+async def _within(seconds: float, coroutine):
+    """``await coroutine``, or TimeoutError after ``seconds``. Not ``asyncio.wait_for``: up to
+    Python 3.11 it swallows a cancel that comes as the awaited one ends, and a TUI worker
+    cancelled then went on (and ``asyncio.timeout`` is 3.11 only)."""
+    task = asyncio.ensure_future(coroutine)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    finally:
+        if not task.done():
+            task.cancel()
+    if not done:
+        raise asyncio.TimeoutError
+    return task.result()
 
 
 class _Response:

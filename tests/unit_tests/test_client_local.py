@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from trainui.client import Client, ClientError, ServiceUnreachable, _read_response
+from trainui.client import Client, ClientError, ServiceUnreachable, _read_response, _within
 
 
 def answer(raw: bytes):
@@ -85,3 +85,26 @@ def test_importing_the_client_and_making_one_imports_no_httpx(tmp_path):
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, env=env
     )
     assert out.stdout.strip() == "False"
+
+
+def test_a_cancel_that_comes_as_the_answer_does_is_not_lost():
+    """A TUI worker cancelled just as its read ended went on (``asyncio.wait_for`` on 3.11)."""
+
+    async def race(wait):
+        answer = asyncio.get_running_loop().create_future()
+        request = asyncio.ensure_future(wait(answer))
+        await asyncio.sleep(0)  # the request waits for its answer
+        answer.set_result("the runs")
+        request.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await request
+
+    asyncio.run(race(lambda answer: _within(5.0, answer)))
+
+
+def test_an_answer_that_does_not_come_times_out():
+    async def never():
+        await asyncio.sleep(60)
+
+    with pytest.raises(asyncio.TimeoutError):
+        asyncio.run(_within(0.05, never()))
