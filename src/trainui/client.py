@@ -1,7 +1,14 @@
-"""The one way to the service, for the CLI and the TUI: async httpx over the home's Unix socket.
+"""The one way to the service, for the CLI and the TUI: async HTTP over the home's Unix socket.
 
 In local mode a service is started (detached, so runs outlive this program) when none answers.
 Errors come back as ``ClientError`` with one sentence for the user.
+
+httpx (with httpcore, h11 and anyio under it) costs some 0.15 s of CPU to import and to make
+its first request: more than the rest of the TUI's work to show a run's log. So it is imported
+on first use, and plain GETs on the local socket (reading runs, a log's byte range, health)
+are a few lines of asyncio instead (``_local_request``, also for submissions that fit in memory,
+halts and deletes): the TUI shows a log, and ``trainui list`` or ``show`` answer, without it.
+Streams, large uploads and the remote service use httpx.
 """
 
 from __future__ import annotations
@@ -15,18 +22,29 @@ import sys
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlencode
 
-# httpx imports its command-line tool on import, which pulls in rich and pygments (about 60 ms
-# of every CLI command's start-up) when they are installed, as they are here (textual needs
-# them). Nothing here uses that tool: tell the import it is absent, unless already imported.
-sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
-import httpx  # noqa: E402
+from trainui.config import ensure_home, home_dir, socket_path
+from trainui.fastpath import INLINE_UPLOAD, multipart, refusal
 
-from trainui.config import ensure_home, home_dir, socket_path  # noqa: E402
-from trainui.fastpath import INLINE_UPLOAD, multipart, refusal  # noqa: E402
+if TYPE_CHECKING:
+    import httpx
 
 START_TIMEOUT = 15.0
+TIMEOUT, CONNECT_TIMEOUT = 30.0, 5.0
 RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0, 5.0)
+
+
+def _httpx():
+    """httpx, imported on first use."""
+    # httpx imports its command-line tool on import, which pulls in rich and pygments (about
+    # 60 ms) when they are installed, as they are here (textual needs them). Nothing here uses
+    # that tool: tell the import it is absent, unless already imported.
+    sys.modules.setdefault("httpx._main", None)  # type: ignore[arg-type]
+    import httpx
+
+    return httpx
 
 
 class ClientError(Exception):
@@ -92,7 +110,8 @@ class Client:
     @property
     def http(self) -> httpx.AsyncClient:
         if self._http is None:
-            timeout = httpx.Timeout(30.0, connect=5.0)
+            httpx = _httpx()
+            timeout = httpx.Timeout(TIMEOUT, connect=CONNECT_TIMEOUT)
             if self.url is None:
                 self._http = httpx.AsyncClient(
                     # no TLS on a Unix socket: without verify=False httpx would load the CA
@@ -203,6 +222,7 @@ class Client:
         failed download leaves no file. ``progress`` gets each number of bytes received."""
         from trainui.storage import StoreError, safe_key_path
 
+        httpx = _httpx()
         try:
             dest = safe_key_path(dest_dir, key)
         except StoreError as error:
@@ -271,6 +291,7 @@ class Client:
         """The log from ``offset`` as it grows, until the run has ended. Reconnects by itself
         (starting the service again in local mode) and resumes at the byte where it was cut,
         so nothing is lost or repeated."""
+        httpx = _httpx()
         position = offset
         failures = 0
         while True:
@@ -305,6 +326,7 @@ class Client:
         """Run changes as (event id, kind, data); kind is ``run`` or ``deleted``. When the
         connection drops, this says so with kind ``connection`` (data ``{"state": "lost"}``),
         reconnects by itself, resumes after the last event seen, and says ``restored``."""
+        httpx = _httpx()
         failures = 0
         lost = False
         while True:
@@ -342,20 +364,62 @@ class Client:
 
     # --- plumbing -------------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, **kwargs) -> httpx.Response:
+    async def _request(self, method: str, path: str, **kwargs) -> httpx.Response | _Response:
         await self._ensure_service()
-        try:
-            response = await self.http.request(method, path, **kwargs)
-        except httpx.TransportError as error:
-            raise self._unreachable(error) from None
+        if self.url is None and kwargs.keys() <= {"params", "content", "headers"}:
+            try:
+                response = await self._local_request(method, path, **kwargs)
+            except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError) as error:
+                raise self._unreachable(error) from None
+        else:
+            httpx = _httpx()
+            try:
+                response = await self.http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                raise self._unreachable(error) from None
         if response.status_code >= 400:
             raise _error(response, self)
         return response
 
+    async def _local_get(
+        self, path: str, params: Mapping | None = None, timeout: float = TIMEOUT
+    ) -> _Response:
+        return await self._local_request("GET", path, params=params, timeout=timeout)
+
+    async def _local_request(
+        self,
+        method: str,
+        path: str,
+        params: Mapping | None = None,
+        content: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        timeout: float = TIMEOUT,
+    ) -> _Response:
+        """One request on the local socket, one connection per request (HTTP/1.1), its body
+        sent with its head in one write."""
+        if params:
+            path = f"{path}?{urlencode(params)}"
+        head = [f"{method} {path} HTTP/1.1", "Host: trainui", "Connection: close"]
+        head += [f"{name}: {value}" for name, value in (headers or {}).items()]
+        if content or method in ("POST", "PUT"):
+            head.append(f"Content-Length: {len(content)}")
+        request = "\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + content
+
+        async def exchange() -> _Response:
+            reader, writer = await asyncio.open_unix_connection(self.socket, limit=1 << 20)
+            try:
+                writer.write(request)
+                return await _read_response(reader)
+            finally:
+                writer.close()
+
+        return await _within(timeout, exchange())
+
     def _unreachable(self, error: Exception) -> ServiceUnreachable:
         """A transport failure as one sentence: refused, TLS, timeout, name, ..."""
         text = str(error) or type(error).__name__
-        if isinstance(error, httpx.TimeoutException):
+        timeout = "httpx" in sys.modules and isinstance(error, _httpx().TimeoutException)
+        if timeout or isinstance(error, asyncio.TimeoutError):
             return ServiceUnreachable(f"{self.where} did not answer in time")
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
             hint = "" if self.cacert else " (a self-signed certificate? pass --cacert FILE)"
@@ -364,6 +428,8 @@ class Client:
             )
         if "SSL" in text or "TLS" in text or "WRONG_VERSION_NUMBER" in text:
             return ServiceUnreachable(f"TLS with {self.where} failed: {text}")
+        if isinstance(error, asyncio.IncompleteReadError):
+            text = "the connection was closed before the answer was complete"
         refused = ("Connection refused", "Errno 111", "All connection attempts failed")
         if any(words in text for words in refused):  # anyio says the last one for a refusal
             return ServiceUnreachable(f"nothing answers at {self.where} (connection refused)")
@@ -398,8 +464,8 @@ class Client:
         if not os.path.exists(self.socket):
             return False
         try:
-            response = await self.http.get("/v3/health", timeout=5.0)
-        except httpx.TransportError:
+            response = await self._local_get("/v3/health", timeout=CONNECT_TIMEOUT)
+        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             return False
         return response.status_code == 200
 
@@ -423,7 +489,69 @@ class Client:
         self._started = False
 
 
-def _error(response: httpx.Response, client: Client) -> ClientError:
+async def _within(seconds: float, coroutine):
+    """``await coroutine``, or TimeoutError after ``seconds``. Not ``asyncio.wait_for``: up to
+    Python 3.11 it swallows a cancel that comes as the awaited one ends, and a TUI worker
+    cancelled then went on (and ``asyncio.timeout`` is 3.11 only)."""
+    task = asyncio.ensure_future(coroutine)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    finally:
+        if not task.done():
+            task.cancel()
+    if not done:
+        raise asyncio.TimeoutError
+    return task.result()
+
+
+class _Response:
+    """What ``_local_get`` read: the parts of an ``httpx.Response`` that this module uses."""
+
+    def __init__(self, status_code: int, reason_phrase: str, headers: dict, content: bytes):
+        self.status_code = status_code
+        self.reason_phrase = reason_phrase
+        self.headers = headers  # names in lower case
+        self.content = content
+
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
+    def json(self):
+        return json.loads(self.content)
+
+
+async def _read_response(reader: asyncio.StreamReader) -> _Response:
+    """An HTTP/1.1 response: status line, headers, then a body of Content-Length bytes, or
+    chunked, or up to the end of the connection."""
+    status_line = (await reader.readline()).decode("latin-1")
+    parts = status_line.split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise OSError(f"not an HTTP answer: {status_line.strip()[:80]!r}")
+    headers: dict[str, str] = {}
+    while True:
+        line = await reader.readline()
+        if line in (b"\r\n", b"\n"):
+            break
+        if not line:
+            raise asyncio.IncompleteReadError(line, None)
+        name, _, value = line.decode("latin-1").partition(":")
+        headers[name.strip().lower()] = value.strip()
+    if "content-length" in headers:
+        content = await reader.readexactly(int(headers["content-length"]))
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        chunks = []
+        while size := int((await reader.readline()).split(b";")[0], 16):
+            chunks.append(await reader.readexactly(size))
+            await reader.readline()
+        content = b"".join(chunks)
+    else:
+        content = await reader.read()
+    reason = parts[2].strip() if len(parts) > 2 else ""
+    return _Response(int(parts[1]), reason, headers, content)
+
+
+def _error(response: httpx.Response | _Response, client: Client) -> ClientError:
     message, code, errors = refusal(
         response.status_code, response.reason_phrase, response.content, client.where
     )

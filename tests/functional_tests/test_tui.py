@@ -306,6 +306,44 @@ async def test_the_log_opens_at_its_end_and_searches_with_a_count(history):
         assert "needle" in text(app)
 
 
+async def test_the_last_line_stays_in_view_when_the_log_pane_gets_shorter(history):
+    app = make_app(history, open_run=history.ids["printer"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "THE END" in text(app) and "ModelId" in text(app))
+        await pilot.press("i")  # the fields go: the pane gets taller
+        await until(pilot, lambda: "ModelId" not in text(app))
+        assert "THE END" in text(app)
+        await pilot.press("i")  # and back: shorter; the view keeps its last line
+        await until(pilot, lambda: "ModelId" in text(app))
+        assert "THE END" in text(app)
+        await pilot.press("k", "i")  # not following: the view keeps its top line instead
+        await until(pilot, lambda: "ModelId" not in text(app))
+        top = app.screen.log_view.scroll_offset.y
+        await pilot.press("i")
+        await until(pilot, lambda: "ModelId" in text(app))
+        assert app.screen.log_view.scroll_offset.y == top
+
+
+def test_a_log_and_runs_are_read_without_httpx(history):
+    """Plain GETs on the local socket do without httpx (0.15 s of the TUI's start)."""
+    model_id = history.ids["printer"]
+    probe = (
+        "import asyncio, json, sys\nfrom trainui.client import Client\n"
+        "async def main():\n"
+        "    async with Client() as client:\n"
+        f"        data, size, start = await client.read_log({model_id!r}, -20, 9)\n"
+        "        runs, count = await client.list_runs()\n"
+        "        print(json.dumps([data.decode(), size, start, count, 'httpx' in sys.modules]))\n"
+        "asyncio.run(main())"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         env=history.env, timeout=60, check=True)  # fmt: skip
+    data, size, start, count, httpx = json.loads(out.stdout)
+    log = (history.path / "runs" / model_id / "training-log.txt").read_bytes()
+    assert (size, start, count, httpx) == (len(log), len(log) - 20, 3, False)
+    assert data.encode() == log[-20:-11]
+
+
 async def test_g_goes_to_the_first_line_and_G_back_to_the_last(history):
     app = make_app(history, open_run=history.ids["printer"])
     async with app.run_test(size=SIZE) as pilot:
@@ -564,14 +602,19 @@ async def test_a_waiting_run_says_why_and_moving_data_shows_a_progress_bar(home,
         await until(pilot, lambda: not any(w.is_running for w in screen.workers if w.group ==
                                            "run-refresh"))  # fmt: skip
         app.workers.cancel_group(app, "events")  # what a run shows while its data moves:
-        screen.show_run(
+
+        def show(run: dict) -> None:  # in the app's table too: a redraw of the list that was
+            app.table.upsert(run)  # read before the events stopped shows the same
+            screen.show_run(run)
+
+        show(
             dict(screen.run_data, status="downloading",
                  progress={"phase": "downloading", "bytes_done": 3 << 20,
                            "bytes_total": 12 << 20, "objects_done": 2, "objects_total": 8})
         )  # fmt: skip
         await until(pilot, lambda: "↓ 2/8 objects, 3.0 MiB of 12.0 MiB" in text(app), what="label")
         await until(pilot, lambda: "25%" in text(app), what="the bar")  # its percentage
-        screen.show_run(dict(screen.run_data, status="running", progress={}))
+        show(dict(screen.run_data, status="running", progress={}))
         await pilot.pause(0.1)
         assert "objects" not in text(app)
     home.cli("halt", first)

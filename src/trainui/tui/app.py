@@ -24,7 +24,6 @@ from trainui.tui.commands import ActionsProvider, RunsProvider
 from trainui.tui.config import DEFAULT_THEME, TuiConfig, load_themes
 from trainui.tui.keymap import CHANGING, bindings
 from trainui.tui.runs import RunTable, is_active
-from trainui.tui.screens.runs import RunsScreen
 
 DRAW_EVERY = 0.1  # seconds: run changes arriving closer together are drawn at once
 FIRST_PAGE = 500  # runs fetched first, so that a long history draws at once
@@ -71,17 +70,19 @@ class TrainuiApp(App[int]):
         self._lost_timer = None
         self._service_pid = None
         self._prefetched: dict[str, asyncio.Future] = {}
+        # the theme is chosen before the first screen is made: chosen in on_mount, the change
+        # parsed the styles again and applied them again to every widget made by then
+        themes, self._theme_problems = load_themes()
+        for theme in themes:
+            self.register_theme(theme)
+        self._choose_theme()
 
     # --- start ----------------------------------------------------------------------------
 
     def on_mount(self) -> None:
-        themes, problems = load_themes()
-        for theme in themes:
-            self.register_theme(theme)
-        self._choose_theme()
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
-        for problem in [*self.config.problems, *problems]:
+        for problem in [*self.config.problems, *self._theme_problems]:
             self.notify(problem, severity="warning", timeout=10)
         if self.open_run_id:  # its log first; the run list is made when the user goes back
             from trainui.tui.logdoc import TAIL
@@ -92,6 +93,8 @@ class TrainuiApp(App[int]):
             )
             self.open_run(self.open_run_id)
         else:
+            from trainui.tui.screens.runs import RunsScreen
+
             self.push_screen(RunsScreen())
         self._watch_events()
         if self.watch_gpus:
@@ -173,9 +176,14 @@ class TrainuiApp(App[int]):
 
     async def _after_first_view(self) -> None:
         """With a run opened at start, other reads wait until its log shows (or 2 s)."""
-        if self.open_run_id is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self.first_view.wait(), 2.0)
+        if self.open_run_id is not None and not self.first_view.is_set():
+            # not wait_for: on Python 3.11 it swallows a cancel that comes as the event is set,
+            # and the worker cancelled then went on
+            waiter = asyncio.ensure_future(self.first_view.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=2.0)
+            finally:
+                waiter.cancel()
 
     def _where(self) -> str:
         return getattr(self.client, "where", None) or "the trainui service"
@@ -253,7 +261,7 @@ class TrainuiApp(App[int]):
                 readings = None
             self.gpu_readings = readings or self.gpu_readings
             for screen in self.screen_stack:
-                if isinstance(screen, RunsScreen):
+                if hasattr(screen, "gpus_changed"):
                     with contextlib.suppress(NoMatches):
                         screen.gpus_changed(readings)
             await asyncio.sleep(self.config.refresh)
@@ -290,6 +298,8 @@ class TrainuiApp(App[int]):
         if len(self.screen_stack) > 2:
             self.pop_screen()
         else:
+            from trainui.tui.screens.runs import RunsScreen
+
             self.switch_screen(RunsScreen())
 
     def open_run(self, model_id: str) -> None:
@@ -321,6 +331,8 @@ class TrainuiApp(App[int]):
             while self.screen is not editor:
                 self.pop_screen()
             self.back()
+        from trainui.tui.screens.runs import RunsScreen
+
         runs_screen = next((s for s in self.screen_stack if isinstance(s, RunsScreen)), None)
         if runs_screen is not None:
             self.table.set_filter("")

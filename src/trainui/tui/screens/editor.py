@@ -13,7 +13,7 @@ import tempfile
 from textual import on, work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
-from textual.widgets import Footer, Label, OptionList, Static, TextArea
+from textual.widgets import Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
 
 from trainui.client import ClientError, ServiceUnreachable
@@ -24,6 +24,7 @@ from trainui.tui.screens.confirm import ConfirmScreen
 from trainui.tui.screens.pickers import DefinitionPicker, TemplatePicker, start_folder
 from trainui.tui.templates import templates
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
+from trainui.tui.widgets.footer import Footer
 from trainui.tui.widgets.manifest_area import ManifestArea
 from trainui.tui.widgets.path_input import PathInput
 

@@ -7,13 +7,14 @@ from typing import TYPE_CHECKING
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, VerticalScroll
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from trainui.client import ClientError, ServiceUnreachable
 from trainui.tui.keymap import bindings
 from trainui.tui.runs import SYMBOLS, format_bytes, is_active
 from trainui.tui.screens.base import TrainuiScreen
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
+from trainui.tui.widgets.footer import Footer
 from trainui.tui.widgets.log_view import LogView
 from trainui.tui.widgets.run_detail import RunDetail
 

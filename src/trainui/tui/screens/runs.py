@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from textual.app import ComposeResult
-from textual.widgets import Footer, Static
+from textual.widgets import Static
 
 from trainui.core.runs import FINAL_STATES
 from trainui.tui.keymap import bindings
 from trainui.tui.runs import SORTS, is_active
 from trainui.tui.screens.base import TrainuiScreen
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
+from trainui.tui.widgets.footer import Footer
 from trainui.tui.widgets.gpu_pane import GpuPane
 from trainui.tui.widgets.run_list import RunList, RunListHeader
 

@@ -115,10 +115,14 @@ class LogView(ScrollView, can_focus=True):
         self._update_size()
         self._to_end()
         self._maybe_extend()
+        self._status()
+        # the follow (and httpx, which it is the first to need) waits for the first screen
+        self.call_after_refresh(self._opened)
+
+    def _opened(self) -> None:
         if self.following:
             self.start_follow()
-        self._status()
-        self.call_after_refresh(self.app.first_view.set)
+        self.app.first_view.set()
 
     def start_follow(self) -> None:
         if self.doc is not None and not self.streaming:
@@ -284,6 +288,16 @@ class LogView(ScrollView, can_focus=True):
 
     def on_mouse_scroll_up(self, event: events.MouseScrollUp) -> None:
         self._stop_following()
+
+    def _size_updated(self, *args, **kwargs) -> bool:
+        """Following, the last line stays in view when the pane gets shorter (the run's fields
+        arriving above it, say, just as the log is first drawn). Textual calls this in the
+        layout, before drawing; a handler of ``Resize`` would move the lines only after a
+        frame was drawn with the last line out of view."""
+        resized = super()._size_updated(*args, **kwargs)
+        if self.following and self.doc is not None:
+            self._to_end()
+        return resized
 
     def watch_following(self, following: bool) -> None:
         if following:
