@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from trainui.config import ensure_home, home_dir, socket_path
-from trainui.fastpath import INLINE_UPLOAD, multipart, refusal
+from trainui.fastpath import INLINE_UPLOAD, multipart, parse_head, refusal, request_bytes
 
 if TYPE_CHECKING:
     import httpx
@@ -399,11 +399,7 @@ class Client:
         sent with its head in one write."""
         if params:
             path = f"{path}?{urlencode(params)}"
-        head = [f"{method} {path} HTTP/1.1", "Host: trainui", "Connection: close"]
-        head += [f"{name}: {value}" for name, value in (headers or {}).items()]
-        if content or method in ("POST", "PUT"):
-            head.append(f"Content-Length: {len(content)}")
-        request = "\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + content
+        request = request_bytes(method, path, headers, content)
 
         async def exchange() -> _Response:
             reader, writer = await asyncio.open_unix_connection(self.socket, limit=1 << 20)
@@ -524,19 +520,8 @@ class _Response:
 async def _read_response(reader: asyncio.StreamReader) -> _Response:
     """An HTTP/1.1 response: status line, headers, then a body of Content-Length bytes, or
     chunked, or up to the end of the connection."""
-    status_line = (await reader.readline()).decode("latin-1")
-    parts = status_line.split(None, 2)
-    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
-        raise OSError(f"not an HTTP answer: {status_line.strip()[:80]!r}")
-    headers: dict[str, str] = {}
-    while True:
-        line = await reader.readline()
-        if line in (b"\r\n", b"\n"):
-            break
-        if not line:
-            raise asyncio.IncompleteReadError(line, None)
-        name, _, value = line.decode("latin-1").partition(":")
-        headers[name.strip().lower()] = value.strip()
+    head = await reader.readuntil(b"\r\n\r\n")
+    status, reason, headers = parse_head(head[:-4])
     if "content-length" in headers:
         content = await reader.readexactly(int(headers["content-length"]))
     elif headers.get("transfer-encoding", "").lower() == "chunked":
@@ -547,8 +532,7 @@ async def _read_response(reader: asyncio.StreamReader) -> _Response:
         content = b"".join(chunks)
     else:
         content = await reader.read()
-    reason = parts[2].strip() if len(parts) > 2 else ""
-    return _Response(int(parts[1]), reason, headers, content)
+    return _Response(status, reason, headers, content)
 
 
 def _error(response: httpx.Response | _Response, client: Client) -> ClientError:

@@ -72,12 +72,8 @@ def request(
             conn.connect(home_socket)
         except OSError:
             return None
-        head = [f"{method} {target} HTTP/1.1", "Host: localhost", "Connection: close"]
-        head += [f"{name}: {value}" for name, value in headers.items()]
-        if body or method in ("POST", "PUT"):
-            head.append(f"Content-Length: {len(body)}")
         try:
-            conn.sendall("\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + body)
+            conn.sendall(request_bytes(method, target, headers, body))
             return _answer(conn)
         except OSError as error:
             raise Lost(f"the trainui service ({home_socket}) stopped answering: {error}") from None
@@ -93,14 +89,7 @@ def _answer(conn) -> tuple[int, dict[str, str], bytearray]:
             raise OSError("the connection closed before the answer")
         received += chunk
     head, _, start = received.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = lines[0].split(" ", 2)
-    if len(status) < 2 or not status[1].isdigit():
-        raise OSError(f"not an HTTP answer: {lines[0][:80]!r}")
-    headers = {}
-    for line in lines[1:]:
-        name, _, value = line.partition(":")
-        headers[name.strip().lower()] = value.strip()
+    status, _reason, headers = parse_head(head)
     length = headers.get("content-length", "")
     if not length.isdigit() or len(start) > int(length):
         raise OSError("an answer without a length")  # chunked: not what this service sends
@@ -113,7 +102,32 @@ def _answer(conn) -> tuple[int, dict[str, str], bytearray]:
         if not n:
             raise OSError(f"the answer was cut after {done} of {len(body)} bytes")
         done += n
-    return int(status[1]), headers, body
+    return status, headers, body
+
+
+def request_bytes(
+    method: str, target: str, headers: Mapping[str, str] | None = None, body: bytes = b""
+) -> bytes:
+    """An HTTP/1.1 request on a connection used once: its head and body in one buffer."""
+    head = [f"{method} {target} HTTP/1.1", "Host: trainui", "Connection: close"]
+    head += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    if body or method in ("POST", "PUT"):
+        head.append(f"Content-Length: {len(body)}")
+    return "\r\n".join(head).encode("latin-1") + b"\r\n\r\n" + body
+
+
+def parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
+    """An answer's status line and headers (without the blank line): status, reason, headers
+    with names in lower case. OSError when it is not HTTP."""
+    lines = head.decode("latin-1").split("\r\n")
+    parts = lines[0].split(None, 2)
+    if len(parts) < 2 or not parts[0].startswith("HTTP/") or not parts[1].isdigit():
+        raise OSError(f"not an HTTP answer: {lines[0].strip()[:80]!r}")
+    headers = {}
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return int(parts[1]), parts[2].strip() if len(parts) > 2 else "", headers
 
 
 def multipart(definition: bytes, manifest: bytes, fields: Mapping[str, str]) -> tuple[bytes, str]:
