@@ -53,12 +53,14 @@ def free_port() -> int:
 
 
 def ours(pid: int, home: Path) -> bool:
-    """Whether process ``pid`` is of this home (its environment names it): an old PID read from
-    a file may since be someone else's."""
-    try:
-        return str(home).encode() in Path(f"/proc/{pid}/environ").read_bytes()
-    except OSError:
-        return False
+    """Whether process ``pid`` is of this home (its command line or environment names it): an
+    old PID read from a file may since be someone else's."""
+    marker = str(home).encode()
+    for name in ("cmdline", "environ"):
+        with contextlib.suppress(OSError):
+            if marker in Path(f"/proc/{pid}/{name}").read_bytes():
+                return True
+    return False
 
 
 def stop_home(home: Path, service_pid: int | None = None) -> None:

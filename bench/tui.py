@@ -26,26 +26,21 @@ import json
 import os
 import shlex
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import zipfile
 from pathlib import Path
+
+from _common import manifest, pct, stop_home
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
 TOOLONG = ROOT / "bench" / "out" / "toolong"
 WIDTH, HEIGHT = 100, 30
 LAST_LINE = "THE-LAST-LINE-OF-THE-LOG"
-
-
-def pct(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 class Terminal:
@@ -99,35 +94,6 @@ class Terminal:
         self.tmux("kill-server", check=False)
 
 
-def _ours(pid: int, home: Path) -> bool:
-    """Whether process ``pid`` belongs to this home: a run's recorded PID may have been given
-    to another process since it ended, and that one must not be touched."""
-    marker = str(home).encode()
-    for name in ("cmdline", "environ"):
-        with contextlib.suppress(OSError):
-            if marker in Path(f"/proc/{pid}/{name}").read_bytes():
-                return True
-    return False
-
-
-def stop_home(home: Path) -> None:
-    """Stop the home's service, then its learners and commands, by PID, checking each is ours
-    (the service first, so that it starts no learner meanwhile; twice over the runs, for one
-    that was starting)."""
-    with contextlib.suppress(Exception):
-        pid = int((home / "service.lock").read_text().split()[0])
-        if _ours(pid, home):
-            os.kill(pid, signal.SIGTERM)
-    for _ in range(2):
-        time.sleep(0.5)
-        for status in (home / "runs").glob("*/status.json"):
-            with contextlib.suppress(Exception):
-                data = json.loads(status.read_text())
-                for group in (data.get("command_pgid"), data.get("learner_pid")):
-                    if group and _ours(group, home):
-                        os.killpg(group, signal.SIGKILL)
-
-
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS"):
@@ -162,22 +128,7 @@ class History:
 
     @staticmethod
     def manifest(command: str, name: str) -> bytes:
-        return textwrap.dedent(
-            f"""\
-            model_definition:
-              name: {name}
-              framework: {{name: python, version: "3"}}
-              execution:
-                command: {json.dumps(command)}
-                resource: small
-            training_data:
-              connection: {{}}
-              source: {{bucket: data, type: local}}
-            training_results:
-              connection: {{}}
-              target: {{bucket: results, type: local}}
-            """
-        ).encode()
+        return manifest(command, name)
 
     async def submit(self, client, command: str, name: str, wait: bool = True) -> str:
         answer = await client.submit(str(self.zip), self.manifest(command, name))

@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import tempfile
 import textwrap
@@ -27,6 +25,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(1, str(ROOT / "bench"))
+
+from _common import stop_home  # noqa: E402
 
 import trainui  # noqa: E402
 
@@ -224,32 +225,6 @@ def _text(app) -> str:
     return "\n".join("".join(segment.text for segment in strip) for strip in strips)
 
 
-def _ours(pid: int, home: Path) -> bool:
-    """Whether process ``pid`` belongs to this home (a recorded PID may have been reused)."""
-    for name in ("cmdline", "environ"):
-        with contextlib.suppress(OSError):
-            if str(home).encode() in Path(f"/proc/{pid}/{name}").read_bytes():
-                return True
-    return False
-
-
-def stop(home: Path) -> None:
-    """Stop the home's service, then its learners and commands, by PID, checking each is ours
-    (twice over the runs, for one that was starting when the service stopped)."""
-    with contextlib.suppress(Exception):
-        pid = int((home / "service.lock").read_text().split()[0])
-        if _ours(pid, home):
-            os.kill(pid, signal.SIGTERM)
-    for _ in range(2):
-        time.sleep(0.5)
-        for status in (home / "runs").glob("*/status.json"):
-            with contextlib.suppress(Exception):
-                data = json.loads(status.read_text())
-                for group in (data.get("command_pgid"), data.get("learner_pid")):
-                    if group and _ours(group, home):
-                        os.killpg(group, signal.SIGKILL)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--size", default="100x30", help="terminal size, WIDTHxHEIGHT")
@@ -273,7 +248,7 @@ def main() -> None:
         print(f"screenshots ({width}x{height}) in {out}:")
         asyncio.run(shoot(out, (width, height), ids, args.gpus))
     finally:
-        stop(home)
+        stop_home(home)
         shutil.rmtree(tmp, ignore_errors=True)
 
 

@@ -131,9 +131,8 @@ class Home:
             return False
 
 
-@pytest.fixture
-def home(tmp_path: Path):
-    path = tmp_path / "home"
+def new_home(path: Path) -> Home:
+    """A trainui home at ``path``: no GPU, a quick idle exit and halt grace, never remote."""
     env = {
         **os.environ,
         "TRAINUI_HOME": str(path),
@@ -142,6 +141,11 @@ def home(tmp_path: Path):
         "TRAINUI_HALT_GRACE": "2",
     }
     env.pop("TRAINUI_URL", None)
-    h = Home(path, env)
+    return Home(path, env)
+
+
+@pytest.fixture
+def home(tmp_path: Path):
+    h = new_home(tmp_path / "home")
     yield h
     h.stop()

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from ray_head import RayHead, group_alive, ray_installed
 
-from conftest import Home
+from conftest import new_home
 from trainui.core.runs import STATUS_MARKER
 from trainui.service.launch import LauncherError
 from trainui.service.ray import normalize_address, ray_error, ray_sentence
@@ -63,16 +63,7 @@ def rhome(home, cluster):
 @pytest.fixture
 def lhome(tmp_path):
     """A second home, with the local launcher: the same run done on this machine."""
-    path = tmp_path / "local-home"
-    env = {
-        **os.environ,
-        "TRAINUI_HOME": str(path),
-        "TRAINUI_GPUS": "none",
-        "TRAINUI_IDLE_EXIT": "30",
-        "TRAINUI_HALT_GRACE": "2",
-    }
-    env.pop("TRAINUI_URL", None)
-    home = Home(path, env)
+    home = new_home(tmp_path / "local-home")
     yield home
     home.stop()
 

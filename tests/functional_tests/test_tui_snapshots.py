@@ -98,6 +98,20 @@ def test_the_help_screen(snap_compare, history):
     assert snap_compare(make_app(history), terminal_size=SIZE, run_before=run_before)
 
 
+async def log_settled(pilot, screen) -> None:
+    """The log of an ended run opened, its follow started after the first screen and ended,
+    and the refresh of the run that its end asks for done: only then may a test stand in a
+    fake run ID (a refresh still to come would find no such run)."""
+    await until(pilot, lambda: pilot.app.first_view.is_set(), what="the first view")
+    await until(pilot, lambda: not screen.log_view.streaming, what="the follow to end")
+    await pilot.pause(0.2)  # the follow's end posted a message: let it be handled
+    await until(
+        pilot,
+        lambda: all(w.is_finished for w in pilot.app.workers if w.group == "run-refresh"),
+        what="the run's refresh",
+    )
+
+
 def test_a_failed_run_and_its_log(snap_compare, history):
     model_id = history.ids["broken"]
 
@@ -106,9 +120,10 @@ def test_a_failed_run_and_its_log(snap_compare, history):
         await until(pilot, lambda: "ValueError: bad" in text(app) and "ModelId" in text(app))
         await until(pilot, lambda: app.loaded)
         await pilot.pause(0.3)
+        screen = app.screen
+        await log_settled(pilot, screen)
         for group in ("events", "gpus"):
             app.workers.cancel_group(app, group)
-        screen = app.screen
         app.workers.cancel_group(screen, "run-refresh")
         screen.model_id = "training-SNAPSHOT1"
         screen.show_run(masked(screen.run_data, 1))
@@ -125,9 +140,10 @@ def test_a_log_searched(snap_compare, history):
         app = pilot.app
         await until(pilot, lambda: "THE END" in text(app) and "ModelId" in text(app))
         await until(pilot, lambda: app.loaded)
+        screen = app.screen
+        await log_settled(pilot, screen)
         for group in ("events", "gpus"):
             app.workers.cancel_group(app, group)
-        screen = app.screen
         app.workers.cancel_group(screen, "run-refresh")
         screen.model_id = "training-SNAPSHOT0"
         screen.show_run(masked(screen.run_data, 0))
