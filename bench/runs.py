@@ -252,7 +252,8 @@ async def main() -> None:
     args = parser.parse_args()
     # installed packages have compiled bytecode; these machines set PYTHONDONTWRITEBYTECODE
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
-    with tempfile.TemporaryDirectory(prefix="trainui-bench-") as tmp:
+    # a learner may still be storing as the folder goes: what it leaves is not an error here
+    with tempfile.TemporaryDirectory(prefix="trainui-bench-", ignore_cleanup_errors=True) as tmp:
         bench = Bench(Path(tmp))
         try:
             print(f"trainui bench, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")

@@ -268,14 +268,12 @@ class RunManager:
             f.write(report.redacted_text())
         open(os.path.join(run_dir, LOG_FILE), "ab").close()
         now = utc_now()
-        write_json_atomic(
+        # a new folder that nothing reads yet: written in place, not replaced atomically
+        _write_new_json(
             os.path.join(run_dir, LEARNER_FILE),
             _learner_spec(model_id, manifest, self.home, self.settings, now),
-            mode=0o600,
         )
-        write_json_atomic(
-            os.path.join(run_dir, RESULTS_FILE), _store_spec(manifest.results), mode=0o600
-        )
+        _write_new_json(os.path.join(run_dir, RESULTS_FILE), _store_spec(manifest.results))
         run = {
             "model_id": model_id,
             "url": f"/v3/models/{model_id}",
@@ -600,6 +598,13 @@ class RunManager:
 def _store_spec(store) -> dict:
     """A manifest's store as the learner and the results download open it (secrets included)."""
     return {"type": store.type, "bucket": store.bucket, "connection": dict(store.connection)}
+
+
+def _write_new_json(path: str, data: dict) -> None:
+    """Create ``path`` (mode 0600: it holds secrets) with ``data``; it must not exist."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(data, f)
 
 
 def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: str) -> dict:
