@@ -254,7 +254,7 @@ def openapi_document() -> dict:
                             "schema": {"type": "integer", "minimum": 0},
                         },
                     ],
-                    "responses": {"200": _json("RunList", "the runs"), **_errors(400), **auth},
+                    "responses": {"200": _run_list(), **_errors(400), **auth},
                 },
             },
             "/v3/models/{model_id}": {
@@ -415,3 +415,18 @@ def openapi_document() -> dict:
             },
         },
     }
+
+
+def _run_list() -> dict:
+    """The list's answer: JSON, or with ``Accept: application/x-ndjson`` one run a line."""
+    answer = _json("RunList", "the runs (one a line with Accept: application/x-ndjson)")
+    answer["content"]["application/x-ndjson"] = {
+        "schema": {"type": "string", "description": "a Run object's JSON on each line"}
+    }
+    answer["headers"] = {
+        "X-Total-Count": {
+            "description": "with application/x-ndjson: how many runs match, in all",
+            "schema": {"type": "integer"},
+        }
+    }
+    return answer
