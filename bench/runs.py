@@ -204,6 +204,8 @@ async def queue_depth(bench: Bench, depth: int) -> None:
                 ratio = first_thousand / per_thousand
                 print(f"  enqueue 1,000: trainui {first_thousand:.2f} s, tsp {per_thousand:.2f} s"
                       f" (scaled to 1,000): ratio {ratio:.2f}x (goal <= 2x)")  # fmt: skip
+            # -K stops tsp's server only: its running job (the blocker) is killed first
+            subprocess.run([tsp, "-k"], env=env, capture_output=True)
             subprocess.run([tsp, "-K"], env=env, capture_output=True)
         await client.delete_run(blocker["model_id"])
 
