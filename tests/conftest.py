@@ -15,6 +15,28 @@ from pathlib import Path
 import pytest
 
 
+def group_alive(pgid: int, wait: float = 10.0) -> bool:
+    """Does any process of the group still run? Zombies do not count: they have ended, and
+    this sandbox's PID 1 is slow to collect orphans."""
+    deadline = time.monotonic() + wait
+    while True:
+        alive = False
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+                alive = True
+                break
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
 class Home:
     """A trainui home for one test, with helpers to run the real CLI against it."""
 
@@ -110,7 +132,7 @@ class Home:
     def stop(self) -> None:
         """Stop the service and every learner and command this home started, by PID."""
         pid = self.service_pid()
-        if pid:
+        if pid and self._ours(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         for status in (self.path / "runs").glob("*/status.json"):

@@ -210,15 +210,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _train_directly(args, zip_path: str, manifest: bytes, environment: dict) -> bool:
     """Submit over the home's socket without the client, when its service is up: False when
     nothing answers there (the client's way then starts one)."""
-    import json
-
     from trainui import fastpath
 
     home_socket = fastpath.local_socket(_remote)
     if home_socket is None or os.path.getsize(zip_path) > fastpath.INLINE_UPLOAD:
         return False
     with open(zip_path, "rb") as f:
-        fields = {"environment": json.dumps(environment), "check": str(not args.no_check).lower()}
+        fields = fastpath.submission_fields(environment, not args.no_check)
         body, content_type = fastpath.multipart(f.read(), manifest, fields)
     try:
         answer = fastpath.request(
@@ -234,6 +232,8 @@ def _train_directly(args, zip_path: str, manifest: bytes, environment: dict) -> 
             status, "", bytes(text), f"the trainui service ({home_socket})"
         )
         _refused_submission(args, message, errors)
+    import json
+
     print("OK")
     print(f"Model-ID is '{json.loads(text)['model_id']}'", flush=True)
     return True

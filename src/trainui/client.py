@@ -26,7 +26,14 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from trainui.config import ensure_home, home_dir, socket_path
-from trainui.fastpath import INLINE_UPLOAD, multipart, parse_head, refusal, request_bytes
+from trainui.fastpath import (
+    INLINE_UPLOAD,
+    multipart,
+    parse_head,
+    refusal,
+    request_bytes,
+    submission_fields,
+)
 
 if TYPE_CHECKING:
     import httpx
@@ -146,10 +153,7 @@ class Client:
     ) -> dict:
         """Submit a run. ``check=False`` skips the check that both buckets are reachable from
         the service (for stores only the GPU box's runs can reach)."""
-        data = {
-            "environment": json.dumps(dict(environment or {})),
-            "check": "true" if check else "false",
-        }
+        data = submission_fields(environment, check)
         with open(definition_zip, "rb") as f:
             if os.fstat(f.fileno()).st_size <= INLINE_UPLOAD:
                 # one buffer, sent in one write: httpx streams each part of a multipart body

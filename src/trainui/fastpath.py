@@ -130,6 +130,13 @@ def parse_head(head: bytes) -> tuple[int, str, dict[str, str]]:
     return int(parts[1]), parts[2].strip() if len(parts) > 2 else "", headers
 
 
+def submission_fields(environment: Mapping[str, str] | None, check: bool) -> dict[str, str]:
+    """A submission's form fields besides its two files."""
+    import json
+
+    return {"environment": json.dumps(dict(environment or {})), "check": str(check).lower()}
+
+
 def multipart(definition: bytes, manifest: bytes, fields: Mapping[str, str]) -> tuple[bytes, str]:
     """A submission as one multipart/form-data body, and its Content-Type."""
     boundary = os.urandom(16).hex()

@@ -26,26 +26,6 @@ def ray_installed() -> bool:
     return importlib.util.find_spec("ray") is not None
 
 
-def group_alive(pgid: int, wait: float = 10.0) -> bool:
-    """Does any process of the group still run (zombies do not count), after up to ``wait``?"""
-    deadline = time.monotonic() + wait
-    while True:
-        alive = False
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as f:
-                        fields = f.read().rsplit(")", 1)[1].split()
-                except OSError:
-                    continue
-                if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-                    alive = True
-                    break
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.1)
-
-
 def free_ports(count: int) -> list[int]:
     sockets = []
     try:

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ray_head import RayHead, group_alive, ray_installed
+from ray_head import RayHead, ray_installed
 
-from conftest import new_home
+from conftest import group_alive, new_home
 from trainui.core.runs import STATUS_MARKER
 from trainui.service.launch import LauncherError
 from trainui.service.ray import normalize_address, ray_error, ray_sentence

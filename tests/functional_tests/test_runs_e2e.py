@@ -11,28 +11,7 @@ import sys
 import time
 import zipfile
 
-
-def group_alive(pgid: int, wait: float = 10.0) -> bool:
-    """Does any process of the group still run? Zombies do not count: they have ended, and
-    this sandbox's PID 1 is slow to collect orphans."""
-    deadline = time.monotonic() + wait
-    while True:
-        alive = False
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    fields = f.read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-                alive = True
-                break
-        if not alive or time.monotonic() > deadline:
-            return alive
-        time.sleep(0.1)
-
+from conftest import group_alive
 
 QUICK = "echo hello from $TRAINING_ID; echo trained > $RESULT_DIR/model.txt"
 

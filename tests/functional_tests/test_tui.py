@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import textwrap
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import Home
 from trainui.client import Client
 from trainui.tui.app import TrainuiApp
 from trainui.tui.config import TuiConfig, load_config
@@ -74,26 +74,8 @@ class History:
         return Client(home=str(self.path), environ=self.env, **kwargs)
 
     def stop(self) -> None:
-        """Stop the service and the runs by PID, each checked to be this home's (a recorded PID
-        may have gone to another process since its run ended)."""
-        for status in (self.path / "runs").glob("*/status.json"):
-            with contextlib.suppress(ValueError, OSError):
-                data = json.loads(status.read_text())
-                for group in (data.get("command_pgid"), data.get("learner_pid")):
-                    if group and self.owns(group):
-                        with contextlib.suppress(ProcessLookupError, PermissionError):
-                            os.killpg(group, signal.SIGKILL)
-        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
-            pid = int((self.path / "service.lock").read_text().split()[0])
-            if self.owns(pid):
-                os.kill(pid, signal.SIGKILL)
-
-    def owns(self, pid: int) -> bool:
-        for name in ("cmdline", "environ"):
-            with contextlib.suppress(OSError):
-                if str(self.path).encode() in Path(f"/proc/{pid}/{name}").read_bytes():
-                    return True
-        return False
+        """Stop the service and the runs by PID, each checked to be this home's."""
+        Home(self.path, self.env).stop()
 
 
 def manifest_text(name: str, command: str, bucket: str = "data") -> str:
