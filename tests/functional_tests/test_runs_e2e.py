@@ -222,6 +222,47 @@ def test_the_service_killed_mid_run_and_restarted_loses_nothing(home):
     assert [line for line in stored.splitlines() if line.startswith("tick-")] == ticks
 
 
+def test_a_queued_run_waits_in_the_run_store_and_survives_a_killed_service(home, tmp_path):
+    """A queued run's files wait in the run store (a submission creates no file); they reach
+    its folder when it starts, also after the service was killed in between."""
+    home.env["TRAINUI_CPU_SLOTS"] = "1"
+    blocker = home.submit(home.model("b", {"t.py": ""}), home.manifest("sleep 1000", name="b"))
+    home.wait(blocker, "running")
+    model = home.model("q", {"train.py": "print('queued code ran')\n"})
+    queued = home.submit(model, home.manifest("python3 train.py", name="queued"))
+    assert home.show(queued)["status"] == "pending"
+    assert not (home.path / "runs" / queued).exists()
+    # another queued run: its definition can be fetched before it starts, and it can go
+    again = home.submit(model, home.manifest("true", name="again"))
+    out_zip = tmp_path / "again.zip"
+    home.cli("download", again, "--definition", "-o", str(out_zip), check=True)
+    with zipfile.ZipFile(out_zip) as zf:
+        assert zf.read("train.py") == b"print('queued code ran')\n"
+    home.cli("delete", again, check=True)
+    assert not (home.path / "runs" / again).exists()
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "trainui", "logs", "--follow", queued],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=home.env,
+    )
+    time.sleep(0.5)  # following a run that has no log yet
+    os.kill(home.service_pid(), signal.SIGKILL)
+    home.cli("halt", blocker, check=True)  # a new service, the same queue
+    out, err = follower.communicate(timeout=60)  # it resumes against the new service
+    assert follower.returncode == 0, err
+    assert "queued code ran" in out
+    run = home.wait(queued, "completed", "failed")
+    assert run["status"] == "completed", run
+    folder = home.path / "runs" / queued
+    assert stat.S_IMODE((folder / "results.json").stat().st_mode) == 0o600
+    stored = home.buckets / "results" / queued
+    with zipfile.ZipFile(stored / "_submitted_code" / "model.zip") as zf:
+        assert zf.read("train.py") == b"print('queued code ran')\n"
+    assert "python3 train.py" in (stored / "manifest.yml").read_text()
+
+
 def test_a_learner_killed_outright_fails_its_run_with_a_reason(home):
     model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest("sleep 1000"))
     home.wait(model_id, "running")

@@ -31,6 +31,7 @@ from trainui.core.definition import (
     DefinitionInfo,
     Limits,
     check_zip,
+    check_zip_bytes,
     detect_archive_kind,
     unpack,
     zip_directory,
@@ -251,6 +252,28 @@ def test_truncated_zip_is_corrupt(tmp_path: Path) -> None:
     path = tmp_path / "cut.zip"
     path.write_bytes(good[: len(good) // 2])
     assert refused(check_zip, path).startswith("cut.zip is a corrupt zip file")
+
+
+def test_a_definition_in_memory_gets_the_same_refusals_as_a_file(tmp_path: Path) -> None:
+    """What the service checks of a small upload, held in memory."""
+    good = make_zip(tmp_path / "good.zip", [("a.py", b"x" * 1000)]).read_bytes()
+    assert check_zip_bytes(good).names == ("a.py",)
+    assert "model.zip is empty (0 bytes)" in refused(check_zip_bytes, b"")
+    assert refused(check_zip_bytes, b"print(1)\n") == "model.zip is not a zip file"
+    assert refused(check_zip_bytes, good[: len(good) // 2]).startswith(
+        "model.zip is a corrupt zip file"
+    )
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w") as tf:
+        tf.addfile(tarfile.TarInfo("a.py"), io.BytesIO(b""))
+    assert "is a tar archive" in refused(check_zip_bytes, tar.getvalue())
+    evil = make_zip(tmp_path / "evil.zip", [("../evil.py", b"x")]).read_bytes()
+    assert "'..'" in refused(check_zip_bytes, evil)
+    limits = Limits(max_entries=1)
+    two = make_zip(tmp_path / "two.zip", [("a.py", b""), ("b.py", b"")]).read_bytes()
+    assert refused(check_zip_bytes, two, "model.zip", limits) == refused(
+        check_zip, tmp_path / "two.zip", limits
+    ).replace("two.zip", "model.zip")
 
 
 def test_corrupt_member_data_is_refused_on_unpack_and_rolled_back(tmp_path: Path) -> None:

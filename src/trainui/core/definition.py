@@ -17,6 +17,7 @@ import stat
 import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
+from typing import BinaryIO
 
 # No dataclasses or typing here: both cost start-up time of every training run (the learner
 # imports this module) and of `trainui validate`; see trainui.core.record.
@@ -188,33 +189,40 @@ def _open_zip(path: str | os.PathLike[str]) -> Iterator[tuple[zipfile.ZipFile, s
     except OSError as exc:
         raise DefinitionError(f"{label} cannot be read: {exc.strerror or exc}") from None
     try:
-        try:
-            head = fh.read(_HEAD_BYTES)
-            fh.seek(0)
-        except OSError as exc:
-            raise DefinitionError(f"{label} cannot be read: {exc.strerror or exc}") from None
-        looks_like_zip = head.startswith(b"PK")
-        # A zip's own content could contain 'ustar' at 257, so only sniff non-zips.
-        if not looks_like_zip:
-            kind = detect_archive_kind(head)
-            if kind is not None:
-                raise DefinitionError(
-                    f"{label} is a {kind} archive: only .zip model definitions are accepted"
-                )
-        try:
-            zf = zipfile.ZipFile(fh)
-        except zipfile.BadZipFile as exc:
-            if looks_like_zip:
-                raise DefinitionError(f"{label} is a corrupt zip file ({exc})") from None
-            raise DefinitionError(f"{label} is not a zip file") from None
-        except (zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
-            raise DefinitionError(f"{label} is a corrupt zip file ({exc})") from None
-        except OSError as exc:
-            raise DefinitionError(f"{label} cannot be read: {exc.strerror or exc}") from None
-        with zf:
+        with _zip_from(fh, label) as zf:
             yield zf, label
     finally:
         fh.close()
+
+
+@contextlib.contextmanager
+def _zip_from(fh: BinaryIO, label: str) -> Iterator[zipfile.ZipFile]:
+    """The zip in the open file ``fh`` (at its start), after sniffing what else it may be."""
+    try:
+        head = fh.read(_HEAD_BYTES)
+        fh.seek(0)
+    except OSError as exc:
+        raise DefinitionError(f"{label} cannot be read: {exc.strerror or exc}") from None
+    looks_like_zip = head.startswith(b"PK")
+    # A zip's own content could contain 'ustar' at 257, so only sniff non-zips.
+    if not looks_like_zip:
+        kind = detect_archive_kind(head)
+        if kind is not None:
+            raise DefinitionError(
+                f"{label} is a {kind} archive: only .zip model definitions are accepted"
+            )
+    try:
+        zf = zipfile.ZipFile(fh)
+    except zipfile.BadZipFile as exc:
+        if looks_like_zip:
+            raise DefinitionError(f"{label} is a corrupt zip file ({exc})") from None
+        raise DefinitionError(f"{label} is not a zip file") from None
+    except (zipfile.LargeZipFile, EOFError, ValueError, NotImplementedError) as exc:
+        raise DefinitionError(f"{label} is a corrupt zip file ({exc})") from None
+    except OSError as exc:
+        raise DefinitionError(f"{label} cannot be read: {exc.strerror or exc}") from None
+    with zf:
+        yield zf
 
 
 def _supported_methods() -> frozenset[int]:
@@ -332,6 +340,16 @@ def check_zip(path: str | os.PathLike[str], limits: Limits = _DEFAULT_LIMITS) ->
     fspath = os.fspath(path)
     with _open_zip(fspath) as (zf, label):
         return _info(fspath, _scan(zf, label, limits))
+
+
+def check_zip_bytes(
+    data: bytes, label: str = "model.zip", limits: Limits = _DEFAULT_LIMITS
+) -> DefinitionInfo:
+    """:func:`check_zip` for a model definition held in memory (a small upload)."""
+    if not data:
+        raise DefinitionError(f"{label} is empty (0 bytes), not a zip file")
+    with _zip_from(io.BytesIO(data), label) as zf:
+        return _info(label, _scan(zf, label, limits))
 
 
 # ------------------------------------------------------------------------ unpacking

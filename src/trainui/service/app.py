@@ -29,6 +29,9 @@ NDJSON = "application/x-ndjson"
 FOLLOW_POLL_MIN, FOLLOW_POLL_MAX = 0.02, 0.25
 SSE_KEEPALIVE = 15.0
 MAX_MANIFEST_BYTES = 1 << 20
+# a model definition up to this size waits in the run store until its run starts; a larger
+# one is written to the run folder at once (its own file costs little next to its size)
+SMALL_DEFINITION = 256 << 10
 
 
 PUBLIC_PATHS = frozenset({"/v3/health", "/openapi.json"})
@@ -125,21 +128,11 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
                     manager.check_stores(report.manifest)
                 else:  # network round trips: never on the event loop
                     await asyncio.to_thread(manager.check_stores, report.manifest)
-            fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=manager.runs_dir)
-            try:
-                with os.fdopen(fd, "wb") as out:
-                    size = 0
-                    while chunk := await upload.read(LOG_CHUNK):
-                        size += len(chunk)
-                        if size > limit:
-                            raise Refusal(
-                                413, f"the model definition is larger than {limit:,} bytes", "C102"
-                            )
-                        out.write(chunk)
-                run = manager.submit(report, tmp, _user(request).name)
-            finally:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
+            head = await upload.read(SMALL_DEFINITION + 1)
+            if len(head) <= min(SMALL_DEFINITION, limit):  # waits in the run store
+                run = manager.submit(report, head, _user(request).name)
+            else:
+                run = await _submit_large(manager, report, head, upload, _user(request).name)
         finally:
             await form.close()
         return JSONResponse(
@@ -179,13 +172,13 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
     async def definition(request: Request) -> Response:
         model_id = request.path_params["model_id"]
         manager.get(model_id, _user(request))
-        path = os.path.join(manager.run_dir(model_id), DEFINITION_FILE)
+        path = manager.run_file(model_id, DEFINITION_FILE)
         return FileResponse(path, media_type="application/zip", filename=f"{model_id}.zip")
 
     async def manifest(request: Request) -> Response:
         model_id = request.path_params["model_id"]
         manager.get(model_id, _user(request))
-        with open(os.path.join(manager.run_dir(model_id), MANIFEST_FILE), "rb") as f:
+        with open(manager.run_file(model_id, MANIFEST_FILE), "rb") as f:
             return Response(f.read(), media_type="application/yaml")
 
     results = ResultsFetcher(manager)
@@ -345,30 +338,68 @@ def _bounded(receive, limit: int):
     return bounded_receive
 
 
+async def _submit_large(manager: RunManager, report, head: bytes, upload, owner: str) -> dict:
+    """Submit a model definition larger than ``SMALL_DEFINITION``: written to a file first
+    (within the size limit), which ``RunManager.submit`` moves into the run folder."""
+    limit = manager.settings.max_definition_bytes
+    fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=manager.runs_dir)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            size = 0
+            chunk = head
+            while chunk:
+                size += len(chunk)
+                if size > limit:
+                    raise Refusal(
+                        413, f"the model definition is larger than {limit:,} bytes", "C102"
+                    )
+                out.write(chunk)
+                chunk = await upload.read(LOG_CHUNK)
+        return manager.submit(report, tmp, owner)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
 async def _follow(manager: RunManager, run: dict, path: str, position: int):
-    """Stream the log from ``position``; end once the run has ended and all was sent."""
+    """Stream the log from ``position``; end once the run has ended and all was sent. A run
+    that has not started has no log yet: it is opened once its learner created it."""
     manager.open_streams += 1
     delay = FOLLOW_POLL_MIN
+    f = None
     try:
-        with open(path, "rb") as f:
-            f.seek(position)
-            while True:
-                chunk = f.read(LOG_CHUNK)
-                if chunk:
-                    delay = FOLLOW_POLL_MIN
-                    yield chunk
-                    continue
-                # the learner writes its last lines before its final status: once the run is
-                # seen ended, one more read gets everything
-                if run["status"] in FINAL_STATES or run.get("model_id") not in manager.runs:
-                    rest = f.read()
-                    if rest:
-                        yield rest
-                    return
-                await asyncio.sleep(delay)
-                delay = min(FOLLOW_POLL_MAX, delay * 2)
+        while True:
+            if f is None:
+                f = _open_at(path, position)
+            chunk = f.read(LOG_CHUNK) if f is not None else b""
+            if chunk:
+                delay = FOLLOW_POLL_MIN
+                yield chunk
+                continue
+            # the learner writes its last lines before its final status: once the run is
+            # seen ended, one more read gets everything
+            if run["status"] in FINAL_STATES or run.get("model_id") not in manager.runs:
+                f = f or _open_at(path, position)
+                rest = f.read() if f is not None else b""
+                if rest:
+                    yield rest
+                return
+            await asyncio.sleep(delay)
+            delay = min(FOLLOW_POLL_MAX, delay * 2)
     finally:
         manager.open_streams -= 1
+        if f is not None:
+            f.close()
+
+
+def _open_at(path: str, position: int):
+    """The file opened for reading at ``position``, or None while it does not exist."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - the caller closes it
+    except FileNotFoundError:
+        return None
+    f.seek(position)
+    return f
 
 
 async def _sse(manager: RunManager, last_id: int | None, user: User):

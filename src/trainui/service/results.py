@@ -86,7 +86,7 @@ class ResultsFetcher:
                 entry = self._entries.get(model_id)
                 if entry is not None:
                     return entry
-                spec = read_json(os.path.join(self.manager.run_dir(model_id), RESULTS_FILE))
+                spec = read_json(self.manager.run_file(model_id, RESULTS_FILE))
                 if spec is None:
                     raise Refusal(
                         409,

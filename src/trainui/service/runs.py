@@ -28,7 +28,6 @@ from trainui.core.runs import (
     FINAL_STATES,
     HALTED,
     LEARNER_FILE,
-    LOG_FILE,
     MANIFEST_FILE,
     PENDING,
     RESULTS_FILE,
@@ -125,6 +124,7 @@ class RunManager:
         self.events = EventHub()
         self.owner = getpass.getuser()
         self._status_mtimes: dict[str, float] = {}
+        self._unwritten = self.store.with_unwritten()  # runs whose files wait in the store
         self._waiting: dict[str, Waiting] = {}  # the scheduler's view of pending runs
         self._full = False  # the last plan left no GPU (or CPU slot) free
         self._command_groups: dict[str, int] = {}  # run -> its command's process group
@@ -239,14 +239,19 @@ class RunManager:
     def submit(
         self,
         report: ManifestReport,
-        definition_path: str,
+        definition_data: bytes | str,
         owner: str | None = None,
     ) -> dict:
-        """Accept a run whose manifest passed ``check_manifest``; ``definition_path`` is moved
-        into the run folder."""
+        """Accept a run whose manifest passed ``check_manifest``. ``definition_data``: the
+        model definition's bytes (a small one), or the path of a file moved into the run
+        folder. A small run's files wait in the run store until it starts (``run_file``)."""
         manifest = report.manifest
+        limits = definition.Limits.from_env(os.environ)
         try:
-            definition.check_zip(definition_path, definition.Limits.from_env(os.environ))
+            if isinstance(definition_data, bytes):
+                definition.check_zip_bytes(definition_data, DEFINITION_FILE, limits)
+            else:
+                definition.check_zip(definition_data, limits)
         except definition.DefinitionError as error:
             raise Refusal(400, str(error), "C102") from None
         problem = self.launcher.check()
@@ -261,19 +266,20 @@ class RunManager:
         model_id = new_run_id()
         while model_id in self.runs:
             model_id = new_run_id()
-        run_dir = self.run_dir(model_id)
-        os.makedirs(run_dir, mode=0o700)
-        shutil.move(definition_path, os.path.join(run_dir, DEFINITION_FILE))
-        with open(os.path.join(run_dir, MANIFEST_FILE), "w") as f:
-            f.write(report.redacted_text())
-        open(os.path.join(run_dir, LOG_FILE), "ab").close()
         now = utc_now()
-        # a new folder that nothing reads yet: written in place, not replaced atomically
-        _write_new_json(
-            os.path.join(run_dir, LEARNER_FILE),
-            _learner_spec(model_id, manifest, self.home, self.settings, now),
-        )
-        _write_new_json(os.path.join(run_dir, RESULTS_FILE), _store_spec(manifest.results))
+        files = {
+            MANIFEST_FILE: report.redacted_text().encode(),
+            LEARNER_FILE: json.dumps(
+                _learner_spec(model_id, manifest, self.home, self.settings, now)
+            ).encode(),
+            RESULTS_FILE: json.dumps(_store_spec(manifest.results)).encode(),
+        }
+        if isinstance(definition_data, bytes):
+            files[DEFINITION_FILE] = definition_data
+        else:  # a large one: its own file already, moved (no copy through the database)
+            run_dir = self.run_dir(model_id)
+            os.makedirs(run_dir, mode=0o700)
+            shutil.move(definition_data, os.path.join(run_dir, DEFINITION_FILE))
         run = {
             "model_id": model_id,
             "url": f"/v3/models/{model_id}",
@@ -303,15 +309,36 @@ class RunManager:
         }
         self.seq += 1
         self.runs[model_id] = run
-        if not self._queue_when_full(run):
-            self._save(run)
+        queued = self._queue_when_full(run)
+        self._changed(model_id)
+        self.store.save_new(run, files)
+        self._unwritten.add(model_id)
+        self.events.publish("run", self.run_json(run))
+        if not queued:
             self.schedule()
         return run
+
+    def run_file(self, model_id: str, name: str) -> str:
+        """The path of one of the run's files, after writing the files that waited in the
+        run store (a run that has not started has its folder only once something asks)."""
+        if model_id in self._unwritten:
+            run_dir = self.run_dir(model_id)
+            os.makedirs(run_dir, mode=0o700, exist_ok=True)
+            for file_name, data in self.store.unwritten(model_id).items():
+                path = os.path.join(run_dir, file_name)
+                # 0600: two of them hold the stores' secrets; O_TRUNC: a service killed
+                # between writing and forgetting them writes them again
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+            self.store.written(model_id)
+            self._unwritten.discard(model_id)
+        return os.path.join(self.run_dir(model_id), name)
 
     # --- scheduling and launching ---------------------------------------------------------
 
     def _queue_when_full(self, submitted: dict) -> bool:
-        """Queue the run just accepted, and save it, when nothing is free and nothing was
+        """Queue the run just accepted when nothing is free and nothing was
         released since the last plan (a release plans again): the new run waits, and only its
         own reason is new. This keeps a submission O(1) behind a long queue instead of
         re-planning every pending run. False when a full plan is needed."""
@@ -322,7 +349,6 @@ class RunManager:
             submitted["model_id"], submitted["gpus"], submitted["queued_epoch"]
         )
         submitted["status_message"] = self.scheduler.waiting_reason(submitted["gpus"], 0, ahead)
-        self._save(submitted)
         return True
 
     def schedule(self) -> None:
@@ -379,7 +405,7 @@ class RunManager:
     def _start(self, run: dict, gpu_ids: list[int], capacity: Capacity | None = None) -> None:
         self._waiting.pop(run["model_id"], None)
         run_dir = self.run_dir(run["model_id"])
-        spec_path = os.path.join(run_dir, LEARNER_FILE)
+        spec_path = self.run_file(run["model_id"], LEARNER_FILE)
         spec = read_json(spec_path) or {}
         cpu_mode = self.scheduler.cpu_mode if capacity is None else not capacity.total
         if capacity is not None and not cpu_mode:
@@ -561,6 +587,7 @@ class RunManager:
         self._waiting.pop(model_id, None)
         self._status_mtimes.pop(model_id, None)
         self.store.delete(model_id)
+        self._unwritten.discard(model_id)
         shutil.rmtree(self.run_dir(model_id), ignore_errors=True)
         self.events.publish("deleted", {"model_id": model_id, "owner": run.get("owner")})
 
@@ -598,13 +625,6 @@ class RunManager:
 def _store_spec(store) -> dict:
     """A manifest's store as the learner and the results download open it (secrets included)."""
     return {"type": store.type, "bucket": store.bucket, "connection": dict(store.connection)}
-
-
-def _write_new_json(path: str, data: dict) -> None:
-    """Create ``path`` (mode 0600: it holds secrets) with ``data``; it must not exist."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
 
 
 def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: str) -> dict:

@@ -1,7 +1,10 @@
 """The run store: every run's record in SQLite (WAL) in the home.
 
 The service keeps all records in memory too (reads never touch the disk); this module is the
-durable copy, written on every change, and read once at start-up.
+durable copy, written on every change, and read once at start-up. It also holds the files of
+runs that have not started yet (``unwritten``): the model definition when small, the redacted
+manifest and the specs with the stores' secrets. They go to the run's folder when it starts (or
+when something asks for them); the database is 0600 like those files.
 """
 
 from __future__ import annotations
@@ -27,6 +30,10 @@ CREATE TABLE IF NOT EXISTS runs (
     {", ".join(c + (" TEXT PRIMARY KEY" if c == "model_id" else "") for c in _COLUMNS)}
 );
 CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished_epoch);
+CREATE TABLE IF NOT EXISTS unwritten (
+    model_id TEXT NOT NULL, name TEXT NOT NULL, data BLOB NOT NULL,
+    PRIMARY KEY (model_id, name)
+);
 """
 
 
@@ -60,8 +67,40 @@ class RunStore:
         finally:
             self.db.execute("COMMIT")
 
+    def save_new(self, run: dict, files: dict[str, bytes]) -> None:
+        """A run just submitted and the files its folder will get when it starts, in one
+        transaction: a queued run costs no file of its own (creating files is what a
+        submission cost most on these disks)."""
+        self.db.execute("BEGIN")
+        try:
+            self.save(run)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO unwritten (model_id, name, data) VALUES (?, ?, ?)",
+                [(run["model_id"], name, data) for name, data in files.items()],
+            )
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def unwritten(self, model_id: str) -> dict[str, bytes]:
+        """The files of a run not written to its folder yet: name -> content."""
+        cursor = self.db.execute("SELECT name, data FROM unwritten WHERE model_id = ?", (model_id,))
+        return {name: bytes(data) for name, data in cursor}
+
+    def with_unwritten(self) -> set[str]:
+        """The runs that have files not written to their folders yet."""
+        return {row[0] for row in self.db.execute("SELECT DISTINCT model_id FROM unwritten")}
+
+    def written(self, model_id: str) -> None:
+        """The run's files are in its folder now."""
+        self.db.execute("DELETE FROM unwritten WHERE model_id = ?", (model_id,))
+
     def delete(self, model_id: str) -> None:
+        self.db.execute("BEGIN")
         self.db.execute("DELETE FROM runs WHERE model_id = ?", (model_id,))
+        self.db.execute("DELETE FROM unwritten WHERE model_id = ?", (model_id,))
+        self.db.execute("COMMIT")
 
     def ended_before(self, epoch: float) -> list[str]:
         cursor = self.db.execute(
