@@ -93,6 +93,53 @@ def test_a_definition_too_big_to_send_from_memory_arrives_whole(home, tmp_path):
     assert out.stat().st_size > INLINE_UPLOAD  # it went the streamed way
 
 
+@pytest.mark.parametrize("shape", ["plain", "semicolon", "unquoted", "epilogue", "medium", "large"])
+def test_every_shape_of_submission_body_is_read_the_same(home, tmp_path, shape):
+    """Small plain bodies are split in one pass, unusual ones go to the full parser, bodies
+    over 1 MiB are streamed: the same run either way."""
+    import io
+    import zipfile
+
+    import httpx
+
+    from trainui.fastpath import multipart, submission_fields
+
+    home.cli("list", check=True)  # a service
+    definition = io.BytesIO()
+    with zipfile.ZipFile(definition, "w") as zf:
+        zf.writestr("train.py", "print('shape ok')\n")
+        if shape == "medium":  # over the size kept in the run store, under 1 MiB
+            zf.writestr("weights.bin", os.urandom(600_000))
+        elif shape == "large":  # a body over 1 MiB: streamed through the full parser
+            zf.writestr("weights.bin", os.urandom(1_200_000))
+    body, content_type = multipart(
+        definition.getvalue(),
+        home.manifest("python3 train.py").read_bytes(),
+        submission_fields({}, True),
+    )
+    boundary = content_type.split("=", 1)[1].encode()
+    if shape == "semicolon":  # the one-pass reader leaves these to the full parser
+        body = body.replace(b'filename="model.zip"', b'filename="model;1.zip"', 1)
+    elif shape == "unquoted":
+        body = body.replace(b'name="manifest"', b"name=manifest", 1)
+    elif shape == "epilogue":
+        body = body.replace(b"--" + boundary + b"--", b"--" + boundary + b"--" + b"x" * 2000, 1)
+    transport = httpx.HTTPTransport(uds=str(home.path / "trainui.sock"))
+    with httpx.Client(transport=transport, base_url="http://trainui") as http:
+        answer = http.post(
+            "/v3/models",
+            content=body,
+            headers={"Content-Type": content_type},
+            timeout=30,
+        )
+    assert answer.status_code == 201, answer.text
+    model_id = answer.json()["model_id"]
+    run = home.wait(model_id, "completed", "failed")
+    assert run["status"] == "completed", run
+    log = home.cli("logs", model_id, check=True).stdout
+    assert "shape ok" in log
+
+
 def test_the_stored_manifest_has_no_secret(home):
     manifest = home.manifest("true")
     text = manifest.read_text().replace(

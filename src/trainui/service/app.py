@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -19,6 +20,7 @@ from trainui import __version__
 from trainui.core.runs import DEFINITION_FILE, FINAL_STATES, LOG_FILE, MANIFEST_FILE
 from trainui.gpu import GpuMonitor, off_snapshot, owner_by_process_tree
 from trainui.service.auth import Tokens, User
+from trainui.service.forms import plain_form
 from trainui.service.openapi import openapi_document
 from trainui.service.results import ResultsFetcher
 from trainui.service.runs import Refusal, RunManager, watch
@@ -32,6 +34,8 @@ MAX_MANIFEST_BYTES = 1 << 20
 # a model definition up to this size waits in the run store until its run starts; a larger
 # one is written to the run folder at once (its own file costs little next to its size)
 SMALL_DEFINITION = 256 << 10
+# a submission body up to this size is read whole and split in one pass (service/forms.py)
+IN_MEMORY_BODY = 1 << 20
 
 
 PUBLIC_PATHS = frozenset({"/v3/health", "/openapi.json"})
@@ -96,45 +100,65 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
     async def submit(request: Request) -> Response:
         limit = manager.settings.max_definition_bytes
         declared = request.headers.get("content-length")
-        if declared and declared.isdigit() and int(declared) > limit + MAX_MANIFEST_BYTES:
+        size = int(declared) if declared and declared.isdigit() else None
+        if size is not None and size > limit + MAX_MANIFEST_BYTES:
             raise Refusal(413, f"the upload is larger than the limit of {limit:,} bytes", "C102")
-        if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        content_type = request.headers.get("content-type", "")
+        if not content_type.startswith("multipart/form-data"):
             raise Refusal(400, "a submission is multipart/form-data: model_definition, manifest")
-        # the form parser spools files to disk: bound what it may read, whatever the headers say
-        request = Request(request.scope, _bounded(request.receive, limit + MAX_MANIFEST_BYTES))
+        # bound what is read, whatever the headers say
+        receive = _bounded(request.receive, limit + MAX_MANIFEST_BYTES)
+        if size is not None and size <= IN_MEMORY_BODY:
+            body = await Request(request.scope, receive).body()
+            fields = plain_form(body, content_type)
+            if fields is not None:
+                return await accept(request, fields)
+            receive = _replay(body)  # an unusual body: the full parser reads the same bytes
+        # the form parser spools files to disk
         try:
-            form = await request.form(max_files=2, max_fields=5)
+            form = await Request(request.scope, receive).form(max_files=2, max_fields=5)
         except MultiPartException as error:
             raise Refusal(400, f"the upload is not valid multipart data: {error.message}") from None
         try:
-            upload = form.get("model_definition")
-            manifest = form.get("manifest")
-            if upload is None or isinstance(upload, str):
-                raise Refusal(400, "the request has no model_definition file", "C102")
-            if manifest is None:
-                raise Refusal(400, "the request has no manifest", "C101")
-            manifest_bytes = (
-                manifest.encode()
-                if isinstance(manifest, str)
-                else await manifest.read(MAX_MANIFEST_BYTES + 1)  # more is refused as too big
-            )
-            environment = _environment(form.get("environment"))
-            report = manager.check_manifest(manifest_bytes, environment)
-            if form.get("check", "true") != "false":
-                stores = (report.manifest.data, report.manifest.results)
-                if all(store.type == "local" for store in stores):
-                    # a few system calls: a thread's wake-up would cost more (milliseconds
-                    # on a busy machine, where the GIL hands over every 5 ms)
-                    manager.check_stores(report.manifest)
-                else:  # network round trips: never on the event loop
-                    await asyncio.to_thread(manager.check_stores, report.manifest)
-            head = await upload.read(SMALL_DEFINITION + 1)
-            if len(head) <= min(SMALL_DEFINITION, limit):  # waits in the run store
-                run = manager.submit(report, head, _user(request).name)
-            else:
-                run = await _submit_large(manager, report, head, upload, _user(request).name)
+            return await accept(request, form)
         finally:
             await form.close()
+
+    async def accept(request: Request, form: Mapping) -> Response:
+        """Submit what a submission's form holds: a file part as bytes (read whole) or an
+        ``UploadFile`` (spooled), a field as text."""
+        limit = manager.settings.max_definition_bytes
+        upload = form.get("model_definition")
+        manifest = form.get("manifest")
+        if upload is None or isinstance(upload, str):
+            raise Refusal(400, "the request has no model_definition file", "C102")
+        if manifest is None:
+            raise Refusal(400, "the request has no manifest", "C101")
+        if isinstance(manifest, str):
+            manifest_bytes = manifest.encode()
+        elif isinstance(manifest, bytes):
+            manifest_bytes = manifest[: MAX_MANIFEST_BYTES + 1]  # more is refused as too big
+        else:
+            manifest_bytes = await manifest.read(MAX_MANIFEST_BYTES + 1)
+        environment = _environment(form.get("environment"))
+        report = manager.check_manifest(manifest_bytes, environment)
+        if form.get("check", "true") != "false":
+            stores = (report.manifest.data, report.manifest.results)
+            if all(store.type == "local" for store in stores):
+                # a few system calls: a thread's wake-up would cost more (milliseconds
+                # on a busy machine, where the GIL hands over every 5 ms)
+                manager.check_stores(report.manifest)
+            else:  # network round trips: never on the event loop
+                await asyncio.to_thread(manager.check_stores, report.manifest)
+        owner = _user(request).name
+        if isinstance(upload, bytes):
+            head, rest = upload, None
+        else:
+            head, rest = await upload.read(SMALL_DEFINITION + 1), upload
+        if len(head) <= min(SMALL_DEFINITION, limit):  # all of it: waits in the run store
+            run = manager.submit(report, head, owner)
+        else:
+            run = await _submit_large(manager, report, head, rest, owner)
         return JSONResponse(
             {"model_id": run["model_id"], "url": run["url"], "status": run["status"]},
             status_code=201,
@@ -339,8 +363,9 @@ def _bounded(receive, limit: int):
 
 
 async def _submit_large(manager: RunManager, report, head: bytes, upload, owner: str) -> dict:
-    """Submit a model definition larger than ``SMALL_DEFINITION``: written to a file first
-    (within the size limit), which ``RunManager.submit`` moves into the run folder."""
+    """Submit a model definition larger than ``SMALL_DEFINITION``: ``head``, then what
+    ``upload`` still holds (None: nothing), written to a file first (within the size limit),
+    which ``RunManager.submit`` moves into the run folder."""
     limit = manager.settings.max_definition_bytes
     fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=manager.runs_dir)
     try:
@@ -354,7 +379,7 @@ async def _submit_large(manager: RunManager, report, head: bytes, upload, owner:
                         413, f"the model definition is larger than {limit:,} bytes", "C102"
                     )
                 out.write(chunk)
-                chunk = await upload.read(LOG_CHUNK)
+                chunk = await upload.read(LOG_CHUNK) if upload is not None else b""
         return manager.submit(report, tmp, owner)
     finally:
         with contextlib.suppress(FileNotFoundError):
@@ -431,11 +456,25 @@ async def _sse(manager: RunManager, last_id: int | None, user: User):
         manager.open_streams -= 1
 
 
+def _replay(body: bytes):
+    """An ASGI ``receive`` that gives ``body`` again, for a parser that reads it once more."""
+    given = False
+
+    async def receive():
+        nonlocal given
+        if given:
+            return {"type": "http.disconnect"}
+        given = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return receive
+
+
 def _environment(field) -> dict[str, str]:
     if field is None:
         return {}
     try:
-        env = json.loads(field if isinstance(field, str) else field.file.read())
+        env = json.loads(field if isinstance(field, (str, bytes)) else field.file.read())
     except ValueError:
         raise Refusal(400, "the environment field is not a JSON object", "C101") from None
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
