@@ -154,7 +154,7 @@ def test_a_second_large_run_waits_in_trainuis_queue_not_rays(rhome, cluster):
     rhome.wait(second, "running", timeout=60)
     assert cluster.job(second)["status"] == "RUNNING"
     rhome.cli("delete", second, check=True)  # halts it first, then deletes its Ray job
-    assert wait_for_job(cluster, second, None) is None
+    assert wait_for_job(cluster, second, None, timeout=90) is None  # slow under load
 
 
 def test_halt_stops_the_ray_job_and_stores_what_the_run_has(rhome, cluster):
@@ -308,8 +308,8 @@ def test_a_long_log_is_mirrored_whole_each_line_once_across_a_service_restart(rh
     model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest(command))
     log_path = rhome.path / "runs" / model_id / LOG
     deadline = time.monotonic() + 90
-    while b"line 10000\n" not in log_path.read_bytes():
-        assert time.monotonic() < deadline, log_path.read_text()[-500:]
+    while not log_path.exists() or b"line 10000\n" not in log_path.read_bytes():
+        assert time.monotonic() < deadline, log_path.exists() and log_path.read_text()[-500:]
         time.sleep(0.05)
     os.kill(rhome.service_pid(), signal.SIGKILL)
     time.sleep(1)  # Ray's log grows meanwhile

@@ -10,17 +10,61 @@ import sys
 
 import pytest
 
-from trainui.client import Client, ClientError, ServiceUnreachable, _read_response, _within
+from trainui.client import (
+    Client,
+    ClientError,
+    ServiceUnreachable,
+    _read_response,
+    _SocketReader,
+    _within,
+)
 
 
 def answer(raw: bytes):
-    async def read():
+    """``raw`` read as an answer from a socket (as the client reads), byte by byte too; and
+    from an ``asyncio.StreamReader``: the same outcome each way."""
+
+    async def from_stream():
         reader = asyncio.StreamReader()
         reader.feed_data(raw)
         reader.feed_eof()
         return await _read_response(reader)
 
-    return asyncio.run(read())
+    async def from_socket(step: int):
+        import socket
+
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            ours.setblocking(False)
+
+            async def send():
+                for i in range(0, len(raw), step):
+                    theirs.sendall(raw[i : i + step])
+                    await asyncio.sleep(0)
+                theirs.shutdown(socket.SHUT_WR)
+
+            sender = asyncio.ensure_future(send())
+            try:
+                return await _read_response(_SocketReader(asyncio.get_running_loop(), ours))
+            finally:
+                await sender
+
+    outcomes = []
+    for read in (from_stream, lambda: from_socket(1), lambda: from_socket(1 << 16)):
+        try:
+            got = asyncio.run(read())
+            outcomes.append((got.status_code, got.reason_phrase, got.headers, got.content))
+        except Exception as error:  # the same error each way
+            outcomes.append(error)
+    first = outcomes[0]
+    for other in outcomes[1:]:
+        if isinstance(first, Exception):
+            assert type(other) is type(first) and str(other) == str(first)
+        else:
+            assert other == first
+    if isinstance(first, Exception):
+        raise first
+    return asyncio.run(from_stream())
 
 
 def test_a_body_of_content_length_bytes_and_the_headers_in_lower_case():

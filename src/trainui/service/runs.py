@@ -28,6 +28,7 @@ from trainui.core.runs import (
     FINAL_STATES,
     HALTED,
     LEARNER_FILE,
+    LOG_FILE,
     MANIFEST_FILE,
     PENDING,
     RESULTS_FILE,
@@ -406,6 +407,8 @@ class RunManager:
         self._waiting.pop(run["model_id"], None)
         run_dir = self.run_dir(run["model_id"])
         spec_path = self.run_file(run["model_id"], LEARNER_FILE)
+        # a started run has a log, empty at first (a cluster launcher's mirror appends to it)
+        open(os.path.join(run_dir, LOG_FILE), "ab").close()
         spec = read_json(spec_path) or {}
         cpu_mode = self.scheduler.cpu_mode if capacity is None else not capacity.total
         if capacity is not None and not cpu_mode:
