@@ -14,10 +14,8 @@ import io
 import os
 import re
 import stat
-import tempfile
 import zipfile
 from collections.abc import Iterator, Mapping
-from typing import BinaryIO
 
 # No dataclasses or typing here: both cost start-up time of every training run (the learner
 # imports this module) and of `trainui validate`; see trainui.core.record.
@@ -196,7 +194,7 @@ def _open_zip(path: str | os.PathLike[str]) -> Iterator[tuple[zipfile.ZipFile, s
 
 
 @contextlib.contextmanager
-def _zip_from(fh: BinaryIO, label: str) -> Iterator[zipfile.ZipFile]:
+def _zip_from(fh: io.BufferedIOBase, label: str) -> Iterator[zipfile.ZipFile]:
     """The zip in the open file ``fh`` (at its start), after sniffing what else it may be."""
     try:
         head = fh.read(_HEAD_BYTES)
@@ -622,6 +620,8 @@ def zip_directory(
     dest_parent = os.path.dirname(dest)
     try:
         os.makedirs(dest_parent, exist_ok=True)
+        import tempfile  # the client's, when it zips a folder: not on the learner's path
+
         fd, tmp = tempfile.mkstemp(
             prefix=f".{os.path.basename(dest)}.", suffix=".tmp", dir=dest_parent
         )
