@@ -222,6 +222,20 @@ def test_the_service_killed_mid_run_and_restarted_loses_nothing(home):
     assert [line for line in stored.splitlines() if line.startswith("tick-")] == ticks
 
 
+def test_the_learners_quick_start_leaves_the_commands_python_as_it_was(home):
+    """The learner starts without ``site`` (given the service's module path): the command's
+    Python still has its site, and the environment gets no module path of trainui's."""
+    command = (
+        'python3 -c "import os, sys; '
+        "print('no_site', sys.flags.no_site, 'path', os.environ.get('PYTHONPATH', '-'))\""
+    )
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest(command))
+    run = home.wait(model_id, "completed", "failed")
+    assert run["status"] == "completed", run
+    log = home.cli("logs", model_id, check=True).stdout
+    assert f"no_site 0 path {home.env.get('PYTHONPATH', '-')}" in log
+
+
 def test_a_queued_run_waits_in_the_run_store_and_survives_a_killed_service(home, tmp_path):
     """A queued run's files wait in the run store (a submission creates no file); they reach
     its folder when it starts, also after the service was killed in between."""
