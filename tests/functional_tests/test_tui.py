@@ -646,7 +646,7 @@ async def test_a_run_submitted_elsewhere_appears_and_changes_live(home, tmp_path
     app = make_app(home_client(home))
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.loaded)
-        assert "No runs yet" in text(app)
+        await until(pilot, lambda: "No runs yet" in text(app), what="the empty list")
         model_id = home.submit(model, home.manifest("python3 lines.py 3 0.3", name="elsewhere"))
         await until(pilot, lambda: model_id in text(app), what="the new run")
         await until(pilot, lambda: "✓ completed" in text(app), what="its completion")

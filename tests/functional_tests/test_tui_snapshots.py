@@ -52,12 +52,16 @@ async def hold_still(pilot) -> None:
     """Wait for the list and the GPU pane, then stop live updates and mask the runs."""
     app = pilot.app
     await until(pilot, lambda: app.loaded and app.gpu_readings is not None, what="the list")
+    # the readings are drawn a moment after they arrive (late on a busy machine)
+    await until(pilot, lambda: "GPUs: reading" not in text(app), what="the GPU pane")
     await pilot.pause(0.3)
     app.workers.cancel_group(app, "events")
     app.workers.cancel_group(app, "gpus")
     runs = sorted(app.table.runs.values(), key=lambda r: r["submitted_at"])
     app.table.reconcile([masked(run, i) for i, run in enumerate(runs)])
     app._runs_changed(None)
+    if runs:
+        await until(pilot, lambda: "training-SNAPSHOT0" in text(app), what="the masked runs")
     await pilot.pause(0.3)
 
 
