@@ -34,6 +34,7 @@ from trainui.core.runs import (
     DOWNLOADING,
     FAILED,
     HALTED,
+    LEARNER_ERRORS_FILE,
     LEARNER_FILE,
     LOG_FILE,
     MANIFEST_FILE,
@@ -53,6 +54,7 @@ _STARTED = time.time()  # once the learner's imports are done
 USAGE = """\
 usage: python -m trainui.learner RUN_DIR
        python -m trainui.learner --ray
+       python -m trainui.learner --spare
 
 Executes the run prepared in RUN_DIR (learner.json, model.zip, manifest.yml): stages the
 training data, unpacks the model definition, runs the training command and stores the results,
@@ -60,6 +62,9 @@ recording each state change in RUN_DIR/status.json. SIGTERM halts the run.
 
 With --ray, the run's files are in the current folder (a Ray job's working_dir): the learner
 works in a private folder of its own and reports the log and each state change on stdout.
+
+With --spare (what the service starts ahead), the learner imports what a run needs and waits
+for RUN_DIR on stdin, then runs it as above.
 """
 
 UNPACKING = "unpacking"  # a phase of the learner, shown as `downloading` in status.json
@@ -843,6 +848,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args == ["--ray"]:
         return ray_main()
+    if args == ["--spare"]:
+        return spare_main()
     if len(args) != 1:
         sys.stderr.write(USAGE)
         return 2
@@ -861,6 +868,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         # unwritable run folder, a learner.json with values of the wrong type).
         Learner._report_crash()
         return _give_up(run_dir, _learner_error(exc))
+
+
+def spare_main() -> int:
+    """A learner started ahead by the service: import what a run needs, then wait for the
+    run folder on stdin (a line) and run it as ``main`` would, its output into the run's
+    ``learner-errors.txt``. The end of stdin without a line (the service went) ends it."""
+    global _STARTED
+    # the imports a run makes, done while waiting
+    import trainui.core.definition
+    import trainui.storage.local
+    import trainui.storage.s3
+    import trainui.storage.staging  # noqa: F401
+
+    line = sys.stdin.buffer.readline()
+    if not line.endswith(b"\n"):
+        return 0
+    _STARTED = time.time()
+    run_dir = os.fsdecode(line[:-1])
+    try:
+        os.chdir(run_dir)
+        errors = os.open(
+            os.path.join(run_dir, LEARNER_ERRORS_FILE),
+            os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC,
+            0o644,
+        )
+    except OSError as exc:
+        sys.stderr.write(f"trainui learner: {run_dir} is not a run folder: {exc}\n")
+        return 2
+    nothing = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(nothing, 0)
+    os.dup2(errors, 1)
+    os.dup2(errors, 2)
+    os.close(nothing)
+    os.close(errors)
+    return main([run_dir])
 
 
 def _give_up(run_dir: str, message: str, nonce: str | None = None) -> int:

@@ -222,6 +222,58 @@ def test_the_service_killed_mid_run_and_restarted_loses_nothing(home):
     assert [line for line in stored.splitlines() if line.startswith("tick-")] == ticks
 
 
+def spares(home) -> list[int]:
+    """The spare learners of this home's service: waiting, not yet given a run."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().split(b"\0")
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                ours = f"TRAINUI_HOME={home.path}".encode() in f.read().split(b"\0")
+        except OSError:
+            continue
+        if ours and b"--spare" in args and b"trainui.learner" in b" ".join(args):
+            found.append(int(entry))
+    return found
+
+
+def wait_for(condition, timeout: float = 20.0):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+    return value
+
+
+def test_a_spare_learner_takes_the_next_run_and_goes_with_the_service(home):
+    """The service keeps one learner started ahead; a run is handed to it (no interpreter
+    start on its way), a new one is made, a spare killed is replaced, and none outlives the
+    service."""
+    home.env["TRAINUI_IDLE_EXIT"] = "2"
+    home.cli("list", check=True)
+    (spare,) = wait_for(lambda: spares(home))
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest("echo ran by the spare"))
+    run = home.wait(model_id, "completed", "failed")
+    assert run["status"] == "completed", run
+    assert "ran by the spare" in home.cli("logs", model_id, check=True).stdout
+    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
+    assert status["learner_pid"] == spare  # the spare learner ran it
+    (second,) = wait_for(lambda: spares(home))
+    assert second != spare
+    os.kill(second, signal.SIGKILL)  # a spare that dies is replaced, and runs go on
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest("echo still runs"))
+    assert home.wait(model_id, "completed", "failed")["status"] == "completed"
+    (third,) = wait_for(lambda: spares(home))
+    assert third not in (spare, second)
+    service = home.service_pid()
+    wait_for(lambda: home.service_pid() is None, timeout=30)  # the idle service exits
+    assert service is not None
+    wait_for(lambda: not spares(home))
+
+
 def test_the_learners_quick_start_leaves_the_commands_python_as_it_was(home):
     """The learner starts without ``site`` (given the service's module path): the command's
     Python still has its site, and the environment gets no module path of trainui's."""

@@ -23,6 +23,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 from trainui.core.record import Record
 from trainui.core.runs import LEARNER_ERRORS_FILE
@@ -88,8 +89,15 @@ class Launcher:
     def forget(self, pid: int | None, start: str | None) -> None:
         """The run is deleted from the history: forget what the launcher keeps of it."""
 
+    def tick(self) -> None:
+        """Called about ten times a second by the run manager, for housekeeping."""
+
     def close(self) -> None:
         """The service stops."""
+
+
+SPARE = "--spare"  # the learner's argument: wait for a run folder on stdin (see tick)
+SPARE_AFTER = 0.2  # seconds without a learner started before a spare one is started
 
 
 def learner_command(run_dir: str) -> list[str]:
@@ -111,26 +119,83 @@ class LocalLauncher(Launcher):
 
     name = "local"
 
-    def __init__(self) -> None:
+    def __init__(self, spare: bool = True) -> None:
         self._children: dict[int, subprocess.Popen] = {}
+        # a learner started ahead, its imports done, waiting on its stdin for a run folder:
+        # a run's learner then needs no interpreter start (about half of submit-to-first-line)
+        self._spare_wanted = spare
+        self._spare: subprocess.Popen | None = None
+        self._quiet_since = 0.0  # no learner or spare started since (monotonic)
 
     def start(self, run_dir: str, gpus: int = 0) -> tuple[int, str]:
         """Start the learner of the run in ``run_dir``; return its PID and start time."""
-        errors = open(os.path.join(run_dir, LEARNER_ERRORS_FILE), "ab")  # noqa: SIM115
+        process = self._hand_to_spare(run_dir)
+        if process is None:
+            errors = open(os.path.join(run_dir, LEARNER_ERRORS_FILE), "ab")  # noqa: SIM115
+            try:
+                process = subprocess.Popen(
+                    learner_command(run_dir),
+                    stdin=subprocess.DEVNULL,
+                    stdout=errors,
+                    stderr=errors,
+                    start_new_session=True,
+                    close_fds=True,
+                    cwd=run_dir,
+                )
+            finally:
+                errors.close()
+        self._children[process.pid] = process
+        self._quiet_since = time.monotonic()
+        return process.pid, process_start_time(process.pid) or ""
+
+    def tick(self) -> None:
+        """Keep a spare learner ready, started once learners have not been started for a
+        moment (never on a run's way: its start would take CPU from the runs starting)."""
+        if not self._spare_wanted:
+            return
+        if self._spare is not None and self._spare.poll() is None:
+            return
+        now = time.monotonic()
+        if now - self._quiet_since < SPARE_AFTER:
+            return
+        self._quiet_since = now  # one try a while, also when it fails
         try:
-            process = subprocess.Popen(
-                learner_command(run_dir),
-                stdin=subprocess.DEVNULL,
-                stdout=errors,
-                stderr=errors,
+            self._spare = subprocess.Popen(
+                learner_command(SPARE),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
                 start_new_session=True,
                 close_fds=True,
-                cwd=run_dir,
+                cwd="/",
             )
-        finally:
-            errors.close()
-        self._children[process.pid] = process
-        return process.pid, process_start_time(process.pid) or ""
+        except OSError:
+            self._spare = None
+
+    def _hand_to_spare(self, run_dir: str) -> subprocess.Popen | None:
+        """The spare learner, told to run ``run_dir`` (None: there is none, or it is gone)."""
+        spare, self._spare = self._spare, None
+        if spare is None or spare.poll() is not None or spare.stdin is None:
+            return None
+        try:
+            spare.stdin.write(os.fsencode(os.path.abspath(run_dir)) + b"\n")
+            spare.stdin.close()  # flushes: the spare reads its line and goes
+        except OSError:  # it ended meanwhile
+            with contextlib.suppress(OSError):
+                spare.kill()
+            spare.wait()
+            return None
+        return spare
+
+    def close(self) -> None:
+        spare, self._spare = self._spare, None
+        if spare is not None and spare.stdin is not None:
+            with contextlib.suppress(OSError):
+                spare.stdin.close()  # the spare reads the end of its input and exits
+            try:
+                spare.wait(timeout=2)
+            except subprocess.TimeoutExpired:
+                spare.kill()
 
     def alive(self, pid: int | None, start: str | None) -> bool:
         """Is the learner with this PID and start time still running?"""

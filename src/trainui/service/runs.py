@@ -494,6 +494,7 @@ class RunManager:
                     released = True
         if released or (self._waiting and self.launcher.version != self._capacity_version):
             self.schedule()  # GPUs were released, or a cluster's resources changed
+        self.launcher.tick()
         if now - self._last_purge >= PURGE_INTERVAL:
             self._last_purge = now
             self.purge()
