@@ -68,7 +68,7 @@ async def latency(bench: Bench, runs: int) -> None:
             k: []
             for k in (
                 "request (incl. scheduling)",
-                "learner start (from the response; < 0: before it)",
+                "learner start (< 0: before the response)",
                 "stage",
                 "unpack",
                 "command start",
@@ -100,7 +100,7 @@ async def latency(bench: Bench, runs: int) -> None:
             )
             timings = status["timings"]
             samples["request (incl. scheduling)"].append(t_response - t0)
-            samples["learner start (from the response; < 0: before it)"].append(
+            samples["learner start (< 0: before the response)"].append(
                 timings["learner_started"] - t_response
             )
             samples["stage"].append(timings["staged"] - timings["learner_started"])
