@@ -311,10 +311,8 @@ class RunManager:
         self.seq += 1
         self.runs[model_id] = run
         queued = self._queue_when_full(run)
-        self._changed(model_id)
-        self.store.save_new(run, files)
+        self._save(run, files)
         self._unwritten.add(model_id)
-        self.events.publish("run", self.run_json(run))
         if not queued:
             self.schedule()
         return run
@@ -614,10 +612,14 @@ class RunManager:
             self.last_activity = time.monotonic()
         return time.monotonic() - self.last_activity
 
-    def _save(self, run: dict) -> None:
-        """Every change to a run goes through here (or ``schedule``'s batch of reasons)."""
+    def _save(self, run: dict, files: dict[str, bytes] | None = None) -> None:
+        """Every change to a run goes through here (or ``schedule``'s batch of reasons);
+        ``files``: a new run's, kept in the run store until it starts."""
         self._changed(run["model_id"])
-        self.store.save(run)
+        if files is None:
+            self.store.save(run)
+        else:
+            self.store.save_new(run, files)
         if not run.get("deleted"):
             self.events.publish("run", self.run_json(run))
 
