@@ -98,6 +98,7 @@ class Launcher:
 
 SPARE = "--spare"  # the learner's argument: wait for a run folder on stdin (see tick)
 SPARE_AFTER = 0.2  # seconds without a learner started before a spare one is started
+SPARE_RETRY = 30.0  # more seconds to wait after a spare ended unused
 
 
 def learner_command(run_dir: str) -> list[str]:
@@ -119,11 +120,10 @@ class LocalLauncher(Launcher):
 
     name = "local"
 
-    def __init__(self, spare: bool = True) -> None:
+    def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen] = {}
         # a learner started ahead, its imports done, waiting on its stdin for a run folder:
         # a run's learner then needs no interpreter start (about half of submit-to-first-line)
-        self._spare_wanted = spare
         self._spare: subprocess.Popen | None = None
         self._quiet_since = 0.0  # no learner or spare started since (monotonic)
 
@@ -151,10 +151,13 @@ class LocalLauncher(Launcher):
     def tick(self) -> None:
         """Keep a spare learner ready, started once learners have not been started for a
         moment (never on a run's way: its start would take CPU from the runs starting)."""
-        if not self._spare_wanted:
-            return
-        if self._spare is not None and self._spare.poll() is None:
-            return
+        if self._spare is not None:
+            if self._spare.poll() is None:
+                return
+            # it ended unused (killed, or it cannot start): not again at once, lest a spare
+            # that cannot start is started ten times a second
+            self._spare = None
+            self._quiet_since = time.monotonic() + SPARE_RETRY
         now = time.monotonic()
         if now - self._quiet_since < SPARE_AFTER:
             return

@@ -1,0 +1,47 @@
+"""The local launcher's spare learner: started ahead, not restarted in a loop when it cannot
+start, and ended with the service."""
+
+from __future__ import annotations
+
+import time
+
+from trainui.service import launch
+from trainui.service.launch import LocalLauncher
+
+
+def test_a_spare_that_ends_unused_is_not_started_again_at_once(monkeypatch):
+    # a learner given an argument it does not know prints its usage and ends at once: as a
+    # spare that cannot start would
+    monkeypatch.setattr(launch, "SPARE", "--not-an-option")
+    launcher = LocalLauncher()
+    launcher.tick()
+    first = launcher._spare
+    assert first is not None
+    assert first.wait(timeout=30) == 2
+    started = []
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:  # ten ticks a second, as the service's heartbeat
+        launcher.tick()
+        if launcher._spare is not None and launcher._spare is not first:
+            started.append(launcher._spare)
+        time.sleep(0.1)
+    assert started == []
+    launcher.close()
+
+
+def test_a_spare_is_given_the_next_run_and_closing_ends_one_that_waits(tmp_path):
+    launcher = LocalLauncher()
+    launcher.tick()
+    spare = launcher._spare
+    assert spare is not None and spare.poll() is None
+    # a folder without learner.json: the learner records that and ends (exit status 1)
+    pid, _start = launcher.start(str(tmp_path), 0)
+    assert pid == spare.pid
+    assert spare.wait(timeout=30) == 1
+    assert "learner error" in (tmp_path / "status.json").read_text()
+    time.sleep(launch.SPARE_AFTER + 0.1)
+    launcher.tick()
+    waiting = launcher._spare
+    assert waiting is not None and waiting.pid != spare.pid
+    launcher.close()  # its stdin ends: it exits
+    assert waiting.wait(timeout=10) == 0
