@@ -9,10 +9,11 @@ when something asks for them); the database is 0600 like those files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 # Columns that hold JSON values; every other column holds a plain value.
 _JSON_COLUMNS = ("framework", "gpu_ids", "data", "results", "progress")
@@ -59,29 +60,32 @@ class RunStore:
             values,
         )
 
-    def save_many(self, runs: Iterable[dict]) -> None:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction: committed when the block ends, rolled back when it raises."""
         self.db.execute("BEGIN")
         try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def save_many(self, runs: Iterable[dict]) -> None:
+        with self._transaction():
             for run in runs:
                 self.save(run)
-        finally:
-            self.db.execute("COMMIT")
 
     def save_new(self, run: dict, files: dict[str, bytes]) -> None:
         """A run just submitted and the files its folder will get when it starts, in one
         transaction: a queued run costs no file of its own (creating files is what a
         submission cost most on these disks)."""
-        self.db.execute("BEGIN")
-        try:
+        with self._transaction():
             self.save(run)
             self.db.executemany(
                 "INSERT OR REPLACE INTO unwritten (model_id, name, data) VALUES (?, ?, ?)",
                 [(run["model_id"], name, data) for name, data in files.items()],
             )
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
 
     def unwritten(self, model_id: str) -> dict[str, bytes]:
         """The files of a run not written to its folder yet: name -> content."""
@@ -97,10 +101,9 @@ class RunStore:
         self.db.execute("DELETE FROM unwritten WHERE model_id = ?", (model_id,))
 
     def delete(self, model_id: str) -> None:
-        self.db.execute("BEGIN")
-        self.db.execute("DELETE FROM runs WHERE model_id = ?", (model_id,))
-        self.db.execute("DELETE FROM unwritten WHERE model_id = ?", (model_id,))
-        self.db.execute("COMMIT")
+        with self._transaction():
+            self.db.execute("DELETE FROM runs WHERE model_id = ?", (model_id,))
+            self.db.execute("DELETE FROM unwritten WHERE model_id = ?", (model_id,))
 
     def ended_before(self, epoch: float) -> list[str]:
         cursor = self.db.execute(
