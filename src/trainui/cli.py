@@ -656,8 +656,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["TRAINUI_LAUNCHER"] = args.launcher
     if args.ray_address:
         os.environ["TRAINUI_RAY_ADDRESS"] = args.ray_address
+    environ = dict(os.environ)
+    if args.no_isolation:
+        environ["TRAINUI_ISOLATION"] = "off"
     try:
-        settings = load_settings()
+        settings = load_settings(environ)
     except ConfigError as error:
         raise UserError(str(error), EXIT_USAGE) from None
     try:
@@ -681,7 +684,7 @@ def cmd_token(args: argparse.Namespace) -> int:
     tokens = Tokens(ensure_home(home_dir()))
     try:
         if args.action == "add":
-            token = tokens.add(args.name, admin=args.admin)
+            token = tokens.add(args.name, admin=args.admin, unix_user=args.unix_user)
             role = "an admin" if args.admin else "a user"
             print(f"Token for {args.name} ({role}); it is shown only now:", file=sys.stderr)
             print(token)
@@ -693,13 +696,15 @@ def cmd_token(args: argparse.Namespace) -> int:
             if args.json:
                 import json
 
-                shown = [{k: e.get(k) for k in ("name", "admin", "created_at")} for e in entries]
+                keys = ("name", "admin", "created_at", "unix_user")
+                shown = [{k: e.get(k) for k in keys} for e in entries]
                 print(json.dumps(shown, indent=1))
                 return EXIT_OK
-            print(f"{'Name':<24} {'Role':<6} Created")
+            print(f"{'Name':<24} {'Role':<6} {'Unix user':<12} Created")
             for e in entries:
                 role = "admin" if e.get("admin") else "user"
-                print(f"{e['name']:<24} {role:<6} {e.get('created_at', '-')}")
+                unix = e.get("unix_user") or "-"
+                print(f"{e['name']:<24} {role:<6} {unix:<12} {e.get('created_at', '-')}")
             print(f"\n{_plural(len(entries), 'token')}.")
     except TokenError as error:
         raise UserError(str(error)) from None
@@ -843,12 +848,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument(
         "--idle-exit", action="store_true", help="exit when idle for TRAINUI_IDLE_EXIT seconds"
     )
+    sub.add_argument(
+        "--no-isolation",
+        action="store_true",
+        help="run commands unsandboxed, even where several users share the service "
+        "(TRAINUI_ISOLATION=off)",
+    )
 
     sub = command("token", cmd_token, "manage the tokens of the service over TCP")
     actions = sub.add_subparsers(dest="action", metavar="ACTION", required=True)
     add = actions.add_parser("add", help="create a token; its last line is the token alone")
     add.add_argument("name", metavar="NAME")
     add.add_argument("--admin", action="store_true", help="sees and manages every user's runs")
+    add.add_argument(
+        "--unix-user",
+        metavar="LOGIN",
+        help="the Unix account whose uid runs this user's commands (a service run as root)",
+    )
     listing = actions.add_parser("list", help="list the tokens (never the tokens themselves)")
     listing.add_argument("--json", action="store_true")
     revoke = actions.add_parser("revoke", help="revoke a token; it stops working at once")

@@ -37,8 +37,9 @@ class Settings(Record):
     __slots__ = (
         "home", "gpu_ids", "cpu_slots", "retention_days", "idle_exit_seconds",
         "halt_grace_seconds", "starvation_seconds", "max_definition_bytes", "launcher",
-        "ray_address", "ray_grace_seconds",
+        "ray_address", "ray_grace_seconds", "isolation", "sandbox_paths",
     )  # fmt: skip
+    _defaults = {"isolation": "auto", "sandbox_paths": ()}
 
 
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
@@ -54,7 +55,22 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         launcher=_launcher(environ),
         ray_address=environ.get("TRAINUI_RAY_ADDRESS") or None,
         ray_grace_seconds=_number(environ, "TRAINUI_RAY_GRACE", 60.0, float, minimum=0),
+        isolation=_isolation(environ),
+        sandbox_paths=tuple(
+            os.path.abspath(p)
+            for p in (environ.get("TRAINUI_SANDBOX_PATHS") or "").split(os.pathsep)
+            if p.strip()
+        ),
     )
+
+
+def _isolation(environ: Mapping[str, str]) -> str:
+    """``TRAINUI_ISOLATION``: ``auto`` (runs sandboxed where the machine can), ``on`` (the
+    service does not start where it cannot) or ``off``."""
+    value = (environ.get("TRAINUI_ISOLATION") or "auto").strip().lower()
+    if value not in ("auto", "on", "off"):
+        raise ConfigError(f"TRAINUI_ISOLATION must be auto, on or off, not '{value}'")
+    return value
 
 
 def _launcher(environ: Mapping[str, str]) -> str:

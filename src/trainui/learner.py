@@ -80,6 +80,13 @@ _RESTORED_SIGNALS = tuple(
     for name in ("SIGPIPE", "SIGXFSZ", "SIGINT", "SIGQUIT", "SIGTERM", "SIGHUP")
     if hasattr(signal, name)
 )
+# never in the command's environment: where the service keeps its secrets, and its token
+_HIDDEN_VARIABLES = frozenset(("TRAINUI_HOME", "TRAINUI_TOKEN"))
+# nor, in the sandbox, the credentials of the service's own environment
+_SANDBOX_HIDDEN_VARIABLES = (
+    "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "OS_PASSWORD",
+    "OS_TOKEN", "ST_KEY", "SSH_AUTH_SOCK", "XDG_RUNTIME_DIR",
+)  # fmt: skip
 _PHASE_ERROR_CODES = {DOWNLOADING: "S302", UNPACKING: "S301", STORING: "S303"}
 COMPLETED_MESSAGE = "completed: the training command exited with code 0"
 RELAY_CHUNK = 1 << 20  # bytes the relay copies from the log to stdout at a time
@@ -124,6 +131,9 @@ class Learner:
             "LOG_DIR": os.path.join(work, "logs"),
             "CHECKPOINT_DIR": os.path.join(work, "checkpoints"),
         }
+        self.sandboxed = False  # the command runs in the sandbox (trainui.sandbox)
+        self.sandbox_user = None  # as this user (the learner runs as root)
+        self.private: dict[str, str] = {}  # the sandbox's /tmp and HOME
         self.phase = DOWNLOADING
         self.halt_requested = False
         self.command_pgid: int | None = None
@@ -189,6 +199,7 @@ class Learner:
             shutil.rmtree(self.work)
         for name in ("DATA_DIR", "RESULT_DIR", "LOG_DIR", "CHECKPOINT_DIR"):
             os.makedirs(self.dirs[name])
+        self._sandbox()
 
     # ---------------------------------------------------------------------- 1. staging
 
@@ -308,7 +319,7 @@ class Learner:
     # ----------------------------------------------------------------------- 3. running
 
     def _command_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in _HIDDEN_VARIABLES}
         env.update(self.dirs)
         env.update(
             TRAINING_ID=self.model_id,
@@ -324,7 +335,56 @@ class Learner:
         path = env.get("PATH", "")
         if bin_dir and path.split(os.pathsep)[0] != bin_dir:
             env["PATH"] = bin_dir + os.pathsep + path if path else bin_dir
+        if self.sandboxed:
+            # in the sandbox, the user's home and the system's temporary folder do not exist:
+            # both are the run's own
+            env.update(HOME=self.private["home"], TMPDIR="/tmp")
+            for name in _SANDBOX_HIDDEN_VARIABLES:
+                env.pop(name, None)
         return env
+
+    def _sandbox(self) -> None:
+        """Decide whether the command runs sandboxed (``sandbox`` in learner.json), and as
+        whom; make its private folders."""
+        wanted = self.config.get("sandbox")
+        if not isinstance(wanted, dict):
+            return
+        from trainui import sandbox
+
+        if not sandbox.installed():
+            if wanted.get("required", True):
+                raise _Failed("S300", f"the run cannot be sandboxed: {sandbox.unavailable()}")
+            self._log(f"warning: not sandboxed on this node: {sandbox.unavailable()}")
+            return
+        if os.geteuid() == 0:
+            try:
+                self.sandbox_user = sandbox.resolve_user(wanted.get("unix_user"))
+            except sandbox.SandboxError as error:
+                raise _Failed("S300", f"the run cannot be sandboxed: {error}") from None
+        self.sandboxed = True
+        for name in ("tmp", "home"):
+            self.private[name] = os.path.join(self.work, name)
+            os.makedirs(self.private[name], mode=0o700, exist_ok=True)
+
+    def _command_line(self) -> list[str]:
+        argv = ["/bin/sh", "-c", self.config["command"]]
+        if not self.sandboxed:
+            return argv
+        from trainui import sandbox
+
+        writable = [self.dirs[k] for k in ("MODEL_DIR", "RESULT_DIR", "LOG_DIR", "CHECKPOINT_DIR")]
+        writable.append(self.private["home"])
+        sandbox.give_to(self.sandbox_user, [*writable, self.private["tmp"]])
+        extra = self.config["sandbox"].get("paths") or []
+        return sandbox.wrap(
+            argv,
+            readonly=[self.dirs["DATA_DIR"]],
+            writable=writable,
+            tmp_dir=self.private["tmp"],
+            hide=[self.home, self.run_dir],
+            user=self.sandbox_user,
+            extra_readonly=[p for p in extra if isinstance(p, str)],
+        )
 
     def _run_command(self) -> None:
         self.phase = RUNNING
@@ -342,10 +402,11 @@ class Learner:
         # posix_spawn has no working-directory action before Python 3.13: the child inherits
         # the learner's, which nothing else here depends on.
         os.chdir(self.dirs["MODEL_DIR"])
+        argv = self._command_line()
         try:
-            pid = os.posix_spawn(
-                "/bin/sh",
-                ["/bin/sh", "-c", self.config["command"]],
+            pid = os.posix_spawnp(
+                argv[0],
+                argv,
                 self._command_env(),
                 file_actions=file_actions,
                 setsid=True,  # its own session and process group, whose id is its pid
@@ -372,6 +433,10 @@ class Learner:
             self._end_process_group(pid)
         self.status["timings"]["command_ended"] = time.time()
         code = os.waitstatus_to_exitcode(wait_status)
+        if self.sandboxed:
+            from trainui.sandbox import exit_code
+
+            code = exit_code(code)
         self.exit_code = self.status["exit_code"] = code
         self._end_log_line()
         how = _how_it_ended(code)
@@ -393,7 +458,11 @@ class Learner:
             except PermissionError:  # a member changed its user id: nothing more to do
                 break
             now = time.monotonic()
-            if not signalled and not self.term_sent:
+            if self.sandboxed and not signalled and now < deadline:
+                # the sandbox's first process is ending, and takes every process of the run
+                # with it: nothing is left to stop, only a moment to wait
+                pass
+            elif not signalled and not self.term_sent:
                 self._log(f"stopping what the command left running (process group {pgid})")
                 _kill_group(pgid, signal.SIGTERM)
                 signalled = True

@@ -175,6 +175,7 @@ def test_halt_stops_the_ray_job_and_stores_what_the_run_has(rhome, cluster):
 def test_a_run_halted_before_ray_started_it_never_runs(rhome, cluster):
     # Ray cannot stop a PENDING job: trainui ends the run itself and disarms the learner
     marker = rhome.path.parent / "ran"
+    rhome.env["TRAINUI_ISOLATION"] = "off"  # the marker is outside the run's folders
     model = rhome.model("m", {"t.py": ""})
     model_id = rhome.submit(model, rhome.manifest(f"touch {marker}; sleep 60"))
     rhome.cli("halt", model_id, check=True)  # at once: Ray has not started the job yet

@@ -342,6 +342,7 @@ def test_a_learner_killed_outright_fails_its_run_with_a_reason(home):
 
 def test_two_clis_submitting_50_runs_each_never_double_book_a_gpu(home, tmp_path):
     home.env["TRAINUI_GPUS"] = "0,1,2,3"
+    home.env["TRAINUI_ISOLATION"] = "off"  # the commands write the trace outside their runs
     trace = tmp_path / "trace.txt"
     command = (
         f'echo "start $CUDA_VISIBLE_DEVICES $(date +%s.%N)" >> {trace}; sleep 0.05; '

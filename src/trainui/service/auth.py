@@ -85,8 +85,19 @@ class Tokens:
                 return User(entry["name"], bool(entry.get("admin")))
         return None
 
-    def add(self, name: str, admin: bool = False) -> str:
-        """Create a token for ``name``; return it (the only time it is ever shown)."""
+    def unix_user(self, name: str) -> str | None:
+        """The Unix login whose uid runs ``name``'s commands (``--unix-user``), if any."""
+        self._refresh()
+        for entry in self._by_hash.values():
+            if entry["name"] == name:
+                return entry.get("unix_user") or None
+        return None
+
+    def add(self, name: str, admin: bool = False, unix_user: str | None = None) -> str:
+        """Create a token for ``name``; return it (the only time it is ever shown).
+        ``unix_user``: the login whose uid runs the user's commands in the sandbox."""
+        if unix_user is not None:
+            _check_unix_user(unix_user)
         if not _NAME.match(name):
             raise TokenError(
                 f"'{name}' is not a usable name: letters, digits, '.', '_', '@' or '-', "
@@ -98,9 +109,10 @@ class Tokens:
                 f"a token named '{name}' exists already; revoke it first to replace it"
             )
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-        entries.append(
-            {"name": name, "hash": _hash(token), "admin": admin, "created_at": utc_now()}
-        )
+        entry = {"name": name, "hash": _hash(token), "admin": admin, "created_at": utc_now()}
+        if unix_user is not None:
+            entry["unix_user"] = unix_user
+        entries.append(entry)
         self._write(entries)
         return token
 
@@ -113,3 +125,14 @@ class Tokens:
 
     def _write(self, entries: list[dict]) -> None:
         write_json_atomic(self.path, {"tokens": entries}, mode=0o600)
+
+
+def _check_unix_user(login: str) -> None:
+    import pwd
+
+    try:
+        entry = pwd.getpwnam(login)
+    except KeyError:
+        raise TokenError(f"no Unix user '{login}' on this machine") from None
+    if entry.pw_uid == 0:
+        raise TokenError(f"Unix user '{login}' is root: runs may not run as root")

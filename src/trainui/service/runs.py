@@ -12,6 +12,7 @@ import getpass
 import json
 import os
 import shutil
+import threading
 import time
 import traceback
 from collections import deque
@@ -38,7 +39,7 @@ from trainui.core.runs import (
     utc_now,
     write_json_atomic,
 )
-from trainui.service.auth import User
+from trainui.service.auth import Tokens, User
 from trainui.service.launch import Capacity, Launcher, LocalLauncher
 from trainui.service.scheduler import Plan, Scheduler, Waiting
 from trainui.service.store import RunStore, public
@@ -135,6 +136,47 @@ class RunManager:
         self._last_purge = 0.0
         self.open_streams = 0
         self.last_activity = time.monotonic()
+        self._tokens = Tokens(self.home)  # a run's owner may map to a Unix user (--unix-user)
+        self._sandbox_why: str | None = None  # why runs are not sandboxed here (None: they are)
+        self._sandbox_probe: threading.Thread | None = None
+        if settings.isolation != "off":
+            # tried once, aside: it takes a few ms the service's start need not wait for
+            self._sandbox_probe = threading.Thread(target=self._probe_sandbox, daemon=True)
+            self._sandbox_probe.start()
+
+    # --- isolation ------------------------------------------------------------------------
+
+    def _probe_sandbox(self) -> None:
+        from trainui.sandbox import unavailable
+
+        self._sandbox_why = unavailable()
+
+    def sandbox_unavailable(self) -> str | None:
+        """Why this machine cannot sandbox runs (one sentence), or None when it can (or when
+        isolation is off)."""
+        if self._sandbox_probe is not None:
+            self._sandbox_probe.join()
+        return self._sandbox_why
+
+    def isolation(self) -> dict:
+        """What the service says of isolation (``/v3/health``)."""
+        if self.settings.isolation == "off":
+            return {"sandbox": False, "reason": "isolation is off (--no-isolation)"}
+        why = self.sandbox_unavailable()
+        return {"sandbox": why is None, "reason": why}
+
+    def _sandbox_spec(self, run: dict, cluster: bool) -> dict | None:
+        """learner.json's ``sandbox``: None runs the command unsandboxed."""
+        if self.settings.isolation == "off":
+            return None
+        if not cluster and self.sandbox_unavailable() is not None:
+            return None  # auto: said by /v3/health and `serve`
+        return {
+            # a cluster's node that cannot sandbox runs the command as it is, and says so
+            "required": not cluster,
+            "unix_user": self._tokens.unix_user(run.get("owner") or ""),
+            "paths": list(self.settings.sandbox_paths),
+        }
 
     # --- reading --------------------------------------------------------------------------
 
@@ -201,6 +243,7 @@ class RunManager:
             "where": self.launcher.where,
             "gpus": list(self.settings.gpu_ids),
             "cpu_mode": self.scheduler.cpu_mode,
+            "isolation": self.isolation(),
             "runs": counts,
             "pid": os.getpid(),
         }
@@ -414,6 +457,7 @@ class RunManager:
             spec.update(gpu_ids=None, cpu_mode=False)
         else:
             spec.update(gpu_ids=gpu_ids, cpu_mode=cpu_mode)
+        spec["sandbox"] = self._sandbox_spec(run, cluster=capacity is not None)
         write_json_atomic(spec_path, spec, mode=0o600)
         try:
             pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run["gpus"])

@@ -113,8 +113,9 @@ def serve(
         launcher = make_launcher(settings, os.path.join(home, "runs"))
     except LauncherError as error:
         raise ServeRefused(str(error)) from None
-    local = bind_unix_socket(path)
     manager = RunManager(settings, launcher)
+    _check_isolation(settings, manager, home, tcp is not None)
+    local = bind_unix_socket(path)
     servers: list[uvicorn.Server] = []
 
     def stop_all() -> None:
@@ -152,6 +153,27 @@ def serve(
     finally:
         _remove(path)
     return 0
+
+
+def _check_isolation(settings: Settings, manager: RunManager, home: str, tcp: bool) -> None:
+    """Refuse to serve where runs cannot be sandboxed but must be: ``TRAINUI_ISOLATION=on``, or
+    several users over TCP (each one's commands could read the others' secrets) without
+    ``--no-isolation``. A local launcher only: a cluster's nodes sandbox on their own."""
+    if settings.isolation == "off" or manager.launcher.name != "local":
+        return
+    users = {e["name"] for e in Tokens(home).entries() if not e.get("admin")} if tcp else ()
+    if settings.isolation != "on" and len(users) < 2:
+        return  # runs are sandboxed where they can be; /v3/health says which
+    why = manager.sandbox_unavailable()
+    if why is None:
+        return
+    if settings.isolation == "on":
+        raise ServeRefused(f"runs cannot be sandboxed on this machine: {why}")
+    raise ServeRefused(
+        f"runs cannot be sandboxed on this machine ({why}), and {len(users)} users have "
+        "tokens: each one's training commands could read the others' credentials and tokens; "
+        "make sandboxing work, or start with --no-isolation to accept that"
+    )
 
 
 def _run(main: Coroutine) -> None:
