@@ -9,7 +9,9 @@
 3. two small runs each get their own CUDA_VISIBLE_DEVICES and see exactly one device in
    PyTorch; with one GPU, the second waits (pending, then running once the first ended);
 4. the cost of one snapshot of all GPUs (goal < 5 ms) against one ``nvidia-smi --query-gpu``
-   call, timed in the same run.
+   call, timed in the same run;
+5. (issue 13) each run's command is sandboxed (bubblewrap) and ``nvidia-smi -L`` inside it
+   lists exactly the run's GPUs, while PyTorch sees one device (3.).
 
 Prints a table at the end; writes ``gpu_check.json`` and the raw NVML answers of this machine
 (idle and under load, in the format of tests/fixtures/gpu/) to ``--out``. Under 5 minutes.
@@ -87,7 +89,11 @@ else:
 
 # the command's shell runs launch.py, which runs train.py: the GPU process is a grandchild
 LAUNCH_PY = """\
-import subprocess, sys
+import shutil, subprocess, sys
+if shutil.which("nvidia-smi"):  # what the sandbox lets the run see, whatever CUDA says
+    listed = subprocess.run(["nvidia-smi", "-L"], capture_output=True, text=True).stdout
+    for line in listed.splitlines():
+        print(f"[{sys.argv[2]}] nvidia-smi -L: {line}", flush=True)
 sys.exit(subprocess.call([sys.executable, "train.py", *sys.argv[1:]]))
 """
 
@@ -600,6 +606,17 @@ def main() -> int:
             (out / f"run_{tag}.log").write_text(text)
             line = next((x for x in text.splitlines() if f"[{tag}] CUDA_VISIBLE" in x), "")
             log(f"run {tag} log:\n" + textwrap.indent(text.strip(), "    "))
+            sandboxed = "sandboxed (bubblewrap)" in text
+            listed = [x for x in text.splitlines() if f"[{tag}] nvidia-smi -L: GPU " in x]
+            rows.append(
+                (
+                    f"run {tag}: sandboxed, GPUs nvidia-smi -L lists inside",
+                    f"{'sandboxed' if sandboxed else 'NOT sandboxed'}, {len(listed)}",
+                    f"gpu_ids {run.get('gpu_ids')}",
+                    "sandboxed, its GPUs only" if has_gpu else "sandboxed",
+                    sandboxed and (len(listed) == len(run.get("gpu_ids") or []) or not has_gpu),
+                )
+            )
             count = re.search(r"device_count\(\)=(-?\d+)", line)
             visible = re.search(r"CUDA_VISIBLE_DEVICES=('[^']*'|None)", line)
             want = str(run.get("gpu_ids"))

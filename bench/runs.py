@@ -4,6 +4,7 @@ Each is measured against its anchor in the same run (task-spooler `tsp`, Debian 
 `task-spooler`, where installed). Prints one table per figure. Usage:
 
     python bench/runs.py [--runs 50] [--queue 10000] [--lines 1000000]
+                         [--only latency|sandbox|lines|queue]
 
 Everything happens in a temporary trainui home with its own service, stopped by PID at the end.
 """
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -26,6 +29,7 @@ from _common import manifest, row, stop_home
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAINUI = [sys.executable, "-m", "trainui"]
+STAMP = re.compile(r"^[0-9]{9,}\.[0-9]+$")
 
 
 class Bench:
@@ -58,36 +62,42 @@ class Bench:
         stop_home(self.home)
 
 
-async def latency(bench: Bench, runs: int) -> None:
+STEPS = (
+    "request (incl. scheduling)",
+    "learner start (< 0: before the response)",
+    "stage",
+    "unpack",
+    "command start",
+    "total",
+)
+
+
+async def first_line(log: Path) -> float:
+    """The time the command printed as its first line (``date +%s.%N``), once in its log."""
+    while True:
+        with contextlib.suppress(FileNotFoundError):
+            for line in log.read_text().splitlines():
+                if STAMP.match(line):
+                    return float(line)
+        await asyncio.sleep(0.002)
+
+
+async def submit_latencies(bench: Bench, runs: int) -> dict[str, list[float]]:
+    """``runs`` submissions of `date +%s.%N`, each to a warm, idle service, step by step."""
     from trainui.client import Client
 
-    marker = bench.tmp / "first-line"
+    samples: dict[str, list[float]] = {k: [] for k in STEPS}
     async with Client() as client:
         await client.health()  # a warm service, as on a machine in use
-        samples: dict[str, list[float]] = {
-            k: []
-            for k in (
-                "request (incl. scheduling)",
-                "learner start (< 0: before the response)",
-                "stage",
-                "unpack",
-                "command start",
-                "total",
-            )
-        }
-        for i in range(runs):
-            stamp = marker.with_suffix(f".{i}")
-            command = f"date +%s.%N > {stamp}"
-            manifest = bench.manifest(command)
+        for _ in range(runs):
+            manifest = bench.manifest("date +%s.%N")
             # each submission to a warm, idle service, as a user's: the previous run's end
             # (its learner storing, the spare learner's start) is not counted in the next one
             await asyncio.sleep(0.5)
             t0 = time.time()
             answer = await client.submit(str(bench.zip), manifest)
             t_response = time.time()
-            while not stamp.exists() or not stamp.read_text().strip():
-                await asyncio.sleep(0.002)
-            first = float(stamp.read_text())
+            first = await first_line(bench.home / "runs" / answer["model_id"] / "training-log.txt")
             while True:
                 run = await client.get_run(answer["model_id"])
                 if run["status"] in ("completed", "failed"):
@@ -107,25 +117,29 @@ async def latency(bench: Bench, runs: int) -> None:
             samples["unpack"].append(timings["unpacked"] - timings["staged"])
             samples["command start"].append(first - timings["unpacked"])
             samples["total"].append(first - t0)
+    return samples
+
+
+async def latency(bench: Bench, runs: int) -> None:
+    samples = await submit_latencies(bench, runs)
     print(f"\nsubmit -> first line of the command, {runs} runs (client API, warm service)")
     print(f"{'step':44} {'p50':>9} {'p95':>9}")
     for name, values in samples.items():
         print(row(name, values))
     cli = []
-    for i in range(min(runs, 20)):
-        stamp = marker.with_suffix(f".cli{i}")
-        manifest_path = bench.tmp / f"cli{i}.yml"
-        manifest_path.write_bytes(bench.manifest(f"date +%s.%N > {stamp}"))
+    manifest_path = bench.tmp / "cli.yml"
+    manifest_path.write_bytes(bench.manifest("date +%s.%N"))
+    for _ in range(min(runs, 20)):
         t0 = time.time()
-        subprocess.run([*TRAINUI, "train", str(bench.zip), str(manifest_path)], check=True,
-                       capture_output=True, env=bench.env)  # fmt: skip
-        while not stamp.exists() or not stamp.read_text().strip():
-            time.sleep(0.002)
-        cli.append(float(stamp.read_text()) - t0)
+        done = subprocess.run([*TRAINUI, "train", str(bench.zip), str(manifest_path)], check=True,
+                              capture_output=True, text=True, env=bench.env)  # fmt: skip
+        model_id = done.stdout.strip().splitlines()[-1].split("'")[1]
+        cli.append(await first_line(bench.home / "runs" / model_id / "training-log.txt") - t0)
         time.sleep(0.3)
     print(row(f"`trainui train` command line ({len(cli)} runs)", cli))
     tsp = shutil.which("tsp") or shutil.which("ts")
     if tsp:
+        marker = bench.tmp / "first-line"
         env = {**os.environ, "TS_SOCKET": str(bench.tmp / "tsp.sock"), "TMPDIR": str(bench.tmp)}
         anchor = []
         for i in range(min(runs, 20)):
@@ -140,6 +154,33 @@ async def latency(bench: Bench, runs: int) -> None:
         subprocess.run([tsp, "-K"], env=env, capture_output=True)
     else:
         print("anchor: tsp not installed (apt-get install task-spooler)")
+
+
+async def sandbox_cost(bench: Bench, runs: int, rounds: int = 2) -> None:
+    """Submit -> first line with the sandbox (the default where bubblewrap works) and without
+    it (TRAINUI_ISOLATION=off), alternately, a fresh service each time."""
+    from trainui.sandbox import unavailable
+
+    why = unavailable()
+    print(f"\nthe sandbox's cost on submit -> first line, {rounds} x {runs} runs each way")
+    if why is not None:
+        print(f"  not measured: {why}")
+        return
+    totals: dict[str, list[float]] = {"off": [], "auto": []}
+    for _ in range(rounds):
+        for mode in totals:
+            service = int((bench.home / "service.lock").read_text().split()[0])
+            stop_home(bench.home)
+            while Path(f"/proc/{service}").exists():  # the next service has this setting
+                time.sleep(0.05)
+            os.environ["TRAINUI_ISOLATION"] = bench.env["TRAINUI_ISOLATION"] = mode
+            totals[mode] += (await submit_latencies(bench, runs))["total"]
+    os.environ["TRAINUI_ISOLATION"] = bench.env["TRAINUI_ISOLATION"] = "auto"
+    print(f"{'':44} {'p50':>9} {'p95':>9}")
+    print(row("sandboxed (bubblewrap)", totals["auto"]))
+    print(row("anchor: the same, TRAINUI_ISOLATION=off", totals["off"]))
+    added = (statistics.median(totals["auto"]) - statistics.median(totals["off"])) * 1e3
+    print(f"  added by the sandbox, p50: {added:.1f} ms (goal <= 10 ms)")
 
 
 async def queue_depth(bench: Bench, depth: int) -> None:
@@ -249,6 +290,8 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--queue", type=int, default=10_000)
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--only", choices=("latency", "sandbox", "lines", "queue"),
+                        help="one figure only")  # fmt: skip
     args = parser.parse_args()
     # installed packages have compiled bytecode; these machines set PYTHONDONTWRITEBYTECODE
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
@@ -257,9 +300,14 @@ async def main() -> None:
         bench = Bench(Path(tmp))
         try:
             print(f"trainui bench, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-            await latency(bench, args.runs)
-            await log_throughput(bench, args.lines)
-            await queue_depth(bench, args.queue)
+            if args.only in (None, "latency"):
+                await latency(bench, args.runs)
+            if args.only in (None, "sandbox"):
+                await sandbox_cost(bench, args.runs // 2)
+            if args.only in (None, "lines"):
+                await log_throughput(bench, args.lines)
+            if args.only in (None, "queue"):
+                await queue_depth(bench, args.queue)
         finally:
             bench.stop()
 

@@ -531,6 +531,32 @@ def nvml_gpu_ids(nvml=None) -> list[int]:
             nvml.nvmlShutdown()
 
 
+def nvml_minor_numbers(nvml=None) -> dict[int, int]:
+    """Each GPU's index -> the minor number of its device node (``/dev/nvidiaN``), for the
+    sandbox to pass a run exactly its GPUs; {} when NVML cannot say."""
+    if nvml is None:
+        try:
+            import pynvml as nvml
+        except ImportError:
+            return {}
+    try:
+        nvml.nvmlInit()
+    except nvml.NVMLError:
+        return {}
+    try:
+        minors = {}
+        for index in range(nvml.nvmlDeviceGetCount()):
+            with contextlib.suppress(nvml.NVMLError):
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                minors[index] = int(nvml.nvmlDeviceGetMinorNumber(handle))
+        return minors
+    except nvml.NVMLError:
+        return {}
+    finally:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
+
+
 # ---------------------------------------------------------------------------- GPU -> run
 
 

@@ -384,6 +384,7 @@ class Learner:
             hide=[self.home, self.run_dir],
             user=self.sandbox_user,
             extra_readonly=[p for p in extra if isinstance(p, str)],
+            gpu_devices=self.config["sandbox"].get("gpu_devices"),
         )
 
     def _run_command(self) -> None:
@@ -392,7 +393,11 @@ class Learner:
             where = "running on the CPU: no GPU on this machine"
         else:
             where = f"running on GPU {','.join(self.gpu_ids)}"
-        self._log(where)
+        if self.sandboxed:
+            who = f" as {self.sandbox_user.name}" if self.sandbox_user is not None else ""
+            self._log(f"{where}, sandboxed (bubblewrap){who}")
+        else:
+            self._log(where)
         _become_subreaper()  # orphans of the command are then ours to reap, not init's
         file_actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),

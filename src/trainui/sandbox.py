@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -35,6 +36,7 @@ SYSTEM_PATHS = (
     "/nix/store", "/run/systemd/resolve", "/run/nvidia-persistenced",
 )  # fmt: skip
 DEVICE_PATTERNS = ("/dev/nvidia*", "/dev/dri")
+_GPU_NODE = re.compile(r"/nvidia[0-9]+$")  # one GPU's; nvidiactl, nvidia-uvm: every GPU's
 DEFAULT_USER = "nobody"
 
 
@@ -131,12 +133,14 @@ def wrap(
     hide: list[str],
     user: User | None,
     extra_readonly: list[str] = (),
+    gpu_devices: list[str] | None = None,
 ) -> list[str]:
     """The command line that runs ``argv`` in the sandbox.
 
     ``readonly`` and ``writable`` are the run's folders (bound at their own paths);
     ``tmp_dir`` becomes ``/tmp``; ``hide`` (the home) is covered with an empty folder wherever
-    a system path would show it; ``user``: switch to it (the caller is root)."""
+    a system path would show it; ``user``: switch to it (the caller is root); ``gpu_devices``:
+    the run's GPUs' nodes (``/dev/nvidia3``), the others left out (None: every GPU's)."""
     args = [
         "env", f"--ignore-signal={_SIGNALS}",
         BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
@@ -162,7 +166,8 @@ def wrap(
     args += ["--proc", "/proc", "--dev", "/dev"]
     for pattern in DEVICE_PATTERNS:
         for device in sorted(glob.glob(pattern)):
-            args += ["--dev-bind-try", device, device]
+            if gpu_devices is None or not _GPU_NODE.search(device) or device in gpu_devices:
+                args += ["--dev-bind-try", device, device]
     if tmp_dir is not None:
         args += ["--bind", tmp_dir, "/tmp"]
     else:

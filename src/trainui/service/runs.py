@@ -139,6 +139,7 @@ class RunManager:
         self._tokens = Tokens(self.home)  # a run's owner may map to a Unix user (--unix-user)
         self._sandbox_why: str | None = None  # why runs are not sandboxed here (None: they are)
         self._sandbox_probe: threading.Thread | None = None
+        self._gpu_minors: dict[int, int] = {}  # GPU index -> /dev/nvidiaN's N (NVML's)
         if settings.isolation != "off":
             # tried once, aside: it takes a few ms the service's start need not wait for
             self._sandbox_probe = threading.Thread(target=self._probe_sandbox, daemon=True)
@@ -150,6 +151,10 @@ class RunManager:
         from trainui.sandbox import unavailable
 
         self._sandbox_why = unavailable()
+        if self._sandbox_why is None and self.settings.gpu_ids:
+            from trainui.gpu import nvml_minor_numbers
+
+            self._gpu_minors = nvml_minor_numbers()
 
     def sandbox_unavailable(self) -> str | None:
         """Why this machine cannot sandbox runs (one sentence), or None when it can (or when
@@ -165,13 +170,17 @@ class RunManager:
         why = self.sandbox_unavailable()
         return {"sandbox": why is None, "reason": why}
 
-    def _sandbox_spec(self, run: dict, cluster: bool) -> dict | None:
+    def _sandbox_spec(self, run: dict, gpu_ids: list[int], cluster: bool) -> dict | None:
         """learner.json's ``sandbox``: None runs the command unsandboxed."""
         if self.settings.isolation == "off":
             return None
         if not cluster and self.sandbox_unavailable() is not None:
             return None  # auto: said by /v3/health and `serve`
+        devices = None  # every /dev/nvidia*: which node is which GPU is not known
+        if not cluster and all(i in self._gpu_minors for i in gpu_ids):
+            devices = [f"/dev/nvidia{self._gpu_minors[i]}" for i in gpu_ids]
         return {
+            "gpu_devices": devices,
             # a cluster's node that cannot sandbox runs the command as it is, and says so
             "required": not cluster,
             "unix_user": self._tokens.unix_user(run.get("owner") or ""),
@@ -457,7 +466,7 @@ class RunManager:
             spec.update(gpu_ids=None, cpu_mode=False)
         else:
             spec.update(gpu_ids=gpu_ids, cpu_mode=cpu_mode)
-        spec["sandbox"] = self._sandbox_spec(run, cluster=capacity is not None)
+        spec["sandbox"] = self._sandbox_spec(run, gpu_ids, cluster=capacity is not None)
         write_json_atomic(spec_path, spec, mode=0o600)
         try:
             pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run["gpus"])
