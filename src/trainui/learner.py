@@ -951,6 +951,7 @@ def spare_main() -> int:
     global _STARTED
     # the imports a run makes, done while waiting
     import trainui.core.definition
+    import trainui.sandbox
     import trainui.storage.local
     import trainui.storage.s3
     import trainui.storage.staging  # noqa: F401

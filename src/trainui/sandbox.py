@@ -21,11 +21,8 @@ bwrap stays to tear the namespace down after it.
 
 from __future__ import annotations
 
-import glob
 import os
-import re
 import shutil
-import subprocess
 import sys
 
 BWRAP = "bwrap"
@@ -35,8 +32,7 @@ SYSTEM_PATHS = (
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys",
     "/nix/store", "/run/systemd/resolve", "/run/nvidia-persistenced",
 )  # fmt: skip
-DEVICE_PATTERNS = ("/dev/nvidia*", "/dev/dri")
-_GPU_NODE = re.compile(r"/nvidia[0-9]+$")  # one GPU's; nvidiactl, nvidia-uvm: every GPU's
+DEVICES = "/dev"  # its nvidia* and dri are passed through
 DEFAULT_USER = "nobody"
 
 
@@ -52,6 +48,8 @@ def installed() -> bool:
 def unavailable(timeout: float = 10.0) -> str | None:
     """Why runs cannot be sandboxed on this machine (one sentence), or None when they can:
     the whole chain a run uses is tried once on ``true``."""
+    import subprocess
+
     if not sys.platform.startswith("linux"):
         return "sandboxing needs Linux namespaces"
     if not installed():
@@ -124,6 +122,9 @@ def python_paths() -> list[str]:
     return sorted(p for p in paths if p and p != "/")
 
 
+PYTHON_PATHS = python_paths()
+
+
 def wrap(
     argv: list[str],
     *,
@@ -164,16 +165,14 @@ def wrap(
         elif os.path.isdir(path):
             bind("--ro-bind", path, path)
     args += ["--proc", "/proc", "--dev", "/dev"]
-    for pattern in DEVICE_PATTERNS:
-        for device in sorted(glob.glob(pattern)):
-            if gpu_devices is None or not _GPU_NODE.search(device) or device in gpu_devices:
-                args += ["--dev-bind-try", device, device]
+    for device in _gpu_nodes(gpu_devices):
+        args += ["--dev-bind-try", device, device]
     if tmp_dir is not None:
         args += ["--bind", tmp_dir, "/tmp"]
     else:
         args += ["--tmpfs", "/tmp"]
     made.clear()  # what was made under /tmp is covered now
-    shown = [*python_paths(), *extra_readonly]
+    shown = [*PYTHON_PATHS, *extra_readonly]
     for path in shown:
         if os.path.exists(path):
             bind("--ro-bind", path, path)
@@ -214,6 +213,25 @@ def give_to(user: User | None, paths: list[str]) -> None:
 def exit_code(code: int) -> int:
     """bwrap reports a command killed by signal N as 128 + N: give it back as -N."""
     return -(code - 128) if 128 < code < 128 + 65 else code
+
+
+def _gpu_nodes(wanted: list[str] | None) -> list[str]:
+    """``/dev/nvidia*`` and ``/dev/dri``: of the GPUs' own nodes (``nvidia3``), the ``wanted``
+    ones only (None: all); the shared ones (``nvidiactl``, ``nvidia-uvm``, ...) always."""
+    try:
+        names = sorted(os.listdir(DEVICES))
+    except OSError:
+        return []
+    nodes = []
+    for name in names:
+        path = os.path.join(DEVICES, name)
+        if name == "dri":
+            nodes.append(path)
+        elif name.startswith("nvidia"):
+            own = name[6:].isdigit()  # one GPU's node
+            if wanted is None or not own or path in wanted:
+                nodes.append(path)
+    return nodes
 
 
 def _ancestors(path: str) -> list[str]:

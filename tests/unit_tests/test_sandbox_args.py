@@ -14,7 +14,8 @@ def _pairs(args: list[str], option: str) -> list[str]:
 def test_a_run_is_given_its_gpus_nodes_and_the_shared_ones_only(tmp_path, monkeypatch):
     for name in ("nvidia0", "nvidia1", "nvidia12", "nvidiactl", "nvidia-uvm"):
         (tmp_path / name).touch()
-    monkeypatch.setattr(sandbox, "DEVICE_PATTERNS", (str(tmp_path / "nvidia*"),))
+    (tmp_path / "null").touch()
+    monkeypatch.setattr(sandbox, "DEVICES", str(tmp_path))
     common = dict(readonly=[], writable=[], tmp_dir=None, hide=[], user=None)
     args = sandbox.wrap(["true"], gpu_devices=[str(tmp_path / "nvidia1")], **common)
     given = {p.rsplit("/", 1)[1] for p in _pairs(args, "--dev-bind-try")}
@@ -29,7 +30,7 @@ def test_a_run_is_given_its_gpus_nodes_and_the_shared_ones_only(tmp_path, monkey
 
 
 def test_the_home_is_covered_where_a_shown_folder_holds_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(sandbox, "python_paths", lambda: [str(tmp_path)])
+    monkeypatch.setattr(sandbox, "PYTHON_PATHS", [str(tmp_path)])
     home = str(tmp_path / "home")
     args = sandbox.wrap(["true"], readonly=[], writable=[], tmp_dir=None, hide=[home], user=None)
     assert home in _pairs(args, "--tmpfs")
