@@ -649,7 +649,7 @@ async def _gpus(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from trainui.config import ConfigError, load_settings
+    from trainui.config import ConfigError, connection_limits, load_settings
     from trainui.service.server import AlreadyRunning, ServeRefused, serve
 
     if args.launcher:
@@ -658,6 +658,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         os.environ["TRAINUI_RAY_ADDRESS"] = args.ray_address
     try:
         settings = load_settings()
+        limits = connection_limits()
     except ConfigError as error:
         raise UserError(str(error), EXIT_USAGE) from None
     try:
@@ -669,6 +670,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             certfile=args.certfile,
             keyfile=args.keyfile,
+            limits=limits,
         )
     except (AlreadyRunning, ServeRefused) as error:
         raise UserError(str(error)) from None
