@@ -45,6 +45,8 @@ class Service:
             "TRAINUI_HOME": str(self.home),
             "TRAINUI_GPUS": "none",
             "TRAINUI_CPU_SLOTS": str(slots),
+            # the followers all come from 127.0.0.1
+            "TRAINUI_MAX_CONNECTIONS_PER_ADDRESS": "1024",
         }
         token = subprocess.run(
             [sys.executable, "-m", "trainui", "token", "add", "bench"],

@@ -649,7 +649,7 @@ async def _gpus(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from trainui.config import ConfigError, load_settings
+    from trainui.config import ConfigError, connection_limits, load_settings
     from trainui.service.server import AlreadyRunning, ServeRefused, serve
 
     if args.launcher:
@@ -661,6 +661,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         environ["TRAINUI_ISOLATION"] = "off"
     try:
         settings = load_settings(environ)
+        limits = connection_limits(environ)
     except ConfigError as error:
         raise UserError(str(error), EXIT_USAGE) from None
     try:
@@ -672,6 +673,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             port=args.port,
             certfile=args.certfile,
             keyfile=args.keyfile,
+            limits=limits,
         )
     except (AlreadyRunning, ServeRefused) as error:
         raise UserError(str(error)) from None

@@ -73,6 +73,24 @@ def _isolation(environ: Mapping[str, str]) -> str:
     return value
 
 
+class ConnectionLimits(Record):
+    """How the service treats its clients over TCP; see ``connection_limits``."""
+
+    __slots__ = ("header_timeout", "keep_alive", "max_connections", "max_per_address")
+
+
+def connection_limits(environ: Mapping[str, str] = os.environ) -> ConnectionLimits:
+    """Seconds a request's head (and a TLS handshake) may take, seconds an idle kept-alive
+    connection stays open, and how many TCP connections may be open at once, in all and from
+    one client address."""
+    return ConnectionLimits(
+        header_timeout=_number(environ, "TRAINUI_HEADER_TIMEOUT", 10.0, float, minimum=0.1),
+        keep_alive=_number(environ, "TRAINUI_KEEP_ALIVE", 5.0, float, minimum=0.1),
+        max_connections=_number(environ, "TRAINUI_MAX_CONNECTIONS", 1024, int, minimum=1),
+        max_per_address=_number(environ, "TRAINUI_MAX_CONNECTIONS_PER_ADDRESS", 64, int, minimum=1),
+    )
+
+
 def _launcher(environ: Mapping[str, str]) -> str:
     name = (environ.get("TRAINUI_LAUNCHER") or "local").strip().lower()
     if name not in ("local", "ray"):

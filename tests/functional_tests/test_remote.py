@@ -232,7 +232,9 @@ def test_the_remote_cli_works_as_locally(remote, tmp_path):
     assert "Delete trained-models successful" in remote.cli("alice", "delete", model_id).stdout
 
 
-async def test_100_concurrent_followers_each_receive_the_whole_log(remote):
+async def test_100_concurrent_followers_each_receive_the_whole_log(home):
+    home.env["TRAINUI_MAX_CONNECTIONS_PER_ADDRESS"] = "128"  # all of them come from 127.0.0.1
+    remote = await asyncio.to_thread(Remote, home)
     script = "for i in $(seq 1 300); do echo follow-line-$i; sleep 0.005; done"
     model_id = await asyncio.to_thread(remote.submit, "alice", script)
 
@@ -240,7 +242,10 @@ async def test_100_concurrent_followers_each_receive_the_whole_log(remote):
         async with remote.client("alice") as client:
             return b"".join([chunk async for chunk in client.follow_log(model_id)])
 
-    logs = await asyncio.gather(*(follow() for _ in range(100)))
+    try:
+        logs = await asyncio.gather(*(follow() for _ in range(100)))
+    finally:
+        remote.kill()
     assert len(set(logs)) == 1
     lines = [line for line in logs[0].decode().splitlines() if line.startswith("follow-line-")]
     assert lines == [f"follow-line-{i}" for i in range(1, 301)]

@@ -14,9 +14,10 @@ from collections.abc import Coroutine
 
 import uvicorn
 
-from trainui.config import Settings, ensure_home, socket_path
+from trainui.config import ConnectionLimits, Settings, connection_limits, ensure_home, socket_path
 from trainui.service.app import create_app
 from trainui.service.auth import Tokens
+from trainui.service.connections import fit_open_files, tcp_protocol
 from trainui.service.launch import LauncherError, make_launcher
 from trainui.service.runs import RunManager
 
@@ -89,9 +90,12 @@ def serve(
     port: int = 8470,
     certfile: str | None = None,
     keyfile: str | None = None,
+    limits: ConnectionLimits | None = None,
 ) -> int:
-    """Serve on the home's Unix socket and, unless ``host`` is None, on TCP; in the
-    foreground until interrupted (or, with ``idle_exit``, until idle)."""
+    """Serve on the home's Unix socket and, unless ``host`` is None, on TCP (its clients held
+    to ``limits``, by default those of the environment); in the foreground until interrupted
+    (or, with ``idle_exit``, until idle)."""
+    limits = limits or connection_limits()
     home = ensure_home(settings.home)
     if host is not None and not _loopback(host) and not Tokens(home).exist():
         raise ServeRefused(
@@ -101,9 +105,11 @@ def serve(
         )
     if bool(certfile) != bool(keyfile):
         raise ServeRefused("TLS needs both --certfile and --keyfile")
+    tls = None
     if certfile:
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
-            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(certfile, keyfile)
+            tls.load_cert_chain(certfile, keyfile)
         except (OSError, ssl.SSLError) as error:
             raise ServeRefused(f"cannot use the TLS certificate or key: {error}") from None
     acquire_lock(home)  # raises AlreadyRunning
@@ -123,13 +129,20 @@ def serve(
             server.should_exit = True
 
     app = create_app(manager, stop_all if idle_exit else None)
-    common = {"log_level": "warning", "access_log": False, "timeout_graceful_shutdown": 2}
+    common = {
+        "log_level": "warning",
+        "access_log": False,
+        "timeout_graceful_shutdown": 2,
+        "timeout_keep_alive": limits.keep_alive,
+        "ws": "none",  # no WebSocket route: an upgrade request is an ordinary one
+    }
     servers.append(uvicorn.Server(uvicorn.Config(app, lifespan="on", **common)))
     runs = [servers[0].serve(sockets=[local])]
     where = path
     if tcp is not None:
-        tls = {"ssl_certfile": certfile, "ssl_keyfile": keyfile} if certfile else {}
-        servers.append(uvicorn.Server(uvicorn.Config(app, lifespan="off", **common, **tls)))
+        limits = fit_open_files(limits)
+        http = tcp_protocol(limits, tls)  # TLS included: the head's deadline covers the handshake
+        servers.append(uvicorn.Server(uvicorn.Config(app, lifespan="off", http=http, **common)))
         runs.append(servers[1].serve(sockets=[tcp]))
         scheme = "https" if certfile else "http"
         where += (
