@@ -217,7 +217,9 @@ def _train_directly(args, zip_path: str, manifest: bytes, environment: dict) -> 
         return False
     with open(zip_path, "rb") as f:
         fields = fastpath.submission_fields(environment, not args.no_check)
-        body, content_type = fastpath.multipart(f.read(), manifest, fields)
+        body, content_type = fastpath.multipart(
+            f.read(), manifest, fields, os.path.basename(zip_path)
+        )
     try:
         answer = fastpath.request(
             home_socket, "POST", "/v3/models", {"Content-Type": content_type}, body

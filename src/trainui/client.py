@@ -155,17 +155,18 @@ class Client:
         """Submit a run. ``check=False`` skips the check that both buckets are reachable from
         the service (for stores only the GPU box's runs can reach)."""
         data = submission_fields(environment, check)
+        name = os.path.basename(definition_zip)  # what the service's messages name it by
         with open(definition_zip, "rb") as f:
             if os.fstat(f.fileno()).st_size <= INLINE_UPLOAD:
                 # one buffer, sent in one write: httpx streams each part of a multipart body
                 # separately, a socket write and a wake-up of the service each
-                body, content_type = multipart(f.read(), manifest, data)
+                body, content_type = multipart(f.read(), manifest, data, name)
                 response = await self._request(
                     "POST", "/v3/models", content=body, headers={"Content-Type": content_type}
                 )
             else:
                 files = {
-                    "model_definition": ("model.zip", f, "application/zip"),
+                    "model_definition": (name, f, "application/zip"),
                     "manifest": ("manifest.yml", manifest, "application/yaml"),
                 }
                 response = await self._request("POST", "/v3/models", files=files, data=data)

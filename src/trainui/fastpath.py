@@ -137,16 +137,20 @@ def submission_fields(environment: Mapping[str, str] | None, check: bool) -> dic
     return {"environment": json.dumps(dict(environment or {})), "check": str(check).lower()}
 
 
-def multipart(definition: bytes, manifest: bytes, fields: Mapping[str, str]) -> tuple[bytes, str]:
-    """A submission as one multipart/form-data body, and its Content-Type."""
+def multipart(
+    definition: bytes, manifest: bytes, fields: Mapping[str, str], filename: str = "model.zip"
+) -> tuple[bytes, str]:
+    """A submission as one multipart/form-data body, and its Content-Type; ``filename``: the
+    model definition's, which the service's messages name it by."""
     boundary = os.urandom(16).hex()
     while boundary.encode() in definition or boundary.encode() in manifest:
         boundary = os.urandom(16).hex()
     dash = f"--{boundary}\r\n".encode()
     parts = [
         dash,
-        b'Content-Disposition: form-data; name="model_definition"; filename="model.zip"\r\n'
-        b"Content-Type: application/zip\r\n\r\n",
+        b'Content-Disposition: form-data; name="model_definition"; filename="'
+        + _quoted(filename)
+        + b'"\r\nContent-Type: application/zip\r\n\r\n',
         definition,
         b"\r\n",
         dash,
@@ -160,6 +164,14 @@ def multipart(definition: bytes, manifest: bytes, fields: Mapping[str, str]) -> 
         parts += [value.encode(), b"\r\n"]
     parts.append(f"--{boundary}--\r\n".encode())
     return b"".join(parts), f"multipart/form-data; boundary={boundary}"
+
+
+def _quoted(filename: str) -> bytes:
+    """A file name as a quoted form-data parameter: ASCII, without quotes, backslashes or
+    line breaks (anything else is named "model.zip", as before)."""
+    if filename.isascii() and filename.isprintable() and not set('"\\') & set(filename):
+        return filename.encode()
+    return b"model.zip"
 
 
 def refusal(status: int, reason: str, body: bytes, where: str) -> tuple[str, str | None, list]:

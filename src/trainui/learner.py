@@ -47,6 +47,7 @@ from trainui.core.runs import (
     utc_now,
     write_json_atomic,
 )
+from trainui.core.urls import mask_urls
 from trainui.storage import ObjectStore, StoreError, iter_files, open_store
 
 _STARTED = time.time()  # once the learner's imports are done
@@ -190,7 +191,7 @@ class Learner:
         return 0
 
     def _set_outcome(self, final: str, code: str | None, message: str) -> None:
-        self.final, self.error_code, self.message = final, code, message
+        self.final, self.error_code, self.message = final, code, mask_urls(message)
 
     def _prepare_work(self) -> None:
         if os.path.lexists(self.work):  # left by an earlier learner of this run
@@ -608,7 +609,7 @@ class Learner:
         self.storing_failed = True
         if self.final == FAILED:
             # The earlier failure is what the user must fix first; keep its code.
-            self.message += f"; results could not be stored: {reason}"
+            self.message += mask_urls(f"; results could not be stored: {reason}")
         else:
             halted = "halted by request; " if self.final == HALTED else ""
             self._set_outcome(FAILED, "S303", f"{halted}results could not be stored: {reason}")
@@ -674,8 +675,9 @@ class Learner:
     def _log(self, text: str) -> None:
         # Never raises: a full disk must not stop the learner from recording the outcome,
         # and the halt handler calls this between any two bytecodes of the main code.
+        # a URL's user-info is a password (of a run recorded before manifests refused them)
         with contextlib.suppress(OSError):
-            os.write(self.log_fd, f"trainui: {text}\n".encode())
+            os.write(self.log_fd, f"trainui: {mask_urls(text)}\n".encode())
 
     def _end_log_line(self) -> None:
         """Start the learner's next line on a line of its own if the command's output did not."""

@@ -161,14 +161,17 @@ def _human(n: int) -> str:
 
 
 @contextlib.contextmanager
-def _open_zip(path: str | os.PathLike[str]) -> Iterator[tuple[zipfile.ZipFile, str]]:
-    """Open ``path`` as a zip after the cheap refusals, yielding (zipfile, label).
+def _open_zip(
+    path: str | os.PathLike[str], label: str | None = None
+) -> Iterator[tuple[zipfile.ZipFile, str]]:
+    """Open ``path`` as a zip after the cheap refusals, yielding (zipfile, label); ``label``
+    names it in messages (default: its file name).
 
     The head is sniffed and the zip parsed from the same open file, so the file cannot be
     swapped between the two.
     """
     fspath = os.fspath(path)
-    label = _label(fspath)
+    label = label or _label(fspath)
     try:
         st = os.stat(fspath)
     except FileNotFoundError:
@@ -329,14 +332,17 @@ def _info(path: str, entries: list[_Entry]) -> DefinitionInfo:
     )
 
 
-def check_zip(path: str | os.PathLike[str], limits: Limits = _DEFAULT_LIMITS) -> DefinitionInfo:
-    """Check that ``path`` is an acceptable model definition without unpacking it.
+def check_zip(
+    path: str | os.PathLike[str], limits: Limits = _DEFAULT_LIMITS, label: str | None = None
+) -> DefinitionInfo:
+    """Check that ``path`` is an acceptable model definition without unpacking it; ``label``
+    names it in messages (default: its file name; the service gives the uploaded file's).
 
     Reads only the zip's central directory, so it is fast even for large files. Raises
     :class:`DefinitionError` for anything :func:`unpack` would refuse up front.
     """
     fspath = os.fspath(path)
-    with _open_zip(fspath) as (zf, label):
+    with _open_zip(fspath, label) as (zf, label):
         return _info(fspath, _scan(zf, label, limits))
 
 

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from trainui.core.record import Record
+from trainui.core.urls import has_userinfo, mask_urls, masked_url
 from trainui.core.yamlnodes import Node, YamlError, compose
 
 MAX_MANIFEST_BYTES = 1 << 20
@@ -79,6 +80,13 @@ CONNECTION_KEYS: Mapping[str, Mapping[str, Text]] = MappingProxyType(
         "local": {
             "path": Text("folder holding the buckets (default: <home>/buckets)"),
         },
+    }
+)
+# where a store type's credentials go (a URL's user-info is refused, pointing here)
+_CREDENTIAL_KEYS = MappingProxyType(
+    {
+        "s3": ("aws_access_key_id", "aws_secret_access_key"),
+        "bluemix_objectstore": ("user_name", "password"),
     }
 )
 SECRET_KEYS = frozenset(
@@ -169,7 +177,7 @@ class Store(Record):
     def endpoint(self) -> str:
         """Where the store is, in words safe to show (never a secret)."""
         c = self.connection
-        return c.get("endpoint_url") or c.get("auth_url") or c.get("path") or ""
+        return masked_url(c.get("endpoint_url") or c.get("auth_url") or c.get("path") or "")
 
     def describe(self) -> dict[str, str]:
         return {"type": self.type, "bucket": self.bucket, "endpoint": self.endpoint}
@@ -236,8 +244,9 @@ class ManifestReport:
         return [p.format(self.filename) for p in self.problems]
 
     def redacted_text(self) -> str:
-        """The manifest as the user wrote it, every secret value replaced."""
-        return redact_text(self.text, self._secret_spans)
+        """The manifest as the user wrote it, every secret value replaced (and the user-info
+        of any URL in it, which is refused in an endpoint but may be in a command)."""
+        return mask_urls(redact_text(self.text, self._secret_spans))
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -554,8 +563,16 @@ class _Checker:
     ) -> None:
         if _PLACEHOLDER.match(text.strip()) or "${" in text:
             return
-        if name in ("endpoint_url", "auth_url") and not re.match(r"^https?://[^/\s]+", text):
-            self.error(node, path, f"'{_short(text)}' is not an http:// or https:// URL")
+        if name in ("endpoint_url", "auth_url"):
+            if has_userinfo(text):  # never shown: the part before '@' is a password
+                self.error(
+                    node,
+                    path,
+                    "credentials in a URL are not accepted; put them in "
+                    + " / ".join(_CREDENTIAL_KEYS.get(store_type or "", ())),
+                )
+            elif not re.match(r"^https?://[^/\s]+", text):
+                self.error(node, path, f"'{_short(text)}' is not an http:// or https:// URL")
         if store_type == "local" and name == "path" and not text.startswith(("/", "~")):
             self.error(node, path, f"'{_short(text)}' must be an absolute path")
 

@@ -6,7 +6,9 @@ import asyncio
 import contextlib
 import json
 import os
+import re
 import tempfile
+import time
 from collections.abc import Mapping
 
 from starlette.applications import Starlette
@@ -18,8 +20,9 @@ from starlette.routing import Route
 
 from trainui import __version__
 from trainui.core.runs import DEFINITION_FILE, FINAL_STATES, LOG_FILE, MANIFEST_FILE
+from trainui.core.urls import mask_urls
 from trainui.gpu import GpuMonitor, off_snapshot, owner_by_process_tree
-from trainui.service.auth import Tokens, User
+from trainui.service.auth import TokenError, Tokens, User
 from trainui.service.forms import plain_form
 from trainui.service.openapi import openapi_document
 from trainui.service.results import ResultsFetcher
@@ -39,6 +42,10 @@ IN_MEMORY_BODY = 1 << 20
 
 
 PUBLIC_PATHS = frozenset({"/v3/health", "/openapi.json"})
+REVALIDATE = 1.0  # seconds between two looks, by a long stream, at whether its token was revoked
+MAX_DIGITS = 18  # of a number in a query or a header: any file offset, within a 64-bit integer
+_WHOLE = re.compile(rf"-?[0-9]{{1,{MAX_DIGITS}}}")
+_DIGITS = re.compile(r"-?[0-9]+")
 
 
 class Authenticate:
@@ -57,16 +64,25 @@ class Authenticate:
         server = scope.get("server")
         if server is None or server[1] is None:  # a Unix socket: no port (uvicorn gives path)
             user = User(self.local_name, local=True)
-        elif scope["path"] not in PUBLIC_PATHS:
+        else:
             header = dict(scope.get("headers") or []).get(b"authorization", b"").decode("latin-1")
             scheme, _, token = header.partition(" ")
-            if scheme.lower() != "bearer" or not token.strip():
-                return await _unauthorized(
-                    send, "a token is required: pass --token or set TRAINUI_TOKEN"
-                )
-            user = self.tokens.user_for(token.strip())
-            if user is None:
-                return await _unauthorized(send, "the token is not valid (mistyped or revoked)")
+            given = scheme.lower() == "bearer" and token.strip()
+            public = scope["path"] in PUBLIC_PATHS
+            try:
+                user = self.tokens.user_for(token.strip()) if given else None
+            except TokenError:
+                if not public:
+                    raise
+                user = None
+            # a public path answers anyone (less to those without a valid token)
+            if not public:
+                if not given:
+                    return await _unauthorized(
+                        send, "a token is required: pass --token or set TRAINUI_TOKEN"
+                    )
+                if user is None:
+                    return await _unauthorized(send, "the token is not valid (mistyped or revoked)")
         scope.setdefault("state", {})["user"] = user
         return await self.app(scope, receive, send)
 
@@ -91,16 +107,29 @@ def _user(request: Request) -> User:
     return request.state.user
 
 
+def _definition_label(filename: str | None) -> str:
+    """How messages name an uploaded model definition: the file name its part gave (the last
+    part of it, when short and printable), else "the model definition"; never the name of
+    the service's own copy."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if not name or len(name) > 100 or not name.isprintable():
+        return "the model definition"
+    return name
+
+
 def create_app(manager: RunManager, on_idle=None) -> Starlette:
     """The service's ASGI app; ``on_idle`` is called when it has been idle long enough."""
+    tokens = Tokens(manager.home)
 
     async def health(request: Request) -> Response:
-        return JSONResponse({**manager.health(), "version": __version__})
+        user = request.state.user
+        if user is None:  # over TCP without a valid token: that it lives, nothing of its runs
+            return JSONResponse({"status": "ok", "version": __version__})
+        return JSONResponse({**manager.health(user), "version": __version__})
 
     async def submit(request: Request) -> Response:
         limit = manager.settings.max_definition_bytes
-        declared = request.headers.get("content-length")
-        size = int(declared) if declared and declared.isdigit() else None
+        size = _int(request.headers.get("content-length"), "Content-Length", minimum=0)
         if size is not None and size > limit + MAX_MANIFEST_BYTES:
             raise Refusal(413, f"the upload is larger than the limit of {limit:,} bytes", "C102")
         content_type = request.headers.get("content-type", "")
@@ -110,9 +139,10 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         receive = _bounded(request.receive, limit + MAX_MANIFEST_BYTES)
         if size is not None and size <= IN_MEMORY_BODY:
             body = await Request(request.scope, receive).body()
-            fields = plain_form(body, content_type)
+            filenames: dict[str, str] = {}
+            fields = plain_form(body, content_type, filenames)
             if fields is not None:
-                return await accept(request, fields)
+                return await accept(request, fields, filenames.get("model_definition"))
             receive = _replay(body)  # an unusual body: the full parser reads the same bytes
         # the form parser spools files to disk
         try:
@@ -120,13 +150,15 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         except MultiPartException as error:
             raise Refusal(400, f"the upload is not valid multipart data: {error.message}") from None
         try:
-            return await accept(request, form)
+            upload = form.get("model_definition")
+            return await accept(request, form, getattr(upload, "filename", None))
         finally:
             await form.close()
 
-    async def accept(request: Request, form: Mapping) -> Response:
+    async def accept(request: Request, form: Mapping, filename: str | None) -> Response:
         """Submit what a submission's form holds: a file part as bytes (read whole) or an
-        ``UploadFile`` (spooled), a field as text."""
+        ``UploadFile`` (spooled), a field as text; ``filename``: the model definition's, as
+        the client named it."""
         limit = manager.settings.max_definition_bytes
         upload = form.get("model_definition")
         manifest = form.get("manifest")
@@ -151,14 +183,15 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             else:  # network round trips: never on the event loop
                 await asyncio.to_thread(manager.check_stores, report.manifest)
         owner = _user(request).name
+        label = _definition_label(filename)
         if isinstance(upload, bytes):
             head, rest = upload, None
         else:
             head, rest = await upload.read(SMALL_DEFINITION + 1), upload
         if len(head) <= min(SMALL_DEFINITION, limit):  # all of it: waits in the run store
-            run = manager.submit(report, head, owner)
+            run = manager.submit(report, head, owner, label)
         else:
-            run = await _submit_large(manager, report, head, rest, owner)
+            run = await _submit_large(manager, report, head, rest, owner, label)
         return JSONResponse(
             {"model_id": run["model_id"], "url": run["url"], "status": run["status"]},
             status_code=201,
@@ -203,7 +236,10 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         model_id = request.path_params["model_id"]
         manager.get(model_id, _user(request))
         with open(manager.run_file(model_id, MANIFEST_FILE), "rb") as f:
-            return Response(f.read(), media_type="application/yaml")
+            text = f.read().decode("utf-8", "surrogateescape")
+        # a run recorded before manifests refused credentials in a URL: never shown
+        body = mask_urls(text).encode("utf-8", "surrogateescape")
+        return Response(body, media_type="application/yaml")
 
     results = ResultsFetcher(manager)
 
@@ -237,16 +273,17 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
                     data = f.read(end - start)
             return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
         return StreamingResponse(
-            _follow(manager, run, path, start),
+            _follow(manager, run, path, start, _still_allowed(tokens, _user(request))),
             media_type="text/plain; charset=utf-8",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
     async def events(request: Request) -> Response:
         last = request.headers.get("last-event-id") or request.query_params.get("last_event_id")
-        last_id = int(last) if last and last.isdigit() else None
+        last_id = _int(last, "Last-Event-ID", minimum=0)
+        user = _user(request)
         return StreamingResponse(
-            _sse(manager, last_id, _user(request)),
+            _sse(manager, last_id, user, _still_allowed(tokens, user)),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -333,7 +370,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         exception_handlers={Refusal: refused, HTTPException: http_error},
         lifespan=lifespan,
     )
-    app.add_middleware(Authenticate, tokens=Tokens(manager.home), local_name=manager.owner)
+    app.add_middleware(Authenticate, tokens=tokens, local_name=manager.owner)
     return app
 
 
@@ -362,10 +399,12 @@ def _bounded(receive, limit: int):
     return bounded_receive
 
 
-async def _submit_large(manager: RunManager, report, head: bytes, upload, owner: str) -> dict:
+async def _submit_large(
+    manager: RunManager, report, head: bytes, upload, owner: str, label: str
+) -> dict:
     """Submit a model definition larger than ``SMALL_DEFINITION``: ``head``, then what
     ``upload`` still holds (None: nothing), written to a file first (within the size limit),
-    which ``RunManager.submit`` moves into the run folder."""
+    which ``RunManager.submit`` moves into the run folder; ``label``: how messages name it."""
     limit = manager.settings.max_definition_bytes
     fd, tmp = tempfile.mkstemp(prefix="upload-", suffix=".zip", dir=manager.runs_dir)
     try:
@@ -380,20 +419,39 @@ async def _submit_large(manager: RunManager, report, head: bytes, upload, owner:
                     )
                 out.write(chunk)
                 chunk = await upload.read(LOG_CHUNK) if upload is not None else b""
-        return manager.submit(report, tmp, owner)
+        return manager.submit(report, tmp, owner, label)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
 
 
-async def _follow(manager: RunManager, run: dict, path: str, position: int):
-    """Stream the log from ``position``; end once the run has ended and all was sent. A run
-    that has not started has no log yet: it is opened once its learner created it."""
+def _still_allowed(tokens: Tokens, user: User):
+    """A check, for a long stream, that the token it was opened with was not revoked since;
+    it looks at most once every ``REVALIDATE`` seconds (a stat of the token file)."""
+    next_look = time.monotonic() + REVALIDATE
+
+    def allowed() -> bool:
+        nonlocal next_look
+        now = time.monotonic()
+        if now < next_look:
+            return True
+        next_look = now + REVALIDATE
+        return tokens.still_valid(user)
+
+    return allowed
+
+
+async def _follow(manager: RunManager, run: dict, path: str, position: int, allowed):
+    """Stream the log from ``position``; end once the run has ended and all was sent, or once
+    ``allowed()`` says the token was revoked. A run that has not started has no log yet: it
+    is opened once its learner created it."""
     manager.open_streams += 1
     delay = FOLLOW_POLL_MIN
     f = None
     try:
         while True:
+            if not allowed():
+                return
             if f is None:
                 f = _open_at(path, position)
             chunk = f.read(LOG_CHUNK) if f is not None else b""
@@ -427,20 +485,27 @@ def _open_at(path: str, position: int):
     return f
 
 
-async def _sse(manager: RunManager, last_id: int | None, user: User):
+async def _sse(manager: RunManager, last_id: int | None, user: User, allowed):
+    """Server-sent events of the runs ``user`` sees, until ``allowed()`` says the token was
+    revoked."""
     manager.open_streams += 1
     stream = manager.events.subscribe(last_id).__aiter__()
     pending: asyncio.Task | None = None
+    quiet_since = time.monotonic()
     try:
         yield b": trainui events\n\n"
         while True:
+            if not allowed():
+                return
             # one pending read, kept across keep-alives (wait_for would cancel it, and with it
             # the subscription)
             if pending is None:
                 pending = asyncio.ensure_future(stream.__anext__())
-            done, _ = await asyncio.wait({pending}, timeout=SSE_KEEPALIVE)
+            done, _ = await asyncio.wait({pending}, timeout=REVALIDATE)
             if not done:
-                yield b": keep-alive\n\n"
+                if time.monotonic() - quiet_since >= SSE_KEEPALIVE:
+                    quiet_since = time.monotonic()
+                    yield b": keep-alive\n\n"
                 continue
             task, pending = pending, None
             try:
@@ -449,6 +514,7 @@ async def _sse(manager: RunManager, last_id: int | None, user: User):
                 return
             if not user.admin and json.loads(data).get("owner") != user.name:
                 continue
+            quiet_since = time.monotonic()
             yield f"id: {seq}\nevent: {kind}\ndata: {data}\n\n".encode()
     finally:
         if pending is not None:
@@ -475,7 +541,7 @@ def _environment(field) -> dict[str, str]:
         return {}
     try:
         env = json.loads(field if isinstance(field, (str, bytes)) else field.file.read())
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than Python recurses
         raise Refusal(400, "the environment field is not a JSON object", "C101") from None
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise Refusal(400, "the environment field must map names to text", "C101")
@@ -483,12 +549,16 @@ def _environment(field) -> dict[str, str]:
 
 
 def _int(value: str | None, name: str, minimum: int | None = None) -> int | None:
+    """A whole number from a query parameter or a header: ASCII digits only (Python's ``int``
+    also takes '٣', '1_000' and spaces), at most ``MAX_DIGITS`` of them (a file offset)."""
     if value is None or value == "":
         return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise Refusal(400, f"{name} must be a whole number, not '{value}'") from None
+    if not _WHOLE.fullmatch(value):
+        if _DIGITS.fullmatch(value):
+            raise Refusal(400, f"{name} is too large: at most {MAX_DIGITS} digits")
+        shown = value if len(value) <= 40 and value.isprintable() else ascii(value[:40])[1:-1]
+        raise Refusal(400, f"{name} must be a whole number, not '{shown}'")
+    number = int(value)
     if minimum is not None and number < minimum:
         raise Refusal(400, f"{name} must be at least {minimum}")
     return number

@@ -27,14 +27,18 @@ class TokenError(Exception):
 
 
 class User:
-    """Who a request comes from. ``local``: the Unix socket, the machine's owner."""
+    """Who a request comes from. ``local``: the Unix socket, the machine's owner. ``token``:
+    the hash of the token the request came with (None on the Unix socket)."""
 
-    __slots__ = ("name", "admin", "local")
+    __slots__ = ("name", "admin", "local", "token")
 
-    def __init__(self, name: str, admin: bool = False, local: bool = False) -> None:
+    def __init__(
+        self, name: str, admin: bool = False, local: bool = False, token: str | None = None
+    ) -> None:
         self.name = name
         self.admin = admin or local
         self.local = local
+        self.token = token
 
     def sees(self, run: dict) -> bool:
         return self.admin or run.get("owner") == self.name
@@ -82,8 +86,19 @@ class Tokens:
         digest = _hash(token)
         for known, entry in self._by_hash.items():
             if hmac.compare_digest(known, digest):
-                return User(entry["name"], bool(entry.get("admin")))
+                return User(entry["name"], bool(entry.get("admin")), token=known)
         return None
+
+    def still_valid(self, user: User) -> bool:
+        """Is the token ``user`` came with still there? False once it was revoked (a stream
+        opened with it ends then); always True on the Unix socket, which needs none."""
+        if user.token is None:
+            return True
+        try:
+            self._refresh()
+        except TokenError:  # an unreadable token file admits no one
+            return False
+        return user.token in self._by_hash
 
     def unix_user(self, name: str) -> str | None:
         """The Unix login whose uid runs ``name``'s commands (``--unix-user``), if any."""

@@ -34,9 +34,12 @@ def boundary_of(content_type: str) -> bytes | None:
     return None
 
 
-def plain_form(body: bytes, content_type: str) -> dict[str, bytes | str] | None:
+def plain_form(
+    body: bytes, content_type: str, filenames: dict[str, str] | None = None
+) -> dict[str, bytes | str] | None:
     """The parts of ``body`` by name: a file part's content as bytes, a field's as text; or
-    None when the body is not in the plain shape this reader knows (see the module)."""
+    None when the body is not in the plain shape this reader knows (see the module). A file
+    part's file name goes into ``filenames`` when given."""
     boundary = boundary_of(content_type)
     if boundary is None:
         return None
@@ -65,6 +68,8 @@ def plain_form(body: bytes, content_type: str) -> dict[str, bytes | str] | None:
                 return None
         else:
             fields[name] = content
+            if filenames is not None:
+                filenames[name] = filename
         after = end + len(closing)
         marker = body[after : after + 2]
         if marker == b"--":

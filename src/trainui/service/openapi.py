@@ -107,6 +107,9 @@ def _json(schema: dict | str, description: str) -> dict:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_MAX_NUMBER = 10**18 - 1  # a number in a query or a header has at most 18 digits
+
+
 def _errors(*codes: int) -> dict:
     words = {
         400: "the request is refused: every problem listed",
@@ -176,8 +179,9 @@ def openapi_document() -> dict:
         "paths": {
             "/v3/health": {
                 "get": {
-                    "summary": "Is the service up; its launcher, GPUs and run counts",
-                    "security": [],
+                    "summary": "Is the service up (status, version); with a token, also its "
+                    "launcher, GPUs and the counts of the runs the caller sees",
+                    "security": [{}, {"bearer": []}],
                     "responses": {"200": _json({"type": "object"}, "the service is up")},
                 }
             },
@@ -246,12 +250,12 @@ def openapi_document() -> dict:
                         {
                             "name": "limit",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 0},
+                            "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
                         },
                         {
                             "name": "offset",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 0},
+                            "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
                         },
                     ],
                     "responses": {"200": _run_list(), **_errors(400), **auth},
@@ -292,13 +296,17 @@ def openapi_document() -> dict:
                         {
                             "name": "offset",
                             "in": "query",
-                            "schema": {"type": "integer"},
+                            "schema": {
+                                "type": "integer",
+                                "minimum": -_MAX_NUMBER,
+                                "maximum": _MAX_NUMBER,
+                            },
                             "description": "first byte; negative counts from the end",
                         },
                         {
                             "name": "limit",
                             "in": "query",
-                            "schema": {"type": "integer", "minimum": 0},
+                            "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
                         },
                     ],
                     "responses": {
@@ -403,12 +411,25 @@ def openapi_document() -> dict:
             "/v3/events": {
                 "get": {
                     "summary": "Server-sent events of run changes (event: run | deleted); "
-                    "resumable with Last-Event-ID",
+                    "resumable with Last-Event-ID; ends when the caller's token is revoked",
+                    "parameters": [
+                        {
+                            "name": "Last-Event-ID",
+                            "in": "header",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
+                        },
+                        {
+                            "name": "last_event_id",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
+                        },
+                    ],
                     "responses": {
                         "200": {
                             "description": "the event stream",
                             "content": {"text/event-stream": {"schema": {"type": "string"}}},
                         },
+                        **_errors(400),
                         **auth,
                     },
                 }

@@ -39,6 +39,7 @@ from trainui.core.runs import (
     utc_now,
     write_json_atomic,
 )
+from trainui.core.urls import mask_urls
 from trainui.service.auth import Tokens, User
 from trainui.service.launch import Capacity, Launcher, LocalLauncher
 from trainui.service.scheduler import Plan, Scheduler, Waiting
@@ -55,10 +56,15 @@ class Refusal(Exception):
     """A request the service refuses: HTTP status, error code and the problems in words."""
 
     def __init__(self, status: int, message: str, code: str | None = None, errors=None) -> None:
+        # what a store or a library says may hold a URL with a password in it: never shown
+        message = mask_urls(message)
         super().__init__(message)
         self.status = status
         self.code = code
-        self.errors = errors or [{"message": message}]
+        self.errors = [
+            {**e, "message": mask_urls(e["message"])} if "message" in e else e
+            for e in errors or [{"message": message}]
+        ]
 
     def body(self) -> dict:
         return {"error_code": self.code, "message": str(self), "errors": self.errors}
@@ -241,10 +247,11 @@ class RunManager:
     def run_dir(self, model_id: str) -> str:
         return os.path.join(self.runs_dir, model_id)
 
-    def health(self) -> dict:
+    def health(self, user: User | None = None) -> dict:
+        """The service's state, with the counts of the runs ``user`` sees (None: all)."""
         counts: dict[str, int] = {}
         for run in self.runs.values():
-            if not run.get("deleted"):
+            if not run.get("deleted") and (user is None or user.sees(run)):
                 counts[run["status"]] = counts.get(run["status"], 0) + 1
         return {
             "status": "ok",
@@ -294,17 +301,19 @@ class RunManager:
         report: ManifestReport,
         definition_data: bytes | str,
         owner: str | None = None,
+        label: str = DEFINITION_FILE,
     ) -> dict:
         """Accept a run whose manifest passed ``check_manifest``. ``definition_data``: the
         model definition's bytes (a small one), or the path of a file moved into the run
-        folder. A small run's files wait in the run store until it starts (``run_file``)."""
+        folder; ``label``: how messages name it (the user's file, not the service's copy).
+        A small run's files wait in the run store until it starts (``run_file``)."""
         manifest = report.manifest
         limits = definition.Limits.from_env(os.environ)
         try:
             if isinstance(definition_data, bytes):
-                definition.check_zip_bytes(definition_data, DEFINITION_FILE, limits)
+                definition.check_zip_bytes(definition_data, label, limits)
             else:
-                definition.check_zip(definition_data, limits)
+                definition.check_zip(definition_data, limits, label)
         except definition.DefinitionError as error:
             raise Refusal(400, str(error), "C102") from None
         problem = self.launcher.check()
@@ -376,6 +385,10 @@ class RunManager:
             run_dir = self.run_dir(model_id)
             os.makedirs(run_dir, mode=0o700, exist_ok=True)
             for file_name, data in self.store.unwritten(model_id).items():
+                if file_name == MANIFEST_FILE:  # the copy that is shown and stored: a run
+                    # recorded before URLs with credentials were refused has them masked
+                    text = mask_urls(data.decode("utf-8", "surrogateescape"))
+                    data = text.encode("utf-8", "surrogateescape")
                 path = os.path.join(run_dir, file_name)
                 # 0600: two of them hold the stores' secrets; O_TRUNC: a service killed
                 # between writing and forgetting them writes them again
@@ -549,6 +562,7 @@ class RunManager:
         if now - self._last_purge >= PURGE_INTERVAL:
             self._last_purge = now
             self.purge()
+        self.store.scrub()  # the credentials of runs started since the last beat
 
     def _apply(self, run: dict, status: dict) -> bool:
         """Copy a learner's status into the run; True when the run ended."""
@@ -633,6 +647,7 @@ class RunManager:
         else:
             self._forget(model_id)
             self.schedule()
+            self.store.scrub()
 
     def _forget(self, model_id: str) -> None:
         run = self.runs.pop(model_id, None) or {}

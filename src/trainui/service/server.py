@@ -10,6 +10,7 @@ import os
 import socket
 import ssl
 import sys
+import tempfile
 from collections.abc import Coroutine
 
 import uvicorn
@@ -55,6 +56,18 @@ def bind_unix_socket(path: str) -> socket.socket:
 def _remove(path: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
+
+
+def use_home_for_temporary_files(home: str) -> str:
+    """Make ``<home>/tmp`` (mode 0700) this process's folder for temporary files: uploads the
+    form parser spools to disk (Starlette gives ``SpooledTemporaryFile`` no folder) stay with
+    the rest of the home, never in the machine's shared ``/tmp``. Commands the service starts
+    keep their own ``TMPDIR``."""
+    path = os.path.join(home, "tmp")
+    os.makedirs(path, mode=0o700, exist_ok=True)
+    os.chmod(path, 0o700)
+    tempfile.tempdir = path
+    return path
 
 
 class ServeRefused(Exception):
@@ -113,6 +126,7 @@ def serve(
         except (OSError, ssl.SSLError) as error:
             raise ServeRefused(f"cannot use the TLS certificate or key: {error}") from None
     acquire_lock(home)  # raises AlreadyRunning
+    use_home_for_temporary_files(home)
     path = unix_socket or socket_path(home)
     tcp = bind_tcp_socket(host, port) if host is not None else None
     try:

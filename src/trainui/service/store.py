@@ -4,7 +4,9 @@ The service keeps all records in memory too (reads never touch the disk); this m
 durable copy, written on every change, and read once at start-up. It also holds the files of
 runs that have not started yet (``unwritten``): the model definition when small, the redacted
 manifest and the specs with the stores' secrets. They go to the run's folder when it starts (or
-when something asks for them); the database is 0600 like those files.
+when something asks for them); the database is 0600 like those files. Once they leave it, no
+copy of them stays in the database's files: deleted content is overwritten (``secure_delete``)
+and the write-ahead log, which still holds the rows as written, is emptied (``scrub``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator
+
+from trainui.core.urls import masked_url
 
 # Columns that hold JSON values; every other column holds a plain value.
 _JSON_COLUMNS = ("framework", "gpu_ids", "data", "results", "progress")
@@ -45,7 +49,11 @@ class RunStore:
         os.chmod(path, 0o600)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes
+        # deleted rows are overwritten with zeros, not left in free space (some builds of
+        # SQLite do it by default, not all)
+        self.db.execute("PRAGMA secure_delete=ON")
         self.db.executescript(_SCHEMA)
+        self._secrets_removed = False  # since the last scrub
 
     def load(self) -> list[dict]:
         """Every run, in submission order."""
@@ -97,13 +105,28 @@ class RunStore:
         return {row[0] for row in self.db.execute("SELECT DISTINCT model_id FROM unwritten")}
 
     def written(self, model_id: str) -> None:
-        """The run's files are in its folder now."""
+        """The run's files are in its folder now (``scrub`` removes what is left of them)."""
         self.db.execute("DELETE FROM unwritten WHERE model_id = ?", (model_id,))
+        self._secrets_removed = True
 
     def delete(self, model_id: str) -> None:
         with self._transaction():
             self.db.execute("DELETE FROM runs WHERE model_id = ?", (model_id,))
             self.db.execute("DELETE FROM unwritten WHERE model_id = ?", (model_id,))
+        self._secrets_removed = True
+
+    def scrub(self) -> None:
+        """Leave no copy of removed files (the stores' credentials) in the database's files:
+        the write-ahead log holds every row as it was written until a checkpoint empties it
+        (TRUNCATE: copied into the database, where deleted rows were zeroed, and cut to 0
+        bytes). About a millisecond; called after a batch of removals, not after each."""
+        if not self._secrets_removed:
+            return
+        try:
+            busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        except sqlite3.Error:  # a full disk, say: tried again at the next call
+            return
+        self._secrets_removed = bool(busy)
 
     def ended_before(self, epoch: float) -> list[str]:
         cursor = self.db.execute(
@@ -116,13 +139,21 @@ class RunStore:
         return (self.db.execute("SELECT MAX(seq) FROM runs").fetchone()[0] or 0) + 1
 
     def close(self) -> None:
+        self.scrub()
         self.db.close()
 
     @staticmethod
     def _decode(row: tuple) -> dict:
-        run = dict(zip(_COLUMNS, row, strict=True))
+        model_id, *rest = row
+        # the url is not stored (it follows from the ID); placed as a new run has it
+        run = {"model_id": model_id, "url": f"/v3/models/{model_id}"}
+        run.update(zip(_COLUMNS[1:], rest, strict=True))
         for column in _JSON_COLUMNS:
             run[column] = json.loads(run[column]) if run[column] is not None else None
+        for place in (run["data"], run["results"]):
+            # a run recorded before manifests refused credentials in a URL: never shown
+            if isinstance(place, dict) and isinstance(place.get("endpoint"), str):
+                place["endpoint"] = masked_url(place["endpoint"])
         return run
 
 

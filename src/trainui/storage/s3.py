@@ -22,6 +22,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 
+from trainui.core.urls import masked_url
 from trainui.storage import (
     ObjectInfo,
     ObjectStore,
@@ -53,7 +54,9 @@ class S3Store(ObjectStore):
         if missing:
             raise StoreError(f"the s3 connection of bucket '{bucket}' has no {missing[0]}")
         self.bucket = bucket
-        self.endpoint_url = connection["endpoint_url"].rstrip("/")
+        # S3 takes no credentials in a URL: any there (a run recorded before the manifest
+        # refused them) are never shown, and never sent
+        self.endpoint_url = masked_url(connection["endpoint_url"].rstrip("/"))
         self.key_id = connection["aws_access_key_id"]
         self._secret = connection["aws_secret_access_key"]
         self.region = connection.get("region") or DEFAULT_REGION

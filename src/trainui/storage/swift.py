@@ -18,6 +18,7 @@ import time
 import urllib.parse
 from collections.abc import Iterator, Mapping
 
+from trainui.core.urls import masked_url, without_userinfo
 from trainui.storage import ObjectInfo, ObjectStore, Progress, StoreError, stream
 
 SEGMENT_BYTES = 256 << 20  # files larger than this are uploaded as an SLO of such segments
@@ -44,7 +45,10 @@ class SwiftStore(ObjectStore):
                 f"the bluemix_objectstore connection of container '{container}' has no {missing[0]}"
             )
         self.bucket = container
-        self.auth_url = connection["auth_url"]
+        # Swift takes no credentials in a URL: any there (a run recorded before the manifest
+        # refused them) are never shown, and never sent
+        self._auth_url = without_userinfo(connection["auth_url"])  # for the client libraries
+        self.auth_url = masked_url(connection["auth_url"])  # for messages
         self.user = connection["user_name"]
         self._password = connection["password"]
         self.v1 = self.auth_url.rstrip("/").endswith("/auth/v1.0")
@@ -86,7 +90,7 @@ class SwiftStore(ObjectStore):
         _quiet_swiftclient()
         return Connection(
             session=self._session,  # made by _auth first, for Keystone v3
-            authurl=self.auth_url,
+            authurl=self._auth_url,
             user=self.user,
             key=self._password,
             auth_version="1" if self.v1 else "3",
@@ -109,7 +113,7 @@ class SwiftStore(ObjectStore):
 
                 options = self.options
                 auth = v3.Password(
-                    auth_url=self.auth_url,
+                    auth_url=self._auth_url,
                     username=self.user,
                     password=self._password,
                     user_domain_name=options["user_domain_name"],
