@@ -157,6 +157,49 @@ def test_a_failed_multipart_upload_is_aborted(s3_server, tmp_path, monkeypatch):
     assert s3_server.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
 
 
+def multipart_setup(s3_server, tmp_path, monkeypatch, size_mb: int):
+    monkeypatch.setattr(s3_module, "MULTIPART_THRESHOLD", 6 << 20)
+    monkeypatch.setattr(s3_module, "PART_SIZE", 5 << 20)
+    monkeypatch.setenv("TRAINUI_STORE_ATTEMPTS", "2")
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(size_mb << 20))
+    return path, s3_server.bucket()
+
+
+def test_a_part_that_fails_while_others_are_sent_aborts_the_upload_after_them(
+    s3_server, tmp_path, monkeypatch, fault_proxy
+):
+    monkeypatch.setenv("TRAINUI_TRANSFER_THREADS", "4")
+    path, bucket = multipart_setup(s3_server, tmp_path, monkeypatch, 40)
+    proxy = fault_proxy(s3_server.port)
+    proxy.drop("partNumber=3&")  # the network loses every try of part 3
+    store = store_of(s3_server, bucket, endpoint=proxy.endpoint)
+    with pytest.raises(StoreError, match=r"cannot write to S3 bucket .* \(after 2 tries\)"):
+        store.upload(str(path), "big.bin")
+    store.close()
+    lines = [head.split("\r\n")[0] for head in proxy.requests]
+    assert lines[-1].startswith(f"DELETE /{bucket}/big.bin?uploadId=")  # after every part
+    assert sum(line.startswith("DELETE ") for line in lines) == 1
+    assert s3_server.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3_server.objects(bucket) == {}
+
+
+def test_an_abort_the_network_lost_is_tried_again_when_the_store_closes(
+    s3_server, tmp_path, monkeypatch, fault_proxy
+):
+    monkeypatch.setenv("TRAINUI_TRANSFER_THREADS", "2")
+    path, bucket = multipart_setup(s3_server, tmp_path, monkeypatch, 12)
+    proxy = fault_proxy(s3_server.port)
+    store = store_of(s3_server, bucket, endpoint=proxy.endpoint)
+    proxy.drop("uploadId=")  # every part and the abort: the server is out of reach a while
+    with pytest.raises(StoreError):
+        store.upload(str(path), "big.bin")
+    assert len(s3_server.client.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 1
+    proxy.drop(None)  # back
+    store.close()
+    assert s3_server.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
 def test_downloading_a_missing_object_names_it(s3_server, tmp_path):
     store = store_of(s3_server, s3_server.bucket())
     with pytest.raises(StoreError, match=r"^object 'nope\.txt' does not exist in S3 bucket"):
