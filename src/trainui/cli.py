@@ -83,8 +83,17 @@ def _check_definition(path: str, definition):  # -> DefinitionInfo
         import tempfile
 
         with tempfile.TemporaryDirectory(prefix="trainui-") as tmp:
-            return definition.zip_directory(path, os.path.join(tmp, "model.zip"))
+            info = definition.zip_directory(path, os.path.join(tmp, "model.zip"))
+        _warn_skipped(info, path, definition)
+        return info
     return definition.check_zip(path, limits)
+
+
+def _warn_skipped(info, folder: str, definition) -> None:
+    """One line on stderr naming what zipping ``folder`` left out unasked."""
+    warning = definition.skipped_warning(info, folder)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
 
 
 def _command_warnings(report, names: Sequence[str]) -> list:
@@ -197,7 +206,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         try:
             if os.path.isdir(zip_path):
                 zip_path = os.path.join(tmp, "model.zip")
-                definition.zip_directory(args.model_definition, zip_path)
+                info = definition.zip_directory(args.model_definition, zip_path)
+                _warn_skipped(info, args.model_definition, definition)
             elif not os.path.exists(zip_path):
                 raise UserError(f"{zip_path}: no such file or directory", EXIT_USAGE)
         except definition.DefinitionError as error:

@@ -148,6 +148,7 @@ class Learner:
         self.message = COMPLETED_MESSAGE
         self.exit_code: int | None = None
         self.storing_failed = False
+        self.not_stored: list[str] = []  # keys under <id>/ the results bucket did not take
         self._last_write = 0.0
         self.status = _new_status(DOWNLOADING, "staging the training data")
         self.status["gpu_ids"] = [int(g) if g.isdigit() else g for g in self.gpu_ids]
@@ -538,23 +539,29 @@ class Learner:
         self.status["finished_at"] = utc_now()
         # The status and the log go last, each on its own, so that the log is stored whenever
         # the store takes anything at all; the log's last lines say how the run ended.
+        status_path = os.path.join(self.work, TRAINING_STATUS_FILE)
         if store is not None:
-            status_path = os.path.join(self.work, TRAINING_STATUS_FILE)
             try:
                 write_json_atomic(status_path, self._training_status())
                 self._upload(store, status_path, prefix + TRAINING_STATUS_FILE)
             except (StoreError, OSError) as exc:
+                self.not_stored.append(TRAINING_STATUS_FILE)
                 self._storing_failed(_transfer_error(exc))
             total = progress["objects_total"]
             done = progress["objects_done"] + 1  # the log, stored next
             count = _count(total, "file") if done == total else f"{done} of {total} files"
             self._log(f"stored {count} in {store.description} under {prefix}")
-        self._log(self._outcome_line())
+        self._log(self._outcome_line())  # the log's final line: nothing is written after it
         if store is not None:
             try:
                 self._upload(store, os.path.join(self.run_dir, LOG_FILE), prefix + LOG_FILE)
             except (StoreError, OSError) as exc:
-                self._storing_failed(_transfer_error(exc))
+                self.not_stored.append(LOG_FILE)
+                self._storing_failed(_transfer_error(exc), log=False)
+                if TRAINING_STATUS_FILE not in self.not_stored:
+                    with contextlib.suppress(StoreError, OSError):  # it says the log is missing
+                        write_json_atomic(status_path, self._training_status())
+                        store.upload(status_path, prefix + TRAINING_STATUS_FILE)
             with contextlib.suppress(Exception):
                 store.close()
         self.status["timings"]["stored"] = time.time()
@@ -579,9 +586,11 @@ class Learner:
 
         progress = self.status["progress"]
         counters = staging.Counters(len(jobs) + 2, progress["bytes_total"])
+        stored: set[str] = set()
 
         def upload(job: tuple[str, str, int], _may_defer: bool) -> bool:
             store.upload(job[1], job[0], counters.add_bytes)
+            stored.add(job[0])
             counters.object_done()
             return True
 
@@ -594,6 +603,8 @@ class Learner:
         show()
         self._write_status()
         if error is not None:
+            # the one that failed, and those not tried after it
+            self.not_stored += [key[len(prefix) :] for key, _, _ in jobs if key not in stored]
             self._storing_failed(_transfer_error(error))
 
     def _upload(self, store: ObjectStore, path: str, key: str) -> None:
@@ -602,8 +613,9 @@ class Learner:
         self.status["progress"]["bytes_total"] += size
         self._count_progress(size)
 
-    def _storing_failed(self, reason: str) -> None:
-        self._log(f"results could not be stored: {reason}")
+    def _storing_failed(self, reason: str, log: bool = True) -> None:
+        if log:
+            self._log(f"results could not be stored: {reason}")
         if self.storing_failed:
             return  # the first reason is the one to fix
         self.storing_failed = True
@@ -629,6 +641,9 @@ class Learner:
             "started_at": self.status["started_at"],
             "finished_at": self.status["finished_at"],
             "timings": self.status["timings"],
+            # what the results bucket holds of the run is not all it should: see status_message
+            "results_partial": self.storing_failed,
+            "objects_not_stored": sorted(self.not_stored),  # keys under <id>/ known missing
         }
 
     def _outcome_line(self) -> str:

@@ -202,6 +202,7 @@ class FaultProxy:
         self.corrupt_at: int | None = None  # flip the byte at this offset of a response stream
         self.corruptions_left = 0
         self.rate: float | None = None  # response bytes per second, per connection
+        self.dropped: str | None = None  # close a connection on a request line holding this
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._closed = False
@@ -214,6 +215,11 @@ class FaultProxy:
     def corrupt(self, at: int, times: int = 1) -> None:
         """The next ``times`` responses streams that reach offset ``at`` get a wrong byte."""
         self.corrupt_at, self.corruptions_left = at, times
+
+    def drop(self, request_line_part: str | None) -> None:
+        """Close every connection whose next request line holds ``request_line_part`` (once its
+        head arrives, before its body goes on), until ``drop(None)``."""
+        self.dropped = request_line_part
 
     def throttle(self, bytes_per_second: float) -> None:
         self.rate = bytes_per_second
@@ -261,6 +267,10 @@ class FaultProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                if not body_left and self.dropped:
+                    end = (pending + data).find(b"\r\n")
+                    if end >= 0 and self.dropped in (pending + data)[:end].decode("latin-1"):
+                        break  # the request never reaches the server
                 dst.sendall(data)
                 pending += data
                 while True:

@@ -176,6 +176,25 @@ def test_a_tar_model_definition_is_refused(home, tmp_path):
     assert "is a gzip archive: only .zip model definitions are accepted" in result.stderr
 
 
+def test_train_of_a_folder_warns_of_what_it_skips_and_follows_links_inside(home, tmp_path):
+    model = home.model("m", {"train.py": "print('hi')"})
+    (model / "same.py").symlink_to("train.py")
+    (tmp_path / "elsewhere.txt").write_text("not part of the model")
+    (model / "out.txt").symlink_to(tmp_path / "elsewhere.txt")
+    os.mkfifo(model / "pipe")
+    result = home.cli("train", str(model), str(home.manifest("true")), check=True)
+    assert result.stderr.splitlines() == [
+        f"warning: skipped 1 symlink, 1 FIFO in {model} (only regular files, and symlinks to "
+        "files inside it, are zipped): out.txt, pipe"
+    ]
+    model_id = result.stdout.strip().splitlines()[-1].split("'")[1]
+    out_zip = tmp_path / "got.zip"
+    home.cli("download", model_id, "--definition", "-o", str(out_zip), check=True)
+    with zipfile.ZipFile(out_zip) as zf:
+        assert sorted(zf.namelist()) == ["same.py", "train.py"]
+        assert zf.read("same.py") == b"print('hi')"
+
+
 def test_logs_follow_from_an_offset_neither_loses_nor_repeats(home):
     script = "for i in $(seq 1 400); do echo line-$i; sleep 0.002; done"
     model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest(script))

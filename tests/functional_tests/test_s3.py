@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -155,6 +156,117 @@ def test_a_failed_multipart_upload_is_aborted(s3_server, tmp_path, monkeypatch):
     assert sum(moved) == 5 << 20  # what was undone was counted back
     assert s3_server.objects(bucket) == {}
     assert s3_server.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def multipart_setup(s3_server, tmp_path, monkeypatch, size_mb: int):
+    monkeypatch.setattr(s3_module, "MULTIPART_THRESHOLD", 6 << 20)
+    monkeypatch.setattr(s3_module, "PART_SIZE", 5 << 20)
+    monkeypatch.setenv("TRAINUI_STORE_ATTEMPTS", "2")
+    path = tmp_path / "big.bin"
+    path.write_bytes(os.urandom(size_mb << 20))
+    return path, s3_server.bucket()
+
+
+def test_a_part_that_fails_while_others_are_sent_aborts_the_upload_after_them(
+    s3_server, tmp_path, monkeypatch, fault_proxy
+):
+    monkeypatch.setenv("TRAINUI_TRANSFER_THREADS", "4")
+    path, bucket = multipart_setup(s3_server, tmp_path, monkeypatch, 40)
+    proxy = fault_proxy(s3_server.port)
+    proxy.drop("partNumber=3&")  # the network loses every try of part 3
+    store = store_of(s3_server, bucket, endpoint=proxy.endpoint)
+    with pytest.raises(StoreError, match=r"cannot write to S3 bucket .* \(after 2 tries\)"):
+        store.upload(str(path), "big.bin")
+    store.close()
+    lines = [head.split("\r\n")[0] for head in proxy.requests]
+    assert lines[-1].startswith(f"DELETE /{bucket}/big.bin?uploadId=")  # after every part
+    assert sum(line.startswith("DELETE ") for line in lines) == 1
+    assert s3_server.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+    assert s3_server.objects(bucket) == {}
+
+
+def test_an_abort_the_network_lost_is_tried_again_when_the_store_closes(
+    s3_server, tmp_path, monkeypatch, fault_proxy
+):
+    monkeypatch.setenv("TRAINUI_TRANSFER_THREADS", "2")
+    path, bucket = multipart_setup(s3_server, tmp_path, monkeypatch, 12)
+    proxy = fault_proxy(s3_server.port)
+    store = store_of(s3_server, bucket, endpoint=proxy.endpoint)
+    proxy.drop("uploadId=")  # every part and the abort: the server is out of reach a while
+    with pytest.raises(StoreError):
+        store.upload(str(path), "big.bin")
+    assert len(s3_server.client.list_multipart_uploads(Bucket=bucket)["Uploads"]) == 1
+    proxy.drop(None)  # back
+    store.close()
+    assert s3_server.client.list_multipart_uploads(Bucket=bucket).get("Uploads", []) == []
+
+
+def test_results_the_bucket_took_only_in_part_say_so_in_training_status_json(
+    s3_server, learner_run, fault_proxy
+):
+    # 65 MiB: over MULTIPART_THRESHOLD, so the learner sends it in parts; the network loses
+    # every try of its second part
+    command = (
+        "import os; r = os.environ['RESULT_DIR']; "
+        "open(os.path.join(r, 'model.bin'), 'wb').write(os.urandom(65 << 20)); "
+        "open(os.path.join(r, 'notes.txt'), 'w').write('small')"
+    )
+    results = s3_server.bucket()
+    proxy = fault_proxy(s3_server.port)
+    proxy.drop("partNumber=2&")
+    run = learner_run(
+        {
+            "type": "s3",
+            "bucket": s3_server.bucket({"x.csv": "1"}),
+            "connection": s3_server.connection(),
+        },
+        {"type": "s3", "bucket": results, "connection": s3_server.connection(proxy.endpoint)},
+        command=f"python3 -c {shlex.quote(command)}",
+    )
+    status = run.run(TRAINUI_STORE_ATTEMPTS="2", TRAINUI_TRANSFER_THREADS="1")
+    assert status["status"] == "failed" and status["error_code"] == "S303", run.log()
+    assert s3_server.client.list_multipart_uploads(Bucket=results).get("Uploads", []) == []
+    stored = s3_server.objects(results)
+    prefix = f"{run.model_id}/"
+    assert prefix + "model.bin" not in stored
+    training_status = json.loads(stored[prefix + "training-status.json"])
+    assert training_status["status"] == "failed"
+    assert training_status["results_partial"] is True
+    assert "model.bin" in training_status["objects_not_stored"]
+    not_stored = set(training_status["objects_not_stored"])
+    expected = {"model.bin", "notes.txt", "_submitted_code/model.zip", "manifest.yml"}
+    assert not_stored <= expected and not_stored == {
+        k for k in expected if prefix + k not in stored
+    }
+    log = stored[prefix + "training-log.txt"].decode()
+    assert log == run.log()  # the whole log, and nothing written after it was stored
+    assert log.splitlines()[-1].startswith("trainui: failed (S303): results could not be stored:")
+
+
+def test_a_log_the_bucket_did_not_take_is_said_in_the_status_not_after_the_logs_last_line(
+    s3_server, learner_run, fault_proxy
+):
+    results = s3_server.bucket()
+    proxy = fault_proxy(s3_server.port)
+    run = learner_run(
+        {
+            "type": "s3",
+            "bucket": s3_server.bucket({"x.csv": "1"}),
+            "connection": s3_server.connection(),
+        },
+        {"type": "s3", "bucket": results, "connection": s3_server.connection(proxy.endpoint)},
+    )
+    proxy.drop(f"PUT /{results}/{run.model_id}/training-log.txt")
+    status = run.run(TRAINUI_STORE_ATTEMPTS="2")
+    assert status["error_code"] == "S303", run.log()
+    assert "results could not be stored" in status["status_message"]
+    assert run.log().splitlines()[-1] == "trainui: completed"  # the final line stays the last
+    stored = s3_server.objects(results)
+    assert f"{run.model_id}/training-log.txt" not in stored
+    training_status = json.loads(stored[f"{run.model_id}/training-status.json"])
+    assert training_status["status"] == "failed" and training_status["error_code"] == "S303"
+    assert training_status["results_partial"] is True
+    assert training_status["objects_not_stored"] == ["training-log.txt"]
 
 
 def test_downloading_a_missing_object_names_it(s3_server, tmp_path):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -220,7 +221,8 @@ def test_halting_a_run_while_it_stages_stops_the_transfers(s3_server, fault_prox
     s3_server.seed(data, {"big.bin": os.urandom(48 << 20)})
     proxy = fault_proxy(s3_server.port)
     proxy.throttle(4 << 20)  # twelve seconds for the whole object
-    run = learner_run(s3(s3_server, data, proxy.endpoint), s3(s3_server, s3_server.bucket()))
+    results = s3_server.bucket()
+    run = learner_run(s3(s3_server, data, proxy.endpoint), s3(s3_server, results))
     run.start()
     wait_for_bytes(run, 1 << 20)
     halted_at = time.monotonic()
@@ -230,6 +232,73 @@ def test_halting_a_run_while_it_stages_stops_the_transfers(s3_server, fault_prox
     assert time.monotonic() - halted_at < 8
     assert "staging stopped after 0 of 1 object" in run.log()
     assert cache_is_consistent(run.home) == []
+    # stored as for any halt: the log to its last line, and the status
+    stored = s3_server.objects(results)
+    assert (
+        stored[f"{run.model_id}/training-log.txt"].decode().endswith("trainui: halted by request\n")
+    )
+    assert json.loads(stored[f"{run.model_id}/training-status.json"])["status"] == "halted"
+
+
+def test_a_learner_killed_while_it_stages_has_its_log_stored_by_the_service(
+    home, s3_server, fault_proxy, tmp_path
+):
+    data = s3_server.bucket()
+    s3_server.seed(data, {"big.bin": os.urandom(32 << 20)})
+    proxy = fault_proxy(s3_server.port)
+    proxy.throttle(2 << 20)  # sixteen seconds for the whole object
+    results = s3_server.bucket()
+    connection = (
+        "  connection:\n"
+        "    aws_access_key_id: ${S3_KEY_ID}\n"
+        "    aws_secret_access_key: ${S3_SECRET}\n"
+        "    endpoint_url: "
+    )
+    manifest = tmp_path / "killed.yml"
+    manifest.write_text(
+        "model_definition:\n"
+        "  name: killed\n"
+        "  framework: {name: python, version: '3.11'}\n"
+        "  execution: {command: echo never, resource: small}\n"
+        f"training_data:\n{connection}{proxy.endpoint}\n"
+        f"  source: {{bucket: {data}, type: s3}}\n"
+        f"training_results:\n{connection}{s3_server.endpoint}\n"
+        f"  target: {{bucket: {results}, type: s3}}\n"
+    )
+    secrets = {"S3_KEY_ID": s3_server.key_id, "S3_SECRET": s3_server.secret}
+    model_id = home.submit(home.model("k", {"t.py": ""}), manifest, **secrets)
+    deadline = time.monotonic() + 30
+    while home.show(model_id)["progress"]["bytes_done"] < (1 << 20):
+        assert time.monotonic() < deadline, home.show(model_id)
+        time.sleep(0.1)
+    status_file = home.path / "runs" / model_id / "status.json"
+    learner = json.loads(status_file.read_text())["learner_pid"]
+    assert home._ours(learner)  # a learner of this test's home, never anyone else's process
+    os.kill(learner, signal.SIGKILL)
+
+    run = home.wait(model_id, "failed", timeout=30)
+    assert run["error_code"] == "S300"
+    assert run["status_message"].startswith("the learner process ended unexpectedly")
+    deadline = time.monotonic() + 30
+    while f"{model_id}/training-log.txt" not in (stored := s3_server.objects(results)):
+        assert time.monotonic() < deadline, sorted(stored)
+        time.sleep(0.1)
+    assert sorted(stored) == [
+        f"{model_id}/_submitted_code/model.zip",
+        f"{model_id}/manifest.yml",
+        f"{model_id}/training-log.txt",
+        f"{model_id}/training-status.json",
+    ]
+    log = stored[f"{model_id}/training-log.txt"].decode()
+    assert "staging 1 object (" in log
+    assert log.endswith(f"trainui: failed (S300): {run['status_message']}\n")
+    assert log == home.cli("logs", model_id, check=True).stdout
+    training_status = json.loads(stored[f"{model_id}/training-status.json"])
+    assert training_status["status"] == "failed" and training_status["error_code"] == "S300"
+    assert training_status["results_partial"] is True
+    assert training_status["model_id"] == model_id and training_status["name"] == "killed"
+    assert s3_server.secret.encode() not in stored[f"{model_id}/manifest.yml"]
+    assert (home.path / "runs" / model_id / "results.json").exists()  # kept for downloads
 
 
 def test_results_that_cannot_be_stored_fail_the_run_with_s303(s3_server, learner_run):

@@ -12,6 +12,7 @@ import io
 import lzma
 import os
 import random
+import socket
 import stat
 import struct
 import subprocess
@@ -33,6 +34,7 @@ from trainui.core.definition import (
     check_zip,
     check_zip_bytes,
     detect_archive_kind,
+    skipped_warning,
     unpack,
     zip_directory,
 )
@@ -614,6 +616,57 @@ def test_zip_directory_symlinks(tmp_path: Path) -> None:
     with zipfile.ZipFile(dest) as zf:
         assert zf.read("alias.py") == b"inside"  # stored by content, not as a link
         assert not stat.S_ISLNK(zf.getinfo("alias.py").external_attr >> 16)
+
+
+def test_zip_directory_says_what_it_skipped_and_follows_links_to_files_inside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "proj"
+    _write(src / "real.py", "inside")
+    _write(src / "sub/data.txt", "data")
+    _write(tmp_path / "secret.txt", "outside")
+    (src / "alias.py").symlink_to("real.py")  # inside: stored by content, not reported
+    (src / "sub/up.txt").symlink_to("../real.py")
+    (src / "leak.txt").symlink_to(tmp_path / "secret.txt")
+    (src / "dangling.py").symlink_to("missing.py")
+    (src / "linkdir").symlink_to("sub", target_is_directory=True)
+    (src / "ignored-link").symlink_to(tmp_path / "secret.txt")
+    (src / ".trainuiignore").write_text("ignored-link\n")
+    os.mkfifo(src / "sub/pipe")
+    monkeypatch.chdir(src)  # a relative name: a socket's path must stay under 108 bytes
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind("sock")
+    try:
+        info = zip_directory(src, tmp_path / "p.zip")
+    finally:
+        listener.close()
+    assert info.names == (".trainuiignore", "alias.py", "real.py", "sub/data.txt", "sub/up.txt")
+    assert sorted(info.skipped) == [
+        ("FIFO", "sub/pipe"),
+        ("socket", "sock"),
+        ("symlink", "dangling.py"),
+        ("symlink", "leak.txt"),
+        ("symlink", "linkdir"),
+    ]
+    assert skipped_warning(info, "proj") == (
+        "warning: skipped 3 symlinks, 1 FIFO, 1 socket in proj (only regular files, and "
+        "symlinks to files inside it, are zipped): linkdir, dangling.py, leak.txt, sock, "
+        "sub/pipe"
+    )
+
+
+def test_the_skipped_warning_names_a_few_and_counts_the_rest(tmp_path: Path) -> None:
+    src = tmp_path / "proj"
+    _write(src / "train.py")
+    for i in range(7):
+        (src / f"link{i}").symlink_to(f"gone{i}")
+    info = zip_directory(src, tmp_path / "p.zip")
+    assert skipped_warning(info, "proj") == (
+        "warning: skipped 7 symlinks in proj (only regular files, and symlinks to files inside "
+        "it, are zipped): link0, link1, link2, link3, link4, ... (2 more)"
+    )
+    _write(tmp_path / "clean/train.py")
+    assert skipped_warning(zip_directory(tmp_path / "clean", tmp_path / "c.zip"), "c") is None
 
 
 def test_zip_directory_skips_its_own_output_inside_src(tmp_path: Path) -> None:

@@ -449,8 +449,32 @@ def test_tabs_in_indentation_are_located_with_a_sentence():
 
 
 def test_syntax_errors_are_located():
-    problem = only_error(parse_manifest("model_definition:\n  name: [a, b\n", "f.yml"))
-    assert problem.format("f.yml").startswith("f.yml:3:1: YAML syntax error: did not find expected")
+    problem = only_error(parse_manifest("model_definition:\n  name: x\n   bad: 1\n", "f.yml"))
+    assert problem.format("f.yml").startswith("f.yml:3:7: YAML syntax error: mapping values")
+
+
+def test_an_unclosed_brace_is_located_where_it_opens_not_where_the_parser_gave_up():
+    problem = only_error(check(replace("    resource: medium", "    resource: {gpus: 2")))
+    where, _, message = problem.format("job.yaml").partition(" YAML syntax error: ")
+    assert where == "job.yaml:12:15:"  # the '{', not line 13 where the parser gave up
+    assert message.endswith(
+        "(while parsing a flow mapping that starts here; the parser gave up at 13:24)"
+    )
+
+
+def test_an_unclosed_quote_is_located_at_the_quote_not_at_the_end_of_the_file():
+    problem = only_error(check(replace("    type: bluemix_objectstore", '    type: "swift')))
+    where, _, message = problem.format("job.yaml").partition(" YAML syntax error: ")
+    assert where == "job.yaml:28:11:"  # the '"', not the end of the file
+    assert message == (
+        "found unexpected end of stream (while scanning a quoted scalar that starts here; "
+        "the parser gave up at the end of the file)"
+    )
+
+
+def test_a_bad_escape_stays_located_at_the_escape():
+    problem = only_error(parse_manifest('model_definition:\n  name: "a\\qb"\n', "f.yml"))
+    assert (problem.line, problem.column) == (2, 11)
 
 
 def test_several_documents_are_refused():

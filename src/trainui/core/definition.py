@@ -27,6 +27,7 @@ __all__ = [
     "Limits",
     "check_zip",
     "detect_archive_kind",
+    "skipped_warning",
     "unpack",
     "zip_directory",
 ]
@@ -97,12 +98,16 @@ _DEFAULT_LIMITS = Limits()
 class DefinitionInfo(Record):
     """What a checked (or freshly written) definition contains."""
 
-    __slots__ = ("path", "entries", "total_bytes", "names")
+    __slots__ = ("path", "entries", "total_bytes", "names", "skipped")
+    _defaults = {"skipped": ()}
 
     path: str
     entries: int  # files, not directories
     total_bytes: int  # declared uncompressed size of the files
     names: tuple[str, ...]  # normalised '/'-separated file names, in archive order
+    # zip_directory only: what it left out unasked, as (kind, relative path), kind one of
+    # _SKIPPED_KINDS; see skipped_warning
+    skipped: tuple[tuple[str, str], ...]
 
 
 # --------------------------------------------------------------------------- detection
@@ -601,6 +606,36 @@ def _ignored(rel: str, is_dir: bool, patterns: list[_Pattern]) -> bool:
     return False
 
 
+_SKIPPED_KINDS = ("symlink", "FIFO", "socket", "device")
+_SKIPPED_SHOWN = 5
+
+
+def _skipped_kind(path: str, st: os.stat_result) -> str:
+    if os.path.islink(path):
+        return "symlink"
+    if stat.S_ISFIFO(st.st_mode):
+        return "FIFO"
+    if stat.S_ISSOCK(st.st_mode):
+        return "socket"
+    return "device"
+
+
+def skipped_warning(info: DefinitionInfo, folder: str) -> str | None:
+    """The warning line for what :func:`zip_directory` left out of ``folder`` unasked
+    (links out of it, dangling or to folders; FIFOs, sockets, devices), or None."""
+    if not info.skipped:
+        return None
+    counts = [(kind, sum(k == kind for k, _ in info.skipped)) for kind in _SKIPPED_KINDS]
+    what = ", ".join(f"{n} {kind}{'s' if n > 1 else ''}" for kind, n in counts if n)
+    names = ", ".join(rel for _, rel in info.skipped[:_SKIPPED_SHOWN])
+    if len(info.skipped) > _SKIPPED_SHOWN:
+        names += f", ... ({len(info.skipped) - _SKIPPED_SHOWN} more)"
+    return (
+        f"warning: skipped {what} in {folder} (only regular files, and symlinks to files "
+        f"inside it, are zipped): {names}"
+    )
+
+
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
@@ -614,7 +649,9 @@ def zip_directory(
     (gitignore-like globs, one per line; ``#`` comments; a trailing ``/`` means folders only;
     a leading ``/`` anchors to ``src_dir``; ``!`` negation is not supported). Symlinked files
     are stored by content only when they resolve inside ``src_dir``; symlinked folders and
-    empty folders are left out. Raises :class:`DefinitionError` when no file is left.
+    empty folders are left out, and so are FIFOs, sockets and devices: what was left out that
+    no ignore rule asked for is in the result's ``skipped`` (see :func:`skipped_warning`).
+    Raises :class:`DefinitionError` when no file is left.
     """
     src = os.fspath(src_dir)
     dest = os.path.abspath(os.fspath(dest_zip))
@@ -636,6 +673,7 @@ def zip_directory(
     os.close(fd)
     # The output (and its temp name) may live inside src_dir: never zip them into themselves.
     skip_real = {os.path.realpath(dest), os.path.realpath(tmp)}
+    skipped: list[tuple[str, str]] = []
     try:
         with zipfile.ZipFile(
             tmp, "w", compression=zipfile.ZIP_DEFLATED, strict_timestamps=False
@@ -648,10 +686,11 @@ def zip_directory(
                 dirnames[:] = sorted(
                     d
                     for d in dirnames
-                    if d not in _SKIP_DIRS
-                    and not os.path.islink(os.path.join(root, d))
-                    and not _ignored(rel_root + d, True, patterns)
+                    if d not in _SKIP_DIRS and not _ignored(rel_root + d, True, patterns)
                 )
+                for d in [d for d in dirnames if os.path.islink(os.path.join(root, d))]:
+                    dirnames.remove(d)  # a linked folder may leave src_dir or loop
+                    skipped.append(("symlink", rel_root + d))
                 for fname in sorted(filenames):
                     rel = rel_root + fname
                     full = os.path.join(root, fname)
@@ -663,13 +702,18 @@ def zip_directory(
                     if real in skip_real:
                         continue
                     if os.path.islink(full) and not _inside(real, real_src):
-                        continue  # a link out of src_dir would leak unrelated files
+                        skipped.append(("symlink", rel))  # it would leak unrelated files
+                        continue
                     try:
                         st = os.stat(full)
                     except OSError:
-                        continue  # broken symlink, or gone since the walk listed it
+                        if os.path.islink(full):  # else gone since the walk listed it
+                            skipped.append(("symlink", rel))
+                        continue
                     if not stat.S_ISREG(st.st_mode):
-                        continue  # sockets, FIFOs, devices: reading could block
+                        # sockets, FIFOs, devices: reading could block
+                        skipped.append((_skipped_kind(full, st), rel))
+                        continue
                     try:
                         zf.write(full, arcname=rel)
                     except OSError as exc:
@@ -690,4 +734,5 @@ def zip_directory(
         entries=len(infos),
         total_bytes=sum(i.file_size for i in infos),
         names=tuple(i.filename for i in infos),
+        skipped=tuple(skipped),
     )

@@ -187,6 +187,16 @@ def _line_col(text: str, index: int) -> tuple[int, int]:
     return line, index - (text.rfind("\n", 0, index) + 1)
 
 
+def _unclosed(context: str, problem: str) -> bool:
+    """Whether the error is about something opened and never closed (a '{', '[', a quote, a
+    key without its ':'), which the parser notices only where it gives up, often lines later:
+    such an error is located where that thing starts (PyYAML's context mark)."""
+    if "flow mapping" in context or "flow sequence" in context or "simple key" in context:
+        return True
+    # a bad escape inside a quoted scalar is best shown where it is, not at the quote
+    return "quoted scalar" in context and "unexpected" in problem
+
+
 def _yaml_error(error: yaml.MarkedYAMLError, text: str) -> YamlError:
     mark = error.problem_mark or error.context_mark
     line, col = (mark.line, mark.column) if mark else (0, 0)
@@ -199,6 +209,16 @@ def _yaml_error(error: yaml.MarkedYAMLError, text: str) -> YamlError:
             line,
             col,
         )
-    if error.context:
-        problem = f"{problem} ({error.context.strip()})"
+    context = (error.context or "").strip()
+    start = error.context_mark
+    if start is not None and mark is not None and _unclosed(context, problem):
+        where = "the end of the file" if mark.index >= len(text) else f"{line + 1}:{col + 1}"
+        return YamlError(
+            f"YAML syntax error: {problem} ({context} that starts here; "
+            f"the parser gave up at {where})",
+            start.line,
+            start.column,
+        )
+    if context:
+        problem = f"{problem} ({context})"
     return YamlError(f"YAML syntax error: {problem}", line, col)

@@ -50,6 +50,7 @@ WATCH_INTERVAL = 0.1  # how often active runs' status files are looked at (a sta
 LIVENESS_INTERVAL = 1.0  # how often learners are checked to be alive
 PURGE_INTERVAL = 3600.0
 CHECK_FRESH = 10.0  # seconds a bucket found reachable with given credentials stays so at submit
+SALVAGE_WAIT = 30.0  # seconds a stopping service waits for what vanished learners left to be stored
 
 
 class Refusal(Exception):
@@ -142,6 +143,7 @@ class RunManager:
         self._last_purge = 0.0
         self.open_streams = 0
         self.last_activity = time.monotonic()
+        self._salvages: list[threading.Thread] = []  # storing what vanished learners left
         self._tokens = Tokens(self.home)  # a run's owner may map to a Unix user (--unix-user)
         self._sandbox_why: str | None = None  # why runs are not sandboxed here (None: they are)
         self._sandbox_probe: threading.Thread | None = None
@@ -555,6 +557,8 @@ class RunManager:
                         self.run_dir(run["model_id"]),
                     )
                     self._finish(run, FAILED, reason, "S300")
+                    if not run.get("deleted"):
+                        self._store_what_is_left(run)
                     released = True
         if released or (self._waiting and self.launcher.version != self._capacity_version):
             self.schedule()  # GPUs were released, or a cluster's resources changed
@@ -621,6 +625,20 @@ class RunManager:
         self._refresh_gpu_roots()
         self.poll()
 
+    def _store_what_is_left(self, run: dict) -> None:
+        """A vanished learner stored nothing: store the run's log, manifest and status in its
+        results bucket, in a thread (stores block)."""
+        from trainui.service.salvage import store_what_is_left
+
+        thread = threading.Thread(
+            target=store_what_is_left,
+            args=(self.run_dir(run["model_id"]), dict(run), self.home),
+            name=f"trainui-salvage-{run['model_id']}",
+            daemon=True,
+        )
+        thread.start()
+        self._salvages = [t for t in self._salvages if t.is_alive()] + [thread]
+
     # --- halting and deleting -------------------------------------------------------------
 
     def halt(self, model_id: str, user: User | None = None) -> dict:
@@ -673,8 +691,12 @@ class RunManager:
 
     def idle_for(self) -> float:
         """Seconds with nothing to do: nothing pending or active, no stream open."""
-        busy = self.open_streams or any(
-            r["status"] == PENDING or r["status"] in ACTIVE_STATES for r in self.runs.values()
+        busy = (
+            self.open_streams
+            or any(t.is_alive() for t in self._salvages)
+            or any(
+                r["status"] == PENDING or r["status"] in ACTIVE_STATES for r in self.runs.values()
+            )
         )
         if busy:
             self.last_activity = time.monotonic()
@@ -693,6 +715,9 @@ class RunManager:
 
     def close(self) -> None:
         self.launcher.close()
+        deadline = time.monotonic() + SALVAGE_WAIT
+        for thread in self._salvages:  # let a log being stored reach its bucket
+            thread.join(max(0.0, deadline - time.monotonic()))
         self.store.close()
 
 

@@ -5,9 +5,10 @@ Signature Version 4 with an unsigned payload, as boto3 signs over HTTPS) and sen
 ``trainui.storage.stream``'s connections: listing, checks, downloads (streamed into files,
 resumed after a cut) and uploads (a file's bytes go from the page cache to the socket with
 ``sendfile``; files over ``MULTIPART_THRESHOLD`` in parts, in parallel, retried part by part,
-the upload aborted on failure). boto3 costs about 0.3 s to import and set up, several times more
-CPU per request than the transfer itself, and over plain HTTP it hashes every byte it sends
-(SHA-256 of the payload): on 2 cores storing a 1 GiB folder was no faster than ``aws s3 sync``.
+the upload aborted on failure once no part is under way, as ``aws s3 cp`` does). boto3 costs
+about 0.3 s to import and set up, several times more CPU per request than the transfer itself,
+and over plain HTTP it hashes every byte it sends (SHA-256 of the payload): on 2 cores storing
+a 1 GiB folder was no faster than ``aws s3 sync``.
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class S3Store(ObjectStore):
         self._signing_keys: dict[str, bytes] = {}
         self._lock = threading.Lock()
         self._parts = None  # the thread pool for parts of large files
+        self._unaborted: list[tuple[str, str]] = []  # (key, upload ID) whose abort failed
 
     def __repr__(self) -> str:  # never the secret
         return f"S3Store({self.bucket!r}, {self.endpoint_url!r})"
@@ -127,11 +129,12 @@ class S3Store(ObjectStore):
         action="read",
         body: bytes | None = None,
         upload: tuple[str, int, int, Progress | None] | None = None,
+        tries: int | None = None,
     ):
         """A signed request with retries; the response (2xx) or StoreError. The body is
         ``body``, or with ``upload`` (path, offset, count, progress) that part of a file, sent
         from the page cache with ``sendfile`` (each try opens the file again)."""
-        tries = self.attempts or stream.attempts()
+        tries = tries or self.attempts or stream.attempts()
         if self.timeout:
             self.endpoint.timeout = self.timeout
         headers = dict(headers)
@@ -267,11 +270,28 @@ class S3Store(ObjectStore):
             etags = [part.result() for part in parts]
             self._complete_multipart(key, upload_id, etags)
         except BaseException:
+            # Leave no parts the server would keep (and bill): the parts not started are
+            # cancelled, those under way waited for, and only then is the upload aborted,
+            # because S3 may keep a part that lands after the abort (s3transfer, behind
+            # `aws s3 cp`, does the same).
+            from concurrent.futures import wait
+
             for part in parts:
                 part.cancel()
-            with contextlib.suppress(Exception):  # leave no parts the server would keep
-                self._request("DELETE", key, {"uploadId": upload_id}, action="write to").read()
+            wait(parts)
+            self._abort(key, upload_id)
             raise
+
+    def _abort(self, key: str, upload_id: str) -> bool:
+        """Abort a multipart upload; False (and it is tried again at close) if it failed."""
+        try:
+            query = {"uploadId": upload_id}
+            self._request("DELETE", key, query, action="write to").read()
+            return True
+        except Exception:
+            with self._lock:
+                self._unaborted.append((key, upload_id))
+            return False
 
     def _start_multipart(self, key: str) -> str:
         answer = self._request("POST", key, {"uploads": ""}, action="write to").read()
@@ -323,6 +343,11 @@ class S3Store(ObjectStore):
             parts, self._parts = self._parts, None
         if parts is not None:
             parts.shutdown(wait=True, cancel_futures=True)
+        with self._lock:
+            unaborted, self._unaborted = self._unaborted, []
+        for key, upload_id in unaborted:  # the server may be back since (one try each)
+            with contextlib.suppress(Exception):
+                self._request("DELETE", key, {"uploadId": upload_id}, tries=1).read()
         self.endpoint.discard()
 
     # ---------------------------------------------------------------------------- errors

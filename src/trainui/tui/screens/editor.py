@@ -259,7 +259,7 @@ class EditorScreen(TrainuiScreen):
 
     @work(group="submit", exclusive=True)
     async def _submit(self, text: str, definition: str) -> None:
-        from trainui.core.definition import DefinitionError, zip_directory
+        from trainui.core.definition import DefinitionError, skipped_warning, zip_directory
 
         client = self.app.client
         names = set(_ENV_REF.findall(text))
@@ -272,7 +272,10 @@ class EditorScreen(TrainuiScreen):
                 if is_run_id(source) and not os.path.exists(path):
                     await client.download_definition(source, zip_path)
                 elif os.path.isdir(path):
-                    await asyncio.to_thread(zip_directory, path, zip_path)
+                    info = await asyncio.to_thread(zip_directory, path, zip_path)
+                    warning = skipped_warning(info, source)
+                    if warning:
+                        self.notify(warning.removeprefix("warning: "), severity="warning")
                 elif os.path.isfile(path):
                     zip_path = path
                 else:
