@@ -7,6 +7,10 @@ from collections.abc import Mapping
 
 from trainui.core.record import Record
 
+# as trainui.core.runs.DEFAULT_LOG_MAX_BYTES (not imported here: this module is on the path of
+# the commands whose start-up is their cost, and that one imports json)
+DEFAULT_LOG_MAX_BYTES = 1 << 30
+
 
 class ConfigError(Exception):
     """A setting with a value that cannot be used, named in one sentence."""
@@ -39,9 +43,6 @@ class Settings(Record):
         "halt_grace_seconds", "starvation_seconds", "max_definition_bytes", "launcher",
         "ray_address", "ray_grace_seconds", "log_max_bytes",
     )  # fmt: skip
-
-
-DEFAULT_LOG_MAX_BYTES = 1 << 30  # a run's log keeps this much of its command's output
 
 
 def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:

@@ -32,6 +32,7 @@ from collections.abc import Sequence
 
 from trainui.core.runs import (
     COMPLETED,
+    DEFAULT_LOG_MAX_BYTES,
     DEFINITION_FILE,
     DOWNLOADING,
     FAILED,
@@ -89,7 +90,6 @@ COMPLETED_MESSAGE = "completed: the training command exited with code 0"
 RELAY_CHUNK = 1 << 20  # bytes the relay copies from the log to stdout at a time
 RELAY_IDLE = 0.05  # seconds the relay sleeps when the log has not grown
 HEARTBEAT = 20.0  # seconds of a quiet log after which the relay says it is alive (an empty record)
-DEFAULT_LOG_MAX_BYTES = 1 << 30  # TRAINUI_LOG_MAX_BYTES when learner.json does not say
 PUMP_CHUNK = 64 << 10  # bytes the log pump reads from the command's pipe at a time
 PUMP_SMALL = 4096  # a read shorter than this is followed by a pause of PUMP_PAUSE seconds
 PUMP_PAUSE = 0.002
@@ -149,7 +149,6 @@ class Learner:
         self.exit_code: int | None = None
         self.storing_failed = False
         self.log_failure: str | None = None  # the log could not be written: why, in a sentence
-        self.status_unwritten = False  # a write of status.json failed (a full disk)
         self._last_write = 0.0
         self.status = _new_status(DOWNLOADING, "staging the training data")
         self.status["gpu_ids"] = [int(g) if g.isdigit() else g for g in self.gpu_ids]
@@ -379,8 +378,8 @@ class Learner:
             raise _Failed("S300", f"the training command could not be started: {exc}") from None
         finally:
             os.chdir(self.run_dir)
+        self.command_pgid = pid  # before the pump starts: a failed write stops the command
         pump.start()
-        self.command_pgid = pid
         if self.halt_requested:  # the request came while the command was being started
             self._stop_command()
         self.status.update(status=RUNNING, status_message=where, command_pgid=pid)
@@ -395,7 +394,10 @@ class Learner:
             self.command_done = True
             self._end_process_group(pid)
             if not pump.finish(LEFTOVER_GRACE):
-                self._log("warning: a process the command started still writes to its output")
+                self._log(
+                    "warning: a process the command started still holds its output open;"
+                    " what it writes is dropped"
+                )
         self.status["timings"]["command_ended"] = time.time()
         code = os.waitstatus_to_exitcode(wait_status)
         self.exit_code = self.status["exit_code"] = code
@@ -648,19 +650,10 @@ class Learner:
             if not is_disk_full(exc):
                 raise
             reserve = os.path.join(self.run_dir, RESERVE_FILE)
-            if not (final and os.path.exists(reserve)):
-                self.status_unwritten = True
-                self._last_write = time.monotonic()  # not again at once: at the next change
-                return
-            _remove(reserve)
-            try:
-                write_json_atomic(path, self.status)
-            except OSError as again:
-                if not is_disk_full(again):
-                    raise
-                self.status_unwritten = True
-                return
-        self.status_unwritten = False
+            if final and os.path.exists(reserve):
+                _remove(reserve)
+                with contextlib.suppress(OSError):  # nothing more to free: the old one stays
+                    write_json_atomic(path, self.status)
         self._last_write = time.monotonic()
 
     def _reserve_space(self) -> None:
@@ -805,6 +798,9 @@ class _LogPump:
         self._write(notice if self.line_ended else b"\n" + notice)
 
     def _write(self, data: bytes) -> None:
+        if self.failed:
+            self.dropped += len(data)
+            return
         view = memoryview(data)
         with self._lock:
             try:
@@ -990,6 +986,8 @@ def _signal_name(signum: int) -> str:
 def _transfer_error(exc: BaseException) -> str:
     if isinstance(exc, StoreError):
         return str(exc)
+    if is_disk_full(exc):
+        return disk_full_message(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
     return _learner_error(exc)

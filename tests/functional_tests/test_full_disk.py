@@ -151,7 +151,7 @@ def test_a_run_that_fills_the_disk_fails_saying_so_and_deleting_it_frees_the_spa
 
     # the disk is full now: a submission is refused in one sentence, and says so
     refused = home.cli("train", str(model), str(manifest(home, FIVE_LINES, "five")))
-    assert refused.returncode != 0
+    assert refused.returncode == 1
     assert refused.stderr.count("\n") == 1, refused.stderr
     assert "disk full" in refused.stderr and "Traceback" not in refused.stderr
     answer = post_run(home, model, manifest(home, FIVE_LINES, "five"))
@@ -180,6 +180,9 @@ def test_a_full_disk_refuses_submissions_with_507_and_deletes_still_work(small_h
     model = home.model("m", {"t.py": ""})
     done = home.submit(model, manifest(home, FIVE_LINES, "five"))
     assert home.wait(done, "completed", "failed", timeout=60)["status"] == "completed"
+    running = home.submit(model, manifest(home, "echo started; sleep 60", "sleeper"))
+    pending = home.submit(model, manifest(home, FIVE_LINES, "five"))  # one CPU slot: it waits
+    home.wait(running, "running")
     filler = fill(home.path)
 
     answer = post_run(home, model, manifest(home, FIVE_LINES, "five"))
@@ -188,18 +191,44 @@ def test_a_full_disk_refuses_submissions_with_507_and_deletes_still_work(small_h
     assert body["message"].startswith("disk full: "), body
     assert "delete runs" in body["message"]
     result = home.cli("train", str(model), str(manifest(home, FIVE_LINES, "five")))
-    assert result.returncode != 0 and "disk full" in result.stderr, result.stderr
+    assert result.returncode == 1 and "disk full" in result.stderr, result.stderr
 
-    # a delete on the full disk is no 500: the run is gone, also for a restarted service
-    deleted = home.cli("delete", done)
-    assert deleted.returncode == 0, deleted.stderr
+    # deletes on the full disk are no 500: an ended run, a waiting one (whose files are in
+    # the run store: nothing to free first), a running one (halted first)
+    for model_id in (done, pending, running):
+        deleted = home.cli("delete", model_id)
+        assert deleted.returncode == 0, deleted.stderr
+        assert model_id not in home.cli("list", check=True).stdout
+    deadline = time.monotonic() + 30
+    while (home.path / "runs" / running).exists():  # forgotten once its learner ended
+        assert time.monotonic() < deadline, "the deleted running run is still there"
+        time.sleep(0.1)
     assert not (home.path / "runs" / done).exists()
+
+    # once there is space, the run store gets what the full disk held back, and a new
+    # service (reading the history from it) knows none of the three
     filler.unlink()
-    home.stop()  # a new service reads the history from the run store
-    assert done not in home.cli("list", check=True).stdout
+    deadline = time.monotonic() + 30
+    while stored_runs(home) & {done, pending, running}:
+        assert time.monotonic() < deadline, f"still in runs.db: {stored_runs(home)}"
+        time.sleep(0.2)
+    home.stop()
+    listed = home.cli("list", check=True).stdout
+    assert not any(model_id in listed for model_id in (done, pending, running)), listed
 
     five = home.submit(model, manifest(home, FIVE_LINES, "five"))
     assert home.wait(five, "completed", "failed", timeout=60)["status"] == "completed"
+
+
+def stored_runs(home) -> set[str]:
+    """The runs in the home's run store, read as a second process would."""
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{home.path / 'runs.db'}?mode=ro", uri=True)
+    try:
+        return {row[0] for row in db.execute("SELECT model_id FROM runs")}
+    finally:
+        db.close()
 
 
 def test_the_log_cap_keeps_a_loud_run_within_the_disk_and_it_completes(small_home):

@@ -73,6 +73,9 @@ WORK_DIR = "work"  # DATA_DIR, MODEL_DIR, RESULT_DIR, LOG_DIR, CHECKPOINT_DIR; r
 # on its node and reports through its job's log (status records as marker lines):
 RAY_LOG_STATE_FILE = "ray-log.json"  # the records' nonce and how much of Ray's log was mirrored
 STATUS_MARKER = "@@trainui-status:"  # a status record: <marker><nonce> <status json>
+# learner.json's log_max_bytes (TRAINUI_LOG_MAX_BYTES) when it does not say: the log keeps this
+# much of the command's output
+DEFAULT_LOG_MAX_BYTES = 1 << 30
 
 
 def write_json_atomic(path: str, data: dict, mode: int = 0o644) -> None:
