@@ -283,3 +283,37 @@ def test_the_run_store_says_disk_full_when_its_database_cannot_grow(small_disk):
         assert disk_full(raised.value), repr(raised.value)
     finally:
         store.close()
+
+
+def test_a_run_whose_command_fills_the_disk_still_records_its_outcome(tmp_path, learner_run):
+    # The command frees what the learner would free at its end (learner.json, read already,
+    # and the work folder's files), takes every byte left, then writes more than its log can
+    # take: only the space the learner kept is left for the final status.json.
+    home = tmp_path / "home"
+    _mount_small(home, 1 << 20)
+    try:
+        buckets = tmp_path / "buckets"
+        (buckets / "data").mkdir(parents=True)
+        store = {"type": "local", "connection": {"path": str(buckets)}}
+        filler = home / "filler"
+        command = (
+            'rm -rf ../../learner.json "$MODEL_DIR"/* "$DATA_DIR"/*; '
+            f"head -c 2M /dev/zero > {filler}; "
+            "python3 -c \"print(('y' * 99 + '\\n') * 1000)\"; echo done"
+        )
+        run = learner_run(
+            {**store, "bucket": "data"}, {**store, "bucket": "results"}, command, home
+        )
+        status = run.run(timeout=60)
+
+        assert free_bytes(home) < 128 << 10  # the filler is still there
+        assert status["status"] == "failed", status
+        assert status["error_code"] == "S300", status
+        log_path = run.dir / "training-log.txt"
+        assert status["status_message"].startswith(
+            f"no space left on device writing {log_path}; the training command was stopped"
+        ), status
+        assert not (run.dir / "status.reserve").exists()
+        assert not list(run.dir.glob("*.tmp"))
+    finally:
+        _unmount(home)
