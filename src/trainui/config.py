@@ -7,6 +7,10 @@ from collections.abc import Mapping
 
 from trainui.core.record import Record
 
+# as trainui.core.runs.DEFAULT_LOG_MAX_BYTES (not imported here: this module is on the path of
+# the commands whose start-up is their cost, and that one imports json)
+DEFAULT_LOG_MAX_BYTES = 1 << 30
+
 
 class ConfigError(Exception):
     """A setting with a value that cannot be used, named in one sentence."""
@@ -37,7 +41,7 @@ class Settings(Record):
     __slots__ = (
         "home", "gpu_ids", "cpu_slots", "retention_days", "idle_exit_seconds",
         "halt_grace_seconds", "starvation_seconds", "max_definition_bytes", "launcher",
-        "ray_address", "ray_grace_seconds", "isolation", "sandbox_paths",
+        "ray_address", "ray_grace_seconds", "isolation", "sandbox_paths", "log_max_bytes",
     )  # fmt: skip
     _defaults = {"isolation": "auto", "sandbox_paths": ()}
 
@@ -55,6 +59,7 @@ def load_settings(environ: Mapping[str, str] = os.environ) -> Settings:
         launcher=_launcher(environ),
         ray_address=environ.get("TRAINUI_RAY_ADDRESS") or None,
         ray_grace_seconds=_number(environ, "TRAINUI_RAY_GRACE", 60.0, float, minimum=0),
+        log_max_bytes=_bytes(environ, "TRAINUI_LOG_MAX_BYTES", DEFAULT_LOG_MAX_BYTES),
         isolation=_isolation(environ),
         sandbox_paths=tuple(
             os.path.abspath(p)
@@ -124,6 +129,25 @@ def _nvml_gpu_ids() -> list[int]:
     from trainui.gpu import nvml_gpu_ids  # no driver or library: [], CPU mode, said in runs
 
     return nvml_gpu_ids()
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def _bytes(environ: Mapping[str, str], name: str, default: int) -> int:
+    """A size: bytes, or with a K, M, G or T suffix (powers of 1024); 0 may mean "no limit"."""
+    raw = (environ.get(name) or "").strip()
+    if not raw:
+        return default
+    text = raw.upper().removesuffix("IB").removesuffix("B")
+    unit = text[-1:] if text[-1:] in _UNITS else ""
+    try:
+        value = float(text[: len(text) - len(unit)].strip()) * _UNITS[unit]
+    except ValueError:
+        raise ConfigError(f"{name} must be a size like 1G, 500M or 0, not '{raw}'") from None
+    if not 0 <= value < float("inf"):  # not negative, infinite or NaN
+        raise ConfigError(f"{name} must be a size like 1G, 500M or 0, not '{raw}'")
+    return int(value)
 
 
 def _number(environ: Mapping[str, str], name: str, default, kind, minimum=None):

@@ -16,7 +16,9 @@ never sees it, so it cannot forge one), only between two lines of the log, never
 
 It sits on the submit-to-first-log-line path, so it imports only what it needs (no yaml, no
 asyncio, no concurrent.futures) and defers the rest to the phase that uses it. The training
-command writes straight into ``training-log.txt``: its output never passes through here.
+command's output comes through a pipe that a thread copies into ``training-log.txt`` in large
+blocks (``_LogPump``): that is where the log's cap (``log_max_bytes``) is kept, and where a
+full disk is caught and said, instead of the command's writes failing unseen.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from collections.abc import Sequence
 
 from trainui.core.runs import (
     COMPLETED,
+    DEFAULT_LOG_MAX_BYTES,
     DEFINITION_FILE,
     DOWNLOADING,
     FAILED,
@@ -43,6 +46,8 @@ from trainui.core.runs import (
     STATUS_MARKER,
     STORING,
     WORK_DIR,
+    disk_full_message,
+    is_disk_full,
     read_json,
     utc_now,
     write_json_atomic,
@@ -93,6 +98,12 @@ COMPLETED_MESSAGE = "completed: the training command exited with code 0"
 RELAY_CHUNK = 1 << 20  # bytes the relay copies from the log to stdout at a time
 RELAY_IDLE = 0.05  # seconds the relay sleeps when the log has not grown
 HEARTBEAT = 20.0  # seconds of a quiet log after which the relay says it is alive (an empty record)
+PUMP_CHUNK = 64 << 10  # bytes the log pump reads from the command's pipe at a time
+PUMP_SMALL = 4096  # a read shorter than this is followed by a pause of PUMP_PAUSE seconds
+PUMP_PAUSE = 0.002
+PIPE_BYTES = 1 << 20  # the pipe's buffer, when the kernel allows: bursts never block the command
+RESERVE_FILE = "status.reserve"  # space kept for the final status.json, freed when the disk is full
+RESERVE_BYTES = 64 << 10
 
 
 class _Failed(Exception):
@@ -149,6 +160,7 @@ class Learner:
         self.exit_code: int | None = None
         self.storing_failed = False
         self.not_stored: list[str] = []  # keys under <id>/ the results bucket did not take
+        self.log_failure: str | None = None  # the log could not be written: why, in a sentence
         self._last_write = 0.0
         self.status = _new_status(DOWNLOADING, "staging the training data")
         self.status["gpu_ids"] = [int(g) if g.isdigit() else g for g in self.gpu_ids]
@@ -163,6 +175,8 @@ class Learner:
             # on stderr (a traceback) goes into the log, between the command's lines
             os.dup2(self.log_fd, 2)
             self.relay = _Relay(log_path, self.nonce)
+        else:
+            self._reserve_space()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_halt_signal)
         signal.signal(signal.SIGALRM, self._on_grace_over)
@@ -179,10 +193,12 @@ class Learner:
         except _Failed as failure:
             self._set_outcome(FAILED, failure.code, failure.message)
         except Exception as exc:
-            self._report_crash()
-            self._set_outcome(
-                FAILED, _PHASE_ERROR_CODES.get(self.phase, "S300"), _learner_error(exc)
-            )
+            code = _PHASE_ERROR_CODES.get(self.phase, "S300")
+            if is_disk_full(exc):
+                self._set_outcome(FAILED, code, disk_full_message(exc))
+            else:
+                self._report_crash()
+                self._set_outcome(FAILED, code, _learner_error(exc))
         try:
             self._store()
         except Exception as exc:
@@ -401,10 +417,15 @@ class Learner:
         else:
             self._log(where)
         _become_subreaper()  # orphans of the command are then ours to reap, not init's
+        pump = _LogPump(
+            self.log_fd,
+            os.path.join(self.run_dir, LOG_FILE),
+            self.config.get("log_max_bytes", DEFAULT_LOG_MAX_BYTES),
+            self._on_log_error,
+        )
         file_actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, self.log_fd, 1),
-            (os.POSIX_SPAWN_DUP2, self.log_fd, 2),
+            *pump.file_actions(),
         ]
         # posix_spawn has no working-directory action before Python 3.13: the child inherits
         # the learner's, which nothing else here depends on.
@@ -421,10 +442,12 @@ class Learner:
                 setsigdef=_RESTORED_SIGNALS,
             )
         except OSError as exc:
+            pump.close()
             raise _Failed("S300", f"the training command could not be started: {exc}") from None
         finally:
             os.chdir(self.run_dir)
-        self.command_pgid = pid
+        self.command_pgid = pid  # before the pump starts: a failed write stops the command
+        pump.start()
         if self.halt_requested:  # the request came while the command was being started
             self._stop_command()
         self.status.update(status=RUNNING, status_message=where, command_pgid=pid)
@@ -438,6 +461,11 @@ class Learner:
         finally:
             self.command_done = True
             self._end_process_group(pid)
+            if not pump.finish(LEFTOVER_GRACE):
+                self._log(
+                    "warning: a process the command started still holds its output open;"
+                    " what it writes is dropped"
+                )
         self.status["timings"]["command_ended"] = time.time()
         code = os.waitstatus_to_exitcode(wait_status)
         if self.sandboxed:
@@ -446,10 +474,27 @@ class Learner:
             code = exit_code(code)
         self.exit_code = self.status["exit_code"] = code
         self._end_log_line()
+        if pump.cut:
+            self._log(
+                f"the log's cap (TRAINUI_LOG_MAX_BYTES) dropped {_size(pump.dropped)}"
+                " of the command's output"
+            )
         how = _how_it_ended(code)
         self._log(f"command {how}")
+        if self.log_failure is not None:
+            raise _Failed("S300", self.log_failure)
         if code != 0 and not self.halt_requested:
             raise _Failed("C201", f"the training command {how}")
+
+    def _on_log_error(self, error: OSError, path: str) -> None:
+        """The log pump could not write the log (called once, from its thread): the run
+        fails saying why, and its command is stopped, so that it fills the disk no further."""
+        if is_disk_full(error):
+            reason = disk_full_message(error, path)
+        else:
+            reason = f"the log could not be written: {error.strerror or error} ({path})"
+        self.log_failure = f"{reason}; the training command was stopped"
+        self._stop_command()
 
     def _end_process_group(self, pgid: int) -> None:
         """Stop whatever the command left running in its process group, so no GPU stays held."""
@@ -661,6 +706,9 @@ class Learner:
 
     def _finish(self) -> None:
         _remove(os.path.join(self.run_dir, LEARNER_FILE))  # it holds the stores' secrets
+        import shutil
+
+        shutil.rmtree(self.work, ignore_errors=True)  # first: on a full disk, it frees space
         self.status.update(
             status=self.final,
             status_message=self.message,
@@ -669,23 +717,50 @@ class Learner:
         )
         self.status["finished_at"] = self.status["finished_at"] or utc_now()
         self.status["progress"]["phase"] = None
-        self._write_status()
+        self._write_status(final=True)
         if self.relay is not None:
             self.relay.close()  # the whole log, then the final record
-        import shutil
-
-        shutil.rmtree(self.work, ignore_errors=True)
+        _remove(os.path.join(self.run_dir, RESERVE_FILE))
         os.close(self.log_fd)
 
     # -------------------------------------------------------------------------- helpers
 
-    def _write_status(self) -> None:
+    def _write_status(self, final: bool = False) -> None:
+        """Replace status.json. On a full disk the old one stays and the run goes on (the
+        next change is written again); the final one may use the space kept for it."""
         self.status["updated_at"] = utc_now()
         if self.relay is not None:
             self.relay.record(self.status, os.fstat(self.log_fd).st_size)
-        else:
-            write_json_atomic(os.path.join(self.run_dir, STATUS_FILE), self.status)
+            self._last_write = time.monotonic()
+            return
+        path = os.path.join(self.run_dir, STATUS_FILE)
+        try:
+            write_json_atomic(path, self.status)
+        except OSError as exc:
+            if not is_disk_full(exc):
+                raise
+            reserve = os.path.join(self.run_dir, RESERVE_FILE)
+            if final and os.path.exists(reserve):
+                _remove(reserve)
+                with contextlib.suppress(OSError):  # nothing more to free: the old one stays
+                    write_json_atomic(path, self.status)
         self._last_write = time.monotonic()
+
+    def _reserve_space(self) -> None:
+        """Keep a little space for the final status.json, which says how the run ended even
+        when the disk fills up (a full disk must never leave a run without its outcome)."""
+        path = os.path.join(self.run_dir, RESERVE_FILE)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return
+        try:
+            os.posix_fallocate(fd, 0, RESERVE_BYTES)
+        except OSError:  # a file system without fallocate: written, then
+            with contextlib.suppress(OSError):
+                os.pwrite(fd, bytes(RESERVE_BYTES), 0)
+        finally:
+            os.close(fd)
 
     def _log(self, text: str) -> None:
         # Never raises: a full disk must not stop the learner from recording the outcome,
@@ -698,20 +773,145 @@ class Learner:
         """Start the learner's next line on a line of its own if the command's output did not."""
         size = os.fstat(self.log_fd).st_size
         if size and os.pread(self.log_fd, 1, size - 1) != b"\n":
-            os.write(self.log_fd, b"\n")
+            with contextlib.suppress(OSError):  # a full disk: the failure is said elsewhere
+                os.write(self.log_fd, b"\n")
 
     @staticmethod
     def _report_crash() -> None:
         import traceback
 
-        traceback.print_exc()  # into learner-errors.txt
-        sys.stderr.flush()
+        with contextlib.suppress(OSError):  # learner-errors.txt on a full disk
+            traceback.print_exc()  # into learner-errors.txt
+            sys.stderr.flush()
+
+
+class _LogPump:
+    """The command's stdout and stderr, from a pipe into the run's log, copied by a thread.
+
+    The command writes into a pipe, not into the log file, so that the learner keeps a hand
+    on what reaches the disk: this thread copies what comes into the log, up to ``max_bytes``
+    of it (0: no cap); there it says in the log where it cut, then reads on and drops the
+    rest, so the command never blocks on its output. A write that fails (a full disk) is
+    reported once, through ``on_error(error, path)``, and what follows is dropped too.
+
+    ``file_actions()`` gives the command the pipe as its stdout and stderr; ``start()``, once
+    it was started, closes the learner's copy of that end (the pipe ends when the command's
+    last process does) and starts the thread; ``finish(timeout)`` waits for that end."""
+
+    def __init__(self, log_fd: int, log_path: str, max_bytes: int, on_error) -> None:
+        self.log_fd = log_fd
+        self.log_path = log_path
+        self.max_bytes = max_bytes
+        self.on_error = on_error
+        self.read_fd, self.write_fd = os.pipe()  # neither is inherited across exec
+        with contextlib.suppress(OSError, AttributeError, ImportError):
+            import fcntl
+
+            fcntl.fcntl(self.write_fd, fcntl.F_SETPIPE_SZ, PIPE_BYTES)
+        self.kept = 0  # bytes of the command's output written to the log
+        self.dropped = 0  # bytes read and not written (beyond the cap, or after a failure)
+        self.cut = False
+        self.failed = False
+        self.line_ended = True  # what was written ends a line
+        self.closed = False  # the learner is done with the log: nothing more is written
+        import threading
+
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # a write and closing never overlap
+
+    def file_actions(self) -> list[tuple]:
+        return [
+            (os.POSIX_SPAWN_DUP2, self.write_fd, 1),
+            (os.POSIX_SPAWN_DUP2, self.write_fd, 2),
+        ]
+
+    def start(self) -> None:
+        import threading
+
+        os.close(self.write_fd)
+        self.write_fd = -1
+        self._thread = threading.Thread(target=self._run, name="trainui-log", daemon=True)
+        self._thread.start()
+
+    def finish(self, timeout: float) -> bool:
+        """Wait until the pipe is drained and closed; False when something the command started
+        still holds it after ``timeout`` seconds (from then on its output is dropped)."""
+        assert self._thread is not None
+        self._thread.join(timeout)
+        done = not self._thread.is_alive()
+        with self._lock:
+            self.closed = True
+        if done:
+            os.close(self.read_fd)
+        return done
+
+    def close(self) -> None:
+        """The command was never started: close both ends."""
+        for fd in (self.read_fd, self.write_fd):
+            if fd >= 0:
+                os.close(fd)
+
+    def _run(self) -> None:
+        read, fd, sleep = os.read, self.read_fd, time.sleep
+        while True:
+            try:
+                data = read(fd, PUMP_CHUNK)
+            except OSError:
+                return
+            if not data:
+                return  # every process that held the pipe has ended
+            if self.cut or self.failed:
+                self.dropped += len(data)
+            elif self.max_bytes and self.kept + len(data) > self.max_bytes:
+                self._cut(data)
+            else:
+                self._write(data)
+                self.kept += len(data)
+            if len(data) < PUMP_SMALL:
+                # a command writing many small lines would wake this thread at each: a pause
+                # lets them gather in the pipe (a line waits PUMP_PAUSE at most, the first none)
+                sleep(PUMP_PAUSE)
+
+    def _cut(self, data: bytes) -> None:
+        """Write what fits under the cap (to its last whole line), then the notice."""
+        room = data[: max(0, self.max_bytes - self.kept)]
+        end = room.rfind(b"\n") + 1 or len(room)
+        kept = room[:end]
+        self.cut = True
+        self.dropped += len(data) - len(kept)
+        self.kept += len(kept)
+        if kept:
+            self._write(kept)
+        notice = (
+            f"trainui: the log is cut here, at {self.max_bytes:,} bytes of the command's output"
+            " (TRAINUI_LOG_MAX_BYTES); the command goes on, its further output is dropped\n"
+        ).encode()
+        self._write(notice if self.line_ended else b"\n" + notice)
+
+    def _write(self, data: bytes) -> None:
+        if self.failed:
+            self.dropped += len(data)
+            return
+        view = memoryview(data)
+        with self._lock:
+            try:
+                while view and not self.closed:
+                    view = view[os.write(self.log_fd, view) :]
+            except OSError as error:
+                failure = error
+            else:
+                failure = None
+            self.dropped += len(view)
+        if failure is not None:
+            self.failed = True
+            self.on_error(failure, self.log_path)
+        self.line_ended = data.endswith(b"\n")
 
 
 class _Relay:
     """Copies the run's log to stdout as it grows, and status records between its lines.
 
-    The command writes straight into the log file, as it does locally; this thread reads what
+    The command's output goes into the log file, as it does locally; this thread reads what
     was added, in large blocks, and writes it to stdout (on a Ray node, the job's log). A record
     is written at the first line boundary at or after the point of the log where it was made,
     so it never splits a line of the command's output. ``close`` copies the rest and ends."""
@@ -877,6 +1077,8 @@ def _signal_name(signum: int) -> str:
 def _transfer_error(exc: BaseException) -> str:
     if isinstance(exc, StoreError):
         return str(exc)
+    if is_disk_full(exc):
+        return disk_full_message(exc)
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror} ({exc.filename})" if exc.filename else exc.strerror
     return _learner_error(exc)

@@ -7,6 +7,7 @@ what a user would see: status.json, the training log and the results bucket.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -435,6 +436,71 @@ def test_every_line_of_a_loud_command_is_logged_once(tmp_path):
     assert [line for line in lines if not line.startswith("trainui: ")] == [
         f"line {i}" for i in range(100000)
     ]
+
+
+def test_the_log_keeps_at_most_log_max_bytes_of_the_output_and_says_where_it_cut(tmp_path):
+    # 2,000 lines of 10 bytes; the cap falls inside line 501
+    loud = "import sys; sys.stdout.writelines(f'{i:09d}\\n' for i in range(2000))"
+    command = f'python3 -c "{loud}" && echo done > "$RESULT_DIR/end.txt"'
+    run = Run(tmp_path, command, log_max_bytes=5005)
+    status = run.run()
+
+    assert status["status"] == "completed", status
+    assert status["exit_code"] == 0
+    lines = run.stored_log().splitlines()
+    notice = (
+        "trainui: the log is cut here, at 5,005 bytes of the command's output"
+        " (TRAINUI_LOG_MAX_BYTES); the command goes on, its further output is dropped"
+    )
+    output = [line for line in lines if not line.startswith("trainui: ")]
+    assert output == [f"{i:09d}" for i in range(500)]  # whole lines only
+    assert lines[lines.index(notice) - 1] == "000000499"
+    assert (
+        "trainui: the log's cap (TRAINUI_LOG_MAX_BYTES) dropped 15.0 kB of the command's output"
+        in lines
+    )
+    assert lines[-1] == "trainui: completed"
+    assert (run.results / "end.txt").read_text() == "done\n"  # the command was never held up
+
+
+def test_a_log_max_bytes_of_0_keeps_everything(tmp_path):
+    loud = "import sys; sys.stdout.writelines(f'{i:09d}\\n' for i in range(2000))"
+    run = Run(tmp_path, f'python3 -c "{loud}"', log_max_bytes=0)
+    assert run.run()["status"] == "completed"
+    lines = run.stored_log().splitlines()
+    assert [line for line in lines if not line.startswith("trainui: ")] == [
+        f"{i:09d}" for i in range(2000)
+    ]
+    assert not any("TRAINUI_LOG_MAX_BYTES" in line for line in lines)
+
+
+def test_a_process_that_left_the_command_holding_its_output_does_not_hold_the_run(tmp_path):
+    # a daemon in a session of its own keeps the command's output open after the command ended
+    pid_file = tmp_path / "daemon.pid"
+    daemon = f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 30' & echo started"
+    run = Run(tmp_path, daemon)
+    try:
+        status = run.start().wait(timeout=20)
+        assert status["status"] == "completed", status
+        log = run.stored_log()
+        assert "started\n" in log
+        daemon_pid = int(pid_file.read_text())
+        if _alive(daemon_pid):  # not when a sandbox ended it with the command
+            assert (
+                "trainui: warning: a process the command started still holds its output open" in log
+            )
+    finally:
+        if pid_file.exists():
+            with contextlib.suppress(ProcessLookupError, ValueError):
+                os.kill(int(pid_file.read_text()), signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def test_a_broken_learner_json_still_gives_a_final_status(tmp_path):

@@ -5,6 +5,8 @@ One definition of each, used by the service, the learner, the CLI and the TUI.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import string
@@ -71,15 +73,42 @@ WORK_DIR = "work"  # DATA_DIR, MODEL_DIR, RESULT_DIR, LOG_DIR, CHECKPOINT_DIR; r
 # on its node and reports through its job's log (status records as marker lines):
 RAY_LOG_STATE_FILE = "ray-log.json"  # the records' nonce and how much of Ray's log was mirrored
 STATUS_MARKER = "@@trainui-status:"  # a status record: <marker><nonce> <status json>
+# learner.json's log_max_bytes (TRAINUI_LOG_MAX_BYTES) when it does not say: the log keeps this
+# much of the command's output
+DEFAULT_LOG_MAX_BYTES = 1 << 30
 
 
 def write_json_atomic(path: str, data: dict, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that readers never see a half-written file."""
+    """Replace ``path`` with ``data`` so that readers never see a half-written file. When it
+    fails (a full disk), ``path`` is left as it was and no temporary file is left behind."""
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(data, f)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+# a write that failed for want of space: the file system is full, or the user's quota
+DISK_FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(error: BaseException) -> bool:
+    """Did ``error`` happen because the file system (or the quota) is full?"""
+    return isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS
+
+
+def disk_full_message(error: OSError, path: str | None = None) -> str:
+    """``no space left on device writing /home/.../training-log.txt`` (or ``disk quota
+    exceeded writing ...``): what a failed write says to the user."""
+    reason = os.strerror(error.errno or errno.ENOSPC)
+    reason = reason[:1].lower() + reason[1:]
+    where = path or error.filename
+    return f"{reason} writing {os.fsdecode(where)}" if where else reason
 
 
 def read_json(path: str) -> dict | None:

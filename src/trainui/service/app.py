@@ -7,6 +7,7 @@ import contextlib
 import json
 import os
 import re
+import sqlite3
 import tempfile
 import time
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from trainui.service.forms import plain_form
 from trainui.service.openapi import openapi_document
 from trainui.service.results import ResultsFetcher
 from trainui.service.runs import Refusal, RunManager, watch
-from trainui.service.store import public
+from trainui.service.store import disk_full, public
 
 LOG_CHUNK = 1 << 20
 NDJSON = "application/x-ndjson"
@@ -128,6 +129,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         return JSONResponse({**manager.health(user), "version": __version__})
 
     async def submit(request: Request) -> Response:
+        manager.check_space()  # before taking in the upload
         limit = manager.settings.max_definition_bytes
         size = _int(request.headers.get("content-length"), "Content-Length", minimum=0)
         if size is not None and size > limit + MAX_MANIFEST_BYTES:
@@ -348,18 +350,40 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             results.close()
             manager.close()
 
+    def refusing_full_disk(endpoint):
+        """A write that a full disk refused is a 507 that says so, never a 500."""
+
+        async def guarded(request: Request) -> Response:
+            try:
+                return await endpoint(request)
+            except (OSError, sqlite3.Error) as error:
+                if not disk_full(error):
+                    raise
+                raise manager.disk_full_refusal() from None
+
+        return guarded
+
     model = "/v3/models/{model_id}"
     routes = [
         Route("/v3/health", health),
         # one route per path, so that a 405 lists every method the path has in its Allow
-        Route("/v3/models", _by_method(GET=list_runs, POST=submit), methods=["GET", "POST"]),
-        Route(model, _by_method(GET=show, DELETE=delete), methods=["GET", "DELETE"]),
-        Route(model + "/halt", halt, methods=["POST"]),
+        Route(
+            "/v3/models",
+            _by_method(GET=list_runs, POST=refusing_full_disk(submit)),
+            methods=["GET", "POST"],
+        ),
+        Route(
+            model,
+            _by_method(GET=show, DELETE=refusing_full_disk(delete)),
+            methods=["GET", "DELETE"],
+        ),
+        Route(model + "/halt", refusing_full_disk(halt), methods=["POST"]),
         Route(model + "/logs", logs),
-        Route(model + "/definition", definition),
-        Route(model + "/manifest", manifest),
-        Route(model + "/results", results_list),
-        Route(model + "/results/{key:path}", result_object),
+        # these write the files of a run that has not started yet
+        Route(model + "/definition", refusing_full_disk(definition)),
+        Route(model + "/manifest", refusing_full_disk(manifest)),
+        Route(model + "/results", refusing_full_disk(results_list)),
+        Route(model + "/results/{key:path}", refusing_full_disk(result_object)),
         Route("/v3/gpus", gpus),
         Route("/v3/gpus/history", gpus_history),
         Route("/v3/events", events),

@@ -119,6 +119,7 @@ def _errors(*codes: int) -> dict:
         413: "the upload is larger than the limit",
         502: "the results bucket refused or failed (the store's own words, never a secret)",
         503: "the launcher cannot take runs now (the Ray cluster does not answer)",
+        507: "disk full: the service's home has no space left (delete runs to free some)",
     }
     return {str(code): _json("Error", words[code]) for code in codes}
 
@@ -234,7 +235,7 @@ def openapi_document() -> dict:
                             },
                             "the run is accepted",
                         ),
-                        **_errors(400, 413, 503),
+                        **_errors(400, 413, 503, 507),
                         **auth,
                     },
                 },

@@ -8,10 +8,13 @@ could block for long (learners, object stores) happens in other processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import json
 import os
 import shutil
+import sqlite3
+import sys
 import threading
 import time
 import traceback
@@ -34,6 +37,7 @@ from trainui.core.runs import (
     PENDING,
     RESULTS_FILE,
     STATUS_FILE,
+    disk_full_message,
     new_run_id,
     read_json,
     utc_now,
@@ -43,7 +47,7 @@ from trainui.core.urls import mask_urls
 from trainui.service.auth import Tokens, User
 from trainui.service.launch import Capacity, Launcher, LocalLauncher
 from trainui.service.scheduler import Plan, Scheduler, Waiting
-from trainui.service.store import RunStore, public
+from trainui.service.store import RunStore, disk_full, public
 from trainui.storage import StoreError, check_access
 
 WATCH_INTERVAL = 0.1  # how often active runs' status files are looked at (a stat each)
@@ -51,6 +55,10 @@ LIVENESS_INTERVAL = 1.0  # how often learners are checked to be alive
 PURGE_INTERVAL = 3600.0
 CHECK_FRESH = 10.0  # seconds a bucket found reachable with given credentials stays so at submit
 SALVAGE_WAIT = 30.0  # seconds a stopping service waits for what vanished learners left to be stored
+# a submission is refused (507) while the home's file system has less than this free: a run
+# needs some space for its folder, its status and its log
+MIN_FREE_BYTES = 1 << 20
+DISK_RETRY = 5.0  # seconds between tries of what a full disk held back (saving, starting)
 
 
 class Refusal(Exception):
@@ -141,6 +149,11 @@ class RunManager:
         self.gpu_roots: dict[int, str] = {}
         self._last_liveness = 0.0
         self._last_purge = 0.0
+        # writes to the run store that a full disk refused, in order, tried again every
+        # DISK_RETRY: ("save" | "written" | "delete", run id)
+        self._held_back: dict[tuple[str, str], None] = {}
+        self._retry_held_back_at = 0.0
+        self._retry_start_at = 0.0  # a run could not start for want of space: plan again then
         self.open_streams = 0
         self.last_activity = time.monotonic()
         self._salvages: list[threading.Thread] = []  # storing what vanished learners left
@@ -309,6 +322,7 @@ class RunManager:
         model definition's bytes (a small one), or the path of a file moved into the run
         folder; ``label``: how messages name it (the user's file, not the service's copy).
         A small run's files wait in the run store until it starts (``run_file``)."""
+        self.check_space()
         manifest = report.manifest
         limits = definition.Limits.from_env(os.environ)
         try:
@@ -374,11 +388,41 @@ class RunManager:
         self.seq += 1
         self.runs[model_id] = run
         queued = self._queue_when_full(run)
-        self._save(run, files)
+        try:
+            self._save(run, files)
+        except Exception as error:  # nothing of the run is kept
+            self.runs.pop(model_id, None)
+            self._waiting.pop(model_id, None)
+            self._changed(model_id)
+            if not isinstance(definition_data, bytes):
+                shutil.rmtree(self.run_dir(model_id), ignore_errors=True)
+            if disk_full(error):
+                raise self.disk_full_refusal() from None
+            raise
         self._unwritten.add(model_id)
         if not queued:
             self.schedule()
         return run
+
+    def check_space(self) -> None:
+        """Refuse a submission (507) while the home's file system is (nearly) full."""
+        try:
+            stat = os.statvfs(self.home)
+        except OSError:
+            return
+        if stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES:
+            raise self.disk_full_refusal()
+
+    def disk_full_refusal(self) -> Refusal:
+        free = ""
+        with contextlib.suppress(OSError):
+            stat = os.statvfs(self.home)
+            free = f" ({stat.f_bavail * stat.f_frsize // 1024:,} KiB free)"
+        return Refusal(
+            507,
+            f"disk full: the file system of the service's home has no space left{free}; "
+            "delete runs (trainui delete ID) or free space there, then try again",
+        )
 
     def run_file(self, model_id: str, name: str) -> str:
         """The path of one of the run's files, after writing the files that waited in the
@@ -397,7 +441,12 @@ class RunManager:
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
                 with os.fdopen(fd, "wb") as f:
                     f.write(data)
-            self.store.written(model_id)
+            try:
+                self.store.written(model_id)
+            except sqlite3.Error as error:
+                if not disk_full(error):
+                    raise
+                self._hold_back("written", model_id)
             self._unwritten.discard(model_id)
         return os.path.join(self.run_dir(model_id), name)
 
@@ -463,7 +512,13 @@ class RunManager:
                 run["status_message"] = reason
                 changed.append(run)
         if changed:  # one transaction: when a large run ends, thousands of reasons may change
-            self.store.save_many(changed)
+            try:
+                self.store.save_many(changed)
+            except sqlite3.Error as error:
+                if not disk_full(error):
+                    raise
+                for run in changed:
+                    self._hold_back("save", run["model_id"])
             for run in changed:
                 self._changed(run["model_id"])
                 self.events.publish("run", self.run_json(run))
@@ -471,22 +526,27 @@ class RunManager:
     def _start(self, run: dict, gpu_ids: list[int], capacity: Capacity | None = None) -> None:
         self._waiting.pop(run["model_id"], None)
         run_dir = self.run_dir(run["model_id"])
-        spec_path = self.run_file(run["model_id"], LEARNER_FILE)
-        # a started run has a log, empty at first (a cluster launcher's mirror appends to it)
-        open(os.path.join(run_dir, LOG_FILE), "ab").close()
-        spec = read_json(spec_path) or {}
         cpu_mode = self.scheduler.cpu_mode if capacity is None else not capacity.total
-        if capacity is not None and not cpu_mode:
-            gpu_ids = []  # the cluster chooses; the learner reports them (gpu_ids null)
-            spec.update(gpu_ids=None, cpu_mode=False)
-        else:
-            spec.update(gpu_ids=gpu_ids, cpu_mode=cpu_mode)
-        spec["sandbox"] = self._sandbox_spec(run, gpu_ids, cluster=capacity is not None)
-        write_json_atomic(spec_path, spec, mode=0o600)
         try:
+            spec_path = self.run_file(run["model_id"], LEARNER_FILE)
+            # a started run has a log, empty at first (a cluster launcher's mirror appends to it)
+            open(os.path.join(run_dir, LOG_FILE), "ab").close()
+            spec = read_json(spec_path) or {}
+            if capacity is not None and not cpu_mode:
+                gpu_ids = []  # the cluster chooses; the learner reports them (gpu_ids null)
+                spec.update(gpu_ids=None, cpu_mode=False)
+            else:
+                spec.update(gpu_ids=gpu_ids, cpu_mode=cpu_mode)
+            spec["sandbox"] = self._sandbox_spec(run, gpu_ids, cluster=capacity is not None)
+            write_json_atomic(spec_path, spec, mode=0o600)
             pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run["gpus"])
-        except OSError as error:
-            self._finish(run, FAILED, f"the learner could not be started: {error}", "S300")
+        except (OSError, sqlite3.Error) as error:
+            if disk_full(error):
+                self._wait_for_space(run, error)
+            elif isinstance(error, OSError):
+                self._finish(run, FAILED, f"the learner could not be started: {error}", "S300")
+            else:
+                raise
             return
         if capacity is not None:
             where = f"on {self.launcher.where}" + (", on a CPU" if cpu_mode else "")
@@ -502,6 +562,19 @@ class RunManager:
         )
         self._save(run)
         self._refresh_gpu_roots()
+
+    def _wait_for_space(self, run: dict, error: BaseException) -> None:
+        """The run could not start for want of space: it stays pending, first in line, and
+        starts once space is freed (tried again every DISK_RETRY seconds, and at a delete)."""
+        if isinstance(error, OSError):
+            why = disk_full_message(error, error.filename or self.run_dir(run["model_id"]))
+        else:
+            why = "the run store's database is full"
+        reason = f"waiting for disk space: {why}"
+        if run["status_message"] != reason:
+            run["status_message"] = reason
+            self._save(run)
+        self._retry_start_at = time.monotonic() + DISK_RETRY
 
     def _nothing_free(self) -> bool:
         """No GPU (or, in CPU mode, no CPU slot) of this machine is free."""
@@ -560,8 +633,18 @@ class RunManager:
                     if not run.get("deleted"):
                         self._store_what_is_left(run)
                     released = True
-        if released or (self._waiting and self.launcher.version != self._capacity_version):
-            self.schedule()  # GPUs were released, or a cluster's resources changed
+        if self._held_back and now >= self._retry_held_back_at:
+            self._retry_held_back_at = now + DISK_RETRY
+            self._write_held_back()
+        retry_start = bool(self._retry_start_at) and now >= self._retry_start_at
+        if retry_start:
+            self._retry_start_at = 0.0
+        if (
+            released
+            or retry_start
+            or (self._waiting and self.launcher.version != self._capacity_version)
+        ):
+            self.schedule()  # GPUs were released, space freed, or a cluster's resources changed
         self.launcher.tick()
         if now - self._last_purge >= PURGE_INTERVAL:
             self._last_purge = now
@@ -674,9 +757,15 @@ class RunManager:
             self.launcher.forget(run.get("learner_pid"), run["learner_start"])
         self._waiting.pop(model_id, None)
         self._status_mtimes.pop(model_id, None)
-        self.store.delete(model_id)
         self._unwritten.discard(model_id)
+        # the folder first: on a full disk, that frees the space the database may need
         shutil.rmtree(self.run_dir(model_id), ignore_errors=True)
+        try:
+            self.store.delete(model_id)
+        except sqlite3.Error as error:
+            if not disk_full(error):
+                raise
+            self._hold_back("delete", model_id)
         self.events.publish("deleted", {"model_id": model_id, "owner": run.get("owner")})
 
     def purge(self) -> int:
@@ -707,11 +796,48 @@ class RunManager:
         ``files``: a new run's, kept in the run store until it starts."""
         self._changed(run["model_id"])
         if files is None:
-            self.store.save(run)
+            try:
+                self.store.save(run)
+            except sqlite3.Error as error:
+                if not disk_full(error):
+                    raise
+                self._hold_back("save", run["model_id"])  # memory has it; the disk, later
         else:
-            self.store.save_new(run, files)
+            self.store.save_new(run, files)  # a full disk refuses the submission
         if not run.get("deleted"):
             self.events.publish("run", self.run_json(run))
+
+    def _hold_back(self, kind: str, model_id: str) -> None:
+        """A write to the run store that a full disk refused: tried again every DISK_RETRY
+        seconds, in order, until it is taken (the service goes on meanwhile)."""
+        if not self._held_back:
+            self._retry_held_back_at = time.monotonic() + DISK_RETRY
+            with contextlib.suppress(OSError):  # the service's log is on that disk too
+                print(
+                    f"trainui: the run store ({self.home}) is full; changes are kept in memory "
+                    "and written once there is space",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        self._held_back.pop((kind, model_id), None)
+        self._held_back[(kind, model_id)] = None  # last in order
+
+    def _write_held_back(self) -> None:
+        for kind, model_id in list(self._held_back):
+            try:
+                if kind == "save":
+                    run = self.runs.get(model_id)
+                    if run is not None:  # else deleted meanwhile
+                        self.store.save(run)
+                elif kind == "written":
+                    self.store.written(model_id)
+                else:
+                    self.store.delete(model_id)
+            except sqlite3.Error as error:
+                if not disk_full(error):
+                    raise
+                return
+            del self._held_back[(kind, model_id)]
 
     def close(self) -> None:
         self.launcher.close()
@@ -738,6 +864,7 @@ def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: s
         "results": _store_spec(manifest.results),
         "home": home,
         "halt_grace_seconds": settings.halt_grace_seconds,
+        "log_max_bytes": settings.log_max_bytes,
         "submitted_at": now,
     }
 

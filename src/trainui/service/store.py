@@ -17,7 +17,12 @@ import os
 import sqlite3
 from collections.abc import Iterable, Iterator
 
+from trainui.core.runs import is_disk_full
 from trainui.core.urls import masked_url
+
+# SQLite's answers to a write that a full disk refused ("database or disk is full"; the WAL
+# index that could not grow)
+_FULL_CODES = frozenset({sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHMSIZE", -1)})
 
 # Columns that hold JSON values; every other column holds a plain value.
 _JSON_COLUMNS = ("framework", "gpu_ids", "data", "results", "progress")
@@ -160,3 +165,13 @@ class RunStore:
 def public(run: dict) -> dict:
     """The run as the API shows it: without the service's internal fields."""
     return {k: v for k, v in run.items() if k not in INTERNAL}
+
+
+def disk_full(error: BaseException) -> bool:
+    """Was ``error`` a write refused for want of space: ENOSPC or EDQUOT from the system, or
+    SQLite's ``database or disk is full``?"""
+    if isinstance(error, sqlite3.Error):
+        return getattr(error, "sqlite_errorcode", None) in _FULL_CODES or (
+            "disk is full" in str(error)
+        )
+    return is_disk_full(error)
