@@ -73,7 +73,9 @@ def unavailable(timeout: float = 10.0) -> str | None:
     if done.returncode != 0:
         said = done.stderr.decode(errors="replace").strip().splitlines()
         why = said[-1] if said else f"exit status {done.returncode}"
-        return f"bubblewrap cannot make a sandbox here ({why}); user namespaces may be disabled"
+        if "namespace" in why or "not permitted" in why:
+            why += "; user namespaces may be disabled (sysctl kernel.unprivileged_userns_clone)"
+        return f"bubblewrap cannot make a sandbox here: {why}"
     return None
 
 

@@ -477,7 +477,12 @@ def test_a_log_max_bytes_of_0_keeps_everything(tmp_path):
 def test_a_process_that_left_the_command_holding_its_output_does_not_hold_the_run(tmp_path):
     # a daemon in a session of its own keeps the command's output open after the command ended
     pid_file = tmp_path / "daemon.pid"
-    daemon = f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 30' & echo started"
+    # (the command waits for the daemon's own session: until then, the end of the command's
+    # process group takes it too)
+    daemon = (
+        f"setsid sh -c 'echo $$ > {pid_file}.tmp; mv {pid_file}.tmp {pid_file}; exec sleep 30' &"
+        f" while [ ! -s {pid_file} ]; do sleep 0.01; done; echo started"
+    )
     run = Run(tmp_path, daemon)
     try:
         status = run.start().wait(timeout=20)

@@ -354,3 +354,11 @@ def test_the_sandbox_gives_back_the_commands_exit_code_and_signal(tmp_path):
     assert sandbox.exit_code(code) == -9
     argv[-1] = "exit 3"
     assert sandbox.exit_code(subprocess.run(argv, check=False).returncode) == 3
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's user is chosen only as root")
+def test_a_sandbox_user_that_does_not_exist_stops_the_service_from_starting(home):
+    refused = home.cli("serve", "--no-tcp", TRAINUI_SANDBOX_USER="no-such-login-here")
+    assert refused.returncode != 0
+    assert "TRAINUI_SANDBOX_USER: no Unix user 'no-such-login-here'" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -188,6 +188,13 @@ def _check_isolation(settings: Settings, manager: RunManager, home: str, tcp: bo
     ``--no-isolation``. A local launcher only: a cluster's nodes sandbox on their own."""
     if settings.isolation == "off" or manager.launcher.name != "local":
         return
+    if os.environ.get("TRAINUI_SANDBOX_USER") and os.geteuid() == 0:
+        from trainui.sandbox import SandboxError, resolve_user
+
+        try:  # a typo here must not quietly run every command unsandboxed
+            resolve_user(None)
+        except SandboxError as error:
+            raise ServeRefused(f"TRAINUI_SANDBOX_USER: {error}") from None
     users = {e["name"] for e in Tokens(home).entries() if not e.get("admin")} if tcp else ()
     if settings.isolation != "on" and len(users) < 2:
         return  # runs are sandboxed where they can be; /v3/health says which
