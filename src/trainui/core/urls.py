@@ -23,20 +23,20 @@ def has_userinfo(url: str) -> bool:
 
 def masked_url(url: str) -> str:
     """``url`` with its user-info replaced: ``http://***@host``."""
-    head, sep, rest = url.partition("://")
-    at = rest.rfind("@")
-    if not sep or at < 0:
-        return url
-    return f"{head}://{MASK}{rest[at:]}"
+    return _userinfo_replaced(url, MASK + "@")
 
 
 def without_userinfo(url: str) -> str:
     """``url`` with its user-info removed, to connect to (``http://host``)."""
+    return _userinfo_replaced(url, "")
+
+
+def _userinfo_replaced(url: str, by: str) -> str:
     head, sep, rest = url.partition("://")
     at = rest.rfind("@")
     if not sep or at < 0:
         return url
-    return f"{head}://{rest[at + 1 :]}"
+    return f"{head}://{by}{rest[at + 1 :]}"
 
 
 def mask_urls(text: str) -> str:
