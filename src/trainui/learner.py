@@ -532,7 +532,18 @@ class Learner:
         self.term_sent = True
         self.halt_deadline = time.monotonic() + self.grace
         self._log(f"stopping the training command: SIGTERM now, SIGKILL after {self.grace:g} s")
-        _kill_group(self.command_pgid, signal.SIGTERM)
+        if self.sandboxed:
+            from trainui.sandbox import command_group
+
+            group = command_group(self.command_pgid)
+            if group is None:  # the sandbox is still being made: nothing of the command yet
+                self.kill_sent = True
+                self._log("the command had not started yet: SIGKILL to its sandbox")
+                _kill_group(self.command_pgid, signal.SIGKILL)
+                return
+            _kill_group(group, signal.SIGTERM)
+        else:
+            _kill_group(self.command_pgid, signal.SIGTERM)
         signal.setitimer(signal.ITIMER_REAL, max(self.grace, 0.001))
 
     def _on_halt_signal(self, signum: int, _frame: object) -> None:

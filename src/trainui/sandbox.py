@@ -13,10 +13,12 @@ What the command sees (a mount namespace of its own, built on an empty root):
   ``nobody``).
 The home (tokens, run store, other runs, credentials) does not exist in it.
 
-Signals: a halt sends SIGTERM to the command's process group, which bwrap's own processes are
-in too. They are started with SIGTERM, SIGINT and SIGHUP ignored (``env --ignore-signal``), and
-the command with them restored (``env --default-signal``), so the command gets its grace and
-bwrap stays to tear the namespace down after it.
+Signals: the command runs in a session and process group of its own (``--new-session``), with
+the namespace's first process (bwrap's), apart from the bwrap process the learner started. A
+halt sends SIGTERM to that group (``command_group``): the command gets it, the namespace's
+first process does not (from outside its namespace, only signals it handles reach it), so bwrap
+stays to tear the namespace down after the command; SIGKILL to the run's group, after the
+grace, ends bwrap and with it the whole namespace.
 """
 
 from __future__ import annotations
@@ -26,7 +28,6 @@ import shutil
 import sys
 
 BWRAP = "bwrap"
-_SIGNALS = "TERM,INT,HUP"
 # the system, read-only; symbolic links among them (/bin -> usr/bin) are made as links
 SYSTEM_PATHS = (
     "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt", "/sys",
@@ -145,9 +146,8 @@ def wrap(
     a system path would show it; ``user``: switch to it (the caller is root); ``gpu_devices``:
     the run's GPUs' nodes (``/dev/nvidia3``), the others left out (None: every GPU's)."""
     args = [
-        "env", f"--ignore-signal={_SIGNALS}",
-        BWRAP, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
-        "--unshare-cgroup-try", "--hostname", "trainui",
+        BWRAP, "--die-with-parent", "--new-session", "--unshare-pid", "--unshare-ipc",
+        "--unshare-uts", "--unshare-cgroup-try", "--hostname", "trainui",
     ]  # fmt: skip
     if os.geteuid() != 0:
         args.append("--unshare-user")  # an unprivileged bwrap needs a user namespace
@@ -197,8 +197,28 @@ def wrap(
             "--groups=" + ",".join(str(g) for g in user.groups or [user.gid]),
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs",
         ]  # fmt: skip
-    args += ["env", f"--default-signal={_SIGNALS}", *argv]
+    args += argv
     return args
+
+
+def command_group(bwrap_pid: int) -> int | None:
+    """The process group of the command that the bwrap process ``bwrap_pid`` runs, None while
+    the command has not started (or has ended). ``--new-session`` made it the group of the
+    namespace's first process, whose pid it has; that process takes no SIGTERM from outside
+    its namespace (it has no handler), so the group's SIGTERM reaches the command only."""
+    first = _first_child(bwrap_pid)
+    if first is None or _first_child(first) is None:
+        return None
+    return first
+
+
+def _first_child(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            children = f.read().split()
+    except OSError:
+        return None
+    return int(children[0]) if children else None
 
 
 def give_to(user: User | None, paths: list[str]) -> None:

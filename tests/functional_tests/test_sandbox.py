@@ -362,3 +362,23 @@ def test_a_sandbox_user_that_does_not_exist_stops_the_service_from_starting(home
     assert refused.returncode != 0
     assert "TRAINUI_SANDBOX_USER: no Unix user 'no-such-login-here'" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+@needs_sandbox
+def test_a_halted_sandboxed_command_gets_sigterm_and_its_grace(home):
+    command = (
+        "trap 'sleep 0.3; echo saved > $RESULT_DIR/saved.txt; exit 0' TERM; "
+        "echo ready; while :; do sleep 0.05; done"
+    )
+    model_id = home.submit(home.model("grace", {"x.py": ""}), home.manifest(command))
+    deadline = time.monotonic() + 30
+    while "ready" not in home.cli("logs", model_id).stdout and time.monotonic() < deadline:
+        time.sleep(0.05)
+    home.cli("halt", model_id, check=True)
+    run = home.wait(model_id, "halted", "failed", timeout=60)
+    log = home.cli("logs", model_id).stdout
+    assert run["status"] == "halted", log
+    assert "did not stop within" not in log  # it stopped by itself within its grace
+    assert "command exited with code 0" in log
+    saved = home.buckets / "results" / model_id / "saved.txt"
+    assert saved.read_text() == "saved\n"
