@@ -538,6 +538,7 @@ class RunManager:
             else:
                 spec.update(gpu_ids=gpu_ids, cpu_mode=cpu_mode)
             spec["sandbox"] = self._sandbox_spec(run, gpu_ids, cluster=capacity is not None)
+            spec["home"] = self.home  # where it is now (a home may have moved since submit)
             write_json_atomic(spec_path, spec, mode=0o600)
             pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run["gpus"])
         except (OSError, sqlite3.Error) as error:

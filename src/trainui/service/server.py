@@ -21,6 +21,7 @@ from trainui.service.auth import Tokens
 from trainui.service.connections import fit_open_files, tcp_protocol
 from trainui.service.launch import LauncherError, make_launcher
 from trainui.service.runs import RunManager
+from trainui.service.store import StoreTooNew
 
 
 class AlreadyRunning(Exception):
@@ -133,7 +134,10 @@ def serve(
         launcher = make_launcher(settings, os.path.join(home, "runs"))
     except LauncherError as error:
         raise ServeRefused(str(error)) from None
-    manager = RunManager(settings, launcher)
+    try:
+        manager = RunManager(settings, launcher)
+    except StoreTooNew as error:
+        raise ServeRefused(str(error)) from None
     _check_isolation(settings, manager, home, tcp is not None)
     local = bind_unix_socket(path)
     servers: list[uvicorn.Server] = []

@@ -35,16 +35,77 @@ _COLUMNS = (
 )  # fmt: skip
 INTERNAL = ("seq", "queued_epoch", "learner_pid", "learner_start", "finished_epoch", "deleted")
 
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS runs (
-    {", ".join(c + (" TEXT PRIMARY KEY" if c == "model_id" else "") for c in _COLUMNS)}
-);
-CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished_epoch);
-CREATE TABLE IF NOT EXISTS unwritten (
-    model_id TEXT NOT NULL, name TEXT NOT NULL, data BLOB NOT NULL,
-    PRIMARY KEY (model_id, name)
-);
-"""
+# The schema's history, one function a step (``PRAGMA user_version`` says how many were
+# applied): an existing home is brought up to date when the service opens it, in one
+# transaction, its runs.db copied first to runs.db.vN (N: the version it had), mode 0600.
+# A step never changes what an earlier one means; new columns come with their defaults.
+
+
+def _v1_runs_and_unwritten(db: sqlite3.Connection) -> None:
+    """The schema trainui had when versions began (stop 11): a home made then has these
+    tables with user_version 0, which this step leaves as they are."""
+    columns = (
+        "model_id", "seq", "owner", "name", "description", "framework", "resource", "gpus",
+        "gpu_ids", "status", "status_message", "error_code", "exit_code", "submitted_at",
+        "started_at", "finished_at", "data", "results", "progress",
+        "queued_epoch", "learner_pid", "learner_start", "finished_epoch", "deleted",
+    )  # fmt: skip
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS runs ("
+        + ", ".join(c + (" TEXT PRIMARY KEY" if c == "model_id" else "") for c in columns)
+        + ")"
+    )
+    db.execute("CREATE INDEX IF NOT EXISTS runs_finished ON runs (finished_epoch)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS unwritten (model_id TEXT NOT NULL, name TEXT NOT NULL, "
+        "data BLOB NOT NULL, PRIMARY KEY (model_id, name))"
+    )
+
+
+MIGRATIONS = [_v1_runs_and_unwritten]
+
+
+class StoreTooNew(Exception):
+    """The home's run store was written by a newer trainui, in one sentence."""
+
+
+def migrate(db: sqlite3.Connection, path: str | None = None) -> int:
+    """Bring the run store up to ``len(MIGRATIONS)``; return the version it had. ``path``:
+    the database's file, copied aside before an existing store is changed."""
+    had = db.execute("PRAGMA user_version").fetchone()[0]
+    if had > len(MIGRATIONS):
+        raise StoreTooNew(
+            f"{path or 'the run store'} was written by a newer trainui (schema version {had}; "
+            f"this one knows up to {len(MIGRATIONS)}): upgrade trainui to open this home"
+        )
+    if had == len(MIGRATIONS):
+        return had
+    existing = db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
+    if existing and path is not None:
+        _copy_aside(db, f"{path}.v{had}")
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for step in MIGRATIONS[had:]:
+            step(db)
+        db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    return had
+
+
+def _copy_aside(db: sqlite3.Connection, target: str) -> None:
+    """A whole copy of the store (SQLite's backup API: consistent, WAL included), 0600."""
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(target)
+    fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    copy = sqlite3.connect(target)
+    try:
+        db.backup(copy)
+    finally:
+        copy.close()
 
 
 class RunStore:
@@ -57,7 +118,7 @@ class RunStore:
         # deleted rows are overwritten with zeros, not left in free space (some builds of
         # SQLite do it by default, not all)
         self.db.execute("PRAGMA secure_delete=ON")
-        self.db.executescript(_SCHEMA)
+        self.migrated_from = migrate(self.db, path)
         self._secrets_removed = False  # since the last scrub
 
     def load(self) -> list[dict]:

@@ -1,0 +1,63 @@
+"""A home made by an older trainui opens with today's: its run store migrated, every run there."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+
+from trainui.service.store import MIGRATIONS
+
+FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "home-v0"
+COMPLETED, FAILED, BLOCKER, PENDING = (
+    "training-K0d6ebJfp", "training-6Ny449Zbp", "training-ZaSosCwTZ", "training-pH6uCciWo",
+)  # fmt: skip
+
+
+def test_a_home_of_stop_11_opens_with_every_run_intact(home):
+    shutil.copytree(FIXTURE, home.path, ignore=shutil.ignore_patterns("README.md"))
+    before = sqlite3.connect(home.path / "runs.db")
+    assert before.execute("PRAGMA user_version").fetchone()[0] == 0
+    before.row_factory = sqlite3.Row
+    records = {row["model_id"]: dict(row) for row in before.execute("SELECT * FROM runs")}
+    before.close()
+    runs = {
+        run["model_id"]: run for run in json.loads(home.cli("list", "--json", check=True).stdout)
+    }
+    assert set(runs) == {COMPLETED, FAILED, BLOCKER, PENDING} == set(records)
+    assert runs[COMPLETED]["status"] == "completed" and runs[COMPLETED]["exit_code"] == 0
+    assert runs[FAILED]["status"] == "failed" and runs[FAILED]["error_code"] == "C201"
+    assert runs[FAILED]["exit_code"] == 3
+    for model_id, run in runs.items():  # what the API shows of each, as the old store had it
+        for field in ("name", "owner", "resource", "submitted_at", "description"):
+            assert run[field] == records[model_id][field], (model_id, field)
+    assert runs[COMPLETED]["description"] == "made by trainui before schema versions"
+    assert "hello from the model" in home.cli("logs", COMPLETED, check=True).stdout
+    # the blocker ended while no service ran: its status file says how, and the store learns it
+    blocker = home.wait(BLOCKER, "failed", timeout=30)
+    assert blocker["status_message"] == "the training command was killed by signal SIGKILL"
+    # the run that waited behind it, its files kept in the old store, now runs with today's
+    pending = home.wait(PENDING, "completed", "failed", timeout=60)
+    log = home.cli("logs", PENDING, check=True).stdout
+    assert pending["status"] == "completed", log
+    assert "started after the upgrade" in log
+    after = sqlite3.connect(home.path / "runs.db")
+    assert after.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    after.close()
+    # the store as it was is kept beside it, 0600
+    aside = home.path / "runs.db.v0"
+    assert aside.stat().st_mode & 0o777 == 0o600
+    copy = sqlite3.connect(aside)
+    assert copy.execute("SELECT COUNT(*) FROM runs").fetchone()[0] == 4
+    copy.close()
+
+
+def test_a_home_of_a_newer_trainui_is_refused_in_a_sentence(home):
+    home.path.mkdir(parents=True)
+    db = sqlite3.connect(home.path / "runs.db")
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS) + 1}")
+    db.close()
+    refused = home.cli("serve", "--no-tcp")
+    assert refused.returncode != 0
+    assert "written by a newer trainui" in refused.stderr and "Traceback" not in refused.stderr
