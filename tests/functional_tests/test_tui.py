@@ -710,6 +710,11 @@ async def test_n_writes_a_manifest_and_ctrl_s_submits_it(home, tmp_path):
         await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
         editor = app.screen
         editor.area.text = manifest_text("from-the-editor", "python3 lines.py 20")
+        archive = tmp_path / "x.tgz"
+        archive.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 100)
+        editor.definition.value = str(archive)  # refused, named as the user named it
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "not submitted: x.tgz is a gzip archive" in text(app))
         editor.definition.value = str(model)
         await pilot.press("ctrl+s")
         await until(pilot, lambda: type(app.screen).__name__ == "RunScreen", what="the new run")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -66,6 +67,13 @@ class ZipAndFolderTree(DirectoryTree):
         if location == Path(self.path).expanduser().resolve() and location.parent != location:
             yield location / ".."
         yield from super()._directory_content(location, worker)
+
+    def render_label(self, node, base_style, style):
+        if node.data is None or node.data.path.name != ".." or not self.is_mounted:
+            return super().render_label(node, base_style, style)
+        label = Text("..", style=style)  # a folder (not a file's icon), and what it does
+        label.stylize_before(self.get_component_rich_style("directory-tree--folder", partial=True))
+        return Text.assemble((self.ICON_NODE, base_style), label, (" (up)", "dim"))
 
     def _populate_node(self, node, content) -> None:
         content = sorted(content, key=lambda p: p.name != "..")  # ".." first (a stable sort)
