@@ -205,7 +205,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         zip_path = args.model_definition
         try:
             if os.path.isdir(zip_path):
-                zip_path = os.path.join(tmp, "model.zip")
+                zip_path = os.path.join(tmp, definition.zipped_name(args.model_definition))
                 info = definition.zip_directory(args.model_definition, zip_path)
                 _warn_skipped(info, args.model_definition, definition)
             elif not os.path.exists(zip_path):

@@ -176,6 +176,24 @@ def test_a_tar_model_definition_is_refused(home, tmp_path):
     assert "is a gzip archive: only .zip model definitions are accepted" in result.stderr
 
 
+def test_a_refused_model_definition_is_named_as_the_user_gave_it(home, tmp_path):
+    """Not "model.zip": the archive by its own name, a folder by the folder's, whether the
+    service was started by this command (the client's upload) or was up (the direct one)."""
+    archive = tmp_path / "x.tgz"
+    archive.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 100)
+    folder = home.model("three-files", {"a.py": "", "b.py": "", "c.py": ""})
+    limit = {"TRAINUI_DEFINITION_MAX_ENTRIES": "2"}  # the service's limit (it starts with it)
+    manifest = str(home.manifest("true"))
+    for _started_then_up in range(2):
+        result = home.cli("train", str(archive), manifest, **limit)
+        assert result.returncode == 1
+        assert "trainui: x.tgz is a gzip archive: only .zip model definitions" in result.stderr
+        result = home.cli("train", str(folder), manifest, **limit)
+        assert result.returncode == 1
+        assert "trainui: model-three-files has 3 entries; at most 2" in result.stderr
+        assert "model.zip" not in result.stderr
+
+
 def test_train_of_a_folder_warns_of_what_it_skips_and_follows_links_inside(home, tmp_path):
     model = home.model("m", {"train.py": "print('hi')"})
     (model / "same.py").symlink_to("train.py")

@@ -490,7 +490,11 @@ async def test_templates_and_the_external_editor(history, tmp_path, monkeypatch)
         await until(pilot, lambda: app.screen is editor)
         assert "demo-classifier" in editor.area.text
         assert editor.definition.value.endswith("demo/model")
-        await pilot.press("ctrl+e")
+        await pilot.press("ctrl+e")  # TextArea's end of line, not $EDITOR
+        first_line = editor.area.document.get_line(0)
+        await until(pilot, lambda: editor.area.cursor_location == (0, len(first_line)))
+        assert "demo-classifier" in editor.area.text
+        await pilot.press("ctrl+g")
         await until(pilot, lambda: "edited-elsewhere" in editor.area.text)
 
 
@@ -514,6 +518,185 @@ async def test_the_definition_field_completes_paths_and_the_tree_picks_one(histo
         assert field.value == str(tmp_path / "my-model")
 
 
+async def editor_open(pilot) -> object:
+    """The run list loaded, `n` pressed: the editor, its template checked (valid)."""
+    app = pilot.app
+    await loaded(pilot)
+    await pilot.press("n")
+    await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
+    await until(pilot, lambda: "✓ valid" in text(app), what="the template checked")
+    return app.screen
+
+
+def footer(app) -> str:
+    return text(app).splitlines()[-1]
+
+
+def row_of(app, label: str) -> str:
+    return next(line for line in text(app).splitlines() if line.startswith(f" {label}"))
+
+
+async def test_the_model_field_shows_its_path_and_cursor_while_focused(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await editor_open(pilot)
+        field = editor.definition
+        field.value = "examples/demo/model"
+        assert editor.area.has_focus and "esc Leave text" in footer(app)
+        await pilot.press("escape")  # out of the text: to the model field (no problems listed)
+        assert field.has_focus
+        assert field.region.height == 1  # no border: the path on the field's one line
+        assert row_of(app, "Model definition").split()[2] == "examples/demo/model"
+        assert "▔" not in text(app)
+        assert field.selection.is_empty and field.cursor_position == len(field.value)
+        assert "esc Close" in footer(app)
+        await pilot.press(*"-v2")  # the first keys add to the path, in view
+        assert field.value == "examples/demo/model-v2"
+        await until(pilot, lambda: "examples/demo/model-v2" in row_of(app, "Model definition"))
+        await pilot.press("shift+tab")  # back to the text...
+        assert editor.area.has_focus
+        await pilot.press("shift+tab")  # ...and backwards into the field again: the same
+        assert field.has_focus and field.selection.is_empty
+        assert field.cursor_position == len(field.value)
+
+        field.value = ""  # ctrl+s without a model definition: to the field, its text in view
+        editor.area.focus()
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: field.has_focus, what="the field")
+        assert "a folder or .zip" in row_of(app, "Model definition")
+        await pilot.press(*"my-model")
+        await until(pilot, lambda: "my-model" in row_of(app, "Model definition"))
+        await pilot.press("escape")  # the second escape: the editor closes (unchanged text)
+        await until(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
+
+
+async def test_editor_keys_go_to_the_ends_select_all_and_keep_ctrl_e(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await editor_open(pilot)
+        area = editor.area
+        area.move_cursor((3, 2))
+        await pilot.press("ctrl+end")
+        assert area.cursor_location == area.document.end
+        await pilot.press("ctrl+home")
+        assert area.cursor_location == (0, 0)
+        await pilot.press("ctrl+shift+end")
+        assert area.selected_text == area.text
+        await pilot.press("ctrl+e")  # end of the line, as in Textual's TextArea
+        assert area.cursor_location == area.document.end
+        area.move_cursor((1, 0))
+        await pilot.press("ctrl+e")
+        assert area.cursor_location == (1, len(area.document.get_line(1)))
+        await pilot.press("ctrl+a")
+        assert area.selected_text == area.text
+        await pilot.press("ctrl+shift+home")
+        assert area.selection.end == (0, 0)
+        await pilot.press("home", *"# ")  # home still goes to the start of the line
+        assert area.document.get_line(0).startswith("# model_definition")
+
+
+async def test_ctrl_f_finds_enter_f3_and_ctrl_r_go_on_escape_closes(history):
+    import re
+
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await editor_open(pilot)
+        area = editor.area
+        doc = area.document
+        found = [
+            (doc.get_location_from_index(m.start()), doc.get_location_from_index(m.end()))
+            for m in re.finditer("local", area.text, re.IGNORECASE)
+        ]
+        assert len(found) >= 3
+
+        def selected() -> int:
+            return found.index((area.selection.start, area.selection.end))
+
+        def count() -> str:
+            return str(editor.query_one("#find-count").render())
+
+        area.move_cursor(found[0][1])  # after the first: typing finds the second
+        await pilot.press("ctrl+f")
+        assert editor.find_bar.has_focus and editor.query_one("#find-row").display
+        await pilot.press(*"LOCA")  # a capital: case-sensitive, nothing
+        assert count() == "no match"
+        await pilot.press(*["backspace"] * 4, *"local")
+        assert selected() == 1 and count() == f"2 of {len(found)}"
+        assert "Find local" in text(app) and "esc Close find" in footer(app)
+        await pilot.press("enter")
+        assert selected() == 2
+        await pilot.press("ctrl+r")
+        assert selected() == 1
+        await pilot.press("ctrl+r", "ctrl+r")  # before the first: the last, and said
+        assert selected() == len(found) - 1 and count().endswith("(wrapped)")
+        await pilot.press("f3")
+        assert selected() == 0 and count() == f"1 of {len(found)} (wrapped)"
+        await pilot.press("escape")  # closes the bar; the match stays selected in the text
+        assert not editor.query_one("#find-row").display
+        assert area.has_focus and selected() == 0
+        await pilot.press("f3")  # from the text: the next match of the same words
+        assert selected() == 1
+        await pilot.press("ctrl+f")  # again: the selection is the query, all of it chosen
+        assert editor.find_bar.value == "local" and editor.find_bar.selected_text == "local"
+        await pilot.press(*"nowhere-in-it")
+        assert count() == "no match"
+        await pilot.press("escape")
+        assert area.has_focus and type(app.screen).__name__ == "EditorScreen"
+
+
+async def test_the_model_picker_goes_up_and_to_a_typed_folder(history, tmp_path):
+    low = tmp_path / "top" / "mid" / "low"
+    low.mkdir(parents=True)
+    (tmp_path / "top" / "model.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    app = make_app(history)
+    async with app.run_test(size=(100, 30)) as pilot:
+        editor = await editor_open(pilot)
+        editor.definition.value = str(low)
+        await pilot.press("ctrl+o")
+        await until(pilot, lambda: "DefinitionPicker" in type(app.screen).__name__)
+        picker = app.screen
+        tree = picker.tree
+
+        def root() -> Path:
+            return Path(tree.root.data.path)
+
+        def cursor() -> str:
+            node = tree.cursor_node
+            return node.data.path.name if node is not None and node.data else ""
+
+        assert root() == low
+        await until(pilot, lambda: [c.label.plain for c in tree.root.children] == [".."])
+        await pilot.press("backspace")  # up: the parent, the cursor on where we were
+        await until(pilot, lambda: root() == low.parent and cursor() == "low")
+        assert picker.query_one("#folder").value == str(low.parent)
+        await pilot.press("up")  # the first entry: ..
+        assert cursor() == ".."
+        await pilot.press("enter")
+        await until(pilot, lambda: root() == tmp_path / "top" and cursor() == "mid")
+        labels = [c.label.plain for c in tree.root.children]
+        assert labels == ["..", "mid", "model.zip"]
+
+        field = picker.query_one("#folder")
+        field.focus()  # a folder typed in the field: the new root
+        field.value = ""
+        await pilot.press(*str(low), "enter")
+        await until(pilot, lambda: root() == low and tree.has_focus)
+        field.focus()  # a .zip typed there: picked
+        field.value = ""
+        await pilot.press(*str(tmp_path / "top" / "model.zip"), "enter")
+        await until(pilot, lambda: app.screen is editor)
+        assert editor.definition.value == str(tmp_path / "top" / "model.zip")
+
+        await pilot.press("ctrl+o")  # opens where the field's path is; u takes a folder
+        await until(pilot, lambda: "DefinitionPicker" in type(app.screen).__name__)
+        picker = app.screen
+        await until(pilot, lambda: Path(picker.tree.root.data.path) == tmp_path / "top")
+        await until(pilot, lambda: len(picker.tree.root.children) == 3)
+        await pilot.press("down", "down", "u")  # .., mid
+        await until(pilot, lambda: app.screen is editor)
+        assert editor.definition.value == str(tmp_path / "top" / "mid")
+
+
 # --- changing runs (a home of their own) ------------------------------------------------------
 
 
@@ -527,6 +710,11 @@ async def test_n_writes_a_manifest_and_ctrl_s_submits_it(home, tmp_path):
         await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
         editor = app.screen
         editor.area.text = manifest_text("from-the-editor", "python3 lines.py 20")
+        archive = tmp_path / "x.tgz"
+        archive.write_bytes(b"\x1f\x8b\x08\x00" + b"\x00" * 100)
+        editor.definition.value = str(archive)  # refused, named as the user named it
+        await pilot.press("ctrl+s")
+        await until(pilot, lambda: "not submitted: x.tgz is a gzip archive" in text(app))
         editor.definition.value = str(model)
         await pilot.press("ctrl+s")
         await until(pilot, lambda: type(app.screen).__name__ == "RunScreen", what="the new run")

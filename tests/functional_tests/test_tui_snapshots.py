@@ -178,6 +178,44 @@ def test_the_manifest_editor_with_a_problem(snap_compare, history):
     assert snap_compare(make_app(history), terminal_size=SIZE, run_before=run_before)
 
 
+def test_the_model_field_focused(snap_compare, history):
+    """The path and the cursor at its end in view while the field has the focus."""
+
+    async def run_before(pilot):
+        app = pilot.app
+        await hold_still(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: "✓ valid" in text(app))
+        editor = app.screen
+        editor.area.cursor_blink = False
+        editor.definition.cursor_blink = False
+        editor.definition.value = "examples/demo/model"
+        await pilot.press("escape")  # from the text to the field
+        await until(pilot, lambda: editor.definition.has_focus)
+        await pilot.press(*"-v2")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(history), terminal_size=SIZE, run_before=run_before)
+
+
+def test_the_manifest_editor_finding(snap_compare, history):
+    async def run_before(pilot):
+        app = pilot.app
+        await hold_still(pilot)
+        await pilot.press("n")
+        await until(pilot, lambda: "✓ valid" in text(app))
+        editor = app.screen
+        editor.area.cursor_blink = False
+        editor.definition.value = "examples/demo/model"
+        await pilot.press("ctrl+f")
+        editor.find_bar.cursor_blink = False
+        await pilot.press(*"local", "enter")
+        await until(pilot, lambda: "2 of" in text(app))
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(history), terminal_size=SIZE, run_before=run_before)
+
+
 class GpuApp(App):
     """The GPU pane alone, with readings of two H100s, one of them busy."""
 

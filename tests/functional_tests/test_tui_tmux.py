@@ -1,5 +1,6 @@
 """`trainui` in a real terminal (tmux, 100x30) through the demo run: open it, watch it complete,
-read its log, delete it (the question's default is Cancel), quit."""
+read its log, delete it (the question's default is Cancel), quit; and the manifest editor at
+80x24 (the keys as a terminal sends them)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,43 @@ def test_the_demo_run_in_a_real_terminal(home, tmux):
     while tmux.alive() and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not tmux.alive(), "trainui did not quit"
+
+
+def test_the_editor_in_a_real_terminal(home, tmux):
+    """80x24: the model field shows what one types into it (no border over it), the text's
+    ctrl+end and ctrl+home come through, ctrl+f finds, esc closes the find and leaves."""
+    env = [f"{k}={v}" for k, v in home.env.items() if k.startswith(("TRAINUI_", "PATH", "HOME"))]
+    command = "exec " + shlex.join([sys.executable, "-m", "trainui"])
+    flags = [item for pair in (("-e", e) for e in env) for item in pair]
+    started = tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", *flags, command)
+    assert started.returncode == 0, started.stderr
+    tmux.wait_for(lambda s: "No runs yet" in s, what="the empty list")
+    tmux.keys("n")
+    tmux.wait_for(lambda s: "✓ valid" in s and "esc Leave text" in s, what="the editor")
+    tmux.keys("Escape")  # to the model field
+    tmux.wait_for(lambda s: "esc Close" in s, what="the field's footer")
+    tmux("send-keys", "-t", "tui", "-l", "examples/demo/model")
+    screen = tmux.wait_for(
+        lambda s: " Model definition examples/demo/model" in s, what="the path as typed"
+    )
+    assert "▔" not in screen
+    tmux.keys("BTab")  # back to the text
+    tmux.wait_for(lambda s: "esc Leave text" in s, what="the text")
+    tmux.keys("C-End")
+    tmux.keys("x")
+    tmux.wait_for(lambda s: "✗ 20:1 YAML syntax error" in s, what="x typed on the last line")
+    tmux.keys("BSpace")
+    tmux.wait_for(lambda s: "✓ valid" in s, what="x taken back")
+    tmux.keys("C-Home")
+    tmux.keys("#")
+    tmux.wait_for(lambda s: " 1  #model_definition:" in s, what="# typed on the first line")
+    tmux.keys("C-f")
+    tmux.wait_for(lambda s: "esc Close find" in s, what="the find bar")
+    tmux("send-keys", "-t", "tui", "-l", "local")
+    tmux.wait_for(lambda s: "1 of 3" in s, what="the first match")
+    tmux.keys("Enter")
+    tmux.wait_for(lambda s: "2 of 3" in s, what="the next match")
+    tmux.keys("C-r")
+    tmux.wait_for(lambda s: "1 of 3" in s, what="the previous match")
+    tmux.keys("Escape")
+    tmux.wait_for(lambda s: " Find local" not in s and "esc Leave text" in s, what="find closed")

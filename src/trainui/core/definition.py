@@ -30,6 +30,7 @@ __all__ = [
     "skipped_warning",
     "unpack",
     "zip_directory",
+    "zipped_name",
 ]
 
 _ENV_MAX_BYTES = "TRAINUI_DEFINITION_MAX_BYTES"
@@ -638,6 +639,12 @@ def skipped_warning(info: DefinitionInfo, folder: str) -> str | None:
 
 def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def zipped_name(src_dir: str | os.PathLike[str]) -> str:
+    """The file name a folder is zipped to for upload: the folder's own name, which the
+    service's messages then name it by (not a "model.zip" the user never made)."""
+    return os.path.basename(os.path.abspath(os.fspath(src_dir))) or "model.zip"
 
 
 def zip_directory(

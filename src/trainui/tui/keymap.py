@@ -30,6 +30,7 @@ GROUPS = {
     "run": "Run and its log",
     "log": "Log: moving",
     "editor": "Manifest editor",
+    "manifest": "Manifest editor: in the text",
     "confirm": "Confirmation",
 }
 
@@ -111,14 +112,32 @@ editor.submit        ctrl+s                 submit           Submit    cp
     Submit the run
 editor.browse        ctrl+o                 browse           Model     p
     Pick the model definition
-editor.external      ctrl+e                 external_editor  $EDITOR   p
-    Edit the manifest in $EDITOR
+editor.external      ctrl+g                 external_editor  $EDITOR   p
+    Edit the manifest in $EDITOR (was ctrl+e, which is now end of line)
 editor.template      ctrl+t                 template         Template  p
     Start from a template
-editor.next_problem  f8                     next_problem     Problem   p
-    Go to the next problem
+editor.find          ctrl+f                 find             Find      p
+    Find in the manifest (enter or F3: next, ctrl+r: previous, esc: close)
+editor.find_next     f3                     find_next        Next      hp
+    Next match of the find
+editor.find_prev     ctrl+r,shift+f3        find_previous    Previous  hp
+    Previous match of the find (shift+F3 too, in terminals that send it)
+editor.next_problem  f8                     next_problem     Problem   hp
+    Go to the next problem (the status line says it when there is one)
 editor.close         escape                 close            Close     -
     Close the editor (asks if changed)
+manifest.leave       escape                 leave_text       Leave_text p
+    Leave the text for the problems and the model field (esc there closes the editor)
+manifest.top         ctrl+home              document_start   Top       hp
+    The start of the manifest
+manifest.end         ctrl+end               document_end     Bottom    hp
+    The end of the manifest
+manifest.select_top  ctrl+shift+home        document_start(True) Select  hp
+    Select to the start of the manifest
+manifest.select_end  ctrl+shift+end         document_end(True) Select  hp
+    Select to the end of the manifest
+manifest.select_all  ctrl+a                 select_all       Select_all hp
+    Select the whole manifest (home: start of the line)
 confirm.yes          y                      confirm          Yes       h
     Yes
 confirm.no           escape,n               cancel           Cancel    h

@@ -1,5 +1,5 @@
-"""The manifest editor: YAML with validation as you type, the problems to jump to, the model
-definition to send with it, and ctrl+s to submit."""
+"""The manifest editor: YAML with validation as you type, the problems to jump to, a find bar,
+the model definition to send with it, and ctrl+s to submit."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ import tempfile
 
 from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding
 from textual.containers import Horizontal
-from textual.widgets import Label, OptionList, Static, TextArea
+from textual.widgets import Input, Label, OptionList, Static, TextArea
 from textual.widgets.option_list import Option
+from textual.widgets.text_area import Selection
 
 from trainui.client import ClientError, ServiceUnreachable
 from trainui.core.runs import is_run_id
@@ -23,6 +25,7 @@ from trainui.tui.screens.base import TrainuiScreen
 from trainui.tui.screens.confirm import ConfirmScreen
 from trainui.tui.screens.pickers import DefinitionPicker, TemplatePicker, start_folder
 from trainui.tui.templates import templates
+from trainui.tui.widgets.bar_input import BarInput
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
 from trainui.tui.widgets.footer import Footer
 from trainui.tui.widgets.manifest_area import ManifestArea
@@ -66,9 +69,15 @@ def check(text: str, environ) -> list[Problem]:
     return problems
 
 
+class FindBar(BarInput):
+    """The editor's find line: escape closes it, and the footer says so."""
+
+    BINDINGS = [Binding("escape", "cancel", "Close find")]
+
+
 class EditorScreen(TrainuiScreen):
     BINDINGS = bindings("editor")
-    PALETTE = (("editor", None),)
+    PALETTE = (("editor", None), ("manifest", "ManifestArea"))
     DEFAULT_CSS = """
     EditorScreen ManifestArea { height: 1fr; border: none; }
     EditorScreen #problems { height: auto; max-height: 6; border: none; background: $panel; }
@@ -77,6 +86,11 @@ class EditorScreen(TrainuiScreen):
     EditorScreen #definition-row Label { width: auto; padding: 0 1; color: $text-muted; }
     EditorScreen PathInput { height: 1; border: none; padding: 0; background: $boost; width: 1fr; }
     EditorScreen #editor-status { height: 1; padding: 0 1; background: $panel; }
+    EditorScreen #find-row { height: 1; display: none; background: $boost; }
+    EditorScreen #find-row.-shown { display: block; }
+    EditorScreen #find-row Label { width: auto; padding: 0 1; color: $text-muted; }
+    EditorScreen #find { width: 1fr; padding: 0; }
+    EditorScreen #find-count { width: auto; padding: 0 1; }
     """
 
     def __init__(self, text: str, title: str = "new run", definition: str = "") -> None:
@@ -89,6 +103,8 @@ class EditorScreen(TrainuiScreen):
         self.submitting = False
         self._generation = 0
         self._timer = None
+        self.find_query = ""
+        self._find_from = (0, 0)  # where typing in the find bar looks from
 
     def compose(self) -> ComposeResult:
         yield TitleBar(self.title_text, "ctrl+s submits", id="title")
@@ -103,6 +119,11 @@ class EditorScreen(TrainuiScreen):
                 id="definition",
             )
         yield Static("checking…", id="editor-status")
+        with Horizontal(id="find-row"):
+            yield Label("Find")
+            yield FindBar(id="find")
+            yield Static("", id="find-count")
+            yield Label("⏎/F3 next ^r previous", id="find-keys")
         yield Footer(compact=True)
 
     @property
@@ -182,6 +203,93 @@ class EditorScreen(TrainuiScreen):
         self._go_to(problem)
         self.query_one("#problems", OptionList).highlighted = self.problems.index(problem)
 
+    # --- find -----------------------------------------------------------------------------
+
+    @property
+    def find_bar(self) -> FindBar:
+        return self.query_one("#find", FindBar)
+
+    def action_find(self) -> None:
+        """Open the find bar, with the selected text (one line of it) or the last query."""
+        area = self.area
+        selected = area.selected_text
+        query = selected if selected and "\n" not in selected else self.find_query
+        self._find_from = min(area.selection)
+        self.query_one("#find-row").add_class("-shown")
+        self.find_bar.open("find", "words to find in the manifest", query)
+        if query:
+            self._find(query, "here")
+
+    @on(Input.Changed, "#find")
+    def _find_typed(self, event: Input.Changed) -> None:
+        self.find_query = event.value
+        self._find(event.value, "here")
+
+    @on(Input.Submitted, "#find")
+    def _find_entered(self, event: Input.Submitted) -> None:
+        self._find(event.value, "next")
+
+    @on(BarInput.Cancelled, "#find")
+    def _find_closed(self) -> None:
+        self.query_one("#find-row").remove_class("-shown")
+        self.find_bar.close()
+        self.area.focus()  # the match stays selected
+
+    def action_find_next(self) -> None:
+        self._find_again("next")
+
+    def action_find_previous(self) -> None:
+        self._find_again("previous")
+
+    def _find_again(self, direction: str) -> None:
+        if not self.find_query:
+            self.action_find()
+            return
+        self._find(self.find_query, direction)
+
+    def _find(self, query: str, direction: str) -> None:
+        """Select the match of ``query`` at the cursor (``here``, as one types), after it
+        (``next``) or before it (``previous``), wrapping around; the bar says which of how
+        many, and when it wrapped."""
+        count = self.query_one("#find-count", Static)
+        area = self.area
+        if not query:
+            count.update("")
+            return
+        document = area.document
+        # smart case: a capital letter in the query makes it case-sensitive
+        flags = 0 if query != query.lower() else re.IGNORECASE
+        matches = [(m.start(), m.end()) for m in re.finditer(re.escape(query), area.text, flags)]
+        starts = [start for start, _end in matches]
+        if not starts:
+            count.update("[$error]no match[/]")
+            return
+        selection = area.selection
+        if direction == "here":
+            origin = document.get_index_from_location(self._find_from)
+        else:
+            origin = document.get_index_from_location(min(selection))
+        if direction == "previous":
+            before = [i for i, start in enumerate(starts) if start < origin]
+            wrapped = not before
+            index = before[-1] if before else len(starts) - 1
+        else:
+            # the next match: from the cursor, or after the match (the text) now selected
+            past = direction == "next" and not selection.is_empty
+            after = [i for i, start in enumerate(starts) if start > origin or (start == origin
+                     and not past)]  # fmt: skip
+            wrapped = not after
+            index = after[0] if after else 0
+        start, end = matches[index]
+        area.selection = Selection(
+            document.get_location_from_index(start), document.get_location_from_index(end)
+        )
+        area.scroll_cursor_visible(center=True)
+        if direction != "here":
+            self._find_from = area.selection.start
+        note = " (wrapped)" if wrapped and direction != "here" else ""
+        count.update(f"{index + 1} of {len(starts)}{note}")
+
     # --- model definition, templates, $EDITOR ---------------------------------------------
 
     def action_browse(self) -> None:
@@ -259,7 +367,12 @@ class EditorScreen(TrainuiScreen):
 
     @work(group="submit", exclusive=True)
     async def _submit(self, text: str, definition: str) -> None:
-        from trainui.core.definition import DefinitionError, skipped_warning, zip_directory
+        from trainui.core.definition import (
+            DefinitionError,
+            skipped_warning,
+            zip_directory,
+            zipped_name,
+        )
 
         client = self.app.client
         names = set(_ENV_REF.findall(text))
@@ -272,6 +385,7 @@ class EditorScreen(TrainuiScreen):
                 if is_run_id(source) and not os.path.exists(path):
                     await client.download_definition(source, zip_path)
                 elif os.path.isdir(path):
+                    zip_path = os.path.join(tmp, zipped_name(path))
                     info = await asyncio.to_thread(zip_directory, path, zip_path)
                     warning = skipped_warning(info, source)
                     if warning:

@@ -24,6 +24,10 @@ class BarInput(Input):
             super().__init__()
             self.bar = bar
 
+        @property
+        def control(self) -> BarInput:  # so that @on(BarInput.Cancelled, "#id") can match
+            return self.bar
+
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.purpose = ""

@@ -5,11 +5,18 @@ from __future__ import annotations
 
 from rich.segment import Segment
 from rich.style import Style
+from textual import events
 from textual.strip import Strip
 from textual.widgets import TextArea
 
+from trainui.tui.keymap import bindings
+
 
 class ManifestArea(TextArea):
+    """Textual's TextArea with the keys its users expect besides (``manifest.*``: ctrl+home and
+    ctrl+end, ctrl+a selects all) and escape as a binding, so that the footer says it."""
+
+    BINDINGS = bindings("manifest")
     COMPONENT_CLASSES = TextArea.COMPONENT_CLASSES | {
         "manifest-area--error",
         "manifest-area--warning",
@@ -29,12 +36,29 @@ class ManifestArea(TextArea):
             text,
             language="yaml",
             show_line_numbers=True,
-            tab_behavior="indent",  # escape leaves the text (a second one closes the editor)
+            tab_behavior="indent",  # tab indents; escape: see _on_key
             soft_wrap=False,
             **kwargs,
         )
         self.indent_width = 2
         self.problem_lines: dict[int, str] = {}  # 0-based line → "error" | "warning"
+
+    async def _on_key(self, event: events.Key) -> None:
+        # TextArea would take escape itself (to the next field), unsaid in the footer and not
+        # remappable: manifest.leave does that instead. Its key never gets here (the manifest.*
+        # bindings are priority ones, run in the order keys come, before a key typed after);
+        # when it is remapped, escape goes on to the screen: close the editor.
+        if event.key == "escape":
+            event.prevent_default()
+
+    def action_leave_text(self) -> None:
+        self.screen.focus_next()
+
+    def action_document_start(self, select: bool = False) -> None:
+        self.move_cursor((0, 0), select=select)
+
+    def action_document_end(self, select: bool = False) -> None:
+        self.move_cursor(self.document.end, select=select)
 
     def set_problems(self, lines: dict[int, str]) -> None:
         if lines != self.problem_lines:

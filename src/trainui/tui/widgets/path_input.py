@@ -36,12 +36,21 @@ class PathSuggester(Suggester):
 
 
 class PathInput(Input):
-    """An input with path completion; tab takes the suggestion when there is one."""
+    """A one-line input with path completion; tab takes the suggestion when there is one.
+
+    Compact (no border: Input's focused border would cover a one-line field and its text), and
+    focus puts the cursor at the end instead of selecting the path, so the first key typed
+    does not replace a path one cannot see being selected."""
 
     BINDINGS = [Binding("tab", "complete", "Complete", show=False)]
 
     def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("compact", True)
+        kwargs.setdefault("select_on_focus", False)
         super().__init__(*args, suggester=PathSuggester(), **kwargs)
+
+    def _on_focus(self, event) -> None:
+        self.cursor_position = len(self.value)
 
     def action_complete(self) -> None:
         if self._suggestion and self._suggestion != self.value:
