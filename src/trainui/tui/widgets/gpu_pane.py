@@ -135,6 +135,10 @@ class GpuPane(Static, can_focus=True):
         self.refresh_text()
 
     def refresh_text(self) -> None:
+        if self.data is None and getattr(self.app, "gpu_readings", None) is not None:
+            # a reading that came while the screen was being made (its screen skipped it)
+            self.show_readings(self.app.gpu_readings)
+            return
         content = self.render_readings(self.data, max(40, self.size.width - 2 or 78))
         if content == self._drawn:
             return
