@@ -120,7 +120,7 @@ class TrainuiApp(App[int]):
         self.theme = PREFERRED_THEME if PREFERRED_THEME in self.available_themes else DEFAULT_THEME
 
     def _theme_chosen(self, theme) -> None:
-        """A theme chosen while the app runs (the palette's Change theme): remembered."""
+        """A theme chosen while the app runs (the palette's Theme): remembered."""
         from trainui.tui.config import save_theme
 
         if theme.name == self._theme_kept:

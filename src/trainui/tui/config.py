@@ -9,7 +9,7 @@
     "runs.delete" = "x"
     "list.down" = "j,down,ctrl+n"
 
-The theme last chosen in the TUI (ctrl+p, "Change theme") is remembered in a state file,
+The theme last chosen in the TUI (ctrl+p, "Theme") is remembered in a state file,
 ``$XDG_STATE_HOME/trainui/tui-state.toml`` (``~/.local/state/trainui/tui-state.toml``), written
 by the TUI and never by hand: the settings file stays as its author wrote it (comments, order,
 a dotfiles repository, a read-only file). The newest choice wins: the remembered theme is used
@@ -110,7 +110,7 @@ def save_theme(config: TuiConfig, theme: str) -> None:
     path = Path(config.state_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     text = (
-        "# Written by trainui's TUI: the theme chosen last (ctrl+p, Change theme).\n"
+        "# Written by trainui's TUI: the theme chosen last (ctrl+p, Theme).\n"
         '# tui.toml\'s theme wins once it changes ("over" is its value at this choice).\n'
         f"theme = {json.dumps(theme)}\n"
         f"over = {json.dumps(config.theme or '')}\n"

@@ -28,7 +28,7 @@ class ManifestScreen(TrainuiScreen):
         run = self.app.table.get(self.model_id) or {}
         name = run.get("name", "")
         title = f"manifest  {name}  {self.model_id}" if name else f"manifest  {self.model_id}"
-        yield TitleBar(title, "read-only, secrets removed", id="title")
+        yield TitleBar(title, "read-only", id="title")
         yield ConnectionBanner()
         yield TextArea(
             self.text,

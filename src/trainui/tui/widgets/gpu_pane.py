@@ -46,7 +46,7 @@ class GpuPane(Static, can_focus=True):
     holding them and the queue. ``full``: the whole screen's worth (every slot, every queued run,
     each GPU's processes). It takes the focus (tab, a click); enter shows it full screen."""
 
-    BINDINGS = [Binding("enter", "app.toggle_gpus", "Full screen")]
+    BINDINGS = [Binding("enter", "enlarge", "Full screen")]
     DEFAULT_CSS = """
     GpuPane {
         height: auto; max-height: 12; padding: 0 1; background: $panel;
@@ -68,6 +68,12 @@ class GpuPane(Static, can_focus=True):
         self._history: dict[str, dict[str, deque]] = {}
         self._lines = -1
         self._drawn: Content | None = None
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        return not (action == "enlarge" and self.full)
+
+    def action_enlarge(self) -> None:
+        self.app.action_toggle_gpus()
 
     def on_mount(self) -> None:
         self.set_interval(1.0, self._tick)  # the slot holders' running times
@@ -166,7 +172,7 @@ class GpuPane(Static, can_focus=True):
         if data is None:
             if self.problem:
                 text.append("GPUs", style="bold")
-                text.append(f": service unreachable ({self.problem.rstrip('.')})", style="$error")
+                text.append(f": service unreachable: {self.problem.rstrip('.')}", style="$error")
             else:
                 text.append("GPUs: reading…", style="dim")
             return Content.assemble(*parts)
@@ -228,8 +234,8 @@ class GpuPane(Static, can_focus=True):
             text.append(" · not updated (no connection)", style="bold $warning")
         self._hint(text)
         text.append("\n")
-        message = data.get("message") or "No NVIDIA GPU or driver on this machine"
-        text.append(f"{message.rstrip('.')}: runs train on the CPU.", style="$text-muted")
+        message = data.get("message") or "No NVIDIA GPU or driver on this machine."
+        text.append(message, style="$text-muted")  # the title says where runs train
         now = time.time()
         shown = holders if self.full else holders[:COMPACT_HOLDERS]
         for number, run in enumerate(shown, 1):
