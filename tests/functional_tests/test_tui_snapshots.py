@@ -217,7 +217,10 @@ def test_the_manifest_editor_finding(snap_compare, history):
 
 
 class GpuApp(App):
-    """The GPU pane alone, with readings of two H100s, one of them busy."""
+    """The GPU pane alone, with readings of two H100s, one of them busy (not focused, as under
+    the run list)."""
+
+    AUTO_FOCUS = None
 
     def compose(self):
         yield GpuPane()
@@ -234,3 +237,13 @@ def test_the_gpu_pane(snap_compare):
 
 def test_the_gpu_pane_wide(snap_compare):
     assert snap_compare(GpuApp(), terminal_size=(120, 6))
+
+
+def test_the_cpu_slots_full_screen(snap_compare, history):
+    async def run_before(pilot):
+        await hold_still(pilot)
+        await pilot.press("ctrl+g")
+        await until(pilot, lambda: "slot 4" in text(pilot.app), what="every slot")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(history), terminal_size=SIZE, run_before=run_before)

@@ -69,7 +69,7 @@ def test_every_action_has_an_id_a_group_and_a_binding():
     keys = {a.id: a.keys for a in ACTIONS.values()}
     assert keys["runs.new"] == "n" and keys["runs.delete"] == "d" and keys["runs.halt"] == "h"
     assert keys["runs.open"] == "enter" and keys["runs.filter"] == "slash"
-    assert keys["run.follow"] == "f" and keys["app.help"] == "question_mark"
+    assert keys["run.follow"] == "f" and keys["app.help"].startswith("question_mark")
     assert keys["app.palette"] == "ctrl+p" and keys["app.quit"] == "q"
     assert keys["list.down"].startswith("j") and keys["list.up"].startswith("k")
     assert keys["list.top"].startswith("g") and keys["list.bottom"].startswith("G")

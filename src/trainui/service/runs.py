@@ -274,6 +274,7 @@ class RunManager:
             "where": self.launcher.where,
             "gpus": list(self.settings.gpu_ids),
             "cpu_mode": self.scheduler.cpu_mode,
+            "cpu_slots": self.settings.cpu_slots,  # runs at once in CPU mode
             "isolation": self.isolation(),
             "runs": counts,
             "pid": os.getpid(),

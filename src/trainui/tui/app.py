@@ -22,7 +22,7 @@ from textual.reactive import reactive
 from trainui.client import ClientError, ServiceUnreachable
 from trainui.tui.commands import ActionsProvider, RunsProvider
 from trainui.tui.config import DEFAULT_THEME, TuiConfig, load_themes
-from trainui.tui.keymap import CHANGING, bindings
+from trainui.tui.keymap import CHANGING, GROUPS, bindings
 from trainui.tui.runs import RunTable, is_active
 
 DRAW_EVERY = 0.1  # seconds: run changes arriving closer together are drawn at once
@@ -61,6 +61,7 @@ class TrainuiApp(App[int]):
         self.table = RunTable()
         self.loaded = False  # the whole list has been read once
         self.gpu_readings: dict | None = None
+        self.service_health: dict | None = None  # GET /v3/health: cpu_mode, gpus, cpu_slots
         self.gpu_history: dict | None = None
         self.events_seen = 0
         self.first_view = asyncio.Event()  # set once the run opened at start shows its log
@@ -76,10 +77,12 @@ class TrainuiApp(App[int]):
         for theme in themes:
             self.register_theme(theme)
         self._choose_theme()
+        self._theme_kept = self.theme  # the theme remembered (or given): not written again
 
     # --- start ----------------------------------------------------------------------------
 
     def on_mount(self) -> None:
+        self.theme_changed_signal.subscribe(self, self._theme_chosen)
         if self.config.keymap:
             self.set_keymap(self.config.keymap)
         for problem in [*self.config.problems, *self._theme_problems]:
@@ -103,6 +106,9 @@ class TrainuiApp(App[int]):
 
     def _choose_theme(self) -> None:
         wanted = self.requested_theme or self.config.theme
+        chosen = self.config.chosen_theme  # chosen in the TUI last time
+        if not self.requested_theme and chosen and chosen in self.available_themes:
+            wanted = chosen
         if wanted == "ansi" and "ansi" not in self.available_themes:
             wanted = "ansi-dark"  # Textual's own, when the themes folder was not installed
         if wanted:
@@ -112,6 +118,18 @@ class TrainuiApp(App[int]):
             names = ", ".join(sorted(self.available_themes))
             self.notify(f"no theme '{wanted}'; there are: {names}", severity="error", timeout=10)
         self.theme = PREFERRED_THEME if PREFERRED_THEME in self.available_themes else DEFAULT_THEME
+
+    def _theme_chosen(self, theme) -> None:
+        """A theme chosen while the app runs (the palette's Theme): remembered."""
+        from trainui.tui.config import save_theme
+
+        if theme.name == self._theme_kept:
+            return
+        self._theme_kept = theme.name
+        try:
+            save_theme(self.config, theme.name)
+        except OSError as error:
+            self.notify(f"The theme is not remembered: {error}", severity="warning")
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (self.readonly and action in CHANGING)
@@ -245,11 +263,24 @@ class TrainuiApp(App[int]):
             if hasattr(screen, "runs_changed"):
                 with contextlib.suppress(NoMatches):  # a screen being made or taken down
                     screen.runs_changed(changed)
+        for pane in self._gpu_panes():
+            pane.runs_changed()
 
     @work(group="gpus", exclusive=True)
     async def _poll_gpus(self) -> None:
-        """One reading, then the next once it is drawn and ``refresh`` seconds passed."""
+        """The service's health first (it says at once whether there is a GPU at all), then one
+        reading, and the next once it is drawn and ``refresh`` seconds passed."""
         await self._after_first_view()
+        try:
+            self.service_health = await self.client.health()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:  # said in the pane; the events worker shows the banner
+            for pane in self._gpu_panes():
+                pane.show_unreachable(_describe(error, self._where()))
+        else:
+            for pane in self._gpu_panes():
+                pane.refresh_text()
         with contextlib.suppress(Exception):  # the sparklines start from the service's history
             self.gpu_history = await self.client.gpus_history()
         while True:
@@ -257,14 +288,26 @@ class TrainuiApp(App[int]):
                 readings = await self.client.gpus()
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the events worker reports the connection
+            except Exception as error:  # the events worker reports the connection
                 readings = None
+                if self.gpu_readings is None:
+                    for pane in self._gpu_panes():
+                        pane.show_unreachable(_describe(error, self._where()))
             self.gpu_readings = readings or self.gpu_readings
             for screen in self.screen_stack:
                 if hasattr(screen, "gpus_changed"):
                     with contextlib.suppress(NoMatches):
                         screen.gpus_changed(readings)
             await asyncio.sleep(self.config.refresh)
+
+    def _gpu_panes(self) -> list:
+        from trainui.tui.widgets.gpu_pane import GpuPane
+
+        panes = []
+        for screen in self.screen_stack:
+            with contextlib.suppress(NoMatches):
+                panes.extend(screen.query(GpuPane))
+        return panes
 
     def _tick(self) -> None:
         for screen in self.screen_stack:
@@ -290,8 +333,57 @@ class TrainuiApp(App[int]):
     def action_help(self) -> None:
         from trainui.tui.screens.help import HelpScreen
 
-        if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen())
+        if isinstance(self.screen, HelpScreen):
+            return
+        # the keys of the screen it is opened from come first
+        first = [group for group, _where in getattr(self.screen, "PALETTE", ())]
+        where = GROUPS[first[0]].lower() if first else ""
+        self.push_screen(HelpScreen(first, where))
+
+    def action_toggle_gpus(self) -> None:
+        """The GPU pane full screen, or back from it."""
+        from trainui.tui.screens.gpus import GpuScreen
+
+        if isinstance(self.screen, GpuScreen):
+            self.pop_screen()
+        elif not any(isinstance(s, GpuScreen) for s in self.screen_stack):
+            self.push_screen(GpuScreen())
+
+    def current_run(self) -> str | None:
+        """The run the screen is about: the run screen's, or the one selected in the list."""
+        screen = self.screen
+        model_id = getattr(screen, "model_id", None)
+        if model_id is None and hasattr(screen, "run_list"):
+            model_id = screen.run_list.current
+        return model_id
+
+    def action_download_results(self) -> None:
+        from trainui.tui.screens.results import DownloadScreen
+
+        model_id = self.current_run()
+        if model_id is None:
+            self.notify("No run selected.", severity="warning")
+            return
+        name = (self.table.get(model_id) or {}).get("name", "")
+        self.push_screen(DownloadScreen(model_id, name))
+
+    def action_view_manifest(self) -> None:
+        model_id = self.current_run()
+        if model_id is None:
+            self.notify("No run selected.", severity="warning")
+            return
+        self._view_manifest(model_id)
+
+    @work(group="manifest")
+    async def _view_manifest(self, model_id: str) -> None:
+        from trainui.tui.screens.manifest import ManifestScreen
+
+        try:
+            text = await self.client.manifest(model_id)
+        except ClientError as error:
+            self._refused(error)
+            return
+        self.push_screen(ManifestScreen(model_id, text))
 
     def back(self) -> None:
         """Leave this screen for the one below, or for the run list if there is none."""

@@ -9,6 +9,12 @@
     "runs.delete" = "x"
     "list.down" = "j,down,ctrl+n"
 
+The theme last chosen in the TUI (ctrl+p, "Theme") is remembered in a state file,
+``$XDG_STATE_HOME/trainui/tui-state.toml`` (``~/.local/state/trainui/tui-state.toml``), written
+by the TUI and never by hand: the settings file stays as its author wrote it (comments, order,
+a dotfiles repository, a read-only file). The newest choice wins: the remembered theme is used
+until the settings file's ``theme`` is changed, then that one is. ``--theme`` wins over both.
+
 Themes: every ``*.toml`` in the repository's ``themes/`` folder and in
 ``$XDG_CONFIG_HOME/trainui/themes/``, plus Textual's built-in ones. A theme file holds the
 fields of ``textual.theme.Theme`` (``name``, ``primary``, ``background``, ..., ``dark``,
@@ -17,6 +23,7 @@ fields of ``textual.theme.Theme`` (``name``, ``primary``, ``background``, ..., `
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,10 +39,19 @@ REPOSITORY_THEMES = Path(__file__).resolve().parents[3] / "themes"
 class TuiConfig(Record):
     """``theme`` (None: the default), ``keymap`` (binding ID → keys), ``refresh`` (seconds
     between GPU readings), ``path`` (the file read, if any) and ``problems`` (one sentence each,
-    shown in the TUI: a bad setting never stops it)."""
+    shown in the TUI: a bad setting never stops it); ``chosen_theme``: the theme last chosen in
+    the TUI, if the settings file's has not changed since; ``state_path``: where a theme chosen
+    is remembered (None: nowhere)."""
 
-    __slots__ = ("theme", "keymap", "refresh", "path", "problems")
-    _defaults = {"theme": None, "keymap": {}, "refresh": DEFAULT_REFRESH, "path": None}
+    __slots__ = ("theme", "keymap", "refresh", "path", "problems", "chosen_theme", "state_path")
+    _defaults = {
+        "theme": None,
+        "keymap": {},
+        "refresh": DEFAULT_REFRESH,
+        "path": None,
+        "chosen_theme": None,
+        "state_path": None,
+    }
 
 
 def config_dir(environ: Mapping[str, str] = os.environ) -> Path:
@@ -47,6 +63,11 @@ def config_path(environ: Mapping[str, str] = os.environ) -> Path:
     if environ.get("TRAINUI_TUI_CONFIG"):
         return Path(environ["TRAINUI_TUI_CONFIG"]).expanduser()
     return config_dir(environ) / "tui.toml"
+
+
+def state_path(environ: Mapping[str, str] = os.environ) -> Path:
+    base = environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
+    return Path(base) / "trainui" / "tui-state.toml"
 
 
 def _toml(path: Path) -> dict:
@@ -62,7 +83,44 @@ def _toml(path: Path) -> dict:
 
 
 def load_config(environ: Mapping[str, str] = os.environ) -> TuiConfig:
-    """The settings file, if there is one; every problem in it is reported, none is fatal."""
+    """The settings file, if there is one, and the theme last chosen; every problem in them is
+    reported, none is fatal."""
+    config = _load_settings(environ)
+    remembered = state_path(environ)
+    chosen = None
+    try:
+        state = _toml(remembered) if remembered.exists() else {}
+    except (OSError, ValueError) as error:
+        state = {}
+        config.problems.append(f"{remembered}: {error} (the theme chosen last is forgotten)")
+    theme = state.get("theme")
+    # the settings file's theme when this one was chosen: a change there since then wins
+    over = state.get("over", "")
+    if isinstance(theme, str) and theme and over == (config.theme or ""):
+        chosen = theme
+    values = config.as_dict()
+    values.update(chosen_theme=chosen, state_path=str(remembered))
+    return TuiConfig(**values)
+
+
+def save_theme(config: TuiConfig, theme: str) -> None:
+    """Remember ``theme``, chosen in the TUI, for the next start (OSError if it cannot be)."""
+    if not config.state_path:
+        return
+    path = Path(config.state_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = (
+        "# Written by trainui's TUI: the theme chosen last (ctrl+p, Theme).\n"
+        '# tui.toml\'s theme wins once it changes ("over" is its value at this choice).\n'
+        f"theme = {json.dumps(theme)}\n"
+        f"over = {json.dumps(config.theme or '')}\n"
+    )
+    partial = path.with_name(path.name + ".part")
+    partial.write_text(text)
+    os.replace(partial, path)
+
+
+def _load_settings(environ: Mapping[str, str]) -> TuiConfig:
     path = config_path(environ)
     if not path.exists():
         return TuiConfig(problems=[])

@@ -31,6 +31,9 @@ GROUPS = {
     "log": "Log: moving",
     "editor": "Manifest editor",
     "manifest": "Manifest editor: in the text",
+    "viewer": "A run's manifest (read-only)",
+    "results": "Downloading results",
+    "gpus": "GPUs, full screen",
     "confirm": "Confirmation",
 }
 
@@ -40,10 +43,12 @@ GROUPS = {
 _TABLE = """
 app.quit             q                      quit             Quit      h
     Quit trainui (runs go on)
-app.help             question_mark          help             Keys      -
+app.help             question_mark,f1       help             Keys      -
     This list of keys
 app.palette          ctrl+p                 command_palette  Commands  h
     Every action, by name
+app.gpus             ctrl+g                 app.toggle_gpus  GPUs      h
+    The GPUs (or the CPU slots and the queue) full screen, and back
 runs.open            enter                  open_run         Open      -
     Open the selected run: fields and log
 runs.new             n                      new_run          New       c
@@ -62,6 +67,10 @@ runs.reverse         r                      reverse          Reverse   h
     Reverse the order
 runs.jump            colon                  jump             Jump      h
     Jump to a run by ID or name
+runs.download        w                      app.download_results Download h
+    Download the selected run's results into a folder
+runs.manifest        m                      app.view_manifest Manifest h
+    The selected run's manifest (read-only, secrets removed)
 list.down            j,down                 cursor_down      Down      h
     Next run
 list.up              k,up                   cursor_up        Up        h
@@ -92,6 +101,10 @@ run.delete           d                      delete_run       Delete    c
     Delete this run (asks first)
 run.clone            c                      clone_run        Clone     hc
     New run from this run's manifest
+run.download         w                      app.download_results Download -
+    Download this run's results into a folder
+run.manifest         m                      app.view_manifest Manifest -
+    This run's manifest (read-only, secrets removed)
 log.end              G,end                  scroll_end       End       -
     The end of the log, following it
 log.top              g,home                 scroll_top       Top       h
@@ -138,6 +151,14 @@ manifest.select_end  ctrl+shift+end         document_end(True) Select  hp
     Select to the end of the manifest
 manifest.select_all  ctrl+a                 select_all       Select_all hp
     Select the whole manifest (home: start of the line)
+viewer.back          escape                 back             Back      -
+    Back to where it was opened from
+viewer.clone         c                      clone_run        Clone     c
+    New run from this manifest
+results.cancel       escape                 cancel           Cancel    -
+    Close; stop a download under way (the files already written stay)
+gpus.back            escape                 back             Back      -
+    Back to where it was opened from
 confirm.yes          y                      confirm          Yes       h
     Yes
 confirm.no           escape,n               cancel           Cancel    h

@@ -1,4 +1,5 @@
-"""A yes/no question whose default answer is no: enter on the focused Cancel does nothing."""
+"""A yes/no question over the screen it concerns, whose default answer is no: enter on the
+focused Cancel does nothing, ``y`` confirms, ``n`` and ``escape`` cancel, and the buttons say so."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ class ConfirmScreen(ModalScreen[bool]):
     ConfirmScreen .detail { color: $text-muted; margin-bottom: 1; }
     ConfirmScreen Horizontal { height: auto; align-horizontal: right; }
     ConfirmScreen Button { margin-left: 2; }
+    ConfirmScreen .keys { color: $text-muted; margin-top: 1; text-align: right; }
     """
 
     def __init__(self, question: str, detail: str, confirm: str) -> None:
@@ -33,10 +35,15 @@ class ConfirmScreen(ModalScreen[bool]):
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static(self.question, classes="question")
-            yield Static(self.detail, classes="detail")
+            if self.detail:
+                yield Static(self.detail, classes="detail")
             with Horizontal():
-                yield Button("Cancel", id="cancel", variant="primary")
-                yield Button(self.confirm_label, id="confirm", variant="error")
+                yield Button("Cancel (n)", id="cancel", variant="primary")
+                yield Button(f"{self.confirm_label} (y)", id="confirm", variant="error")
+            yield Static(
+                f"y: {self.confirm_label.lower()} · n or esc: cancel · enter: the selected button",
+                classes="keys",
+            )
 
     def on_mount(self) -> None:
         self.query_one("#cancel", Button).focus()

@@ -1,6 +1,9 @@
-"""Every key, grouped by where it works, with the binding IDs the config file remaps."""
+"""Every key, grouped by where it works, with the binding IDs the config file remaps: the keys of
+the screen it was opened from first, over that screen."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 from rich.table import Table
 from textual.app import ComposeResult
@@ -20,31 +23,60 @@ def key_names(app, binding_id: str, default: str) -> str:
     )
 
 
-def keys_table(app, readonly: bool = False) -> Table:
-    table = Table(box=None, show_header=True, header_style="bold", expand=True, padding=(0, 1))
-    table.add_column("Keys", no_wrap=True, width=10)
+def group_order(first: Iterable[str] = ()) -> list[str]:
+    """The groups of the help screen: ``first`` (the screen's own), then those that work
+    everywhere, then the others as the keymap declares them."""
+    order = [g for g in first if g in GROUPS]
+    if "app" not in order:
+        order.append("app")
+    return order + [g for g in GROUPS if g not in order]
+
+
+def _actions(group: str, readonly: bool) -> list:
+    return [
+        a
+        for a in ACTIONS.values()
+        if group_of(a) == group and not (readonly and a.action in CHANGING)
+    ]
+
+
+def keys_table(app, readonly: bool = False, group: str | None = None) -> Table:
+    """The keys of ``group`` (every group when None) as three columns: keys, what they do, ID.
+    The keys and the IDs are never cut; what they do wraps when the screen is narrow."""
+    groups = [group] if group is not None else list(GROUPS)
+    rows = [
+        (key_names(app, a.id, a.keys), a.help, a.id) for g in groups for a in _actions(g, readonly)
+    ]
+    table = Table(box=None, show_header=False, expand=True, padding=(0, 1), pad_edge=False)
+    table.add_column("Keys", no_wrap=True, min_width=_widest(app, 0, readonly))
     table.add_column("Action", ratio=1)
-    table.add_column("ID", style="dim", no_wrap=True, width=19)
-    for group, title in GROUPS.items():
-        actions = [
-            a
-            for a in ACTIONS.values()
-            if group_of(a) == group and not (readonly and a.action in CHANGING)
-        ]
-        if not actions:
-            continue
-        table.add_row(f"[bold]{title}[/]", "", "")
-        for action in actions:
-            table.add_row(key_names(app, action.id, action.keys), action.help, action.id)
-        table.add_row("", "", "")
+    table.add_column("ID", style="dim", no_wrap=True, min_width=_widest(app, 2, readonly))
+    for row in rows:
+        table.add_row(*row)
     return table
 
 
+def _widest(app, column: int, readonly: bool) -> int:
+    """The widest cell of a column over every group, so that the groups' columns line up."""
+    cells = [
+        (key_names(app, a.id, a.keys), a.help, a.id)[column]
+        for g in GROUPS
+        for a in _actions(g, readonly)
+    ]
+    return max((len(c) for c in cells), default=0)
+
+
 class HelpScreen(ModalScreen[None]):
+    """``first``: the groups of the screen below, shown first."""
+
     BINDINGS = [
-        Binding("escape,q,question_mark", "dismiss", "Close", show=False),
+        Binding("escape,q,question_mark,f1", "dismiss", "Close", show=False),
         Binding("j,down", "scroll('down')", show=False),
         Binding("k,up", "scroll('up')", show=False),
+        Binding("g,home", "scroll('home')", show=False),
+        Binding("G,end", "scroll('end')", show=False),
+        Binding("pagedown,space", "scroll('pagedown')", show=False),
+        Binding("pageup,b", "scroll('pageup')", show=False),
     ]
     DEFAULT_CSS = """
     HelpScreen { align: center middle; }
@@ -53,22 +85,47 @@ class HelpScreen(ModalScreen[None]):
         background: $surface; padding: 0 1;
     }
     HelpScreen .title { text-style: bold; margin-bottom: 1; }
+    HelpScreen .group { text-style: bold; color: $accent; }
+    HelpScreen .keys { margin-bottom: 1; }
     """
 
+    def __init__(self, first: Iterable[str] = (), where: str = "") -> None:
+        super().__init__()
+        self.first = tuple(first)
+        self.where = where
+
     def compose(self) -> ComposeResult:
-        with VerticalScroll():
+        readonly = getattr(self.app, "readonly", False)
+        with VerticalScroll(can_focus=False) as scroll:
+            scroll.border_title = "Keys"
+            scroll.border_subtitle = "esc closes"
+            here = f"The keys of the {self.where} first. " if self.where else ""
             yield Static(
-                "Keys (escape closes; remap them by ID in ~/.config/trainui/tui.toml)",
+                f"{here}Remap a key by its ID in ~/.config/trainui/tui.toml, table [keymap].",
                 classes="title",
+                markup=False,
             )
-            yield Static(keys_table(self.app, getattr(self.app, "readonly", False)), id="keys")
+            for group in group_order(self.first):
+                table = keys_table(self.app, readonly, group)
+                if not table.row_count:
+                    continue
+                yield Static(GROUPS[group], classes="group", id=f"group-{group}")
+                yield Static(table, classes="keys")
 
     async def action_dismiss(self, result=None) -> None:
         self.dismiss(None)
 
-    def action_scroll(self, direction: str) -> None:
+    def action_scroll(self, where: str) -> None:
         scroll = self.query_one(VerticalScroll)
-        if direction == "down":
+        if where == "down":
             scroll.scroll_down(animate=False)
-        else:
+        elif where == "up":
             scroll.scroll_up(animate=False)
+        elif where == "home":
+            scroll.scroll_home(animate=False)
+        elif where == "end":
+            scroll.scroll_end(animate=False)
+        elif where == "pagedown":
+            scroll.scroll_page_down(animate=False)
+        else:
+            scroll.scroll_page_up(animate=False)
