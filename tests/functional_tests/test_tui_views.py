@@ -71,7 +71,11 @@ async def test_help_puts_the_screens_keys_first_shows_whole_titles_and_ends_at_t
         await until(pilot, lambda: screen_name(app) == "EditorScreen")
         await pilot.press("f1")  # ? types a ? in the editor: f1 opens the help there
         await until(pilot, lambda: screen_name(app) == "HelpScreen")
-        assert group_titles(app)[:2] == ["Manifest editor", "Everywhere"]
+        assert group_titles(app)[:3] == [
+            "Manifest editor",
+            "Manifest editor: in the text",
+            "Everywhere",
+        ]
         assert "The keys of the manifest editor first" in text(app)
 
 
