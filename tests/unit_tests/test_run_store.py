@@ -8,7 +8,8 @@ import json
 
 import pytest
 
-from trainui.service.store import RunStore, public, shared
+from trainui.core.shared import shared, shared_object
+from trainui.service.store import RunStore, public
 
 
 def new_run(model_id: str, seq: int, endpoint: str = "") -> dict:
@@ -96,3 +97,17 @@ def test_a_recorded_endpoint_with_credentials_comes_back_masked(store):
     (run,) = store.load()
 
     assert run["data"]["endpoint"] == "http://***@127.0.0.1:9"
+
+
+def test_runs_decoded_from_a_list_share_their_equal_flat_values():
+    text = json.dumps(
+        {"models": [new_run(f"training-{i}", i) for i in range(1, 4)], "count": 3, "extra": [{}]}
+    )
+
+    runs = json.loads(text, object_hook=shared_object)["models"]
+
+    assert runs[0]["data"] is runs[1]["data"] is runs[2]["data"]
+    assert runs[0]["results"]["prefix"] != runs[1]["results"]["prefix"]
+    with pytest.raises(TypeError):
+        runs[0]["framework"]["version"] = "2"
+    assert runs == json.loads(text)["models"]

@@ -43,11 +43,12 @@ from trainui.core.runs import (
     utc_now,
     write_json_atomic,
 )
+from trainui.core.shared import shared
 from trainui.core.urls import mask_urls
 from trainui.service.auth import Tokens, User
 from trainui.service.launch import Capacity, Launcher, LocalLauncher
 from trainui.service.scheduler import Plan, Scheduler, Waiting
-from trainui.service.store import RunStore, disk_full, public, shared
+from trainui.service.store import RunStore, disk_full, public
 from trainui.storage import StoreError, check_access
 
 WATCH_INTERVAL = 0.1  # how often active runs' status files are looked at (a stat each)

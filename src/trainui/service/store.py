@@ -16,9 +16,10 @@ import json
 import os
 import sqlite3
 import sys
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 from trainui.core.runs import is_disk_full
+from trainui.core.shared import REPEATED_TEXT, shared_json
 from trainui.core.urls import masked_url
 
 # SQLite's answers to a write that a full disk refused ("database or disk is full"; the WAL
@@ -35,8 +36,6 @@ _COLUMNS = (
     "queued_epoch", "learner_pid", "learner_start", "finished_epoch", "deleted",
 )  # fmt: skip
 INTERNAL = ("seq", "queued_epoch", "learner_pid", "learner_start", "finished_epoch", "deleted")
-# Text columns whose values repeat from run to run: one string object for each value
-_REPEATED_TEXT = ("owner", "resource", "status", "status_message", "error_code", "description")
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS runs (
@@ -156,7 +155,7 @@ class RunStore:
         # the url is not stored (it follows from the ID); placed as a new run has it
         run = {"model_id": model_id, "url": f"/v3/models/{model_id}"}
         run.update(zip(_COLUMNS[1:], rest, strict=True))
-        for column in _REPEATED_TEXT:
+        for column in REPEATED_TEXT:
             if isinstance(run[column], str):
                 run[column] = sys.intern(run[column])
         for column in _JSON_COLUMNS:
@@ -173,73 +172,6 @@ def _masked(place):
     if isinstance(place, dict) and isinstance(place.get("endpoint"), str):
         place["endpoint"] = masked_url(place["endpoint"])
     return place
-
-
-# --- values runs share --------------------------------------------------------------------------
-#
-# 10,000 runs of one manifest have the same framework, data, progress (until they start) and
-# GPUs (none yet): each as one object, not 10,000 (a run's record is about half its size then).
-# Shared values are never changed in place, only replaced whole (as every change to a run is):
-# Frozen refuses a change in place, so that a change to one run cannot reach the others.
-
-
-class Frozen(dict):
-    """A dict that refuses to be changed (a value runs may share)."""
-
-    __slots__ = ()
-
-    def _refuse(self, *args, **kwargs):
-        raise TypeError("a run's shared value is replaced whole, never changed in place")
-
-    __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
-
-
-class FrozenList(list):
-    """A list that refuses to be changed (a value runs may share)."""
-
-    __slots__ = ()
-
-    def _refuse(self, *args, **kwargs):
-        raise TypeError("a run's shared value is replaced whole, never changed in place")
-
-    __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
-    append = clear = extend = insert = pop = remove = reverse = sort = _refuse
-
-
-_SHARED_MAX = 256  # distinct values kept, the least recently used forgotten
-_shared: dict[str, object] = {}  # JSON text -> its value, Frozen, in least recently used order
-
-
-def shared(value):
-    """``value`` (JSON-like) as the one frozen object every equal value of a run is."""
-    return _share(json.dumps(value), lambda: value)
-
-
-def shared_json(text: str, repair: Callable | None = None):
-    """The frozen value of JSON ``text``, the same object for the same text (``repair``, when
-    given, makes the value decoded from the text what it must be)."""
-    return _share(text, lambda: repair(json.loads(text)) if repair else json.loads(text))
-
-
-def _share(text: str, make: Callable):
-    value = _shared.pop(text, _shared)
-    if value is _shared:
-        value = _frozen(make())
-        if len(_shared) >= _SHARED_MAX:
-            del _shared[next(iter(_shared))]
-    _shared[text] = value
-    return value
-
-
-def _frozen(value):
-    """``value`` frozen, its strings interned (keys and values repeat from run to run)."""
-    if isinstance(value, str):
-        return sys.intern(value)
-    if isinstance(value, dict):
-        return Frozen({sys.intern(k): _frozen(v) for k, v in value.items()})
-    if isinstance(value, list):
-        return FrozenList(_frozen(v) for v in value)
-    return value
 
 
 def public(run: dict) -> dict:
