@@ -18,8 +18,9 @@ from collections.abc import Callable
 
 _REFUSAL = "a value runs share is replaced whole, never changed in place"
 
-# the string fields of a run whose values repeat from run to run
-REPEATED_TEXT = ("owner", "resource", "status", "status_message", "error_code", "description")
+# the string fields of a run whose values repeat from run to run (not its status message: a
+# pending run's says how many runs are ahead of it)
+REPEATED_TEXT = ("owner", "resource", "status", "error_code", "description")
 
 _KEPT = 256  # distinct values remembered, the least recently used forgotten first
 
