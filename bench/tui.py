@@ -416,6 +416,8 @@ def main() -> None:
     if not shutil.which("tmux"):
         sys.exit("bench/tui.py needs tmux (apt-get install tmux)")
     toolong = None if args.no_toolong else find_toolong(args.toolong)
+    # installed packages have compiled bytecode; these machines set PYTHONDONTWRITEBYTECODE
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
     tmp = Path(tempfile.mkdtemp(prefix="trainui-bench-"))
     home = Path(args.home).resolve() if args.home else tmp / "home"
     history = History(home)
