@@ -4,6 +4,7 @@ place."""
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -81,8 +82,11 @@ def test_a_shared_value_refuses_a_change_in_place(store):
     with pytest.raises(TypeError):
         first["data"].update(bucket="other")
     first["progress"] = {**first["progress"], "bytes_done": 10}  # replaced whole: this run only
+    copied = copy.deepcopy(second)  # a copy is plain, to change
+    copied["progress"]["bytes_done"] = 20
+    copied["gpu_ids"].append(0)
 
-    assert second["progress"]["bytes_done"] == 0
+    assert second["progress"]["bytes_done"] == 0 and second["gpu_ids"] == []
 
 
 def test_a_submitted_value_is_shared_with_equal_ones():

@@ -35,6 +35,9 @@ class Frozen(dict):
 
     __setitem__ = __delitem__ = __ior__ = clear = pop = popitem = setdefault = update = _refuse
 
+    def __reduce__(self):  # a copy (copy, deepcopy, pickle) is a plain dict, to change
+        return dict, (dict(self),)
+
 
 class FrozenList(list):
     """A list that refuses to be changed (a value runs may share)."""
@@ -46,6 +49,9 @@ class FrozenList(list):
 
     __setitem__ = __delitem__ = __iadd__ = __imul__ = _refuse
     append = clear = extend = insert = pop = remove = reverse = sort = _refuse
+
+    def __reduce__(self):  # a copy (copy, deepcopy, pickle) is a plain list, to change
+        return list, (list(self),)
 
 
 _by_text: dict[str, object] = {}  # JSON text -> its frozen value, least recently used first
