@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlencode
 
 from trainui.config import ensure_home, home_dir, socket_path
+from trainui.core.shared import shared_object
 from trainui.fastpath import (
     INLINE_UPLOAD,
     multipart,
@@ -180,7 +181,10 @@ class Client:
             params["status"] = status
         if limit is not None:
             params["limit"] = limit
-        body = (await self._request("GET", "/v3/models", params=params)).json()
+        # equal values of the runs (their framework, data, progress...) as one object each:
+        # a 10,000-run history takes half the memory
+        response = await self._request("GET", "/v3/models", params=params)
+        body = json.loads(response.content, object_hook=shared_object)
         return body["models"], body["count"]
 
     async def get_run(self, model_id: str) -> dict:
@@ -297,17 +301,13 @@ class Client:
         """The log from ``offset`` as it grows, until the run has ended. Reconnects by itself
         (starting the service again in local mode) and resumes at the byte where it was cut,
         so nothing is lost or repeated."""
-        httpx = _httpx()
         position = offset
         failures = 0
         while True:
             try:
                 await self._ensure_service()
-                async with self.http.stream(
-                    "GET",
-                    f"/v3/models/{model_id}/logs",
-                    params={"follow": "true", "offset": position},
-                    timeout=httpx.Timeout(None, connect=5.0),
+                async with self._stream(
+                    f"/v3/models/{model_id}/logs", {"follow": "true", "offset": position}
                 ) as response:
                     if response.status_code >= 400:
                         await response.aread()
@@ -319,7 +319,7 @@ class Client:
                         position += len(chunk)
                         yield chunk
                 return
-            except (httpx.TransportError, ServiceUnreachable):
+            except ServiceUnreachable:
                 self.forget_service()  # it may have died: look again, start it if needed
                 if failures >= len(RECONNECT_DELAYS):
                     raise ServiceUnreachable(
@@ -332,16 +332,13 @@ class Client:
         """Run changes as (event id, kind, data); kind is ``run`` or ``deleted``. When the
         connection drops, this says so with kind ``connection`` (data ``{"state": "lost"}``),
         reconnects by itself, resumes after the last event seen, and says ``restored``."""
-        httpx = _httpx()
         failures = 0
         lost = False
         while True:
             headers = {"Last-Event-ID": str(last_id)} if last_id is not None else {}
             try:
                 await self._ensure_service()
-                async with self.http.stream(
-                    "GET", "/v3/events", headers=headers, timeout=httpx.Timeout(None, connect=5.0)
-                ) as response:
+                async with self._stream("/v3/events", headers=headers) as response:
                     if response.status_code >= 400:
                         await response.aread()
                         raise _error(response, self)
@@ -358,9 +355,10 @@ class Client:
                         elif line.startswith("data:"):
                             data.append(line[5:].strip())
                         elif line == "" and data:
-                            yield (last_id or 0), kind, json.loads("\n".join(data))
+                            text = "\n".join(data)
+                            yield (last_id or 0), kind, json.loads(text, object_hook=shared_object)
                             kind, data = "message", []
-            except (httpx.TransportError, ServiceUnreachable):
+            except ServiceUnreachable:
                 self.forget_service()
             if not lost:
                 lost = True
@@ -420,6 +418,41 @@ class Client:
                 sock.close()
 
         return await _within(timeout, exchange())
+
+    @contextlib.asynccontextmanager
+    async def _stream(
+        self, path: str, params: Mapping | None = None, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[httpx.Response | _Stream]:
+        """A GET whose answer's body is read as it comes, with no time limit once connected
+        (a log followed, the events); a broken connection is ServiceUnreachable. On the local
+        socket without httpx (the TUI does not import it: some 6 MB and 120 modules)."""
+        if self.url is not None:
+            httpx = _httpx()
+            try:
+                async with self.http.stream(
+                    "GET", path, params=params, headers=headers,
+                    timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
+                ) as response:  # fmt: skip
+                    yield response
+            except httpx.TransportError as error:
+                raise self._unreachable(error) from None
+            return
+        if params:
+            path = f"{path}?{urlencode(params)}"
+        loop = asyncio.get_running_loop()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                sock.setblocking(False)
+                await _within(CONNECT_TIMEOUT, loop.sock_connect(sock, self.socket))
+                await loop.sock_sendall(sock, request_bytes("GET", path, headers))
+                reader = _SocketReader(loop, sock)
+                head = await reader.readuntil(b"\r\n\r\n")
+                yield _Stream(*parse_head(head[:-4]), reader)
+            except (OSError, EOFError, asyncio.TimeoutError) as error:
+                raise self._unreachable(error) from None
+        finally:
+            sock.close()
 
     def _unreachable(self, error: Exception) -> ServiceUnreachable:
         """A transport failure as one sentence: refused, TLS, timeout, name, ..."""
@@ -565,10 +598,16 @@ class _SocketReader:
         except asyncio.IncompleteReadError as error:
             return error.partial  # as StreamReader.readline: what there was, at the end
 
-    async def read(self) -> bytes:
-        while not self.eof:
+    async def read(self, most: int = -1) -> bytes:
+        """Up to ``most`` bytes, as soon as there are some (b"" at the end); -1: up to the
+        end."""
+        if most < 0:
+            while not self.eof:
+                await self._fill()
+            return self._take(len(self.buffer))
+        if not self.buffer and not self.eof:
             await self._fill()
-        return self._take(len(self.buffer))
+        return self._take(min(most, len(self.buffer)))
 
 
 class _Response:
@@ -588,22 +627,74 @@ class _Response:
         return json.loads(self.content)
 
 
-async def _read_response(reader: asyncio.StreamReader) -> _Response:
-    """An HTTP/1.1 response: status line, headers, then a body of Content-Length bytes, or
-    chunked, or up to the end of the connection."""
+class _Stream(_Response):
+    """An answer on the local socket whose body is read as it comes: the parts of an
+    ``httpx.Response`` streamed that this module uses."""
+
+    def __init__(self, status_code: int, reason_phrase: str, headers: dict, reader: _SocketReader):
+        super().__init__(status_code, reason_phrase, headers, b"")
+        self._reader = reader
+
+    def aiter_raw(self) -> AsyncIterator[bytes]:
+        return _body(self._reader, self.headers)
+
+    async def aread(self) -> bytes:
+        self.content = b"".join([chunk async for chunk in self.aiter_raw()])
+        return self.content
+
+    async def aiter_lines(self) -> AsyncIterator[str]:
+        """The body's lines, without their ends (``\n`` or ``\r\n``)."""
+        rest = b""
+        async for chunk in self.aiter_raw():
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                yield line.removesuffix(b"\r").decode("utf-8", "replace")
+        if rest:
+            yield rest.decode("utf-8", "replace")
+
+
+async def _read_response(reader: _SocketReader | asyncio.StreamReader) -> _Response:
+    """An HTTP/1.1 response: status line, headers, then its body."""
     head = await reader.readuntil(b"\r\n\r\n")
     status, reason, headers = parse_head(head[:-4])
     if "content-length" in headers:
         content = await reader.readexactly(int(headers["content-length"]))
-    elif headers.get("transfer-encoding", "").lower() == "chunked":
-        chunks = []
-        while size := int((await reader.readline()).split(b";")[0], 16):
-            chunks.append(await reader.readexactly(size))
-            await reader.readline()
-        content = b"".join(chunks)
     else:
-        content = await reader.read()
+        content = b"".join([chunk async for chunk in _body(reader, headers)])
     return _Response(status, reason, headers, content)
+
+
+async def _body(
+    reader: _SocketReader | asyncio.StreamReader, headers: dict[str, str]
+) -> AsyncIterator[bytes]:
+    """An answer's body as it arrives: chunked, or Content-Length bytes, or up to the end of
+    the connection. ``asyncio.IncompleteReadError`` when the connection ends before it does."""
+    if headers.get("transfer-encoding", "").lower() == "chunked":
+        while size := int((await reader.readuntil(b"\r\n")).split(b";")[0], 16):
+            async for data in _exactly(reader, size):
+                yield data
+            await reader.readexactly(2)  # the chunk's line end
+        while await reader.readuntil(b"\r\n") != b"\r\n":  # trailers, up to a blank line
+            pass
+    elif "content-length" in headers:
+        async for data in _exactly(reader, int(headers["content-length"])):
+            yield data
+    else:
+        while data := await reader.read(1 << 18):
+            yield data
+
+
+async def _exactly(
+    reader: _SocketReader | asyncio.StreamReader, count: int
+) -> AsyncIterator[bytes]:
+    """``count`` bytes, as they arrive."""
+    while count:
+        data = await reader.read(count)
+        if not data:
+            raise asyncio.IncompleteReadError(b"", count)
+        count -= len(data)
+        yield data
 
 
 def _error(response: httpx.Response | _Response, client: Client) -> ClientError:

@@ -152,3 +152,78 @@ def test_an_answer_that_does_not_come_times_out():
 
     with pytest.raises(asyncio.TimeoutError):
         asyncio.run(_within(0.05, never()))
+
+
+FAKE_SERVICE = r"""
+import asyncio, json, sys
+from trainui.client import Client
+
+requests = []
+RUN = {"model_id": "training-a", "status": "running", "framework": {"name": "sh", "version": "1"}}
+
+
+async def answer(reader, writer):
+    head = (await reader.readuntil(b"\r\n\r\n")).decode()
+    target = head.split()[1]
+    requests.append(target)
+    if target == "/v3/health":
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+    elif target == "/v3/models/training-a/logs?follow=true&offset=0":
+        # two chunks, then the connection breaks in the middle of the third
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"6\r\nhello \r\n3\r\nwor\r\n9\r\nld")
+    elif target == "/v3/models/training-a/logs?follow=true&offset=11":
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     b"1\r\n\n\r\n0\r\n\r\n")
+    elif target == "/v3/events":
+        event = f"id: 7\nevent: run\ndata: {json.dumps(RUN)}\n\n".encode()
+        body = b": trainui events\n\n" + event + event.replace(b"id: 7", b"id: 8")
+        # an event cut across chunks, in the middle of a line
+        parts = [body[:30], body[30:70], body[70:]]
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for part in parts:
+            writer.write(b"%x\r\n%s\r\n" % (len(part), part))
+            await writer.drain()
+            await asyncio.sleep(0.01)
+        writer.write(b"0\r\n\r\n")
+    await writer.drain()
+    writer.close()
+
+
+async def main(home):
+    client = Client(home=home, autostart=False, environ={})
+    server = await asyncio.start_unix_server(answer, client.socket)
+    async with server:
+        log = b"".join([chunk async for chunk in client.follow_log("training-a")])
+        events = []
+        async for event_id, kind, data in client.events():
+            events.append((event_id, kind, data))
+            if len(events) == 2:
+                break
+    same = events[0][2]["framework"] is events[1][2]["framework"]
+    print(json.dumps({"log": log.decode(), "events": events, "requests": requests,
+                      "shared": same, "httpx": "httpx" in sys.modules}))
+
+asyncio.run(main(sys.argv[1]))
+"""
+
+
+def test_a_followed_log_and_the_events_are_read_as_they_come_without_httpx(tmp_path):
+    """On the local socket: chunked bodies read as they arrive, a log cut in the middle of a
+    chunk resumed at the byte where it stopped, events whose lines span chunks; no httpx."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINUI_")}
+    out = subprocess.run(
+        [sys.executable, "-c", FAKE_SERVICE, str(tmp_path)],
+        capture_output=True, text=True, check=True, env=env, timeout=60,
+    )  # fmt: skip
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got["log"] == "hello world\n"
+    assert "/v3/models/training-a/logs?follow=true&offset=11" in got["requests"]
+    run = {
+        "model_id": "training-a",
+        "status": "running",
+        "framework": {"name": "sh", "version": "1"},
+    }
+    assert got["events"] == [[7, "run", run], [8, "run", run]]
+    assert got["shared"] is True
+    assert got["httpx"] is False

@@ -43,6 +43,7 @@ from trainui.core.runs import (
     utc_now,
     write_json_atomic,
 )
+from trainui.core.shared import shared
 from trainui.core.urls import mask_urls
 from trainui.service.auth import Tokens, User
 from trainui.service.launch import Capacity, Launcher, LocalLauncher
@@ -364,10 +365,13 @@ class RunManager:
             "url": f"/v3/models/{model_id}",
             "name": manifest.name,
             "description": manifest.description,
-            "framework": {"name": manifest.framework_name, "version": manifest.framework_version},
-            "resource": manifest.resource,
+            # values runs of one manifest have in common are shared (never changed in place)
+            "framework": shared(
+                {"name": manifest.framework_name, "version": manifest.framework_version}
+            ),
+            "resource": sys.intern(manifest.resource),
             "gpus": manifest.gpus,
-            "gpu_ids": [],
+            "gpu_ids": shared([]),
             "status": PENDING,
             "status_message": "queued",
             "error_code": None,
@@ -375,10 +379,10 @@ class RunManager:
             "submitted_at": now,
             "started_at": None,
             "finished_at": None,
-            "owner": owner or self.owner,
-            "data": manifest.data.describe(),
-            "results": {**manifest.results.describe(), "prefix": f"{model_id}/"},
-            "progress": _no_progress(),
+            "owner": sys.intern(owner or self.owner),
+            "data": shared(manifest.data.describe()),
+            "results": shared({**manifest.results.describe(), "prefix": f"{model_id}/"}),
+            "progress": shared(_no_progress()),
             "seq": self.seq,
             "queued_epoch": time.time(),
             "learner_pid": None,

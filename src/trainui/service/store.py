@@ -15,9 +15,11 @@ import contextlib
 import json
 import os
 import sqlite3
+import sys
 from collections.abc import Iterable, Iterator
 
 from trainui.core.runs import is_disk_full
+from trainui.core.shared import REPEATED_TEXT, shared_json
 from trainui.core.urls import masked_url
 
 # SQLite's answers to a write that a full disk refused ("database or disk is full"; the WAL
@@ -214,13 +216,23 @@ class RunStore:
         # the url is not stored (it follows from the ID); placed as a new run has it
         run = {"model_id": model_id, "url": f"/v3/models/{model_id}"}
         run.update(zip(_COLUMNS[1:], rest, strict=True))
+        for column in REPEATED_TEXT:
+            if isinstance(run[column], str):
+                run[column] = sys.intern(run[column])
         for column in _JSON_COLUMNS:
-            run[column] = json.loads(run[column]) if run[column] is not None else None
-        for place in (run["data"], run["results"]):
-            # a run recorded before manifests refused credentials in a URL: never shown
-            if isinstance(place, dict) and isinstance(place.get("endpoint"), str):
-                place["endpoint"] = masked_url(place["endpoint"])
+            if run[column] is not None:
+                run[column] = shared_json(run[column], _masked if column in _PLACES else None)
         return run
+
+
+_PLACES = ("data", "results")
+
+
+def _masked(place):
+    # a run recorded before manifests refused credentials in a URL: never shown
+    if isinstance(place, dict) and isinstance(place.get("endpoint"), str):
+        place["endpoint"] = masked_url(place["endpoint"])
+    return place
 
 
 def public(run: dict) -> dict:
