@@ -422,37 +422,19 @@ class Client:
     @contextlib.asynccontextmanager
     async def _stream(
         self, path: str, params: Mapping | None = None, headers: Mapping[str, str] | None = None
-    ) -> AsyncIterator[httpx.Response | _Stream]:
+    ) -> AsyncIterator[httpx.Response]:
         """A GET whose answer's body is read as it comes, with no time limit once connected
-        (a log followed, the events); a broken connection is ServiceUnreachable. On the local
-        socket without httpx (the TUI does not import it: some 6 MB and 120 modules)."""
-        if self.url is not None:
-            httpx = _httpx()
-            try:
-                async with self.http.stream(
-                    "GET", path, params=params, headers=headers,
-                    timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
-                ) as response:  # fmt: skip
-                    yield response
-            except httpx.TransportError as error:
-                raise self._unreachable(error) from None
-            return
-        if params:
-            path = f"{path}?{urlencode(params)}"
-        loop = asyncio.get_running_loop()
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        (a log followed, the events), through httpx locally and remotely alike; a broken
+        connection is ServiceUnreachable."""
+        httpx = _httpx()
         try:
-            try:
-                sock.setblocking(False)
-                await _within(CONNECT_TIMEOUT, loop.sock_connect(sock, self.socket))
-                await loop.sock_sendall(sock, request_bytes("GET", path, headers))
-                reader = _SocketReader(loop, sock)
-                head = await reader.readuntil(b"\r\n\r\n")
-                yield _Stream(*parse_head(head[:-4]), reader)
-            except (OSError, EOFError, asyncio.TimeoutError) as error:
-                raise self._unreachable(error) from None
-        finally:
-            sock.close()
+            async with self.http.stream(
+                "GET", path, params=params, headers=headers,
+                timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
+            ) as response:  # fmt: skip
+                yield response
+        except httpx.TransportError as error:
+            raise self._unreachable(error) from None
 
     def _unreachable(self, error: Exception) -> ServiceUnreachable:
         """A transport failure as one sentence: refused, TLS, timeout, name, ..."""
@@ -625,33 +607,6 @@ class _Response:
 
     def json(self):
         return json.loads(self.content)
-
-
-class _Stream(_Response):
-    """An answer on the local socket whose body is read as it comes: the parts of an
-    ``httpx.Response`` streamed that this module uses."""
-
-    def __init__(self, status_code: int, reason_phrase: str, headers: dict, reader: _SocketReader):
-        super().__init__(status_code, reason_phrase, headers, b"")
-        self._reader = reader
-
-    def aiter_raw(self) -> AsyncIterator[bytes]:
-        return _body(self._reader, self.headers)
-
-    async def aread(self) -> bytes:
-        self.content = b"".join([chunk async for chunk in self.aiter_raw()])
-        return self.content
-
-    async def aiter_lines(self) -> AsyncIterator[str]:
-        """The body's lines, without their ends (``\n`` or ``\r\n``)."""
-        rest = b""
-        async for chunk in self.aiter_raw():
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
-            for line in lines:
-                yield line.removesuffix(b"\r").decode("utf-8", "replace")
-        if rest:
-            yield rest.decode("utf-8", "replace")
 
 
 async def _read_response(reader: _SocketReader | asyncio.StreamReader) -> _Response:

@@ -208,9 +208,10 @@ asyncio.run(main(sys.argv[1]))
 """
 
 
-def test_a_followed_log_and_the_events_are_read_as_they_come_without_httpx(tmp_path):
+def test_a_followed_log_and_the_events_are_read_as_they_come(tmp_path):
     """On the local socket: chunked bodies read as they arrive, a log cut in the middle of a
-    chunk resumed at the byte where it stopped, events whose lines span chunks; no httpx."""
+    chunk resumed at the byte where it stopped, events whose lines span chunks, their equal
+    values shared."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRAINUI_")}
     out = subprocess.run(
         [sys.executable, "-c", FAKE_SERVICE, str(tmp_path)],
@@ -226,4 +227,3 @@ def test_a_followed_log_and_the_events_are_read_as_they_come_without_httpx(tmp_p
     }
     assert got["events"] == [[7, "run", run], [8, "run", run]]
     assert got["shared"] is True
-    assert got["httpx"] is False
