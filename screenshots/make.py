@@ -1,6 +1,6 @@
 """Regenerate the SVG screenshots of the TUI's main screens (the README shows them).
 
-    python screenshots/make.py [--size 100x30] [--out screenshots] [--gpus]
+    python screenshots/make.py [--size 100x30,80x24] [--out screenshots] [--gpus]
 
 Everything runs in a temporary trainui home with its own service: the demo run, a run that
 fails, one that is halted, one still running and one waiting for it. Without ``--gpus`` the GPU
@@ -131,7 +131,9 @@ async def make_runs(home: Path, tmp: Path, gpus: bool) -> dict[str, str]:
     return ids
 
 
-async def shoot(out: Path, size: tuple[int, int], ids: dict[str, str], real_gpus: bool) -> None:
+async def shoot(
+    out: Path, size: tuple[int, int], ids: dict[str, str], real_gpus: bool, suffix: str = ""
+) -> None:
     from textual.app import App
 
     from trainui.client import Client
@@ -149,8 +151,8 @@ async def shoot(out: Path, size: tuple[int, int], ids: dict[str, str], real_gpus
         await pilot.pause(0.5)
 
     def save(application, name: str) -> None:
-        application.save_screenshot(str(out / f"{name}.svg"))
-        print(f"  {name}.svg")
+        application.save_screenshot(str(out / f"{name}{suffix}.svg"))
+        print(f"  {name}{suffix}.svg")
 
     async with (a := app()).run_test(size=size) as pilot:
         await settle(pilot, lambda: a.loaded and a.gpu_readings is not None)
@@ -227,11 +229,16 @@ def _text(app) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", default="100x30", help="terminal size, WIDTHxHEIGHT")
+    parser.add_argument(
+        "--size",
+        default="100x30,80x24",
+        help="terminal sizes, WIDTHxHEIGHT[,...]: the first gives NAME.svg, the others "
+        "NAME-WIDTHxHEIGHT.svg",
+    )
     parser.add_argument("--out", default=str(ROOT / "screenshots"))
     parser.add_argument("--gpus", action="store_true", help="real GPU readings (NVML)")
     args = parser.parse_args()
-    width, height = (int(n) for n in args.size.lower().split("x"))
+    sizes = [tuple(int(n) for n in size.split("x")) for size in args.size.lower().split(",")]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="trainui-screenshots-"))
@@ -245,8 +252,10 @@ def main() -> None:
     try:
         print(f"runs in {home} ...")
         ids = asyncio.run(make_runs(home, tmp, args.gpus))
-        print(f"screenshots ({width}x{height}) in {out}:")
-        asyncio.run(shoot(out, (width, height), ids, args.gpus))
+        for i, (width, height) in enumerate(sizes):
+            print(f"screenshots ({width}x{height}) in {out}:")
+            suffix = f"-{width}x{height}" if i else ""
+            asyncio.run(shoot(out, (width, height), ids, args.gpus, suffix))
     finally:
         stop_home(home)
         shutil.rmtree(tmp, ignore_errors=True)
