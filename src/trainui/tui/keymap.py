@@ -30,6 +30,7 @@ GROUPS = {
     "run": "Run and its log",
     "log": "Log: moving",
     "editor": "Manifest editor",
+    "bar": "Search, filter and jump line",
     "confirm": "Confirmation",
 }
 
@@ -50,9 +51,15 @@ runs.new             n                      new_run          New       c
 runs.clone           c                      clone_run        Clone     c
     New run from the selected run's manifest
 runs.halt            h                      halt_run         Halt      c
-    Halt the selected run (asks first)
+    Halt the selected run, or the marked ones (asks first)
 runs.delete          d                      delete_run       Delete    c
-    Delete the selected run (asks first)
+    Delete the selected run, or the marked ones (asks first)
+runs.mark            space                  toggle_mark      Mark      h
+    Mark or unmark the selected run (h and d act on the marked runs)
+runs.mark_all        asterisk               mark_all         Mark_all  h
+    Mark every run shown (again: unmark them)
+runs.unmark          escape                 clear_marks      Unmark    h
+    Unmark every run
 runs.filter          slash                  filter           Filter    -
     Show the runs with these words
 runs.sort            s                      sort             Sort      -
@@ -79,10 +86,14 @@ run.follow           f                      follow           Follow    -
     Follow the log as it grows (on/off)
 run.search           slash                  search           Search    -
     Search the whole log
+run.only             ampersand              only_matching    Only      h
+    Show only the lines that match (like less's &; escape shows all)
 run.next_match       n                      next_match       Next      h
     Next match
 run.previous_match   N                      previous_match   Previous  h
     Previous match
+run.wrap             w                      toggle_wrap      Wrap      h
+    Wrap long lines (on/off)
 run.details          i                      toggle_details   Details   -
     Show or hide the run's fields
 run.halt             h                      halt_run         Halt      c
@@ -119,6 +130,8 @@ editor.next_problem  f8                     next_problem     Problem   p
     Go to the next problem
 editor.close         escape                 close            Close     -
     Close the editor (asks if changed)
+bar.regex            ctrl+r                 toggle_regex     Regex     -
+    In the search line: a regular expression, or plain text (on/off)
 confirm.yes          y                      confirm          Yes       h
     Yes
 confirm.no           escape,n               cancel           Cancel    h
