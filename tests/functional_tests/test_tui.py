@@ -186,8 +186,9 @@ async def test_the_list_shows_every_run_newest_first_with_its_state(history):
         await loaded(pilot)
         screen = text(app)
         assert "3 runs" in screen
-        rows = [line for line in screen.splitlines() if "training-" in line]
+        *rows, selection = [line for line in screen.splitlines() if "training-" in line]
         assert [r.split()[2] for r in rows] == ["stopped", "broken", "printer"]
+        assert history.ids["stopped"] in selection  # the selected run's state, under the list
         assert "✗ failed" in screen and "■ halted" in screen and "✓ completed" in screen
         assert "[C201]" in screen  # the error code next to the name
         said = (await app.client.gpus()).get("message") or "No NVIDIA GPU"

@@ -185,7 +185,7 @@ class RunScreen(TrainuiScreen):
     # --- the log --------------------------------------------------------------------------
 
     def on_log_view_status_changed(self, event: LogView.StatusChanged) -> None:
-        bar = self.query("#bar")
+        bar = self.query("BarInput")
         if bar and bar.first().is_open:
             text = _bar_hint(bar.first())  # what the search line does, above it
         else:

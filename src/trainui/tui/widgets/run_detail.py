@@ -70,11 +70,11 @@ def fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str, str,
             "$error" if exit_code not in (None, 0) else "",
             False,
         ),
-        (
+        (  # a line of its own when there is one: the code's meaning is not cut
             "Error code",
             _error(run.get("error_code")),
             "$error" if run.get("error_code") else "",
-            False,
+            bool(run.get("error_code")),
         ),
         ("Status", run.get("status_message") or "-", STATE_STYLES.get(status, ""), True),
         ("Description", run.get("description") or "-", "", True),
