@@ -92,8 +92,6 @@ run.next_match       n                      next_match       Next      h
     Next match
 run.previous_match   N                      previous_match   Previous  h
     Previous match
-run.wrap             w                      toggle_wrap      Wrap      h
-    Wrap long lines (on/off)
 run.details          i                      toggle_details   Details   -
     Show or hide the run's fields
 run.halt             h                      halt_run         Halt      c
@@ -118,6 +116,8 @@ log.left             left                   scroll_left      Left      h
     The start of long lines
 log.right            right                  scroll_right     Right     h
     The rest of long lines
+log.wrap             w                      toggle_wrap      Wrap      h
+    Wrap long lines (on/off)
 editor.submit        ctrl+s                 submit           Submit    cp
     Submit the run
 editor.browse        ctrl+o                 browse           Model     p

@@ -268,9 +268,6 @@ class RunScreen(TrainuiScreen):
         else:
             log.next_match(forward=forward)
 
-    def action_toggle_wrap(self) -> None:
-        self.log_view.toggle_wrap()
-
     def action_toggle_details(self) -> None:
         self.query_one("#details").toggle_class("-hidden")
 

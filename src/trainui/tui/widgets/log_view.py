@@ -233,7 +233,7 @@ class LogView(ScrollView, can_focus=True):
         self.refresh()
         self._status()
 
-    def toggle_wrap(self) -> None:
+    def action_toggle_wrap(self) -> None:
         """Wrap long lines, or cut them again (← → scroll them)."""
         self.wrap = not self.wrap
         if self.wrap:
