@@ -277,8 +277,12 @@ async def test_the_list_says_where_each_run_ran_and_its_run_time_under_a_header_
         await loaded(pilot)
         assert app.cpu_mode is True  # the service has no GPU (its health says)
         *rows, _selection = [line for line in text(app).splitlines() if "training-" in line]
-        assert len(rows) == 3 and all("small · CPU" in row for row in rows)
+        assert "Where" in text(app).splitlines()[1]  # at 80 columns: where, not the size
+        assert len(rows) == 3 and all(re.search(r"-\w{9} CPU ", row) for row in rows)
         assert all(re.search(r"\d(\.\d)?s\s*$", row) for row in rows)  # how long each ran
+        await pilot.resize_terminal(120, 30)
+        await until(pilot, lambda: "Resource" in text(app).splitlines()[1])
+        assert text(app).count("small · CPU") == 3
         await pilot.press("s", "s", "s")
         assert app.table.sort == "duration"
         header = text(app).splitlines()[1]

@@ -19,6 +19,7 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 
+from trainui.core.runs import placement
 from trainui.tui.keymap import bindings
 from trainui.tui.runs import (
     SYMBOLS,
@@ -36,18 +37,22 @@ COLUMNS = (
     ("status", "State", 12, "status"),
     ("name", "Name", 0, "name"),
     ("model_id", "ID", 18, None),
-    ("resource", "Resource", 13, None),
+    ("resource", "Resource", 16, None),  # small · CPU, medium · GPU 0,1
     ("submitted", "Submitted", 11, "submitted"),
     ("duration", "Ran", 8, "duration"),  # the run time; `wait 3m` while pending
 )
+# narrower than this, the resource column says only where the run runs (CPU, GPU 0,1), so
+# that names still read at 80 columns
+WIDE = 100
+PLACE = ("place", "Where", 7, None)
 MARK = "*"  # in the state cell's first column: a marked run (space), acted on together
 STATES = ("pending", "downloading", "running", "storing", "completed", "failed", "halted")
 
 
 def layout(width: int) -> list[tuple[str, str, int, str | None]]:
     """The columns that fit ``width`` cells, the name column taking what is left."""
-    columns = list(COLUMNS)
-    for dropped in ("resource", "submitted", "duration"):
+    columns = [PLACE if c[0] == "resource" and width < WIDE else c for c in COLUMNS]
+    for dropped in ("resource", "place", "submitted", "duration"):
         fixed = sum(c[2] + 1 for c in columns if c[2])
         if width - fixed >= 12:
             break
@@ -348,6 +353,8 @@ class RunList(ScrollView, can_focus=True):
                 text, style = run.get("model_id", ""), dim
             elif key == "resource":
                 text, style = resource_text(run, cpu_mode), Style()
+            elif key == "place":
+                text, style = placement(run, cpu_mode) or "-", Style()
             elif key == "submitted":
                 text, style = local_time(run.get("submitted_at"), short=True), dim
             else:
