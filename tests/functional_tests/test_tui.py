@@ -215,6 +215,7 @@ async def test_j_k_g_G_move_the_cursor_and_enter_opens_the_run(history):
         await until(pilot, lambda: "C201" in text(app) and "ValueError: bad" in text(app))
         assert app.screen.model_id == history.ids["broken"]
         assert "training command exited non-zero" in text(app)  # what the code means
+        assert "✗ C201: the training command exited with code 3" in text(app)  # said once
         await pilot.press("escape")
         await until(pilot, lambda: hasattr(app.screen, "run_list"))
 

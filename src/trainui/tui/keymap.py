@@ -54,11 +54,11 @@ runs.halt            h                      halt_run         Halt      c
     Halt the selected run, or the marked ones (asks first)
 runs.delete          d                      delete_run       Delete    c
     Delete the selected run, or the marked ones (asks first)
-runs.mark            space                  toggle_mark      Mark      h
+runs.mark            space                  toggle_mark      Mark      hc
     Mark or unmark the selected run (h and d act on the marked runs)
-runs.mark_all        asterisk               mark_all         Mark_all  h
+runs.mark_all        asterisk               mark_all         Mark_all  hc
     Mark every run shown (again: unmark them)
-runs.unmark          escape                 clear_marks      Unmark    h
+runs.unmark          escape                 clear_marks      Unmark    hc
     Unmark every run
 runs.filter          slash                  filter           Filter    -
     Show the runs with these words
