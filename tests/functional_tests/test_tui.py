@@ -365,7 +365,7 @@ async def test_log_search_takes_a_regex_filters_lines_and_says_when_it_wraps(his
         await pilot.press("slash")
         await until(pilot, lambda: "plain text (ctrl+r: regex)" in status(), what="the hint")
         await pilot.press("ctrl+r")
-        await until(pilot, lambda: "regular expression (ctrl+r" in status())
+        await until(pilot, lambda: "regex (ctrl+r: plain text)" in status())
         await pilot.press("enter")
         await until(pilot, lambda: log.current_match is not None, what="a match")
         assert len(log.doc.matches) == 6 and log.regex

@@ -291,7 +291,7 @@ class RunScreen(TrainuiScreen):
 
 def _bar_hint(bar) -> str:
     """The status line while the search line is open: what it does, and how."""
-    kind = "regular expression" if bar.regex else "plain text"
+    kind = "regex" if bar.regex else "plain text"
     other = "plain text" if bar.regex else "regex"
-    what = "show only the lines that match" if bar.purpose == "only" else "search the whole log"
-    return f"{what} · {kind} (ctrl+r: {other}) · a capital letter: match case"
+    what = "only matching lines" if bar.purpose == "only" else "search the whole log"
+    return f"{what} · {kind} (ctrl+r: {other}) · a capital: match case"
