@@ -365,19 +365,27 @@ async def _show(model_id: str, as_json: bool) -> int:
         if not as_json:
             print(f"Fetching the trained model details with MODEL-ID '{model_id}' ...")
         run = await client.get_run(model_id)
+        cpu_mode = None
+        if not as_json:  # where a pending run will run: on the CPU when the service has no GPU
+            import contextlib
+
+            with contextlib.suppress(Exception):  # not said: where a pending run will run
+                cpu_mode = (await client.health()).get("cpu_mode")
     if as_json:
         import json
 
         print(json.dumps(run, indent=1))
         return EXIT_OK
-    for label, value in _show_fields(run):
+    for label, value in _show_fields(run, cpu_mode):
         print(f"{label:<15}{value}")
     print("OK")
     print("Show trained-models details successful")
     return EXIT_OK
 
 
-def _show_fields(run: dict) -> list[tuple[str, str]]:
+def _show_fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str]]:
+    from trainui.core.runs import resource_placement
+
     framework = run.get("framework") or {}
     gpus = ",".join(str(i) for i in run.get("gpu_ids") or []) or "-"
     progress = run.get("progress") or {}
@@ -389,7 +397,7 @@ def _show_fields(run: dict) -> list[tuple[str, str]]:
         ("Submitted_at", _time(run["submitted_at"])),
         ("Description", run.get("description") or "-"),
         ("Framework", f"{framework.get('name', '')} {framework.get('version', '')}".strip()),
-        ("Resource", f"{run['resource']} ({run['gpus']} GPU{'s' if run['gpus'] > 1 else ''})"),
+        ("Resource", resource_placement(run, cpu_mode)),
         ("GPUs", gpus),
         ("Started_at", _time(run.get("started_at"))),
         ("Finished_at", _time(run.get("finished_at"))),
@@ -456,13 +464,22 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 async def _logs(args: argparse.Namespace) -> int:
     async with _client() as client:
+        offset, data = args.offset, None
+        if offset < 0:  # the last -offset bytes, from the first line that starts in them
+            data, _size, start = await client.read_log(args.model_id, offset - 1)
+            begin = 0
+            if start > 0:  # one byte more was read: whether the range starts a line
+                newline = data.find(b"\n")
+                begin = newline + 1 if newline >= 0 else 1  # one long line: the bytes asked
+            data, offset = data[begin:], start + begin
         if args.follow:
             out = sys.stdout.buffer
-            async for chunk in client.follow_log(args.model_id, args.offset):
+            async for chunk in client.follow_log(args.model_id, offset):
                 out.write(chunk)
                 out.flush()
             return EXIT_OK
-        data, _, _ = await client.read_log(args.model_id, args.offset)
+        if data is None:
+            data, _, _ = await client.read_log(args.model_id, offset)
         sys.stdout.buffer.write(data)
     return EXIT_OK
 
@@ -810,7 +827,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("model_id", metavar="ID")
     sub.add_argument("--follow", "-f", action="store_true", help="keep printing until it ends")
     sub.add_argument(
-        "--offset", type=int, default=0, help="start at this byte (negative: from the end)"
+        "--offset",
+        type=int,
+        default=0,
+        help="start at this byte (negative: that many from the end, from the next line start)",
     )
 
     sub = command("download", cmd_download, "download a run's model definition, or what it stored")

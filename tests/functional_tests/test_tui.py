@@ -6,9 +6,11 @@ that change runs get a home of their own (the ``home`` fixture).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -186,8 +188,9 @@ async def test_the_list_shows_every_run_newest_first_with_its_state(history):
         await loaded(pilot)
         screen = text(app)
         assert "3 runs" in screen
-        rows = [line for line in screen.splitlines() if "training-" in line]
+        *rows, selection = [line for line in screen.splitlines() if "training-" in line]
         assert [r.split()[2] for r in rows] == ["stopped", "broken", "printer"]
+        assert history.ids["stopped"] in selection  # the selected run's state, under the list
         assert "✗ failed" in screen and "■ halted" in screen and "✓ completed" in screen
         assert "[C201]" in screen  # the error code next to the name
         said = (await app.client.gpus()).get("message") or "No NVIDIA GPU"
@@ -212,6 +215,7 @@ async def test_j_k_g_G_move_the_cursor_and_enter_opens_the_run(history):
         await until(pilot, lambda: "C201" in text(app) and "ValueError: bad" in text(app))
         assert app.screen.model_id == history.ids["broken"]
         assert "training command exited non-zero" in text(app)  # what the code means
+        assert "✗ C201: the training command exited with code 3" in text(app)  # said once
         await pilot.press("escape")
         await until(pilot, lambda: hasattr(app.screen, "run_list"))
 
@@ -266,6 +270,38 @@ async def test_mouse_click_selects_and_double_click_opens(history):
         await until(pilot, lambda: getattr(app.screen, "model_id", None) == history.ids["printer"])
 
 
+async def test_the_list_says_where_each_run_ran_and_its_run_time_under_a_header_that_fits(
+    history,
+):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert app.cpu_mode is True  # the service has no GPU (its health says)
+        *rows, _selection = [line for line in text(app).splitlines() if "training-" in line]
+        assert "Where" in text(app).splitlines()[1]  # at 80 columns: where, not the size
+        assert len(rows) == 3 and all(re.search(r"-\w{9} CPU ", row) for row in rows)
+        assert all(re.search(r"\d(\.\d)?s\s*$", row) for row in rows)  # how long each ran
+        await pilot.resize_terminal(120, 30)
+        await until(pilot, lambda: "Resource" in text(app).splitlines()[1])
+        assert text(app).count("small · CPU") == 3
+        await pilot.press("s", "s", "s")
+        assert app.table.sort == "duration"
+        header = text(app).splitlines()[1]
+        assert "Ran ▼" in header and "…" not in header
+
+
+async def test_colon_opens_the_jump_line_whose_footer_offers_only_its_keys(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await pilot.press("colon")
+        await until(pilot, lambda: "Jump" in text(app).splitlines()[-1], what="the jump footer")
+        footer = text(app).splitlines()[-1]
+        assert "Cancel" in footer and "Filter" not in footer and "Delete" not in footer
+        await pilot.press("escape")
+        await until(pilot, lambda: "/ Filter" in text(app).splitlines()[-1])
+
+
 # --- one run and its log ----------------------------------------------------------------------
 
 
@@ -306,6 +342,107 @@ async def test_the_last_line_stays_in_view_when_the_log_pane_gets_shorter(histor
         assert app.screen.log_view.scroll_offset.y == top
 
 
+async def test_log_search_takes_a_regex_filters_lines_and_says_when_it_wraps(history):
+    app = make_app(history, open_run=history.ids["printer"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "THE END" in text(app), what="the last line")
+        log = app.screen.log_view
+
+        def status() -> str:
+            return str(app.screen.query_one("#log-status").render())
+
+        def told(words: str) -> bool:
+            return any(words in str(n.message) for n in app._notifications)
+
+        await pilot.press("n")
+        await until(pilot, lambda: told("No search yet"), what="n without a search, said")
+        await pilot.press("f")
+        await until(pilot, lambda: told("has ended"), what="f on an ended run, said")
+        # as plain text, `$` is a dollar sign: no line matches
+        await pilot.press("slash", *"7 loss.*needle$", "enter")
+        await until(pilot, lambda: "no match" in status(), what="no plain match")
+        # ctrl+r in the search line: a regular expression; lines 7, 507 … 2507 match
+        await pilot.press("slash")
+        await until(pilot, lambda: "plain text (ctrl+r: regex)" in status(), what="the hint")
+        await pilot.press("ctrl+r")
+        await until(pilot, lambda: "regex (ctrl+r: plain text)" in status())
+        await pilot.press("enter")
+        await until(pilot, lambda: log.current_match is not None, what="a match")
+        assert len(log.doc.matches) == 6 and log.regex
+        # from the end of the log, the first match is found past the last line: said
+        assert "search wrapped to the top" in status() and "(regex): 1 of 6" in status()
+        # the status line counts the lines shown once the search line has closed
+        top, bottom = map(int, re.search(r"lines ([\d,]+)–([\d,]+) of", status()).groups())
+        assert bottom - top + 1 == log.scrollable_content_region.height
+        await pilot.press("N")
+        assert log.current_match == 5 and "search wrapped to the bottom" in status()
+        await pilot.press("N")
+        assert log.current_match == 4 and "wrapped" not in status()
+        # & shows only the matching lines (the same search, regex kept); escape shows all
+        await pilot.press("ampersand", "enter")
+        await until(pilot, lambda: "only matching lines: 1–6 of 6" in status())
+        shown = text(app)
+        assert all(f"line {i} loss" in shown for i in (7, 507, 1007, 1507, 2007, 2507))
+        assert "line 1006 loss" not in shown and "THE END" not in shown
+        await pilot.press("escape")
+        await until(pilot, lambda: not log.only and "lines" in status())
+        assert type(app.screen).__name__ == "RunScreen"  # escape left the filter only
+        # the search line remembers the regex; one that does not compile keeps it open
+        await pilot.press("slash", "ctrl+u", *"loss (", "enter")
+        await until(pilot, lambda: told("not a regular expression"))
+        assert app.screen.query_one("BarInput").is_open and len(log.doc.matches) == 6
+
+
+async def test_w_wraps_long_lines_and_the_end_stays_in_reach():
+    """The log pane alone, over a log with a long line (a client that serves fixed bytes)."""
+    from textual.app import App
+
+    from trainui.tui.widgets.log_view import LogView
+
+    data = b"short\n" + b"x" * 200 + b"\n" + b"".join(b"line %d\n" % i for i in range(30))
+
+    class Bytes:
+        async def read_log(self, model_id, offset=0, limit=None):
+            start = max(0, len(data) + offset) if offset < 0 else offset
+            end = len(data) if limit is None else start + limit
+            return data[start:end], len(data), start
+
+        async def follow_log(self, model_id, offset=0):  # the run has ended: nothing more
+            return
+            yield
+
+    class LogApp(App):
+        def __init__(self):
+            super().__init__()
+            self.first_view = asyncio.Event()
+
+        def take_prefetched_log(self, model_id):
+            return None
+
+        def compose(self):
+            yield LogView(Bytes(), "training-000000001", follow=False)
+
+    app = LogApp()
+    async with app.run_test(size=(80, 12)) as pilot:
+        log = app.query_one(LogView)
+        await until(pilot, lambda: log.doc is not None and "line 29" in text(app))
+        log.focus()
+        await pilot.press("g")
+        await until(pilot, lambda: "short" in text(app))
+        assert text(app).count("x" * 79) == 1  # cut at the pane's edge
+        await pilot.press("w")
+        assert log.wrap
+        await until(pilot, lambda: text(app).count("x" * 79) == 2)  # 79 + 79 + 42
+        assert "x" * 42 + " " in text(app) and "line 0" in text(app)
+        assert "lines 1–" in log.status_text() and "wrapped (w)" in log.status_text()
+        await pilot.press("right")
+        assert log.scroll_offset.x == 0  # wrapped lines do not scroll sideways
+        await pilot.press("G")
+        await until(pilot, lambda: "line 29" in text(app))
+        await pilot.press("w")
+        assert not log.wrap
+
+
 def test_a_log_and_runs_are_read_without_httpx(history):
     """Plain GETs on the local socket do without httpx (0.15 s of the TUI's start)."""
     model_id = history.ids["printer"]
@@ -324,6 +461,19 @@ def test_a_log_and_runs_are_read_without_httpx(history):
     log = (history.path / "runs" / model_id / "training-log.txt").read_bytes()
     assert (size, start, count, httpx) == (len(log), len(log) - 20, 3, False)
     assert data.encode() == log[-20:-11]
+
+
+def test_show_says_where_a_run_ran_and_logs_from_the_end_start_at_a_line(history):
+    model_id = history.ids["printer"]
+    shown = history.cli("show", model_id).stdout
+    assert re.search(r"^Resource\s+small · CPU$", shown, re.M), shown
+    log = (history.path / "runs" / model_id / "training-log.txt").read_bytes()
+    for follow in ((), ("--follow",)):
+        out = history.cli("logs", model_id, "--offset", "-100", *follow).stdout.encode()
+        assert 0 < len(out) < 100 and log.endswith(out)
+        assert log[-len(out) - 1 : -len(out)] == b"\n"  # a whole line first
+    whole = history.cli("logs", model_id, "--offset", str(-10 * len(log))).stdout.encode()
+    assert whole == log  # more than the log asked: all of it
 
 
 async def test_g_goes_to_the_first_line_and_G_back_to_the_last(history):
@@ -806,6 +956,68 @@ async def test_d_deletes_a_run_after_asking(home, tmp_path):
         await until(pilot, lambda: len(app.table) == 0)
         assert "No runs yet" in text(app)
     assert home.cli("show", model_id).returncode != 0
+
+
+async def test_the_list_says_why_a_run_waits_and_h_halts_the_marked_runs(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    first = home.submit(model, home.manifest("sleep 600", name="first"))
+    home.wait(first, "running")
+    waiting = home.submit(model, home.manifest("true", name="second"))
+    app = make_app(home_client(home))
+    async with app.run_test(size=(120, 30)) as pilot:
+        await until(pilot, lambda: app.loaded and len(app.table) == 2)
+
+        def row(model_id: str) -> str:
+            return next(line for line in text(app).splitlines() if f"{model_id} small" in line)
+
+        await until(pilot, lambda: "waiting for a CPU slot" in row(waiting), what="the reason")
+        assert "◌ pending" in row(waiting) and "small · CPU" in row(waiting)
+        assert re.search(r"wait \d+s\s*$", row(waiting))  # how long it has waited, said so
+        assert "small · CPU" in row(first) and "wait" not in row(first)
+        selection = next(line for line in text(app).splitlines() if f"◌ {waiting}  " in line)
+        assert "waiting for a CPU slot" in selection  # the selected run's reason, in full
+        await pilot.press("space", "space")  # each marks a run and moves on to the next
+        assert app.screen.run_list.marked == {first, waiting}
+        await until(pilot, lambda: "2 marked" in text(app) and "*◌ pending" in text(app))
+        await pilot.press("h")
+        await until(pilot, lambda: "ConfirmScreen" in type(app.screen).__name__)
+        assert "Halt 2 runs?" in text(app)
+        await pilot.press("y")
+        await until(
+            pilot,
+            lambda: {app.table.get(m)["status"] for m in (first, waiting)} == {"halted"},
+            timeout=20,
+            what="both halted",
+        )
+        assert not app.screen.run_list.marked
+
+
+async def test_space_marks_runs_and_d_deletes_the_marked_ones_at_once(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    ids = [
+        home.submit(model, home.manifest(f"python3 lines.py {n}", name=f"r{n}")) for n in (1, 2, 3)
+    ]
+    for model_id in ids:
+        home.wait(model_id, "completed")
+    app = make_app(home_client(home))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded and len(app.table) == 3)
+        run_list = app.screen.run_list
+        await pilot.press("asterisk")  # every run shown; again: none; escape: none either
+        assert run_list.marked == set(ids)
+        await pilot.press("asterisk")
+        assert not run_list.marked
+        await pilot.press("asterisk", "escape")
+        assert not run_list.marked
+        await pilot.press("space", "space")  # the two newest
+        await until(pilot, lambda: "2 marked" in text(app))
+        await pilot.press("d")
+        await until(pilot, lambda: "ConfirmScreen" in type(app.screen).__name__)
+        assert "Delete 2 runs from the history?" in text(app)
+        await pilot.press("y")
+        await until(pilot, lambda: len(app.table) == 1, what="two deleted")
+        assert list(app.table.runs) == [ids[0]] and "2 marked" not in text(app)
+    assert home.cli("show", ids[2]).returncode != 0 and home.cli("show", ids[0]).returncode == 0
 
 
 async def test_the_log_follows_a_running_run_and_f_pauses_it(home, tmp_path):

@@ -84,6 +84,15 @@ def test_the_run_list_filtered(snap_compare, history):
     assert snap_compare(make_app(history), terminal_size=SIZE, run_before=run_before)
 
 
+def test_two_runs_marked(snap_compare, history):
+    async def run_before(pilot):
+        await hold_still(pilot)
+        await pilot.press("space", "space")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(history), terminal_size=SIZE, run_before=run_before)
+
+
 def test_the_delete_question(snap_compare, history):
     async def run_before(pilot):
         await hold_still(pilot)
@@ -154,6 +163,26 @@ def test_a_log_searched(snap_compare, history):
         await pilot.press("i", "slash", *"needle", "enter")
         await until(pilot, lambda: screen.log_view.current_match is not None)
         await pilot.press("n", "n")
+        await pilot.pause(0.3)
+
+    app = make_app(history, open_run=history.ids["printer"])
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_a_log_filtered_by_a_regex(snap_compare, history):
+    async def run_before(pilot):
+        app = pilot.app
+        await until(pilot, lambda: "THE END" in text(app) and "ModelId" in text(app))
+        await until(pilot, lambda: app.loaded)
+        screen = app.screen
+        await log_settled(pilot, screen)
+        for group in ("events", "gpus"):
+            app.workers.cancel_group(app, group)
+        app.workers.cancel_group(screen, "run-refresh")
+        screen.model_id = "training-SNAPSHOT0"
+        screen.show_run(masked(screen.run_data, 0))
+        await pilot.press("i", "ampersand", "ctrl+r", *"7 loss.*needle$", "enter")
+        await until(pilot, lambda: "only matching lines: 1–6 of 6" in text(app))
         await pilot.pause(0.3)
 
     app = make_app(history, open_run=history.ids["printer"])

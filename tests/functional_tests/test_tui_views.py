@@ -319,7 +319,7 @@ async def test_w_downloads_a_runs_results_into_the_folder_confirmed(history, tmp
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         app.screen.run_list.move_to(app.table.index(model_id))
-        await pilot.press("w")
+        await pilot.press("x")
         await until(pilot, lambda: screen_name(app) == "DownloadScreen")
         assert f"./{model_id}" in text(app)  # the default, as `trainui download ID --results`
         await until(pilot, lambda: f"{listing['count']} files" in text(app), what="the listing")
@@ -341,7 +341,7 @@ async def test_w_on_a_run_without_results_says_so_and_esc_closes(history):
     app = make_app(history, open_run=model_id)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: screen_name(app) == "RunScreen")
-        await pilot.press("w")
+        await pilot.press("x")
         await until(pilot, lambda: screen_name(app) == "DownloadScreen")
         await until(pilot, lambda: "files" in text(app) or "nothing is stored" in text(app))
         await pilot.press("escape")

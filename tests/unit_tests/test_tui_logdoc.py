@@ -132,6 +132,29 @@ def test_search_covers_the_whole_log_and_new_lines():
     assert last == len(doc.matches) - 1  # wraps around
 
 
+def test_matches_grow_in_order_while_the_search_goes_and_a_follow_adds_after_them():
+    """A filtered view shows the matches found so far: ``matches`` grows chunk by chunk, from
+    the top, and lines a follow adds meanwhile come after all of them."""
+    pytest.importorskip("numpy")
+    lines = lines_of(200_000)  # some 9 MB: three chunks
+    log = Log(b"\n".join(lines) + b"\n")
+    doc = LogDocument(log.read)
+    run(doc.open(tail=1 << 12))
+    seen: list[int] = []
+
+    def found(fraction: float) -> None:
+        assert list(doc.matches) == sorted(doc.matches)
+        seen.append(len(doc.matches))
+        if len(seen) == 1:  # the log grows while the search is under way
+            doc.append(b"   zzz 7 x appended\n")
+
+    total = run(doc.search(re.compile(rb"7 x"), found=found))
+    assert len(seen) >= 2 and seen == sorted(seen) and seen[0] < total
+    assert list(doc.matches) == sorted(set(doc.matches))
+    assert doc.line_of(doc.matches[-1]) == 200_000  # the appended line, last
+    assert total == len(doc.matches) == sum(1 for line in lines if b"7 x" in line) + 1
+
+
 def test_the_byte_cache_stays_within_its_budget():
     lines = lines_of(100_000)
     log = Log(b"\n".join(lines) + b"\n")

@@ -10,7 +10,10 @@ from trainui.tui.runs import (
     format_bytes,
     format_duration,
     parse_time,
+    pending_reason,
     resource_text,
+    time_text,
+    waited_seconds,
 )
 
 
@@ -109,6 +112,49 @@ def test_times_durations_and_sizes_read_well():
     assert format_duration(3.25) == "3.2s" and format_duration(75) == "1m15s"
     assert format_duration(None) == "-"
     assert format_bytes(1536) == "1.5 KiB" and format_bytes(12) == "12 B"
-    assert resource_text(run(1, gpu_ids=[0, 1], resource="medium")) == "medium 0,1"
-    assert resource_text(run(1, status="running")) == "small cpu"
-    assert resource_text(run(1, status="pending")) == "small ×1"
+
+
+STARTED = {"started_at": "2026-11-27T05:00:05Z"}
+
+
+def test_the_resource_says_where_the_run_runs_ran_or_will_run():
+    medium = run(1, gpu_ids=[0, 1], resource="medium", gpus=2, status="running", **STARTED)
+    assert resource_text(medium) == "medium · GPU 0,1"
+    assert resource_text(run(1, gpu_ids=[3], **STARTED), cpu_mode=False) == "small · GPU 3"
+    # no GPU: the same words running, ended, and while it waits on a CPU-only service
+    assert resource_text(run(1, status="running", **STARTED), cpu_mode=True) == "small · CPU"
+    assert resource_text(run(1, **STARTED)) == "small · CPU"
+    assert resource_text(run(1, status="pending"), cpu_mode=True) == "small · CPU"
+    # waiting on a service with GPUs: how many it waits for; not known: the resource alone
+    assert resource_text(run(1, status="pending", gpus=2), cpu_mode=False) == "small · 2 GPUs"
+    assert resource_text(run(1, status="pending")) == "small"
+    assert resource_text(run(1, status="halted"), cpu_mode=True) == "small"  # never started
+
+
+def test_waiting_and_running_are_counted_apart():
+    now = parse_time("2026-11-27T05:03:01Z")
+    waiting = run(1, status="pending")  # submitted at 05:00:01
+    assert duration_seconds(waiting, now) is None
+    assert waited_seconds(waiting, now) == 180
+    assert time_text(waiting, now) == "wait 3m"
+    going = run(1, status="running", **STARTED)
+    assert waited_seconds(going, now) == 4 and duration_seconds(going, now) == 176
+    assert time_text(going, now) == "2m56s"
+    never = run(1, status="halted", finished_at="2026-11-27T05:00:31Z")
+    assert waited_seconds(never, now) == 30 and time_text(never, now) == "-"
+    assert time_text(run(1, status="pending"), parse_time("2026-11-29T05:00:01Z")) == "wait 2d"
+
+
+def test_only_a_pending_run_has_a_reason_to_wait():
+    assert pending_reason(run(1, status="pending", status_message="waiting for 1 GPU: 0 free"))
+    assert pending_reason(run(1, status="pending")) == "waiting for a free GPU"
+    assert pending_reason(run(1, status="running", status_message="running")) == ""
+
+
+def test_sorted_by_duration_the_run_time_counts_not_the_wait():
+    table = RunTable()
+    long_wait = run(1, status="pending", submitted_at="2026-11-27T01:00:00.000Z")
+    ran = run(2, started_at="2026-11-27T05:00:00Z", finished_at="2026-11-27T05:00:09Z")
+    table.reconcile([long_wait, ran])
+    table.set_sort("duration")
+    assert table.view() == [ran["model_id"], long_wait["model_id"]]

@@ -32,6 +32,38 @@ ERROR_CODES = {
     "S303": "results could not be stored",
 }
 
+
+def placement(run: dict, cpu_mode: bool | None = None) -> str:
+    """Where a run runs, ran or will run: ``GPU 0``, ``GPU 0,1``, ``CPU``; waiting on a machine
+    with GPUs: ``1 GPU`` (how many it waits for); ``""`` when not known or it never started.
+
+    ``cpu_mode``: the service runs on the CPU (``GET /v3/health``), None when not known. A run
+    that started with no GPU ran on the CPU, except while a cluster has yet to report the GPUs
+    it chose."""
+    gpu_ids = run.get("gpu_ids") or []
+    if gpu_ids:
+        return "GPU " + ",".join(str(i) for i in gpu_ids)
+    status = run.get("status")
+    if run.get("started_at") or status in ACTIVE_STATES:
+        if cpu_mode is False and status in ACTIVE_STATES:
+            return "GPU"  # chosen by a cluster, reported by the learner in a moment
+        return "CPU"
+    if status == PENDING:
+        if cpu_mode:
+            return "CPU"
+        if cpu_mode is False:
+            gpus = run.get("gpus") or 1
+            return f"{gpus} GPU" + ("s" if gpus != 1 else "")
+    return ""
+
+
+def resource_placement(run: dict, cpu_mode: bool | None = None) -> str:
+    """The resource and where it runs: ``small · CPU``, ``medium · GPU 0,1``, ``small``."""
+    resource = run.get("resource") or "-"
+    where = placement(run, cpu_mode)
+    return f"{resource} · {where}" if where else resource
+
+
 ID_PREFIX = "training-"
 _ID_ALPHABET = string.ascii_letters + string.digits
 

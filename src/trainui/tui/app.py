@@ -63,6 +63,7 @@ class TrainuiApp(App[int]):
         self.gpu_readings: dict | None = None
         self.service_health: dict | None = None  # GET /v3/health: cpu_mode, gpus, cpu_slots
         self.gpu_history: dict | None = None
+        self.cpu_mode: bool | None = None  # the service runs on the CPU (its health says)
         self.events_seen = 0
         self.first_view = asyncio.Event()  # set once the run opened at start shows its log
         self._changed: set[str] | None = set()
@@ -209,7 +210,9 @@ class TrainuiApp(App[int]):
     async def _load_runs(self) -> None:
         await self._after_first_view()
         with contextlib.suppress(Exception):
-            self._service_pid = (await self.client.health()).get("pid")
+            health = await self.client.health()
+            self._service_pid = health.get("pid")
+            self.cpu_mode = health.get("cpu_mode")
         if not self.loaded:
             # the list comes oldest first: one page tells how many there are, and a long
             # history has its newest page drawn while the rest comes

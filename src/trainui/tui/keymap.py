@@ -34,6 +34,7 @@ GROUPS = {
     "viewer": "A run's manifest (read-only)",
     "results": "Downloading results",
     "gpus": "GPUs, full screen",
+    "bar": "Search, filter and jump line",
     "confirm": "Confirmation",
 }
 
@@ -56,9 +57,15 @@ runs.new             n                      new_run          New       c
 runs.clone           c                      clone_run        Clone     c
     New run from the selected run's manifest
 runs.halt            h                      halt_run         Halt      c
-    Halt the selected run (asks first)
+    Halt the selected run, or the marked ones (asks first)
 runs.delete          d                      delete_run       Delete    c
-    Delete the selected run (asks first)
+    Delete the selected run, or the marked ones (asks first)
+runs.mark            space                  toggle_mark      Mark      hc
+    Mark or unmark the selected run (h and d act on the marked runs)
+runs.mark_all        asterisk               mark_all         Mark_all  hc
+    Mark every run shown (again: unmark them)
+runs.unmark          escape                 clear_marks      Unmark    hc
+    Unmark every run
 runs.filter          slash                  filter           Filter    -
     Show the runs with these words
 runs.sort            s                      sort             Sort      -
@@ -67,7 +74,7 @@ runs.reverse         r                      reverse          Reverse   h
     Reverse the order
 runs.jump            colon                  jump             Jump      h
     Jump to a run by ID or name
-runs.download        w                      app.download_results Download h
+runs.download        x                      app.download_results Download h
     Download the selected run's results into a folder
 runs.manifest        m                      app.view_manifest Manifest h
     The selected run's manifest (read-only, secrets removed)
@@ -89,6 +96,8 @@ run.follow           f                      follow           Follow    -
     Follow the log as it grows (on/off)
 run.search           slash                  search           Search    -
     Search the whole log
+run.only             ampersand              only_matching    Only      h
+    Show only the lines that match (like less's &; escape shows all)
 run.next_match       n                      next_match       Next      h
     Next match
 run.previous_match   N                      previous_match   Previous  h
@@ -101,7 +110,7 @@ run.delete           d                      delete_run       Delete    c
     Delete this run (asks first)
 run.clone            c                      clone_run        Clone     hc
     New run from this run's manifest
-run.download         w                      app.download_results Download -
+run.download         x                      app.download_results Download -
     Download this run's results into a folder
 run.manifest         m                      app.view_manifest Manifest -
     This run's manifest (read-only, secrets removed)
@@ -121,6 +130,8 @@ log.left             left                   scroll_left      Left      h
     The start of long lines
 log.right            right                  scroll_right     Right     h
     The rest of long lines
+log.wrap             w                      toggle_wrap      Wrap      h
+    Wrap long lines (on/off)
 editor.submit        ctrl+s                 submit           Submit    cp
     Submit the run
 editor.browse        ctrl+o                 browse           Model     p
@@ -159,6 +170,8 @@ results.cancel       escape                 cancel           Cancel    -
     Close; stop a download under way (the files already written stay)
 gpus.back            escape                 back             Back      -
     Back to where it was opened from
+bar.regex            ctrl+r                 toggle_regex     Regex     -
+    In the search line: a regular expression, or plain text (on/off)
 confirm.yes          y                      confirm          Yes       h
     Yes
 confirm.no           escape,n               cancel           Cancel    h

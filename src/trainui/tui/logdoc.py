@@ -48,6 +48,19 @@ def newlines(data: bytes, offset: int) -> array:
     return array("q", accumulate(map((1).__add__, map(len, parts)), initial=offset))[1:]
 
 
+def _matching_lines(pattern: re.Pattern[bytes], data: bytes, offset: int, starts: array) -> bytes:
+    """The starts of the lines of ``data`` (at ``offset``) that match, as int64 bytes;
+    ``starts``: the line starts from the line holding ``offset`` on (sorted)."""
+    import numpy as np
+
+    hits = np.fromiter((m.start() for m in pattern.finditer(data)), np.int64)
+    if not len(hits):
+        return b""
+    line_starts = np.frombuffer(starts, np.int64) if len(starts) else np.zeros(1, np.int64)
+    lines = line_starts[np.searchsorted(line_starts, hits + offset, side="right") - 1]
+    return np.unique(lines).tobytes()
+
+
 class LineStarts:
     """Line starts in an ``array('q')`` (8 bytes a line): lines are added at the end as the
     log grows, and before the start as older parts are read (rarely, in big steps)."""
@@ -99,6 +112,7 @@ class LogDocument:
         self.wanted: set[int] = set()
         self.matches = array("q")  # line starts of the lines that match the search, in order
         self.pattern: re.Pattern[bytes] | None = None
+        self._late: array | None = None  # while a search runs: what a follow's lines add
         self._searched_to = 0
         self._blocks: OrderedDict[int, tuple[int, bytearray]] = OrderedDict()
         self._cached = 0
@@ -224,54 +238,66 @@ class LogDocument:
     # --- search ---------------------------------------------------------------------------
 
     async def search(
-        self, pattern: re.Pattern[bytes], progress: Callable[[float], None] | None = None
+        self,
+        pattern: re.Pattern[bytes],
+        progress: Callable[[float], None] | None = None,
+        found: Callable[[float], None] | None = None,
     ) -> int:
-        """Find the lines that match, in the whole log; the number of matching lines."""
+        """Find the lines that match, in the whole log; the number of matching lines.
+
+        ``progress``: how much of the log is read; ``found``: how much of it is searched, each
+        time more matches are in ``matches`` (they grow in order, from the top, as the search
+        goes: a filtered view shows them while the rest is searched)."""
         self.clear_search()
         await self.extend_to_start(progress)
         self.pattern = pattern
         end = self._searched_to = self.size
-        await self._search_range(pattern, 0, end)
+        await self._search_range(pattern, 0, end, found)
         return len(self.matches)
 
     def clear_search(self) -> None:
         self.pattern = None
         self.matches = array("q")
+        self._late = None
 
-    async def _search_range(self, pattern: re.Pattern[bytes], lo: int, hi: int) -> None:
-        found: list[bytes] = []
-        position = lo
-        while position < hi:
-            end = min(hi, position + BACK)
-            if end < hi:  # cut at a line start, so that no match is split
-                cut = self.starts[self.line_of(end)]
-                end = cut if cut > position else end
-            data = self.get(position, end, want=False)
-            if data is None:
-                data, _size, _got = await self.read(position, end - position)
-                data = data[: end - position]
-            lines = await asyncio.to_thread(self._matching_lines, pattern, data, position)
-            found.append(lines)
-            position = end
-        if pattern is not self.pattern:
-            return
-        merged = array("q")
-        for lines in found:
-            merged.frombytes(lines)
-        if self.matches:  # lines a follow added meanwhile
-            merged.extend(m for m in self.matches if not merged or m > merged[-1])
-        self.matches = merged
+    async def _search_range(
+        self,
+        pattern: re.Pattern[bytes],
+        lo: int,
+        hi: int,
+        found: Callable[[float], None] | None = None,
+    ) -> None:
+        merged = self.matches = array("q")
+        self._late = array("q")  # matches in what a follow adds meanwhile (after ``hi``)
+        try:
+            position = lo
+            while position < hi:
+                end = min(hi, position + BACK)
+                if end < hi:  # cut at a line start, so that no match is split
+                    cut = self.starts[self.line_of(end)]
+                    end = cut if cut > position else end
+                data = self.get(position, end, want=False)
+                if data is None:
+                    data, _size, _got = await self.read(position, end - position)
+                    data = data[: end - position]
+                starts = self._starts_between(position, end)
+                lines = await asyncio.to_thread(_matching_lines, pattern, data, position, starts)
+                if pattern is not self.pattern:
+                    return
+                merged.frombytes(lines)
+                position = end
+                if found is not None:
+                    found(position / max(1, hi))
+        finally:
+            if pattern is self.pattern and self.matches is merged:
+                late, self._late = self._late, None
+                last = merged[-1] if merged else -1
+                merged.extend(m for m in late if m > last)
 
-    def _matching_lines(self, pattern: re.Pattern[bytes], data: bytes, offset: int) -> bytes:
-        """The starts of the lines of ``data`` (at ``offset``) that match, as int64 bytes."""
-        import numpy as np
-
-        hits = np.fromiter((m.start() for m in pattern.finditer(data)), np.int64)
-        if not len(hits):
-            return b""
-        starts = np.frombuffer(self.starts.array, np.int64)
-        lines = starts[np.searchsorted(starts, hits + offset, side="right") - 1]
-        return np.unique(lines).tobytes()
+    def _starts_between(self, lo: int, hi: int) -> array:
+        """A copy of the line starts from the line holding byte ``lo`` to the one holding
+        ``hi`` (a copy: a follow may grow the index while a thread reads it)."""
+        return self.starts.array[self.line_of(lo) : self.line_of(hi) + 1]
 
     def _search_new(self) -> None:
         """Search what a follow added: the complete lines not searched yet."""
@@ -281,9 +307,11 @@ class LogDocument:
         data = self.get(self._searched_to, complete_to, want=False)
         if data is not None and self.pattern is not None:
             lines = array("q")
-            lines.frombytes(self._matching_lines(self.pattern, data, self._searched_to))
-            last = self.matches[-1] if self.matches else -1
-            self.matches.extend(line for line in lines if line > last)
+            starts = self._starts_between(self._searched_to, complete_to)
+            lines.frombytes(_matching_lines(self.pattern, data, self._searched_to, starts))
+            into = self._late if self._late is not None else self.matches  # searching: later
+            last = into[-1] if into else -1
+            into.extend(line for line in lines if line > last)
         self._searched_to = complete_to
 
     def match_index(self, line: int, forward: bool = True) -> int | None:

@@ -11,7 +11,7 @@ import calendar
 import time
 from collections.abc import Iterable
 
-from trainui.core.runs import ACTIVE_STATES, FINAL_STATES, STATES
+from trainui.core.runs import FINAL_STATES, STATES, resource_placement
 
 SORTS = ("submitted", "status", "name", "duration")
 _STATE_ORDER = {state: i for i, state in enumerate(STATES)}
@@ -66,13 +66,11 @@ def local_time(stamp: str | None, short: bool = False) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", moment)
 
 
-def duration_seconds(run: dict, now: float | None = None) -> float | None:
-    """How long the run ran (started → finished, or → now while active); pending: waited."""
+def ran_seconds(run: dict, now: float | None = None) -> float | None:
+    """How long the run ran: started → finished, or → now while it goes on; None if it never
+    started."""
     started = parse_time(run.get("started_at"))
     if started is None:
-        if run.get("status") == "pending":
-            submitted = parse_time(run.get("submitted_at"))
-            return None if submitted is None else max(0.0, (now or time.time()) - submitted)
         return None
     finished = parse_time(run.get("finished_at"))
     if finished is None:
@@ -80,6 +78,41 @@ def duration_seconds(run: dict, now: float | None = None) -> float | None:
             return None
         finished = now or time.time()
     return max(0.0, finished - started)
+
+
+def waited_seconds(run: dict, now: float | None = None) -> float | None:
+    """How long the run waited for a GPU or CPU slot: submitted → started, or → now while
+    pending, or → finished when it ended before it started."""
+    submitted = parse_time(run.get("submitted_at"))
+    if submitted is None:
+        return None
+    until = parse_time(run.get("started_at")) or parse_time(run.get("finished_at"))
+    if until is None:
+        if run.get("status") != "pending":
+            return None
+        until = now or time.time()
+    return max(0.0, until - submitted)
+
+
+# the run time; a pending run has none (its wait is ``waited_seconds``)
+duration_seconds = ran_seconds
+
+
+def time_text(run: dict, now: float | None = None) -> str:
+    """The list's ``Ran`` cell: ``3m05s`` once started, ``wait 3m`` while pending."""
+    if run.get("status") == "pending":
+        return "wait " + format_wait(waited_seconds(run, now))
+    return format_duration(ran_seconds(run, now))
+
+
+def format_wait(seconds: float | None) -> str:
+    """A wait, coarse (it fits the list's narrow column): ``12s``, ``3m``, ``2h``, ``3d``."""
+    if seconds is None:
+        return "-"
+    for unit, scale in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= scale * (2 if unit == "d" else 1):
+            return f"{int(seconds // scale)}{unit}"
+    return f"{int(seconds)}s"
 
 
 def format_duration(seconds: float | None) -> str:
@@ -106,15 +139,17 @@ def format_bytes(count: int | float | None) -> str:
     return f"{int(count)} B"
 
 
-def resource_text(run: dict) -> str:
-    """``small 1`` while waiting, ``medium 0,1`` once GPUs are given, ``small cpu`` on the CPU."""
-    gpu_ids = run.get("gpu_ids")
-    resource = run.get("resource") or "-"
-    if gpu_ids:
-        return f"{resource} {','.join(str(i) for i in gpu_ids)}"
-    if run.get("status") in ACTIVE_STATES and gpu_ids == []:
-        return f"{resource} cpu"
-    return f"{resource} ×{run.get('gpus') or '?'}"
+def resource_text(run: dict, cpu_mode: bool | None = None) -> str:
+    """``small · GPU 0``, ``medium · GPU 0,1``, ``small · CPU`` (ran, runs or will run on the
+    CPU), ``small · 1 GPU`` (waits for one)."""
+    return resource_placement(run, cpu_mode)
+
+
+def pending_reason(run: dict) -> str:
+    """Why a pending run waits (the service's words), else ``""``."""
+    if run.get("status") != "pending":
+        return ""
+    return run.get("status_message") or "waiting for a free GPU"
 
 
 def is_active(run: dict) -> bool:
@@ -284,8 +319,9 @@ class RunTable:
             return (_STATE_ORDER.get(run.get("status"), 99), submitted, run["model_id"])
         if self.sort == "name":
             return ((run.get("name") or "").lower(), submitted, run["model_id"])
-        if self.sort == "duration":
-            return (duration_seconds(run) or 0.0, submitted, run["model_id"])
+        if self.sort == "duration":  # the run time; the pending ones by how long they wait
+            waited = (waited_seconds(run) or 0.0) if run.get("status") == "pending" else 0.0
+            return (ran_seconds(run) or 0.0, waited, submitted, run["model_id"])
         return (submitted, run["model_id"])
 
     def _key_changed(self, old: dict, new: dict) -> bool:

@@ -10,7 +10,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
 from trainui.client import ClientError, ServiceUnreachable
-from trainui.tui.keymap import bindings
+from trainui.tui.keymap import ACTIONS, bindings, group_of
 from trainui.tui.runs import SYMBOLS, format_bytes, is_active
 from trainui.tui.screens.base import TrainuiScreen
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
@@ -20,6 +20,10 @@ from trainui.tui.widgets.run_detail import RunDetail
 
 if TYPE_CHECKING:
     from textual.widgets import Input
+
+
+# the screen's own actions: hidden from the footer while the search line is open
+_OWN = frozenset(a.action for a in ACTIONS.values() if group_of(a) == "run")
 
 
 class RunScreen(TrainuiScreen):
@@ -90,11 +94,28 @@ class RunScreen(TrainuiScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not super().check_action(action, parameters):
             return False
+        if action in _OWN and getattr(self.focused, "purpose", None) is not None:
+            return False  # the search line has the keys (its footer: enter, escape, ctrl+r)
         if action in ("halt_run", "follow"):  # only while the run goes on
-            return self.run_data is not None and is_active(self.run_data) and not self.deleted
-        if action in ("next_match", "previous_match"):
-            return bool(self.log_view.search_text)
+            return self._going_on()
         return True
+
+    def _going_on(self) -> bool:
+        return self.run_data is not None and is_active(self.run_data) and not self.deleted
+
+    def on_key(self, event) -> None:
+        """``f`` on an ended run: its binding is hidden (the footer offers no follow), so the
+        key would do nothing; say why instead."""
+        if self.focused is not self.log_view or self._going_on() or self.run_data is None:
+            return
+        keys = getattr(self.app, "_keymap", {}).get("run.follow", ACTIONS["run.follow"].keys)
+        if event.key in {key.strip() for key in keys.split(",")}:
+            event.stop()
+            event.prevent_default()
+            self.notify(
+                "This run has ended: its log no longer grows.",
+                severity="warning",
+            )
 
     # --- from the app ---------------------------------------------------------------------
 
@@ -164,7 +185,11 @@ class RunScreen(TrainuiScreen):
     # --- the log --------------------------------------------------------------------------
 
     def on_log_view_status_changed(self, event: LogView.StatusChanged) -> None:
-        text = self.log_view.status_text()
+        bar = self.query("BarInput")
+        if bar and bar.first().is_open:
+            text = _bar_hint(bar.first())  # what the search line does, above it
+        else:
+            text = self.log_view.status_text()
         if text != self._status_text:  # one line: no layout needed, only a redraw
             self._status_text = text
             self.query_one("#log-status", Static).update(text, layout=False)
@@ -191,28 +216,57 @@ class RunScreen(TrainuiScreen):
 
     async def action_search(self) -> None:
         bar = await self._bar()
-        bar.open(
-            "search",
-            "search the whole log (case-insensitive unless you type a capital)",
-            self.log_view.search_text,
-        )
+        log = self.log_view
+        bar.open("search", "search the whole log", log.search_text, log.regex)
+        self.on_log_view_status_changed(None)
+
+    async def action_only_matching(self) -> None:
+        bar = await self._bar()
+        log = self.log_view
+        bar.open("only", "show only the lines that match (empty: every line)", log.search_text,
+                 log.regex)  # fmt: skip
+        self.on_log_view_status_changed(None)
+
+    def on_bar_input_mode_changed(self, event) -> None:
+        self.on_log_view_status_changed(None)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
         bar = event.input
-        if bar.id == "bar":
-            bar.close()
-            self.log_view.search(event.value)
-            self.log_view.focus()
+        if bar.id != "bar":
+            return
+        log = self.log_view
+        if bar.purpose == "only" and not event.value:
+            log.show_only(False)
+            problem = None
+        else:
+            problem = log.search(event.value, bar.regex, True if bar.purpose == "only" else None)
+        if problem:  # the line stays open to be put right
+            self.notify(problem, severity="error")
+            return
+        bar.close()
+        log.focus()
+        self.on_log_view_status_changed(None)
 
     def on_bar_input_cancelled(self, event) -> None:
         event.bar.close()
         self.log_view.focus()
+        self.on_log_view_status_changed(None)
 
     def action_next_match(self) -> None:
-        self.log_view.next_match(forward=True)
+        self._next(forward=True)
 
     def action_previous_match(self) -> None:
-        self.log_view.next_match(forward=False)
+        self._next(forward=False)
+
+    def _next(self, forward: bool) -> None:
+        log = self.log_view
+        if not log.search_text:
+            self.notify("No search yet: / searches the log (& shows only the lines that match).",
+                        severity="warning")  # fmt: skip
+        elif log.doc is not None and not len(log.doc.matches) and not log.activity:
+            self.notify(f"No line matches {log.search_text!r}.", severity="warning")
+        else:
+            log.next_match(forward=forward)
 
     def action_toggle_details(self) -> None:
         self.query_one("#details").toggle_class("-hidden")
@@ -220,6 +274,9 @@ class RunScreen(TrainuiScreen):
     # --- changing the run -----------------------------------------------------------------
 
     def action_back(self) -> None:
+        if self.log_view.only:  # escape leaves the filtered view first
+            self.log_view.show_only(False)
+            return
         self.app.back()
 
     def action_halt_run(self) -> None:
@@ -230,3 +287,11 @@ class RunScreen(TrainuiScreen):
 
     def action_clone_run(self) -> None:
         self.app.clone_run(self.model_id)
+
+
+def _bar_hint(bar) -> str:
+    """The status line while the search line is open: what it does, and how."""
+    kind = "regex" if bar.regex else "plain text"
+    other = "plain text" if bar.regex else "regex"
+    what = "only matching lines" if bar.purpose == "only" else "search the whole log"
+    return f"{what} · {kind} (ctrl+r: {other}) · a capital: match case"

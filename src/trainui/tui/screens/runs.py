@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Static
 
+from trainui.client import ClientError
 from trainui.core.runs import FINAL_STATES
-from trainui.tui.keymap import bindings
-from trainui.tui.runs import SORTS, is_active
+from trainui.tui.keymap import ACTIONS, bindings, group_of
+from trainui.tui.runs import SORTS, SYMBOLS, is_active
 from trainui.tui.screens.base import TrainuiScreen
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
 from trainui.tui.widgets.footer import Footer
@@ -19,6 +21,10 @@ from trainui.tui.widgets.run_list import RunList, RunListHeader
 if TYPE_CHECKING:
     from textual.widgets import Input
 
+# the screen's own actions: hidden from the footer while the filter or jump line is open
+_OWN = frozenset(a.action for a in ACTIONS.values() if group_of(a) == "runs")
+NAMED = 5  # marked runs named in the halt or delete question; the rest are counted
+
 
 class RunsScreen(TrainuiScreen):
     BINDINGS = bindings("runs")
@@ -27,6 +33,10 @@ class RunsScreen(TrainuiScreen):
     RunsScreen RunList { height: 1fr; }
     RunsScreen #empty { display: none; height: auto; padding: 1 2; color: $text-muted; }
     RunsScreen #empty.-shown { display: block; }
+    RunsScreen #selection {
+        height: 1; background: $boost; color: $text-muted; padding: 0 1;
+        text-wrap: nowrap; text-overflow: ellipsis;
+    }
     """
 
     _current_active: bool | None = None
@@ -38,6 +48,7 @@ class RunsScreen(TrainuiScreen):
         yield RunListHeader(table, id="header")
         yield RunList(table, id="runs")
         yield Static(id="empty")
+        yield Static("", id="selection")  # the selected run's status, in full
         yield GpuPane(id="gpus")
         yield Footer(compact=True)
 
@@ -56,13 +67,40 @@ class RunsScreen(TrainuiScreen):
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if not super().check_action(action, parameters):
             return False
-        if action == "halt_run":  # only for a run that has not ended
-            run = self.app.table.get(self.run_list.current or "")
-            return run is not None and is_active(run)
+        if action in _OWN and getattr(self.focused, "purpose", None) is not None:
+            return False  # the filter or jump line has the keys (its footer: enter, escape)
+        if action == "halt_run":  # only for a run that has not ended (or marked ones)
+            return any(is_active(run) for run in self._targets())
+        if action == "clear_marks":
+            return bool(self.run_list.marked)
         return True
+
+    def _targets(self) -> list[dict]:
+        """The runs that halt and delete act on: the marked ones, else the selected one."""
+        table = self.app.table
+        if self.run_list.marked:
+            ids = [m for m in table.view() if m in self.run_list.marked]
+            ids += sorted(self.run_list.marked - set(ids))  # marked, hidden by the filter
+        else:
+            ids = [self.run_list.current] if self.run_list.current else []
+        return [table.runs[m] for m in ids if m in table.runs]
 
     def on_run_list_highlighted(self, event: RunList.Highlighted) -> None:
         self._bindings_for(event.model_id)
+        self._show_selection()
+
+    def _show_selection(self) -> None:
+        """The line under the list: the selected run's state in the service's words (why it
+        waits, why it failed), which its row may cut."""
+        run = self.app.table.get(self.run_list.current or "")
+        text = ""
+        if run is not None:
+            status = run.get("status", "")
+            message = run.get("status_message") or status
+            text = f"{SYMBOLS.get(status, '?')} {run['model_id']}  {message}"
+        line = self.query_one("#selection", Static)
+        if str(line.render()) != text:
+            line.update(text, layout=False)
 
     # --- from the app ---------------------------------------------------------------------
 
@@ -81,6 +119,8 @@ class RunsScreen(TrainuiScreen):
         if table.filter:
             title += f"  filter '{table.filter}': {shown:,} of {len(table):,}"
         right = f"{active} active · {len(table):,} run{'s' if len(table) != 1 else ''}"
+        if run_list.marked:
+            right = f"{len(run_list.marked)} marked · {right}"
         if not self.app.loaded:
             right = "loading…"
         self.query_one(TitleBar).set(title, right)
@@ -97,11 +137,11 @@ class RunsScreen(TrainuiScreen):
                 )
         empty.set_class(self.app.loaded and not shown, "-shown")
         self._bindings_for(run_list.current)
+        self._show_selection()
 
     def _bindings_for(self, model_id: str | None) -> None:
         """Show halt only for a run that goes on: redraw the footer when that changes."""
-        run = self.app.table.get(model_id or "")
-        active = run is not None and is_active(run)
+        active = any(is_active(run) for run in self._targets())
         if active != self._current_active:
             self._current_active = active
             self.refresh_bindings()
@@ -151,12 +191,104 @@ class RunsScreen(TrainuiScreen):
             self.app.clone_run(model_id)
 
     def action_halt_run(self) -> None:
-        if model_id := self._current():
+        if self.run_list.marked:
+            self._halt_marked()
+        elif model_id := self._current():
             self.app.halt_run(model_id)
 
     def action_delete_run(self) -> None:
-        if model_id := self._current():
+        if self.run_list.marked:
+            self._delete_marked()
+        elif model_id := self._current():
             self.app.delete_run(model_id)
+
+    # --- marked runs ----------------------------------------------------------------------
+
+    def action_toggle_mark(self) -> None:
+        if model_id := self._current():
+            self.run_list.toggle_mark(model_id)
+            self.run_list.move_to(self.run_list.cursor + 1)  # as in k9s: on to the next run
+            self._marks_changed()
+
+    def action_mark_all(self) -> None:
+        self.run_list.mark_all()
+        self._marks_changed()
+
+    def action_clear_marks(self) -> None:
+        self.run_list.clear_marks()
+        self._marks_changed()
+
+    def _marks_changed(self) -> None:
+        self.runs_changed(set())
+        self._current_active = None  # halt may apply now, or no longer
+        self._bindings_for(None)
+
+    def _halt_marked(self) -> None:
+        runs = [run for run in self._targets() if is_active(run)]
+        ended = len(self._targets()) - len(runs)
+        if not runs:
+            self.notify("None of the marked runs goes on: nothing to halt.", severity="warning")
+            return
+        detail = "Their training commands are stopped; logs and results stay stored."
+        if ended:
+            detail += f" ({ended} marked run{'s have' if ended != 1 else ' has'} ended already.)"
+        self._ask(f"Halt {_count(runs)}?", runs, detail, "Halt", self._halt_runs)
+
+    def _delete_marked(self) -> None:
+        runs = self._targets()
+        active = sum(1 for run in runs if is_active(run))
+        detail = "What they stored in the results bucket stays there."
+        if active:
+            going = f"{active} going on {'is' if active == 1 else 'are'} halted first."
+            detail = f"{going} {detail}"
+        question = f"Delete {_count(runs)} from the history?"
+        self._ask(question, runs, detail, "Delete", self._delete_runs)
+
+    def _ask(self, question: str, runs: list[dict], detail: str, confirm: str, act) -> None:
+        from trainui.tui.screens.confirm import ConfirmScreen
+
+        names = ", ".join(f"{r['model_id']} ({r.get('name', '')})" for r in runs[:NAMED])
+        if len(runs) > NAMED:
+            names += f" and {len(runs) - NAMED} more"
+        ids = [run["model_id"] for run in runs]
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                act(ids)
+
+        self.app.push_screen(ConfirmScreen(question, f"{names}.\n{detail}", confirm), answered)
+
+    @work(group="change")
+    async def _halt_runs(self, ids: list[str]) -> None:
+        done = await self._each(ids, self.app.client.halt_run, "halt")
+        self.notify(f"Halting {_count(done)}.")
+
+    @work(group="change")
+    async def _delete_runs(self, ids: list[str]) -> None:
+        done = await self._each(ids, self.app.client.delete_run, "delete")
+        for model_id in done:
+            self.app.table.remove(model_id)
+            self.run_list.marked.discard(model_id)
+        self.app._runs_changed(set(done))
+        self.notify(f"Deleted {_count(done)}.")
+
+    async def _each(self, ids: list[str], change, verb: str) -> list[str]:
+        """Halt or delete each run; the ones done (a refusal is said, and the rest go on)."""
+        done = []
+        for model_id in ids:
+            try:
+                run = await change(model_id)
+            except ClientError as error:
+                self.app._refused(error)
+                continue
+            if isinstance(run, dict) and run.get("model_id") == model_id:
+                self.app.table.upsert(run)
+            done.append(model_id)
+        if verb == "halt":
+            self.app._runs_changed(set(done))
+        self.run_list.marked -= set(done)
+        self._marks_changed()
+        return done
 
     def action_sort(self) -> None:
         table = self.app.table
@@ -229,3 +361,7 @@ class RunsScreen(TrainuiScreen):
             self.query_one("#bar").close()
             self.runs_changed()
         self.run_list.move_to(table.index(model_id) or 0, center=True)
+
+
+def _count(runs: list) -> str:
+    return f"{len(runs)} run{'s' if len(runs) != 1 else ''}"

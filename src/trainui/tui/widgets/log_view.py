@@ -8,6 +8,7 @@ and the pane is redrawn at most 20 times a second.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import re
 from collections import OrderedDict
 
@@ -71,6 +72,10 @@ class LogView(ScrollView, can_focus=True):
         self.activity = ""  # what is being read, for the status line
         self.error = ""
         self.search_text = ""
+        self.regex = False  # the search text is a regular expression
+        self.only = False  # only the lines that match are shown (like less's &)
+        self.wrap = False  # long lines are wrapped (else cut, with ← → to see the rest)
+        self.notice = ""  # said first in the status line until the view moves (search wrapped)
         self.current_match: int | None = None  # index into doc.matches
         self._str_pattern: re.Pattern[str] | None = None
         self._lines: OrderedDict[tuple, Strip] = OrderedDict()
@@ -79,6 +84,9 @@ class LogView(ScrollView, can_focus=True):
         self._extending = False
         self._styles: dict[str, Style] = {}
         self._styles_theme = ""
+        self._generation = 0  # grows when drawn lines are forgotten (wrapping's layout too)
+        self._layout_key: tuple | None = None
+        self._layout_rows: list[tuple[int, int]] = []
 
     # --- opening and following ------------------------------------------------------------
 
@@ -169,15 +177,154 @@ class LogView(ScrollView, can_focus=True):
         from trainui.tui.logdoc import MAX_LINE
 
         doc = self.doc
+        region = self.scrollable_content_region
+        if self.wrap:  # scrolled by lines; at the end, the last lines fill the pane
+            height = self._last_top() + region.height if self._view_count() else 0
+            set_virtual_size(self, Size(region.width, height))
+            return
         longest = min(doc.longest, MAX_LINE) + (24 if doc.trimmed else 0)
-        width = max(self.scrollable_content_region.width, longest)
-        set_virtual_size(self, Size(width, doc.count))
+        width = max(region.width, longest)
+        set_virtual_size(self, Size(width, self._view_count()))
+
+    def _forget_drawn(self) -> None:
+        self._lines.clear()
+        self._generation += 1
+
+    # --- the lines shown: all of them, or only those that match (``only``) ----------------
+
+    def _view_count(self) -> int:
+        doc = self.doc
+        if doc is None:
+            return 0
+        return len(doc.matches) if self.only else doc.count
+
+    def _doc_line(self, k: int) -> int:
+        """The log line shown as the pane's line ``k``."""
+        return self.doc.line_of(int(self.doc.matches[k])) if self.only else k
+
+    def _doc_top_line(self) -> int:
+        """The log line at the top of the pane."""
+        top = int(self.scroll_offset.y)
+        if not self.only:
+            return top
+        doc = self.doc
+        if top < len(doc.matches):
+            return doc.line_of(int(doc.matches[top]))
+        return max(0, doc.count - 1)
+
+    def show_only(self, on: bool) -> None:
+        """Show only the lines that match the search, or every line again; the line at the
+        top stays in view (following, the end does)."""
+        doc = self.doc
+        if doc is None or on == self.only:
+            return
+        line = self._doc_top_line()
+        self.only = on
+        self._forget_drawn()
+        self._update_size()
+        if self.following:
+            self._to_end()
+        elif on:
+            position = bisect.bisect_left(doc.matches, doc.starts[line]) if doc.count else 0
+            self.scroll_to(y=position, animate=False, immediate=True, force=True)
+        else:
+            y = max(0, line - self.size.height // 3)
+            self.scroll_to(y=y, animate=False, immediate=True, force=True)
+        self.refresh()
+        self._status()
+
+    def action_toggle_wrap(self) -> None:
+        """Wrap long lines, or cut them again (← → scroll them)."""
+        self.wrap = not self.wrap
+        if self.wrap:
+            self.scroll_to(x=0, animate=False, immediate=True, force=True)
+        if self.doc is not None:
+            top = int(self.scroll_offset.y)
+            self._forget_drawn()
+            self._update_size()
+            if self.following:
+                self._to_end()
+            else:
+                self.scroll_to(y=top, animate=False, immediate=True, force=True)
+        self.refresh()
+        self._status()
+
+    # --- wrapping: the pane's rows, each a part of a line ---------------------------------
+
+    def _last_top(self) -> int:
+        """The first line of the last pane-full: the top of the view at the end of the log."""
+        count = self._view_count()
+        height = self.scrollable_content_region.height
+        rows, k = 0, count
+        while k > 0:
+            wrapped = self._wrapped(k - 1)
+            rows += 1 if wrapped is None else len(wrapped)
+            if rows > height:
+                break
+            k -= 1
+        return min(k, max(0, count - 1))
+
+    def _layout(self) -> list[tuple[int, int]]:
+        """(pane line, row of it) for each row of the pane, from the line at the top."""
+        region = self.scrollable_content_region
+        top = int(self.scroll_offset.y)
+        count = self._view_count()
+        key = (top, region.width, region.height, count, self._generation, self.current_match)
+        if key == self._layout_key:
+            return self._layout_rows
+        rows: list[tuple[int, int]] = []
+        complete = True
+        k = top
+        while len(rows) < region.height and k < count:
+            wrapped = self._wrapped(k)
+            complete = complete and wrapped is not None
+            rows.extend((k, j) for j in range(1 if wrapped is None else len(wrapped)))
+            k += 1
+        rows = rows[: region.height]
+        if complete:  # a line still being read is drawn as one row until it comes
+            self._layout_key, self._layout_rows = key, rows
+        return rows
+
+    def _wrapped(self, k: int) -> list[Strip] | None:
+        """Pane line ``k`` cut into rows of the pane's width; None while it is being read."""
+        doc = self.doc
+        i = self._doc_line(k)
+        s, e = doc.span(i)
+        width = max(1, self.scrollable_content_region.width)
+        current = self._is_current(s)
+        key = ("wrap", s, e, width, self.search_text, self.regex, current)
+        rows = self._lines.get(key)
+        if rows is not None:
+            self._lines.move_to_end(key)
+            return rows
+        got = doc.line(i)
+        if got is None:
+            if not self._fetching:
+                self._fetch()
+            return None
+        base = self._style("base")
+        strip = self._render_text(got[0], got[1], base, current)
+        length = strip.cell_length
+        parts = strip.divide([*range(width, length, width), length]) if length > width else [strip]
+        rows = [part.crop_extend(0, width, base) for part in parts]
+        self._lines[key] = rows
+        if len(self._lines) > 1024:
+            self._lines.popitem(last=False)
+        return rows
+
+    def _is_current(self, start: int) -> bool:
+        doc = self.doc
+        return (
+            self.current_match is not None
+            and self.current_match < len(doc.matches)
+            and int(doc.matches[self.current_match]) == start
+        )
 
     # --- older parts, missing blocks ------------------------------------------------------
 
     def _maybe_extend(self) -> None:
         doc = self.doc
-        if doc is None or doc.start == 0 or doc.dropped or self._extending:
+        if doc is None or doc.start == 0 or doc.dropped or self._extending or self.only:
             return
         if self.scroll_offset.y < max(self.size.height, 20):
             self._extend()
@@ -214,7 +361,7 @@ class LogView(ScrollView, can_focus=True):
             y = self.scroll_offset.y + added
             self._update_size()
             self.scroll_to(y=y, animate=False, immediate=True, force=True)
-            self._lines.clear()
+            self._forget_drawn()
             self.refresh()
         if to_start:
             self.scroll_home(animate=False, immediate=True, force=True)
@@ -227,6 +374,10 @@ class LogView(ScrollView, can_focus=True):
         try:
             while self.doc.wanted:
                 await self.doc.fetch_wanted()
+                if self.wrap:  # the lines read may take more rows than guessed
+                    self._update_size()
+                    if self.following:
+                        self._to_end()
                 self.refresh()
         except ServiceUnreachable as error:
             self.app.connection_lost(str(error))
@@ -239,7 +390,15 @@ class LogView(ScrollView, can_focus=True):
 
     def watch_scroll_y(self, old: float, new: float) -> None:
         super().watch_scroll_y(old, new)
+        self.notice = ""
         self._maybe_extend()
+        self._status()
+
+    def on_resize(self, event: events.Resize) -> None:
+        """The pane got taller or shorter (the search line closed, the fields hidden): the
+        lines it shows, and so the status line, change."""
+        if self.wrap and self.doc is not None:
+            self._update_size()
         self._status()
 
     def watch_scroll_x(self, old: float, new: float) -> None:
@@ -268,10 +427,12 @@ class LogView(ScrollView, can_focus=True):
         self.scroll_page_up(animate=False)
 
     def action_scroll_left(self) -> None:
-        self.scroll_to(x=max(0, self.scroll_offset.x - SCROLL_COLUMNS), animate=False)
+        if not self.wrap:
+            self.scroll_to(x=max(0, self.scroll_offset.x - SCROLL_COLUMNS), animate=False)
 
     def action_scroll_right(self) -> None:
-        self.scroll_to(x=self.scroll_offset.x + SCROLL_COLUMNS, animate=False)
+        if not self.wrap:
+            self.scroll_to(x=self.scroll_offset.x + SCROLL_COLUMNS, animate=False)
 
     def action_scroll_end(self) -> None:
         """The end of the log; follows it again while the run is going."""
@@ -295,6 +456,8 @@ class LogView(ScrollView, can_focus=True):
         layout, before drawing; a handler of ``Resize`` would move the lines only after a
         frame was drawn with the last line out of view."""
         resized = super()._size_updated(*args, **kwargs)
+        if resized and self.wrap and self.doc is not None:
+            self._update_size()
         if self.following and self.doc is not None:
             self._to_end()
         return resized
@@ -307,35 +470,72 @@ class LogView(ScrollView, can_focus=True):
 
     # --- search ---------------------------------------------------------------------------
 
-    def search(self, text: str) -> None:
-        """Find ``text`` in the whole log (case-insensitive unless it has a capital)."""
-        if self.doc is None:
-            return
+    def search(self, text: str, regex: bool = False, only: bool | None = None) -> str | None:
+        """Find ``text`` in the whole log: plain text, or with ``regex`` a regular expression
+        (case-insensitive unless it has a capital). ``only``: show only the lines that match
+        (None: as before). What is wrong with the text, if anything (the search is not
+        started then)."""
+        doc = self.doc
+        if doc is None:
+            return None
+        patterns = None
+        if text:
+            try:
+                patterns = _patterns(text, regex)
+            except (re.error, ValueError) as error:
+                return f"not a regular expression: {error}"
+            if patterns[1].search(b"") is not None:
+                return f"'{text}' matches empty text: every line would match"
+        anchor = doc.starts[self._doc_top_line()] if doc.count else 0
         self.search_text = text
+        self.regex = regex
         self.current_match = None
-        self._lines.clear()
-        if not text:
-            self.doc.clear_search()
+        doc.clear_search()
+        if only is not None and not text:
+            only = False
+        if only is not None and only != self.only:
+            self.only = only
+            if not self.following:
+                self.scroll_to(y=0, animate=False, immediate=True, force=True)
+        if patterns is None:
             self._str_pattern = None
-            self.refresh()
-            self._status()
-            return
-        flags = 0 if any(c.isupper() for c in text) else re.IGNORECASE
-        self._str_pattern = re.compile(re.escape(text), flags)
-        self._search(re.compile(re.escape(text.encode()), flags))
+            self.show_only(False)
+            self._after_search_change()
+            return None
+        self._str_pattern = patterns[0]
+        self._after_search_change()
+        self._search(patterns[1], anchor)
+        return None
+
+    def _after_search_change(self) -> None:
+        self._forget_drawn()
+        self._update_size()
+        if self.following:
+            self._to_end()
+        self.refresh()
+        self._status()
 
     @work(group="log-search", exclusive=True)
-    async def _search(self, pattern: re.Pattern[bytes]) -> None:
+    async def _search(self, pattern: re.Pattern[bytes], anchor: int) -> None:
         doc = self.doc
 
         def progress(fraction: float) -> None:
             self.activity = f"searching… reading the log {fraction:.0%}"
             self._status()
 
+        def found(fraction: float) -> None:
+            self.activity = f"searching… {fraction:.0%}"
+            if self.only:  # the lines found so far show while the rest is searched
+                self._update_size()
+                if self.following:
+                    self._to_end()
+                self.refresh()
+            self._status()
+
         self.activity = "searching…"
         self._status()
         try:
-            await doc.search(pattern, progress)
+            await doc.search(pattern, progress, found)
         except ServiceUnreachable as error:
             self.app.connection_lost(str(error))
             return
@@ -345,36 +545,51 @@ class LogView(ScrollView, can_focus=True):
         finally:
             self.activity = ""
         self._update_size()
-        self._lines.clear()
+        self._forget_drawn()
         self.refresh()
-        self.next_match(from_line=self._top_line())
+        if self.only:
+            if self.following:  # a live filter: the matching lines as they come
+                self._to_end()
+            else:
+                position = bisect.bisect_left(doc.matches, anchor)
+                if position < len(doc.matches):
+                    self.current_match = position
+                self.scroll_to(y=position, animate=False, immediate=True, force=True)
+        else:
+            self.next_match(from_line=doc.line_of(anchor))
         self._status()
 
-    def _top_line(self) -> int:
-        return int(self.scroll_offset.y)
-
     def next_match(self, forward: bool = True, from_line: int | None = None) -> None:
+        """To the next (or previous) match; ``from_line``: the first at or after that line of
+        the log. Past the last match it goes on at the first, and says so."""
         doc = self.doc
         if doc is None or not len(doc.matches):
             self._status()
             return
-        if from_line is None:
-            if self.current_match is not None and self.current_match < len(doc.matches):
-                step = 1 if forward else -1
-                index = (self.current_match + step) % len(doc.matches)
+        count = len(doc.matches)
+        if from_line is None and self.current_match is not None and self.current_match < count:
+            index = self.current_match + (1 if forward else -1)
+            wrapped = not 0 <= index < count
+            index %= count
+        else:  # from the line at the top (the matches after it), or at or after from_line
+            line = self._doc_top_line() if from_line is None else from_line
+            start = doc.starts[line] if line < len(doc.starts) else doc.size
+            at = from_line is not None
+            if forward:
+                index = (bisect.bisect_left if at else bisect.bisect_right)(doc.matches, start)
             else:
-                index = doc.match_index(self._top_line(), forward)
-        else:
-            index = doc.match_index(max(0, from_line - 1), forward)
-        if index is None:
-            return
+                index = (bisect.bisect_right if at else bisect.bisect_left)(doc.matches, start) - 1
+            wrapped = not 0 <= index < count
+            index %= count
         self.current_match = index
-        line = doc.line_of(int(doc.matches[index]))
+        target = index if self.only else doc.line_of(int(doc.matches[index]))
         self._stop_following()
         self.scroll_to(
-            y=max(0, line - self.size.height // 3), animate=False, immediate=True, force=True
+            y=max(0, target - self.size.height // 3), animate=False, immediate=True, force=True
         )
-        self._lines.clear()
+        if wrapped:
+            self.notice = "search wrapped to the top" if forward else "search wrapped to the bottom"
+        self._forget_drawn()
         self.refresh()
         self._status()
 
@@ -385,6 +600,7 @@ class LogView(ScrollView, can_focus=True):
         if self._styles_theme != self.app.theme:
             self._styles_theme = self.app.theme
             self._lines.clear()
+            self._generation += 1
             self._styles = {
                 n: self.get_component_rich_style(f"log-view--{n}")
                 for n in ("learner", "error", "match", "current", "placeholder", "trimmed")
@@ -397,20 +613,28 @@ class LogView(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         base = self._style("base")
         doc = self.doc
-        i = scroll_y + y
-        if doc is None or i >= doc.count:
-            if doc is None and y == 0:
+        if doc is None:
+            if y == 0:
                 message = self.error or self.activity or "reading the log…"
                 strip = Strip([Segment(message, base + self._style("placeholder"))])
                 return strip.adjust_cell_length(width, base)
             return Strip.blank(width, base)
+        if self.wrap:
+            layout = self._layout()
+            if y >= len(layout):
+                return Strip.blank(width, base)
+            k, row = layout[y]
+            rows = self._wrapped(k)
+            if rows is None or row >= len(rows):
+                return self._placeholder(width, base)
+            return rows[row]
+        k = scroll_y + y
+        if k >= self._view_count():
+            return Strip.blank(width, base)
+        i = self._doc_line(k)
         s, e = doc.span(i)
-        current = (
-            self.current_match is not None
-            and self.current_match < len(doc.matches)
-            and int(doc.matches[self.current_match]) == s
-        )
-        key = (s, e, scroll_x, width, self.search_text, current)
+        current = self._is_current(s)
+        key = (s, e, scroll_x, width, self.search_text, self.regex, current)
         strip = self._lines.get(key)
         if strip is not None:
             self._lines.move_to_end(key)
@@ -419,9 +643,7 @@ class LogView(ScrollView, can_focus=True):
         if got is None:
             if not self._fetching:
                 self._fetch()
-            return Strip([Segment("…", base + self._style("placeholder"))]).adjust_cell_length(
-                width, base
-            )
+            return self._placeholder(width, base)
         strip = self._render_text(got[0], got[1], base, current).crop_extend(
             scroll_x, scroll_x + width, base
         )
@@ -429,6 +651,11 @@ class LogView(ScrollView, can_focus=True):
         if len(self._lines) > 1024:
             self._lines.popitem(last=False)
         return strip
+
+    def _placeholder(self, width: int, base: Style) -> Strip:
+        return Strip([Segment("…", base + self._style("placeholder"))]).adjust_cell_length(
+            width, base
+        )
 
     def _render_text(self, data: bytes, cut: int, base: Style, current: bool) -> Strip:
         line = data.decode("utf-8", "replace")
@@ -466,13 +693,23 @@ class LogView(ScrollView, can_focus=True):
         doc = self.doc
         if doc is None:
             return self.error or self.activity or "reading the log…"
-        parts = []
+        parts = [self.notice] if self.notice else []
         if self.streaming:
             parts.append("following" if self.following else "paused")
         count = doc.count
+        shown = self._view_count()
         top = int(self.scroll_offset.y)
-        bottom = min(count, top + self.scrollable_content_region.height)
-        if count == 0:
+        if self.wrap:
+            layout = self._layout()
+            bottom = layout[-1][0] + 1 if layout else top
+        else:
+            bottom = min(shown, top + self.scrollable_content_region.height)
+        if self.only:
+            if not shown:
+                parts.append("no line matches" + (" yet" if self.activity else ""))
+            else:
+                parts.append(f"only matching lines: {top + 1:,}–{bottom:,} of {shown:,}")
+        elif count == 0:
             parts.append("the log is empty" if doc.size == 0 else "reading…")
         elif doc.complete:
             parts.append(f"lines {top + 1:,}–{bottom:,} of {count:,}")
@@ -482,15 +719,18 @@ class LogView(ScrollView, can_focus=True):
             )
         if self.search_text:
             matches = len(doc.matches)
+            what = f"/{self.search_text}" + (" (regex)" if self.regex else "")
             if self.activity.startswith("search"):
-                parts.append(f"/{self.search_text}")
+                parts.append(what)
             elif not matches:
-                parts.append(f"/{self.search_text}: no match")
+                parts.append(f"{what}: no match")
             elif self.current_match is not None:
-                parts.append(f"/{self.search_text}: {self.current_match + 1:,} of {matches:,}")
+                parts.append(f"{what}: {self.current_match + 1:,} of {matches:,}")
             else:
-                parts.append(f"/{self.search_text}: {matches:,} lines match")
-        if self.scroll_offset.x:
+                parts.append(f"{what}: {matches:,} lines match")
+        if self.wrap:
+            parts.append("long lines wrapped (w)")
+        elif self.scroll_offset.x:
             parts.append(f"from column {int(self.scroll_offset.x) + 1} (← →)")
         if doc.trimmed:
             parts.append(f"{doc.trimmed:,} long lines cut at 4 KiB")
@@ -501,3 +741,13 @@ class LogView(ScrollView, can_focus=True):
         if self.error:
             parts.append(self.error)
         return " · ".join(parts)
+
+
+def _patterns(text: str, regex: bool) -> tuple[re.Pattern[str], re.Pattern[bytes]]:
+    """The search as patterns for the drawn text and for the log's bytes; case-insensitive
+    unless the text has a capital (as in vim's smartcase; a regex's escapes, ``\\S``, do not
+    count)."""
+    source = text if regex else re.escape(text)
+    letters = re.sub(r"\\.", "", text) if regex else text
+    flags = re.MULTILINE | (0 if any(c.isupper() for c in letters) else re.IGNORECASE)
+    return re.compile(source, flags), re.compile(source.encode(), flags)

@@ -7,8 +7,15 @@ from rich.cells import cell_len, set_cell_size
 from textual.content import Content
 from textual.widgets import Static
 
-from trainui.core.runs import ERROR_CODES
-from trainui.tui.runs import SYMBOLS, duration_seconds, format_bytes, format_duration, local_time
+from trainui.core.runs import ERROR_CODES, resource_placement
+from trainui.tui.runs import (
+    SYMBOLS,
+    format_bytes,
+    format_duration,
+    local_time,
+    ran_seconds,
+    waited_seconds,
+)
 
 STATE_STYLES = {
     "pending": "$text-muted",
@@ -32,10 +39,10 @@ def where(place: dict | None) -> str:
     return text
 
 
-def fields(run: dict) -> list[tuple[str, str, str, bool]]:
-    """(label, value, style, wide) for every field ``trainui show`` prints, in its order."""
+def fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str, str, bool]]:
+    """(label, value, style, wide) for every field ``trainui show`` prints, in its order;
+    ``cpu_mode``: the service runs on the CPU (says where a pending run will run)."""
     framework = run.get("framework") or {}
-    gpus = run.get("gpus") or 0
     status = run.get("status", "")
     progress = run.get("progress") or {}
     exit_code = run.get("exit_code")
@@ -50,23 +57,24 @@ def fields(run: dict) -> list[tuple[str, str, str, bool]]:
             "",
             False,
         ),
-        ("Resource", f"{run.get('resource')} ({gpus} GPU{'s' if gpus != 1 else ''})", "", False),
+        ("Resource", resource_placement(run, cpu_mode), "", False),
         ("Submitted at", local_time(run.get("submitted_at")), "", False),
         ("GPUs", ",".join(str(i) for i in run.get("gpu_ids") or []) or "-", "", False),
         ("Started at", local_time(run.get("started_at")), "", False),
         ("Finished at", local_time(run.get("finished_at")), "", False),
-        ("Duration", format_duration(duration_seconds(run)), "", False),
+        ("Waited", format_duration(waited_seconds(run)), "", False),
+        ("Duration", format_duration(ran_seconds(run)), "", False),
         (
             "Exit code",
             "-" if exit_code is None else str(exit_code),
             "$error" if exit_code not in (None, 0) else "",
             False,
         ),
-        (
+        (  # a line of its own when there is one: the code's meaning is not cut
             "Error code",
             _error(run.get("error_code")),
             "$error" if run.get("error_code") else "",
-            False,
+            bool(run.get("error_code")),
         ),
         ("Status", run.get("status_message") or "-", STATE_STYLES.get(status, ""), True),
         ("Description", run.get("description") or "-", "", True),
@@ -100,11 +108,13 @@ def headline(run: dict) -> tuple[str, str] | None:
     """What needs saying first: why a run waits, or why it failed."""
     status = run.get("status")
     message = run.get("status_message") or ""
-    if status == "failed":
+    if status == "failed":  # the code, then the service's words (its meaning is in the fields)
         code = run.get("error_code") or ""
+        head = f"✗ {code}" if code else "✗"
+        if message:
+            return f"{head}: {message}", "bold $error"
         meaning = ERROR_CODES.get(code, "")
-        text = " ".join(part for part in (f"✗ {code}" if code else "✗", meaning) if part)
-        return (f"{text}: {message}" if message else text), "bold $error"
+        return (f"{head} {meaning}" if meaning else head), "bold $error"
     if status == "pending":
         return f"◌ {message or 'waiting for a free GPU'}", "$warning"
     if status == "halted":
@@ -139,21 +149,23 @@ class RunDetail(Static):
             self.update("")
             return
         width = self.size.width - 2 if self.size.width else 78
-        content = render_fields(self.run_data, max(40, width))
+        cpu_mode = getattr(self.app, "cpu_mode", None)
+        content = render_fields(self.run_data, max(40, width), cpu_mode)
         if content != self._drawn:
             lines = content.plain.count("\n")
             self.update(content, layout=lines != self._lines)  # a layout when its height changes
             self._drawn, self._lines = content, lines
 
 
-def render_fields(run: dict, width: int) -> Content:
+def render_fields(run: dict, width: int, cpu_mode: bool | None = None) -> Content:
     parts: list[tuple[str, str] | str] = []
     first = headline(run)
     if first:
         parts.append((first[0] + "\n", first[1]))
     half = (width - 2) // 2
-    short = [f for f in fields(run) if not f[3]]
-    wide = [f for f in fields(run) if f[3] and not (f[0] == "Status" and first)]
+    every = fields(run, cpu_mode)
+    short = [f for f in every if not f[3]]
+    wide = [f for f in every if f[3] and not (f[0] == "Status" and first)]
     columns = 2 if half >= LABEL + 20 else 1
     for i in range(0, len(short), columns):
         for j, (label, value, style, _wide) in enumerate(short[i : i + columns]):

@@ -19,15 +19,16 @@ from textual.scroll_view import ScrollView
 from textual.strip import Strip
 from textual.widget import Widget
 
+from trainui.core.runs import placement
 from trainui.tui.keymap import bindings
 from trainui.tui.runs import (
     SYMBOLS,
     RunTable,
-    duration_seconds,
-    format_duration,
     is_active,
     local_time,
+    pending_reason,
     resource_text,
+    time_text,
 )
 from trainui.tui.widgets.scrolling import set_virtual_size
 
@@ -36,17 +37,22 @@ COLUMNS = (
     ("status", "State", 12, "status"),
     ("name", "Name", 0, "name"),
     ("model_id", "ID", 18, None),
-    ("resource", "Resource", 10, None),
+    ("resource", "Resource", 16, None),  # small · CPU, medium · GPU 0,1
     ("submitted", "Submitted", 11, "submitted"),
-    ("duration", "Duration", 8, "duration"),
+    ("duration", "Ran", 8, "duration"),  # the run time; `wait 3m` while pending
 )
+# narrower than this, the resource column says only where the run runs (CPU, GPU 0,1), so
+# that names still read at 80 columns
+WIDE = 100
+PLACE = ("place", "Where", 7, None)
+MARK = "*"  # in the state cell's first column: a marked run (space), acted on together
 STATES = ("pending", "downloading", "running", "storing", "completed", "failed", "halted")
 
 
 def layout(width: int) -> list[tuple[str, str, int, str | None]]:
     """The columns that fit ``width`` cells, the name column taking what is left."""
-    columns = list(COLUMNS)
-    for dropped in ("resource", "submitted", "duration"):
+    columns = [PLACE if c[0] == "resource" and width < WIDE else c for c in COLUMNS]
+    for dropped in ("resource", "place", "submitted", "duration"):
         fixed = sum(c[2] + 1 for c in columns if c[2])
         if width - fixed >= 12:
             break
@@ -60,6 +66,24 @@ def _cell(text: str, width: int) -> str:
     if cell_len(text) > width:
         return set_cell_size(text, width - 1) + "…"
     return set_cell_size(text, width)
+
+
+def _cells(parts: list[tuple[str, Style]], width: int) -> list[Segment]:
+    """Texts of several styles in one cell of ``width``, cut with an ellipsis when too long."""
+    total = sum(cell_len(text) for text, _ in parts)
+    if total <= width:
+        segments = [Segment(text, style) for text, style in parts if text]
+        return [*segments, Segment(" " * (width - total), parts[0][1])]
+    segments, used = [], 0
+    for text, style in parts:
+        length = cell_len(text)
+        if used + length < width:
+            segments.append(Segment(text, style))
+            used += length
+            continue
+        segments.append(Segment(set_cell_size(text, width - 1 - used) + "…", style))
+        break
+    return segments
 
 
 class RunListHeader(Widget):
@@ -112,6 +136,7 @@ class RunList(ScrollView, can_focus=True):
         "run-list--cursor",
         "run-list--cursor-blurred",
         "run-list--dim",
+        "run-list--marked",
         *(f"run-list--{state}" for state in STATES),
     }
     DEFAULT_CSS = """
@@ -124,6 +149,7 @@ class RunList(ScrollView, can_focus=True):
         background: $block-cursor-blurred-background; color: $block-cursor-blurred-foreground;
     }
     RunList > .run-list--dim { color: $text-muted; }
+    RunList > .run-list--marked { background: $accent 30%; text-style: bold; }
     RunList > .run-list--pending { color: $text-muted; }
     RunList > .run-list--downloading { color: $secondary; }
     RunList > .run-list--running { color: $accent; text-style: bold; }
@@ -150,6 +176,7 @@ class RunList(ScrollView, can_focus=True):
         self.table = table
         self.cursor = 0
         self.selected_id: str | None = None
+        self.marked: set[str] = set()  # runs marked with space, halted or deleted together
         self._lines: OrderedDict[tuple, Strip] = OrderedDict()
         self._styles: dict[str, Style] | None = None
         self._styles_theme = ""
@@ -159,6 +186,7 @@ class RunList(ScrollView, can_focus=True):
     def runs_changed(self) -> None:
         """The table changed: size the list, keep the cursor on its run, redraw what shows."""
         order = self.table.view()
+        self.marked &= self.table.runs.keys()  # a deleted run is no longer marked
         set_virtual_size(self, Size(self.scrollable_content_region.width, len(order)))
         if self.selected_id is not None:
             position = self.table.index(self.selected_id, self.cursor)
@@ -173,6 +201,23 @@ class RunList(ScrollView, can_focus=True):
             return False
         self.move_to(position)
         return True
+
+    def toggle_mark(self, model_id: str) -> None:
+        self.marked ^= {model_id}
+        self.refresh()
+
+    def mark_all(self) -> None:
+        """Mark every run shown; when they all are already, unmark them."""
+        shown = set(self.table.view())
+        if shown <= self.marked:
+            self.marked -= shown
+        else:
+            self.marked |= shown
+        self.refresh()
+
+    def clear_marks(self) -> None:
+        self.marked.clear()
+        self.refresh()
 
     @property
     def current(self) -> str | None:
@@ -254,7 +299,7 @@ class RunList(ScrollView, can_focus=True):
             self._lines.clear()
             self._styles = {
                 n: self.get_component_rich_style(f"run-list--{n}", partial=True)
-                for n in ("cursor", "cursor-blurred", "dim", *STATES)
+                for n in ("cursor", "cursor-blurred", "dim", "marked", *STATES)
             }
             self._styles["base"] = self.rich_style
         return self._styles[name]
@@ -270,35 +315,50 @@ class RunList(ScrollView, can_focus=True):
         run = self.table.runs[model_id]
         cursor = row == self.cursor
         tick = int(time.time()) if is_active(run) else 0
-        key = (model_id, self.table.revision.get(model_id), width, cursor, self.has_focus, tick)
+        marked = model_id in self.marked
+        cpu_mode = getattr(self.app, "cpu_mode", None)
+        revision = self.table.revision.get(model_id)
+        key = (model_id, revision, width, cursor, self.has_focus, tick, marked, cpu_mode)
         strip = self._lines.get(key)
         if strip is None:
-            strip = self._render_row(run, width, cursor, base)
+            strip = self._render_row(run, width, cursor, base, marked, cpu_mode)
             self._lines[key] = strip
             if len(self._lines) > 512:
                 self._lines.popitem(last=False)
         return strip
 
-    def _render_row(self, run: dict, width: int, cursor: bool, base: Style) -> Strip:
+    def _render_row(
+        self, run: dict, width: int, cursor: bool, base: Style, marked: bool, cpu_mode
+    ) -> Strip:
         status = run.get("status", "")
         state_style = self._style(status) if status in STATES else Style()
         dim = self._style("dim")
+        if marked:
+            base = base + self._style("marked")
         segments = []
         for key, _title, column_width, _sort in layout(width):
             if key == "status":
-                text, style = f" {SYMBOLS.get(status, '?')} {status}", state_style
+                mark = MARK if marked else " "
+                text, style = f"{mark}{SYMBOLS.get(status, '?')} {status}", state_style
             elif key == "name":
                 text, style = run.get("name") or "", Style()
                 if run.get("error_code"):
                     text += f" [{run['error_code']}]"
+                reason = pending_reason(run)
+                if reason:  # why it waits, after its name (in full under the list)
+                    parts = [(text, base), ("  " + reason, base + dim)]
+                    segments.extend([*_cells(parts, column_width), Segment(" ", base)])
+                    continue
             elif key == "model_id":
                 text, style = run.get("model_id", ""), dim
             elif key == "resource":
-                text, style = resource_text(run), Style()
+                text, style = resource_text(run, cpu_mode), Style()
+            elif key == "place":
+                text, style = placement(run, cpu_mode) or "-", Style()
             elif key == "submitted":
                 text, style = local_time(run.get("submitted_at"), short=True), dim
             else:
-                text, style = format_duration(duration_seconds(run)), Style()
+                text, style = time_text(run), dim if status == "pending" else Style()
             segments.append(Segment(_cell(text, column_width) + " ", base + style))
         strip = Strip(segments).adjust_cell_length(width, base)
         if cursor:
@@ -307,7 +367,7 @@ class RunList(ScrollView, can_focus=True):
         return strip
 
     def tick(self) -> None:
-        """Redraw the rows of active runs (their durations run on): once a second."""
+        """Redraw the rows of the runs that have not ended (their times run on): once a second."""
         order = self.table.view()
         top = self.scroll_offset.y
         for row in range(top, min(len(order), top + self.size.height)):
