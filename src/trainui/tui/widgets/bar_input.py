@@ -9,7 +9,10 @@ from textual.widgets import Input
 
 from trainui.tui.keymap import bindings
 
-DONE_WORDS = {"filter": "Filter", "jump": "Jump", "search": "Search", "only": "Show only these"}
+DONE_WORDS = {
+    "filter": "Filter", "jump": "Jump", "search": "Search", "only": "Show only these",
+    "find": "Next",
+}  # fmt: skip
 # the purposes whose text may be a regular expression (ctrl+r): the log's search and filter
 REGEX_PURPOSES = ("search", "only")
 
