@@ -171,6 +171,12 @@ async def shoot(
         await pilot.press("slash", "escape", "d")
         await pilot.pause(0.5)
         save(a, "delete")
+        await pilot.press("n", "home", "space", "space")
+        await settle(pilot, lambda: "2 marked" in _text(a))
+        save(a, "marked")
+        await pilot.press("escape", "ctrl+g")
+        await settle(pilot, lambda: "back" in _text(a))
+        save(a, "gpus-full")
 
     async with (a := app(open_run=ids["demo"])).run_test(size=size) as pilot:
         await settle(pilot, lambda: "ModelId" in _text(a) and "completed" in _text(a))
@@ -178,6 +184,9 @@ async def shoot(
         await pilot.press("slash", *"accuracy 0.9", "enter")
         await settle(pilot, lambda: a.screen.log_view.current_match is not None)
         save(a, "search")
+        await pilot.press("escape", "m")
+        await settle(pilot, lambda: "read-only" in _text(a) and "model_definition" in _text(a))
+        save(a, "manifest")
 
     async with (a := app(open_run=ids["failed"])).run_test(size=size) as pilot:
         await settle(pilot, lambda: "C201" in _text(a) and "step" in _text(a))
