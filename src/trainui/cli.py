@@ -500,9 +500,6 @@ async def _download(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-RESULT_DOWNLOADS = 4  # objects downloaded at once
-
-
 async def _download_results(args: argparse.Namespace) -> int:
     """The run's ``<id>/`` folder of its results bucket into a folder, through the service."""
     import asyncio
@@ -523,29 +520,14 @@ async def _download_results(args: argparse.Namespace) -> int:
             except StoreError as error:
                 raise UserError(f"refused to download the results of {model_id}: {error}") from None
         created = not os.path.exists(dest)
-        queue = iter(objects)  # shared by the workers
-        done: list[str] = []
         with _DownloadBar(model_id, len(objects), listing["bytes"]) as bar:
-
-            async def worker() -> None:
-                for item in queue:
-                    await client.download_result(model_id, item["key"], dest, bar.advance)
-                    done.append(item["key"])
-                    bar.file_done()
-
-            tasks = [asyncio.create_task(worker()) for _ in range(RESULT_DOWNLOADS)]
             try:
-                await asyncio.gather(*tasks)
-            except (ClientError, asyncio.CancelledError) as error:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
-                if created and not done:
+                await client.download_results(
+                    model_id, objects, dest, bar.advance, lambda _key: bar.file_done()
+                )
+            except (ClientError, asyncio.CancelledError):
+                if created and not bar.files_done:
                     _remove_empty_folders(dest)
-                if isinstance(error, ClientError) and done:
-                    raise ClientError(
-                        f"{error} ({len(done)} of {len(objects)} files are in {dest})"
-                    ) from None
                 raise
     print(
         f"Downloaded {_plural(len(objects), 'file')} ({_bytes(listing['bytes'])}) "

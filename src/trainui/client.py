@@ -56,6 +56,9 @@ def _httpx():
     return httpx
 
 
+RESULT_DOWNLOADS = 4  # objects of a run's results downloaded at once
+
+
 class ClientError(Exception):
     """Something the service refused or could not do, in one sentence."""
 
@@ -219,6 +222,41 @@ class Client:
         """What the run stored under ``<id>/`` in its results bucket:
         ``{prefix, objects: [{key, size}], count, bytes}``, keys less the prefix."""
         return (await self._request("GET", f"/v3/models/{model_id}/results")).json()
+
+    async def download_results(
+        self,
+        model_id: str,
+        objects: list[dict],
+        dest_dir: str,
+        progress: Callable[[int], None] | None = None,
+        file_done: Callable[[str], None] | None = None,
+        at_once: int = RESULT_DOWNLOADS,
+    ) -> None:
+        """The ``objects`` of :meth:`list_results` into ``dest_dir``, ``at_once`` at a time
+        (:meth:`download_result` each); ``file_done`` gets each key once its file is whole.
+        A failure stops the others and is a ClientError that says how many files are there."""
+        queue = iter(objects)  # shared by the workers
+        done: list[str] = []
+
+        async def worker() -> None:
+            for item in queue:
+                await self.download_result(model_id, item["key"], dest_dir, progress)
+                done.append(item["key"])
+                if file_done is not None:
+                    file_done(item["key"])
+
+        tasks = [asyncio.create_task(worker()) for _ in range(at_once)]
+        try:
+            await asyncio.gather(*tasks)
+        except (ClientError, asyncio.CancelledError) as error:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if isinstance(error, ClientError) and done:
+                raise ClientError(
+                    f"{error} ({len(done)} of {len(objects)} files are in {dest_dir})"
+                ) from None
+            raise
 
     async def download_result(
         self,

@@ -3,7 +3,6 @@ folder the user confirms, with progress: ``trainui download ID --results`` in a 
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 from textual import work
@@ -15,8 +14,6 @@ from textual.widgets import Button, Input, ProgressBar, Static
 from trainui.client import ClientError
 from trainui.tui.keymap import bindings
 from trainui.tui.runs import format_bytes
-
-DOWNLOADS_AT_ONCE = 4  # objects downloaded at once, as the CLI does
 
 
 def _files(count: int) -> str:
@@ -138,7 +135,6 @@ class DownloadScreen(ModalScreen["str | None"]):
     @work(group="results-download", exclusive=True)
     async def _download(self, path: str) -> None:
         client = self.app.client
-        objects = iter(self.listing["objects"])  # shared by the workers
         total = self.listing["count"]
         bar = self.query_one(ProgressBar)
         done = self.query_one("#done", Static)
@@ -147,24 +143,17 @@ class DownloadScreen(ModalScreen["str | None"]):
             self.bytes_done += count
             bar.advance(count)
 
-        async def worker() -> None:
-            for item in objects:
-                await client.download_result(self.model_id, item["key"], path, received)
-                self.done_files.append(item["key"])
-                done.update(f"{len(self.done_files)} of {_files(total)}")
+        def file_done(key: str) -> None:
+            self.done_files.append(key)
+            done.update(f"{len(self.done_files)} of {_files(total)}")
 
-        tasks = [asyncio.create_task(worker()) for _ in range(DOWNLOADS_AT_ONCE)]
         try:
-            await asyncio.gather(*tasks)
-        except (ClientError, asyncio.CancelledError) as error:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await client.download_results(
+                self.model_id, self.listing["objects"], path, received, file_done
+            )
+        except ClientError as error:  # it says how many files are in the folder
             self.downloading = False
-            if isinstance(error, asyncio.CancelledError):
-                raise
-            kept = f" ({len(self.done_files)} of {_files(total)} are in {path})"
-            self.app.notify(f"{error}{kept if self.done_files else ''}", severity="error")
+            self.app.notify(str(error), severity="error")
             self.dismiss(None)
             return
         self.downloading = False
