@@ -175,7 +175,7 @@ def main() -> int:
         asyncio.run(through_ray(head, tmp, 1, None))
         trainui = asyncio.run(through_trainui(tmp, args.runs))
         anchor = asyncio.run(through_ray(head, tmp, args.runs, None))
-        from trainui.service.ray import _shipped_environment
+        from trainui.service.launchers.ray import _shipped_environment
 
         shipped = {**_shipped_environment(os.environ), "RAY_JOB_STOP_WAIT_TIME_S": "310"}
         anchor_env = asyncio.run(through_ray(head, tmp, args.runs, shipped, with_package=True))

@@ -3,9 +3,11 @@
 Each is measured against its anchor in the same run (task-spooler `tsp`, Debian package
 `task-spooler`, where installed). Prints one table per figure. Usage:
 
-    python bench/runs.py [--runs 50] [--queue 10000] [--lines 1000000]
-                         [--only latency|sandbox|lines|queue]
+    python bench/runs.py [--runs 50] [--queue 10000] [--lines 1000000] [--repeats 9]
+                         [--only latency|sandbox|lines|queue ...] [--src DIR]
 
+``--src``: the trainui sources to measure (default: this checkout's), e.g. an export of an older
+commit, to set its figures beside this one's (each against the same anchors in its own run).
 Everything happens in a temporary trainui home with its own service, stopped by PID at the end.
 """
 
@@ -25,15 +27,19 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import manifest, row, stop_home
+from _common import manifest, pct, row, stop_home
 
 ROOT = Path(__file__).resolve().parents[1]
+SRC = ROOT / "src"  # the trainui measured: --src
 TRAINUI = [sys.executable, "-m", "trainui"]
 STAMP = re.compile(r"^[0-9]{9,}\.[0-9]+$")
 
 
 class Bench:
-    def __init__(self, tmp: Path) -> None:
+    """A trainui home in ``tmp`` (made if new) for the trainui of ``src``; ``export``: this
+    process's environment names it too (its client, in-process, goes there)."""
+
+    def __init__(self, tmp: Path, src: Path | None = None, export: bool = True) -> None:
         self.tmp = tmp
         self.home = tmp / "home"
         self.env = {
@@ -42,11 +48,15 @@ class Bench:
             "TRAINUI_GPUS": "none",
             "TRAINUI_CPU_SLOTS": "1",
             "TRAINUI_IDLE_EXIT": "120",
+            "PYTHONPATH": os.pathsep.join(
+                [str(src or SRC), *filter(None, [os.environ.get("PYTHONPATH")])]
+            ),
         }
-        os.environ.update(self.env)
-        (self.home / "buckets" / "data").mkdir(parents=True)
+        if export:
+            os.environ.update(self.env)
+        (self.home / "buckets" / "data").mkdir(parents=True, exist_ok=True)
         self.model = tmp / "model"
-        self.model.mkdir()
+        self.model.mkdir(exist_ok=True)
         (self.model / "train.py").write_text("print('hello')\n")
         self.zip = tmp / "model.zip"
         import zipfile
@@ -120,40 +130,129 @@ async def submit_latencies(bench: Bench, runs: int) -> dict[str, list[float]]:
     return samples
 
 
-async def latency(bench: Bench, runs: int) -> None:
+async def latency(bench: Bench, runs: int, repeats: int) -> None:
     samples = await submit_latencies(bench, runs)
     print(f"\nsubmit -> first line of the command, {runs} runs (client API, warm service)")
     print(f"{'step':44} {'p50':>9} {'p95':>9}")
     for name, values in samples.items():
         print(row(name, values))
     cli = []
-    manifest_path = bench.tmp / "cli.yml"
-    manifest_path.write_bytes(bench.manifest("date +%s.%N"))
-    for _ in range(min(runs, 20)):
-        t0 = time.time()
-        done = subprocess.run([*TRAINUI, "train", str(bench.zip), str(manifest_path)], check=True,
-                              capture_output=True, text=True, env=bench.env)  # fmt: skip
-        model_id = done.stdout.strip().splitlines()[-1].split("'")[1]
-        cli.append(await first_line(bench.home / "runs" / model_id / "training-log.txt") - t0)
+    for _ in range(max(min(runs, 20), repeats)):
+        cli.append(await cli_train(bench))
         time.sleep(0.3)
     print(row(f"`trainui train` command line ({len(cli)} runs)", cli))
     tsp = shutil.which("tsp") or shutil.which("ts")
     if tsp:
-        marker = bench.tmp / "first-line"
-        env = {**os.environ, "TS_SOCKET": str(bench.tmp / "tsp.sock"), "TMPDIR": str(bench.tmp)}
-        anchor = []
-        for i in range(min(runs, 20)):
-            stamp = marker.with_suffix(f".tsp{i}")
-            t0 = time.time()
-            subprocess.run([tsp, "sh", "-c", f"date +%s.%N > {stamp}"], check=True,
-                           capture_output=True, env=env)  # fmt: skip
-            while not stamp.exists() or not stamp.read_text().strip():
-                time.sleep(0.001)
-            anchor.append(float(stamp.read_text()) - t0)
+        anchor = [tsp_first_line(bench, tsp, i) for i in range(min(runs, 20))]
         print(row("anchor: tsp (task-spooler) command line", anchor))
-        subprocess.run([tsp, "-K"], env=env, capture_output=True)
+        subprocess.run([tsp, "-K"], env=tsp_env(bench), capture_output=True)
     else:
         print("anchor: tsp not installed (apt-get install task-spooler)")
+
+
+async def cli_train(bench: Bench) -> float:
+    """`trainui train` of `date +%s.%N` to the first line of its command, in seconds."""
+    manifest_path = bench.tmp / "cli.yml"
+    manifest_path.write_bytes(bench.manifest("date +%s.%N"))
+    t0 = time.time()
+    done = subprocess.run([*TRAINUI, "train", str(bench.zip), str(manifest_path)], check=True,
+                          capture_output=True, text=True, env=bench.env)  # fmt: skip
+    model_id = done.stdout.strip().splitlines()[-1].split("'")[1]
+    return await first_line(bench.home / "runs" / model_id / "training-log.txt") - t0
+
+
+def tsp_env(bench: Bench) -> dict[str, str]:
+    return {**os.environ, "TS_SOCKET": str(bench.tmp / "tsp.sock"), "TMPDIR": str(bench.tmp)}
+
+
+def tsp_first_line(bench: Bench, tsp: str, i: int) -> float:
+    """tsp's `date +%s.%N` to its first line, in seconds: the anchor of `trainui train`."""
+    stamp = bench.tmp / f"first-line.tsp{i}"
+    t0 = time.time()
+    subprocess.run([tsp, "sh", "-c", f"date +%s.%N > {stamp}"], check=True,
+                   capture_output=True, env=tsp_env(bench))  # fmt: skip
+    while not stamp.exists() or not stamp.read_text().strip():
+        time.sleep(0.001)
+    return float(stamp.read_text()) - t0
+
+
+async def compare(tmp: Path, before: Path, runs: int, depth: int, repeats: int) -> None:
+    """This checkout's trainui and ``before``'s, each with its own home and service, measured
+    turn about in the same run (a loaded machine slows both alike): submit -> first line
+    through each one's client API (in a process of its own, ``runs`` a turn), `trainui train`,
+    and with ``depth`` runs queued `trainui list` (the table and --json) and --version."""
+    from trainui.client import Client
+
+    benches = {
+        "before": Bench(tmp / "before", before, export=False),
+        "after": Bench(tmp / "after", SRC, export=False),
+    }
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(before)], check=True)
+    names = ("api", "train", "tsp", "table", "json", "version")
+    got: dict[str, dict[str, list[float]]] = {b: {n: [] for n in names} for b in benches}
+    tsp = shutil.which("tsp") or shutil.which("ts")
+    try:
+        for i in range(repeats):
+            for name, bench in benches.items():
+                worker = [sys.executable, __file__, "--worker", str(bench.tmp), "--runs", str(runs)]
+                out = subprocess.run(worker, env=bench.env, capture_output=True, text=True)
+                if out.returncode:
+                    raise SystemExit(out.stderr)
+                got[name]["api"] += json.loads(out.stdout.splitlines()[-1])
+                got[name]["train"].append(await cli_train(bench))
+                if tsp:
+                    got[name]["tsp"].append(tsp_first_line(bench, tsp, i))
+        for bench in benches.values():  # the same history in each: `depth` runs queued
+            async with Client(home=str(bench.home), environ=bench.env) as client:
+                await client.submit(str(bench.zip), bench.manifest("sleep 100000", "blocker"))
+                for j in range(depth):
+                    await client.submit(str(bench.zip), bench.manifest("true", f"q{j}"))
+        commands = {
+            "table": [*TRAINUI, "list"],
+            "json": [*TRAINUI, "list", "--json"],
+            "version": [*TRAINUI, "--version"],
+        }
+        for _ in range(repeats):
+            for name, bench in benches.items():
+                for what, command in commands.items():
+                    t = time.perf_counter()
+                    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=bench.env)
+                    got[name][what].append(time.perf_counter() - t)
+    finally:
+        for bench in benches.values():
+            bench.stop()
+            if tsp:
+                subprocess.run([tsp, "-K"], env=tsp_env(bench), capture_output=True)
+    rows = {
+        "api": f"submit -> first line, client API ({runs * repeats} runs)",
+        "train": f"`trainui train` -> first line ({repeats} runs)",
+        "tsp": "anchor: tsp -> first line",
+        "table": f"trainui list, the table ({depth + 1:,} runs)",
+        "json": f"trainui list --json ({depth + 1:,} runs)",
+        "version": "anchor: trainui --version",
+    }
+    print(f"\nbefore: {before}\nafter:  {SRC}\nturn about, p50 (p95) in ms")
+    print(f"{'':44} {'before':>17} {'after':>17}")
+    for key, label in rows.items():
+        cells = []
+        for name in benches:
+            values = got[name][key]
+            if not values:
+                cells.append(f"{'-':>17}")
+                continue
+            p50, p95 = statistics.median(values) * 1e3, pct(values, 0.95) * 1e3
+            cells.append(f"{p50:8.1f} ({p95:6.1f})")
+        print(f"{label:44} {cells[0]:>17} {cells[1]:>17}")
+    for name in benches:
+        ratio = statistics.median(got[name]["json"]) / statistics.median(got[name]["version"])
+        print(f"  {name}: list --json / --version {ratio:.1f}x")
+
+
+async def worker(tmp: Path, runs: int) -> None:
+    """``compare``'s turn of the client API, in the process of the trainui measured: the
+    totals, as JSON on the last line."""
+    bench = Bench(tmp)
+    print(json.dumps((await submit_latencies(bench, runs))["total"]))
 
 
 async def sandbox_cost(bench: Bench, runs: int, rounds: int = 2) -> None:
@@ -192,7 +291,7 @@ def _running(pid: int) -> bool:
         return False
 
 
-async def queue_depth(bench: Bench, depth: int) -> None:
+async def queue_depth(bench: Bench, depth: int, repeats: int) -> None:
     from trainui.client import Client
 
     async with Client() as client:
@@ -211,16 +310,19 @@ async def queue_depth(bench: Bench, depth: int) -> None:
             print(f"  first 1,000 enqueued through the client: {first_thousand:.2f} s "
                   "(goal: within 2x of tsp's 2.4 s)")  # fmt: skip
         print(f"  all {depth:,}: {total:.1f} s")
-        # list speed with that history
-        samples, version = [], []
-        for _ in range(5):
-            t = time.perf_counter()
-            subprocess.run([*TRAINUI, "list", "--json"], check=True, stdout=subprocess.DEVNULL,
-                           env=bench.env)  # fmt: skip
-            samples.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            subprocess.run([*TRAINUI, "--version"], check=True, stdout=subprocess.DEVNULL)
-            version.append(time.perf_counter() - t)
+        # list speed with that history: each command in turn, ``repeats`` rounds
+        commands = {
+            "table": [*TRAINUI, "list"],
+            "json": [*TRAINUI, "list", "--json"],
+            "version": [*TRAINUI, "--version"],
+        }
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        for _ in range(repeats):
+            for name, command in commands.items():
+                t = time.perf_counter()
+                subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env=bench.env)
+                times[name].append(time.perf_counter() - t)
+        samples, version = times["json"], times["version"]
         pid = int((bench.home / "service.lock").read_text().split()[0])
         rss = int(
             next(
@@ -230,6 +332,7 @@ async def queue_depth(bench: Bench, depth: int) -> None:
             )
         )
         print(f"{'':44} {'p50':>9} {'p95':>9}")
+        print(row(f"trainui list ({depth + 1:,} runs, the table)", times["table"]))
         print(row(f"trainui list --json ({depth + 1:,} runs)", samples))
         print(row("anchor: trainui --version", version))
         print(f"  ratio {statistics.median(samples) / statistics.median(version):.1f}x (goal < 2x);"
@@ -299,24 +402,38 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=50)
     parser.add_argument("--queue", type=int, default=10_000)
     parser.add_argument("--lines", type=int, default=1_000_000)
+    parser.add_argument("--repeats", type=int, default=9, help="rounds of each CLI command")
+    parser.add_argument("--src", type=Path, help="the trainui sources to measure")
+    parser.add_argument("--compare", type=Path, metavar="SRC",
+                        help="only: this trainui and SRC's, turn about")  # fmt: skip
+    parser.add_argument("--worker", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--only", choices=("latency", "sandbox", "lines", "queue"),
-                        help="one figure only")  # fmt: skip
+                        action="append", help="these figures only (repeat it)")  # fmt: skip
     args = parser.parse_args()
+    if args.worker:
+        return await worker(args.worker, args.runs)
+    global SRC
+    SRC = (args.src or SRC).resolve()
+    sys.path.insert(0, str(SRC))
     # installed packages have compiled bytecode; these machines set PYTHONDONTWRITEBYTECODE
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(ROOT / "src")], check=True)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(SRC)], check=True)
     # a learner may still be storing as the folder goes: what it leaves is not an error here
     with tempfile.TemporaryDirectory(prefix="trainui-bench-", ignore_cleanup_errors=True) as tmp:
+        if args.compare:
+            return await compare(
+                Path(tmp), args.compare.resolve(), args.runs, args.queue, args.repeats
+            )
         bench = Bench(Path(tmp))
         try:
-            print(f"trainui bench, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
-            if args.only in (None, "latency"):
-                await latency(bench, args.runs)
-            if args.only in (None, "sandbox"):
+            print(f"trainui bench, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}, {SRC}")
+            if not args.only or "latency" in args.only:
+                await latency(bench, args.runs, args.repeats)
+            if not args.only or "sandbox" in args.only:
                 await sandbox_cost(bench, args.runs // 2)
-            if args.only in (None, "lines"):
+            if not args.only or "lines" in args.only:
                 await log_throughput(bench, args.lines)
-            if args.only in (None, "queue"):
-                await queue_depth(bench, args.queue)
+            if not args.only or "queue" in args.only:
+                await queue_depth(bench, args.queue, args.repeats)
         finally:
             bench.stop()
 

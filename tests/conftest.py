@@ -3,16 +3,107 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
+import traceback
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    """A test that uses the Swift server is marked ``swift`` (tests/run.sh runs those last)."""
+    for item in items:
+        if "swift_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.swift)
+
+
+# --- the CLI, in this process -------------------------------------------------------------------
+
+# What runs as a process of its own all the same: a service, the TUI (a terminal).
+PROCESS_COMMANDS = {"serve", "tui"}
+_in_process = threading.Lock()  # one command at a time: it borrows os.environ and sys.stdout
+
+
+def run_cli(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    timeout: float = 60,
+    process: bool = False,
+) -> subprocess.CompletedProcess:
+    """``trainui ARGS`` with the environment ``env``: its exit status, stdout and stderr.
+
+    It runs in this process through ``trainui.cli.main(argv)`` (a new Python process costs
+    0.2 s, and tests wait on runs with one ``show`` after another), unless ``process`` is true
+    or the command is one of PROCESS_COMMANDS: then ``python -m trainui`` runs.
+    """
+    command = next((a for a in args if not a.startswith("-")), "tui")
+    if process or command in PROCESS_COMMANDS:
+        return subprocess.run(
+            [sys.executable, "-m", "trainui", *args],
+            capture_output=True,
+            text=True,
+            env=dict(env),
+            timeout=timeout,
+        )
+    from trainui import cli
+
+    stdout = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    stderr = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    ended: list[int] = []
+
+    def main() -> None:
+        # a thread of its own: it has no event loop (the CLI's asyncio.run works under an
+        # async test) and a command that hangs can be left behind after ``timeout``
+        try:
+            code = cli.main(list(args))
+        except SystemExit as stop:  # argparse's usage errors and --help
+            code = stop.code if isinstance(stop.code, int) else 0 if stop.code is None else 1
+            if isinstance(stop.code, str):
+                print(stop.code, file=sys.stderr)
+        except BaseException:  # as a process would: the traceback on stderr, status 1
+            traceback.print_exc()
+            code = 1
+        ended.append(code)
+
+    with _in_process, _environment(env):
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            thread = threading.Thread(target=main, name=f"trainui {command}", daemon=True)
+            thread.start()
+            thread.join(timeout)
+        if not ended:
+            raise subprocess.TimeoutExpired(["trainui", *args], timeout)
+    stdout.flush()
+    stderr.flush()
+    return subprocess.CompletedProcess(
+        ["trainui", *args],
+        ended[0],
+        stdout.buffer.getvalue().decode("utf-8", "replace"),
+        stderr.buffer.getvalue().decode("utf-8", "replace"),
+    )
+
+
+@contextlib.contextmanager
+def _environment(env: Mapping[str, str]):
+    """os.environ is ``env`` meanwhile (changed key by key: never empty for other threads)."""
+    saved = dict(os.environ)
+    for name in set(saved) - set(env):
+        del os.environ[name]
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for name in set(os.environ) - set(saved):
+            del os.environ[name]
+        os.environ.update(saved)
 
 
 def group_alive(pgid: int, wait: float = 10.0) -> bool:
@@ -45,14 +136,11 @@ class Home:
         self.env = env
         self.buckets = path / "buckets"
 
-    def cli(self, *args: str, timeout: float = 60, check: bool = False, **env: str):
-        result = subprocess.run(
-            [sys.executable, "-m", "trainui", *args],
-            capture_output=True,
-            text=True,
-            env={**self.env, **env},
-            timeout=timeout,
-        )
+    def cli(
+        self, *args: str, timeout: float = 60, check: bool = False, process: bool = False, **env
+    ):
+        """``trainui ARGS`` against this home (in this process unless ``process``: run_cli)."""
+        result = run_cli(args, {**self.env, **env}, timeout=timeout, process=process)
         if check:
             assert result.returncode == 0, result.stdout + result.stderr
         return result
@@ -77,11 +165,25 @@ class Home:
             time.sleep(0.1)
 
     def service_pid(self) -> int | None:
-        with contextlib.suppress(FileNotFoundError, ValueError, ProcessLookupError):
+        """The running service's PID. A zombie does not count: a service that the CLI started
+        in this process stays one until Python's subprocess module reaps it."""
+        with contextlib.suppress(OSError, ValueError, IndexError):
             pid = int((self.path / "service.lock").read_text().split()[0])
-            os.kill(pid, 0)
-            return pid
+            with open(f"/proc/{pid}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+            return pid if state not in ("Z", "X") else None
         return None
+
+    def kill_service(self) -> None:
+        """SIGKILL the service and wait until it is gone: until then its socket still accepts
+        connections, which it resets as it dies (a command sent meanwhile is cut, not refused)."""
+        pid = self.service_pid()
+        assert pid, "no service runs"
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while self.service_pid() == pid:
+            assert time.monotonic() < deadline, f"the service {pid} outlived SIGKILL"
+            time.sleep(0.01)
 
     def bucket(self, name: str, files: dict[str, str | bytes] | None = None) -> Path:
         folder = self.buckets / name
@@ -171,3 +273,27 @@ def home(tmp_path: Path):
     h = new_home(tmp_path / "home")
     yield h
     h.stop()
+
+
+def multipart_submission(
+    definition: bytes,
+    manifest: bytes,
+    fields: dict[str, str] | None = None,
+    filename: str = "model.zip",
+) -> tuple[bytes, str]:
+    """A submission as the client sends it (httpx's multipart encoder), as one body and its
+    Content-Type: for tests that send, cut or reshape the bytes themselves."""
+    import httpx
+
+    if fields is None:
+        fields = {"environment": "{}", "check": "true"}
+    request = httpx.Request(
+        "POST",
+        "http://trainui/v3/models",
+        files={
+            "model_definition": (filename, definition, "application/zip"),
+            "manifest": ("manifest.yml", manifest, "application/yaml"),
+        },
+        data=fields,
+    )
+    return request.read(), request.headers["content-type"]

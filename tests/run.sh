@@ -14,4 +14,22 @@ for tool in tmux:tmux bwrap:bubblewrap; do
 done
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-.venv/bin/pytest -q "$@"
+# Two stages: the quick tests first (in parallel), then the ones that start a Ray head or a
+# Swift server, or move many objects or bytes (markers `ray`, `swift`, `slow`). Each stage prints its wall time;
+# a stage that selects no test (pytest's exit 5, e.g. under -k) is not a failure.
+stage() {
+    local name=$1 start status=0
+    shift
+    start=$(date +%s%N)
+    .venv/bin/pytest -q "$@" || status=$?
+    local ms=$((($(date +%s%N) - start) / 1000000))
+    printf 'tests/run.sh: the %s stage took %d.%d s\n' "$name" $((ms / 1000)) $((ms % 1000 / 100))
+    [ "$status" = 5 ] && status=0
+    return "$status"
+}
+failed=0
+# the quick stage on every core (at most 4 workers: each test starts its own service); the
+# second on two, a test file a worker (a file's tests share their Ray head or Swift server)
+stage fast -n auto --maxprocesses 4 -m "not ray and not swift and not slow" "$@" || failed=1
+stage "Ray, Swift and slow" -n auto --maxprocesses 2 --dist loadfile -m "ray or swift or slow" "$@" || failed=1
+exit "$failed"

@@ -94,7 +94,9 @@ def resolve_user(login: str | None, environ=os.environ) -> User:
     else ``nobody``; a login or a numeric uid. Never root."""
     import pwd
 
-    wanted = (login or environ.get("TRAINUI_SANDBOX_USER") or DEFAULT_USER).strip()
+    from trainui.config import Settings
+
+    wanted = (login or Settings(environ).sandbox_user or DEFAULT_USER).strip()
     try:
         entry = pwd.getpwuid(int(wanted)) if wanted.isdigit() else pwd.getpwnam(wanted)
     except (KeyError, ValueError):
@@ -167,6 +169,9 @@ def wrap(
         elif os.path.isdir(path):
             bind("--ro-bind", path, path)
     args += ["--proc", "/proc", "--dev", "/dev"]
+    # a /dev/shm everyone may write (as /dev/shm is): POSIX semaphores and shared memory, e.g.
+    # Python's multiprocessing.Queue (tensorboardX's writer), PyTorch's DataLoader workers
+    args += ["--perms", "1777", "--tmpfs", "/dev/shm"]
     for device in _gpu_nodes(gpu_devices):
         args += ["--dev-bind-try", device, device]
     if tmp_dir is not None:

@@ -27,8 +27,8 @@ TESTS = Path(__file__).resolve().parents[1]
 
 def _root_conftest():
     # Test modules here run `from conftest import Home`; in this folder `conftest` is this
-    # file, so it passes on the root conftest's Home, new_home and group_alive (loaded again
-    # under a name of its own).
+    # file, so it passes on the root conftest's Home, new_home, group_alive, run_cli and
+    # multipart_submission (loaded again under a name of its own).
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_trainui_root_conftest", TESTS / "conftest.py")
@@ -38,11 +38,8 @@ def _root_conftest():
 
 
 _root = _root_conftest()
-Home, new_home, group_alive = _root.Home, _root.new_home, _root.group_alive
-
-
-def pytest_configure(config):
-    config.addinivalue_line("markers", "slow: a storage test that moves many objects or bytes")
+Home, new_home, group_alive, run_cli = _root.Home, _root.new_home, _root.group_alive, _root.run_cli
+multipart_submission = _root.multipart_submission
 
 
 # ------------------------------------------------------------------------------------- S3

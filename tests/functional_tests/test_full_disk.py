@@ -20,7 +20,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import new_home
+from conftest import multipart_submission, new_home
+from trainui.core.lifecycle import Run
 from trainui.core.runs import write_json_atomic
 from trainui.service.store import RunStore, disk_full
 
@@ -119,13 +120,10 @@ def fill(path: Path) -> Path:
 def post_run(home, model: Path, manifest_path: Path) -> httpx.Response:
     """A submission over the home's Unix socket, as the CLI sends it."""
     from trainui.core import definition
-    from trainui.fastpath import multipart, submission_fields
 
     zip_path = home.path.parent / "model.zip"
     definition.zip_directory(str(model), str(zip_path))
-    body, content_type = multipart(
-        zip_path.read_bytes(), manifest_path.read_bytes(), submission_fields({}, True)
-    )
+    body, content_type = multipart_submission(zip_path.read_bytes(), manifest_path.read_bytes())
     transport = httpx.HTTPTransport(uds=str(home.path / "trainui.sock"))
     with httpx.Client(transport=transport, base_url="http://trainui") as http:
         return http.post("/v3/models", content=body, headers={"Content-Type": content_type})
@@ -277,7 +275,7 @@ def test_the_run_store_says_disk_full_when_its_database_cannot_grow(small_disk):
     store = RunStore(str(small_disk))
     try:
         fill(small_disk)
-        run = {"model_id": "training-AAAAAAAAA", "seq": 1, "status": "pending"}
+        run = Run(model_id="training-AAAAAAAAA", seq=1, status="pending")
         with pytest.raises(Exception) as raised:
             store.save_new(run, {"model.zip": os.urandom(1 << 20)})
         assert disk_full(raised.value), repr(raised.value)

@@ -382,14 +382,15 @@ def test_results_that_cannot_be_stored_fail_with_s303(tmp_path):
 
 def test_a_store_failure_after_a_failed_command_keeps_the_first_cause(tmp_path):
     run = Run(tmp_path, "exit 2")
-    run.config["results"] = {"type": "s3", "bucket": "results", "connection": {}}
+    connection = {"aws_access_key_id": "AKIDEXAMPLE"}  # a key without its secret
+    run.config["results"] = {"type": "s3", "bucket": "results", "connection": connection}
     (run.dir / "learner.json").write_text(json.dumps(run.config))
     status = run.run()
 
     assert status["error_code"] == "C201"
     assert status["status_message"] == (
         "the training command exited with code 2; results could not be stored:"
-        " the s3 connection of bucket 'results' has no endpoint_url"
+        " the s3 connection of bucket 'results' has aws_access_key_id but no aws_secret_access_key"
     )
 
 

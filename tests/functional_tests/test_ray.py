@@ -22,8 +22,8 @@ from ray_head import RayHead, ray_installed
 
 from conftest import group_alive, new_home
 from trainui.core.runs import STATUS_MARKER
-from trainui.service.launch import LauncherError
-from trainui.service.ray import normalize_address, ray_error, ray_sentence
+from trainui.service.launchers import LauncherError
+from trainui.service.launchers.ray_api import normalize_address, ray_error, ray_sentence
 
 if not ray_installed():
     pytest.skip("ray is not installed (pip install 'ray[default]')", allow_module_level=True)
@@ -108,14 +108,28 @@ def wait_for_job(cluster: RayHead, model_id: str, *states: str, timeout: float =
 
 
 def test_a_run_completes_on_ray_with_its_results_stored(rhome, cluster):
-    model_id = rhome.submit(rhome.model("m", {"train.py": ""}), rhome.manifest(RECORD))
+    # the command also writes metrics: they come back through Ray's log like the log does
+    points = "; ".join(
+        f'echo \'{{"step": {s}, "loss": {1 / s}}}\' >> $LOG_DIR/metrics.jsonl' for s in (1, 2, 3)
+    )
+    model_id = rhome.submit(
+        rhome.model("m", {"train.py": ""}), rhome.manifest(f"{RECORD}; {points}")
+    )
     run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
     assert run["status"] == "completed", run
+    assert run["metrics"]["loss"]["steps"] == 3 and run["metrics"]["loss"]["last"] == 1 / 3, run
+    shown = [
+        json.loads(line) for line in rhome.cli("metrics", model_id, "--json").stdout.splitlines()
+    ]
+    assert [(p["metric"], p["step"], p["value"]) for p in shown] == [
+        ("loss", 1, 1.0), ("loss", 2, 0.5), ("loss", 3, 1 / 3)
+    ]  # fmt: skip
     assert len(run["gpu_ids"]) == 1  # the GPU Ray chose
     results = rhome.buckets / "results" / model_id
     assert (results / "model.txt").read_text() == "trained\n"
     assert (results / "_submitted_code" / "model.zip").exists()
     assert '"status": "completed"' in (results / "training-status.json").read_text()
+    assert (results / "metrics.jsonl").read_text().count('"metric":"loss"') == 3
     log = (results / "training-log.txt").read_text()
     assert f"cvd={run['gpu_ids'][0]} gpus=1" in log
     job = wait_for_job(cluster, model_id, "SUCCEEDED")
@@ -157,6 +171,28 @@ def test_a_second_large_run_waits_in_trainuis_queue_not_rays(rhome, cluster):
     assert wait_for_job(cluster, second, None, timeout=90) is None  # slow under load
 
 
+def test_a_deleted_job_that_ray_writes_back_is_deleted_again(rhome, cluster):
+    # Ray's job manager may write a deleted job back, FAILED: when the job's supervisor actor
+    # exits after the DELETE, it finds no record of the job and makes one ("Job supervisor
+    # actor died"). That race is made here at will, with Ray's own job store, as Ray does it.
+    import asyncio
+
+    from ray._raylet import GcsClient
+    from ray.dashboard.modules.job.common import JobInfoStorageClient, JobStatus
+
+    jobs = JobInfoStorageClient(GcsClient(address=f"127.0.0.1:{cluster.gcs_port}"))
+    model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest("true"))
+    run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
+    assert run["status"] == "completed", run
+    rhome.cli("delete", model_id, check=True)
+    assert wait_for_job(cluster, model_id, None, timeout=60) is None
+    died = "Job supervisor actor died: The actor died unexpectedly before finishing this task."
+    asyncio.run(jobs.put_status(model_id, JobStatus.FAILED, message=died))
+    back = cluster.job(model_id)
+    assert back["status"] == "FAILED" and back["entrypoint"] == "Entrypoint not found.", back
+    assert wait_for_job(cluster, model_id, None, timeout=60) is None  # deleted again
+
+
 def test_halt_stops_the_ray_job_and_stores_what_the_run_has(rhome, cluster):
     command = "echo working; echo partial > $RESULT_DIR/partial.txt; sleep 60"
     model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest(command))
@@ -182,7 +218,9 @@ def test_a_run_halted_before_ray_started_it_never_runs(rhome, cluster):
     run = rhome.wait(model_id, "halted", "failed", "completed", timeout=30)
     assert run["status"] == "halted", run
     wait_for_job(cluster, model_id, "FAILED", "STOPPED", None)
-    if run["status_message"] == "halted before it started on the Ray cluster":
+    # before trainui handed it to Ray (the halt came first: the CLI runs in the test's
+    # process now), or handed but not yet started by Ray: it never ran
+    if run["status_message"].startswith("halted before it started"):
         assert not marker.exists()
     else:  # this machine was quick enough for the learner to start: Ray's stop halted it
         assert run["status_message"] == "halted by request", run
@@ -192,9 +230,12 @@ def test_a_restarted_service_follows_its_runs_on_ray(rhome, cluster):
     model = rhome.model("m", {"t.py": ""})
     first = rhome.submit(model, rhome.manifest("sleep 5; echo done", "medium", name="first"))
     before = rhome.wait(first, "running", timeout=60)
-    os.kill(rhome.service_pid(), signal.SIGKILL)  # the learner, a Ray job, goes on
+    rhome.kill_service()  # the learner, a Ray job, goes on
     # the next command starts a new service, which adopts the run's Ray job and counts its
-    # GPUs: 2 of 4 are free, so a medium run starts and a large one waits in trainui's queue
+    # GPUs: 2 of 4 are free, so a medium run starts and a large one waits in trainui's queue.
+    # (`list` starts it: a submission sent to a service this busy starting was reset, now and
+    # then, under CI's load; unexplained so far, and a POST is rightly never sent twice)
+    rhome.cli("list", check=True)
     second = rhome.submit(model, rhome.manifest("true", "medium", name="second"))
     third = rhome.submit(model, rhome.manifest("true", "large", name="third"))
     assert rhome.show(third)["status"] == "pending" and cluster.job(third) is None
@@ -314,7 +355,7 @@ def test_a_long_log_is_mirrored_whole_each_line_once_across_a_service_restart(rh
     while not log_path.exists() or b"line 10000\n" not in log_path.read_bytes():
         assert time.monotonic() < deadline, log_path.exists() and log_path.read_text()[-500:]
         time.sleep(0.05)
-    os.kill(rhome.service_pid(), signal.SIGKILL)
+    rhome.kill_service()
     time.sleep(1)  # Ray's log grows meanwhile
     run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
     assert run["status"] == "completed", run
@@ -357,9 +398,11 @@ def test_status_records_stay_out_of_the_log_and_cannot_be_forged(rhome, cluster)
 
 
 def test_a_learner_that_cannot_start_on_its_node_fails_the_run_saying_why(rhome, cluster):
-    # the workers' Python without trainui: Python without its site-packages
+    # the workers' Python without trainui: Python without its site-packages (-S), and blind to
+    # PYTHONPATH (-E), which the job gets (the launcher ships it, the head's workers inherit it)
+    # and which finds trainui when the suite runs with PYTHONPATH=src instead of installed
     python = rhome.path.parent / "python-without-trainui"
-    python.write_text(f'#!/bin/sh\nexec {sys.executable} -S "$@"\n')
+    python.write_text(f'#!/bin/sh\nexec {sys.executable} -S -E "$@"\n')
     python.chmod(0o755)
     rhome.env["TRAINUI_RAY_PYTHON"] = str(python)
     model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest("true"))
@@ -377,8 +420,8 @@ def test_a_learner_that_cannot_start_on_its_node_fails_the_run_saying_why(rhome,
 def test_the_relay_and_the_mirror_pass_a_log_whole_however_it_is_cut(tmp_path):
     # The learner's relay (log file -> stdout, records between lines) and the service's mirror
     # (Ray's log -> training-log.txt and status.json), with a file as Ray's log between them.
-    from trainui.learner import _Relay
-    from trainui.service.ray import _Job, _Mirror
+    from trainui.learner.relay import _Relay
+    from trainui.service.launchers.ray import _Job, _Mirror
 
     nonce = "ab" * 16
     learner_log, ray_log = tmp_path / "learner.txt", tmp_path / "ray.txt"
@@ -388,8 +431,8 @@ def test_the_relay_and_the_mirror_pass_a_log_whole_however_it_is_cut(tmp_path):
     )  # what Ray writes before the learner starts
     log_fd = os.open(learner_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     out_fd = os.open(ray_log, os.O_WRONLY | os.O_APPEND)
-    relay = _Relay(str(learner_log), nonce, out_fd)
-    relay.record({"status": "downloading"}, 0)
+    relay = _Relay(str(learner_log), nonce, out_fd)  # records come encoded, on one line
+    relay.record(b'{"status":"downloading"}', 0)
     forged = f'{STATUS_MARKER}{"cd" * 16} {{"status": "completed"}}\n'.encode()
     pieces = [b"line 1\n", b"par", b"tial", b" line\n", forged, f"{STATUS_MARKER}\n".encode(),
               b"@@trainui\n", b"@ at\n", b"\n", b"x" * 70000 + b"\n", b"last line\n"]  # fmt: skip
@@ -397,8 +440,8 @@ def test_the_relay_and_the_mirror_pass_a_log_whole_however_it_is_cut(tmp_path):
         os.write(log_fd, piece)
         if number in (1, 4):  # a record made in the middle of a line, and after a whole one
             size = os.fstat(log_fd).st_size
-            relay.record({"status": "running", "n": number}, size)
-    relay.record({"status": "completed", "exit_code": 0}, os.fstat(log_fd).st_size)
+            relay.record(b'{"status":"running","n":%d}' % number, size)
+    relay.record(b'{"status":"completed","exit_code":0}', os.fstat(log_fd).st_size)
     relay.close()
     os.close(log_fd)
     os.close(out_fd)
@@ -471,3 +514,95 @@ def test_the_head_killed_mid_run_fails_the_run_with_a_reason(rhome, cluster):
     assert refused.returncode == 1, refused.stdout
     assert f"the Ray cluster at {cluster.address} does not answer" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_metrics_pass_the_relay_and_the_mirror_once_each_across_a_service_restart(
+    tmp_path, monkeypatch
+):
+    # The relay forwards the lines appended to the learner's metrics.jsonl as metrics records
+    # (before a status record: the final one after the last points); the service's mirror
+    # appends them to its own metrics.jsonl. A service that dies after appending more than its
+    # ray-log.json says cuts its files back and takes the rest again: the service's index
+    # (which read past the cut) ends with every point once.
+    from trainui.core.runs import METRICS_MARKER
+    from trainui.learner.relay import _Relay
+    from trainui.service.launchers import ray as ray_launcher
+    from trainui.service.launchers.ray import _Job, _Mirror
+    from trainui.service.metrics import MetricsIndex
+
+    nonce = "ef" * 16
+    node = tmp_path / "node"
+    node.mkdir()
+    learner_log, learner_points, ray_log = node / LOG, node / "metrics.jsonl", tmp_path / "ray"
+    ray_log.write_bytes(b"Running entrypoint for job x\n")
+    log_fd = os.open(learner_log, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    out_fd = os.open(ray_log, os.O_WRONLY | os.O_APPEND)
+    relay = _Relay(str(learner_log), nonce, out_fd)
+    relay.record(b'{"status":"running"}', 0)
+
+    def point(step: int, metric: str = "loss") -> bytes:
+        return json.dumps({"metric": metric, "step": step, "value": 1 / (step + 1),
+                           "time": 1.7e9 + step}).encode() + b"\n"  # fmt: skip
+
+    forged = f"{METRICS_MARKER}{'00' * 16} {point(999).decode()}".encode()
+    with learner_points.open("ab") as points:
+        for step in range(300):
+            os.write(log_fd, b"epoch %d\n" % step if step % 7 else b"no newline yet ")
+            if step == 150:
+                os.write(log_fd, forged)  # the command's line: log text, never a point
+            if step == 201:
+                points.write(b'ep": 1000, "value": 0.5, "time": 1.7e9}\n')
+            points.write(point(step) + point(step, "eval/acc"))
+            if step == 200:
+                points.write(b'{"metric": "loss", "st')  # torn: relayed once whole
+            points.flush()
+            if step % 50 == 0:
+                time.sleep(0.06)  # the relay runs meanwhile
+    os.write(log_fd, b"done\n")
+    relay.record(b'{"status":"completed","exit_code":0}', os.fstat(log_fd).st_size)
+    relay.close()
+    os.close(log_fd)
+    os.close(out_fd)
+    sent = ray_log.read_bytes()
+    assert sent.count(f"{METRICS_MARKER}{nonce} ".encode()) == 601
+    # every point relayed before the final record
+    assert sent.rindex(METRICS_MARKER.encode()) < sent.index(b'"status":"completed"')
+
+    run_dir = tmp_path / "service-run"
+    run_dir.mkdir()
+    (run_dir / LOG).write_bytes(b"")
+    job = _Job("x", str(run_dir), 1, "RUNNING")
+    job.nonce = nonce
+    monkeypatch.setattr(ray_launcher, "LOG_SAVE_INTERVAL", 3600.0)  # saved only when forced
+    first = _Mirror(None, job)
+    first._load()
+    third = len(sent) // 3
+    for start in range(0, third, 997):
+        first._take(sent[start : min(start + 997, third)])
+    first._save(force=True)
+    for start in range(third, 2 * third, 997):  # appended, never saved: the service dies
+        first._take(sent[start : min(start + 997, 2 * third)])
+    index = MetricsIndex(str(run_dir / "metrics.jsonl"))
+    index.read()
+    read_before = index.points
+    assert read_before > 0
+    second = _Mirror(None, job)  # the next service: from ray-log.json
+    second._load()
+    assert second.raw < 2 * third
+    index.read()  # the file is shorter now: nothing read again
+    assert index.points == read_before
+    rest = sent[second.raw :]
+    for start in range(0, len(rest), 4096):
+        assert not second.final
+        second._take(rest[start : start + 4096])
+        index.read()
+    assert second.final
+    assert (run_dir / "metrics.jsonl").read_bytes() == learner_points.read_bytes()
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "completed"
+    log = (run_dir / LOG).read_bytes()
+    assert log == learner_log.read_bytes()
+    assert forged in log and METRICS_MARKER.encode() + nonce.encode() not in log
+    every = index.points_of("loss", offset=0)["steps"]
+    assert every == [*range(201), 1000, *range(201, 300)]  # each point once, as written
+    assert index.points_of("eval/acc", offset=0)["steps"] == list(range(300))
+    assert index.points == 601

@@ -144,17 +144,20 @@ async def test_events_reach_only_their_owner(remote):
 
     async def listen(user):
         async with remote.client(user) as client:
-            async for _, kind, data in client.events():
+            # from the first event: each sees the run's events whenever its stream began
+            async for _, kind, data in client.events(last_id=0):
                 if kind != "connection":
-                    seen[user].append(data.get("model_id"))
+                    seen[user].append((data.get("model_id"), data.get("status")))
 
     listeners = [asyncio.create_task(listen(u)) for u in seen]
-    await asyncio.sleep(0.5)
     model_id = await asyncio.to_thread(remote.submit, "alice")
-    await asyncio.sleep(2)
+    deadline = time.monotonic() + 30
+    while (model_id, "completed") not in seen["alice"]:  # every event of the run
+        assert time.monotonic() < deadline, seen
+        await asyncio.sleep(0.05)
+    assert not any(task.done() for task in listeners)  # both streams still open
     for task in listeners:
         task.cancel()
-    assert model_id in seen["alice"]
     assert seen["bob"] == []
 
 
@@ -262,7 +265,10 @@ async def test_a_follower_survives_the_service_restarting(remote):
                 received.append(chunk)
 
     follower = asyncio.create_task(follow())
-    await asyncio.sleep(1.0)
+    deadline = time.monotonic() + 30
+    while b"tick-" not in b"".join(received):
+        assert time.monotonic() < deadline, "the follower received no tick"
+        await asyncio.sleep(0.05)
     await asyncio.to_thread(remote.kill)  # mid-stream: the follower is cut off
     await asyncio.sleep(0.5)
     await asyncio.to_thread(remote.start)

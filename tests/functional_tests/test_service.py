@@ -77,7 +77,7 @@ def test_download_definition_returns_the_submitted_zip(home, tmp_path):
 
 
 def test_a_definition_too_big_to_send_from_memory_arrives_whole(home, tmp_path):
-    from trainui.fastpath import INLINE_UPLOAD
+    from trainui.client import INLINE_UPLOAD
 
     model = tmp_path / "big"
     model.mkdir()
@@ -95,14 +95,14 @@ def test_a_definition_too_big_to_send_from_memory_arrives_whole(home, tmp_path):
 
 @pytest.mark.parametrize("shape", ["plain", "semicolon", "unquoted", "epilogue", "medium", "large"])
 def test_every_shape_of_submission_body_is_read_the_same(home, tmp_path, shape):
-    """Small plain bodies are split in one pass, unusual ones go to the full parser, bodies
-    over 1 MiB are streamed: the same run either way."""
+    """Plain bodies, unusual ones (a quoted semicolon, an unquoted name, an epilogue), bodies
+    over 1 MiB: Starlette's parser reads each, the same run either way."""
     import io
     import zipfile
 
     import httpx
 
-    from trainui.fastpath import multipart, submission_fields
+    from conftest import multipart_submission
 
     home.cli("list", check=True)  # a service
     definition = io.BytesIO()
@@ -110,15 +110,13 @@ def test_every_shape_of_submission_body_is_read_the_same(home, tmp_path, shape):
         zf.writestr("train.py", "print('shape ok')\n")
         if shape == "medium":  # over the size kept in the run store, under 1 MiB
             zf.writestr("weights.bin", os.urandom(600_000))
-        elif shape == "large":  # a body over 1 MiB: streamed through the full parser
+        elif shape == "large":  # a body over 1 MiB (the parser spools it)
             zf.writestr("weights.bin", os.urandom(1_200_000))
-    body, content_type = multipart(
-        definition.getvalue(),
-        home.manifest("python3 train.py").read_bytes(),
-        submission_fields({}, True),
+    body, content_type = multipart_submission(
+        definition.getvalue(), home.manifest("python3 train.py").read_bytes()
     )
     boundary = content_type.split("=", 1)[1].encode()
-    if shape == "semicolon":  # the one-pass reader leaves these to the full parser
+    if shape == "semicolon":
         body = body.replace(b'filename="model.zip"', b'filename="model;1.zip"', 1)
     elif shape == "unquoted":
         body = body.replace(b'name="manifest"', b"name=manifest", 1)

@@ -18,8 +18,8 @@ import httpx
 import pytest
 from test_remote import Remote
 
+from conftest import multipart_submission
 from trainui.core.urls import masked_url
-from trainui.fastpath import multipart, submission_fields
 from trainui.storage import StoreError, check_access, open_store
 
 PASSWORD = "PASSWORD-9c1e"  # what a URL's user-info holds in these tests
@@ -48,6 +48,8 @@ training_results:
 
 @pytest.fixture
 def remote(home):
+    # the S3 endpoints here refuse connections: one try each, not five with backoff
+    home.env["TRAINUI_STORE_ATTEMPTS"] = "1"
     r = Remote(home)
     yield r
     r.kill()
@@ -269,7 +271,7 @@ def test_a_deeply_nested_environment_field_is_refused_with_a_sentence(remote):
     manifest = remote.home.manifest("echo hi").read_bytes()
     deep = "[" * 200_000 + "]" * 200_000
     for fields in ({"environment": deep}, {"environment": '{"A": ' + deep + "}"}):
-        body, content_type = multipart(_zip({"t.py": b""}), manifest, fields)
+        body, content_type = multipart_submission(_zip({"t.py": b""}), manifest, fields)
         response = httpx.post(
             f"{remote.url}/v3/models",
             content=body,
@@ -334,7 +336,7 @@ def test_an_upload_spools_in_the_home_not_in_the_system_temporary_folder(home, t
     try:
         definition = _zip({"weights.bin": os.urandom(3 << 20)}, zipfile.ZIP_STORED)
         manifest = home.manifest("echo spooled").read_bytes()
-        body, content_type = multipart(definition, manifest, submission_fields({}, True))
+        body, content_type = multipart_submission(definition, manifest)
         cut = 2 * len(body) // 3  # the file part is past the parser's 1 MiB in memory
         sent_part, go_on = threading.Event(), threading.Event()
 

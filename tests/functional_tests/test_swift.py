@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import io
 import json
 import os
 import textwrap
@@ -63,7 +64,7 @@ def test_a_large_file_is_stored_as_a_static_large_object(swift_server, tmp_path,
     container = swift_server.container()
     moved = []
     store_of(swift_server, container).upload(str(tmp_path / "weights.bin"), "m/w.bin", moved.append)
-    assert sum(moved) == len(data)
+    assert sum(moved) == len(data) and max(moved) < 1 << 20  # told as they go, not by segment
     headers = swift_server.client.head_object(container, "m/w.bin")
     assert headers["x-static-large-object"] == "True"
     _headers, segments = swift_server.client.get_container(f"{container}_segments")
@@ -75,6 +76,12 @@ def test_a_large_file_is_stored_as_a_static_large_object(swift_server, tmp_path,
     assert (tmp_path / "data" / "m" / "w.bin").read_bytes() == data
     hits = stage(store, list(store.list_objects()), str(tmp_path / "two"), cache=cache)
     assert hits.cache_hits == 1
+    # stored again: the new version's segments replace the old ones
+    (tmp_path / "weights.bin").write_bytes(data[: 2 << 20] + b"!")
+    store.upload(str(tmp_path / "weights.bin"), "m/w.bin")
+    assert swift_server.client.get_object(container, "m/w.bin")[1] == data[: 2 << 20] + b"!"
+    _headers, segments = swift_server.client.get_container(f"{container}_segments")
+    assert [s["bytes"] for s in segments] == [1 << 20, 1 << 20, 1]
 
 
 def test_download_prefix_fetches_a_runs_folder(swift_server, tmp_path):
@@ -160,6 +167,103 @@ def test_a_proxy_that_stays_down_fails_after_its_tries(swift_server, tmp_path, m
         " be downloaded after 2 tries: connection refused"
     )
     assert not (tmp_path / "a.bin").exists()
+
+
+def logins(proxy) -> int:
+    return sum(r.startswith("GET /auth/v1.0 ") for r in proxy.requests)
+
+
+def test_a_download_cut_short_is_resumed_from_where_it_stopped(swift_server, tmp_path, fault_proxy):
+    data = os.urandom(8 << 20)
+    container = swift_server.container()
+    swift_server.client.put_object(container, "cut.bin", io.BytesIO(data))  # retried if need be
+    proxy = fault_proxy(swift_server.server.proxy_port)
+    store = store_of(swift_server, container, auth_url=f"{proxy.endpoint}/auth/v1.0")
+    [info] = store.list_objects()
+    assert logins(proxy) == 1
+    proxy.cut(after=3 << 20)
+    moved = []
+    assert store.download("cut.bin", str(tmp_path / "cut.bin"), info, moved.append) == len(data)
+    assert (tmp_path / "cut.bin").read_bytes() == data and sum(moved) == len(data)
+    gets = [r for r in proxy.requests if r.startswith("GET ") and "/cut.bin " in r]
+    assert len(gets) == 2
+    resumed = {
+        name.lower(): value for name, value in (h.split(": ", 1) for h in gets[1].split("\r\n")[1:])
+    }
+    assert resumed["range"].startswith("bytes=") and int(resumed["range"][6:-1]) > 0
+    assert resumed["if-match"].strip('"') == info.etag
+    # the threads that stage share the store's login
+    small = {f"s{i}.txt": f"small {i}" for i in range(6)}
+    for key, body in small.items():
+        swift_server.client.put_object(container, key, body)
+    counters = stage(store, list(store.list_objects()), str(tmp_path / "data"), threads=4)
+    assert counters.objects_done == 7 and logins(proxy) == 1
+
+
+def test_an_object_replaced_after_the_listing_is_refused_not_cached(swift_server, tmp_path):
+    container = swift_server.container({"a.txt": "first"})
+    store = store_of(swift_server, container)
+    [info] = store.list_objects()
+    swift_server.client.put_object(container, "a.txt", b"other")  # the same size
+    with pytest.raises(StoreError) as caught:
+        store.download("a.txt", str(tmp_path / "a.txt"), info)
+    assert str(caught.value).startswith(
+        f"object 'a.txt' of {store.description} changed after the bucket was listed: it is"
+        f" now 5 bytes with ETag {hashlib.md5(b'other').hexdigest()}, listed as 5 bytes"
+    )
+    assert not (tmp_path / "a.txt").exists()
+
+
+@pytest.fixture
+def short_tokens(swift_server, fault_proxy):
+    """A second proxy of the test server whose tokens expire after 1 s, behind a FaultProxy
+    (which records every request: logins are counted there)."""
+    name = f"short-{os.urandom(3).hex()}"
+    auth_url = swift_server.server.add_proxy(name, token_life=1)
+    yield fault_proxy(int(auth_url.split(":")[2].split("/")[0]))
+    swift_server.server.stop([name])
+
+
+def test_a_token_that_expires_during_a_long_transfer_is_renewed(
+    swift_server, short_tokens, tmp_path, monkeypatch
+):
+    from swiftclient.client import ClientException, head_account
+
+    proxy = short_tokens
+    monkeypatch.setenv("TRAINUI_TRANSFER_THREADS", "2")
+    monkeypatch.setenv("TRAINUI_SWIFT_SEGMENT_BYTES", str(1 << 20))
+    files = {f"part-{i}.bin": os.urandom(256 << 10) for i in range(6)}
+    container = swift_server.container(files)
+    store = store_of(swift_server, container, auth_url=f"{proxy.endpoint}/auth/v1.0")
+    listed = list(store.list_objects())
+    assert logins(proxy) == 1
+    # each object takes about 1 s to arrive, two at a time: the tokens expire on the way
+    proxy.throttle(256 << 10)
+    started = time.monotonic()
+    counters = stage(store, listed, str(tmp_path / "data"))
+    assert counters.objects_done == len(files)
+    assert files_under(tmp_path / "data") == files
+    renewed = logins(proxy) - 1
+    assert renewed >= 1 and store.logins == logins(proxy), (renewed, time.monotonic() - started)
+    # an upload (a large object, by SwiftService's connections) once the token has expired
+    proxy.throttle(0)
+    url, token = store._token
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            head_account(url, token)
+        except ClientException as exc:
+            assert exc.http_status == 401
+            break
+        assert time.monotonic() < deadline, "the token never expired"
+        time.sleep(0.1)
+    before = logins(proxy)
+    data = os.urandom(3_500_000)
+    (tmp_path / "w.bin").write_bytes(data)
+    moved = []
+    store.upload(str(tmp_path / "w.bin"), "w.bin", moved.append)
+    assert sum(moved) == len(data) and logins(proxy) > before
+    assert swift_server.client.get_object(container, "w.bin")[1] == data
 
 
 TRAIN = """\

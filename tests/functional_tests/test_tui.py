@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Home
+from conftest import Home, run_cli
 from trainui.client import Client
 from trainui.tui.app import TrainuiApp
 from trainui.tui.config import TuiConfig, load_config
@@ -47,10 +47,7 @@ class History:
         self.ids: dict[str, str] = {}
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-        done = subprocess.run(
-            [sys.executable, "-m", "trainui", *args],
-            capture_output=True, text=True, env=self.env, timeout=60,
-        )  # fmt: skip
+        done = run_cli(args, self.env)
         if check:
             assert done.returncode == 0, done.stdout + done.stderr
         return done
@@ -166,6 +163,15 @@ async def until(pilot, condition, timeout: float = 30.0, what: str = "") -> None
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what or condition}:\n{text(pilot.app)}")
         await pilot.pause(0.05)
+
+
+async def type_path(pilot, field, path: str) -> None:
+    """``path`` in the focused ``field``: all but its last name set at once (a long temporary
+    path typed key by key takes seconds), the last name typed at the field's end."""
+    head, name = path.rsplit("/", 1)
+    field.value = head + "/"
+    await pilot.press("end", *name)
+    assert field.value == path
 
 
 def text(app) -> str:
@@ -443,8 +449,8 @@ async def test_w_wraps_long_lines_and_the_end_stays_in_reach():
         assert not log.wrap
 
 
-def test_a_log_and_runs_are_read_without_httpx(history):
-    """Plain GETs on the local socket do without httpx (0.15 s of the TUI's start)."""
+def test_a_log_range_and_the_runs_are_read_through_the_client(history):
+    """A log's byte range from the end, and the runs, as the TUI reads them at start."""
     model_id = history.ids["printer"]
     probe = (
         "import asyncio, json, sys\nfrom trainui.client import Client\n"
@@ -452,14 +458,14 @@ def test_a_log_and_runs_are_read_without_httpx(history):
         "    async with Client() as client:\n"
         f"        data, size, start = await client.read_log({model_id!r}, -20, 9)\n"
         "        runs, count = await client.list_runs()\n"
-        "        print(json.dumps([data.decode(), size, start, count, 'httpx' in sys.modules]))\n"
+        "        print(json.dumps([data.decode(), size, start, count]))\n"
         "asyncio.run(main())"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          env=history.env, timeout=60, check=True)  # fmt: skip
-    data, size, start, count, httpx = json.loads(out.stdout)
+    data, size, start, count = json.loads(out.stdout)
     log = (history.path / "runs" / model_id / "training-log.txt").read_bytes()
-    assert (size, start, count, httpx) == (len(log), len(log) - 20, 3, False)
+    assert (size, start, count) == (len(log), len(log) - 20, 3)
     assert data.encode() == log[-20:-11]
 
 
@@ -828,12 +834,12 @@ async def test_the_model_picker_goes_up_and_to_a_typed_folder(history, tmp_path)
 
         field = picker.query_one("#folder")
         field.focus()  # a folder typed in the field: the new root
-        field.value = ""
-        await pilot.press(*str(low), "enter")
+        await type_path(pilot, field, str(low))
+        await pilot.press("enter")
         await until(pilot, lambda: root() == low and tree.has_focus)
         field.focus()  # a .zip typed there: picked
-        field.value = ""
-        await pilot.press(*str(tmp_path / "top" / "model.zip"), "enter")
+        await type_path(pilot, field, str(tmp_path / "top" / "model.zip"))
+        await pilot.press("enter")
         await until(pilot, lambda: app.screen is editor)
         assert editor.definition.value == str(tmp_path / "top" / "model.zip")
 
@@ -1022,21 +1028,36 @@ async def test_space_marks_runs_and_d_deletes_the_marked_ones_at_once(home, tmp_
 
 async def test_the_log_follows_a_running_run_and_f_pauses_it(home, tmp_path):
     model = write_model(tmp_path / "model")
-    model_id = home.submit(model, home.manifest("python3 lines.py 300 0.05", name="slow"))
+    # the run prints lines until the test makes a file in its RESULT_DIR (the sandbox hides
+    # the rest of what the test could write)
+    command = (
+        "echo results in $RESULT_DIR; i=0;"
+        " until [ -e $RESULT_DIR/stop ]; do i=$((i+1)); echo line $i loss 0.1; sleep 0.02; done;"
+        " echo THE END"
+    )
+    model_id = home.submit(model, home.manifest(command, name="slow"))
     home.wait(model_id, "running")
+    deadline = time.monotonic() + 30
+    while not (said := re.search(r"^results in (/.+)$", home.cli("logs", model_id).stdout, re.M)):
+        assert time.monotonic() < deadline, "the run never said where its results go"
+    stop = Path(said[1]) / "stop"
     app = make_app(home_client(home), open_run=model_id)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: " loss " in text(app) and "following" in text(app))
         log = app.screen.log_view
+        await until(
+            pilot,
+            lambda: "following" in text(app) and log.doc and log.doc.count > 2 * SIZE[1],
+            what="more lines than the screen holds",
+        )
         assert log.following and log.streaming
         await pilot.press("f")
         assert not log.following
-        await pilot.pause(0.5)
-        frozen = log.scroll_offset.y
-        await pilot.pause(0.5)
+        frozen, count = log.scroll_offset.y, log.doc.count
+        await until(pilot, lambda: log.doc.count > count + SIZE[1], what="more lines, paused")
         assert log.scroll_offset.y == frozen
         await pilot.press("G")  # the end, following again
         assert log.following
+        stop.touch()
         await until(pilot, lambda: "THE END" in text(app), timeout=40, what="the end of the run")
         await until(pilot, lambda: "completed" in text(app).splitlines()[0])
 

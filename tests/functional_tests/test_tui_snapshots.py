@@ -276,3 +276,92 @@ def test_the_cpu_slots_full_screen(snap_compare, history):
         await pilot.pause(0.2)
 
     assert snap_compare(make_app(history), terminal_size=SIZE, run_before=run_before)
+
+
+# --- metrics ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, request):
+    from test_tui_metrics import shared_metric_runs
+
+    return shared_metric_runs(tmp_path_factory, request.config)
+
+
+async def charts_still(pilot, screen) -> None:
+    """Every chart read and drawn, then nothing live: the events, the run's refresh and the
+    charts' reads stopped."""
+    app = pilot.app
+    view = screen.query_one("MetricsView")
+    await until(pilot, lambda: view.reads and view.charts(), what="the charts")
+    await until(pilot, lambda: app.loaded)
+    await pilot.pause(0.3)
+    for group in ("events", "gpus"):
+        app.workers.cancel_group(app, group)
+    app.workers.cancel_group(screen, "run-refresh")
+    app.workers.cancel_group(view, "metrics")
+    await pilot.pause(0.2)
+
+
+def test_the_metrics_view(snap_compare, trained):
+    async def run_before(pilot):
+        app = pilot.app
+        await until(pilot, lambda: "trained 0.1" in text(app), what="the log")
+        screen = app.screen
+        await log_settled(pilot, screen)
+        await pilot.press("v")
+        await charts_still(pilot, screen)
+        screen.model_id = "training-SNAPSHOT0"
+        screen.show_run(masked(screen.run_data, 0))
+        await pilot.pause(0.2)
+
+    app = make_app(trained, open_run=trained.ids["lr-fast"])
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+def test_the_metrics_view_in_the_ansi_theme_log_scale_smoothed(snap_compare, trained):
+    async def run_before(pilot):
+        app = pilot.app
+        await until(pilot, lambda: "trained 0.01" in text(app), what="the log")
+        screen = app.screen
+        await log_settled(pilot, screen)
+        await pilot.press("v")
+        await charts_still(pilot, screen)
+        screen.model_id = "training-SNAPSHOT1"
+        screen.show_run(masked(screen.run_data, 1))
+        await pilot.press("l", "s", "s")
+        await pilot.pause(0.2)
+
+    app = make_app(trained, open_run=trained.ids["lr-slow"], theme="ansi")
+    assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def compare_two(pilot, trained) -> None:
+    """lr-fast and lr-slow marked and compared, the curves drawn, the manifests read."""
+    app = pilot.app
+    await until(pilot, lambda: app.loaded and len(app.table) >= 2, what="the list")
+    await pilot.pause(0.2)
+    for name in ("lr-fast", "lr-slow"):
+        app.screen.run_list.select(trained.ids[name])
+        await pilot.press("space")
+    await pilot.press("C")
+    await until(pilot, lambda: "compare  2 runs" in text(app), what="the compare screen")
+    screen = app.screen
+    await until(pilot, lambda: screen.manifests is not None, what="the manifests")
+    await charts_still(pilot, screen)
+
+
+def test_two_runs_compared(snap_compare, trained):
+    async def run_before(pilot):
+        await compare_two(pilot, trained)
+
+    assert snap_compare(make_app(trained), terminal_size=SIZE, run_before=run_before)
+
+
+def test_two_runs_compared_their_manifests(snap_compare, trained):
+    async def run_before(pilot):
+        await compare_two(pilot, trained)
+        await pilot.press("3")
+        await pilot.pause(0.3)
+
+    assert snap_compare(make_app(trained), terminal_size=SIZE, run_before=run_before)

@@ -1,9 +1,11 @@
 """`trainui` in a real terminal (tmux, 100x30) through the demo run: open it, watch it complete,
 read its log, delete it (the question's default is Cancel), quit; and the manifest editor at
-80x24 (the keys as a terminal sends them)."""
+80x24 (the keys as a terminal sends them); at 80x24 too, two demo runs: one's curves, both
+compared."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import subprocess
@@ -141,3 +143,53 @@ def test_the_editor_in_a_real_terminal(home, tmux):
     tmux.wait_for(lambda s: "1 of 3" in s, what="the previous match")
     tmux.keys("Escape")
     tmux.wait_for(lambda s: " Find local" not in s and "esc Leave text" in s, what="find closed")
+
+
+def test_the_demos_curves_and_two_runs_compared_in_a_real_terminal(home, tmux):
+    """80x24: the demo and a second demo with another learning rate; the first one's curves,
+    then both marked and compared: curves overlaid with a legend, and their final values."""
+    home.bucket("demo-data", {p.name: p.read_bytes() for p in (DEMO / "data").iterdir()})
+    other = home.path.parent / "slower.yml"
+    other.write_text(
+        (DEMO / "manifest.yml")
+        .read_text()
+        .replace("--epochs 30", "--epochs 30 --learning-rate 0.03")
+        .replace("name: demo-classifier", "name: demo-lr-0.03")
+    )
+    first = home.submit(DEMO / "model", DEMO / "manifest.yml")
+    second = home.submit(DEMO / "model", other)
+    for model_id in (first, second):
+        assert home.wait(model_id, "completed", "failed", timeout=90)["status"] == "completed"
+    shown = home.cli("show", first, check=True).stdout  # `show` names the last values
+    assert re.search(r"^Metrics +loss [0-9.]+, accuracy [0-9.]+, val_loss", shown, re.M), shown
+    env = [f"{k}={v}" for k, v in home.env.items() if k.startswith(("TRAINUI_", "PATH", "HOME"))]
+    command = "exec " + shlex.join([sys.executable, "-m", "trainui"])
+    flags = [item for pair in (("-e", e) for e in env) for item in pair]
+    started = tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", *flags, command)
+    assert started.returncode == 0, started.stderr
+
+    tmux.wait_for(lambda s: first in s and second in s, what="both runs in the list")
+    tmux.keys("Enter")  # the newest: demo-lr-0.03
+    tmux.wait_for(lambda s: "ModelId" in s and second in s, what="the run's fields")
+    tmux.keys("v")  # its metrics: a chart per metric, with its last, min and max
+    screen = tmux.wait_for(
+        lambda s: "4 metrics" in s and "● loss" in s and "last" in s, what="the demo's curves"
+    )
+    assert "min " in screen and "max " in screen and "┤" in screen
+    assert any(ch in screen for ch in "⠁⠂⠄⡀⠈⠐⠠⢀"), screen  # a braille line was drawn
+    tmux.keys("Escape")
+    tmux.wait_for(lambda s: "Compare" in s and "ModelId" not in s, what="back to the list")
+    tmux.keys("Space", "Down", "Space")  # mark both
+    tmux.wait_for(lambda s: "2 marked" in s, what="both runs marked")
+    tmux.keys("C")
+    screen = tmux.wait_for(
+        lambda s: "compare" in s and "● demo-lr-0.03" in s and "● demo-classifier" in s,
+        what="the curves overlaid, a legend of both runs",
+    )
+    tmux.keys("2")
+    screen = tmux.wait_for(lambda s: "val_loss" in s and "Run" in s, what="the final values")
+    rows = {line.split()[1]: line for line in screen.splitlines() if "● demo" in line}
+    assert set(rows) == {"demo-lr-0.03", "demo-classifier"}, screen
+    final = home.show(first)["metrics"]["loss"]["last"]
+    assert f"{final:.4g}" in rows["demo-classifier"], screen
+    tmux.keys("q")

@@ -8,7 +8,15 @@ import os
 from pathlib import Path
 
 import pytest
-from test_tui import home_client, make_app, shared_history, text, until, write_model
+from test_tui import (
+    home_client,
+    make_app,
+    shared_history,
+    text,
+    type_path,
+    until,
+    write_model,
+)
 from textual.app import App
 
 from trainui.client import Client
@@ -56,15 +64,15 @@ async def test_help_puts_the_screens_keys_first_shows_whole_titles_and_ends_at_t
         await pilot.press("end")
         await until(pilot, lambda: "Confirmation" in text(app), what="the last group")
         assert "confirm.no" in text(app)  # its last line too
-        for title in titles:  # every title whole ("Run list: moving", not "Run list:…")
-            await pilot.press("home")
-            found = False
-            for _ in range(30):
-                if title in text(app):
-                    found = True
-                    break
-                await pilot.press("pagedown")
-            assert found, title
+        # every title whole ("Run list: moving", not "Run list:…") on a page, read from the top
+        await pilot.press("home")
+        pages = [text(app)]
+        for _ in range(30):
+            if all(any(title in page for page in pages) for title in titles):
+                break
+            await pilot.press("pagedown")
+            pages.append(text(app))
+        assert [t for t in titles if not any(t in page for page in pages)] == []
         await pilot.press("escape")
         await until(pilot, lambda: screen_name(app) == "RunsScreen")
         await pilot.press("n")
@@ -288,10 +296,15 @@ async def test_the_cpu_slots_show_the_runs_holding_them_and_the_queue(home, tmp_
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.loaded and len(app.table) == 2)
             await until(pilot, lambda: "CPU slots · 1 of 1 in use · 1 waiting" in text(app))
-            slot = next(line for line in lines(app) if line.lstrip().startswith("slot 1"))
-            assert first in slot and "holder" in slot and "running" in slot
-            queue = next(line for line in lines(app) if line.lstrip().startswith("queue"))
-            assert waiting in queue
+            # the pane's lines may come a frame after its title: wait for them
+
+            def starting(prefix: str) -> str:
+                return next((s for s in lines(app) if s.lstrip().startswith(prefix)), "")
+
+            await until(pilot, lambda: first in starting("slot 1"), what="the slot's run")
+            slot = starting("slot 1")
+            assert "holder" in slot and "running" in slot, slot
+            await until(pilot, lambda: waiting in starting("queue"), what="the queue")
             await pilot.press("ctrl+g")  # full screen: every slot and the whole queue
             await until(pilot, lambda: screen_name(app) == "GpuScreen")
             await until(pilot, lambda: "Queue (first to start first)" in text(app))
@@ -324,7 +337,9 @@ async def test_w_downloads_a_runs_results_into_the_folder_confirmed(history, tmp
         assert f"./{model_id}" in text(app)  # the default, as `trainui download ID --results`
         await until(pilot, lambda: f"{listing['count']} files" in text(app), what="the listing")
         dest = tmp_path / "got"
-        await pilot.press("ctrl+u", *str(dest))
+        await pilot.press("ctrl+u")
+        assert app.focused.value == ""
+        await type_path(pilot, app.focused, str(dest))
         await until(pilot, lambda: "new folder: " in text(app), what="where it goes")
         await pilot.press("enter")
         await until(pilot, lambda: screen_name(app) == "RunsScreen", what="the download")

@@ -33,6 +33,9 @@ def test_a_home_of_stop_11_opens_with_every_run_intact(home):
         for field in ("name", "owner", "resource", "submitted_at", "description"):
             assert run[field] == records[model_id][field], (model_id, field)
     assert runs[COMPLETED]["description"] == "made by trainui before schema versions"
+    # issue 16's step: a run before it has no metrics (null), and says so
+    assert all(run["metrics"] is None for run in runs.values())
+    assert "has no metric points" in home.cli("metrics", COMPLETED, check=True).stdout
     assert "hello from the model" in home.cli("logs", COMPLETED, check=True).stdout
     # the blocker ended while no service ran: its status file says how, and the store learns it
     blocker = home.wait(BLOCKER, "failed", timeout=30)

@@ -8,6 +8,7 @@ account ``test2:tester2`` / ``testing2``), and the proxy also speaks S3 (``s3api
 
     with SwiftAIO(tmp_path) as swift:
         swift.auth_url, swift.user, swift.key, swift.s3_endpoint
+        short = swift.add_proxy("short", token_life=1)  # a second proxy: tokens live 1 s
 """
 
 from __future__ import annotations
@@ -60,6 +61,7 @@ paste.filter_factory = saio_fakecache:filter_factory
 
 [filter:tempauth]
 use = egg:swift#tempauth
+token_life = {token_life}
 user_admin_admin = admin .admin .reseller_admin
 user_test_tester = testing .admin
 user_test2_tester2 = testing2 .admin
@@ -122,6 +124,7 @@ class SwiftAIO:
         self.log_level = log_level
         self.ports = {kind: free_port() for kind in KINDS}
         self.procs: dict[str, subprocess.Popen] = {}
+        self.proxies = {"proxy"}  # the proxy servers, by name (add_proxy adds some)
 
     @property
     def proxy_port(self) -> int:
@@ -144,19 +147,33 @@ class SwiftAIO:
         for folder in (etc, devices / "sdb1", self.base / "cache", self.base / "log"):
             folder.mkdir(parents=True, exist_ok=True)
         (etc / "swift.conf").write_text(SWIFT_CONF)
-        values = dict(
-            user=getpass.getuser(),
-            etc=etc,
-            devices=devices,
-            cache=self.base / "cache",
-            log_level=self.log_level,
-        )
-        for kind, port in self.ports.items():
-            body = PROXY if kind == "proxy" else BACKEND.format(kind=kind)
-            (etc / f"{kind}-server.conf").write_text(COMMON.format(port=port, **values) + body)
+        for kind in KINDS:
+            body = PROXY.format(token_life=86400) if kind == "proxy" else BACKEND.format(kind=kind)
+            self._configure(kind, body)
         # the RingBuilder API: the swift-ring-builder CLI costs about 1.5 s a call
         ports = [str(self.ports[k]) for k in ("object", "container", "account")]
         subprocess.run([self.python, "-c", RINGS, str(etc), *ports], check=True)
+
+    def _configure(self, name: str, body: str) -> None:
+        common = COMMON.format(
+            port=self.ports[name],
+            user=getpass.getuser(),
+            etc=self.base / "etc",
+            devices=self.base / "node",
+            cache=self.base / "cache",
+            log_level=self.log_level,
+        )
+        (self.base / "etc" / f"{name}-server.conf").write_text(common + body)
+
+    def add_proxy(self, name: str, token_life: int = 86400) -> str:
+        """Start another proxy server, ``name``, in front of the same storage, whose tempauth
+        tokens expire after ``token_life`` seconds; its auth URL. (Tokens of one proxy are
+        not known to the other: each keeps them in its own cache.) ``stop([name])`` ends it."""
+        port = self.ports[name] = free_port()
+        self.proxies.add(name)
+        self._configure(name, PROXY.format(token_life=token_life))
+        self.start(kinds=(name,))
+        return f"http://127.0.0.1:{port}/auth/v1.0"
 
     def start(self, kinds=KINDS, timeout: float = 60) -> None:
         pythonpath = os.pathsep.join(filter(None, [str(HERE), os.environ.get("PYTHONPATH")]))
@@ -167,7 +184,7 @@ class SwiftAIO:
                 self.procs[kind] = subprocess.Popen(
                     [
                         self.python,
-                        str(bindir / f"swift-{kind}-server"),
+                        str(bindir / f"swift-{'proxy' if kind in self.proxies else kind}-server"),
                         str(self.base / "etc" / f"{kind}-server.conf"),
                         "-v",
                     ],
@@ -194,8 +211,10 @@ class SwiftAIO:
                         raise TimeoutError(f"swift {kind} not healthy on port {port}") from None
                     time.sleep(0.05)
 
-    def stop(self, kinds=KINDS) -> None:
-        """Stop the servers of ``kinds`` by PID (SIGTERM, then SIGKILL after 10 s)."""
+    def stop(self, kinds=None) -> None:
+        """Stop the servers of ``kinds`` (default: all) by PID (SIGTERM, then SIGKILL after
+        10 s)."""
+        kinds = list(self.procs) if kinds is None else kinds
         procs = [self.procs.pop(kind) for kind in kinds if kind in self.procs]
         for proc in procs:
             if proc.poll() is None:

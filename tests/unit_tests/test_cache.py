@@ -178,7 +178,8 @@ def test_the_size_limit_setting(value, expected):
 
 
 def test_a_size_limit_that_is_no_size_is_refused():
-    with pytest.raises(CacheSettingError, match=r"TRAINUI_CACHE_MAX_BYTES='lots' is not a size"):
+    expected = r"TRAINUI_CACHE_MAX_BYTES must be a size like 1G, 500M or 0, not 'lots'"
+    with pytest.raises(CacheSettingError, match=expected):
         max_bytes({"TRAINUI_CACHE_MAX_BYTES": "lots"})
 
 

@@ -707,11 +707,20 @@ def test_limits_from_env_good_values() -> None:
     assert Limits.from_env(env) == Limits(max_bytes=1_000_000, max_entries=50)
 
 
-@pytest.mark.parametrize("value", ["abc", "-1", "0", "1.5", "10MB"])
+@pytest.mark.parametrize(
+    ("value", "problem"),
+    [
+        ("abc", "a whole number"),
+        ("1.5", "a whole number"),
+        ("10MB", "a whole number"),
+        ("-1", "at least 1"),
+        ("0", "at least 1"),
+    ],
+)
 @pytest.mark.parametrize("var", ["TRAINUI_DEFINITION_MAX_BYTES", "TRAINUI_DEFINITION_MAX_ENTRIES"])
-def test_limits_from_env_bad_values(var: str, value: str) -> None:
+def test_limits_from_env_bad_values(var: str, value: str, problem: str) -> None:
     msg = refused(Limits.from_env, {var: value})
-    assert msg == f"{var} must be a positive whole number, not {value!r}"
+    assert msg == f"{var} must be {problem}, not {value!r}"
 
 
 # ------------------------------------------------------------------------------ hygiene

@@ -260,10 +260,24 @@ def test_connection_keys_depend_on_the_store_type():
     )
     messages = "\n".join(check(text).formatted())
     assert "'auth_url' is a key of bluemix_objectstore connections; s3 connections take" in messages
-    assert (
-        "training_data_reference[0].connection: 'endpoint_url' is required for s3 stores"
-        in messages
+    # every s3 key is optional (botocore's chain and AWS S3 without them), so nothing is missing
+    assert "is required for s3 stores" not in messages
+
+
+def test_s3_connections_take_botocores_keys_and_mask_the_session_token():
+    text = replace(
+        "      endpoint_url: http://127.0.0.1:9000\n",
+        "      aws_session_token: FwoGZXIvYXdzEXAMPLE\n      profile: team\n"
+        "      region: eu-west-1\n      addressing_style: virtual\n",
     )
+    report = check(text)
+    assert not [p for p in report.problems if p.severity == "error"], report.formatted()
+    assert "FwoGZXIvYXdzEXAMPLE" not in report.redacted_text()
+    assert "profile: team" in report.redacted_text()
+    bad = check(
+        replace("      endpoint_url: http://127.0.0.1:9000\n", "      addressing_style: dns\n")
+    )
+    assert "addressing_style" in "\n".join(bad.formatted())
 
 
 def test_swift_requires_its_keys_and_allows_keystone_ones():

@@ -8,12 +8,18 @@ import copy
 import json
 
 import pytest
+from msgspec.structs import replace
 
+from trainui.core.lifecycle import Run
 from trainui.core.shared import shared, shared_object
 from trainui.service.store import RunStore, public
 
 
-def new_run(model_id: str, seq: int, endpoint: str = "") -> dict:
+def new_run(model_id: str, seq: int, endpoint: str = "") -> Run:
+    return Run(**new_fields(model_id, seq, endpoint))
+
+
+def new_fields(model_id: str, seq: int, endpoint: str = "") -> dict:
     return {
         "model_id": model_id,
         "url": f"/v3/models/{model_id}",
@@ -65,10 +71,10 @@ def test_equal_values_of_loaded_runs_are_one_object_and_different_ones_stay_apar
     first, second, third = store.load()
 
     for field in ("framework", "gpu_ids", "data", "progress"):
-        assert first[field] is second[field] is third[field]
-    assert first["results"]["prefix"] == "training-1/"
-    assert second["results"]["prefix"] == "training-2/"
-    assert first["owner"] is second["owner"]
+        assert getattr(first, field) is getattr(second, field) is getattr(third, field)
+    assert first.results["prefix"] == "training-1/"
+    assert second.results["prefix"] == "training-2/"
+    assert first.owner is second.owner
 
 
 def test_a_shared_value_refuses_a_change_in_place(store):
@@ -76,17 +82,19 @@ def test_a_shared_value_refuses_a_change_in_place(store):
     first, second = store.load()
 
     with pytest.raises(TypeError):
-        first["progress"]["bytes_done"] = 10
+        first.progress["bytes_done"] = 10
     with pytest.raises(TypeError):
-        first["gpu_ids"].append(0)
+        first.gpu_ids.append(0)
     with pytest.raises(TypeError):
-        first["data"].update(bucket="other")
-    first["progress"] = {**first["progress"], "bytes_done": 10}  # replaced whole: this run only
-    copied = copy.deepcopy(second)  # a copy is plain, to change
-    copied["progress"]["bytes_done"] = 20
-    copied["gpu_ids"].append(0)
+        first.data.update(bucket="other")
+    with pytest.raises(AttributeError):  # a record is replaced whole too
+        first.status = "running"
+    first = replace(first, progress={**first.progress, "bytes_done": 10})  # this run only
+    copied = copy.deepcopy(second.progress)  # a copy is plain, to change
+    copied["bytes_done"] = 20
 
-    assert second["progress"]["bytes_done"] == 0 and second["gpu_ids"] == []
+    assert second.progress["bytes_done"] == 0 and second.gpu_ids == []
+    assert first.progress["bytes_done"] == 10
 
 
 def test_a_submitted_value_is_shared_with_equal_ones():
@@ -100,12 +108,12 @@ def test_a_recorded_endpoint_with_credentials_comes_back_masked(store):
 
     (run,) = store.load()
 
-    assert run["data"]["endpoint"] == "http://***@127.0.0.1:9"
+    assert run.data["endpoint"] == "http://***@127.0.0.1:9"
 
 
 def test_runs_decoded_from_a_list_share_their_equal_flat_values():
     text = json.dumps(
-        {"models": [new_run(f"training-{i}", i) for i in range(1, 4)], "count": 3, "extra": [{}]}
+        {"models": [new_fields(f"training-{i}", i) for i in range(1, 4)], "count": 3, "extra": [{}]}
     )
 
     runs = json.loads(text, object_hook=shared_object)["models"]

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import time
 
-from trainui.service import launch
-from trainui.service.launch import LocalLauncher
+from trainui.service.launchers import local
+from trainui.service.launchers.local import LocalLauncher
 
 
 def test_a_spare_that_ends_unused_is_not_started_again_at_once(monkeypatch):
     # a learner given an argument it does not know prints its usage and ends at once: as a
     # spare that cannot start would
-    monkeypatch.setattr(launch, "SPARE", "--not-an-option")
+    monkeypatch.setattr(local, "SPARE", "--not-an-option")
     launcher = LocalLauncher()
     launcher.tick()
     first = launcher._spare
@@ -39,7 +39,7 @@ def test_a_spare_is_given_the_next_run_and_closing_ends_one_that_waits(tmp_path)
     assert pid == spare.pid
     assert spare.wait(timeout=30) == 1
     assert "learner error" in (tmp_path / "status.json").read_text()
-    time.sleep(launch.SPARE_AFTER + 0.1)
+    time.sleep(local.SPARE_AFTER + 0.1)
     launcher.tick()
     waiting = launcher._spare
     assert waiting is not None and waiting.pid != spare.pid

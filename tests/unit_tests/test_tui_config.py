@@ -74,3 +74,24 @@ def test_every_action_has_an_id_a_group_and_a_binding():
     assert keys["list.down"].startswith("j") and keys["list.up"].startswith("k")
     assert keys["list.top"].startswith("g") and keys["list.bottom"].startswith("G")
     assert "end" in keys["log.end"] and "G" in keys["log.end"]
+
+
+def test_metric_columns_picked_in_the_tui_are_remembered_until_the_settings_change(tmp_path):
+    from trainui.tui.config import save_metric_columns, save_theme
+
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state")}
+    settings = tmp_path / "config" / "trainui" / "tui.toml"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('metric_columns = ["loss"]\n')
+    config = load_config(env)
+    assert config.metric_columns == ("loss",) and config.problems == []
+    config = save_theme(config, "dracula")
+    config = save_metric_columns(config, ["loss", "accuracy"])
+    again = load_config(env)
+    assert again.metric_columns == ("loss", "accuracy")
+    assert again.chosen_theme == "dracula"  # both kept in the one state file
+    settings.write_text('metric_columns = ["top1"]\n')  # changed since: the file wins
+    assert load_config(env).metric_columns == ("top1",)
+    settings.write_text("metric_columns = 3\n")
+    broken = load_config(env)
+    assert broken.metric_columns == () and "metric_columns must be" in broken.problems[0]

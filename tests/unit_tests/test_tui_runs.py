@@ -71,6 +71,22 @@ def test_filter_words_sort_and_reverse():
     assert [table.runs[m]["status"] for m in table.view()] == ["running", "completed", "failed"]
 
 
+def test_sorted_by_a_metric_the_runs_without_it_come_last_either_way():
+    def loss(value):
+        return {"loss": {"last": value, "step": 3, "min": value, "max": value, "steps": 3}}
+
+    table = RunTable()
+    table.reconcile(
+        [run(1, metrics=loss(0.5)), run(2), run(3, metrics=loss(0.1)), run(4, metrics=loss(0.9))]
+    )
+    table.set_sort("metric:loss")  # smallest first, as a loss is read
+    assert table.view() == [f"training-00000000{n}" for n in (3, 1, 4, 2)]
+    table.set_sort("metric:loss", reverse=True)
+    assert table.view() == [f"training-00000000{n}" for n in (4, 1, 3, 2)]
+    table.upsert(run(2, metrics=loss(0.7)))  # its first point: it takes its place
+    assert table.view() == [f"training-00000000{n}" for n in (4, 2, 1, 3)]
+
+
 def test_removed_and_reconciled_runs_leave_the_view():
     table = RunTable()
     table.reconcile([run(i) for i in range(4)])

@@ -72,24 +72,13 @@ class Limits(Record):
         Unset or blank variables keep the defaults; anything but a positive whole number
         raises :class:`DefinitionError` naming the variable.
         """
-        default = cls()
-        return cls(
-            max_bytes=_positive_int(environ, _ENV_MAX_BYTES, default.max_bytes),
-            max_entries=_positive_int(environ, _ENV_MAX_ENTRIES, default.max_entries),
-        )
+        from trainui.config import ConfigError, Settings
 
-
-def _positive_int(environ: Mapping[str, str], name: str, default: int) -> int:
-    raw = environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise DefinitionError(f"{name} must be a positive whole number, not {raw!r}")
-    return value
+        settings = environ if isinstance(environ, Settings) else Settings(environ)
+        try:
+            return cls(settings.definition_max_bytes, settings.definition_max_entries)
+        except ConfigError as error:
+            raise DefinitionError(str(error)) from None
 
 
 # A module-level instance rather than a call in each signature (same meaning, no B008).

@@ -60,10 +60,19 @@ class Connection(Record):
 CONNECTION_KEYS: Mapping[str, Mapping[str, Text]] = MappingProxyType(
     {
         "s3": {
-            "endpoint_url": Text("URL of the S3 server, http(s)://host[:port]", required=True),
-            "aws_access_key_id": Text("access key ID (HMAC credentials)", required=True),
-            "aws_secret_access_key": Text("secret access key", required=True, secret=True),
-            "region": Text("region name, when the server needs one"),
+            # every key optional: without keys, botocore's standard chain on the machine that
+            # runs the learner (environment, shared files and profiles, instance roles)
+            "endpoint_url": Text("URL of the S3 server, http(s)://host[:port] (default: AWS S3)"),
+            "aws_access_key_id": Text("access key ID (default: botocore's credential chain)"),
+            "aws_secret_access_key": Text("secret access key", secret=True),
+            "aws_session_token": Text("session token of temporary credentials", secret=True),
+            "region": Text("region name (default: the profile's, or us-east-1)"),
+            "profile": Text("profile of the AWS shared config and credentials files"),
+            "addressing_style": Text(
+                "bucket in the path or in the host name (default: path with endpoint_url,"
+                " auto for AWS)",
+                choices=("path", "virtual", "auto"),
+            ),
         },
         "bluemix_objectstore": {
             "auth_url": Text(
@@ -89,8 +98,56 @@ _CREDENTIAL_KEYS = MappingProxyType(
         "bluemix_objectstore": ("user_name", "password"),
     }
 )
+# keys that mean nothing alone: each needs the keys it names (botocore takes a key pair whole)
+_NEEDS = MappingProxyType(
+    {
+        "s3": {
+            "aws_access_key_id": ("aws_secret_access_key",),
+            "aws_secret_access_key": ("aws_access_key_id",),
+            "aws_session_token": ("aws_access_key_id", "aws_secret_access_key"),
+        },
+    }
+)
 SECRET_KEYS = frozenset(
     key for keys in CONNECTION_KEYS.values() for key, spec in keys.items() if spec.secret
+)
+
+
+class MetricSources(Record):
+    """``evaluation_metrics`` (SPEC §8): one source (a mapping of ``fields``) or a list of
+    them; the rules that tie a source's keys together are checked beside the fields'."""
+
+    __slots__ = ("description", "fields", "required")
+    _defaults = {"required": False}
+
+
+METRIC_TYPES = ("jsonl", "tensorboard", "log")
+# the run's folders a metrics source's ``in`` may name ($LOG_DIR/tb, ${RESULT_DIR}/m.jsonl)
+METRIC_VARIABLES = (
+    "LOG_DIR", "RESULT_DIR", "MODEL_DIR", "DATA_DIR", "CHECKPOINT_DIR", "JOB_STATE_DIR",
+    "TRAINING_ID",
+)  # fmt: skip
+_METRIC_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+METRIC_SOURCE = MetricSources(
+    "where the run's evaluation metrics are read while it trains (one source or a list)",
+    {
+        "type": Text(
+            "jsonl: one JSON object a line; tensorboard: a folder of event files; "
+            "log: lines of the run's log matched by pattern",
+            required=True,
+            choices=METRIC_TYPES,
+        ),
+        "in": Text(
+            "jsonl: a file (default $LOG_DIR/metrics.jsonl); tensorboard: a folder, searched "
+            "recursively; log: a file (default: the run's log). $LOG_DIR etc. expand; a "
+            "relative path is in MODEL_DIR"
+        ),
+        "pattern": Text(
+            "log: a Python regular expression; each named group is a metric, except "
+            "(?P<step>...), the step"
+        ),
+    },
 )
 
 
@@ -157,6 +214,7 @@ SCHEMA = Section(
         ),
         "training_data_reference": _store_section("training data", "source", one_or_list=True),
         "training_results_reference": _store_section("training results", "target"),
+        "evaluation_metrics": METRIC_SOURCE,
     },
     aliases={
         "training_data": "training_data_reference",
@@ -177,19 +235,39 @@ class Store(Record):
     def endpoint(self) -> str:
         """Where the store is, in words safe to show (never a secret)."""
         c = self.connection
-        return masked_url(c.get("endpoint_url") or c.get("auth_url") or c.get("path") or "")
+        where = c.get("endpoint_url") or c.get("auth_url") or c.get("path") or ""
+        return masked_url(where) if where or self.type != "s3" else "AWS S3"
 
     def describe(self) -> dict[str, str]:
         return {"type": self.type, "bucket": self.bucket, "endpoint": self.endpoint}
 
 
+class MetricSource(Record):
+    """One ``evaluation_metrics`` source: ``type``, ``in`` and ``pattern`` as written ("" when
+    not given)."""
+
+    __slots__ = ("type", "path", "pattern")
+    _defaults = {"path": "", "pattern": ""}
+
+    def as_spec(self) -> dict[str, str]:
+        """The source as the learner takes it (learner.json's ``evaluation_metrics`` items)."""
+        spec = {"type": self.type}
+        if self.path:
+            spec["in"] = self.path
+        if self.pattern:
+            spec["pattern"] = self.pattern
+        return spec
+
+
 class Manifest(Record):
-    """A checked manifest; every value is text as written, ``data``/``results`` are Stores."""
+    """A checked manifest; every value is text as written, ``data``/``results`` are Stores,
+    ``metrics`` the ``evaluation_metrics`` sources (empty: the default, SPEC §8)."""
 
     __slots__ = (
         "name", "description", "author_name", "author_email", "framework_name",
-        "framework_version", "command", "resource", "data", "results",
+        "framework_version", "command", "resource", "data", "results", "metrics",
     )  # fmt: skip
+    _defaults = {"metrics": ()}
 
     @property
     def gpus(self) -> int:
@@ -423,9 +501,13 @@ class _Checker:
                     values[canonical] = (text, value)
             elif isinstance(child, Section):
                 values[canonical] = self.subsection(child, key, value, child_path)
+            elif isinstance(child, MetricSources):
+                values[canonical] = self.metric_sources(child, value, child_path)
             else:  # checked below, once the sibling store type is known
                 connection = (key, value)
         for canonical, child in spec.fields.items():
+            if isinstance(child, MetricSources):
+                continue
             if isinstance(child, Connection):
                 self.connection(spec, connection, path, where, values)
             elif canonical not in spelled and canonical not in suggested and child.required:
@@ -448,6 +530,84 @@ class _Checker:
         if value.kind == "scalar" and value.scalar_type == "null" and not spec.required:
             return {}
         return self.section(spec, value, path, where)
+
+    def metric_sources(self, spec: MetricSources, node: Node, path: str) -> list[MetricSource]:
+        """``evaluation_metrics``: one source or a list of them, each checked whole."""
+        if node.kind == "scalar" and node.scalar_type == "null":
+            return []
+        if node.kind == "seq":
+            items = [(item, f"{path}[{i}]") for i, item in enumerate(node.items)]
+            if not items:
+                self.error(node, path, "an empty list; give a source, or leave the key out")
+        else:
+            items = [(node, path)]
+        as_section = Section(spec.description, spec.fields)
+        sources = []
+        for item, item_path in items:
+            if item.kind != "map":
+                self.error(item, item_path, f"expected a mapping, found {_kind_name(item)}")
+                continue
+            before = len(self.problems)
+            values = self.section(as_section, item, item_path, (item.line, item.column))
+            source = self.metric_source(item, item_path, values)
+            if source is not None and len(self.problems) == before:
+                sources.append(source)
+        return sources
+
+    def metric_source(self, node: Node, path: str, values: dict) -> MetricSource | None:
+        def given(key: str) -> tuple[str, Node] | None:
+            entry = values.get(key)
+            return (entry[0], entry[1]) if entry else None
+
+        kind, where, pattern = given("type"), given("in"), given("pattern")
+        if kind is None:
+            return None  # said: missing, or not one of the types
+        where_at = (node.line, node.column)
+        if kind[0] == "log" and pattern is None:
+            self.error(
+                where_at,
+                _join(path, "pattern"),
+                "required for type log: a regular expression with a named group per metric,"
+                " e.g. 'loss (?P<loss>[0-9.eE+-]+)'",
+            )
+        if kind[0] == "tensorboard" and where is None:
+            self.error(
+                where_at,
+                _join(path, "in"),
+                "required for type tensorboard: the folder of the event files, e.g. $LOG_DIR/tb",
+            )
+        if pattern is not None:
+            if kind[0] != "log":
+                self.error(pattern[1], _join(path, "pattern"), "only a log source takes a pattern")
+            else:
+                self.metric_pattern(pattern[0], pattern[1], _join(path, "pattern"))
+        if where is not None:
+            for m in _METRIC_VARIABLE.finditer(where[0]):
+                name = m.group(1) or m.group(2)
+                if name not in METRIC_VARIABLES:
+                    close = _close(name, METRIC_VARIABLES, n=1, cutoff=0.6)
+                    hint = (
+                        f"did you mean ${close[0]}?"
+                        if close
+                        else f"known: {', '.join('$' + v for v in METRIC_VARIABLES)}"
+                    )
+                    self.warn(where[1], _join(path, "in"), f"${name} is not a run folder; {hint}")
+        return MetricSource(kind[0], where[0] if where else "", pattern[0] if pattern else "")
+
+    def metric_pattern(self, pattern: str, node: Node, path: str) -> None:
+        try:
+            regex = re.compile(pattern)
+        except re.error as error:
+            at = f" at position {error.pos}" if error.pos is not None else ""
+            self.error(node, path, f"does not compile: {error.msg}{at}")
+            return
+        if not [name for name in regex.groupindex if name != "step"]:
+            self.error(
+                node,
+                path,
+                "has no named group for a metric: write (?P<name>...) around each value,"
+                " e.g. 'loss (?P<loss>[0-9.eE+-]+)'",
+            )
 
     def unknown_key(self, key: Node, path: str, name: str, allowed: list[str]) -> str | None:
         """Report an unknown key; return the key it probably meant, if any."""
@@ -546,6 +706,16 @@ class _Checker:
             for name, spec_key in keys.items():
                 if spec_key.required and name not in {n for n, _, _ in conn_entries}:
                     self.error(key, conn_path, f"'{name}' is required for {store_type} stores")
+            given = {n: k for n, k, _ in conn_entries}
+            for name, needed in _NEEDS.get(store_type or "", {}).items():
+                lacking = [n for n in needed if n not in given]
+                if name in given and lacking:
+                    self.error(
+                        given[name],
+                        _join(conn_path, name),
+                        f"'{name}' needs {' and '.join(repr(n) for n in lacking)} beside it"
+                        " (or give no keys: botocore's credential chain applies)",
+                    )
         values["connection"] = result
 
     def expand(self, text: str, node: Node, path: str) -> str | None:
@@ -603,7 +773,26 @@ def _build(values: dict[str, object]) -> Manifest:
         resource=text(md["execution"], "resource"),
         data=store(values["training_data_reference"], "source"),
         results=store(values["training_results_reference"], "target"),
+        metrics=tuple(values.get("evaluation_metrics") or ()),
     )
+
+
+def metric_sources(text: str) -> list[dict[str, str]] | None:
+    """The ``evaluation_metrics`` of manifest text, as the learner takes them (``type``,
+    ``in``, ``pattern``); None when it has none (or is not readable YAML). Only that key is
+    checked; a source with a problem is left out."""
+    try:
+        root = compose(text)
+    except YamlError:
+        return None
+    if root is None or root.kind != "map":
+        return None
+    checker = _Checker(None)
+    for key, value in root.items:
+        if key.kind == "scalar" and key.value == "evaluation_metrics":
+            sources = checker.metric_sources(METRIC_SOURCE, value, "evaluation_metrics")
+            return [source.as_spec() for source in sources]
+    return None
 
 
 # --- redaction --------------------------------------------------------------------------------
@@ -673,6 +862,9 @@ def _connection_schema(place: str) -> dict:
                             "type": ["object", "null"],
                             "properties": {k: _text_schema(s) for k, s in keys.items()},
                             "required": [k for k, s in keys.items() if s.required],
+                            "dependencies": {
+                                k: list(v) for k, v in _NEEDS.get(store_type, {}).items()
+                            },
                             "additionalProperties": False,
                         }
                     }
@@ -680,6 +872,26 @@ def _connection_schema(place: str) -> dict:
             }
         )
     return {"allOf": branches}
+
+
+def _metrics_schema(spec: MetricSources) -> dict:
+    """One source or a list; ``log`` needs ``pattern``, ``tensorboard`` needs ``in``."""
+    source = _section_schema(Section(spec.description, spec.fields))
+    source["allOf"] = [
+        {
+            "if": {"properties": {"type": {"const": "log"}}},
+            "then": {"required": ["pattern"]},
+            "else": {"not": {"required": ["pattern"]}},
+        },
+        {
+            "if": {"properties": {"type": {"const": "tensorboard"}}},
+            "then": {"required": ["in"]},
+        },
+    ]
+    return {
+        "description": spec.description,
+        "oneOf": [source, {"type": "array", "items": source, "minItems": 1}, {"type": "null"}],
+    }
 
 
 def _section_schema(spec: Section) -> dict:
@@ -699,6 +911,8 @@ def _section_schema(spec: Section) -> dict:
                         {"type": "array", "items": properties[name], "minItems": 1, "maxItems": 1},
                     ],
                 }
+        elif isinstance(child, MetricSources):
+            properties[name] = _metrics_schema(child)
         else:
             properties[name] = {"description": child.description, "type": ["object", "null"]}
             place = "source" if "source" in spec.fields else "target"

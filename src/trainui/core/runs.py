@@ -100,24 +100,29 @@ MANIFEST_FILE = "manifest.yml"  # the manifest with secrets removed
 STATUS_FILE = "status.json"  # the run's state, replaced atomically at every change
 LOG_FILE = "training-log.txt"  # learner messages and the command's merged stdout/stderr
 LEARNER_ERRORS_FILE = "learner-errors.txt"  # the learner's own stderr, if it ever crashes
+METRICS_FILE = "metrics.jsonl"  # the run's metric points, one JSON object a line (SPEC §8)
 WORK_DIR = "work"  # DATA_DIR, MODEL_DIR, RESULT_DIR, LOG_DIR, CHECKPOINT_DIR; removed at the end
 # Written by the service for a run on a Ray cluster, whose learner has a run folder of its own
 # on its node and reports through its job's log (status records as marker lines):
 RAY_LOG_STATE_FILE = "ray-log.json"  # the records' nonce and how much of Ray's log was mirrored
 STATUS_MARKER = "@@trainui-status:"  # a status record: <marker><nonce> <status json>
+# a line of the run's metrics.jsonl, relayed: <marker><nonce> <the line> (the mirror appends
+# the line to the service's <run_dir>/metrics.jsonl)
+METRICS_MARKER = "@@trainui-metrics:"
 # learner.json's log_max_bytes (TRAINUI_LOG_MAX_BYTES) when it does not say: the log keeps this
 # much of the command's output
 DEFAULT_LOG_MAX_BYTES = 1 << 30
 
 
-def write_json_atomic(path: str, data: dict, mode: int = 0o644) -> None:
-    """Replace ``path`` with ``data`` so that readers never see a half-written file. When it
-    fails (a full disk), ``path`` is left as it was and no temporary file is left behind."""
+def write_json_atomic(path: str, data: dict | bytes, mode: int = 0o644) -> None:
+    """Replace ``path`` with ``data`` (an object, or its JSON already encoded) so that readers
+    never see a half-written file. When it fails (a full disk), ``path`` is left as it was and
+    no temporary file is left behind."""
     tmp = f"{path}.{os.getpid()}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data if isinstance(data, bytes) else json.dumps(data).encode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -20,11 +20,11 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from trainui import __version__
+from trainui.core.lifecycle import Run
 from trainui.core.runs import DEFINITION_FILE, FINAL_STATES, LOG_FILE, MANIFEST_FILE
 from trainui.core.urls import mask_urls
 from trainui.gpu import GpuMonitor, off_snapshot, owner_by_process_tree
 from trainui.service.auth import TokenError, Tokens, User
-from trainui.service.forms import plain_form
 from trainui.service.openapi import openapi_document
 from trainui.service.results import ResultsFetcher
 from trainui.service.runs import Refusal, RunManager, watch
@@ -38,8 +38,6 @@ MAX_MANIFEST_BYTES = 1 << 20
 # a model definition up to this size waits in the run store until its run starts; a larger
 # one is written to the run folder at once (its own file costs little next to its size)
 SMALL_DEFINITION = 256 << 10
-# a submission body up to this size is read whole and split in one pass (service/forms.py)
-IN_MEMORY_BODY = 1 << 20
 
 
 PUBLIC_PATHS = frozenset({"/v3/health", "/openapi.json"})
@@ -139,14 +137,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             raise Refusal(400, "a submission is multipart/form-data: model_definition, manifest")
         # bound what is read, whatever the headers say
         receive = _bounded(request.receive, limit + MAX_MANIFEST_BYTES)
-        if size is not None and size <= IN_MEMORY_BODY:
-            body = await Request(request.scope, receive).body()
-            filenames: dict[str, str] = {}
-            fields = plain_form(body, content_type, filenames)
-            if fields is not None:
-                return await accept(request, fields, filenames.get("model_definition"))
-            receive = _replay(body)  # an unusual body: the full parser reads the same bytes
-        # the form parser spools files to disk
+        # Starlette's form parser (python-multipart) spools files to disk
         try:
             form = await Request(request.scope, receive).form(max_files=2, max_fields=5)
         except MultiPartException as error:
@@ -158,9 +149,8 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             await form.close()
 
     async def accept(request: Request, form: Mapping, filename: str | None) -> Response:
-        """Submit what a submission's form holds: a file part as bytes (read whole) or an
-        ``UploadFile`` (spooled), a field as text; ``filename``: the model definition's, as
-        the client named it."""
+        """Submit what a submission's form holds: a file part as an ``UploadFile`` (spooled),
+        a field as text; ``filename``: the model definition's, as the client named it."""
         limit = manager.settings.max_definition_bytes
         upload = form.get("model_definition")
         manifest = form.get("manifest")
@@ -170,9 +160,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             raise Refusal(400, "the request has no manifest", "C101")
         if isinstance(manifest, str):
             manifest_bytes = manifest.encode()
-        elif isinstance(manifest, bytes):
-            manifest_bytes = manifest[: MAX_MANIFEST_BYTES + 1]  # more is refused as too big
-        else:
+        else:  # more is refused as too big
             manifest_bytes = await manifest.read(MAX_MANIFEST_BYTES + 1)
         environment = _environment(form.get("environment"))
         report = manager.check_manifest(manifest_bytes, environment)
@@ -186,16 +174,13 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
                 await asyncio.to_thread(manager.check_stores, report.manifest)
         owner = _user(request).name
         label = _definition_label(filename)
-        if isinstance(upload, bytes):
-            head, rest = upload, None
-        else:
-            head, rest = await upload.read(SMALL_DEFINITION + 1), upload
+        head, rest = await upload.read(SMALL_DEFINITION + 1), upload
         if len(head) <= min(SMALL_DEFINITION, limit):  # all of it: waits in the run store
             run = manager.submit(report, head, owner, label)
         else:
             run = await _submit_large(manager, report, head, rest, owner, label)
         return JSONResponse(
-            {"model_id": run["model_id"], "url": run["url"], "status": run["status"]},
+            {"model_id": run.model_id, "url": run.url, "status": run.status},
             status_code=201,
         )
 
@@ -211,6 +196,8 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             else:
                 models, count = manager.list_json(q.get("status"), limit, offset, user)
                 body = "".join(f"{text}\n" for text in models).encode()
+            if q.get("fields"):
+                body = only_fields(body, q["fields"])
             return Response(body, media_type=NDJSON, headers={"X-Total-Count": str(count)})
         models, count = manager.list_json(q.get("status"), limit, offset, user)
         body = f'{{"models": [{", ".join(models)}], "count": {count}}}'
@@ -243,6 +230,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         body = mask_urls(text).encode("utf-8", "surrogateescape")
         return Response(body, media_type="application/yaml")
 
+    only_fields = _FieldPicker()
     results = ResultsFetcher(manager)
 
     async def results_list(request: Request) -> Response:
@@ -290,6 +278,52 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
 
+    async def metrics_index(request: Request):
+        """The run (404 as everywhere) and its metric points read so far."""
+        model_id = request.path_params["model_id"]
+        run = manager.get(model_id, _user(request))
+        index = manager.metrics_index(run)
+        if index is None:  # an ended run's file, read once (in a thread) and kept
+            index = manager.keep_metrics(
+                run, await asyncio.to_thread(manager.load_metrics, model_id)
+            )
+        return model_id, index
+
+    async def metrics_summary(request: Request) -> Response:
+        """The summary; with ``max_points`` or ``metric`` (repeatable) also ``series``: the
+        display series of those metrics (of every metric with no ``metric``), downsampled to
+        ``max_points``: a view's charts in one request rather than one a metric."""
+        q = request.query_params
+        max_points = _int(q.get("max_points"), "max_points", minimum=2)
+        names = q.getlist("metric") or None
+        model_id, index = await metrics_index(request)
+        answer = {"model_id": model_id, "metrics": index.summary()}
+        if max_points is not None or names is not None:
+            answer["series"] = index.display_series(names, max_points)
+        return _msgspec_json(answer)
+
+    async def metric_points(request: Request) -> Response:
+        q = request.query_params
+        after_step = _int(q.get("after_step"), "after_step")
+        max_points = _int(q.get("max_points"), "max_points", minimum=2)
+        offset = _int(q.get("offset"), "offset", minimum=0)
+        if offset is not None and (after_step is not None or max_points is not None):
+            raise Refusal(
+                400,
+                "offset reads every point as written: it does not go with after_step or "
+                "max_points (the display series)",
+            )
+        model_id, index = await metrics_index(request)
+        name = request.path_params["name"]
+        try:
+            points = index.points_of(name, after_step, max_points, offset)
+        except KeyError:
+            names = list(index.series)
+            known = ", ".join(names[:10]) + (", ..." if len(names) > 10 else "")
+            has = f"its metrics: {known}" if names else "it has no metric points yet"
+            raise Refusal(404, f"run {model_id} has no metric '{name}' ({has})") from None
+        return _msgspec_json({"model_id": model_id, **points})
+
     monitor: GpuMonitor | None = None
 
     async def gpus(request: Request) -> Response:
@@ -333,15 +367,26 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         manager.reconcile()
         manager.purge()
         manager.schedule()
-        if os.environ.get("TRAINUI_GPUS", "").strip().lower() != "none":
+        if manager.settings.gpus != ():  # TRAINUI_GPUS=none: no GPU monitoring
             roots = manager  # read from the monitor's thread: gpu_roots is replaced, not changed
             monitor = GpuMonitor(
                 process_owner=lambda pid: owner_by_process_tree(pid, roots.gpu_roots)
             ).start()
         task = asyncio.create_task(watch(manager, on_idle))
+        # numpy (a metric's display series is downsampled with it) imported off the event loop,
+        # a while after the start (which it would slow): the first chart a TUI asks for would
+        # otherwise wait for the import (100 ms or more on a busy machine)
+        loop = asyncio.get_running_loop()
+
+        def warm() -> None:
+            with contextlib.suppress(RuntimeError):  # the service stopping meanwhile
+                loop.run_in_executor(None, _warm_imports)
+
+        warming = loop.call_later(WARM_AFTER, warm)
         try:
             yield
         finally:
+            warming.cancel()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
@@ -379,6 +424,8 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         ),
         Route(model + "/halt", refusing_full_disk(halt), methods=["POST"]),
         Route(model + "/logs", logs),
+        Route(model + "/metrics", metrics_summary),
+        Route(model + "/metrics/{name:path}", metric_points),
         # these write the files of a run that has not started yet
         Route(model + "/definition", refusing_full_disk(definition)),
         Route(model + "/manifest", refusing_full_disk(manifest)),
@@ -398,11 +445,51 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
     return app
 
 
+WARM_AFTER = 0.5  # seconds after the service started: numpy is imported then, in a thread
+
+
+def _warm_imports() -> None:
+    with contextlib.suppress(ImportError):
+        import numpy  # noqa: F401
+
+
+def _msgspec_json(data: dict) -> Response:
+    """JSON of many numbers (metric points): msgspec encodes them about 5 times faster."""
+    import msgspec
+
+    return Response(msgspec.json.encode(data), media_type="application/json")
+
+
 def _by_method(**handlers):
     async def dispatch(request: Request) -> Response:
         return await handlers[request.method](request)
 
     return dispatch
+
+
+class _FieldPicker:
+    """``fields=a,b`` of the run list: of each run (a JSON text a line), only those keys,
+    the others left out (a table of 10,000 runs is read in a ninth of the bytes). The answer
+    for the last (list, fields) asked is kept: a list that did not change is answered again
+    at no cost."""
+
+    def __init__(self) -> None:
+        self._last: tuple[bytes, str, bytes] | None = None
+
+    def __call__(self, body: bytes, fields: str) -> bytes:
+        last = self._last
+        if last is not None and last[0] is body and last[1] == fields:
+            return last[2]
+        import msgspec
+
+        names = [name.strip() for name in fields.split(",") if name.strip()]
+        runs = msgspec.json.decode(b"[" + b",".join(body.splitlines()) + b"]")
+        encode = msgspec.json.Encoder().encode
+        picked = b"".join(
+            encode({name: run[name] for name in names if name in run}) + b"\n" for run in runs
+        )
+        self._last = (body, fields, picked)
+        return picked
 
 
 def _bounded(receive, limit: int):
@@ -465,7 +552,7 @@ def _still_allowed(tokens: Tokens, user: User):
     return allowed
 
 
-async def _follow(manager: RunManager, run: dict, path: str, position: int, allowed):
+async def _follow(manager: RunManager, run: Run, path: str, position: int, allowed):
     """Stream the log from ``position``; end once the run has ended and all was sent, or once
     ``allowed()`` says the token was revoked. A run that has not started has no log yet: it
     is opened once its learner created it."""
@@ -485,7 +572,9 @@ async def _follow(manager: RunManager, run: dict, path: str, position: int, allo
                 continue
             # the learner writes its last lines before its final status: once the run is
             # seen ended, one more read gets everything
-            if run["status"] in FINAL_STATES or run.get("model_id") not in manager.runs:
+            # (the run's record as it is now: a change replaces it)
+            now = manager.runs.get(run.model_id)
+            if now is None or now.status in FINAL_STATES:
                 f = f or _open_at(path, position)
                 rest = f.read() if f is not None else b""
                 if rest:
@@ -544,20 +633,6 @@ async def _sse(manager: RunManager, last_id: int | None, user: User, allowed):
         if pending is not None:
             pending.cancel()
         manager.open_streams -= 1
-
-
-def _replay(body: bytes):
-    """An ASGI ``receive`` that gives ``body`` again, for a parser that reads it once more."""
-    given = False
-
-    async def receive():
-        nonlocal given
-        if given:
-            return {"type": "http.disconnect"}
-        given = True
-        return {"type": "http.request", "body": body, "more_body": False}
-
-    return receive
 
 
 def _environment(field) -> dict[str, str]:

@@ -14,8 +14,12 @@ import json
 import os
 import re
 import secrets
+from typing import TYPE_CHECKING
 
 from trainui.core.runs import utc_now, write_json_atomic
+
+if TYPE_CHECKING:  # the CLI's `token` commands import this module: no msgspec for them
+    from trainui.core.lifecycle import Run
 
 TOKENS_FILE = "tokens.json"
 TOKEN_PREFIX = "tui_"
@@ -40,8 +44,8 @@ class User:
         self.local = local
         self.token = token
 
-    def sees(self, run: dict) -> bool:
-        return self.admin or run.get("owner") == self.name
+    def sees(self, run: Run) -> bool:
+        return self.admin or run.owner == self.name
 
 
 def _hash(token: str) -> str:

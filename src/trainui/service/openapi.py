@@ -41,6 +41,7 @@ _RUN = {
         "data",
         "results",
         "progress",
+        "metrics",
     ],
     "properties": {
         "model_id": {"type": "string", "pattern": "^training-[A-Za-z0-9]{9}$"},
@@ -74,6 +75,74 @@ _RUN = {
                 "objects_total": {"type": "integer"},
             },
         },
+        "metrics": {
+            "type": ["object", "null"],
+            "description": "each metric's summary (the first 100 metrics written), null when "
+            "the run has none",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["last", "step", "min", "max", "steps"],
+                "properties": {
+                    "last": {"type": "number"},
+                    "step": {"type": "integer"},
+                    "min": {"type": "number"},
+                    "max": {"type": "number"},
+                    "steps": {"type": "integer"},
+                },
+            },
+        },
+    },
+}
+
+_METRIC_SUMMARY = {
+    "type": "object",
+    "required": ["model_id", "metrics"],
+    "properties": {
+        "model_id": {"type": "string"},
+        "metrics": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name", "last", "step", "min", "max", "steps", "time"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "last": {"type": "number", "description": "the last point's value"},
+                    "step": {"type": "integer", "description": "the last point's step"},
+                    "min": {"type": "number"},
+                    "max": {"type": "number"},
+                    "steps": {"type": "integer", "description": "how many points"},
+                    "time": {"type": "number", "description": "the last point's (epoch s)"},
+                },
+            },
+        },
+        "series": {
+            "type": "object",
+            "description": "only with max_points or metric: each metric's display series, "
+            "as GET /v3/models/{model_id}/metrics/{name} answers it, without its name",
+            "additionalProperties": {
+                "type": "object",
+                "required": ["steps", "values", "times", "downsampled"],
+                "properties": {
+                    "steps": {"type": "array", "items": {"type": "integer"}},
+                    "values": {"type": "array", "items": {"type": "number"}},
+                    "times": {"type": "array", "items": {"type": "number"}},
+                    "downsampled": {"type": "boolean"},
+                },
+            },
+        },
+    },
+}
+
+_METRIC_POINTS = {
+    "type": "object",
+    "required": ["model_id", "name", "steps", "values", "times", "downsampled"],
+    "properties": {
+        "model_id": {"type": "string"},
+        "name": {"type": "string"},
+        "steps": {"type": "array", "items": {"type": "integer"}},
+        "values": {"type": "array", "items": {"type": "number"}},
+        "times": {"type": "array", "items": {"type": "number"}},
+        "downsampled": {"type": "boolean"},
     },
 }
 
@@ -153,6 +222,8 @@ def openapi_document() -> dict:
                         "count": {"type": "integer"},
                     },
                 },
+                "MetricSummary": _METRIC_SUMMARY,
+                "MetricPoints": _METRIC_POINTS,
                 "ResultList": {
                     "type": "object",
                     "required": ["prefix", "objects", "count", "bytes"],
@@ -258,6 +329,13 @@ def openapi_document() -> dict:
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
                         },
+                        {
+                            "name": "fields",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "with Accept: application/x-ndjson, only these keys "
+                            "of each run, comma-separated (a name no run has is left out)",
+                        },
                     ],
                     "responses": {"200": _run_list(), **_errors(400), **auth},
                 },
@@ -321,6 +399,86 @@ def openapi_document() -> dict:
                             "content": {"text/plain": {"schema": {"type": "string"}}},
                         },
                         **_errors(400, 404),
+                        **auth,
+                    },
+                },
+            },
+            "/v3/models/{model_id}/metrics": {
+                "parameters": [_MODEL_ID],
+                "get": {
+                    "summary": "The run's metrics (SPEC §8), each summed up, in the order "
+                    "first written to its metrics.jsonl; with max_points or metric, also "
+                    "their display series (what a view's charts draw, in one request)",
+                    "parameters": [
+                        {
+                            "name": "max_points",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 2, "maximum": _MAX_NUMBER},
+                            "description": "series: each metric's display series downsampled "
+                            "to at most this many points (as .../metrics/{name}?max_points=)",
+                        },
+                        {
+                            "name": "metric",
+                            "in": "query",
+                            "style": "form",
+                            "explode": True,
+                            "schema": {"type": "array", "items": {"type": "string"}},
+                            "description": "series: only these metrics (repeatable; a name the "
+                            "run does not have is left out); none: every metric",
+                        },
+                    ],
+                    "responses": {
+                        "200": _json("MetricSummary", "each metric's last, min, max, count"),
+                        **_errors(400, 404),
+                        **auth,
+                    },
+                },
+            },
+            "/v3/models/{model_id}/metrics/{name}": {
+                "parameters": [
+                    _MODEL_ID,
+                    {
+                        "name": "name",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                        "description": "the metric's name ('/' kept as is)",
+                    },
+                ],
+                "get": {
+                    "summary": "A metric's points: the display series (a step going backwards "
+                    "purges the points at or after it, as TensorBoard does), or with offset "
+                    "every point as written",
+                    "parameters": [
+                        {
+                            "name": "after_step",
+                            "in": "query",
+                            "schema": {
+                                "type": "integer",
+                                "minimum": -_MAX_NUMBER,
+                                "maximum": _MAX_NUMBER,
+                            },
+                            "description": "only the points with a larger step",
+                        },
+                        {
+                            "name": "max_points",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 2, "maximum": _MAX_NUMBER},
+                            "description": "downsampled to at most this many: the first, the "
+                            "last, and the lowest and highest of each bucket between",
+                        },
+                        {
+                            "name": "offset",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
+                            "description": "every point as written, from this one on (the "
+                            "export; not with after_step or max_points)",
+                        },
+                    ],
+                    "responses": {
+                        "200": _json("MetricPoints", "the points"),
+                        "400": _json("Error", "a query parameter is not valid"),
+                        "404": _json("Error", "no such run, or no such metric in it"),
                         **auth,
                     },
                 },
@@ -411,8 +569,10 @@ def openapi_document() -> dict:
             },
             "/v3/events": {
                 "get": {
-                    "summary": "Server-sent events of run changes (event: run | deleted); "
-                    "resumable with Last-Event-ID; ends when the caller's token is revoked",
+                    "summary": "Server-sent events of run changes (event: run | deleted | "
+                    "metrics: {model_id, owner, metrics: {name: {last, step}}} of the metrics "
+                    "with new points, at most about once a second a run); resumable with "
+                    "Last-Event-ID; ends when the caller's token is revoked",
                     "parameters": [
                         {
                             "name": "Last-Event-ID",

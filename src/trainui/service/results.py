@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from starlette.responses import Response, StreamingResponse
 
+from trainui.core.lifecycle import Run
 from trainui.core.runs import FINAL_STATES, RESULTS_FILE, read_json
 from trainui.service.runs import Refusal, RunManager
 from trainui.storage import (
@@ -67,13 +68,13 @@ class ResultsFetcher:
             )
         return asyncio.get_running_loop().run_in_executor(self._executor, func, *args)
 
-    async def _entry(self, model_id: str, run: dict) -> _Entry:
+    async def _entry(self, model_id: str, run: Run) -> _Entry:
         """The run's open results store: 409 while the run is active or for a run from before
         results.json; 502 when the store cannot be opened."""
-        if run["status"] not in FINAL_STATES:
+        if run.status not in FINAL_STATES:
             raise Refusal(
                 409,
-                f"run {model_id} is still {run['status']}: its results are stored when it ends",
+                f"run {model_id} is still {run.status}: its results are stored when it ends",
             )
         self._expire()
         entry = self._entries.get(model_id)
@@ -126,7 +127,7 @@ class ResultsFetcher:
 
     # --- the API --------------------------------------------------------------------------
 
-    async def listing(self, model_id: str, run: dict) -> dict:
+    async def listing(self, model_id: str, run: Run) -> dict:
         """``{prefix, objects: [{key, size}], count, bytes}``; keys less the prefix."""
         entry = await self._entry(model_id, run)
         prefix = f"{model_id}/"
@@ -142,7 +143,7 @@ class ResultsFetcher:
             raise Refusal(
                 404,
                 f"nothing is stored under {prefix} in {entry.store.description} "
-                f"(run {model_id} {run['status']})",
+                f"(run {model_id} {run.status})",
             )
         entry.objects = found
         return {
@@ -152,7 +153,7 @@ class ResultsFetcher:
             "bytes": sum(info.size for info in found.values()),
         }
 
-    async def stream(self, model_id: str, run: dict, key: str) -> Response:
+    async def stream(self, model_id: str, run: Run, key: str) -> Response:
         """Object ``<id>/<key>``, streamed while the service downloads it."""
         entry = await self._entry(model_id, run)
         prefix = f"{model_id}/"

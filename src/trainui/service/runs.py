@@ -22,7 +22,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Mapping
 
 from trainui.config import Settings
-from trainui.core import definition
+from trainui.core import definition, lifecycle
+from trainui.core.lifecycle import IllegalChange, Run
 from trainui.core.manifest import Manifest, ManifestReport, parse_manifest_bytes
 from trainui.core.runs import (
     ACTIVE_STATES,
@@ -46,7 +47,9 @@ from trainui.core.runs import (
 from trainui.core.shared import shared
 from trainui.core.urls import mask_urls
 from trainui.service.auth import Tokens, User
-from trainui.service.launch import Capacity, Launcher, LocalLauncher
+from trainui.service.launchers import Capacity, Launcher
+from trainui.service.launchers.local import LocalLauncher
+from trainui.service.metrics import MetricsIndex, MetricsKeeper
 from trainui.service.scheduler import Plan, Scheduler, Waiting
 from trainui.service.store import RunStore, disk_full, public
 from trainui.storage import StoreError, check_access
@@ -60,6 +63,8 @@ SALVAGE_WAIT = 30.0  # seconds a stopping service waits for what vanished learne
 # needs some space for its folder, its status and its log
 MIN_FREE_BYTES = 1 << 20
 DISK_RETRY = 5.0  # seconds between tries of what a full disk held back (saving, starting)
+# a running run's new metric points: its record and a ``metrics`` event at most this often
+METRICS_INTERVAL = 1.0
 
 
 class Refusal(Exception):
@@ -127,7 +132,8 @@ class RunManager:
         self.runs_dir = os.path.join(self.home, "runs")
         os.makedirs(self.runs_dir, mode=0o700, exist_ok=True)
         self.store = RunStore(self.home)
-        self.runs: dict[str, dict] = {run["model_id"]: run for run in self.store.load()}
+        # every run's record; a change replaces it (``_change``), never changes it in place
+        self.runs: dict[str, Run] = {run.model_id: run for run in self.store.load()}
         self.seq = self.store.next_seq()
         self.scheduler = Scheduler(
             settings.gpu_ids, settings.cpu_slots, settings.starvation_seconds
@@ -140,6 +146,7 @@ class RunManager:
         self._every_run_count = 0
         self._capacity_version: int | None = None  # the launcher's, at the last schedule()
         self.events = EventHub()
+        self.metrics = MetricsKeeper(self.runs_dir)  # the runs' metric points (SPEC §8)
         self.owner = getpass.getuser()
         self._status_mtimes: dict[str, float] = {}
         self._unwritten = self.store.with_unwritten()  # runs whose files wait in the store
@@ -192,7 +199,7 @@ class RunManager:
         why = self.sandbox_unavailable()
         return {"sandbox": why is None, "reason": why}
 
-    def _sandbox_spec(self, run: dict, gpu_ids: list[int], cluster: bool) -> dict | None:
+    def _sandbox_spec(self, run: Run, gpu_ids: list[int], cluster: bool) -> dict | None:
         """learner.json's ``sandbox``: None runs the command unsandboxed."""
         if self.settings.isolation == "off":
             return None
@@ -205,16 +212,16 @@ class RunManager:
             "gpu_devices": devices,
             # a cluster's node that cannot sandbox runs the command as it is, and says so
             "required": not cluster,
-            "unix_user": self._tokens.unix_user(run.get("owner") or ""),
+            "unix_user": self._tokens.unix_user(run.owner or ""),
             "paths": list(self.settings.sandbox_paths),
         }
 
     # --- reading --------------------------------------------------------------------------
 
-    def get(self, model_id: str, user: User | None = None) -> dict:
+    def get(self, model_id: str, user: User | None = None) -> Run:
         """The run, for a user allowed to see it: another user's run is "not found" too."""
         run = self.runs.get(model_id)
-        if run is None or run.get("deleted") or (user is not None and not user.sees(run)):
+        if run is None or run.deleted or (user is not None and not user.sees(run)):
             raise Refusal(404, f"run {model_id} not found")
         return run
 
@@ -232,9 +239,9 @@ class RunManager:
         runs = [
             r
             for r in self.runs.values()
-            if not r.get("deleted")
+            if not r.deleted
             and (user is None or user.sees(r))
-            and (wanted is None or r["status"] in wanted)
+            and (wanted is None or r.status in wanted)
         ]
         page = runs[offset : offset + limit if limit is not None else None]
         return [self.run_json(r) for r in page], len(runs)
@@ -253,11 +260,25 @@ class RunManager:
         self._json.pop(model_id, None)
         self._every_run = None
 
-    def run_json(self, run: dict) -> str:
+    def _put(self, run: Run) -> Run:
+        """``run``'s new record in place of the old one, what was kept of the old dropped."""
+        self.runs[run.model_id] = run
+        self._changed(run.model_id)
+        return run
+
+    def _change(self, run: Run, to_state: str, save: bool = True, **fields) -> Run:
+        """Every change to a run: ``lifecycle.change``'s new record replaces ``run``, and is
+        saved and published (unless ``save`` is False: the caller saves a batch)."""
+        new = self._put(lifecycle.change(run, to_state, **fields))
+        if save:
+            self._save(new)
+        return new
+
+    def run_json(self, run: Run) -> str:
         """The run as the API shows it, as JSON text (cached until the run changes)."""
-        text = self._json.get(run["model_id"])
+        text = self._json.get(run.model_id)
         if text is None:
-            text = self._json[run["model_id"]] = json.dumps(public(run))
+            text = self._json[run.model_id] = json.dumps(public(run))
         return text
 
     def run_dir(self, model_id: str) -> str:
@@ -267,8 +288,8 @@ class RunManager:
         """The service's state, with the counts of the runs ``user`` sees (None: all)."""
         counts: dict[str, int] = {}
         for run in self.runs.values():
-            if not run.get("deleted") and (user is None or user.sees(run)):
-                counts[run["status"]] = counts.get(run["status"], 0) + 1
+            if not run.deleted and (user is None or user.sees(run)):
+                counts[run.status] = counts.get(run.status, 0) + 1
         return {
             "status": "ok",
             "launcher": self.launcher.name,
@@ -319,7 +340,7 @@ class RunManager:
         definition_data: bytes | str,
         owner: str | None = None,
         label: str = DEFINITION_FILE,
-    ) -> dict:
+    ) -> Run:
         """Accept a run whose manifest passed ``check_manifest``. ``definition_data``: the
         model definition's bytes (a small one), or the path of a file moved into the run
         folder; ``label``: how messages name it (the user's file, not the service's copy).
@@ -360,39 +381,31 @@ class RunManager:
             run_dir = self.run_dir(model_id)
             os.makedirs(run_dir, mode=0o700)
             shutil.move(definition_data, os.path.join(run_dir, DEFINITION_FILE))
-        run = {
-            "model_id": model_id,
-            "url": f"/v3/models/{model_id}",
-            "name": manifest.name,
-            "description": manifest.description,
+        run = Run(
+            model_id=model_id,
+            url=f"/v3/models/{model_id}",
+            name=manifest.name,
+            description=manifest.description,
             # values runs of one manifest have in common are shared (never changed in place)
-            "framework": shared(
+            framework=shared(
                 {"name": manifest.framework_name, "version": manifest.framework_version}
             ),
-            "resource": sys.intern(manifest.resource),
-            "gpus": manifest.gpus,
-            "gpu_ids": shared([]),
-            "status": PENDING,
-            "status_message": "queued",
-            "error_code": None,
-            "exit_code": None,
-            "submitted_at": now,
-            "started_at": None,
-            "finished_at": None,
-            "owner": sys.intern(owner or self.owner),
-            "data": shared(manifest.data.describe()),
-            "results": shared({**manifest.results.describe(), "prefix": f"{model_id}/"}),
-            "progress": shared(_no_progress()),
-            "seq": self.seq,
-            "queued_epoch": time.time(),
-            "learner_pid": None,
-            "learner_start": None,
-            "finished_epoch": None,
-            "deleted": 0,
-        }
+            resource=sys.intern(manifest.resource),
+            gpus=manifest.gpus,
+            gpu_ids=shared([]),
+            status=PENDING,
+            status_message="queued",
+            submitted_at=now,
+            owner=sys.intern(owner or self.owner),
+            data=shared(manifest.data.describe()),
+            results=shared({**manifest.results.describe(), "prefix": f"{model_id}/"}),
+            progress=shared(lifecycle.no_progress()),
+            seq=self.seq,
+            queued_epoch=time.time(),
+        )
         self.seq += 1
-        self.runs[model_id] = run
-        queued = self._queue_when_full(run)
+        self._put(run)
+        run, queued = self._queue_when_full(run)
         try:
             self._save(run, files)
         except Exception as error:  # nothing of the run is kept
@@ -457,38 +470,38 @@ class RunManager:
 
     # --- scheduling and launching ---------------------------------------------------------
 
-    def _queue_when_full(self, submitted: dict) -> bool:
+    def _queue_when_full(self, submitted: Run) -> tuple[Run, bool]:
         """Queue the run just accepted when nothing is free and nothing was
         released since the last plan (a release plans again): the new run waits, and only its
         own reason is new. This keeps a submission O(1) behind a long queue instead of
-        re-planning every pending run. False when a full plan is needed."""
+        re-planning every pending run. False when a full plan is needed; the run as it is now."""
         if not self._full or self.launcher.capacity() is not None:
-            return False
+            return submitted, False
         ahead = len(self._waiting)
-        self._waiting[submitted["model_id"]] = Waiting(
-            submitted["model_id"], submitted["gpus"], submitted["queued_epoch"]
+        self._waiting[submitted.model_id] = Waiting(
+            submitted.model_id, submitted.gpus, submitted.queued_epoch
         )
-        submitted["status_message"] = self.scheduler.waiting_reason(submitted["gpus"], 0, ahead)
-        return True
+        reason = self.scheduler.waiting_reason(submitted.gpus, 0, ahead)
+        return self._change(submitted, PENDING, save=False, status_message=reason), True
 
     def schedule(self) -> None:
         """Start what can start; give every pending run its reason."""
         waiting = []
         for r in self.runs.values():
-            if r["status"] == PENDING and not r.get("deleted"):
-                entry = self._waiting.get(r["model_id"])
+            if r.status == PENDING and not r.deleted:
+                entry = self._waiting.get(r.model_id)
                 if entry is None:  # made once per run: this runs at every submit and release
-                    entry = Waiting(r["model_id"], r["gpus"], r["queued_epoch"])
-                    self._waiting[r["model_id"]] = entry
+                    entry = Waiting(r.model_id, r.gpus, r.queued_epoch)
+                    self._waiting[r.model_id] = entry
                 waiting.append(entry)
         self._capacity_version = self.launcher.version
         if not waiting:
             self._full = False  # the next submission plans in full
             return
-        active = [r for r in self.runs.values() if r["status"] in ACTIVE_STATES]
+        active = [r for r in self.runs.values() if r.status in ACTIVE_STATES]
         capacity = self.launcher.capacity()
         if capacity is None:  # this machine's GPUs, by id
-            busy = {r["model_id"]: r["gpu_ids"] or [] for r in active}
+            busy = {r.model_id: r.gpu_ids or [] for r in active}
             plan = self.scheduler.plan(waiting, busy, len(active), time.time())
         elif capacity.problem:
             plan = Plan([], {w.run_id: f"waiting: {capacity.problem}" for w in waiting})
@@ -513,9 +526,8 @@ class RunManager:
         changed = []
         for model_id, reason in plan.reasons.items():
             run = self.runs[model_id]
-            if run["status_message"] != reason:
-                run["status_message"] = reason
-                changed.append(run)
+            if run.status_message != reason:
+                changed.append(self._change(run, PENDING, save=False, status_message=reason))
         if changed:  # one transaction: when a large run ends, thousands of reasons may change
             try:
                 self.store.save_many(changed)
@@ -523,17 +535,16 @@ class RunManager:
                 if not disk_full(error):
                     raise
                 for run in changed:
-                    self._hold_back("save", run["model_id"])
+                    self._hold_back("save", run.model_id)
             for run in changed:
-                self._changed(run["model_id"])
                 self.events.publish("run", self.run_json(run))
 
-    def _start(self, run: dict, gpu_ids: list[int], capacity: Capacity | None = None) -> None:
-        self._waiting.pop(run["model_id"], None)
-        run_dir = self.run_dir(run["model_id"])
+    def _start(self, run: Run, gpu_ids: list[int], capacity: Capacity | None = None) -> None:
+        self._waiting.pop(run.model_id, None)
+        run_dir = self.run_dir(run.model_id)
         cpu_mode = self.scheduler.cpu_mode if capacity is None else not capacity.total
         try:
-            spec_path = self.run_file(run["model_id"], LEARNER_FILE)
+            spec_path = self.run_file(run.model_id, LEARNER_FILE)
             # a started run has a log, empty at first (a cluster launcher's mirror appends to it)
             open(os.path.join(run_dir, LOG_FILE), "ab").close()
             spec = read_json(spec_path) or {}
@@ -545,7 +556,7 @@ class RunManager:
             spec["sandbox"] = self._sandbox_spec(run, gpu_ids, cluster=capacity is not None)
             spec["home"] = self.home  # where it is now (a home may have moved since submit)
             write_json_atomic(spec_path, spec, mode=0o600)
-            pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run["gpus"])
+            pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run.gpus)
         except (OSError, sqlite3.Error) as error:
             if disk_full(error):
                 self._wait_for_space(run, error)
@@ -558,48 +569,46 @@ class RunManager:
             where = f"on {self.launcher.where}" + (", on a CPU" if cpu_mode else "")
         else:
             where = "on the CPU" if cpu_mode else f"on GPU {_ids(gpu_ids)}"
-        run.update(
-            status=DOWNLOADING,
+        self._change(  # started_at: stamped now
+            run,
+            DOWNLOADING,
             status_message=f"starting {where}",
             gpu_ids=gpu_ids,
-            started_at=utc_now(),
             learner_pid=pid,
             learner_start=start,
         )
-        self._save(run)
         self._refresh_gpu_roots()
 
-    def _wait_for_space(self, run: dict, error: BaseException) -> None:
+    def _wait_for_space(self, run: Run, error: BaseException) -> None:
         """The run could not start for want of space: it stays pending, first in line, and
         starts once space is freed (tried again every DISK_RETRY seconds, and at a delete)."""
         if isinstance(error, OSError):
-            why = disk_full_message(error, error.filename or self.run_dir(run["model_id"]))
+            why = disk_full_message(error, error.filename or self.run_dir(run.model_id))
         else:
             why = "the run store's database is full"
         reason = f"waiting for disk space: {why}"
-        if run["status_message"] != reason:
-            run["status_message"] = reason
-            self._save(run)
+        if run.status_message != reason:
+            self._change(run, PENDING, status_message=reason)
         self._retry_start_at = time.monotonic() + DISK_RETRY
 
     def _nothing_free(self) -> bool:
         """No GPU (or, in CPU mode, no CPU slot) of this machine is free."""
-        active = [r for r in self.runs.values() if r["status"] in ACTIVE_STATES]
+        active = [r for r in self.runs.values() if r.status in ACTIVE_STATES]
         if self.scheduler.cpu_mode:
             return len(active) >= self.settings.cpu_slots
-        held = {gpu for r in active for gpu in r["gpu_ids"] or []}
+        held = {gpu for r in active for gpu in r.gpu_ids or []}
         return all(gpu in held for gpu in self.scheduler.gpu_ids)
 
     def _refresh_gpu_roots(self) -> None:
         """Which processes belong to which active run (learners, commands' groups)."""
         roots: dict[int, str] = {}
         for run in self.runs.values():
-            if run["status"] in ACTIVE_STATES:
-                if run["learner_pid"]:
-                    roots[run["learner_pid"]] = run["model_id"]
-                group = self._command_groups.get(run["model_id"])
+            if run.status in ACTIVE_STATES:
+                if run.learner_pid:
+                    roots[run.learner_pid] = run.model_id
+                group = self._command_groups.get(run.model_id)
                 if group:
-                    roots[group] = run["model_id"]
+                    roots[group] = run.model_id
         self.gpu_roots = roots
 
     # --- following learners ---------------------------------------------------------------
@@ -611,34 +620,33 @@ class RunManager:
         if check_liveness:
             self._last_liveness = now
         released = False
-        for run in [r for r in self.runs.values() if r["status"] in ACTIVE_STATES]:
-            status_path = os.path.join(self.run_dir(run["model_id"]), STATUS_FILE)
+        for run in [r for r in self.runs.values() if r.status in ACTIVE_STATES]:
+            status_path = os.path.join(self.run_dir(run.model_id), STATUS_FILE)
             try:
                 mtime = os.stat(status_path).st_mtime_ns
             except FileNotFoundError:
                 mtime = None
-            if mtime is not None and mtime != self._status_mtimes.get(run["model_id"]):
-                status = read_json(status_path)
+            if mtime is not None and mtime != self._status_mtimes.get(run.model_id):
+                status = lifecycle.read_status(status_path)
                 if status is not None:
-                    self._status_mtimes[run["model_id"]] = mtime
+                    self._status_mtimes[run.model_id] = mtime
                     released |= self._apply(run, status)
                     continue
-            if check_liveness and not self.launcher.alive(run["learner_pid"], run["learner_start"]):
-                status = read_json(status_path)  # it may have ended between the two looks
-                if status is not None and status.get("status") in FINAL_STATES:
+            if check_liveness and not self.launcher.alive(run.learner_pid, run.learner_start):
+                raw = read_json(status_path)  # it may have ended between the two looks
+                status = lifecycle.as_status(raw) if raw is not None else None
+                if status is not None and status.status in FINAL_STATES:
                     released |= self._apply(run, status)
                 else:
                     # the launcher frees what holds GPUs and says why the learner is gone
                     reason = self.launcher.lost(
-                        run["learner_pid"],
-                        run["learner_start"],
-                        status,
-                        self.run_dir(run["model_id"]),
+                        run.learner_pid, run.learner_start, raw, self.run_dir(run.model_id)
                     )
-                    self._finish(run, FAILED, reason, "S300")
-                    if not run.get("deleted"):
+                    run = self._finish(run, FAILED, reason, "S300")
+                    if not run.deleted:
                         self._store_what_is_left(run)
                     released = True
+        self._poll_metrics()
         if self._held_back and now >= self._retry_held_back_at:
             self._retry_held_back_at = now + DISK_RETRY
             self._write_held_back()
@@ -657,72 +665,142 @@ class RunManager:
             self.purge()
         self.store.scrub()  # the credentials of runs started since the last beat
 
-    def _apply(self, run: dict, status: dict) -> bool:
-        """Copy a learner's status into the run; True when the run ended."""
-        group = status.get("command_pgid")
-        if group and self._command_groups.get(run["model_id"]) != group:
-            self._command_groups[run["model_id"]] = group
+    # --- metrics ----------------------------------------------------------------------------
+
+    def _poll_metrics(self) -> None:
+        """Read what running runs' learners appended to their points files; for each run
+        with new points, at most every METRICS_INTERVAL: its record and a ``metrics`` event."""
+        for run in [r for r in self.runs.values() if r.status in ACTIVE_STATES]:
+            index = self.metrics.poll(run.model_id)
+            # (not while catching up: a summary of half the file would go backwards)
+            if (
+                index.changed
+                and not index.behind
+                and self.metrics.due(run.model_id, METRICS_INTERVAL)
+            ):
+                self._metrics_changed(run, index)
+
+    def _metrics_changed(self, run: Run, index: MetricsIndex) -> Run:
+        """The run's record follows its index (saved, without a ``run`` event: the
+        ``metrics`` event says what changed, ``{name: {last, step}}`` of the metrics with new
+        points)."""
+        changed = index.take_changed()
+        record = index.record()
+        if record != run.metrics:
+            run = self._put(lifecycle.with_metrics(run, record))
+            if not run.deleted:
+                try:
+                    self.store.save(run)
+                except sqlite3.Error as error:
+                    if not disk_full(error):
+                        raise
+                    self._hold_back("save", run.model_id)
+        if changed and not run.deleted:
+            self.events.publish(
+                "metrics", {"model_id": run.model_id, "owner": run.owner, "metrics": changed}
+            )
+        return run
+
+    def _final_metrics(self, run: Run) -> Run:
+        """An ended run's record with its points file read to the end (the learner's last
+        pass came before its last status)."""
+        index = self.metrics.finish(run.model_id)
+        if index is None:  # too much to read here: read once asked for (keep_metrics)
+            return run
+        record = index.record()
+        changed = index.take_changed()
+        if changed and not run.deleted:
+            self.events.publish(
+                "metrics", {"model_id": run.model_id, "owner": run.owner, "metrics": changed}
+            )
+        return run if record == run.metrics else lifecycle.with_metrics(run, record)
+
+    def metrics_index(self, run: Run) -> MetricsIndex | None:
+        """The run's points as read so far, when kept (a running run's always), else None:
+        ``load_metrics`` reads them (in a thread) and ``keep_metrics`` keeps them."""
+        if run.status in ACTIVE_STATES:
+            return self.metrics.index(run.model_id, True)
+        return self.metrics.cached(run.model_id)
+
+    def load_metrics(self, model_id: str) -> MetricsIndex:
+        """An ended run's points file read whole (blocking: called in a thread)."""
+        index = MetricsIndex(self.metrics.path(model_id))
+        index.read()
+        return index
+
+    def keep_metrics(self, run: Run, index: MetricsIndex) -> MetricsIndex:
+        """Keep an ended run's index read by ``load_metrics``; its record follows it (when a
+        service stopped before it saved the summary of the run's last points)."""
+        current = self.runs.get(run.model_id)
+        if current is None:  # deleted while its points were read
+            return index
+        index = self.metrics.keep(run.model_id, index)
+        if current is not None and current.status in FINAL_STATES:
+            index.take_changed()
+            if index.record() != current.metrics:
+                self._metrics_changed(current, index)
+        return index
+
+    def _apply(self, run: Run, status: lifecycle.Status) -> bool:
+        """Bring the run up to date with its learner's record; True when the run ended."""
+        group = status.command_pgid
+        if group and self._command_groups.get(run.model_id) != group:
+            self._command_groups[run.model_id] = group
             self._refresh_gpu_roots()
-        changed = False
-        for key in ("status", "status_message", "error_code", "exit_code", "progress"):
-            if key in status and status[key] != run.get(key):
-                run[key] = status[key]
-                changed = True
-        for key in ("started_at", "finished_at"):
-            if status.get(key) and status[key] != run.get(key):
-                run[key] = status[key]
-                changed = True
-        if status.get("gpu_ids") and not run.get("gpu_ids"):  # chosen by a cluster (Ray)
-            run["gpu_ids"] = status["gpu_ids"]
-            changed = True
-        ended = run["status"] in FINAL_STATES
+        try:
+            new = lifecycle.follow(run, status)
+        except IllegalChange as error:  # a record out of order: said, and not taken
+            print(f"trainui: {run.model_id}'s status record ignored: {error}", file=sys.stderr)
+            return False
+        if new is run:
+            return False
+        ended = new.status in FINAL_STATES
         if ended:
-            self._changed(run["model_id"])
-            self._command_groups.pop(run["model_id"], None)
-            self._refresh_gpu_roots()
-            run["finished_at"] = run["finished_at"] or utc_now()
-            run["finished_epoch"] = time.time()
-            if run.get("deleted"):
-                self._forget(run["model_id"])
+            self._command_groups.pop(run.model_id, None)
+            if not new.deleted:
+                new = self._final_metrics(new)
+            if new.deleted:
+                self._put(new)
+                self._forget(run.model_id)
+                self._refresh_gpu_roots()
                 return True
-        if changed:
-            self._save(run)
+        self._save(self._put(new))
+        if ended:
+            self._refresh_gpu_roots()
         return ended
 
-    def _finish(self, run: dict, status: str, message: str, code: str | None) -> None:
-        self._waiting.pop(run["model_id"], None)
-        self._command_groups.pop(run["model_id"], None)
-        run.update(
-            status=status,
-            status_message=message,
-            error_code=code,
-            finished_at=utc_now(),
-            finished_epoch=time.time(),
-        )
-        if run.get("deleted"):
-            self._forget(run["model_id"])
+    def _finish(self, run: Run, status: str, message: str, code: str | None) -> Run:
+        """End the run here (halted before it started, its learner lost or not started)."""
+        self._waiting.pop(run.model_id, None)
+        self._command_groups.pop(run.model_id, None)
+        run = self._change(run, status, save=False, status_message=message, error_code=code)
+        if not run.deleted and (run.started_at or run.model_id in self.metrics.live):
+            run = self._put(self._final_metrics(run))
+        if run.deleted:
+            self._forget(run.model_id)
         else:
             self._save(run)
         self._refresh_gpu_roots()
+        return run
 
     def reconcile(self) -> None:
         """After a (re)start: follow learners that still run, fail those that vanished."""
         for run in list(self.runs.values()):
-            if run.get("deleted") and run["status"] not in ACTIVE_STATES:
-                self._forget(run["model_id"])
+            if run.deleted and run.status not in ACTIVE_STATES:
+                self._forget(run.model_id)
         self._last_liveness = 0.0
         self._refresh_gpu_roots()
         self.poll()
 
-    def _store_what_is_left(self, run: dict) -> None:
+    def _store_what_is_left(self, run: Run) -> None:
         """A vanished learner stored nothing: store the run's log, manifest and status in its
         results bucket, in a thread (stores block)."""
         from trainui.service.salvage import store_what_is_left
 
         thread = threading.Thread(
             target=store_what_is_left,
-            args=(self.run_dir(run["model_id"]), dict(run), self.home),
-            name=f"trainui-salvage-{run['model_id']}",
+            args=(self.run_dir(run.model_id), run, self.home),  # frozen: safe to share
+            name=f"trainui-salvage-{run.model_id}",
             daemon=True,
         )
         thread.start()
@@ -730,39 +808,38 @@ class RunManager:
 
     # --- halting and deleting -------------------------------------------------------------
 
-    def halt(self, model_id: str, user: User | None = None) -> dict:
+    def halt(self, model_id: str, user: User | None = None) -> Run:
         run = self.get(model_id, user)
-        if run["status"] in FINAL_STATES:
-            raise Refusal(409, f"run {model_id} has already ended ({run['status']})")
-        if run["status"] == PENDING:
-            self._finish(run, HALTED, "halted before it started", None)
+        if run.status in FINAL_STATES:
+            raise Refusal(409, f"run {model_id} has already ended ({run.status})")
+        if run.status == PENDING:
+            run = self._finish(run, HALTED, "halted before it started", None)
             self.schedule()
         else:
-            run["status_message"] = "halting"
-            self._save(run)
-            self.launcher.halt(run["learner_pid"], run["learner_start"])
+            run = self._change(run, run.status, status_message="halting")
+            self.launcher.halt(run.learner_pid, run.learner_start)
         return run
 
     def delete(self, model_id: str, user: User | None = None) -> None:
         run = self.get(model_id, user)
-        if run["status"] in ACTIVE_STATES:
+        if run.status in ACTIVE_STATES:
             # the learner stores what it has and ends; the run is forgotten when it does
-            run["deleted"] = 1
-            self._save(run)
-            self.launcher.halt(run["learner_pid"], run["learner_start"])
-            self.events.publish("deleted", {"model_id": model_id, "owner": run["owner"]})
+            run = self._change(run, run.status, deleted=1)
+            self.launcher.halt(run.learner_pid, run.learner_start)
+            self.events.publish("deleted", {"model_id": model_id, "owner": run.owner})
         else:
             self._forget(model_id)
             self.schedule()
             self.store.scrub()
 
     def _forget(self, model_id: str) -> None:
-        run = self.runs.pop(model_id, None) or {}
+        run = self.runs.pop(model_id, None)
         self._changed(model_id)
-        if run.get("learner_start"):
-            self.launcher.forget(run.get("learner_pid"), run["learner_start"])
+        if run is not None and run.learner_start:
+            self.launcher.forget(run.learner_pid, run.learner_start)
         self._waiting.pop(model_id, None)
         self._status_mtimes.pop(model_id, None)
+        self.metrics.forget(model_id)
         self._unwritten.discard(model_id)
         # the folder first: on a full disk, that frees the space the database may need
         shutil.rmtree(self.run_dir(model_id), ignore_errors=True)
@@ -772,7 +849,8 @@ class RunManager:
             if not disk_full(error):
                 raise
             self._hold_back("delete", model_id)
-        self.events.publish("deleted", {"model_id": model_id, "owner": run.get("owner")})
+        owner = run.owner if run is not None else None
+        self.events.publish("deleted", {"model_id": model_id, "owner": owner})
 
     def purge(self) -> int:
         """Forget runs that ended longer ago than the retention time (SPEC §3: 7 days)."""
@@ -789,28 +867,25 @@ class RunManager:
         busy = (
             self.open_streams
             or any(t.is_alive() for t in self._salvages)
-            or any(
-                r["status"] == PENDING or r["status"] in ACTIVE_STATES for r in self.runs.values()
-            )
+            or any(r.status == PENDING or r.status in ACTIVE_STATES for r in self.runs.values())
         )
         if busy:
             self.last_activity = time.monotonic()
         return time.monotonic() - self.last_activity
 
-    def _save(self, run: dict, files: dict[str, bytes] | None = None) -> None:
-        """Every change to a run goes through here (or ``schedule``'s batch of reasons);
-        ``files``: a new run's, kept in the run store until it starts."""
-        self._changed(run["model_id"])
+    def _save(self, run: Run, files: dict[str, bytes] | None = None) -> None:
+        """Every run's new record is saved here (or in ``schedule``'s batch of reasons) and
+        published; ``files``: a new run's, kept in the run store until it starts."""
         if files is None:
             try:
                 self.store.save(run)
             except sqlite3.Error as error:
                 if not disk_full(error):
                     raise
-                self._hold_back("save", run["model_id"])  # memory has it; the disk, later
+                self._hold_back("save", run.model_id)  # memory has it; the disk, later
         else:
             self.store.save_new(run, files)  # a full disk refuses the submission
-        if not run.get("deleted"):
+        if not run.deleted:
             self.events.publish("run", self.run_json(run))
 
     def _hold_back(self, kind: str, model_id: str) -> None:
@@ -872,16 +947,6 @@ def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: s
         "halt_grace_seconds": settings.halt_grace_seconds,
         "log_max_bytes": settings.log_max_bytes,
         "submitted_at": now,
-    }
-
-
-def _no_progress() -> dict:
-    return {
-        "phase": None,
-        "bytes_done": 0,
-        "bytes_total": 0,
-        "objects_done": 0,
-        "objects_total": 0,
     }
 
 

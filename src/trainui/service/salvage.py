@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import sys
 
+from trainui.core.lifecycle import Run, TrainingStatus, read_status, training_status_json
 from trainui.core.runs import (
     DEFINITION_FILE,
     FAILED,
@@ -24,54 +25,35 @@ from trainui.core.runs import (
     read_json,
     write_json_atomic,
 )
-from trainui.learner import DEFINITION_KEY, TRAINING_STATUS_FILE
+from trainui.learner.storing import DEFINITION_KEY, TRAINING_STATUS_FILE
 from trainui.storage import StoreError, open_store
 
 SALVAGED_STATUS_FILE = "training-status.salvaged.json"  # in the run folder, what is stored
 
 
-def store_what_is_left(run_dir: str, run: dict, home: str) -> None:
+def store_what_is_left(run_dir: str, run: Run, home: str) -> None:
     """Store what the run's folder holds into its results bucket; ``run`` is the run as the
-    service failed it (a copy). Never raises: a problem is one line on the service's stderr."""
-    model_id = run["model_id"]
+    service failed it. Never raises: a problem is one line on the service's stderr."""
     try:
         _store(run_dir, run, home)
     except (StoreError, OSError) as exc:
         print(
-            f"trainui: the log of {model_id}, whose learner vanished, could not be stored: {exc}",
+            f"trainui: the log of {run.model_id}, whose learner vanished, could not be stored: "
+            f"{exc}",
             file=sys.stderr,
             flush=True,
         )
 
 
-def _store(run_dir: str, run: dict, home: str) -> None:
+def _store(run_dir: str, run: Run, home: str) -> None:
     spec = read_json(os.path.join(run_dir, RESULTS_FILE))
     if spec is None:  # a run from before results.json, or deleted meanwhile
         return
-    message = f"{run['status_message']}; what the learner had not stored is missing"
     log_path = os.path.join(run_dir, LOG_FILE)
-    _end_log(log_path, f"trainui: failed ({run['error_code']}): {run['status_message']}")
-    learner_status = read_json(os.path.join(run_dir, STATUS_FILE)) or {}
+    _end_log(log_path, f"trainui: failed ({run.error_code}): {run.status_message}")
     status_path = os.path.join(run_dir, SALVAGED_STATUS_FILE)
-    write_json_atomic(
-        status_path,
-        {
-            "model_id": run["model_id"],
-            "name": run.get("name"),
-            "status": FAILED,
-            "status_message": message,
-            "error_code": run["error_code"],
-            "exit_code": run.get("exit_code"),
-            "resource": run.get("resource"),
-            "gpu_ids": run.get("gpu_ids"),
-            "submitted_at": run.get("submitted_at"),
-            "started_at": run.get("started_at"),
-            "finished_at": run.get("finished_at"),
-            "timings": learner_status.get("timings") or {},
-            "results_partial": True,  # stored by the service: the command's results are not
-        },
-    )
-    prefix = f"{run['model_id']}/"
+    write_json_atomic(status_path, training_status_json(salvaged_status(run, run_dir)))
+    prefix = f"{run.model_id}/"
     store = open_store(spec["type"], spec["bucket"], spec.get("connection") or {}, home)
     try:
         for name, key in (
@@ -85,6 +67,27 @@ def _store(run_dir: str, run: dict, home: str) -> None:
                 store.upload(path, prefix + key)
     finally:
         store.close()
+
+
+def salvaged_status(run: Run, run_dir: str) -> TrainingStatus:
+    """The ``training-status.json`` the service stores for ``run``: failed, with the results
+    partial (the command's results are not stored), and the timings its learner recorded."""
+    learner_status = read_status(os.path.join(run_dir, STATUS_FILE))
+    return TrainingStatus(
+        model_id=run.model_id,
+        name=run.name,
+        status=FAILED,
+        status_message=f"{run.status_message}; what the learner had not stored is missing",
+        error_code=run.error_code,
+        exit_code=run.exit_code,
+        resource=run.resource,
+        gpu_ids=run.gpu_ids,
+        submitted_at=run.submitted_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        timings=(learner_status.timings if learner_status else None) or {},
+        results_partial=True,  # stored by the service: the command's results are not
+    )
 
 
 def _end_log(path: str, line: str) -> None:

@@ -19,7 +19,8 @@ from trainui.config import ConnectionLimits, Settings, connection_limits, ensure
 from trainui.service.app import create_app
 from trainui.service.auth import Tokens
 from trainui.service.connections import fit_open_files, tcp_protocol
-from trainui.service.launch import LauncherError, make_launcher
+from trainui.service.launchers import Launcher, LauncherError
+from trainui.service.launchers.local import LocalLauncher
 from trainui.service.runs import RunManager
 from trainui.service.store import StoreTooNew
 
@@ -94,6 +95,27 @@ def bind_tcp_socket(host: str, port: int) -> socket.socket:
     # waits for the client's delayed ACK, 40 ms a request on a kept-alive connection
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return sock
+
+
+def make_launcher(settings: Settings, runs_dir: str | None = None) -> Launcher:
+    """The launcher the settings name: ``local`` (default) or ``ray`` (``ray_address``,
+    ``ray_grace_seconds``, ``ray_python``). Raises LauncherError for a setting that cannot work
+    (a ray:// address, say)."""
+    name = settings.launcher or "local"
+    if name == "local":
+        return LocalLauncher()
+    if name == "ray":
+        from trainui.service.launchers.ray import RayLauncher
+
+        return RayLauncher(
+            settings.ray_address or "",
+            runs_dir or os.path.join(settings.home, "runs"),
+            halt_grace=settings.halt_grace_seconds,
+            lost_grace=settings.ray_grace_seconds,
+            python=settings.ray_python,
+            environ=settings.environ,
+        )
+    raise LauncherError(f"unknown launcher '{name}': use local or ray")
 
 
 def serve(
@@ -192,11 +214,11 @@ def _check_isolation(settings: Settings, manager: RunManager, home: str, tcp: bo
     ``--no-isolation``. A local launcher only: a cluster's nodes sandbox on their own."""
     if settings.isolation == "off" or manager.launcher.name != "local":
         return
-    if os.environ.get("TRAINUI_SANDBOX_USER") and os.geteuid() == 0:
+    if settings.sandbox_user and os.geteuid() == 0:
         from trainui.sandbox import SandboxError, resolve_user
 
         try:  # a typo here must not quietly run every command unsandboxed
-            resolve_user(None)
+            resolve_user(None, settings.environ)
         except SandboxError as error:
             raise ServeRefused(f"TRAINUI_SANDBOX_USER: {error}") from None
     users = {e["name"] for e in Tokens(home).entries() if not e.get("admin")} if tcp else ()

@@ -18,6 +18,7 @@ import sqlite3
 import sys
 from collections.abc import Iterable, Iterator
 
+from trainui.core.lifecycle import INTERNAL, Run, public
 from trainui.core.runs import is_disk_full
 from trainui.core.shared import REPEATED_TEXT, shared_json
 from trainui.core.urls import masked_url
@@ -27,15 +28,16 @@ from trainui.core.urls import masked_url
 _FULL_CODES = frozenset({sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHMSIZE", -1)})
 
 # Columns that hold JSON values; every other column holds a plain value.
-_JSON_COLUMNS = ("framework", "gpu_ids", "data", "results", "progress")
+_JSON_COLUMNS = ("framework", "gpu_ids", "data", "results", "progress", "metrics")
 _COLUMNS = (
     "model_id", "seq", "owner", "name", "description", "framework", "resource", "gpus",
     "gpu_ids", "status", "status_message", "error_code", "exit_code", "submitted_at",
-    "started_at", "finished_at", "data", "results", "progress",
+    "started_at", "finished_at", "data", "results", "progress", "metrics",
     # internal: not part of the API object
     "queued_epoch", "learner_pid", "learner_start", "finished_epoch", "deleted",
 )  # fmt: skip
-INTERNAL = ("seq", "queued_epoch", "learner_pid", "learner_start", "finished_epoch", "deleted")
+_JSON_INDEXES = tuple(_COLUMNS.index(c) for c in _JSON_COLUMNS)
+__all__ = ["INTERNAL", "MIGRATIONS", "RunStore", "StoreTooNew", "disk_full", "migrate", "public"]
 
 # The schema's history, one function a step (``PRAGMA user_version`` says how many were
 # applied): an existing home is brought up to date when the service opens it, in one
@@ -64,7 +66,12 @@ def _v1_runs_and_unwritten(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [_v1_runs_and_unwritten]
+def _v2_metrics(db: sqlite3.Connection) -> None:
+    """Issue 16: a run's metrics' summary (JSON, ``Run.metrics``); null for the runs before."""
+    db.execute("ALTER TABLE runs ADD COLUMN metrics")
+
+
+MIGRATIONS = [_v1_runs_and_unwritten, _v2_metrics]
 
 
 class StoreTooNew(Exception):
@@ -123,13 +130,15 @@ class RunStore:
         self.migrated_from = migrate(self.db, path)
         self._secrets_removed = False  # since the last scrub
 
-    def load(self) -> list[dict]:
+    def load(self) -> list[Run]:
         """Every run, in submission order."""
         cursor = self.db.execute(f"SELECT {', '.join(_COLUMNS)} FROM runs ORDER BY seq")
         return [self._decode(row) for row in cursor]
 
-    def save(self, run: dict) -> None:
-        values = [json.dumps(run.get(c)) if c in _JSON_COLUMNS else run.get(c) for c in _COLUMNS]
+    def save(self, run: Run) -> None:
+        values = [getattr(run, c) for c in _COLUMNS]
+        for i in _JSON_INDEXES:
+            values[i] = json.dumps(values[i])
         self.db.execute(
             f"INSERT OR REPLACE INTO runs ({', '.join(_COLUMNS)}) "
             f"VALUES ({', '.join('?' * len(_COLUMNS))})",
@@ -147,12 +156,12 @@ class RunStore:
             raise
         self.db.execute("COMMIT")
 
-    def save_many(self, runs: Iterable[dict]) -> None:
+    def save_many(self, runs: Iterable[Run]) -> None:
         with self._transaction():
             for run in runs:
                 self.save(run)
 
-    def save_new(self, run: dict, files: dict[str, bytes]) -> None:
+    def save_new(self, run: Run, files: dict[str, bytes]) -> None:
         """A run just submitted and the files its folder will get when it starts, in one
         transaction: a queued run costs no file of its own (creating files is what a
         submission cost most on these disks)."""
@@ -160,7 +169,7 @@ class RunStore:
             self.save(run)
             self.db.executemany(
                 "INSERT OR REPLACE INTO unwritten (model_id, name, data) VALUES (?, ?, ?)",
-                [(run["model_id"], name, data) for name, data in files.items()],
+                [(run.model_id, name, data) for name, data in files.items()],
             )
 
     def unwritten(self, model_id: str) -> dict[str, bytes]:
@@ -211,7 +220,7 @@ class RunStore:
         self.db.close()
 
     @staticmethod
-    def _decode(row: tuple) -> dict:
+    def _decode(row: tuple) -> Run:
         model_id, *rest = row
         # the url is not stored (it follows from the ID); placed as a new run has it
         run = {"model_id": model_id, "url": f"/v3/models/{model_id}"}
@@ -220,9 +229,15 @@ class RunStore:
             if isinstance(run[column], str):
                 run[column] = sys.intern(run[column])
         for column in _JSON_COLUMNS:
-            if run[column] is not None:
+            if run[column] is None:
+                continue
+            if column == "metrics":  # each run's own: nothing to share
+                run[column] = json.loads(run[column])
+            else:
                 run[column] = shared_json(run[column], _masked if column in _PLACES else None)
-        return run
+        if run["deleted"] is None:  # a row of an older store: never deleted
+            run["deleted"] = 0
+        return Run(**run)
 
 
 _PLACES = ("data", "results")
@@ -233,11 +248,6 @@ def _masked(place):
     if isinstance(place, dict) and isinstance(place.get("endpoint"), str):
         place["endpoint"] = masked_url(place["endpoint"])
     return place
-
-
-def public(run: dict) -> dict:
-    """The run as the API shows it: without the service's internal fields."""
-    return {k: v for k, v in run.items() if k not in INTERNAL}
 
 
 def disk_full(error: BaseException) -> bool:

@@ -1,10 +1,10 @@
 """Object stores behind one small interface: where training data comes from, results go to.
 
-Each store type is one module: ``local`` (a folder), ``s3`` (any S3-compatible server, its
-requests signed here) and ``swift`` (``bluemix_objectstore``, python-swiftclient). Methods block,
+Each store type is one module: ``local`` (a folder), ``s3`` (AWS or any S3-compatible server,
+through botocore) and ``swift`` (``bluemix_objectstore``, python-swiftclient). Methods block,
 so callers that must stay responsive run them in threads. This package imports no UI or web
-code, and swiftclient only when a store of that type is opened: the learner uses it on its
-start-up path.
+code, and botocore or swiftclient only when a store of that type is first used: the learner
+uses it on its start-up path.
 """
 
 from __future__ import annotations
@@ -32,12 +32,25 @@ CHECK_ATTEMPTS, CHECK_TIMEOUT = 2, 10.0  # check_access: a submit waits at most 
 TRANSFER_THREADS = 8  # objects moved at once; TRAINUI_TRANSFER_THREADS changes it
 
 
+def setting(attr: str):
+    """A TRAINUI_* setting of the stores (trainui.config); its default when the variable is
+    malformed (the service says so at its start; a learner started by hand goes on)."""
+    from trainui.config import ConfigError, Settings, current
+
+    try:
+        return getattr(current(), attr)
+    except ConfigError:
+        return getattr(Settings, attr).default
+
+
 def transfer_threads() -> int:
     """TRAINUI_TRANSFER_THREADS, default 8: how many objects move at once."""
-    try:
-        return max(1, int(os.environ.get("TRAINUI_TRANSFER_THREADS", TRANSFER_THREADS)))
-    except ValueError:
-        return TRANSFER_THREADS
+    return setting("transfer_threads")
+
+
+def attempts() -> int:
+    """TRAINUI_STORE_ATTEMPTS, default 5: tries of one request or object."""
+    return setting("store_attempts")
 
 
 Progress = Callable[[int], None]  # called with each number of bytes moved (negative: undone)

@@ -37,7 +37,6 @@ DEFAULT_MAX_BYTES = 20 << 30
 ENTRY_MTIME_NS = 1_000_000_000 * 1_000_000_000
 STALE_TMP_SECONDS = 6 * 3600
 TOUCH_NS = 60 * 1_000_000_000  # use times closer than this are not worth a write
-_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 
 
 class CacheSettingError(ValueError):
@@ -46,19 +45,12 @@ class CacheSettingError(ValueError):
 
 def max_bytes(environ: Mapping[str, str] = os.environ) -> int:
     """TRAINUI_CACHE_MAX_BYTES: bytes, or with a K, M, G or T suffix (powers of 1024)."""
-    raw = (environ.get("TRAINUI_CACHE_MAX_BYTES") or "").strip()
-    if not raw:
-        return DEFAULT_MAX_BYTES
-    text = raw.upper().removesuffix("IB").removesuffix("B")
-    unit = text[-1:] if text[-1:] in _UNITS else ""
-    number = text[: len(text) - len(unit)].strip()
+    from trainui.config import ConfigError, Settings
+
     try:
-        value = float(number) * _UNITS[unit]
-    except ValueError:
-        raise CacheSettingError(
-            f"TRAINUI_CACHE_MAX_BYTES={raw!r} is not a size (e.g. 50G, 500M, 0 for no cache)"
-        ) from None
-    return max(0, int(value))
+        return Settings(environ).cache_max_bytes
+    except ConfigError as error:
+        raise CacheSettingError(str(error)) from None
 
 
 class Cache:
@@ -188,8 +180,11 @@ class Entry:
         try:
             os.chmod(tmp, 0o444)
             os.utime(tmp, ns=(time.time_ns(), ENTRY_MTIME_NS))
-            os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-            os.replace(tmp, self.path)
+            try:
+                os.replace(tmp, self.path)
+            except FileNotFoundError:  # the entry's shard is made when first needed
+                os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
+                os.replace(tmp, self.path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)

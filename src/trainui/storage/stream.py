@@ -1,6 +1,6 @@
 """Streaming one object into a file over HTTP: resumed after a cut, retried, checked.
 
-The S3 and Swift stores sign or authorise a GET with their own client libraries, then move the
+The Swift store authorises a GET with its client library, then moves the
 bytes here on a plain ``http.client`` connection kept per thread: reading straight into one
 reused buffer and writing it out costs a fraction of the CPU that boto3's or requests' layers
 spend per byte and per request, and memory stays flat whatever the object's size.
@@ -19,10 +19,9 @@ import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 
-from trainui.storage import Progress, StoreError
+from trainui.storage import Progress, StoreError, attempts
 
 CHUNK = 1 << 20
-ATTEMPTS = 5  # tries of one object before it counts as failed
 BACKOFF = 0.25  # seconds before the 2nd try; doubled each time, at most MAX_BACKOFF
 MAX_BACKOFF = 4.0
 TIMEOUT = 60.0  # seconds without a byte before a connection counts as dead
@@ -33,14 +32,6 @@ _CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 
 class Transient(Exception):
     """A failure worth another try (a cut connection, a 5xx, a timeout)."""
-
-
-def attempts() -> int:
-    """Tries per object: TRAINUI_STORE_ATTEMPTS, default 5."""
-    try:
-        return max(1, int(os.environ.get("TRAINUI_STORE_ATTEMPTS", ATTEMPTS)))
-    except ValueError:
-        return ATTEMPTS
 
 
 def backoff(attempt: int) -> float:
@@ -68,7 +59,7 @@ class Endpoint:
         self.verify = verify
         default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
-        # the Host header http.client sends (and SigV4 signs)
+        # the Host header http.client sends
         self.host_header = host if self.port in (None, default) else f"{host}:{self.port}"
         self._prefix = ""  # the scheme and host, for requests through a plain HTTP proxy
         self._proxy = _proxy_for(url)
@@ -102,13 +93,11 @@ class Endpoint:
         method: str,
         target: str,
         headers: Mapping[str, str],
-        body: bytes | FileRegion | None = None,
+        body: bytes | None = None,
     ) -> http.client.HTTPResponse:
         """Send a request on this thread's connection; Transient if it could not be made.
 
-        ``body``: bytes, or a region of a file, sent with ``sendfile`` (no copy through Python;
-        give ``Content-Length`` in ``headers``). A connection the server closed while it was
-        idle is replaced once, silently.
+        A connection the server closed while it was idle is replaced once, silently.
         """
         for fresh in (False, True):
             conn = getattr(self._local, "conn", None)
@@ -119,23 +108,7 @@ class Endpoint:
             try:
                 if self._prefix and self._proxy is not None:
                     headers = {**headers, **_proxy_auth(self._proxy)}
-                if isinstance(body, FileRegion):
-                    conn.putrequest(method, self._prefix + target, skip_accept_encoding=True)
-                    for name, value in headers.items():
-                        conn.putheader(name, value)
-                    conn.endheaders()
-                    try:
-                        body.send(conn.sock)
-                    except StoreError:
-                        self.discard()  # a request half sent
-                        raise
-                    except OSError:
-                        # the server may have answered already (a refusal) and closed
-                        with contextlib.suppress(OSError, http.client.HTTPException):
-                            return conn.getresponse()
-                        raise
-                else:
-                    conn.request(method, self._prefix + target, body=body, headers=dict(headers))
+                conn.request(method, self._prefix + target, body=body, headers=dict(headers))
                 return conn.getresponse()
             except (OSError, http.client.HTTPException) as exc:
                 self.discard()
@@ -149,34 +122,6 @@ class Endpoint:
         self._local.conn = None
         if conn is not None:
             conn.close()
-
-
-class FileRegion:
-    """``count`` bytes of the open file ``f`` from ``offset``, as a request body; ``progress``
-    is told of the bytes as they go."""
-
-    SLICE = 8 << 20  # bytes per sendfile call, between progress reports
-
-    def __init__(self, f, offset: int, count: int, progress: Progress | None = None) -> None:
-        self.f, self.offset, self.count, self.progress = f, offset, count, progress
-
-    def send(self, sock) -> None:
-        sent = 0
-        try:
-            while sent < self.count:
-                n = sock.sendfile(self.f, self.offset + sent, min(self.SLICE, self.count - sent))
-                if not n:
-                    raise StoreError(
-                        f"{self.f.name} changed while it was being sent: it ended"
-                        f" {self.count - sent} bytes early"
-                    )
-                sent += n
-                if self.progress is not None:
-                    self.progress(n)
-        except BaseException:
-            if self.progress is not None and sent:
-                self.progress(-sent)  # what was counted will be sent again, or not at all
-            raise
 
 
 def _proxy_for(url: str) -> urllib.parse.SplitResult | None:
@@ -244,10 +189,15 @@ def fetch(
     buf = bytearray(CHUNK)
     view = memoryview(buf)
     digest = hashlib.md5() if md5 else None
-    parent = os.path.dirname(dest)
-    if parent:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    try:
+        fd = os.open(dest, flags, 0o644)
+    except FileNotFoundError:  # its folder is made only when missing: a syscall per object
+        parent = os.path.dirname(dest)
+        if not parent:
+            raise
         os.makedirs(parent, exist_ok=True)
-    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        fd = os.open(dest, flags, 0o644)
     offset = 0
     attempt = 0
     try:

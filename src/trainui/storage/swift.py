@@ -1,38 +1,41 @@
 """The ``bluemix_objectstore`` store: a container of OpenStack Swift, via python-swiftclient.
 
 Authentication is v1 (tempauth) when the ``auth_url`` ends in ``/auth/v1.0``, Keystone v3
-otherwise (``domain_name``, ``project_id``, ``region``). Listing, checks and uploads go through
-swiftclient, one connection per thread; files larger than a segment are uploaded as a Static
-Large Object, segments in parallel. Downloads use swiftclient's token and are streamed by
-``trainui.storage.stream`` (resumed, retried, checked).
+otherwise (``domain_name``, ``project_id``, ``region``). Every request goes through a
+swiftclient ``Connection``, one per thread, with its retries and backoff; the connections of a
+store share one login, and a token the server refuses (it expired during a long run) is renewed
+once for all of them. A download cut short is resumed where it stopped (swiftclient asks for
+the rest with a ``Range``); a file larger than ``TRAINUI_SWIFT_SEGMENT_BYTES`` is uploaded by
+swiftclient's ``SwiftService`` as a Static Large Object, segments in parallel and checked.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
-import json
 import os
+import re
 import threading
 import time
-import urllib.parse
 from collections.abc import Iterator, Mapping
 
 from trainui.core.urls import masked_url, without_userinfo
-from trainui.storage import ObjectInfo, ObjectStore, Progress, StoreError, stream
+from trainui.storage import ObjectInfo, ObjectStore, Progress, StoreError, setting
 
-SEGMENT_BYTES = 256 << 20  # files larger than this are uploaded as an SLO of such segments
-SEGMENT_THREADS = 4
+SEGMENT_THREADS = 4  # segments of one large object uploaded at once
 LIST_PAGE = 10000
+CHUNK = 1 << 20  # bytes read from a download at a time
+BACKOFF, MAX_BACKOFF = 0.25, 4.0  # seconds before the 2nd try of a request, doubled up to this
+TIMEOUT = 60.0  # seconds without a byte before a connection counts as dead
 WRITE_CHECK_KEY = ".trainui-write-check"
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
 
 
-def segment_bytes() -> int:
-    """TRAINUI_SWIFT_SEGMENT_BYTES, default 256 MiB."""
-    try:
-        return max(1, int(os.environ.get("TRAINUI_SWIFT_SEGMENT_BYTES", SEGMENT_BYTES)))
-    except ValueError:
-        return SEGMENT_BYTES
+def _md5_of(etag: str | None) -> str | None:
+    """The MD5 an ETag stands for, or None (a large object's ETag is not one)."""
+    etag = (etag or "").strip('"').lower()
+    return etag if _MD5.match(etag) else None
 
 
 class SwiftStore(ObjectStore):
@@ -67,43 +70,51 @@ class SwiftStore(ObjectStore):
         )
         self._lock = threading.Lock()
         self._local = threading.local()
-        self._token: tuple[str, str] | None = None  # storage URL, token
+        self._conns: list = []  # every connection made, to close them all
+        self._token: tuple[str, str] | None = None  # storage URL, token: shared by all
+        self._token_at = 0.0  # when it was had (time.time(), as swiftclient's times)
         self._session = None  # Keystone v3: a keystoneauth1 session
-        self._endpoint: stream.Endpoint | None = None
+        self.logins = 0  # how many times the store logged in (the first, then renewals)
 
     def __repr__(self) -> str:  # never the password
         return f"SwiftStore({self.bucket!r}, {self.auth_url!r})"
 
     # ------------------------------------------------------------------------ connections
 
+    def _attempts(self) -> int:
+        return self.attempts or setting("store_attempts")
+
     def _conn(self):
         """This thread's swiftclient connection (they are not thread-safe)."""
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            url, token = self._auth()
-            conn = self._local.conn = self._new_conn(url, token)
+            conn = self._local.conn = self._new_conn()
+            with self._lock:
+                self._conns.append(conn)
         return conn
 
-    def _new_conn(self, url: str | None = None, token: str | None = None):
-        from swiftclient.client import Connection
-
+    def _new_conn(self):
+        """A connection that logs in through the store (for this store's threads and for
+        SwiftService's)."""
         _quiet_swiftclient()
-        return Connection(
-            session=self._session,  # made by _auth first, for Keystone v3
+        if not self.v1:
+            self._keystone()
+        conn = _connection_class()(
+            session=self._session,
             authurl=self._auth_url,
             user=self.user,
             key=self._password,
             auth_version="1" if self.v1 else "3",
             os_options=dict(self.options),
-            retries=max(0, (self.attempts or stream.attempts()) - 1),
-            starting_backoff=stream.BACKOFF,
-            max_backoff=stream.MAX_BACKOFF,
-            timeout=self.timeout or stream.TIMEOUT,
-            preauthurl=url,
-            preauthtoken=token,
+            retries=self._attempts() - 1,
+            starting_backoff=BACKOFF,
+            max_backoff=MAX_BACKOFF,
+            timeout=self.timeout or TIMEOUT,
         )
+        conn.store = self
+        return conn
 
-    def _keystone(self):
+    def _keystone(self) -> None:
         """A keystoneauth1 session for Keystone v3 (swiftclient alone would want the
         deprecated python-keystoneclient for it)."""
         with self._lock:
@@ -120,35 +131,44 @@ class SwiftStore(ObjectStore):
                     project_id=options.get("project_id"),
                     project_domain_name=options["project_domain_name"],
                 )
-                self._session = session.Session(auth=auth, timeout=self.timeout or stream.TIMEOUT)
-            return self._session
+                self._session = session.Session(auth=auth, timeout=self.timeout or TIMEOUT)
 
-    def _auth(self, renew: bool = False) -> tuple[str, str]:
-        if renew and self._session is not None:
-            self._session.invalidate()
-        if not self.v1:
-            self._keystone()
+    def _login(self, since: float) -> tuple[str, str]:
+        """The storage URL and token: the store's, or a new one when there is none yet or the
+        store's was had before ``since``, when the server refused a token (it had expired)."""
+        from requests import RequestException
+        from swiftclient.client import ClientException, get_auth
+
         with self._lock:
-            if self._token is None or renew:
-                conn = self._new_conn()
+            if self._token is None or self._token_at < since:
                 try:
-                    self._token = conn.get_auth()
-                except Exception as exc:
+                    self._token = get_auth(
+                        self._auth_url,
+                        self.user,
+                        self._password,
+                        session=self._session,
+                        auth_version="1" if self.v1 else "3",
+                        os_options=dict(self.options),
+                        timeout=self.timeout or TIMEOUT,
+                    )
+                except (ClientException, RequestException, OSError) as exc:
+                    status = getattr(exc, "http_status", None) or 0
+                    if status and status < 500:  # refused: no use trying again
+                        raise self._error(exc, "log in to") from None
+                    raise  # swiftclient tries again
+                except Exception as exc:  # keystoneauth's
                     raise self._error(exc, "log in to") from None
-                finally:
-                    conn.close()
-                self._endpoint = None
-            if self._endpoint is None:
-                self._endpoint = stream.Endpoint(self._token[0])
+                self._token_at = time.time()
+                self.logins += 1
             return self._token
 
     def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-        if self._endpoint is not None:
-            self._endpoint.discard()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for conn in conns:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._local = threading.local()
 
     # --------------------------------------------------------------------------- reading
 
@@ -161,8 +181,6 @@ class SwiftStore(ObjectStore):
                 )
             except Exception as exc:
                 raise self._error(exc, "list") from None
-            if not items:
-                return
             for item in items:
                 if "name" not in item:
                     continue
@@ -171,147 +189,164 @@ class SwiftStore(ObjectStore):
                 # answer says it is an SLO).
                 etag = (item.get("slo_etag") or item.get("hash") or "").strip('"')
                 yield ObjectInfo(item["name"], int(item.get("bytes", 0)), etag)
-            marker = items[-1].get("name", "")
             if len(items) < LIST_PAGE:
                 return
+            marker = items[-1].get("name", "")
 
     def download(
         self, key: str, dest: str, info: ObjectInfo | None = None, progress: Progress | None = None
     ) -> int:
-        self._auth()
-        endpoint = self._endpoint
-        assert endpoint is not None
         what = f"object {key!r} of {self.description}"
-        etag = info.etag if info is not None else ""
-        return stream.fetch(
-            lambda offset: self._open(key, offset, etag, info is not None),
-            endpoint,
-            dest,
-            what,
-            size=info.size if info is not None else None,
-            md5=stream.md5_of(etag),
-            progress=progress,
-        )
+        parent = os.path.dirname(dest)
+        if parent:
+            os.makedirs(parent, exist_ok=True)
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        done = 0
+        try:
+            try:
+                # a body cut short is resumed by swiftclient: a Range (and If-Match) request
+                headers, body = self._conn().get_object(self.bucket, key, resp_chunk_size=CHUNK)
+            except Exception as exc:
+                raise self._download_error(exc, key, what, info is not None) from None
+            large = headers.get("x-static-large-object", "").lower() == "true"
+            dynamic = bool(headers.get("x-object-manifest"))  # listed with its manifest's size
+            size = int(headers.get("content-length", -1))
+            etag = headers.get("etag", "").strip('"')
+            md5 = None if large or dynamic else _md5_of(etag)
+            changed = info is not None and (
+                info.size != size or (md5 and _md5_of(info.etag) not in (None, md5))
+            )
+            if changed and not dynamic and size >= 0:
+                raise StoreError(
+                    f"{what} changed after the bucket was listed: it is now {size} bytes"
+                    f" with ETag {etag}, listed as {info.size} bytes with ETag {info.etag}"
+                )
+            digest = hashlib.md5() if md5 else None
+            while True:
+                try:
+                    chunk = body.read(CHUNK)
+                except Exception as exc:
+                    raise self._download_error(exc, key, what, info is not None) from None
+                if not chunk:
+                    break
+                if digest is not None:
+                    digest.update(chunk)
+                written = 0
+                while written < len(chunk):
+                    written += os.write(fd, chunk[written:])
+                done += len(chunk)
+                if progress is not None:
+                    progress(len(chunk))
+            if size >= 0 and done != size:
+                raise StoreError(
+                    f"{what} could not be downloaded after {self._attempts()} tries: the"
+                    f" connection closed after {done} of {size} bytes"
+                )
+            if digest is not None and digest.hexdigest() != md5:
+                raise StoreError(
+                    f"{what} arrived corrupted: its MD5 is {digest.hexdigest()},"
+                    f" its ETag says {md5}"
+                )
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(dest)
+            if progress is not None and done:
+                with contextlib.suppress(Exception):
+                    progress(-done)  # what was counted for the removed file
+            raise
+        os.close(fd)
+        return done
 
-    def _open(self, key: str, offset: int, etag: str, listed: bool):
-        url, token = self._auth()
-        endpoint = self._endpoint
-        assert endpoint is not None
-        path = urllib.parse.urlsplit(url).path.rstrip("/")
-        target = f"{path}/{_quote(self.bucket)}/{_quote(key)}"
-        headers = {"X-Auth-Token": token}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
-            if etag:
-                headers["If-Match"] = etag
-        response = endpoint.request("GET", target, headers)
-        if response.status in (200, 206):
-            return response
-        stream.error_body(response, endpoint)
-        status = response.status
-        if status == 401:
-            self._auth(renew=True)  # the token expired: a new one, then try again
-            raise stream.Transient("the token was refused")
+    def _download_error(self, exc: BaseException, key: str, what: str, listed: bool) -> StoreError:
+        status = getattr(exc, "http_status", None) or 0
         if status == 404:
             if listed:
-                raise StoreError(
+                return StoreError(
                     f"object {key!r} no longer exists in {self.description}:"
                     " it was deleted after the container was listed"
                 )
-            raise StoreError(f"object {key!r} does not exist in {self.description}")
+            return StoreError(f"object {key!r} does not exist in {self.description}")
         if status == 412:
-            raise StoreError(
-                f"object {key!r} of {self.description} changed while it was being downloaded"
-            )
-        if status >= 500 or status in (408, 429, 498):
-            raise stream.Transient(f"the server answered HTTP {status}")
-        raise StoreError(self._refusal(status, "read"))
+            return StoreError(f"{what} changed while it was being downloaded")
+        if status and not (status >= 500 or status in (408, 429, 498)):
+            return self._error(exc, "read")
+        reason = f"HTTP {status}" if status else _unreachable_reason(exc)
+        tries = self._attempts()
+        return StoreError(f"{what} could not be downloaded after {tries} tries: {reason}")
 
     # --------------------------------------------------------------------------- writing
 
     def upload(self, src: str, key: str, progress: Progress | None = None) -> None:
         size = os.path.getsize(src)
+        segment = setting("swift_segment_bytes")
         try:
-            if size > segment_bytes():
-                self._upload_segmented(src, key, size, progress)
+            if size > segment:
+                self._upload_slo(src, key, segment, progress)
                 return
+            from swiftclient.utils import LengthWrapper
+
             with open(src, "rb") as f:
-                body = _Counted(f, progress)
-                etag = self._conn().put_object(self.bucket, key, body, content_length=size)
-            self._check_etag(key, etag, body)
-        except (StoreError, OSError):
-            raise
+                body = LengthWrapper(f, size, md5=True)  # rewound (md5 too) for a retry
+                told = _Reported(body, progress) if progress is not None else body
+                etag = self._conn().put_object(self.bucket, key, told, content_length=size)
         except Exception as exc:
+            if isinstance(exc, OSError) and exc.filename is not None:
+                raise  # the local file's (requests' errors are OSErrors too, with no file)
             raise self._error(exc, "write to") from None
-
-    def _upload_segmented(self, src: str, key: str, size: int, progress: Progress | None) -> None:
-        """A Static Large Object: segments in ``<container>_segments``, then the manifest."""
-        segment = segment_bytes()
-        segments_container = f"{self.bucket}_segments"
-        self._conn().put_container(segments_container)
-        stamp = f"{time.time():.6f}"
-        count = (size + segment - 1) // segment
-        names = [f"{key}/slo/{stamp}/{size}/{segment}/{i:08d}" for i in range(count)]
-        etags: list[str | None] = [None] * count
-        errors: list[BaseException] = []
-        next_index = iter(range(count))
-        lock = threading.Lock()
-
-        def work() -> None:
-            while True:
-                with lock:
-                    i = None if errors else next(next_index, None)
-                if i is None:
-                    return
-                length = min(segment, size - i * segment)
-                try:
-                    with open(src, "rb") as f:
-                        f.seek(i * segment)
-                        body = _Counted(_Window(f, length), progress)
-                        etags[i] = self._conn().put_object(
-                            segments_container, names[i], body, content_length=length
-                        )
-                    self._check_etag(f"{key} (segment {i + 1} of {count})", etags[i], body)
-                except BaseException as exc:
-                    with lock:
-                        errors.append(exc)
-                    return
-                finally:
-                    self.close_thread()
-
-        threads = [threading.Thread(target=work) for _ in range(min(SEGMENT_THREADS, count))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
-        manifest = [
-            {
-                "path": f"/{segments_container}/{name}",
-                "etag": etag,
-                "size_bytes": min(segment, size - i * segment),
-            }
-            for i, (name, etag) in enumerate(zip(names, etags, strict=True))
-        ]
-        self._conn().put_object(
-            self.bucket, key, json.dumps(manifest), query_string="multipart-manifest=put"
-        )
-
-    def _check_etag(self, key: str, etag: str | None, body: _Counted) -> None:
-        sent = body.md5.hexdigest()
-        if etag and stream.md5_of(etag) and stream.md5_of(etag) != sent:
+        sent = body.get_md5sum()
+        if _md5_of(etag) not in (None, sent):
             raise StoreError(
                 f"object {key!r} arrived corrupted in {self.description}: the server stored"
-                f" MD5 {stream.md5_of(etag)}, trainui sent {sent}"
+                f" MD5 {_md5_of(etag)}, trainui sent {sent}"
             )
 
-    def close_thread(self) -> None:
-        """Close the calling thread's connection (a thread that ends)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+    def _upload_slo(self, src: str, key: str, segment: int, progress: Progress | None) -> None:
+        """A Static Large Object by SwiftService: segments in ``<container>_segments``, each
+        checked against its MD5, then the manifest; an older version's segments go."""
+        from swiftclient.multithreading import MultiThreadingManager
+        from swiftclient.service import SwiftService, SwiftUploadObject
+
+        self._conn().put_container(f"{self.bucket}_segments")
+        options = {
+            "segment_size": segment,
+            "use_slo": True,
+            "checksum": True,
+            "leave_segments": False,
+            "skip_container_put": True,
+            "segment_threads": SEGMENT_THREADS,
+        }
+        service = SwiftService(options)
+        made: list = []  # its connections are the store's: one login, renewed once for all
+
+        def connect():
+            made.append(self._new_conn())
+            made[-1].progress = progress  # the segments' bytes, as they go
+            return made[-1]
+
+        service.thread_manager = MultiThreadingManager(
+            connect,
+            segment_threads=SEGMENT_THREADS,
+            object_dd_threads=SEGMENT_THREADS,
+            object_uu_threads=1,
+            container_threads=1,
+        )
+        try:
+            with service:
+                upload = [SwiftUploadObject(src, object_name=key)]
+                for result in service.upload(self.bucket, upload):
+                    if not result["success"]:
+                        error = result.get("error")
+                        if isinstance(error, Exception) and (
+                            getattr(error, "http_status", None) or isinstance(error, OSError)
+                        ):
+                            raise error
+                        raise StoreError(
+                            f"object {key!r} could not be stored in {self.description}: {error}"
+                        )
+        finally:
+            for conn in made:
+                conn.close()
 
     def check(self, write: bool = False) -> None:
         if not write:
@@ -359,62 +394,65 @@ class SwiftStore(ObjectStore):
         return f"{where}: HTTP {status}"
 
 
-class _Window:
-    """``length`` bytes of an open file from its current position (one SLO segment)."""
+class _Reported:
+    """A swiftclient ``LengthWrapper`` that tells ``progress`` of the bytes read from it
+    (negative when a retry rewinds it)."""
 
-    def __init__(self, f, length: int) -> None:
-        self._f = f
-        self._start = f.tell()
-        self._left = length
-        self._length = length
+    def __init__(self, body, progress: Progress) -> None:
+        self._body, self._progress, self._done = body, progress, 0
 
-    def read(self, n: int = -1) -> bytes:
-        if n < 0 or n > self._left:
-            n = self._left
-        data = self._f.read(n)
-        self._left -= len(data)
-        return data
-
-    def tell(self) -> int:
-        return self._length - self._left
-
-    def seek(self, pos: int, whence: int = 0) -> None:
-        self._f.seek(self._start + pos)
-        self._left = self._length - pos
-
-
-class _Counted:
-    """A file-like object that reports what is read from it (negative when a retry rewinds)
-    and the MD5 of it, to check against the ETag the server answers."""
-
-    def __init__(self, f, progress: Progress | None) -> None:
-        self._f = f
-        self._progress = progress
-        self._done = 0
-        self.md5 = hashlib.md5()
+    def __len__(self) -> int:
+        return len(self._body)
 
     def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
+        data = self._body.read(n)
         if data:
-            self.md5.update(data)
             self._done += len(data)
-            if self._progress is not None:
-                self._progress(len(data))
+            self._progress(len(data))
         return data
 
-    def tell(self) -> int:
-        return self._f.tell()
-
-    def seek(self, pos: int, whence: int = 0) -> None:
-        self._f.seek(pos, whence)
-        if self._progress is not None and self._done:
+    def reset(self) -> None:
+        self._body.reset()
+        if self._done:
             self._progress(-self._done)
         self._done = 0
-        self.md5 = hashlib.md5()
 
 
-def _quote(name: str) -> str:
-    return urllib.parse.quote(name.encode("utf-8"), safe="/")
+@functools.cache
+def _connection_class():
+    """swiftclient's Connection, logging in through its store (imported when first used)."""
+    from swiftclient.client import Connection
+
+    class SharedLogin(Connection):
+        """Every request carries the store's newest token; one that the server refused (it
+        expired) is renewed through the store, once for all its connections."""
+
+        store: SwiftStore
+        _refused = True  # no token yet, or the server refused it (swiftclient sets None)
+        _asked = False  # has it asked the store for a token before
+        progress: Progress | None = None  # set for SwiftService's: told of segments' bytes
+
+        @property
+        def token(self) -> str | None:
+            token = self.store._token
+            return None if self._refused or token is None else token[1]
+
+        @token.setter
+        def token(self, value: str | None) -> None:
+            self._refused = value is None
+
+        def put_object(self, container, obj, contents, *args, **kwargs):
+            if self.progress is not None and hasattr(contents, "reset"):  # a segment
+                contents = _Reported(contents, self.progress)
+            return super().put_object(container, obj, contents, *args, **kwargs)
+
+        def get_auth(self):  # swiftclient calls it first, and again after a 401
+            # a token the server refused is not used again: a login since then, or a new one
+            since, self._asked = (time.time() if self._asked else 0.0), True
+            self.url, self.token = self.store._login(since)
+            return self.url, self.token
+
+    return SharedLogin
 
 
 def _unreachable_reason(exc: BaseException) -> str:

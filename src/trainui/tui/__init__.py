@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 
-def main(readonly: bool = False, theme: str | None = None, open_run: str | None = None) -> int:
-    """Run the TUI on the same client as the CLI; ``open_run`` opens that run at start."""
+def main(
+    readonly: bool = False,
+    theme: str | None = None,
+    open_run: str | None = None,
+    remote: dict[str, str] | None = None,
+) -> int:
+    """Run the TUI on the same client as the CLI; ``open_run`` opens that run at start;
+    ``remote``: the client's url, token and cacert (else it reads TRAINUI_URL...)."""
     from trainui.client import Client
     from trainui.tui.app import TrainuiApp
     from trainui.tui.config import load_config
 
     app = TrainuiApp(
-        Client(), readonly=readonly, theme=theme, config=load_config(), open_run=open_run
+        Client(**(remote or {})),
+        readonly=readonly,
+        theme=theme,
+        config=load_config(),
+        open_run=open_run,
     )
     app.run()
     return app.return_code or 0

@@ -128,7 +128,7 @@ class TrainuiApp(App[int]):
             return
         self._theme_kept = theme.name
         try:
-            save_theme(self.config, theme.name)
+            self.config = save_theme(self.config, theme.name)
         except OSError as error:
             self.notify(f"The theme is not remembered: {error}", severity="warning")
 
@@ -238,11 +238,43 @@ class TrainuiApp(App[int]):
         if kind == "deleted":
             changed = self.table.remove(model_id)
         elif kind == "run":
+            old = self.table.get(model_id)
+            if old is not None and not data.get("metrics") and old.get("metrics"):
+                # a run's points never go away: an event replayed from before they came (or
+                # one without them) keeps the ones known
+                data = {**data, "metrics": old["metrics"]}
             changed = self.table.upsert(data)
+        elif kind == "metrics":
+            changed = self._metrics_event(model_id, data.get("metrics") or {})
         else:
             return
         if changed:
             self._runs_changed({model_id})
+
+    def _metrics_event(self, model_id: str, latest: dict) -> bool:
+        """New points of a run: its record's ``metrics`` (the list's columns) take the latest
+        values, and the screens showing its charts read the new points."""
+        for screen in self.screen_stack:
+            if hasattr(screen, "metrics_changed"):
+                with contextlib.suppress(NoMatches):
+                    screen.metrics_changed(model_id, latest)
+        run = self.table.get(model_id)
+        if run is None or not latest:
+            return False
+        metrics = dict(run.get("metrics") or {})
+        for name, point in latest.items():
+            if not isinstance(point, dict):
+                continue
+            known = dict(metrics.get(name) or {})
+            value = point.get("last")
+            known.update(point)
+            if isinstance(value, (int, float)):  # a summary's bounds hold the new value
+                if known.get("min") is None or value < known["min"]:
+                    known["min"] = value
+                if known.get("max") is None or value > known["max"]:
+                    known["max"] = value
+            metrics[name] = known
+        return self.table.upsert({**run, "metrics": metrics})
 
     def _runs_changed(self, changed: set[str] | None) -> None:
         """Tell the screens which runs changed; bursts of events are drawn once."""

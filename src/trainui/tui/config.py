@@ -5,6 +5,7 @@
 
     theme = "ansi"          # a theme from themes/ or one of Textual's
     refresh = 2.0           # seconds between GPU readings
+    metric_columns = ["loss", "accuracy"]   # the run list's metric columns (each run's last)
     [keymap]                # binding ID = keys (see `?` in the TUI for the IDs)
     "runs.delete" = "x"
     "list.down" = "j,down,ctrl+n"
@@ -14,6 +15,7 @@ The theme last chosen in the TUI (ctrl+p, "Theme") is remembered in a state file
 by the TUI and never by hand: the settings file stays as its author wrote it (comments, order,
 a dotfiles repository, a read-only file). The newest choice wins: the remembered theme is used
 until the settings file's ``theme`` is changed, then that one is. ``--theme`` wins over both.
+The run list's metric columns picked in the TUI are remembered there the same way.
 
 Themes: every ``*.toml`` in the repository's ``themes/`` folder and in
 ``$XDG_CONFIG_HOME/trainui/themes/``, plus Textual's built-in ones. A theme file holds the
@@ -41,9 +43,14 @@ class TuiConfig(Record):
     between GPU readings), ``path`` (the file read, if any) and ``problems`` (one sentence each,
     shown in the TUI: a bad setting never stops it); ``chosen_theme``: the theme last chosen in
     the TUI, if the settings file's has not changed since; ``state_path``: where a theme chosen
-    is remembered (None: nowhere)."""
+    is remembered (None: nowhere); ``metric_columns``: the metrics the run list shows as
+    columns (the ones picked in the TUI, else the settings file's); ``settings_columns``: the
+    settings file's own."""
 
-    __slots__ = ("theme", "keymap", "refresh", "path", "problems", "chosen_theme", "state_path")
+    __slots__ = (
+        "theme", "keymap", "refresh", "path", "problems", "chosen_theme", "state_path",
+        "metric_columns", "settings_columns",
+    )  # fmt: skip
     _defaults = {
         "theme": None,
         "keymap": {},
@@ -51,6 +58,8 @@ class TuiConfig(Record):
         "path": None,
         "chosen_theme": None,
         "state_path": None,
+        "metric_columns": (),
+        "settings_columns": (),
     }
 
 
@@ -60,8 +69,11 @@ def config_dir(environ: Mapping[str, str] = os.environ) -> Path:
 
 
 def config_path(environ: Mapping[str, str] = os.environ) -> Path:
-    if environ.get("TRAINUI_TUI_CONFIG"):
-        return Path(environ["TRAINUI_TUI_CONFIG"]).expanduser()
+    from trainui.config import Settings
+
+    chosen = Settings(environ).tui_config
+    if chosen:
+        return Path(chosen).expanduser()
     return config_dir(environ) / "tui.toml"
 
 
@@ -100,21 +112,54 @@ def load_config(environ: Mapping[str, str] = os.environ) -> TuiConfig:
         chosen = theme
     values = config.as_dict()
     values.update(chosen_theme=chosen, state_path=str(remembered))
+    columns = state.get("metric_columns")
+    if _names(columns) and state.get("columns_over") == list(config.settings_columns):
+        values["metric_columns"] = tuple(columns)
     return TuiConfig(**values)
 
 
-def save_theme(config: TuiConfig, theme: str) -> None:
-    """Remember ``theme``, chosen in the TUI, for the next start (OSError if it cannot be)."""
+def _names(value) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) and v for v in value)
+
+
+def save_theme(config: TuiConfig, theme: str) -> TuiConfig:
+    """Remember ``theme``, chosen in the TUI, for the next start (OSError if it cannot be);
+    the config with it."""
+    config = TuiConfig(**{**config.as_dict(), "chosen_theme": theme})
+    _save_state(config)
+    return config
+
+
+def save_metric_columns(config: TuiConfig, columns) -> TuiConfig:
+    """Remember the run list's metric columns picked in the TUI (OSError if they cannot be);
+    the config with them."""
+    config = TuiConfig(**{**config.as_dict(), "metric_columns": tuple(columns)})
+    _save_state(config)
+    return config
+
+
+def _save_state(config: TuiConfig) -> None:
+    """Write what the TUI remembers: the theme and the metric columns chosen last, each with
+    the settings file's value when it was chosen (a change there since then wins)."""
     if not config.state_path:
         return
     path = Path(config.state_path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = (
-        "# Written by trainui's TUI: the theme chosen last (ctrl+p, Theme).\n"
-        '# tui.toml\'s theme wins once it changes ("over" is its value at this choice).\n'
-        f"theme = {json.dumps(theme)}\n"
-        f"over = {json.dumps(config.theme or '')}\n"
-    )
+    text = "# Written by trainui's TUI: what was chosen in it last.\n"
+    if config.chosen_theme:
+        text += (
+            '# The theme (ctrl+p, Theme); tui.toml\'s theme wins once it changes ("over" is\n'
+            "# its value at this choice).\n"
+            f"theme = {json.dumps(config.chosen_theme)}\n"
+            f"over = {json.dumps(config.theme or '')}\n"
+        )
+    if config.metric_columns != config.settings_columns:
+        text += (
+            "# The run list's metric columns (M); tui.toml's metric_columns wins once it\n"
+            "# changes.\n"
+            f"metric_columns = {json.dumps(list(config.metric_columns))}\n"
+            f"columns_over = {json.dumps(list(config.settings_columns))}\n"
+        )
     partial = path.with_name(path.name + ".part")
     partial.write_text(text)
     os.replace(partial, path)
@@ -151,10 +196,20 @@ def _load_settings(environ: Mapping[str, str]) -> TuiConfig:
             problems.append(f'{path}: keymap: \'{binding_id}\' needs keys, like "x" or "x,y"')
         else:
             keymap[binding_id] = keys
-    unknown = set(data) - {"theme", "refresh", "keymap"}
+    columns = data.get("metric_columns", [])
+    if not _names(columns):
+        problems.append(f'{path}: metric_columns must be a list of metric names, like ["loss"]')
+        columns = []
+    unknown = set(data) - {"theme", "refresh", "keymap", "metric_columns"}
     problems.extend(f"{path}: unknown setting '{name}'" for name in sorted(unknown))
     return TuiConfig(
-        theme=theme, keymap=keymap, refresh=float(refresh), path=str(path), problems=problems
+        theme=theme,
+        keymap=keymap,
+        refresh=float(refresh),
+        path=str(path),
+        problems=problems,
+        metric_columns=tuple(columns),
+        settings_columns=tuple(columns),
     )
 
 

@@ -29,6 +29,8 @@ GROUPS = {
     "list": "Run list: moving",
     "run": "Run and its log",
     "log": "Log: moving",
+    "metrics": "Metrics: the charts (a run's, or runs compared)",
+    "compare": "Comparing the marked runs",
     "editor": "Manifest editor",
     "manifest": "Manifest editor: in the text",
     "viewer": "A run's manifest (read-only)",
@@ -69,7 +71,7 @@ runs.unmark          escape                 clear_marks      Unmark    hc
 runs.filter          slash                  filter           Filter    -
     Show the runs with these words
 runs.sort            s                      sort             Sort      -
-    Sort by submitted, state, name, duration
+    Sort by submitted, state, name, duration, then each metric column (its last value)
 runs.reverse         r                      reverse          Reverse   h
     Reverse the order
 runs.jump            colon                  jump             Jump      h
@@ -78,6 +80,10 @@ runs.download        x                      app.download_results Download h
     Download the selected run's results into a folder
 runs.manifest        m                      app.view_manifest Manifest h
     The selected run's manifest (read-only, secrets removed)
+runs.compare         C                      compare          Compare   -
+    Compare the marked runs (or the selected one): curves overlaid, final values, manifests
+runs.columns         M                      pick_columns     Columns   h
+    Pick the metrics the list shows as columns (their last values); remembered
 list.down            j,down                 cursor_down      Down      h
     Next run
 list.up              k,up                   cursor_up        Up        h
@@ -114,6 +120,8 @@ run.download         x                      app.download_results Download -
     Download this run's results into a folder
 run.manifest         m                      app.view_manifest Manifest -
     This run's manifest (read-only, secrets removed)
+run.metrics          v                      toggle_metrics   Metrics   -
+    Switch between the log and the metrics (a chart per metric, live)
 log.end              G,end                  scroll_end       End       -
     The end of the log, following it
 log.top              g,home                 scroll_top       Top       h
@@ -132,6 +140,30 @@ log.right            right                  scroll_right     Right     h
     The rest of long lines
 log.wrap             w                      toggle_wrap      Wrap      h
     Wrap long lines (on/off)
+metrics.log          l                      toggle_log       Log_scale -
+    A log scale on the charts' values (on/off)
+metrics.smooth       s                      smooth           Smooth    -
+    Smooth the curves as TensorBoard does: off, 0.6, 0.9, 0.99 (again: the next)
+metrics.pick         p                      pick_metrics     Pick      -
+    Pick the metrics shown (a chart each)
+metrics.zoom         z,enter                zoom             Zoom      h
+    The selected chart alone, as tall as the screen (again: every chart)
+metrics.next         j,down                 next_chart       Next      h
+    Next chart
+metrics.previous     k,up                   previous_chart   Previous  h
+    Previous chart
+metrics.first        g,home                 first_chart      First     h
+    First chart
+metrics.last         G,end                  last_chart       Last      h
+    Last chart
+compare.back         escape                 back             Back      -
+    Back to the run list
+compare.curves       1                      show_tab('curves') Curves  -
+    The curves, overlaid per metric (a line per run)
+compare.values       2                      show_tab('values') Values  -
+    The final values: a row per run, a column per metric
+compare.manifest     3                      show_tab('manifest') Manifests -
+    The manifest fields that differ between the runs
 editor.submit        ctrl+s                 submit           Submit    cp
     Submit the run
 editor.browse        ctrl+o                 browse           Model     p

@@ -8,12 +8,14 @@ changed, so a 10,000-run history is never rebuilt on a tick.
 from __future__ import annotations
 
 import calendar
+import math
 import time
 from collections.abc import Iterable
 
 from trainui.core.runs import FINAL_STATES, STATES, resource_placement
 
 SORTS = ("submitted", "status", "name", "duration")
+METRIC_SORT = "metric:"  # METRIC_SORT + a metric's name: by its last value
 _STATE_ORDER = {state: i for i, state in enumerate(STATES)}
 
 # One symbol per state, so a run's state reads without colour too (monochrome terminals).
@@ -139,6 +141,18 @@ def format_bytes(count: int | float | None) -> str:
     return f"{int(count)} B"
 
 
+def format_value(value: float | None) -> str:
+    """A metric's value in at most about 9 cells (the run list's columns, the charts'
+    legends): ``0.5321``, ``1.23e-05``, ``12345``."""
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return "-"
+    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-3):
+        return f"{value:.3g}"
+    if float(value).is_integer() and abs(value) < 1e6:
+        return str(int(value))
+    return f"{value:.4g}"
+
+
 def resource_text(run: dict, cpu_mode: bool | None = None) -> str:
     """``small · GPU 0``, ``medium · GPU 0,1``, ``small · CPU`` (ran, runs or will run on the
     CPU), ``small · 1 GPU`` (waits for one)."""
@@ -246,7 +260,7 @@ class RunTable:
             self._dirty = True
 
     def set_sort(self, sort: str, reverse: bool | None = None) -> None:
-        if sort not in SORTS:
+        if sort not in SORTS and not sort.startswith(METRIC_SORT):
             raise ValueError(f"cannot sort by {sort!r}")
         if reverse is None:
             reverse = self.reverse if sort == self.sort else sort in ("submitted", "duration")
@@ -260,7 +274,17 @@ class RunTable:
         """The IDs the list shows, in order (recomputed only when stale)."""
         if self._dirty:
             runs = [r for r in self.runs.values() if self.matches(r)]
-            runs.sort(key=self._sort_key, reverse=self.reverse)
+            if self.sort.startswith(METRIC_SORT):
+                # by a metric's last value (smallest first: a loss); runs without it after
+                # the others, whichever the direction
+                name = self.sort[len(METRIC_SORT) :]
+                valued = [r for r in runs if _last(r, name) is not None]
+                valued.sort(key=lambda r: (_last(r, name), r.get("submitted_at") or ""))
+                if self.reverse:
+                    valued.reverse()
+                runs = valued + [r for r in runs if _last(r, name) is None]
+            else:
+                runs.sort(key=self._sort_key, reverse=self.reverse)
             self._order = [r["model_id"] for r in runs]
             self._dirty = False
         return self._order
@@ -327,6 +351,9 @@ class RunTable:
     def _key_changed(self, old: dict, new: dict) -> bool:
         if self._words and self.matches(old) != self.matches(new):
             return True
+        if self.sort.startswith(METRIC_SORT):
+            name = self.sort[len(METRIC_SORT) :]
+            return _last(old, name) != _last(new, name)
         if self.sort == "status":
             return old.get("status") != new.get("status")
         if self.sort == "name":
@@ -353,3 +380,9 @@ class RunTable:
                 self._order.append(run["model_id"])
                 return
         self._dirty = True
+
+
+def _last(run: dict, metric: str) -> float | None:
+    """The run's last value of ``metric``, if it has a finite one."""
+    value = ((run.get("metrics") or {}).get(metric) or {}).get("last")
+    return value if isinstance(value, (int, float)) and math.isfinite(value) else None

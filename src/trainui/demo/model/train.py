@@ -2,7 +2,9 @@
 
 Reads a CSV (header ``x1,x2,label``) from $DATA_DIR, trains a one-hidden-layer network with
 mini-batch gradient descent on the CPU, prints one progress line per epoch, and writes the
-trained weights to $RESULT_DIR/model.npz and a summary to $RESULT_DIR/metrics.json.
+trained weights to $RESULT_DIR/model.npz and a summary to $RESULT_DIR/metrics.json. Each
+epoch's loss and accuracy also go to $LOG_DIR/metrics.jsonl (one JSON object a line), where
+trainui reads them while the run trains and draws their curves.
 If $CHECKPOINT_DIR is set, a checkpoint is written there every few epochs. Each epoch is
 followed by a short pause (--epoch-delay, 0.05 s) so the progress is easy to watch in trainui.
 
@@ -142,6 +144,12 @@ def save_npz(path: Path, params: dict, mean: np.ndarray, std: np.ndarray, epoch:
     tmp.replace(path)
 
 
+def open_points(path: Path):
+    """The metrics file trainui follows: one JSON object a line, appended and flushed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.open("a", encoding="utf-8")
+
+
 def train(args: argparse.Namespace) -> int:
     path = data_path(args.data)
     x, y = load_csv(path)
@@ -162,6 +170,8 @@ def train(args: argparse.Namespace) -> int:
     checkpoint_dir = os.environ.get("CHECKPOINT_DIR")
     started = time.monotonic()
     loss = accuracy = 0.0
+    log_dir = os.environ.get("LOG_DIR")
+    points = open_points(Path(log_dir) / "metrics.jsonl") if log_dir else None
     for epoch in range(1, args.epochs + 1):
         lr = args.learning_rate * (1.0 - 0.9 * (epoch - 1) / args.epochs)  # linear decay
         perm = rng.permutation(len(x_train))
@@ -175,6 +185,9 @@ def train(args: argparse.Namespace) -> int:
             )
             return 1
         print(f"epoch {epoch}/{args.epochs} loss {loss:.4f} accuracy {accuracy:.3f}", flush=True)
+        if points is not None:
+            points.write(json.dumps({"step": epoch, "loss": loss, "accuracy": accuracy}) + "\n")
+            points.flush()
         if checkpoint_dir and (epoch % args.checkpoint_every == 0 or epoch == args.epochs):
             save_npz(Path(checkpoint_dir) / "checkpoint.npz", params, mean, std, epoch)
         if args.epoch_delay and epoch < args.epochs:
@@ -182,6 +195,12 @@ def train(args: argparse.Namespace) -> int:
 
     val_loss, val_accuracy = evaluate(params, x_val, y_val)
     seconds = time.monotonic() - started
+    if points is not None:
+        points.write(
+            json.dumps({"step": args.epochs, "val_loss": val_loss, "val_accuracy": val_accuracy})
+            + "\n"
+        )
+        points.close()
     print(f"validation loss {val_loss:.4f} accuracy {val_accuracy:.3f}", flush=True)
 
     save_npz(result_dir / "model.npz", params, mean, std, args.epochs)

@@ -1,4 +1,5 @@
-"""One run: its fields, a progress bar while data moves, and its log."""
+"""One run: its fields, a progress bar while data moves, and its log or its metrics (``v``
+switches: a chart per metric, live)."""
 
 from __future__ import annotations
 
@@ -24,11 +25,15 @@ if TYPE_CHECKING:
 
 # the screen's own actions: hidden from the footer while the search line is open
 _OWN = frozenset(a.action for a in ACTIONS.values() if group_of(a) == "run")
+# the log's own actions: hidden while the metrics are shown
+_LOG_ONLY = frozenset(
+    {"follow", "search", "only_matching", "next_match", "previous_match", "toggle_details"}
+)
 
 
 class RunScreen(TrainuiScreen):
     BINDINGS = bindings("run")
-    PALETTE = (("run", None), ("log", "LogView"))
+    PALETTE = (("run", None), ("log", "LogView"), ("metrics", "MetricsView"))
     DEFAULT_CSS = """
     RunScreen #details { height: auto; max-height: 45%; background: $panel; }
     RunScreen #details.-hidden { display: none; }
@@ -70,6 +75,7 @@ class RunScreen(TrainuiScreen):
     def on_mount(self) -> None:
         self.log_view.focus()
         self.call_after_refresh(self._bar)
+        self.set_timer(0.5, _load_charts)  # imported while idle: v then shows them at once
         run = self.app.table.get(self.model_id)
         if run is not None:
             self.show_run(run)
@@ -96,6 +102,8 @@ class RunScreen(TrainuiScreen):
             return False
         if action in _OWN and getattr(self.focused, "purpose", None) is not None:
             return False  # the search line has the keys (its footer: enter, escape, ctrl+r)
+        if action in _LOG_ONLY and self.has_class("-metrics"):
+            return False
         if action in ("halt_run", "follow"):  # only while the run goes on
             return self._going_on()
         return True
@@ -130,6 +138,12 @@ class RunScreen(TrainuiScreen):
                 self.run_deleted()
         else:
             self.show_run(run)
+
+    def metrics_changed(self, model_id: str, latest: dict) -> None:
+        """New points of a run (a ``metrics`` event): the charts read them, if shown."""
+        if model_id == self.model_id:
+            for view in self.query("MetricsView"):
+                view.metrics_event(model_id, latest)
 
     def run_deleted(self) -> None:
         self.deleted = True
@@ -268,6 +282,36 @@ class RunScreen(TrainuiScreen):
         else:
             log.next_match(forward=forward)
 
+    # --- the metrics ----------------------------------------------------------------------
+
+    async def action_toggle_metrics(self) -> None:
+        """The log, or the metrics: a chart per metric (made the first time)."""
+        from trainui.tui.widgets.metrics_view import MetricsView
+
+        showing = not self.has_class("-metrics")
+        if showing and not self.query(MetricsView):
+            view = MetricsView(
+                self.app.client, [(self.model_id, None)], live=self._going_on, id="metrics"
+            )
+            await self.mount(view, after=self.log_view)
+        # the class names the mode (actions ask it); the widgets are shown and hidden one by
+        # one: a class on the screen restyles every widget in it (about 28 ms at 120x40)
+        self.set_class(showing, "-metrics", update=False)
+        for widget in (self.log_view, *self.query("#log-status, #bar, #details")):
+            if showing:
+                widget.display = False
+            else:  # back to what their CSS says (#details may be hidden by its class)
+                widget.styles.clear_rule("display")
+        metrics = self.query_one(MetricsView)
+        metrics.display = showing
+        if showing:
+            self.PALETTE = (("metrics", "MetricsView"), ("run", None), ("log", "LogView"))
+            metrics.focus()
+        else:
+            self.PALETTE = type(self).PALETTE
+            self.log_view.focus()
+        self.refresh_bindings()
+
     def action_toggle_details(self) -> None:
         self.query_one("#details").toggle_class("-hidden")
 
@@ -287,6 +331,10 @@ class RunScreen(TrainuiScreen):
 
     def action_clone_run(self) -> None:
         self.app.clone_run(self.model_id)
+
+
+def _load_charts() -> None:
+    import trainui.tui.widgets.metrics_view  # noqa: F401 (plotext, numpy: some 60 ms)
 
 
 def _bar_hint(bar) -> str:

@@ -11,7 +11,7 @@ from textual.widgets import Static
 from trainui.client import ClientError
 from trainui.core.runs import FINAL_STATES
 from trainui.tui.keymap import ACTIONS, bindings, group_of
-from trainui.tui.runs import SORTS, SYMBOLS, is_active
+from trainui.tui.runs import METRIC_SORT, SORTS, SYMBOLS, is_active
 from trainui.tui.screens.base import TrainuiScreen
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
 from trainui.tui.widgets.footer import Footer
@@ -57,6 +57,7 @@ class RunsScreen(TrainuiScreen):
         return self.query_one(RunList)
 
     def on_mount(self) -> None:
+        self.run_list.metric_columns = tuple(self.app.config.metric_columns)
         self.run_list.focus()
         self.call_after_refresh(self._bar)  # made once the first screen is drawn
         self.runs_changed()
@@ -202,6 +203,49 @@ class RunsScreen(TrainuiScreen):
         elif model_id := self._current():
             self.app.delete_run(model_id)
 
+    # --- metrics --------------------------------------------------------------------------
+
+    def action_pick_columns(self) -> None:
+        """Pick the metrics shown as columns (each run's last value); remembered."""
+        from trainui.tui.screens.metric_picker import MetricPicker
+
+        names: set[str] = set()
+        for run in self.app.table.runs.values():
+            names.update(run.get("metrics") or ())
+        current = list(self.run_list.metric_columns)
+        if not names and not current:
+            self.notify("No run has metrics yet.", severity="warning")
+            return
+
+        def picked(columns: list[str] | None) -> None:
+            if columns is None:
+                return
+            self.run_list.metric_columns = tuple(columns)
+            table = self.app.table
+            if table.sort.startswith(METRIC_SORT) and table.sort[len(METRIC_SORT) :] not in columns:
+                table.set_sort("submitted")  # its column is gone
+            self.run_list.runs_changed()
+            self.query_one(RunListHeader).refresh()
+            from trainui.tui.config import save_metric_columns
+
+            try:
+                self.app.config = save_metric_columns(self.app.config, columns)
+            except OSError as error:
+                self.notify(f"The columns are not remembered: {error}", severity="warning")
+
+        every = sorted(names | set(current))
+        self.app.push_screen(MetricPicker("Metric columns", every, current), picked)
+
+    def action_compare(self) -> None:
+        """The marked runs side by side (or the selected one alone)."""
+        from trainui.tui.screens.compare import CompareScreen
+
+        ids = [run["model_id"] for run in self._targets()]
+        if not ids:
+            self.notify("No run selected.", severity="warning")
+            return
+        self.app.push_screen(CompareScreen(ids))
+
     # --- marked runs ----------------------------------------------------------------------
 
     def action_toggle_mark(self) -> None:
@@ -292,7 +336,10 @@ class RunsScreen(TrainuiScreen):
 
     def action_sort(self) -> None:
         table = self.app.table
-        table.set_sort(SORTS[(SORTS.index(table.sort) + 1) % len(SORTS)])
+        # the list's own orders, then one by each metric column shown
+        cycle = (*SORTS, *(METRIC_SORT + name for name in self.run_list.metric_columns))
+        current = cycle.index(table.sort) if table.sort in cycle else -1
+        table.set_sort(cycle[(current + 1) % len(cycle)])
         self.runs_changed()
         self.run_list.move_to(self.run_list.cursor)
 

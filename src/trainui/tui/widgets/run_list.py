@@ -22,8 +22,10 @@ from textual.widget import Widget
 from trainui.core.runs import placement
 from trainui.tui.keymap import bindings
 from trainui.tui.runs import (
+    METRIC_SORT,
     SYMBOLS,
     RunTable,
+    format_value,
     is_active,
     local_time,
     pending_reason,
@@ -49,14 +51,28 @@ MARK = "*"  # in the state cell's first column: a marked run (space), acted on t
 STATES = ("pending", "downloading", "running", "storing", "completed", "failed", "halted")
 
 
-def layout(width: int) -> list[tuple[str, str, int, str | None]]:
-    """The columns that fit ``width`` cells, the name column taking what is left."""
+METRIC = METRIC_SORT  # a metric column's key, and its sort: METRIC + the metric's name
+
+
+def metric_column(name: str) -> tuple[str, str, int, str]:
+    """A column of a metric's last value: as wide as its name, 8 to 12 cells; it sorts by
+    that value."""
+    return (METRIC + name, name, max(8, min(12, len(name))), METRIC + name)
+
+
+def layout(width: int, metrics: tuple[str, ...] = ()) -> list[tuple[str, str, int, str | None]]:
+    """The columns that fit ``width`` cells, the name column taking what is left; the metric
+    columns chosen (``metrics``) after the name, the last ones dropped first when narrow."""
     columns = [PLACE if c[0] == "resource" and width < WIDE else c for c in COLUMNS]
-    for dropped in ("resource", "place", "submitted", "duration"):
+    at = 2  # after the name
+    columns[at:at] = [metric_column(name) for name in metrics]
+    dropped = ["resource", "place", "submitted", "duration"]
+    dropped += [METRIC + name for name in reversed(metrics)]
+    for drop in dropped:
         fixed = sum(c[2] + 1 for c in columns if c[2])
         if width - fixed >= 12:
             break
-        columns = [c for c in columns if c[0] != dropped]
+        columns = [c for c in columns if c[0] != drop]
     fixed = sum(c[2] + 1 for c in columns if c[2])
     name_width = max(8, width - fixed)
     return [(k, t, w or name_width, s) for k, t, w, s in columns]
@@ -112,16 +128,22 @@ class RunListHeader(Widget):
     def render_line(self, y: int) -> Strip:
         width = self.content_width
         parts = []
-        for key, title, column_width, sort in layout(width):
+        for key, title, column_width, sort in layout(width, self._metrics()):
             if sort and sort == self.table.sort:
                 title += " ▼" if self.table.reverse else " ▲"
+            if key.startswith(METRIC):  # numbers align right, so do their titles
+                parts.append(_cell(title, column_width).rjust(column_width))
+                continue
             parts.append(_cell(" " + title if key == "status" else title, column_width))
         text = " ".join(parts)
         return Strip([Segment(set_cell_size(text, self.size.width), self.rich_style)])
 
+    def _metrics(self) -> tuple[str, ...]:
+        return self.run_list.metric_columns if self.run_list is not None else ()
+
     def on_click(self, event: events.Click) -> None:
         x = 0
-        for _key, _title, column_width, sort in layout(self.content_width):
+        for _key, _title, column_width, sort in layout(self.content_width, self._metrics()):
             if x <= event.x < x + column_width + 1 and sort:
                 self.post_message(self.SortClicked(sort))
                 return
@@ -177,6 +199,7 @@ class RunList(ScrollView, can_focus=True):
         self.cursor = 0
         self.selected_id: str | None = None
         self.marked: set[str] = set()  # runs marked with space, halted or deleted together
+        self.metric_columns: tuple[str, ...] = ()  # metrics shown as columns (their last value)
         self._lines: OrderedDict[tuple, Strip] = OrderedDict()
         self._styles: dict[str, Style] | None = None
         self._styles_theme = ""
@@ -318,7 +341,8 @@ class RunList(ScrollView, can_focus=True):
         marked = model_id in self.marked
         cpu_mode = getattr(self.app, "cpu_mode", None)
         revision = self.table.revision.get(model_id)
-        key = (model_id, revision, width, cursor, self.has_focus, tick, marked, cpu_mode)
+        key = (model_id, revision, width, cursor, self.has_focus, tick, marked, cpu_mode,
+               self.metric_columns)  # fmt: skip
         strip = self._lines.get(key)
         if strip is None:
             strip = self._render_row(run, width, cursor, base, marked, cpu_mode)
@@ -336,7 +360,14 @@ class RunList(ScrollView, can_focus=True):
         if marked:
             base = base + self._style("marked")
         segments = []
-        for key, _title, column_width, _sort in layout(width):
+        for key, _title, column_width, _sort in layout(width, self.metric_columns):
+            if key.startswith(METRIC):
+                point = (run.get("metrics") or {}).get(key[len(METRIC) :]) or {}
+                text = format_value(point.get("last"))
+                style = dim if text == "-" else Style()
+                cell = text[:column_width].rjust(column_width)
+                segments.append(Segment(cell + " ", base + style))
+                continue
             if key == "status":
                 mark = MARK if marked else " "
                 text, style = f"{mark}{SYMBOLS.get(status, '?')} {status}", state_style

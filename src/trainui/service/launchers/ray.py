@@ -2,9 +2,9 @@
 
 The service talks to the cluster's dashboard over HTTP, Ray's Job REST API (``POST /api/jobs/``,
 ``GET /api/jobs/{id}``, ``POST /api/jobs/{id}/stop``, ``DELETE /api/jobs/{id}``), its package
-store and its log API, so it needs no ``ray`` package. The cluster shares no file system with
-the service: what the learner needs travels with the job, and what it reports comes back in the
-job's log.
+store and its log API, so it needs no ``ray`` package (every request is in ``ray_api``). The
+cluster shares no file system with the service: what the learner needs travels with the job,
+and what it reports comes back in the job's log.
 
 - **Shipped**: the run's ``learner.json`` (with a nonce for its status records and the absolute
   path of any ``local`` bucket), ``model.zip`` and ``manifest.yml``, in one zip uploaded as Ray
@@ -43,13 +43,11 @@ reason in a sentence.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import hmac
 import io
 import json
 import math
 import os
-import re
 import secrets
 import shlex
 import signal
@@ -57,11 +55,12 @@ import socket
 import sys
 import threading
 import time
-import urllib.parse
 import zipfile
 
 import httpx
 
+from trainui.config import Settings
+from trainui.core import lifecycle
 from trainui.core.runs import (
     DEFINITION_FILE,
     FINAL_STATES,
@@ -69,6 +68,8 @@ from trainui.core.runs import (
     LEARNER_FILE,
     LOG_FILE,
     MANIFEST_FILE,
+    METRICS_FILE,
+    METRICS_MARKER,
     RAY_LOG_STATE_FILE,
     STATUS_FILE,
     STATUS_MARKER,
@@ -76,7 +77,15 @@ from trainui.core.runs import (
     utc_now,
     write_json_atomic,
 )
-from trainui.service.launch import Capacity, Launcher, LauncherError, LocalLauncher
+from trainui.service.launchers import Capacity, Launcher, ray_api
+from trainui.service.launchers.local import LocalLauncher
+from trainui.service.launchers.ray_api import (
+    TIMEOUT,
+    json_of,
+    normalize_address,
+    ray_error,
+    ray_sentence,
+)
 
 HANDLE_PREFIX = "ray:"  # learner_start of a run executed as a Ray job: ray:<submission id>
 JOB_POLL_INTERVAL = 0.5  # seconds between looks at the active jobs
@@ -89,10 +98,11 @@ STORE_ALLOWANCE = 300  # seconds Ray waits after its SIGTERM, beyond the halt gr
 KEEP_ENDED = 600.0  # how long an ended job is remembered
 DELETE_TRIES_FOR = 1200.0  # a deleted run's job: DELETE it once it ends, for this long
 DELETES_PER_ROUND = 20
+# seconds after a DELETE at which a deleted job is looked for again: Ray's job manager may write
+# it back (FAILED, "Job supervisor actor died") when the job's supervisor exits after the DELETE
+DELETE_RECHECKS = (1.0, 3.0, 8.0, 20.0)
 REPORT_MARGIN = 1.0  # seconds of slack when comparing the cluster report's time with ours
 DEFAULT_LOST_GRACE = 60.0
-TIMEOUT = httpx.Timeout(10.0, connect=3.0)
-UPLOAD_TIMEOUT = httpx.Timeout(300.0, connect=3.0)  # a package as large as a model definition
 # following a job's log: Ray's agent looks at the file every LOG_INTERVAL s; a stream quiet for
 # LOG_IDLE s is opened again (the learner says it is alive after 20 s of a quiet log)
 LOG_INTERVAL = 0.1
@@ -104,7 +114,6 @@ LOG_SAVE_INTERVAL = 0.5  # seconds between writes of ray-log.json
 HELD_LIMIT = 1 << 20  # a line held back as a possible status record is log text beyond this
 PREAMBLE_LIMIT = 1 << 16  # what Ray writes before the learner starts: kept for a failure's log
 DEFAULT_PYTHON = "python3"
-_SENTENCE_LIMIT = 300
 # Ray's states, and ours for a job that Ray has not (or no longer) answered about
 ACTIVE = frozenset({"submitting", "unknown", "PENDING", "RUNNING"})
 _NOT_STARTED = frozenset({"submitting", "PENDING"})
@@ -114,6 +123,13 @@ _RAY_ENDED = frozenset({"SUCCEEDED", "FAILED", "STOPPED"})
 _SHIPPED = ("PYTHONPATH", "AWS_CA_BUNDLE")
 _NOT_SHIPPED = ("TRAINUI_TOKEN", "TRAINUI_HOME")
 _MARKER = STATUS_MARKER.encode()
+_METRICS = METRICS_MARKER.encode()
+_MARKERS = (_MARKER, _METRICS)  # they share their first bytes ("@@trainui-")
+
+
+def _may_be_marker(head: bytes) -> bool:
+    """Could a line that starts with ``head`` be a record (as far as ``head`` goes)?"""
+    return any(marker.startswith(head[: len(marker)]) for marker in _MARKERS)
 
 
 class _Unreachable(Exception):
@@ -126,7 +142,8 @@ class _Job:
     __slots__ = (
         "sid", "run_dir", "gpus", "state", "message", "exit_code", "payload", "seen_running",
         "ended", "ended_mono", "stop_wanted", "stop_sent", "early_stop_sent", "neutralized",
-        "delete_until", "nonce", "node_id", "mirror", "mirroring", "files",
+        "delete_until", "deleted_at", "rechecks", "nonce", "node_id", "mirror", "mirroring",
+        "files",
     )  # fmt: skip
 
     def __init__(self, sid: str, run_dir: str, gpus: int | None, state: str, payload=None):
@@ -150,6 +167,8 @@ class _Job:
         self.early_stop_sent = False  # Ray's stop of a PENDING job, acted on once it starts
         self.neutralized = False
         self.delete_until: float | None = None
+        self.deleted_at = 0.0  # monotonic, of the last DELETE Ray took (state "deleted")
+        self.rechecks = 0  # of DELETE_RECHECKS done since
 
 
 class _Cluster:
@@ -186,7 +205,7 @@ class RayLauncher(Launcher):
         self.halt_grace = halt_grace
         self.lost_grace = lost_grace
         # the workers' Python, with trainui installed (found on their PATH by default)
-        self.python = python or (environ.get("TRAINUI_RAY_PYTHON") or "").strip() or DEFAULT_PYTHON
+        self.python = python or Settings(environ).ray_python or DEFAULT_PYTHON
         self.env_vars = _shipped_environment(environ)
         self.env_vars["RAY_JOB_STOP_WAIT_TIME_S"] = str(math.ceil(halt_grace) + STORE_ALLOWANCE)
         self._local = LocalLauncher()  # runs started before the service switched to Ray
@@ -418,15 +437,14 @@ class RayLauncher(Launcher):
                 self._contact.set()
                 self._wake.wait(JOB_POLL_INTERVAL)
 
-    def _request(self, client: httpx.Client, method: str, path: str, **kwargs) -> httpx.Response:
+    def _request(self, client: httpx.Client, endpoint, *args) -> httpx.Response:
+        """``endpoint`` (a function of ray_api) on the cluster's dashboard; a dashboard that
+        does not answer ends this round of requests."""
         try:
-            response = client.request(method, self.address + path, **kwargs)
-        except httpx.HTTPError as error:
-            self._answered(_transport_error(error))
+            response = endpoint(client, self.address, *args)
+        except ray_api.Unreachable as error:
+            self._answered(str(error))
             raise _Unreachable from None
-        if response.status_code in (502, 503, 504):  # a proxy in front of a dashboard that is down
-            self._answered(f"{response.status_code} {response.reason_phrase}")
-            raise _Unreachable
         self._answered(None)
         return response
 
@@ -469,7 +487,7 @@ class RayLauncher(Launcher):
                     self._ended(job, "refused")
                     continue
                 job.payload["runtime_env"]["working_dir"] = uri
-            response = self._request(client, "POST", "/api/jobs/", json=job.payload)
+            response = self._request(client, ray_api.submit_job, job.payload)
             if response.status_code == 200:
                 job.state = "PENDING"
             else:
@@ -518,10 +536,9 @@ class RayLauncher(Launcher):
         """Put the package into the cluster's package store, as Ray's JobSubmissionClient
         does (its name is its content's hash; the GET also pins it until a job uses it);
         its URI, or None with the reason in ``_upload_error``."""
-        name = f"_ray_pkg_{hashlib.sha1(package).hexdigest()}.zip"
-        path = f"/api/packages/gcs/{name}"
-        if self._request(client, "GET", path).status_code != 200:
-            response = self._request(client, "PUT", path, content=package, timeout=UPLOAD_TIMEOUT)
+        name = ray_api.package_name(package)
+        if self._request(client, ray_api.check_package, name).status_code != 200:
+            response = self._request(client, ray_api.put_package, name, package)
             if response.status_code != 200:
                 self._upload_error = f"its package was refused: {ray_error(response)}"
                 return None
@@ -534,7 +551,7 @@ class RayLauncher(Launcher):
             if job.state not in ("unknown", "PENDING", "RUNNING"):
                 continue
             looked += 1
-            response = self._request(client, "GET", f"/api/jobs/{_quote(job.sid)}")
+            response = self._request(client, ray_api.job_info, job.sid)
             if response.status_code == 404:
                 self._ended(job, "gone")
                 continue
@@ -574,16 +591,23 @@ class RayLauncher(Launcher):
                 # and the stop is sent again once the job is RUNNING.
                 self._neutralize(job)
                 if not job.early_stop_sent:
-                    response = self._request(client, "POST", f"/api/jobs/{_quote(job.sid)}/stop")
-                    body = _json(response)
+                    response = self._request(client, ray_api.stop_job, job.sid)
+                    body = json_of(response)
                     job.early_stop_sent = isinstance(body, dict) and body.get("stopped") is True
             elif job.state == "RUNNING":
-                self._request(client, "POST", f"/api/jobs/{_quote(job.sid)}/stop")
+                self._request(client, ray_api.stop_job, job.sid)
                 job.stop_sent = True  # Ray answered: a refusal would be the same next time
 
     def _delete(self, client: httpx.Client) -> None:
         """The Ray jobs of deleted runs, once they have ended (Ray refuses before); a few a
-        round, so that a purge of many old runs never holds up the rest."""
+        round, so that a purge of many old runs never holds up the rest.
+
+        A DELETE Ray took is not the end: Ray's job manager watches a job's supervisor actor,
+        and when that actor exits after the DELETE (it does so just after the job ended), the
+        manager finds no record of the job and writes one again, FAILED ("Job supervisor actor
+        died"). So a deleted job is looked for again ``DELETE_RECHECKS`` after the DELETE, and
+        deleted again if it is back. Such a job holds nothing on the cluster: it never counted
+        in ``capacity`` (which knows only the jobs followed and the GPUs Ray reports in use)."""
         now = time.monotonic()
         tries = 0
         for job in self._jobs_now():
@@ -592,30 +616,43 @@ class RayLauncher(Launcher):
             if now <= job.delete_until:
                 if job.state in ACTIVE:
                     continue  # again next round
-                if job.state not in ("refused", "cancelled", "gone"):
-                    tries += 1
-                    response = self._request(client, "DELETE", f"/api/jobs/{_quote(job.sid)}")
-                    if response.status_code not in (200, 404):
+                if job.state == "deleted":
+                    if now - job.deleted_at < DELETE_RECHECKS[job.rechecks]:
                         continue
+                    tries += 1
+                    code = self._request(client, ray_api.job_info, job.sid).status_code
+                    if code == 200:  # back: deleted again, and looked for again after
+                        self._delete_job(client, job)  # (refused: again next round)
+                        continue
+                    if code != 404:
+                        continue  # not an answer: again next round
+                    job.rechecks += 1
+                    if job.rechecks < len(DELETE_RECHECKS):
+                        continue
+                    # not back at the last look: let go of it
+                elif job.state not in ("refused", "cancelled", "gone"):
+                    tries += 1
+                    self._delete_job(client, job)
+                    continue
             with self._lock:
                 self._jobs.pop(job.sid, None)
 
+    def _delete_job(self, client: httpx.Client, job: _Job) -> bool:
+        """DELETE the job; whether Ray took it (it is gone, for now: see ``_delete``)."""
+        response = self._request(client, ray_api.delete_job, job.sid)
+        if response.status_code not in (200, 404):
+            return False
+        job.state = "deleted"
+        job.deleted_at = time.monotonic()
+        job.rechecks = 0
+        return True
+
     def _look_at_cluster(self, client: httpx.Client) -> None:
-        nodes = _json(self._request(client, "GET", "/api/v0/nodes", params={"limit": 10000}))
-        gpus = []
-        for node in _dig(nodes, "data", "result", "result") or []:
-            if isinstance(node, dict) and node.get("state") == "ALIVE":
-                gpus.append(int((node.get("resources_total") or {}).get("GPU", 0) or 0))
-        if not gpus and not isinstance(_dig(nodes, "data", "result", "result"), list):
+        gpus = ray_api.node_gpus(json_of(self._request(client, ray_api.list_nodes)))
+        if gpus is None:
             return  # not an answer we understand: keep what we knew
-        status = _json(self._request(client, "GET", "/api/cluster_status"))
-        report = _dig(status, "data", "clusterStatus") or {}
-        usage = _dig(report, "loadMetricsReport", "usage") or {}
-        used = report_time = None
-        gpu_usage = usage.get("GPU") if isinstance(usage, dict) else None
-        if isinstance(gpu_usage, list) and len(gpu_usage) == 2:
-            used = float(gpu_usage[0])
-            report_time = report.get("time")
+        status = json_of(self._request(client, ray_api.cluster_status))
+        used, report_time = ray_api.gpus_in_use(status)
         cluster = _Cluster(sum(gpus), max(gpus, default=0), used, report_time)
         if self._cluster is None or cluster.key() != self._cluster.key():
             self._cluster = cluster
@@ -669,26 +706,15 @@ class RayLauncher(Launcher):
 
     @staticmethod
     def _write_halted(status_path: str, now: str) -> None:
+        status = lifecycle.change(
+            lifecycle.Status(progress=lifecycle.no_progress()),
+            HALTED,
+            status_message="halted before it started on the Ray cluster",
+            finished_at=now,
+            updated_at=now,
+        )
         with contextlib.suppress(OSError):
-            write_json_atomic(
-                status_path,
-                {
-                    "status": HALTED,
-                    "status_message": "halted before it started on the Ray cluster",
-                    "error_code": None,
-                    "exit_code": None,
-                    "started_at": None,
-                    "finished_at": now,
-                    "updated_at": now,
-                    "progress": {
-                        "phase": None,
-                        "bytes_done": 0,
-                        "bytes_total": 0,
-                        "objects_done": 0,
-                        "objects_total": 0,
-                    },
-                },
-            )
+            write_json_atomic(status_path, lifecycle.encode(status))
 
 
 class _Mirror:
@@ -697,20 +723,25 @@ class _Mirror:
     Ray's log of the job is what Ray writes before the entrypoint starts, then the learner's
     stdout: its log (the command's output and its own lines) with status records between the
     lines. Log lines are appended to ``training-log.txt``; a record with the run's nonce is
-    written as ``status.json`` (never over a final one); a line that looks like a record but
-    has another nonce is a line of the log like any other. Ray's lines before the learner's
+    written as ``status.json`` (never over a final one), a metrics record's line appended to
+    ``metrics.jsonl``; a line that looks like a record but has another nonce is a line of the
+    log like any other. Ray's lines before the learner's
     first record are left out, unless the job ends without any (they then say why).
 
     ``raw`` counts the bytes of Ray's log taken for good (appended, or known to be a record),
-    ``log`` the size of ``training-log.txt`` at that point; both go to ``ray-log.json`` now
-    and then. A new connection, in this service or the next one, skips ``raw`` bytes of what
-    Ray sends (it sends from the start) after cutting the local log back to ``log`` bytes."""
+    ``log`` and ``metrics`` the sizes of ``training-log.txt`` and ``metrics.jsonl`` at that
+    point; all go to ``ray-log.json`` now and then. A new connection, in this service or the
+    next one, skips ``raw`` bytes of what Ray sends (it sends from the start) after cutting the
+    local files back to those sizes (what was cut comes again, the same bytes: the service's
+    metrics index, which waits for a file that got shorter, reads each point once)."""
 
     def __init__(self, launcher: RayLauncher, job: _Job) -> None:
         self.launcher = launcher
         self.job = job
         self.log_path = os.path.join(job.run_dir, LOG_FILE)
         self.status_path = os.path.join(job.run_dir, STATUS_FILE)
+        self.metrics_path = os.path.join(job.run_dir, METRICS_FILE)
+        self.metrics = 0  # the size of metrics.jsonl that goes with ``raw``
         self.nonce: bytes | None = job.nonce.encode() if job.nonce else None
         self.raw = 0  # bytes of Ray's log taken for good
         self.log = 0  # the size of training-log.txt that goes with it
@@ -788,16 +819,14 @@ class _Mirror:
         job = self.job
         if not job.node_id:
             raise _LogUnavailable("no node yet")
-        params = {"node_id": job.node_id, "submission_id": job.sid, "lines": -1}
-        if follow:
-            params["interval"] = LOG_INTERVAL
-        kind = "stream" if follow else "file"
         self.held = b""
         if not self.started:
             self.preamble.clear()
         self.pos = skip = self.raw
-        url = f"{self.launcher.address}/api/v0/logs/{kind}"
-        with client.stream("GET", url, params=params) as response:
+        log = ray_api.job_log(
+            client, self.launcher.address, job.node_id, job.sid, follow, LOG_INTERVAL
+        )
+        with log as response:
             if response.status_code != 200:
                 response.read()
                 raise _LogUnavailable(ray_error(response))
@@ -826,6 +855,7 @@ class _Mirror:
         buf = self.held + data if self.held else data
         self.pos += len(data)
         out = bytearray()
+        points = bytearray()
         status = None
         i, n = 0, len(buf)
         while i < n:
@@ -839,7 +869,7 @@ class _Mirror:
                 i = j + 1
                 self.mid_line = False
                 continue
-            if self.started and not _MARKER.startswith(buf[i : i + len(_MARKER)]):
+            if self.started and not _may_be_marker(buf[i : i + len(_MARKER)]):
                 # a line of the log: take it and every line after it up to the next one
                 # that may be a record, or to the last whole line (the common case, at once)
                 k = buf.find(b"\n" + _MARKER[:1], i)
@@ -850,7 +880,13 @@ class _Mirror:
                     continue
             j = buf.find(b"\n", i)
             end = n if j < 0 else j
-            if buf.startswith(_MARKER, i) or (j < 0 and _MARKER.startswith(buf[i:end])):
+            if buf.startswith(_METRICS, i) and j >= 0:
+                body = self._body(buf[i + len(_METRICS) : end])
+                if body is not None:  # a line of the learner's metrics.jsonl
+                    points += body + b"\n"
+                    i = j + 1
+                    continue
+            if buf.startswith(_MARKERS, i) or (j < 0 and _may_be_marker(buf[i:end])):
                 if j < 0 and n - i <= HELD_LIMIT:
                     break  # maybe a record: wait for the end of its line
                 record = self._record(buf[i:end]) if j >= 0 else None
@@ -882,14 +918,25 @@ class _Mirror:
         self.held = b"" if self.final else bytes(buf[i:])
         if out:
             self._append(bytes(out))
+        if points:  # before the status: the final one comes after the last points
+            self._append_points(bytes(points))
         if status is not None:
             self._status(status)
         self._commit()
 
+    def _body(self, rest: bytes) -> bytes | None:
+        """What a record says after its marker, if it carries the run's nonce, else None."""
+        nonce, sep, body = rest.partition(b" ")
+        if not sep or self.nonce is None or not hmac.compare_digest(nonce, self.nonce):
+            return None
+        return body
+
     def _record(self, line: bytes) -> dict | None:
         """The status record on this line, if it carries the run's nonce, else None."""
-        nonce, sep, body = line[len(_MARKER) :].partition(b" ")
-        if not sep or self.nonce is None or not hmac.compare_digest(nonce, self.nonce):
+        if not line.startswith(_MARKER):
+            return None
+        body = self._body(line[len(_MARKER) :])
+        if body is None:
             return None
         try:
             record = json.loads(body)
@@ -916,20 +963,30 @@ class _Mirror:
         return self.gone
 
     def _append(self, data: bytes) -> None:
+        if self._write(self.log_path, data, os.O_WRONLY | os.O_APPEND):
+            self.log += len(data)
+
+    def _append_points(self, data: bytes) -> None:
+        if self._write(self.metrics_path, data, os.O_WRONLY | os.O_APPEND | os.O_CREAT):
+            self.metrics += len(data)
+
+    def _write(self, path: str, data: bytes, flags: int) -> bool:
+        """Append ``data`` to the run folder's ``path``; False if the run was forgotten or its
+        folder is gone."""
         if self._forgotten():
-            return
+            return False
         try:
-            fd = os.open(self.log_path, os.O_WRONLY | os.O_APPEND)
-        except FileNotFoundError:
+            fd = os.open(path, flags, 0o644)
+        except FileNotFoundError:  # the run folder is gone
             self.gone = True
-            return
+            return False
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
-        self.log += len(data)
+        return True
 
     def _status(self, record: dict) -> None:
         if self._forgotten():
@@ -966,8 +1023,15 @@ class _Mirror:
             self.started = bool(state.get("started"))
             if log < size:  # appended after the last save, by a service that ended: again
                 os.truncate(self.log_path, log)
+            metrics = state.get("metrics")
+            self.metrics = metrics if isinstance(metrics, int) and metrics >= 0 else 0
+            with contextlib.suppress(FileNotFoundError):
+                if os.path.getsize(self.metrics_path) > self.metrics:  # the same: again
+                    os.truncate(self.metrics_path, self.metrics)
         else:
             self.log = size
+            with contextlib.suppress(FileNotFoundError):
+                self.metrics = os.path.getsize(self.metrics_path)
 
     def _save(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -980,6 +1044,7 @@ class _Mirror:
             "log": self.log,
             "mid_line": self.mid_line and not self.held,
             "started": self.started,
+            "metrics": self.metrics,
         }
         try:
             _save_log_state(self.job.run_dir, state)
@@ -992,112 +1057,6 @@ class _LogUnavailable(Exception):
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def normalize_address(address: str) -> str:
-    """The dashboard's base URL from what the user gave (``HOST:PORT`` gets ``http://``)."""
-    text = (address or "").strip()
-    if not text:
-        raise LauncherError(
-            "the ray launcher needs the address of the Ray dashboard: --ray-address "
-            "http://HOST:8265 or TRAINUI_RAY_ADDRESS"
-        )
-    if text.startswith("ray://"):
-        raise LauncherError(
-            f"'{text}' is a Ray Client address; trainui uses the Job API of the Ray dashboard: "
-            "give its HTTP address, such as http://HOST:8265"
-        )
-    if "://" not in text:
-        text = "http://" + text
-    parts = urllib.parse.urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise LauncherError(f"the Ray address '{address}' is not a URL like http://HOST:8265")
-    try:
-        parts.port  # noqa: B018 (a port that is not a number raises)
-    except ValueError:
-        raise LauncherError(f"the port of the Ray address '{address}' is not a number") from None
-    return text.rstrip("/")
-
-
-def lost_grace_seconds(settings, environ=None) -> float:
-    """How long a cluster may not answer before its runs fail: ``ray_grace_seconds`` of the
-    settings, else ``TRAINUI_RAY_GRACE``, else 60 s."""
-    value = getattr(settings, "ray_grace_seconds", None)
-    if value is not None:
-        return float(value)
-    raw = ((os.environ if environ is None else environ).get("TRAINUI_RAY_GRACE") or "").strip()
-    if not raw:
-        return DEFAULT_LOST_GRACE
-    try:
-        seconds = float(raw)
-    except ValueError:
-        raise LauncherError(f"TRAINUI_RAY_GRACE must be a number, not '{raw}'") from None
-    if not seconds >= 0:
-        raise LauncherError(f"TRAINUI_RAY_GRACE must be at least 0, not '{raw}'")
-    return seconds
-
-
-_EXCEPTION_LINE = re.compile(
-    r"^(?:[A-Za-z_][\w.]*\.)?[A-Z]\w*(?:Error|Exception|Exit|Interrupt)(?::\s*(.*))?$"
-)
-
-
-def ray_sentence(text: str) -> str:
-    """One sentence from something Ray said: the error of a Python traceback (the innermost,
-    when one is nested in another), else the first line; never more than a few hundred
-    characters."""
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    if not lines:
-        return ""
-    sentence = lines[0]
-    if any(line.startswith("Traceback (most recent call last)") for line in lines) or (
-        _EXCEPTION_LINE.match(lines[-1])
-    ):
-        for line in reversed(lines):
-            match = _EXCEPTION_LINE.match(line)
-            if match:
-                sentence = match.group(1) or line
-                break
-        else:
-            sentence = lines[-1]
-    sentence = re.split(r",? last available logs", sentence, maxsplit=1)[0]
-    sentence = " ".join(sentence.split()).rstrip(" .:")
-    if len(sentence) > _SENTENCE_LIMIT:
-        sentence = sentence[: _SENTENCE_LIMIT - 1].rstrip() + "…"
-    return sentence
-
-
-def ray_error(response: httpx.Response) -> str:
-    """A refusal of Ray's (JSON, plain text or a traceback) in one sentence."""
-    text = response.text
-    with contextlib.suppress(ValueError):
-        body = response.json()
-        if isinstance(body, dict):
-            for key in ("message", "msg", "detail", "error"):
-                if isinstance(body.get(key), str) and body[key].strip():
-                    text = body[key]
-                    break
-    sentence = ray_sentence(text)
-    return sentence or f"HTTP {response.status_code} {response.reason_phrase}".strip()
-
-
-def _transport_error(error: httpx.HTTPError) -> str:
-    if isinstance(error, httpx.TimeoutException):
-        return "no answer in time"
-    text = str(error) or type(error).__name__
-    text = re.sub(r"^\[Errno -?\d+\]\s*", "", text)
-    known = {
-        "connection refused": "connection refused",
-        "name or service not known": "unknown host",
-        "temporary failure in name resolution": "unknown host",
-        "no route to host": "no route to host",
-        "network is unreachable": "network unreachable",
-        "connection reset": "connection reset",
-    }
-    for needle, words in known.items():
-        if needle in text.lower():
-            return words
-    return ray_sentence(text) or type(error).__name__
 
 
 def _add(package: zipfile.ZipFile, name: str, data: bytes, mode: int, method: int) -> None:
@@ -1138,25 +1097,6 @@ def _sid(start: str | None) -> str | None:
     if start and start.startswith(HANDLE_PREFIX):
         return start[len(HANDLE_PREFIX) :]
     return None
-
-
-def _quote(sid: str) -> str:
-    return urllib.parse.quote(sid, safe="")
-
-
-def _json(response: httpx.Response):
-    try:
-        return response.json() if response.status_code == 200 else None
-    except ValueError:
-        return None
-
-
-def _dig(data, *keys):
-    for key in keys:
-        if not isinstance(data, dict):
-            return None
-        data = data.get(key)
-    return data
 
 
 def _gpus(count: int) -> str:

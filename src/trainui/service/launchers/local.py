@@ -1,19 +1,8 @@
-"""Launchers: what starts, follows and stops the learners of runs.
+"""The local launcher: one detached learner process per run, on this machine.
 
-The run manager keeps the queue, the history and the runs' states; a launcher only executes
-learners somewhere. ``LocalLauncher`` runs each learner as a detached process on this machine;
-``trainui.service.ray.RayLauncher`` hands each run to a Ray cluster as a Ray job. Either way
-``status.json`` and ``training-log.txt`` appear in the run folder, which the manager follows:
-a local learner writes them there, a Ray job's learner reports them in the job's log, which the
-Ray launcher mirrors there. A launcher only says whether a learner is still there and, when it
-vanished, why.
-
-A started learner is known by a handle of two values kept in the run's record, ``learner_pid``
-and ``learner_start``: for a local learner, its PID and the PID's start time (so a PID that the
-kernel gave to another process after the learner ended is never mistaken for it); for a Ray job,
-no PID and ``ray:<submission id>``.
-
-A further launcher (SLURM, Kubernetes) implements ``Launcher`` and is chosen in ``make_launcher``.
+Its handle is the learner's PID and the PID's start time (so a PID that the kernel gave to
+another process after the learner ended is never mistaken for it). A spare learner, its imports
+done, waits for the next run (``tick``).
 """
 
 from __future__ import annotations
@@ -25,76 +14,8 @@ import subprocess
 import sys
 import time
 
-from trainui.core.record import Record
 from trainui.core.runs import LEARNER_ERRORS_FILE
-
-
-class LauncherError(ValueError):
-    """A launcher setting that cannot be used, in one sentence."""
-
-
-class Capacity(Record):
-    """What a cluster launcher can take now, for the scheduler.
-
-    ``total``: GPUs in the cluster (0: runs go to CPUs); ``free``: GPUs that runs may take now;
-    ``largest``: the most GPUs one node has (a run never gets more); ``problem``: a sentence
-    while the cluster cannot take runs (unreachable, not answered yet), else None;
-    ``version``: changes whenever what the launcher knows of the cluster changed, so the
-    manager plans again."""
-
-    __slots__ = ("total", "free", "largest", "problem", "version")
-
-
-class Launcher:
-    """The interface between the run manager and whatever executes learners."""
-
-    name = "?"
-    where = "this machine"  # where runs execute, in words: "the Ray cluster at http://..."
-    version = 0  # changes when the manager should plan again (a cluster's resources changed)
-
-    def check(self) -> str | None:
-        """At submit: None when runs can be taken, else a sentence why not (HTTP 503)."""
-        return None
-
-    def capacity(self) -> Capacity | None:
-        """None: runs use this machine's GPUs (the service's inventory); else the cluster's."""
-        return None
-
-    def refuse(self, gpus: int) -> str | None:
-        """At submit, for a launcher with a capacity: a sentence when a run needing ``gpus``
-        GPUs can never start, else None."""
-        return None
-
-    def start(self, run_dir: str, gpus: int) -> tuple[int | None, str]:
-        """Start the learner of the run in ``run_dir`` needing ``gpus`` GPUs; its handle."""
-        raise NotImplementedError
-
-    def alive(self, pid: int | None, start: str | None) -> bool:
-        """Is the learner still there (or, for a cluster, may it still be)?"""
-        raise NotImplementedError
-
-    def lost(self, pid: int | None, start: str | None, status: dict | None, run_dir: str) -> str:
-        """The learner is gone without recording an outcome: clean up what it left that holds
-        GPUs, and say why in a sentence (the run fails with it)."""
-        _kill_group((status or {}).get("command_pgid"))
-        return (
-            "the learner process ended unexpectedly "
-            f"(see {os.path.join(run_dir, LEARNER_ERRORS_FILE)})"
-        )
-
-    def halt(self, pid: int | None, start: str | None) -> bool:
-        """Ask the learner to halt its run (it stops the command and stores the results)."""
-        raise NotImplementedError
-
-    def forget(self, pid: int | None, start: str | None) -> None:
-        """The run is deleted from the history: forget what the launcher keeps of it."""
-
-    def tick(self) -> None:
-        """Called about ten times a second by the run manager, for housekeeping."""
-
-    def close(self) -> None:
-        """The service stops."""
-
+from trainui.service.launchers import Launcher
 
 SPARE = "--spare"  # the learner's argument: wait for a run folder on stdin (see tick)
 SPARE_AFTER = 0.2  # seconds without a learner started before a spare one is started
@@ -234,24 +155,6 @@ class LocalLauncher(Launcher):
                 del self._children[pid]
 
 
-def make_launcher(settings, runs_dir: str | None = None) -> Launcher:
-    """The launcher the settings name: ``local`` (default) or ``ray`` (``ray_address``).
-    Raises LauncherError for a setting that cannot work (a ray:// address, say)."""
-    name = getattr(settings, "launcher", None) or "local"
-    if name == "local":
-        return LocalLauncher()
-    if name == "ray":
-        from trainui.service.ray import RayLauncher, lost_grace_seconds
-
-        return RayLauncher(
-            settings.ray_address or "",
-            runs_dir or os.path.join(settings.home, "runs"),
-            halt_grace=settings.halt_grace_seconds,
-            lost_grace=lost_grace_seconds(settings),
-        )
-    raise LauncherError(f"unknown launcher '{name}': use local or ray")
-
-
 def process_start_time(pid: int) -> str | None:
     """The process's start time in clock ticks since boot (from /proc), None if it is gone.
 
@@ -268,9 +171,3 @@ def process_start_time(pid: int) -> str | None:
     if fields[0] in ("Z", "X"):
         return None
     return fields[19]
-
-
-def _kill_group(pgid: int | None) -> None:
-    if pgid:
-        with contextlib.suppress(OSError):
-            os.killpg(pgid, signal.SIGKILL)

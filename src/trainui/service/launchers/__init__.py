@@ -1,0 +1,103 @@
+"""Launchers: what starts, follows and stops the learners of runs.
+
+The run manager keeps the queue, the history and the runs' states; a launcher only executes
+learners somewhere. ``local.LocalLauncher`` runs each learner as a detached process on this
+machine; ``ray.RayLauncher`` hands each run to a Ray cluster as a Ray job (``ray_api`` is all
+it says to Ray's dashboard over HTTP). Either way ``status.json`` and ``training-log.txt``
+appear in the run folder, which the manager follows: a local learner writes them there, a Ray
+job's learner reports them in the job's log, which the Ray launcher mirrors there. A launcher
+only says whether a learner is still there and, when it vanished, why.
+
+A started learner is known by a handle of two values kept in the run's record, ``learner_pid``
+and ``learner_start``: for a local learner, its PID and the PID's start time (so a PID that the
+kernel gave to another process after the learner ended is never mistaken for it); for a Ray job,
+no PID and ``ray:<submission id>``.
+
+This module is the interface the manager sees. It imports no launcher, and no launcher imports
+another's caller: ``ray`` imports ``local`` (runs started before the service switched to Ray)
+and ``ray_api``, which import only this module. The service chooses its launcher
+(``trainui.service.server.make_launcher``); a further launcher (SLURM, Kubernetes) implements
+``Launcher`` in a module of its own and is added there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+
+from trainui.core.record import Record
+from trainui.core.runs import LEARNER_ERRORS_FILE
+
+
+class LauncherError(ValueError):
+    """A launcher setting that cannot be used, in one sentence."""
+
+
+class Capacity(Record):
+    """What a cluster launcher can take now, for the scheduler.
+
+    ``total``: GPUs in the cluster (0: runs go to CPUs); ``free``: GPUs that runs may take now;
+    ``largest``: the most GPUs one node has (a run never gets more); ``problem``: a sentence
+    while the cluster cannot take runs (unreachable, not answered yet), else None;
+    ``version``: changes whenever what the launcher knows of the cluster changed, so the
+    manager plans again."""
+
+    __slots__ = ("total", "free", "largest", "problem", "version")
+
+
+class Launcher:
+    """The interface between the run manager and whatever executes learners."""
+
+    name = "?"
+    where = "this machine"  # where runs execute, in words: "the Ray cluster at http://..."
+    version = 0  # changes when the manager should plan again (a cluster's resources changed)
+
+    def check(self) -> str | None:
+        """At submit: None when runs can be taken, else a sentence why not (HTTP 503)."""
+        return None
+
+    def capacity(self) -> Capacity | None:
+        """None: runs use this machine's GPUs (the service's inventory); else the cluster's."""
+        return None
+
+    def refuse(self, gpus: int) -> str | None:
+        """At submit, for a launcher with a capacity: a sentence when a run needing ``gpus``
+        GPUs can never start, else None."""
+        return None
+
+    def start(self, run_dir: str, gpus: int) -> tuple[int | None, str]:
+        """Start the learner of the run in ``run_dir`` needing ``gpus`` GPUs; its handle."""
+        raise NotImplementedError
+
+    def alive(self, pid: int | None, start: str | None) -> bool:
+        """Is the learner still there (or, for a cluster, may it still be)?"""
+        raise NotImplementedError
+
+    def lost(self, pid: int | None, start: str | None, status: dict | None, run_dir: str) -> str:
+        """The learner is gone without recording an outcome: clean up what it left that holds
+        GPUs, and say why in a sentence (the run fails with it)."""
+        _kill_group((status or {}).get("command_pgid"))
+        return (
+            "the learner process ended unexpectedly "
+            f"(see {os.path.join(run_dir, LEARNER_ERRORS_FILE)})"
+        )
+
+    def halt(self, pid: int | None, start: str | None) -> bool:
+        """Ask the learner to halt its run (it stops the command and stores the results)."""
+        raise NotImplementedError
+
+    def forget(self, pid: int | None, start: str | None) -> None:
+        """The run is deleted from the history: forget what the launcher keeps of it."""
+
+    def tick(self) -> None:
+        """Called about ten times a second by the run manager, for housekeeping."""
+
+    def close(self) -> None:
+        """The service stops."""
+
+
+def _kill_group(pgid: int | None) -> None:
+    if pgid:
+        with contextlib.suppress(OSError):
+            os.killpg(pgid, signal.SIGKILL)

@@ -1,0 +1,310 @@
+"""A chart of one metric: a line per series (one run, or several runs overlaid), drawn by
+plotext (textual-plotext's ``Plot``) in braille, with a legend, the latest value, min and max
+beside it.
+
+Only the points a column can show are handed to plotext (two per column: the lowest and the
+highest, so spikes stay), which makes a chart of 100,000 points cost what one of a few hundred
+does. Colours follow the app's theme: the theme's own colours, or the terminal's 16 colours in
+an ``ansi`` theme, so that a chart reads over SSH as the rest of the screen does.
+"""
+
+from __future__ import annotations
+
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.color import Color
+from textual.containers import Horizontal
+from textual.content import Content
+from textual.reactive import reactive
+from textual.widget import Widget
+from textual.widgets import Static
+from textual_plotext.plot import Plot  # here: imported with the view while the TUI is idle
+
+from trainui.tui.metrics import (
+    SMOOTHING,
+    Series,
+    format_step,
+    prepare,
+    step_ticks,
+)
+from trainui.tui.runs import format_value
+
+# the terminal's colours for an ansi theme: plotext's name → Textual's
+ANSI_SERIES = (
+    ("cyan", "ansi_cyan"),
+    ("orange", "ansi_yellow"),
+    ("magenta", "ansi_magenta"),
+    ("green", "ansi_green"),
+    ("blue+", "ansi_bright_blue"),
+    ("red", "ansi_red"),
+    ("cyan+", "ansi_bright_cyan"),
+    ("orange+", "ansi_bright_yellow"),
+    ("magenta+", "ansi_bright_magenta"),
+    ("green+", "ansi_bright_green"),
+    ("blue", "ansi_blue"),
+    ("red+", "ansi_bright_red"),
+)
+# the theme's colours first, then textual-plotext's sequence (made for dark and light alike)
+THEME_SERIES = ("primary", "warning", "success", "accent", "error", "secondary")
+MORE_SERIES = (
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
+    (145, 30, 180), (70, 240, 240), (240, 50, 230), (180, 225, 40), (250, 190, 212),
+    (0, 128, 128), (220, 190, 255), (170, 110, 40), (128, 128, 0),
+)  # fmt: skip
+SIDE = 22  # the legend's width beside the chart
+NARROW = 56  # narrower than this, the legend goes under the chart's title line
+
+
+def palette(app) -> tuple[list, list[str], object]:
+    """(plotext colours, the same as Textual styles, the axes' colour) for ``app``'s theme."""
+    theme = app.current_theme
+    if theme.ansi or getattr(app, "ansi_color", None):
+        return [p for p, _ in ANSI_SERIES], [t for _, t in ANSI_SERIES], "default"
+    variables = app.theme_variables
+    colors: list[tuple[int, int, int]] = []
+    for name in THEME_SERIES:
+        try:
+            rgb = Color.parse(variables[name]).rgb
+        except (KeyError, Exception):  # a variable a theme leaves out, or one Color cannot read
+            continue
+        if rgb not in colors:
+            colors.append(rgb)
+    colors += [rgb for rgb in MORE_SERIES if rgb not in colors]
+    try:
+        background = Color.parse(variables["background"])
+        axes = background.blend(Color.parse(variables["foreground"]), 0.6).rgb
+    except Exception:
+        axes = "default"
+    return colors, [f"rgb({r},{g},{b})" for r, g, b in colors], axes
+
+
+def rich_color(style: str) -> str:
+    """A colour of ``palette`` as Rich spells it (``ansi_bright_cyan`` → ``bright_cyan``)."""
+    return style.removeprefix("ansi_")
+
+
+class ChartPlot(Widget):
+    """The plot itself: built by plotext at this widget's size, again only when the points,
+    the size, the theme or the settings changed."""
+
+    DEFAULT_CSS = "ChartPlot { width: 1fr; height: 1fr; }"
+
+    def __init__(self, chart: MetricChart, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.chart = chart
+        self._key: tuple | None = None
+        self._text: Text | None = None
+
+    def key(self) -> tuple:
+        """What the plot is drawn from: a plot drawn from the same is not drawn again."""
+        width, height = self.size
+        chart = self.chart
+        return (
+            width,
+            height,
+            self.app.theme,
+            chart.log_scale,
+            chart.smoothing,
+            tuple((label, id(s), s.revision, len(s)) for label, s in chart.series.items()),
+        )
+
+    def stale(self) -> bool:
+        return self._text is None or self.key() != self._key
+
+    def render(self) -> Text:
+        width, height = self.size
+        key = self.key()
+        if key != self._key or self._text is None:
+            self._key = key
+            self._text = self._build(width, height)
+        return self._text
+
+    def _build(self, width: int, height: int) -> Text:
+        chart = self.chart
+        if width < 10 or height < 3:
+            return Text("")
+        drawn = [(label, s) for label, s in chart.series.items() if len(s)]
+        if not drawn:
+            return Text(chart.empty_text, style="italic")
+        colors, _styles, axes = palette(self.app)
+        plot = Plot()
+        plot.plotsize(width, height)
+        plot._set_size(width, height)  # textual-plotext's own widget does both (its issue 5)
+        plot.theme("clear")
+        plot.canvas_color("default")
+        plot.axes_color("default")
+        plot.ticks_color(axes)
+        any_points = False
+        columns = max(1, width - 8)  # what the y axis' labels leave
+        first = min(float(s.steps[0]) for _label, s in drawn)
+        last = max(float(s.steps[-1]) for _label, s in drawn)
+        plot.xticks(*step_ticks(first, last, max(2, columns // 9)))
+        for label, series in drawn:
+            steps, values = prepare(series, columns, chart.smoothing, chart.log_scale)
+            if not len(steps):
+                continue
+            any_points = True
+            color = colors[chart.color_of(label) % len(colors)]
+            plot.plot(steps.tolist(), values.tolist(), marker="braille", color=color)
+        if not any_points:
+            return Text("no value above zero: a log scale cannot show them", style="italic")
+        if chart.log_scale:
+            plot.yscale("log")
+        return Text.from_ansi(plot.build(), no_wrap=True, end="")
+
+
+class MetricChart(Widget, can_focus=True):
+    """One metric's chart. ``series``: label → ``Series`` (a run's name, or the metric's own
+    name for a single run); ``log_scale`` and ``smoothing`` (a TensorBoard weight, 0: off)."""
+
+    DEFAULT_CSS = """
+    MetricChart { height: 11; layout: vertical; padding: 0 0 0 1; }
+    MetricChart > .chart-title {
+        height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    MetricChart:focus > .chart-title { color: $text; text-style: bold; background: $boost; }
+    MetricChart > Horizontal { height: 1fr; }
+    MetricChart .chart-side {
+        width: 22; height: 1fr; padding: 0 0 0 1; text-wrap: nowrap; text-overflow: ellipsis;
+    }
+    MetricChart.-narrow .chart-side { display: none; }
+    """
+
+    log_scale: reactive[bool] = reactive(False)
+    smoothing: reactive[float] = reactive(0.0)
+
+    def __init__(
+        self, metric: str, empty_text: str = "no points yet", lazy: bool = False, **kwargs
+    ) -> None:
+        """``lazy``: the chart's parts (title, plot, legend) are made only when ``build`` is
+        called (a view of many charts makes those on screen; the others as they come into
+        view): an empty chart of the same size until then."""
+        super().__init__(**kwargs)
+        self.metric = metric
+        self.built = not lazy
+        self.empty_text = empty_text
+        self.series: dict[str, Series] = {}
+        self._colors: dict[str, int] = {}  # label → its place in the palette, kept as runs come
+        self._side_key: tuple | None = None
+        self._title_drawn: Content | None = None
+
+    def compose(self) -> ComposeResult:
+        if self.built:
+            yield from self._parts()
+
+    def _parts(self) -> list[Widget]:
+        return [
+            Static("", classes="chart-title"),
+            Horizontal(ChartPlot(self), Static("", classes="chart-side")),
+        ]
+
+    def build(self) -> None:
+        """Make a lazy chart's parts now (it came into view), drawn at once."""
+        if self.built or not self.is_mounted:
+            return
+        self.built = True
+        self.mount_all(self._parts())
+        self.call_after_refresh(self.redraw)  # its title and legend, once they are mounted
+
+    def on_mount(self) -> None:
+        self.app.theme_changed_signal.subscribe(self, lambda _theme: self.redraw())
+        self.redraw()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < NARROW, "-narrow")
+        self.redraw()
+
+    # --- data -----------------------------------------------------------------------------
+
+    def color_of(self, label: str) -> int:
+        if label not in self._colors:
+            self._colors[label] = len(self._colors)
+        return self._colors[label]
+
+    def set_series(self, label: str, series: Series, redraw: bool = True) -> None:
+        """``label``'s line drawn from ``series``; ``redraw=False``: not yet (many lines set
+        at once are drawn once, by ``redraw``)."""
+        self.series[label] = series
+        self.color_of(label)
+        if redraw:
+            self.redraw()
+
+    def watch_log_scale(self) -> None:
+        self.redraw()
+
+    def watch_smoothing(self) -> None:
+        self.redraw()
+
+    # --- drawing --------------------------------------------------------------------------
+
+    def redraw(self) -> None:
+        """Draw what changed: the title, the legend and the plot (its cache decides)."""
+        if not self.is_mounted or not self.built or not self.query(".chart-side"):
+            return  # made later (lazy), or its parts not mounted yet: drawn once they are
+        title = self._title()
+        if title != self._title_drawn:
+            self._title_drawn = title
+            self.query_one(".chart-title", Static).update(title, layout=False)
+        self._draw_side()
+        plot = self.query_one(ChartPlot)
+        if plot.stale():  # else what it drew stands (Textual keeps its lines)
+            plot.refresh()
+
+    def _title(self) -> Content:
+        flags = []
+        if self.log_scale:
+            flags.append("log")
+        if self.smoothing:
+            flags.append(f"smoothed {self.smoothing:g}")
+        parts: list = [(self.metric, "bold")]
+        if flags:
+            parts.append(("  " + " · ".join(flags), "$text-muted"))
+        if self.has_class("-narrow") and len(self.series) == 1:
+            series = next(iter(self.series.values()))
+            bounds = series.bounds()
+            if bounds is not None:  # the legend is hidden: its numbers on the title line
+                parts.append(
+                    f"  last {format_value(series.last)}  min {format_value(bounds[0])}"
+                    f"  max {format_value(bounds[1])}"
+                )
+        return Content.assemble(*parts)
+
+    def _draw_side(self) -> None:
+        key = (
+            self.app.theme,
+            self.size.height,
+            tuple((label, s.revision, len(s)) for label, s in self.series.items()),
+        )
+        if key == self._side_key:
+            return
+        self._side_key = key
+        _colors, styles, _axes = palette(self.app)
+        lines: list = []
+        room = max(1, self.size.height - 1)
+        many = len(self.series) > 1 and 4 * len(self.series) > room
+        for label, series in self.series.items():
+            style = styles[self.color_of(label) % len(styles)]
+            bounds = series.bounds()
+            if many:  # one line a series: its mark, name and latest value
+                name = f"{label[:11]:<11} "
+                lines.append(Content.assemble(("● ", style), name, format_value(series.last)))
+                continue
+            lines.append(Content.assemble(("● ", style), (label, "bold")))
+            if bounds is None:
+                lines.append(Content.styled("  no points yet", "$text-muted"))
+                continue
+            lines.append(Content.assemble(("  last ", "$text-muted"), format_value(series.last)))
+            lines.append(Content.assemble(("  min  ", "$text-muted"), format_value(bounds[0])))
+            lines.append(Content.assemble(("  max  ", "$text-muted"), format_value(bounds[1])))
+            if len(self.series) == 1:
+                lines.append(
+                    Content.assemble(("  step ", "$text-muted"), format_step(series.last_step))
+                )
+        self.query_one(".chart-side", Static).update(Content("\n").join(lines), layout=False)
+
+
+def next_smoothing(weight: float) -> float:
+    """The smoothing after ``weight`` in TensorBoard's steps (off, light, medium, heavy)."""
+    levels = list(SMOOTHING)
+    index = levels.index(weight) if weight in levels else 0
+    return levels[(index + 1) % len(levels)]

@@ -1,0 +1,86 @@
+"""Metrics of a real local run (SPEC §8): the real CLI and service, a real learner following the
+demo's JSONL, its log by a pattern and the TensorBoard example's event files (tensorboardX), the
+points file in the run folder and in the results bucket."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("tensorboardX")
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+METRICS = r"""
+evaluation_metrics:
+  - type: jsonl
+  - type: log
+    pattern: 'epoch (?P<step>\d+)/\d+ loss \S+ accuracy (?P<log_accuracy>[0-9.]+)'
+  - type: tensorboard
+    in: $JOB_STATE_DIR/logs/tb
+"""
+
+
+def test_a_runs_metrics_are_extracted_while_it_trains_and_stored(home):
+    home.bucket("data", {"spirals.csv": (EXAMPLES / "demo" / "data" / "spirals.csv").read_text()})
+    model = home.model(
+        "metrics",
+        {
+            "train.py": (EXAMPLES / "demo" / "model" / "train.py").read_text(),
+            "tb_train.py": (EXAMPLES / "tensorboard" / "model" / "train.py").read_text(),
+        },
+    )
+    manifest = home.manifest(
+        "python3 train.py --data $DATA_DIR/spirals.csv --epochs 5 --epoch-delay 0 --hidden 16"
+        " && python3 tb_train.py --data $DATA_DIR/spirals.csv --steps 20 --delay 0"
+    )
+    manifest.write_text(manifest.read_text() + METRICS)
+    assert home.cli("validate", str(manifest)).returncode == 0
+    model_id = home.submit(model, manifest)
+    run = home.wait(model_id, "completed", "failed")
+    assert run["status"] == "completed", run
+
+    points_file = home.path / "runs" / model_id / "metrics.jsonl"
+    data = points_file.read_bytes()
+    assert data.endswith(b"\n")
+    points = [json.loads(line) for line in data.splitlines()]
+    assert all(list(p) == ["metric", "step", "value", "time"] for p in points)
+    series: dict[str, list[int]] = {}
+    for p in points:
+        series.setdefault(p["metric"], []).append(p["step"])
+    assert series == {
+        "loss": [1, 2, 3, 4, 5],
+        "accuracy": [1, 2, 3, 4, 5],
+        "log_accuracy": [1, 2, 3, 4, 5],
+        "val_loss": [5],
+        "val_accuracy": [5],
+        "train/loss": [5, 10, 15, 20],
+        "train/accuracy": [5, 10, 15, 20],
+        "val/loss": [5, 10, 15, 20],
+        "val/accuracy": [5, 10, 15, 20],
+        "learning_rate": [5, 10, 15, 20],
+    }
+    log = (home.path / "runs" / model_id / "training-log.txt").read_text()
+    accuracy = {p["step"]: p["value"] for p in points if p["metric"] == "accuracy"}
+    logged = {p["step"]: p["value"] for p in points if p["metric"] == "log_accuracy"}
+    assert logged == {step: round(value, 3) for step, value in accuracy.items()}
+    assert "trainui: metrics: 37 points of 10 metrics in metrics.jsonl" in log
+    stored = home.buckets / "results" / model_id / "metrics.jsonl"
+    assert stored.read_bytes() == data
+
+
+def test_what_extraction_says_never_cuts_a_line_of_the_command(home):
+    # the command is halfway through a line when a malformed metrics line arrives: the
+    # learner's word about it waits for the command's end, the command's line stays whole
+    command = (
+        "printf 'epoch 3 lo'; echo 'not json' > $LOG_DIR/metrics.jsonl; sleep 1; echo 'ss 0.5';"
+        ' echo \'{"step": 1, "loss": 0.5}\' >> $LOG_DIR/metrics.jsonl'
+    )
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest(command))
+    assert home.wait(model_id, "completed", "failed")["status"] == "completed"
+    log = home.cli("logs", model_id, check=True).stdout
+    assert "\nepoch 3 loss 0.5\n" in log, log
+    assert "trainui: metrics: a line of" in log and "not valid JSON" in log, log
+    assert home.show(model_id)["metrics"]["loss"]["last"] == 0.5

@@ -1,0 +1,337 @@
+"""Metrics in the TUI: a chart alone (pilot), then the run screen's metrics view, the run
+list's metric columns and the compare screen, driven by keys against a real service whose
+runs write ``$LOG_DIR/metrics.jsonl``."""
+
+from __future__ import annotations
+
+import contextlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from rich.color import ColorType
+from test_tui import SIZE, History, loaded, make_app, text, until
+from textual.app import App, ComposeResult
+
+from trainui.tui.config import load_config, load_themes
+from trainui.tui.metrics import Series
+from trainui.tui.runs import format_value
+from trainui.tui.widgets.metric_chart import ChartPlot, MetricChart
+
+# --- a chart alone ----------------------------------------------------------------------------
+
+
+class ChartApp(App):
+    def __init__(self, theme: str = "trainui") -> None:
+        super().__init__()
+        for theme_ in load_themes()[0]:
+            self.register_theme(theme_)
+        self.theme = theme
+
+    def compose(self) -> ComposeResult:
+        yield MetricChart("loss")
+
+
+def plot_lines(app) -> list[str]:
+    plot = app.query_one(ChartPlot)
+    return [line.plain for line in plot.render().split("\n")]
+
+
+async def test_a_chart_of_100000_points_keeps_its_spike_and_says_last_min_max():
+    steps = np.arange(100_000, dtype=float)
+    values = 1.0 / (1.0 + steps / 5000.0)
+    values[60_000] = 3.0  # one spike among 100,000 points
+    app = ChartApp()
+    async with app.run_test(size=SIZE) as pilot:
+        chart = app.query_one(MetricChart)
+        chart.set_series("loss", Series(steps, values))
+        await pilot.pause(0.1)
+        screen = text(app)
+        assert "last 0.04762" in screen and "min  0.04762" in screen and "max  3" in screen
+        assert "step 99,999" in screen
+        top = plot_lines(app)[1]  # the frame's first row holds the highest value
+        assert top.strip().startswith("3.00┤") and any(0x2800 < ord(c) <= 0x28FF for c in top)
+        chart.log_scale = True
+        chart.smoothing = 0.9
+        await pilot.pause(0.1)
+        assert "loss  log · smoothed 0.9" in text(app)
+        assert not plot_lines(app)[1].strip().startswith("3.00")  # smoothed: no longer 3
+
+
+async def test_in_an_ansi_theme_the_curves_use_the_terminals_own_colours():
+    app = ChartApp("ansi")
+    async with app.run_test(size=SIZE) as pilot:
+        chart = app.query_one(MetricChart)
+        chart.set_series("a", Series([0, 1, 2], [1.0, 2.0, 1.5]))
+        chart.set_series("b", Series([0, 1, 2], [2.0, 1.0, 0.5]))
+        await pilot.pause(0.1)
+        rendered = app.query_one(ChartPlot).render()
+        colors = {span.style.color for span in rendered.spans if span.style.color is not None}
+        assert colors and all(c.type is ColorType.STANDARD for c in colors)
+        assert {c.number for c in colors} >= {6, 3}  # cyan and yellow: the first two lines
+
+
+# --- runs that write metrics ------------------------------------------------------------------
+
+TRAIN = """\
+import json, os, sys, time
+lr, steps = float(sys.argv[1]), int(sys.argv[2])
+pause = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "a") as out:
+    for step in range(steps):
+        loss = 2.0 / (1.0 + lr * step)
+        out.write(json.dumps({"step": step, "loss": round(loss, 6),
+                              "accuracy": round(1.0 - loss / 2.5, 6)}) + "\\n")
+        out.flush()
+        if pause:
+            time.sleep(pause)
+print("trained", lr, flush=True)
+"""
+
+
+def write_trainer(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "train.py").write_text(TRAIN)
+    return folder
+
+
+@contextlib.contextmanager
+def metric_runs(root: Path):
+    """A home with two completed runs that wrote 400 points of loss and accuracy each."""
+    h = History(root / "home")
+    (h.path / "buckets" / "data").mkdir(parents=True)
+    model = write_trainer(root / "model")
+    try:
+        h.submit("lr-fast", "python3 train.py 0.1 200", model)
+        h.submit("lr-slow", "python3 train.py 0.01 200", model)
+        for name in ("lr-fast", "lr-slow"):
+            h.wait(h.ids[name], "completed")
+        yield h
+    finally:
+        h.stop()
+
+
+_SHARED: dict[str, History] = {}
+
+
+def shared_metric_runs(tmp_path_factory, config) -> History:
+    if "runs" not in _SHARED:
+        runs = metric_runs(tmp_path_factory.mktemp("tui-metrics"))
+        _SHARED["runs"] = runs.__enter__()
+        config.add_cleanup(lambda: runs.__exit__(None, None, None))
+    return _SHARED["runs"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, request):
+    return shared_metric_runs(tmp_path_factory, request.config)
+
+
+def final(lr: float, steps: int = 200) -> dict[str, float]:
+    loss = round(2.0 / (1.0 + lr * (steps - 1)), 6)
+    return {"loss": loss, "accuracy": round(1.0 - loss / 2.5, 6)}
+
+
+# --- the run screen's metrics view ------------------------------------------------------------
+
+
+async def test_the_metrics_view_draws_a_chart_per_metric_with_its_keys(trained):
+    app = make_app(trained, open_run=trained.ids["lr-fast"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "trained 0.1" in text(app), what="the log")
+        await pilot.press("v")
+        view = app.screen.query_one("MetricsView")
+        await until(pilot, lambda: view.reads and len(view.charts()) == 2, what="the charts")
+        await pilot.pause(0.2)
+        screen = text(app)
+        expected = final(0.1)
+        assert "2 metrics" in screen and "ended" in screen
+        assert "accuracy" in screen and "loss" in screen
+        assert f"last {format_value(expected['accuracy'])}" in screen
+        assert "step 199" in screen
+        assert "trained 0.1" not in screen  # the log is hidden
+        await pilot.press("l", "s")
+        await pilot.pause(0.2)
+        assert "log scale · smoothed 0.6" in text(app)
+        await pilot.press("s", "s", "s")  # 0.9, 0.99, off
+        await pilot.pause(0.1)
+        assert "smoothed" not in text(app)
+        await pilot.press("p")  # untick accuracy: only loss stays
+        await until(pilot, lambda: "Charts" in text(app), what="the picker")
+        await pilot.press("space", "enter")
+        await until(pilot, lambda: [c.metric for c in view.charts()] == ["loss"])
+        await pilot.pause(0.1)
+        assert "1 of 2 metrics shown (p picks)" in text(app)
+        await pilot.press("question_mark")
+        await until(pilot, lambda: "metrics.smooth" in text(app), what="the help")
+        await pilot.press("escape", "v")
+        await until(pilot, lambda: "trained 0.1" in text(app), what="the log again")
+
+
+async def test_a_run_training_draws_its_points_as_they_come(trained, tmp_path):
+    model = write_trainer(tmp_path / "model")
+    model_id = trained.submit("live", "python3 train.py 0.05 60 0.05", model)
+    app = make_app(trained, open_run=model_id)
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("v")
+        view = app.screen.query_one("MetricsView")
+        await until(pilot, lambda: view.charts(), what="the first points")
+        seen = set()
+        while True:
+            series = view.series.get((model_id, "loss"))
+            if series is not None and len(series):
+                seen.add(len(series))
+            if series is not None and series.last_step == 59:
+                break
+            await until(pilot, lambda: True)
+            await pilot.pause(0.1)
+        assert len(seen) >= 2  # drawn several times while it trained, not only at its end
+        assert series.steps.tolist() == list(range(60))  # no point lost or repeated
+        await until(pilot, lambda: "step 59" in text(app), what="the last step")
+    trained.wait(model_id, "completed")
+
+
+MANY = """\
+import json, os
+with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "a") as out:
+    for step in range(50):
+        out.write(json.dumps({"step": step, **{f"m{k}": k + 1.0 / (1 + step) for k in range(8)}}))
+        out.write("\\n")
+"""
+
+
+async def test_eight_charts_read_in_one_request_made_as_they_come_into_view(trained, tmp_path):
+    model = tmp_path / "many"
+    model.mkdir()
+    (model / "many.py").write_text(MANY)
+    model_id = trained.submit("many", "python3 many.py", model)
+    trained.wait(model_id, "completed")
+    app = make_app(trained, open_run=model_id)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.table.get(model_id), what="the run")
+        asked = []
+        for method in ("metrics", "metric_points"):  # the real client's calls, counted
+            real = getattr(app.client, method)
+
+            def counted(*args, _real=real, _method=method, **kwargs):
+                asked.append((_method, kwargs.get("names")))
+                return _real(*args, **kwargs)
+
+            setattr(app.client, method, counted)
+        await pilot.press("v")
+        view = app.screen.query_one("MetricsView")
+        await until(pilot, lambda: view.reads and len(view.charts()) == 8, what="the charts")
+        await pilot.pause(0.2)
+        # the summary and the 8 display series in one request (the names from the run's
+        # record); a read again (an event) asks for the summary alone: nothing new to draw
+        assert asked[0] == ("metrics", [f"m{k}" for k in range(8)])
+        assert set(asked[1:]) <= {("metrics", None)}
+        assert all(len(view.series[(model_id, f"m{k}")]) == 50 for k in range(8))
+        charts = view.charts()
+        built = [chart.built for chart in charts]
+        assert built[:2] == [True, True] and not any(built[3:])  # 80x24: two charts on screen
+        assert "m0" in text(app) and "last 0.02" in text(app)
+        await pilot.press("G")  # the last chart: made as it comes into view, with its points
+        await until(pilot, lambda: charts[-1].built and "m7" in text(app), what="the last one")
+        await pilot.pause(0.1)
+        assert "last 7.02" in text(app) and "max  8" in text(app) and "step 49" in text(app)
+        assert not charts[3].built  # passed over: still not made
+        await pilot.press("k", "k", "k", "z")  # m4 alone, as tall as the view: made then
+        await until(pilot, lambda: charts[4].built and "last 4.02" in text(app), what="m4")
+        assert "m5" not in text(app) and not charts[3].built
+        await pilot.press("z", "g")  # every chart again, then the first
+        await until(pilot, lambda: "m0" in text(app), what="the first again")
+        assert [chart.built for chart in charts].count(False) >= 1  # m2 or m3 never shown
+
+
+# --- the run list's columns and the compare screen --------------------------------------------
+
+
+async def test_metric_columns_are_picked_shown_and_remembered(trained, tmp_path):
+    env = {"XDG_CONFIG_HOME": str(tmp_path / "config"), "XDG_STATE_HOME": str(tmp_path / "state")}
+    app = make_app(trained, config=load_config(env))
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        await until(pilot, lambda: all(r.get("metrics") for r in app.table.runs.values()))
+        await pilot.press("M")
+        await until(pilot, lambda: "Metric columns" in text(app), what="the picker")
+        await pilot.press("down", "space", "enter")  # accuracy, loss: tick loss
+        await pilot.pause(0.2)
+        rows = {line.split()[2]: line for line in text(app).splitlines() if "lr-" in line}
+        header = next(line for line in text(app).splitlines() if "State" in line)
+        assert "loss" in header
+        assert format_value(final(0.1)["loss"]) in rows["lr-fast"]
+        assert format_value(final(0.01)["loss"]) in rows["lr-slow"]
+    again = make_app(trained, config=load_config(env))
+    async with again.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        assert again.config.metric_columns == ("loss",)
+        assert "loss" in next(line for line in text(again).splitlines() if "State" in line)
+
+
+async def test_two_marked_runs_compared(trained):
+    app = make_app(trained)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        ids = [trained.ids["lr-fast"], trained.ids["lr-slow"]]
+        app.screen.run_list.select(ids[0])
+        await pilot.press("space")
+        app.screen.run_list.select(ids[1])
+        await pilot.press("space", "C")
+        await until(pilot, lambda: "compare  2 runs" in text(app), what="the compare screen")
+        view = app.screen.query_one("MetricsView")
+        await until(pilot, lambda: view.reads and len(view.charts()) == 2, what="the curves")
+        await pilot.pause(0.2)
+        screen = text(app)
+        assert "● lr-fast" in screen and "● lr-slow" in screen  # the legend: the run names
+        assert all(len(view.series[(m, "loss")]) == 200 for m in ids)
+        await pilot.press("2")
+        await pilot.pause(0.2)
+        screen = text(app)
+        fast = next(line for line in screen.splitlines() if "lr-fast" in line)
+        assert "completed" in fast and format_value(final(0.1)["loss"]) in fast
+        await pilot.press("3")
+        await until(pilot, lambda: "differ between the runs" in text(app), what="the manifests")
+        screen = text(app)
+        assert "model_definition.name" in screen and "execution.command" in screen
+        differing = dict(app.screen.differing)  # the values, in the order of the run list
+        assert differing["model_definition.execution.command"] == [
+            "python3 train.py 0.01 200", "python3 train.py 0.1 200",
+        ]  # fmt: skip
+        assert "python3 train.py 0.01 200" in screen  # the table scrolls to the others
+        assert "training_data" not in screen  # the same in both: not shown
+        await pilot.press("escape")
+        await until(pilot, lambda: "2 marked" in text(app), what="the list again")
+
+
+async def test_names_and_values_that_look_like_markup_are_shown_as_written(tmp_path):
+    # a metric, a run name and a command are the user's text: `[/]` would end a Rich markup
+    # parse (and the app), `[bold]` and `[dev]` would vanish
+    h = History(tmp_path / "home")
+    (h.path / "buckets" / "data").mkdir(parents=True)
+    model = write_trainer(tmp_path / "model")
+    point = '{"step": 1, "[/]": 1.5, "ok[bold]x": 2.5}'
+    try:
+        for extra in ("[dev]", "[gpu]"):
+            command = f": pip install .{extra}; echo '{point}' > $LOG_DIR/metrics.jsonl"
+            h.wait(h.submit(f"odd{extra}", command, model), "completed")
+        app = make_app(h)
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.press("M")  # the metric picker
+            await until(pilot, lambda: "ok[bold]x" in text(app), what="the names in the picker")
+            assert "[/]" in text(app)
+            await pilot.press("escape")
+            await pilot.press("asterisk", "C")  # both marked, compared
+            await until(pilot, lambda: "compare  2 runs" in text(app), what="the compare screen")
+            await pilot.press("2")
+            await until(pilot, lambda: "ok[bold]x" in text(app), what="the values' columns")
+            assert "[/]" in text(app) and "2.5" in text(app)
+            await pilot.press("3")
+            await until(pilot, lambda: "differ between" in text(app), what="the manifests")
+            screen = text(app)
+            assert "odd[dev]" in screen and "odd[gpu]" in screen
+            shown = [f": pip install .{e};" in screen for e in ("[dev]", "[gpu]")]
+            assert any(shown), screen  # (the second column is cut at 80 columns)
+    finally:
+        h.stop()

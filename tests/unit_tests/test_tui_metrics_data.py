@@ -1,0 +1,78 @@
+"""The metrics as the TUI holds and draws them: downsampling keeps spikes, smoothing is
+TensorBoard's, a restarted attempt starts its series again, manifests are compared by field."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainui.tui.metrics import (
+    Series,
+    differences,
+    downsample,
+    prepare,
+    smooth,
+    step_ticks,
+)
+from trainui.tui.runs import format_value
+
+
+def test_downsampling_keeps_two_points_a_column_and_every_spike():
+    steps = np.arange(100_000, dtype=float)
+    values = np.sin(steps / 1000)
+    values[31_337] = 50.0
+    values[77_777] = -50.0
+    kept_steps, kept_values = downsample(steps, values, 80)
+    assert len(kept_steps) <= 2 * 80 + 2
+    assert 50.0 in kept_values and -50.0 in kept_values
+    assert kept_steps[0] == 0 and kept_steps[-1] == 99_999
+    assert (np.diff(kept_steps) > 0).all()  # in the order they came
+    few = np.arange(10, dtype=float)
+    assert downsample(few, few, 80)[0] is few  # nothing to thin
+
+
+def test_smoothing_is_tensorboards_debiased_moving_average():
+    values = np.array([1.0, 2.0, 3.0, 4.0])
+    expected, last = [], 0.0
+    for i, v in enumerate(values, start=1):
+        last = last * 0.6 + 0.4 * v
+        expected.append(last / (1 - 0.6**i))
+    assert np.allclose(smooth(values, 0.6), expected)
+    assert smooth(values, 0.6)[0] == 1.0  # debiased: the first point is not pulled to 0
+    assert smooth(values, 0.0) is values
+
+
+def test_a_step_going_backwards_starts_the_series_again_from_there():
+    series = Series([0, 1, 2, 3], [4.0, 3.0, 2.0, 1.0])
+    series.extend([4, 5], [0.5, 0.4])
+    assert series.steps.tolist() == [0, 1, 2, 3, 4, 5]
+    series.extend([2, 3], [9.0, 8.0])  # a restarted attempt
+    assert series.steps.tolist() == [0, 1, 2, 3] and series.values.tolist() == [4, 3, 9, 8]
+    assert series.last == 8.0 and series.bounds() == (3.0, 9.0) and series.revision == 2
+
+
+def test_a_log_scale_leaves_out_what_it_cannot_show():
+    series = Series([0, 1, 2, 3], [-1.0, 0.0, 0.5, 2.0])
+    steps, values = prepare(series, 80, log=True)
+    assert steps.tolist() == [2, 3] and values.tolist() == [0.5, 2.0]
+
+
+def test_values_and_step_ticks_read_in_a_few_cells():
+    assert [format_value(v) for v in (0.53214, 12.0, 123456.0, 1.5e-5, None)] == [
+        "0.5321", "12", "123456", "1.5e-05", "-",
+    ]  # fmt: skip
+    ticks, labels = step_ticks(0, 99_999, 6)
+    assert labels == ["0", "20k", "40k", "60k", "80k"] and ticks[-1] <= 99_999
+
+
+def test_the_manifest_fields_that_differ_between_runs():
+    data = {"source": {"bucket": "d"}}
+    a = {"model_definition": {"name": "a", "execution": {"command": "python t.py --lr 0.1"}},
+         "training_data": data}  # fmt: skip
+    b = {"model_definition": {"name": "b", "execution": {"command": "python t.py --lr 0.2"}},
+         "training_data": data, "evaluation_metrics": {"type": "jsonl"}}  # fmt: skip
+    found = dict(differences({"ra": a, "rb": b}))
+    assert found == {
+        "model_definition.name": ["a", "b"],
+        "model_definition.execution.command": ["python t.py --lr 0.1", "python t.py --lr 0.2"],
+        "evaluation_metrics.type": ["-", "jsonl"],
+    }
