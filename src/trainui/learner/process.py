@@ -391,21 +391,34 @@ class _LogPump:
 
     def _run(self) -> None:
         read, fd, sleep = os.read, self.read_fd, time.sleep
+        held = b""  # near the cap: the end of a line not yet whole, written once it is
         while True:
             try:
                 data = read(fd, PUMP_CHUNK)
             except OSError:
-                return
+                data = b""
             if not data:
+                if held and not (self.cut or self.failed):
+                    self._write(held)  # the command's last line had no line end
+                    self.kept += len(held)
                 return  # every process that held the pipe has ended
+            if held:
+                data, held = held + data, b""
+            size = len(data)
             if self.cut or self.failed:
                 self.dropped += len(data)
             elif self.max_bytes and self.kept + len(data) > self.max_bytes:
                 self._cut(data)
             else:
-                self._write(data)
-                self.kept += len(data)
-            if len(data) < PUMP_SMALL:
+                if self.max_bytes and self.kept + len(data) > self.max_bytes - PUMP_CHUNK:
+                    # within a read of the cap, only whole lines are written, so that the cut
+                    # comes at the end of a line (a line that never fits is dropped whole)
+                    end = data.rfind(b"\n") + 1
+                    data, held = data[:end], data[end:]
+                if data:
+                    self._write(data)
+                    self.kept += len(data)
+            if size < PUMP_SMALL:
                 # a command writing many small lines would wake this thread at each: a pause
                 # lets them gather in the pipe (a line waits PUMP_PAUSE at most, the first none)
                 sleep(PUMP_PAUSE)
@@ -413,8 +426,7 @@ class _LogPump:
     def _cut(self, data: bytes) -> None:
         """Write what fits under the cap (to its last whole line), then the notice."""
         room = data[: max(0, self.max_bytes - self.kept)]
-        end = room.rfind(b"\n") + 1 or len(room)
-        kept = room[:end]
+        kept = room[: room.rfind(b"\n") + 1]  # whole lines only
         self.cut = True
         self.dropped += len(data) - len(kept)
         self.kept += len(kept)
