@@ -240,7 +240,49 @@ def cmd_train(args: argparse.Namespace) -> int:
         )
     if not args.follow:
         return EXIT_OK
+    if model_id.startswith("experiment-"):
+        return _call(args, lambda client: _follow_experiment(client, model_id))
     return _run(args, lambda client: _follow_to_end(client, model_id))
+
+
+def _follow_experiment(client, experiment_id: str) -> int:
+    """A line as each run of the experiment ends, then the experiment's best run; 0 when at
+    least one run completed."""
+    import time
+
+    said: set[str] = set()
+    while True:
+        experiment = client.get_experiment(experiment_id)
+        metric = (experiment.get("objective") or {}).get("metric")
+        for run in sorted(experiment["runs"], key=lambda r: r.get("finished_at") or ""):
+            if run["model_id"] in said or run["status"] not in ENDED:
+                continue
+            said.add(run["model_id"])
+            value = ((run.get("metrics") or {}).get(metric) or {}).get("last") if metric else None
+            score = f" {metric} {_number(value)}" if value is not None else ""
+            print(
+                f"{run['model_id']} {run['status']}{score} "
+                f"({_parameters_text(run.get('parameters'))})",
+                flush=True,
+            )
+        if experiment["status"] in ENDED:
+            break
+        time.sleep(1.0)
+    best = experiment.get("best")
+    if best:
+        print(f"Best: {best['model_id']} {metric} {_number(best['value'])} "
+              f"({_parameters_text(best.get('parameters'))})")  # fmt: skip
+    print(f"Experiment {experiment_id} {experiment['status']}", file=sys.stderr)
+    return EXIT_OK if experiment["runs_by_status"].get("completed") else EXIT_FAILED
+
+
+ENDED = ("completed", "failed", "halted")
+
+
+def _parameters_text(parameters: dict | None) -> str:
+    from trainui.core.experiments import as_environment
+
+    return ", ".join(f"{k}={as_environment(v)}" for k, v in (parameters or {}).items())
 
 
 def _submit(client, args, zip_path: str, manifest: bytes, environment) -> str:
@@ -252,6 +294,11 @@ def _submit(client, args, zip_path: str, manifest: bytes, environment) -> str:
     except ClientError as error:
         _refused_submission(args, str(error), error.errors)
     print("OK")
+    if "experiment_id" in answer:  # a sweep (SPEC §9): the experiment, then each run
+        lines = [f"Experiment-ID is '{answer['experiment_id']}'"]
+        lines += [f"Model-ID is '{model_id}'" for model_id in answer["model_ids"]]
+        print("\n".join(lines), flush=True)
+        return answer["experiment_id"]
     print(f"Model-ID is '{answer['model_id']}'", flush=True)
     return answer["model_id"]
 
@@ -285,9 +332,42 @@ async def _follow_to_end(client, model_id: str) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.what in ("experiments", "experiment"):
+        return _call(args, lambda client: _list_experiments(client, args.json))
     if args.what not in (None, "trained-models", "trained-model"):
-        raise UserError(f"usage: trainui list [trained-models], not '{args.what}'", EXIT_USAGE)
+        raise UserError(
+            f"usage: trainui list [trained-models | experiments], not '{args.what}'", EXIT_USAGE
+        )
     return _call(args, lambda client: _list(client, args))
+
+
+def _list_experiments(client, as_json: bool) -> int:
+    answer = client.list_experiments()
+    experiments = answer["experiments"]
+    if as_json:
+        import json
+
+        print(json.dumps(experiments, indent=1))
+        return EXIT_OK
+    name_width = max([20, *(len(e["name"]) + 1 for e in experiments)])
+    lines = [
+        f"{'SI No':<8}{'Name':<{name_width}} {'guid':<22} {'status':<11} {'runs':>5} "
+        f"{'done':>5}  {'best':<32} submitted-at"
+    ]
+    for number, e in enumerate(experiments, 1):
+        by = e["runs_by_status"]
+        done = by.get("completed", 0) + by.get("failed", 0) + by.get("halted", 0)
+        best = e.get("best")
+        metric = (e.get("objective") or {}).get("metric")
+        best_text = f"{metric} {_number(best['value'])}" if best else "-"
+        lines.append(
+            f"{number:<8}{e['name']:<{name_width}} {e['experiment_id']:<22} {e['status']:<11} "
+            f"{e['count']:>5} {done:>5}  {best_text:<32} {_time(e['submitted_at'])}"
+        )
+    print("\n".join(lines))
+    print(f"\n{answer['count']} records found.")
+    print("OK")
+    return EXIT_OK
 
 
 LIST_FIELDS = ("name", "model_id", "status", "submitted_at")  # the table's columns
@@ -309,14 +389,16 @@ def _list(client, args: argparse.Namespace) -> int:
             out.write(data[:-1].replace(b"\n", b",\n"))
             held = data[-1:]
 
-        client.list_runs_ndjson(write, status=args.status)
+        client.list_runs_ndjson(write, status=args.status, experiment=args.experiment)
         out.write(b"\n]\n")  # after the last run's line end, if any
         out.flush()
         return EXIT_OK
     print("Fetching the list of trained models ...")
     metrics = args.metric or []
     fields = (*LIST_FIELDS, "metrics") if metrics else LIST_FIELDS
-    runs, count = client.list_runs(status=args.status, fields=fields, shared=False)
+    runs, count = client.list_runs(
+        status=args.status, fields=fields, shared=False, experiment=args.experiment
+    )
     return _print_list(runs, count, metrics)
 
 
@@ -473,9 +555,108 @@ async def _follow_metrics(client, args: argparse.Namespace) -> int:
 FOLLOW_METRICS = 0.5  # seconds between two looks of `trainui metrics --follow`
 
 
+def _experiment_words(words: Sequence[str]) -> str | None:
+    """``experiment ID`` (or an experiment's ID alone): the ID; None for a run's words."""
+    if len(words) == 2 and words[0] in ("experiment", "experiments"):
+        return words[1]
+    if len(words) == 1 and words[0].startswith("experiment-"):
+        return words[0]
+    return None
+
+
 def cmd_show(args: argparse.Namespace) -> int:
+    experiment_id = _experiment_words(args.words)
+    if experiment_id is not None:
+        return _call(args, lambda client: _show_experiment(client, experiment_id, args.json))
     model_id = _check_run_id(args.words, "show")
     return _call(args, lambda client: _show(client, model_id, args.json))
+
+
+def _show_experiment(client, experiment_id: str, as_json: bool) -> int:
+    experiment = client.get_experiment(experiment_id)
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(experiment, indent=1) + "\n")
+        return EXIT_OK
+    sys.stdout.write(_experiment_text(experiment))
+    return EXIT_OK
+
+
+def _experiment_text(e: dict) -> str:
+    """``show experiment``: the experiment, then its runs ranked by the objective (the best
+    marked ``*``), a column per parameter."""
+    by = e["runs_by_status"]
+    states = ", ".join(f"{n} {s}" for s, n in by.items() if n)
+    objective = e.get("objective") or {}
+    metric = objective.get("metric")
+    best = e.get("best")
+    method = f"{e['method']}, {e['count']} runs"
+    if e.get("max_parallel"):
+        method += f", at most {e['max_parallel']} at once"
+    if e["method"] == "random":
+        method += f", seed {e.get('seed')}"
+    fields = [
+        ("Experiment-ID", e["experiment_id"]),
+        ("url", e["url"]),
+        ("Name", e["name"]),
+        ("State", f"{e['status']} ({states})" if states else e["status"]),
+        ("Method", method),
+        ("Submitted_at", _time(e["submitted_at"])),
+        ("Finished_at", _time(e.get("finished_at"))),
+    ]
+    if metric:
+        text = f"{metric} ({objective.get('goal', 'minimize')})"
+        if best:
+            text += f"; best {best['model_id']}: {_number(best['value'])}"
+            if best.get("step") is not None:
+                text += f" at step {best['step']}"
+        fields.append(("Objective", text))
+    stopping = e.get("early_stopping")
+    if stopping:
+        fields.append(
+            (
+                "Early_stopping",
+                f"{stopping['rule']} rule after step {stopping['after_steps']}, with at least "
+                f"{stopping['min_runs']} other runs",
+            )
+        )
+    lines = [f"{label:<15}{value}" for label, value in fields]
+    names = list(e.get("parameters") or {})
+    runs = e.get("runs") or []
+    cells = []
+    for rank, run in enumerate(runs, 1):
+        parameters = run.get("parameters") or {}
+        value = ((run.get("metrics") or {}).get(metric) or {}).get("last") if metric else None
+        mark = "*" if best and run["model_id"] == best["model_id"] else " "
+        cells.append(
+            [
+                f"{mark}{rank}",
+                run["model_id"],
+                run["status"],
+                *(_parameter_cell(parameters.get(n)) for n in names),
+                _number(value) if value is not None else "-",
+            ]
+        )
+    head = ["Rank", "Model-ID", "status", *names, metric or "objective"]
+    widths = [max([len(h), *(len(c[i]) for c in cells)]) for i, h in enumerate(head)]
+    right = {0, len(head) - 1}
+    for row in [head, *cells]:
+        lines.append(
+            "  ".join(
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(row, widths, strict=True))
+            ).rstrip()
+        )
+    lines[len(fields)] = "\n" + lines[len(fields)]
+    lines += ["", f"{len(runs)} runs.", "OK", ""]
+    return "\n".join(lines)
+
+
+def _parameter_cell(value) -> str:
+    from trainui.core.experiments import as_environment
+
+    return "-" if value is None else as_environment(value)
 
 
 def _show(client, model_id: str, as_json: bool) -> int:
@@ -539,6 +720,9 @@ def _show_fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str
                 f"objects, {_bytes(progress['bytes_done'])} of {_bytes(progress['bytes_total'])}",
             )
         )
+    if run.get("experiment_id"):
+        fields.append(("Experiment", run["experiment_id"]))
+        fields.append(("Parameters", _parameters_text(run.get("parameters")) or "-"))
     metrics = run.get("metrics") or {}
     if metrics:  # the last values of the first few; `trainui metrics ID` has them all
         shown = [f"{name} {_number(m['last'])}" for name, m in list(metrics.items())[:4]]
@@ -555,6 +739,12 @@ def _bytes(count: int) -> str:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
+    experiment_id = _experiment_words(args.words)
+    if experiment_id is not None:
+        print(f"Deleting the experiment '{experiment_id}' and its runs ...")
+        _call(args, lambda client: client.delete_experiment(experiment_id))
+        print("OK")
+        return EXIT_OK
     model_id = _check_run_id(args.words, "delete")
     print(f"Deleting the trained model '{model_id}' ...")
     _call(args, lambda client: client.delete_run(model_id))
@@ -564,6 +754,17 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
+    experiment_id = _experiment_words(args.words)
+    if experiment_id is not None:
+        print(f"Halting the experiment '{experiment_id}' ...")
+        e = _call(args, lambda client: client.halt_experiment(experiment_id))
+        by = e["runs_by_status"]
+        print("OK")
+        print(f"State {e['status']}: " + ", ".join(f"{n} {s}" for s, n in by.items() if n))
+        return EXIT_OK
+    if len(args.words) != 1:
+        raise UserError("usage: trainui halt ID | halt experiment ID", EXIT_USAGE)
+    args.model_id = args.words[0]
     print(f"Halting the training run '{args.model_id}' ...")
     run = _call(args, lambda client: client.halt_run(args.model_id))
     print("OK")
@@ -895,9 +1096,10 @@ def build_parser() -> argparse.ArgumentParser:
         "GPU box reaches)",
     )
 
-    sub = command("list", cmd_list, "list training runs")
-    sub.add_argument("what", nargs="?", metavar="trained-models")
+    sub = command("list", cmd_list, "list training runs (or experiments)")
+    sub.add_argument("what", nargs="?", metavar="trained-models|experiments")
     sub.add_argument("--status", help="only runs in these states (comma-separated)")
+    sub.add_argument("--experiment", metavar="ID", help="only the runs of this experiment")
     sub.add_argument("--json", action="store_true", help="print the runs as JSON")
     sub.add_argument(
         "--metric",
@@ -906,15 +1108,23 @@ def build_parser() -> argparse.ArgumentParser:
         help="a column with the last value of this metric (repeatable)",
     )
 
-    sub = command("show", cmd_show, "show one training run")
-    sub.add_argument("words", nargs="+", metavar="[trained-models] ID")
+    sub = command("show", cmd_show, "show one training run (or experiment ID)")
+    sub.add_argument("words", nargs="+", metavar="[trained-models|experiment] ID")
     sub.add_argument("--json", action="store_true", help="print the run as JSON")
 
-    sub = command("delete", cmd_delete, "delete a run from the history (halting it first)")
-    sub.add_argument("words", nargs="+", metavar="[trained-models] ID")
+    sub = command(
+        "delete",
+        cmd_delete,
+        "delete a run (or experiment ID and its runs) from the history, halting it first",
+    )
+    sub.add_argument("words", nargs="+", metavar="[trained-models|experiment] ID")
 
-    sub = command("halt", cmd_halt, "stop a run; its logs and results are still stored")
-    sub.add_argument("model_id", metavar="ID")
+    sub = command(
+        "halt",
+        cmd_halt,
+        "stop a run (or experiment ID: its runs); logs and results are still stored",
+    )
+    sub.add_argument("words", nargs="+", metavar="[experiment] ID")
 
     sub = command("metrics", cmd_metrics, "a run's metrics: each one's summary, or the points")
     sub.add_argument("model_id", metavar="ID")

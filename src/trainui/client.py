@@ -154,10 +154,11 @@ class _Api:
         environment: Mapping[str, str] | None = None,
         check: bool = True,
     ):
-        """Submit a run: ``{model_id, url, status}``. ``check=False`` skips the check that both
-        buckets are reachable from the service (for stores only the GPU box's runs can reach).
-        Sent once: when the answer is lost, the run may have been accepted (the error says so).
-        """
+        """Submit a run: ``{model_id, url, status}``; a manifest with an ``experiment:`` block
+        submits an experiment: ``{experiment_id, url, model_ids, status}`` (SPEC §9).
+        ``check=False`` skips the check that both buckets are reachable from the service (for
+        stores only the GPU box's runs can reach). Sent once: when the answer is lost, the
+        run may have been accepted (the error says so)."""
         import json
 
         upload = open(definition_zip, "rb")  # noqa: SIM115 (closed with the request)
@@ -177,8 +178,10 @@ class _Api:
         offset: int = 0,
         fields: tuple[str, ...] | None = None,
         shared: bool = True,
+        experiment: str | None = None,
     ):
-        """The runs, in submission order, and how many there are: ``(runs, count)``.
+        """The runs, in submission order, and how many there are: ``(runs, count)``;
+        ``experiment``: only that experiment's runs.
         ``fields``: only these keys of each run (what a table shows). ``shared``: equal values
         of the runs (their framework, data, progress...) as one object each, a 10,000-run
         history in half the memory (the TUI keeps it); not worth its time for a command that
@@ -187,6 +190,8 @@ class _Api:
         params: dict[str, str | int] = {"offset": offset} if offset else {}
         if status:
             params["status"] = status
+        if experiment:
+            params["experiment"] = experiment
         if limit is not None:
             params["limit"] = limit
         if fields:
@@ -207,7 +212,12 @@ class _Api:
         # one run a line, the total in a header
         return self._do(_Call("GET", "/v3/models", read, params, {"Accept": NDJSON}))
 
-    def list_runs_ndjson(self, write: Callable[[bytes], object], status: str | None = None):
+    def list_runs_ndjson(
+        self,
+        write: Callable[[bytes], object],
+        status: str | None = None,
+        experiment: str | None = None,
+    ):
         """The runs as the service's JSON texts, one a line, undecoded, given to ``write``
         as they arrive (a 10,000-run history is megabytes): what ``trainui list --json``
         prints. Only for a blocking client (``write`` is called in the driver's thread)."""
@@ -216,9 +226,28 @@ class _Api:
             for chunk in response.iter_raw():
                 write(chunk)
 
-        params = {"status": status} if status else None
-        call = _Call("GET", "/v3/models", read, params, {"Accept": NDJSON}, stream=True)
+        params = {"status": status} if status else {}
+        if experiment:
+            params["experiment"] = experiment
+        call = _Call("GET", "/v3/models", read, params or None, {"Accept": NDJSON}, stream=True)
         return self._do(call)
+
+    # --- experiments (SPEC §9) ----------------------------------------------------------
+
+    def list_experiments(self):
+        """``{experiments: [...], count}``: each experiment summed up (its state, its runs'
+        counts by state, its best run)."""
+        return self._do(_Call("GET", "/v3/experiments", _json))
+
+    def get_experiment(self, experiment_id: str):
+        """The experiment, with ``runs``: its runs, best first by the objective."""
+        return self._do(_Call("GET", _experiment_path(experiment_id), _json_numbers))
+
+    def halt_experiment(self, experiment_id: str):
+        return self._do(_Call("POST", _experiment_path(experiment_id, "halt"), _json))
+
+    def delete_experiment(self, experiment_id: str):
+        return self._do(_Call("DELETE", _experiment_path(experiment_id), _json))
 
     def get_run(self, model_id: str):
         return self._do(_Call("GET", _run_path(model_id), _json))
@@ -777,6 +806,10 @@ class Client(_Api):
                 yield response
         except httpx.TransportError as error:
             raise self._unreachable(error) from None
+
+
+def _experiment_path(experiment_id: str, *rest: str) -> str:
+    return "/".join(("/v3/experiments", urllib.parse.quote(experiment_id, safe=""), *rest))
 
 
 def _run_path(model_id: str, what: str = "") -> str:

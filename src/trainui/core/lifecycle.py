@@ -79,6 +79,10 @@ class Run(msgspec.Struct, frozen=True):
     # each metric's summary {name: {last, step, min, max, steps}} (SPEC §8), or None: what the
     # service read of <run_dir>/metrics.jsonl (service/metrics.py), the first 100 metrics
     metrics: dict | None = None
+    # the experiment the run is one of (SPEC §9), and its values of the experiment's
+    # parameters {name: value}; None for a run of its own
+    experiment_id: str | None = None
+    parameters: dict | None = None
     # the service's own, never in the API
     seq: int | None = None
     queued_epoch: float | None = None

@@ -121,6 +121,17 @@ class MetricSources(Record):
     _defaults = {"required": False}
 
 
+class ExperimentBlock(Record):
+    """``experiment:`` (SPEC §9): checked by ``trainui.core.experiments.check``."""
+
+    __slots__ = ("description", "required")
+    _defaults = {"required": False}
+
+
+EXPERIMENT = ExperimentBlock(
+    "a sweep: many runs of this manifest, each with its own values of the parameters (SPEC §9)"
+)
+
 METRIC_TYPES = ("jsonl", "tensorboard", "log")
 # the run's folders a metrics source's ``in`` may name ($LOG_DIR/tb, ${RESULT_DIR}/m.jsonl)
 METRIC_VARIABLES = (
@@ -215,6 +226,7 @@ SCHEMA = Section(
         "training_data_reference": _store_section("training data", "source", one_or_list=True),
         "training_results_reference": _store_section("training results", "target"),
         "evaluation_metrics": METRIC_SOURCE,
+        "experiment": EXPERIMENT,
     },
     aliases={
         "training_data": "training_data_reference",
@@ -265,9 +277,9 @@ class Manifest(Record):
 
     __slots__ = (
         "name", "description", "author_name", "author_email", "framework_name",
-        "framework_version", "command", "resource", "data", "results", "metrics",
+        "framework_version", "command", "resource", "data", "results", "metrics", "experiment",
     )  # fmt: skip
-    _defaults = {"metrics": ()}
+    _defaults = {"metrics": (), "experiment": None}
 
     @property
     def gpus(self) -> int:
@@ -403,6 +415,8 @@ def parse_manifest(
         return _file_problem(filename, "is empty; a manifest is a YAML mapping", text=text)
     checker = _Checker(env)
     values = checker.section(SCHEMA, root, "", (root.line, root.column))
+    if "experiment" in values:
+        values["experiment"] = checker.experiment(values)
     manifest = None if checker.has_errors else _build(values)
     return ManifestReport(filename, text, manifest, checker.problems, checker.secret_spans)
 
@@ -503,10 +517,12 @@ class _Checker:
                 values[canonical] = self.subsection(child, key, value, child_path)
             elif isinstance(child, MetricSources):
                 values[canonical] = self.metric_sources(child, value, child_path)
+            elif isinstance(child, ExperimentBlock):
+                values[canonical] = (key, value)  # checked last: it names the run's name
             else:  # checked below, once the sibling store type is known
                 connection = (key, value)
         for canonical, child in spec.fields.items():
-            if isinstance(child, MetricSources):
+            if isinstance(child, (MetricSources, ExperimentBlock)):
                 continue
             if isinstance(child, Connection):
                 self.connection(spec, connection, path, where, values)
@@ -593,6 +609,31 @@ class _Checker:
                     )
                     self.warn(where[1], _join(path, "in"), f"${name} is not a run folder; {hint}")
         return MetricSource(kind[0], where[0] if where else "", pattern[0] if pattern else "")
+
+    def experiment(self, values: dict):
+        """``experiment:`` checked, once the rest is: its default name is the run's, its
+        objective a metric the runs may have."""
+        from trainui.core.experiments import check
+
+        key, node = values["experiment"]
+        if node.kind == "scalar" and node.scalar_type == "null":
+            return None
+        md = values.get("model_definition")
+        name = md.get("name") if isinstance(md, dict) else None
+        experiment = check(self, node, key.value, name[0] if name else "")
+        metric = experiment.objective_metric if experiment else None
+        sources = values.get("evaluation_metrics") or []
+        if metric and sources and all(s.type == "log" for s in sources):
+            named = {n for s in sources for n in re.compile(s.pattern).groupindex if n != "step"}
+            if metric not in named:
+                self.error(
+                    _objective_node(node),
+                    f"{key.value}.objective.metric",
+                    f"'{metric}' is not a metric the log pattern reads "
+                    f"({', '.join(sorted(named))})",
+                )
+                return None
+        return experiment
 
     def metric_pattern(self, pattern: str, node: Node, path: str) -> None:
         try:
@@ -774,7 +815,19 @@ def _build(values: dict[str, object]) -> Manifest:
         data=store(values["training_data_reference"], "source"),
         results=store(values["training_results_reference"], "target"),
         metrics=tuple(values.get("evaluation_metrics") or ()),
+        experiment=values.get("experiment"),
     )
+
+
+def _objective_node(node: Node) -> Node:
+    """The ``objective.metric`` value under an ``experiment:`` mapping (where to point)."""
+    for key, value in node.items:
+        if key.kind == "scalar" and key.value == "objective" and value.kind == "map":
+            for k, v in value.items:
+                if k.kind == "scalar" and k.value == "metric":
+                    return v
+            return value
+    return node
 
 
 def metric_sources(text: str) -> list[dict[str, str]] | None:
@@ -894,6 +947,72 @@ def _metrics_schema(spec: MetricSources) -> dict:
     }
 
 
+def _experiment_schema(spec: ExperimentBlock) -> dict:
+    number = {"type": "number"}
+    scalar = {"type": ["number", "string", "boolean"]}
+    parameter = {
+        "oneOf": [
+            {"type": "array", "items": scalar, "minItems": 1},
+            {
+                "type": "object",
+                "properties": {"values": {"type": "array", "items": scalar, "minItems": 1}},
+                "required": ["values"],
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "properties": {
+                    "min": number,
+                    "max": number,
+                    "step": number,
+                    "log": {"type": "boolean"},
+                    "integer": {"type": "boolean"},
+                },
+                "required": ["min", "max"],
+                "additionalProperties": False,
+            },
+        ]
+    }
+    whole = {"type": "integer", "minimum": 1}
+    return {
+        "description": spec.description,
+        "type": ["object", "null"],
+        "properties": {
+            "name": {"type": "string", "description": "default: model_definition.name"},
+            "method": {"type": "string", "enum": ["grid", "random"]},
+            "count": {**whole, "maximum": 10_000, "description": "random: how many runs"},
+            "max_parallel": {**whole, "description": "at most this many of its runs active"},
+            "seed": {"type": "integer", "minimum": 0, "description": "random: the draws' seed"},
+            "parameters": {
+                "type": "object",
+                "description": "each a list of values, or a range (min, max; log, integer, step)",
+                "additionalProperties": parameter,
+                "minProperties": 1,
+            },
+            "objective": {
+                "type": "object",
+                "properties": {
+                    "metric": {"type": "string"},
+                    "goal": {"type": "string", "enum": ["minimize", "maximize"]},
+                },
+                "required": ["metric"],
+                "additionalProperties": False,
+            },
+            "early_stopping": {
+                "type": "object",
+                "properties": {
+                    "rule": {"type": "string", "enum": ["median"]},
+                    "after_steps": {"type": "integer", "minimum": 0},
+                    "min_runs": whole,
+                },
+                "additionalProperties": False,
+            },
+        },
+        "required": ["method", "parameters"],
+        "additionalProperties": False,
+    }
+
+
 def _section_schema(spec: Section) -> dict:
     properties: dict[str, dict] = {}
     required: list[str] = []
@@ -913,6 +1032,8 @@ def _section_schema(spec: Section) -> dict:
                 }
         elif isinstance(child, MetricSources):
             properties[name] = _metrics_schema(child)
+        elif isinstance(child, ExperimentBlock):
+            properties[name] = _experiment_schema(child)
         else:
             properties[name] = {"description": child.description, "type": ["object", "null"]}
             place = "source" if "source" in spec.fields else "target"

@@ -96,6 +96,9 @@ LEARNER_FILE = "learner.json"  # what the learner needs, secrets included (mode 
 RESULTS_FILE = "results.json"
 DEFINITION_FILE = "model.zip"  # the model definition as submitted
 MANIFEST_FILE = "manifest.yml"  # the manifest with secrets removed
+# why the service halted the run, when not at a user's request (an experiment's median rule):
+# written before the learner is told to halt, said as the run's outcome
+HALT_REASON_FILE = "halt-reason.txt"
 # Written by the learner:
 STATUS_FILE = "status.json"  # the run's state, replaced atomically at every change
 LOG_FILE = "training-log.txt"  # learner messages and the command's merged stdout/stderr

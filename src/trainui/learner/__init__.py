@@ -46,6 +46,7 @@ from trainui.core.runs import (
     DEFINITION_FILE,
     DOWNLOADING,
     FAILED,
+    HALT_REASON_FILE,
     HALTED,
     LEARNER_ERRORS_FILE,
     LEARNER_FILE,
@@ -180,7 +181,7 @@ class Learner(Staging, ProcessControl, Storing):
             if not self.halt_requested:
                 self._run_command()
             if self.halt_requested:
-                self._set_outcome(HALTED, None, "halted by request")
+                self._set_outcome(HALTED, None, self.halt_reason())
         except _Failed as failure:
             self._set_outcome(FAILED, failure.code, failure.message)
         except Exception as exc:
@@ -197,6 +198,16 @@ class Learner(Staging, ProcessControl, Storing):
             self._storing_failed(_learner_error(exc))
         self._finish()
         return 0
+
+    def halt_reason(self) -> str:
+        """Why the run was halted: the service's reason (an experiment's median rule), else
+        a user's request."""
+        try:
+            with open(os.path.join(self.run_dir, HALT_REASON_FILE)) as f:
+                reason = f.read(1000).strip()
+        except (OSError, UnicodeDecodeError):
+            reason = ""
+        return reason or "halted by request"
 
     def _set_outcome(self, final: str, code: str | None, message: str) -> None:
         self.final, self.error_code, self.message = final, code, mask_urls(message)

@@ -55,6 +55,12 @@ class ProcessControl:
 
     def _command_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k not in _HIDDEN_VARIABLES}
+        parameters = self.config.get("parameters")
+        if parameters:  # an experiment's run: its values, under the parameters' names (§9)
+            from trainui.core.experiments import as_environment
+
+            env.update({name: as_environment(value) for name, value in parameters.items()})
+            env["EXPERIMENT_ID"] = self.config.get("experiment_id") or ""
         env.update(self.dirs)
         env.update(
             TRAINING_ID=self.model_id,
@@ -133,6 +139,12 @@ class ProcessControl:
             self._log(f"{where}, sandboxed (bubblewrap){who}")
         else:
             self._log(where)
+        parameters = self.config.get("parameters")
+        if parameters:
+            from trainui.core.experiments import as_environment
+
+            values = " ".join(f"{k}={as_environment(v)}" for k, v in parameters.items())
+            self._log(f"experiment {self.config.get('experiment_id')}: {values}")
         _become_subreaper()  # orphans of the command are then ours to reap, not init's
         pump = _LogPump(
             self.log_fd,

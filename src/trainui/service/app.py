@@ -174,13 +174,33 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
                 await asyncio.to_thread(manager.check_stores, report.manifest)
         owner = _user(request).name
         label = _definition_label(filename)
+        sweep = report.manifest.experiment is not None
+        if request.url.path.startswith("/v3/experiments") and not sweep:
+            raise Refusal(
+                400,
+                "the manifest has no experiment: block (SPEC §9); a single run is submitted to "
+                "/v3/models",
+                "C101",
+            )
+        submit = manager.submit_experiment if sweep else manager.submit
         head, rest = await upload.read(SMALL_DEFINITION + 1), upload
         if len(head) <= min(SMALL_DEFINITION, limit):  # all of it: waits in the run store
-            run = manager.submit(report, head, owner, label)
+            accepted = submit(report, head, owner, label)
         else:
-            run = await _submit_large(manager, report, head, rest, owner, label)
+            accepted = await _submit_large(submit, manager, report, head, rest, owner, label)
+        if sweep:  # an experiment: its ID and each run's, in order
+            record, runs = accepted
+            return JSONResponse(
+                {
+                    "experiment_id": record.experiment_id,
+                    "url": record.url,
+                    "model_ids": [run.model_id for run in runs],
+                    "status": "pending",
+                },
+                status_code=201,
+            )
         return JSONResponse(
-            {"model_id": run.model_id, "url": run.url, "status": run.status},
+            {"model_id": accepted.model_id, "url": accepted.url, "status": accepted.status},
             status_code=201,
         )
 
@@ -191,17 +211,37 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         user = _user(request)
         if NDJSON in request.headers.get("accept", ""):
             # one run a line, the total in a header: what `trainui list` reads
-            if user.admin and not q.get("status") and limit is None and not offset:
+            unfiltered = not q.get("status") and not q.get("experiment")
+            if user.admin and unfiltered and limit is None and not offset:
                 body, count = manager.every_run_ndjson()
             else:
-                models, count = manager.list_json(q.get("status"), limit, offset, user)
+                models, count = manager.list_json(
+                    q.get("status"), limit, offset, user, q.get("experiment")
+                )
                 body = "".join(f"{text}\n" for text in models).encode()
             if q.get("fields"):
                 body = only_fields(body, q["fields"])
             return Response(body, media_type=NDJSON, headers={"X-Total-Count": str(count)})
-        models, count = manager.list_json(q.get("status"), limit, offset, user)
+        models, count = manager.list_json(q.get("status"), limit, offset, user, q.get("experiment"))
         body = f'{{"models": [{", ".join(models)}], "count": {count}}}'
         return Response(body, media_type="application/json")
+
+    async def list_experiments(request: Request) -> Response:
+        experiments = manager.list_experiments(_user(request))
+        return _msgspec_json({"experiments": experiments, "count": len(experiments)})
+
+    async def show_experiment(request: Request) -> Response:
+        record = manager.get_experiment(request.path_params["experiment_id"], _user(request))
+        return _msgspec_json(manager.experiment_json(record, with_runs=True))
+
+    async def delete_experiment(request: Request) -> Response:
+        experiment_id = request.path_params["experiment_id"]
+        manager.delete_experiment(experiment_id, _user(request))
+        return JSONResponse({"experiment_id": experiment_id, "deleted": True})
+
+    async def halt_experiment(request: Request) -> Response:
+        described = manager.halt_experiment(request.path_params["experiment_id"], _user(request))
+        return _msgspec_json(described, status_code=202)
 
     async def show(request: Request) -> Response:
         return JSONResponse(public(manager.get(request.path_params["model_id"], _user(request))))
@@ -423,6 +463,21 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             methods=["GET", "DELETE"],
         ),
         Route(model + "/halt", refusing_full_disk(halt), methods=["POST"]),
+        Route(
+            "/v3/experiments",
+            _by_method(GET=list_experiments, POST=refusing_full_disk(submit)),
+            methods=["GET", "POST"],
+        ),
+        Route(
+            "/v3/experiments/{experiment_id}",
+            _by_method(GET=show_experiment, DELETE=refusing_full_disk(delete_experiment)),
+            methods=["GET", "DELETE"],
+        ),
+        Route(
+            "/v3/experiments/{experiment_id}/halt",
+            refusing_full_disk(halt_experiment),
+            methods=["POST"],
+        ),
         Route(model + "/logs", logs),
         Route(model + "/metrics", metrics_summary),
         Route(model + "/metrics/{name:path}", metric_points),
@@ -453,11 +508,14 @@ def _warm_imports() -> None:
         import numpy  # noqa: F401
 
 
-def _msgspec_json(data: dict) -> Response:
-    """JSON of many numbers (metric points): msgspec encodes them about 5 times faster."""
+def _msgspec_json(data: dict, status_code: int = 200) -> Response:
+    """JSON of many numbers (metric points, an experiment's runs): msgspec encodes them about
+    5 times faster."""
     import msgspec
 
-    return Response(msgspec.json.encode(data), media_type="application/json")
+    return Response(
+        msgspec.json.encode(data), status_code=status_code, media_type="application/json"
+    )
 
 
 def _by_method(**handlers):
@@ -511,8 +569,8 @@ def _bounded(receive, limit: int):
 
 
 async def _submit_large(
-    manager: RunManager, report, head: bytes, upload, owner: str, label: str
-) -> dict:
+    submit, manager: RunManager, report, head: bytes, upload, owner: str, label: str
+):
     """Submit a model definition larger than ``SMALL_DEFINITION``: ``head``, then what
     ``upload`` still holds (None: nothing), written to a file first (within the size limit),
     which ``RunManager.submit`` moves into the run folder; ``label``: how messages name it."""
@@ -530,7 +588,7 @@ async def _submit_large(
                     )
                 out.write(chunk)
                 chunk = await upload.read(LOG_CHUNK) if upload is not None else b""
-        return manager.submit(report, tmp, owner, label)
+        return submit(report, tmp, owner, label)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

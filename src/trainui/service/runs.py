@@ -21,8 +21,11 @@ import traceback
 from collections import deque
 from collections.abc import AsyncIterator, Mapping
 
+import msgspec
+
 from trainui.config import Settings
 from trainui.core import definition, lifecycle
+from trainui.core.experiments import new_experiment_id
 from trainui.core.lifecycle import IllegalChange, Run
 from trainui.core.manifest import Manifest, ManifestReport, parse_manifest_bytes
 from trainui.core.runs import (
@@ -31,12 +34,14 @@ from trainui.core.runs import (
     DOWNLOADING,
     FAILED,
     FINAL_STATES,
+    HALT_REASON_FILE,
     HALTED,
     LEARNER_FILE,
     LOG_FILE,
     MANIFEST_FILE,
     PENDING,
     RESULTS_FILE,
+    RUNNING,
     STATUS_FILE,
     disk_full_message,
     new_run_id,
@@ -47,6 +52,8 @@ from trainui.core.runs import (
 from trainui.core.shared import shared
 from trainui.core.urls import mask_urls
 from trainui.service.auth import Tokens, User
+from trainui.service.experiments import ExperimentRecord, median_stop, stop_reason
+from trainui.service.experiments import describe as describe_experiment
 from trainui.service.launchers import Capacity, Launcher
 from trainui.service.launchers.local import LocalLauncher
 from trainui.service.metrics import MetricsIndex, MetricsKeeper
@@ -134,6 +141,17 @@ class RunManager:
         self.store = RunStore(self.home)
         # every run's record; a change replaces it (``_change``), never changes it in place
         self.runs: dict[str, Run] = {run.model_id: run for run in self.store.load()}
+        # experiments (SPEC §9): their records, and their runs' IDs in submission order
+        self.experiments: dict[str, ExperimentRecord] = {
+            row["experiment_id"]: ExperimentRecord(**row) for row in self.store.load_experiments()
+        }
+        self._experiment_runs: dict[str, list[str]] = {e: [] for e in self.experiments}
+        for run in self.runs.values():
+            if run.experiment_id in self._experiment_runs:
+                self._experiment_runs[run.experiment_id].append(run.model_id)
+        # early stopping: experiment -> run -> its objective's curve (steps, values) as read
+        self._early: dict[str, dict[str, tuple]] = {}
+        self._stopped_early: dict[str, str] = {}  # run -> why it was halted (the median rule)
         self.seq = self.store.next_seq()
         self.scheduler = Scheduler(
             settings.gpu_ids, settings.cpu_slots, settings.starvation_seconds
@@ -150,6 +168,13 @@ class RunManager:
         self.owner = getpass.getuser()
         self._status_mtimes: dict[str, float] = {}
         self._unwritten = self.store.with_unwritten()  # runs whose files wait in the store
+        for run in self.runs.values():  # an experiment's runs get theirs when they start
+            if (
+                run.experiment_id
+                and run.status == PENDING
+                and not os.path.exists(os.path.join(self.run_dir(run.model_id), LEARNER_FILE))
+            ):
+                self._unwritten.add(run.model_id)
         self._waiting: dict[str, Waiting] = {}  # the scheduler's view of pending runs
         self._full = False  # the last plan left no GPU (or CPU slot) free
         self._command_groups: dict[str, int] = {}  # run -> its command's process group
@@ -231,6 +256,7 @@ class RunManager:
         limit: int | None = None,
         offset: int = 0,
         user: User | None = None,
+        experiment: str | None = None,
     ) -> tuple[list[str], int]:
         """The runs a user sees, in submission order, filtered by ``status`` (comma-separated),
         paged; each as its JSON text, kept from one change to the next (listing 10,000 runs
@@ -242,6 +268,7 @@ class RunManager:
             if not r.deleted
             and (user is None or user.sees(r))
             and (wanted is None or r.status in wanted)
+            and (experiment is None or r.experiment_id == experiment)
         ]
         page = runs[offset : offset + limit if limit is not None else None]
         return [self.run_json(r) for r in page], len(runs)
@@ -345,28 +372,15 @@ class RunManager:
         model definition's bytes (a small one), or the path of a file moved into the run
         folder; ``label``: how messages name it (the user's file, not the service's copy).
         A small run's files wait in the run store until it starts (``run_file``)."""
-        self.check_space()
         manifest = report.manifest
-        limits = definition.Limits.from_env(os.environ)
-        try:
-            if isinstance(definition_data, bytes):
-                definition.check_zip_bytes(definition_data, label, limits)
-            else:
-                definition.check_zip(definition_data, limits, label)
-        except definition.DefinitionError as error:
-            raise Refusal(400, str(error), "C102") from None
-        problem = self.launcher.check()
-        if problem:
-            raise Refusal(503, problem)
-        if self.launcher.capacity() is None:
-            too_big = self.scheduler.refuse(manifest.gpus)
-        else:
-            too_big = self.launcher.refuse(manifest.gpus)
-        if too_big:
-            raise Refusal(400, too_big, "S100")
-        model_id = new_run_id()
-        while model_id in self.runs:
-            model_id = new_run_id()
+        if manifest.experiment is not None:
+            raise Refusal(
+                400,
+                "the manifest is an experiment (it has experiment:): submit it to /v3/experiments",
+                "C101",
+            )
+        self._check_submission(manifest, definition_data, label)
+        model_id = self._new_id()
         now = utc_now()
         files = {
             MANIFEST_FILE: report.redacted_text().encode(),
@@ -381,28 +395,7 @@ class RunManager:
             run_dir = self.run_dir(model_id)
             os.makedirs(run_dir, mode=0o700)
             shutil.move(definition_data, os.path.join(run_dir, DEFINITION_FILE))
-        run = Run(
-            model_id=model_id,
-            url=f"/v3/models/{model_id}",
-            name=manifest.name,
-            description=manifest.description,
-            # values runs of one manifest have in common are shared (never changed in place)
-            framework=shared(
-                {"name": manifest.framework_name, "version": manifest.framework_version}
-            ),
-            resource=sys.intern(manifest.resource),
-            gpus=manifest.gpus,
-            gpu_ids=shared([]),
-            status=PENDING,
-            status_message="queued",
-            submitted_at=now,
-            owner=sys.intern(owner or self.owner),
-            data=shared(manifest.data.describe()),
-            results=shared({**manifest.results.describe(), "prefix": f"{model_id}/"}),
-            progress=shared(lifecycle.no_progress()),
-            seq=self.seq,
-            queued_epoch=time.time(),
-        )
+        run = self._new_run(model_id, manifest, owner, now)
         self.seq += 1
         self._put(run)
         run, queued = self._queue_when_full(run)
@@ -421,6 +414,249 @@ class RunManager:
         if not queued:
             self.schedule()
         return run
+
+    def _check_submission(self, manifest: Manifest, definition_data, label: str) -> None:
+        """What every submission is checked for once its manifest is: space, the model
+        definition, the launcher, and GPUs enough (refusals)."""
+        self.check_space()
+        limits = definition.Limits.from_env(os.environ)
+        try:
+            if isinstance(definition_data, bytes):
+                definition.check_zip_bytes(definition_data, label, limits)
+            else:
+                definition.check_zip(definition_data, limits, label)
+        except definition.DefinitionError as error:
+            raise Refusal(400, str(error), "C102") from None
+        problem = self.launcher.check()
+        if problem:
+            raise Refusal(503, problem)
+        if self.launcher.capacity() is None:
+            too_big = self.scheduler.refuse(manifest.gpus)
+        else:
+            too_big = self.launcher.refuse(manifest.gpus)
+        if too_big:
+            raise Refusal(400, too_big, "S100")
+
+    def _new_id(self) -> str:
+        model_id = new_run_id()
+        while model_id in self.runs:
+            model_id = new_run_id()
+        return model_id
+
+    def _new_run(
+        self,
+        model_id: str,
+        manifest: Manifest,
+        owner: str | None,
+        now: str,
+        experiment_id: str | None = None,
+        parameters: dict | None = None,
+    ) -> Run:
+        """A run just accepted, pending (``seq``: the next; the caller counts it)."""
+        return Run(
+            model_id=model_id,
+            url=f"/v3/models/{model_id}",
+            name=manifest.name,
+            description=manifest.description,
+            # values runs of one manifest have in common are shared (never changed in place)
+            framework=shared(
+                {"name": manifest.framework_name, "version": manifest.framework_version}
+            ),
+            resource=sys.intern(manifest.resource),
+            gpus=manifest.gpus,
+            gpu_ids=shared([]),
+            status=PENDING,
+            status_message="queued",
+            submitted_at=now,
+            owner=sys.intern(owner or self.owner),
+            data=shared(manifest.data.describe()),
+            results=shared({**manifest.results.describe(), "prefix": f"{model_id}/"}),
+            progress=shared(lifecycle.no_progress()),
+            experiment_id=experiment_id,
+            parameters=parameters,
+            seq=self.seq,
+            queued_epoch=time.time(),
+        )
+
+    # --- experiments (SPEC §9) ------------------------------------------------------------
+
+    def submit_experiment(
+        self,
+        report: ManifestReport,
+        definition_data: bytes | str,
+        owner: str | None = None,
+        label: str = DEFINITION_FILE,
+    ) -> tuple[ExperimentRecord, list[Run]]:
+        """Accept an experiment whose manifest passed ``check_manifest``: its record and all
+        its runs in one transaction. The files its runs share (the model definition, the
+        manifest, the stores) are kept once, under the experiment's ID; each run's folder gets
+        them when it starts (``run_file``)."""
+        manifest = report.manifest
+        block = manifest.experiment
+        if block is None:
+            raise Refusal(
+                400, "the manifest has no experiment: block; submit it to /v3/models", "C101"
+            )
+        self._check_submission(manifest, definition_data, label)
+        experiment_id = new_experiment_id()
+        while experiment_id in self.experiments:
+            experiment_id = new_experiment_id()
+        spec = block.as_json()
+        if block.method == "random" and spec["seed"] is None:
+            import secrets
+
+            spec["seed"] = secrets.randbelow(1 << 31)  # recorded: the draws can be made again
+        values = block.expand(spec["seed"])
+        now = utc_now()
+        owner = sys.intern(owner or self.owner)
+        record = ExperimentRecord(
+            experiment_id=experiment_id,
+            name=block.name or manifest.name,
+            owner=owner,
+            submitted_at=now,
+            spec=spec,
+            seq=self.seq,
+        )
+        files = {
+            MANIFEST_FILE: report.redacted_text().encode(),
+            LEARNER_FILE: json.dumps(
+                _learner_spec("", manifest, self.home, self.settings, now)
+            ).encode(),
+            RESULTS_FILE: json.dumps(_store_spec(manifest.results)).encode(),
+        }
+        folder = self.experiment_dir(experiment_id)
+        if isinstance(definition_data, bytes):
+            files[DEFINITION_FILE] = definition_data
+        else:  # a large one: its own file already, moved (no copy through the database)
+            os.makedirs(folder, mode=0o700)
+            shutil.move(definition_data, os.path.join(folder, DEFINITION_FILE))
+        runs = []
+        taken = set()
+        for parameters in values:
+            model_id = self._new_id()
+            while model_id in taken:
+                model_id = self._new_id()
+            taken.add(model_id)
+            runs.append(self._new_run(model_id, manifest, owner, now, experiment_id, parameters))
+            self.seq += 1
+        try:
+            self.store.save_experiment(record.row(), runs, files)
+        except Exception as error:  # nothing of it is kept
+            self.seq = record.seq
+            if not isinstance(definition_data, bytes):
+                shutil.rmtree(folder, ignore_errors=True)
+            if disk_full(error):
+                raise self.disk_full_refusal() from None
+            raise
+        self.experiments[experiment_id] = record
+        self._experiment_runs[experiment_id] = [run.model_id for run in runs]
+        for run in runs:
+            self._put(run)
+            self._unwritten.add(run.model_id)
+        self.events.publish("experiment", self.experiment_json(record))
+        for run in runs:
+            self.events.publish("run", self.run_json(run))
+        self.schedule()
+        return record, [self.runs[run.model_id] for run in runs]
+
+    def experiment_dir(self, experiment_id: str) -> str:
+        return os.path.join(self.home, "experiments", experiment_id)
+
+    def get_experiment(self, experiment_id: str, user: User | None = None) -> ExperimentRecord:
+        record = self.experiments.get(experiment_id)
+        if (
+            record is None
+            or record.deleted
+            or (user is not None and not user.admin and record.owner != user.name)
+        ):
+            raise Refusal(404, f"experiment {experiment_id} not found")
+        return record
+
+    def experiment_runs(self, experiment_id: str) -> list[Run]:
+        """The experiment's runs still in the history, in submission order."""
+        runs = self.runs
+        return [
+            runs[m]
+            for m in self._experiment_runs.get(experiment_id, ())
+            if m in runs and not runs[m].deleted
+        ]
+
+    def experiment_json(self, record: ExperimentRecord, with_runs: bool = False) -> dict:
+        return describe_experiment(record, self.experiment_runs(record.experiment_id), with_runs)
+
+    def list_experiments(self, user: User | None = None) -> list[dict]:
+        return [
+            self.experiment_json(record)
+            for record in self.experiments.values()
+            if not record.deleted and (user is None or user.admin or record.owner == user.name)
+        ]
+
+    def halt_experiment(self, experiment_id: str, user: User | None = None) -> dict:
+        """Halt every run of the experiment that has not ended (pending ones end at once)."""
+        record = self.get_experiment(experiment_id, user)
+        runs = self.experiment_runs(experiment_id)
+        if all(run.status in FINAL_STATES for run in runs):
+            raise Refusal(409, f"experiment {experiment_id} has already ended")
+        record = msgspec.structs.replace(record, halted_at=utc_now())
+        self.experiments[experiment_id] = record
+        self.store.save_experiment(record.row())
+        pending = [r for r in runs if r.status == PENDING]
+        for run in pending:
+            self._finish(run, HALTED, "halted before it started (its experiment was halted)", None)
+        for run in runs:
+            if run.status in ACTIVE_STATES:
+                run = self._change(run, run.status, status_message="halting")
+                self.launcher.halt(run.learner_pid, run.learner_start)
+        if pending:
+            self.schedule()
+        described = self.experiment_json(record)
+        self.events.publish("experiment", described)
+        return described
+
+    def delete_experiment(self, experiment_id: str, user: User | None = None) -> None:
+        """Delete the experiment and its runs from the history (active ones are halted
+        first); what they stored in the results bucket stays."""
+        record = self.get_experiment(experiment_id, user)
+        for run in self.experiment_runs(experiment_id):
+            if run.status in ACTIVE_STATES:
+                run = self._change(run, run.status, deleted=1)
+                self.launcher.halt(run.learner_pid, run.learner_start)
+                self.events.publish("deleted", {"model_id": run.model_id, "owner": run.owner})
+            else:
+                self._forget(run.model_id)
+        self.experiments.pop(experiment_id, None)
+        self._experiment_runs.pop(experiment_id, None)
+        self._early.pop(experiment_id, None)
+        shutil.rmtree(self.experiment_dir(experiment_id), ignore_errors=True)
+        self.store.delete_experiment(experiment_id)
+        self.events.publish(
+            "experiment_deleted", {"experiment_id": experiment_id, "owner": record.owner}
+        )
+        self.schedule()
+        self.store.scrub()
+
+    def _experiment_files(self, run: Run) -> dict[str, bytes | str]:
+        """The files a run of an experiment starts with: the experiment's shared ones (as
+        paths, linked into the run's folder), its learner.json made for this run."""
+        folder = self.experiment_dir(run.experiment_id)
+        if not os.path.exists(os.path.join(folder, LEARNER_FILE)):
+            os.makedirs(folder, mode=0o700, exist_ok=True)
+            for name, data in self.store.unwritten(run.experiment_id).items():
+                path = os.path.join(folder, name)
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+        files: dict[str, bytes | str] = {}
+        for name in (DEFINITION_FILE, MANIFEST_FILE, RESULTS_FILE):
+            files[name] = os.path.join(folder, name)
+        spec = read_json(os.path.join(folder, LEARNER_FILE)) or {}
+        spec.update(
+            model_id=run.model_id,
+            experiment_id=run.experiment_id,
+            parameters=run.parameters or {},
+        )
+        files[LEARNER_FILE] = json.dumps(spec).encode()
+        return files
 
     def check_space(self) -> None:
         """Refuse a submission (507) while the home's file system is (nearly) full."""
@@ -448,6 +684,24 @@ class RunManager:
         if model_id in self._unwritten:
             run_dir = self.run_dir(model_id)
             os.makedirs(run_dir, mode=0o700, exist_ok=True)
+            run = self.runs.get(model_id)
+            if run is not None and run.experiment_id:
+                for file_name, data in self._experiment_files(run).items():
+                    path = os.path.join(run_dir, file_name)
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
+                    if isinstance(data, str):  # one copy on the disk for all of its runs
+                        try:
+                            os.link(data, path)
+                        except OSError:
+                            shutil.copyfile(data, path)
+                            os.chmod(path, 0o600)
+                        continue
+                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(data)
+                self._unwritten.discard(model_id)
+                return os.path.join(run_dir, name)
             for file_name, data in self.store.unwritten(model_id).items():
                 if file_name == MANIFEST_FILE:  # the copy that is shown and stored: a run
                     # recorded before URLs with credentials were refused has them masked
@@ -479,7 +733,7 @@ class RunManager:
             return submitted, False
         ahead = len(self._waiting)
         self._waiting[submitted.model_id] = Waiting(
-            submitted.model_id, submitted.gpus, submitted.queued_epoch
+            submitted.model_id, submitted.gpus, submitted.queued_epoch, submitted.experiment_id
         )
         reason = self.scheduler.waiting_reason(submitted.gpus, 0, ahead)
         return self._change(submitted, PENDING, save=False, status_message=reason), True
@@ -491,7 +745,7 @@ class RunManager:
             if r.status == PENDING and not r.deleted:
                 entry = self._waiting.get(r.model_id)
                 if entry is None:  # made once per run: this runs at every submit and release
-                    entry = Waiting(r.model_id, r.gpus, r.queued_epoch)
+                    entry = Waiting(r.model_id, r.gpus, r.queued_epoch, r.experiment_id)
                     self._waiting[r.model_id] = entry
                 waiting.append(entry)
         self._capacity_version = self.launcher.version
@@ -499,10 +753,11 @@ class RunManager:
             self._full = False  # the next submission plans in full
             return
         active = [r for r in self.runs.values() if r.status in ACTIVE_STATES]
+        room = self._experiment_room(waiting, active)
         capacity = self.launcher.capacity()
         if capacity is None:  # this machine's GPUs, by id
             busy = {r.model_id: r.gpu_ids or [] for r in active}
-            plan = self.scheduler.plan(waiting, busy, len(active), time.time())
+            plan = self.scheduler.plan(waiting, busy, len(active), time.time(), room)
         elif capacity.problem:
             plan = Plan([], {w.run_id: f"waiting: {capacity.problem}" for w in waiting})
         else:  # a cluster's: counted, the cluster chooses which
@@ -515,7 +770,7 @@ class RunManager:
                 )
                 self._cluster_scheduler = scheduler
             busy = {"": range(max(0, capacity.total - capacity.free))}
-            plan = scheduler.plan(waiting, busy, len(active), time.time())
+            plan = scheduler.plan(waiting, busy, len(active), time.time(), room)
             where = self.launcher.where
             plan = Plan(
                 plan.starts, {k: v.replace("this machine", where) for k, v in plan.reasons.items()}
@@ -538,6 +793,25 @@ class RunManager:
                     self._hold_back("save", run.model_id)
             for run in changed:
                 self.events.publish("run", self.run_json(run))
+
+    def _experiment_room(self, waiting: list[Waiting], active: list[Run]) -> dict:
+        """For the experiments with runs waiting that have a ``max_parallel``: how many more
+        of their runs may start now (the scheduler's ``room``)."""
+        room: dict[str, tuple[int, int]] = {}
+        for entry in waiting:
+            group = entry.group
+            if group is None or group in room:
+                continue
+            record = self.experiments.get(group)
+            limit = record.spec.get("max_parallel") if record is not None else None
+            if limit:
+                room[group] = (limit, 0)
+        if room:
+            for run in active:
+                if run.experiment_id in room:
+                    limit, busy = room[run.experiment_id]
+                    room[run.experiment_id] = (limit, busy + 1)
+        return room
 
     def _start(self, run: Run, gpu_ids: list[int], capacity: Capacity | None = None) -> None:
         self._waiting.pop(run.model_id, None)
@@ -678,7 +952,78 @@ class RunManager:
                 and not index.behind
                 and self.metrics.due(run.model_id, METRICS_INTERVAL)
             ):
-                self._metrics_changed(run, index)
+                run = self._metrics_changed(run, index)
+                if run.experiment_id:
+                    self._early_stop(run, index)
+
+    def _early_stopping(self, experiment_id: str | None) -> tuple[dict, str, str] | None:
+        """The experiment's ``early_stopping``, objective metric and goal, when it has both."""
+        record = self.experiments.get(experiment_id) if experiment_id else None
+        if record is None:
+            return None
+        rule, objective = record.spec.get("early_stopping"), record.spec.get("objective")
+        if not rule or not objective:
+            return None
+        return rule, objective["metric"], objective.get("goal", "minimize")
+
+    def _curves(self, experiment_id: str) -> dict[str, tuple] | None:
+        """The objective's curve of each run of the experiment, as read so far; None while
+        those of runs that ended before this service started are being read (in a thread)."""
+        curves = self._early.get(experiment_id)
+        if curves is not None:
+            return curves if "" not in curves else None
+        metric = self._early_stopping(experiment_id)[1]
+        ended = [
+            m
+            for m in self._experiment_runs.get(experiment_id, ())
+            if m in self.runs and self.runs[m].status in FINAL_STATES and self.runs[m].metrics
+        ]
+        curves = self._early[experiment_id] = {}
+        if not ended:
+            return curves
+        curves[""] = ()  # reading
+
+        def read() -> None:
+            for model_id in ended:
+                index = MetricsIndex(self.metrics.path(model_id))
+                with contextlib.suppress(OSError):
+                    index.read()
+                series = index.series.get(metric)
+                if series is not None:
+                    curves.setdefault(model_id, series.display()[:2])
+            curves.pop("", None)
+
+        threading.Thread(target=read, name="trainui-curves", daemon=True).start()
+        return None
+
+    def _early_stop(self, run: Run, index: MetricsIndex) -> None:
+        """The median rule (SPEC §9): halt ``run`` when its objective, at the last step it
+        wrote, is worse than the median of its siblings' at that step."""
+        stopping = self._early_stopping(run.experiment_id)
+        if stopping is None:
+            return
+        rule, metric, goal = stopping
+        series = index.series.get(metric)
+        curves = self._curves(run.experiment_id)
+        if series is None or curves is None:
+            return
+        steps, values = series.display()[:2]
+        curves[run.model_id] = (steps, values)
+        if run.status != RUNNING or run.model_id in self._stopped_early:
+            return
+        others = (curve for model_id, curve in curves.items() if model_id != run.model_id)
+        found = median_stop(
+            steps, values, others, goal, rule["after_steps"], rule.get("min_runs", 3)
+        )
+        if found is None:
+            return
+        reason = stop_reason(metric, *found)
+        self._stopped_early[run.model_id] = reason
+        with contextlib.suppress(OSError):  # the learner says it as the run's outcome
+            path = os.path.join(self.run_dir(run.model_id), HALT_REASON_FILE)
+            write_json_atomic(path, reason.encode())
+        run = self._change(run, run.status, status_message=f"halting: {reason}")
+        self.launcher.halt(run.learner_pid, run.learner_start)
 
     def _metrics_changed(self, run: Run, index: MetricsIndex) -> Run:
         """The run's record follows its index (saved, without a ``run`` event: the
@@ -707,6 +1052,10 @@ class RunManager:
         index = self.metrics.finish(run.model_id)
         if index is None:  # too much to read here: read once asked for (keep_metrics)
             return run
+        stopping = self._early_stopping(run.experiment_id)
+        curves = self._early.get(run.experiment_id) if stopping else None
+        if curves is not None and stopping[1] in index.series:
+            curves[run.model_id] = index.series[stopping[1]].display()[:2]
         record = index.record()
         changed = index.take_changed()
         if changed and not run.deleted:
@@ -757,6 +1106,10 @@ class RunManager:
         ended = new.status in FINAL_STATES
         if ended:
             self._command_groups.pop(run.model_id, None)
+            reason = self._stopped_early.pop(run.model_id, None)
+            if reason and new.status == HALTED and new.status_message != reason:
+                # a learner that could not read the reason (on a cluster's node) said "halted"
+                new = msgspec.structs.replace(new, status_message=reason)
             if not new.deleted:
                 new = self._final_metrics(new)
             if new.deleted:
@@ -839,6 +1192,7 @@ class RunManager:
             self.launcher.forget(run.learner_pid, run.learner_start)
         self._waiting.pop(model_id, None)
         self._status_mtimes.pop(model_id, None)
+        self._stopped_early.pop(model_id, None)
         self.metrics.forget(model_id)
         self._unwritten.discard(model_id)
         # the folder first: on a full disk, that frees the space the database may need

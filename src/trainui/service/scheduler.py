@@ -19,6 +19,9 @@ Rules:
   inventory may shrink across a restart) is told so and does not block the queue.
 - CPU mode (no GPU inventory): every run, whatever its size, takes one of ``cpu_slots`` slots
   and gets no GPU.
+- An experiment's ``max_parallel`` (``room``: group -> (limit, active)): a run of a group at
+  its limit waits without blocking anyone (it is neither the head nor counted ahead), so an
+  experiment never holds GPUs back from other runs, nor takes more than its share.
 """
 
 from __future__ import annotations
@@ -35,9 +38,11 @@ _SIZE_OF = {gpus: size for size, gpus in RESOURCE_GPUS.items()}
 
 class Waiting(Record):
     """A pending run: ``run_id``, the ``gpus`` it needs (1, 2 or 4) and ``queued_at``, in
-    seconds on the same clock as the ``now`` given to ``Scheduler.plan``."""
+    seconds on the same clock as the ``now`` given to ``Scheduler.plan``; ``group``: the
+    experiment it is one of (None: none), whose ``max_parallel`` may hold it back."""
 
-    __slots__ = ("run_id", "gpus", "queued_at")
+    __slots__ = ("run_id", "gpus", "queued_at", "group")
+    _defaults = {"group": None}
 
 
 class Plan(Record):
@@ -107,12 +112,42 @@ class Scheduler:
         busy: Mapping[str, Sequence[int]],
         busy_cpu_slots: int,
         now: float,
+        room: Mapping[str, tuple[int, int]] | None = None,
     ) -> Plan:
         """Which of ``waiting`` (the pending runs, in submission order) start now.
 
         ``busy`` maps each active run to the GPU ids it holds; ``busy_cpu_slots`` is the number
-        of CPU slots taken (used in CPU mode only).
+        of CPU slots taken (used in CPU mode only); ``room``: each group's ``(limit, active)``.
         """
+        reasons: dict[str, str] = {}
+        if room:
+            left = {group: limit - active for group, (limit, active) in room.items()}
+            eligible = []
+            for run in waiting:
+                group = run.group
+                if group in left:
+                    if left[group] <= 0:
+                        limit = room[group][0]
+                        reasons[run.run_id] = (
+                            f"waiting: its experiment runs at most {limit} at once (max_parallel)"
+                        )
+                        continue
+                    left[group] -= 1  # counted as if it starts; a run that does not start
+                    # holds its place all the same (the queue's order is kept)
+                eligible.append(run)
+            waiting = eligible
+        plan = self._plan(waiting, busy, busy_cpu_slots, now)
+        if reasons:
+            plan.reasons.update(reasons)
+        return plan
+
+    def _plan(
+        self,
+        waiting: Sequence[Waiting],
+        busy: Mapping[str, Sequence[int]],
+        busy_cpu_slots: int,
+        now: float,
+    ) -> Plan:
         if not self._inventory:
             return self._plan_cpu(waiting, busy_cpu_slots)
 

@@ -28,11 +28,14 @@ from trainui.core.urls import masked_url
 _FULL_CODES = frozenset({sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHMSIZE", -1)})
 
 # Columns that hold JSON values; every other column holds a plain value.
-_JSON_COLUMNS = ("framework", "gpu_ids", "data", "results", "progress", "metrics")
+_JSON_COLUMNS = (
+    "framework", "gpu_ids", "data", "results", "progress", "metrics", "parameters",
+)  # fmt: skip
 _COLUMNS = (
     "model_id", "seq", "owner", "name", "description", "framework", "resource", "gpus",
     "gpu_ids", "status", "status_message", "error_code", "exit_code", "submitted_at",
-    "started_at", "finished_at", "data", "results", "progress", "metrics",
+    "started_at", "finished_at", "data", "results", "progress", "metrics", "experiment_id",
+    "parameters",
     # internal: not part of the API object
     "queued_epoch", "learner_pid", "learner_start", "finished_epoch", "deleted",
 )  # fmt: skip
@@ -71,7 +74,19 @@ def _v2_metrics(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN metrics")
 
 
-MIGRATIONS = [_v1_runs_and_unwritten, _v2_metrics]
+def _v3_experiments(db: sqlite3.Connection) -> None:
+    """Issue 17: experiments (SPEC §9), and a run's experiment and parameter values."""
+    db.execute("ALTER TABLE runs ADD COLUMN experiment_id")
+    db.execute("ALTER TABLE runs ADD COLUMN parameters")
+    db.execute("CREATE INDEX IF NOT EXISTS runs_experiment ON runs (experiment_id)")
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS experiments (experiment_id TEXT PRIMARY KEY, seq INTEGER, "
+        "owner TEXT, name TEXT, submitted_at TEXT, spec TEXT NOT NULL, halted_at TEXT, "
+        "deleted INTEGER NOT NULL DEFAULT 0)"
+    )
+
+
+MIGRATIONS = [_v1_runs_and_unwritten, _v2_metrics, _v3_experiments]
 
 
 class StoreTooNew(Exception):
@@ -172,6 +187,45 @@ class RunStore:
                 [(run.model_id, name, data) for name, data in files.items()],
             )
 
+    def save_experiment(self, row: dict, runs: Iterable[Run] = (), files=None) -> None:
+        """An experiment's record (``row``: the experiments table's columns, ``spec`` an
+        object), with its runs and the files its runs share (``files``: name -> content,
+        kept under the experiment's ID until its first run starts), in one transaction."""
+        values = dict(row, spec=json.dumps(row["spec"]))
+        with self._transaction():
+            self.db.execute(
+                f"INSERT OR REPLACE INTO experiments ({', '.join(values)}) "
+                f"VALUES ({', '.join('?' * len(values))})",
+                list(values.values()),
+            )
+            for run in runs:
+                self.save(run)
+            if files:
+                self.db.executemany(
+                    "INSERT OR REPLACE INTO unwritten (model_id, name, data) VALUES (?, ?, ?)",
+                    [(row["experiment_id"], name, data) for name, data in files.items()],
+                )
+
+    def load_experiments(self) -> list[dict]:
+        """Every experiment's row (``spec`` decoded), in submission order."""
+        cursor = self.db.execute(
+            "SELECT experiment_id, seq, owner, name, submitted_at, spec, halted_at, deleted "
+            "FROM experiments ORDER BY seq"
+        )
+        names = [d[0] for d in cursor.description]
+        rows = []
+        for row in cursor:
+            item = dict(zip(names, row, strict=True))
+            item["spec"] = json.loads(item["spec"])
+            rows.append(item)
+        return rows
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        with self._transaction():
+            self.db.execute("DELETE FROM experiments WHERE experiment_id = ?", (experiment_id,))
+            self.db.execute("DELETE FROM unwritten WHERE model_id = ?", (experiment_id,))
+        self._secrets_removed = True
+
     def unwritten(self, model_id: str) -> dict[str, bytes]:
         """The files of a run not written to its folder yet: name -> content."""
         cursor = self.db.execute("SELECT name, data FROM unwritten WHERE model_id = ?", (model_id,))
@@ -231,7 +285,7 @@ class RunStore:
         for column in _JSON_COLUMNS:
             if run[column] is None:
                 continue
-            if column == "metrics":  # each run's own: nothing to share
+            if column in ("metrics", "parameters"):  # each run's own: nothing to share
                 run[column] = json.loads(run[column])
             else:
                 run[column] = shared_json(run[column], _masked if column in _PLACES else None)
