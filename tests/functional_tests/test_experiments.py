@@ -1,0 +1,295 @@
+"""Experiments end to end (SPEC §9): one manifest with `experiment:`, one `trainui train`, many
+runs, through the real CLI, the real service on its socket and real learners."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import textwrap
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from trainui.core.experiments import is_experiment_id
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def sweep_manifest(home, command: str, experiment: str, name: str = "sweep", **kwargs) -> Path:
+    """The home's manifest for ``command`` with an ``experiment:`` block (YAML text)."""
+    path = home.manifest(command, name=name, **kwargs)
+    text = path.read_text() + "experiment:\n" + textwrap.indent(textwrap.dedent(experiment), "  ")
+    path.write_text(text)
+    return path
+
+
+def train(home, model: Path, manifest: Path) -> tuple[str, list[str]]:
+    """``trainui train`` of a sweep: the experiment's ID and its runs' IDs, as printed."""
+    out = home.cli("train", str(model), str(manifest), check=True).stdout.splitlines()
+    first = next(i for i, line in enumerate(out) if line.startswith("Experiment-ID is "))
+    experiment_id = out[first].split("'")[1]
+    runs = [line.split("'")[1] for line in out[first + 1 :] if line.startswith("Model-ID is ")]
+    assert is_experiment_id(experiment_id), out
+    return experiment_id, runs
+
+
+def experiment(home, experiment_id: str) -> dict:
+    return json.loads(home.cli("show", "experiment", experiment_id, "--json", check=True).stdout)
+
+
+def wait_ended(home, experiment_id: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while True:
+        e = experiment(home, experiment_id)
+        if e["status"] in ("completed", "failed", "halted"):
+            return e
+        assert time.monotonic() < deadline, f"{experiment_id} still {e['status']}: {e}"
+        time.sleep(0.2)
+
+
+def epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def test_a_grid_is_one_submission_whose_runs_get_their_values_through_the_shell(home):
+    model = home.model("p", {"t.py": ""})
+    manifest = sweep_manifest(
+        home,
+        # ${...} and $name as a shell expands them; quoting kept
+        'echo "lr=${learning_rate} layers=$layers act=${act}" > $RESULT_DIR/p.txt',
+        """\
+        method: grid
+        parameters:
+          learning_rate: {values: [0.1, 0.001, 1.0e-5]}
+          layers: [2, 3]
+          act: {values: ["relu", "two words"]}
+        """,
+    )
+    experiment_id, runs = train(home, model, manifest)
+    assert len(runs) == 12 and len(set(runs)) == 12
+    e = wait_ended(home, experiment_id)
+    assert e["status"] == "completed" and e["count"] == 12
+    assert e["runs_by_status"]["completed"] == 12
+    seen = set()
+    for run in e["runs"]:
+        assert run["experiment_id"] == experiment_id
+        p = run["parameters"]
+        text = (home.buckets / "results" / run["model_id"] / "p.txt").read_text()
+        lr = {0.1: "0.1", 0.001: "0.001", 1e-05: "1e-05"}[p["learning_rate"]]
+        assert text == f"lr={lr} layers={p['layers']} act={p['act']}\n"
+        seen.add((p["learning_rate"], p["layers"], p["act"]))
+    assert len(seen) == 12  # every combination, once
+    # the first parameter varies slowest, in submission order
+    ordered = [home.show(m)["parameters"] for m in runs[:3]]
+    assert ordered == [
+        {"learning_rate": 0.1, "layers": 2, "act": "relu"},
+        {"learning_rate": 0.1, "layers": 2, "act": "two words"},
+        {"learning_rate": 0.1, "layers": 3, "act": "relu"},
+    ]
+    shown = home.cli("show", runs[0], check=True).stdout
+    assert f"Experiment     {experiment_id}" in shown
+    assert "Parameters     learning_rate=0.1, layers=2, act=relu" in shown
+    log = (home.path / "runs" / runs[0] / "training-log.txt").read_text()
+    assert f"trainui: experiment {experiment_id}: learning_rate=0.1 layers=2 act=relu" in log
+    # the list of one experiment's runs, and the experiments
+    listed = json.loads(home.cli("list", "--experiment", experiment_id, "--json").stdout)
+    assert sorted(r["model_id"] for r in listed) == sorted(runs)
+    table = home.cli("list", "experiments", check=True).stdout
+    assert experiment_id in table and "1 records found." in table
+    # the model definition is kept once: every run's copy is the same file
+    inodes = {(home.path / "runs" / m / "model.zip").stat().st_ino for m in runs}
+    assert len(inodes) == 1
+
+
+def test_max_parallel_is_never_exceeded_and_leaves_room_for_other_runs(home):
+    home.env["TRAINUI_GPUS"] = "0,1,2,3"  # a GPU inventory (no NVML here: no device exists)
+    model = home.model("mp", {"t.py": ""})
+    manifest = sweep_manifest(
+        home,
+        "sleep 0.6",
+        """\
+        method: grid
+        max_parallel: 2
+        parameters:
+          i: [1, 2, 3, 4, 5, 6]
+        """,
+    )
+    experiment_id, _ = train(home, model, manifest)
+    other = home.submit(model, home.manifest("sleep 0.3", name="other"))
+    e = wait_ended(home, experiment_id)
+    assert e["runs_by_status"]["completed"] == 6
+    spans = [(epoch(r["started_at"]), epoch(r["finished_at"]), r["gpu_ids"]) for r in e["runs"]]
+    for start, _, _ in spans:
+        active = [s for s in spans if s[0] <= start < s[1]]
+        assert len(active) <= 2, spans
+        held = [g for s in active for g in s[2]]
+        assert len(held) == len(set(held)), spans  # no GPU given twice
+    # the single run submitted after the experiment did not wait for the experiment's queue
+    single = home.wait(other, "completed", timeout=30)
+    assert epoch(single["started_at"]) < max(s[0] for s in spans)
+
+
+def test_the_median_rule_halts_the_run_that_falls_behind_with_its_reason(home):
+    home.env["TRAINUI_CPU_SLOTS"] = "4"
+    # the three good runs go fast (they set the median), the bad one slowly
+    script = """\
+        import json, os, sys, time
+        scale = float(sys.argv[1])
+        pause = 0.3 if scale > 5 else 0.02
+        with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "a") as f:
+            for step in range(40):
+                f.write(json.dumps({"step": step, "loss": scale / (step + 1)}) + "\\n")
+                f.flush()
+                time.sleep(pause)
+        """
+    model = home.model("es", {"train.py": script})
+    manifest = sweep_manifest(
+        home,
+        "python3 train.py $scale",
+        """\
+        method: grid
+        parameters:
+          scale: [1.0, 1.1, 1.2, 9.0]
+        objective: {metric: loss, goal: minimize}
+        early_stopping: {rule: median, after_steps: 5}
+        """,
+    )
+    experiment_id, _ = train(home, model, manifest)
+    e = wait_ended(home, experiment_id, timeout=120)
+    by_scale = {r["parameters"]["scale"]: r for r in e["runs"]}
+    bad = by_scale[9.0]
+    assert bad["status"] == "halted", bad
+    message = bad["status_message"]
+    assert message.startswith("stopped early: loss "), message
+    value, step, median = _parse_reason(message)
+    assert step >= 5
+    assert value == pytest.approx(9.0 / (step + 1), rel=1e-3)
+    assert median == pytest.approx(1.1 / (step + 1), rel=1e-3)  # of 1.0, 1.1, 1.2
+    for scale in (1.0, 1.1, 1.2):
+        assert by_scale[scale]["status"] == "completed"
+    # its results were stored as for any halt, its outcome says why
+    stored = json.loads(
+        (home.buckets / "results" / bad["model_id"] / "training-status.json").read_text()
+    )
+    assert stored["status"] == "halted" and stored["status_message"] == message
+    assert e["best"]["model_id"] == by_scale[1.0]["model_id"]
+    assert e["runs"][0]["model_id"] == by_scale[1.0]["model_id"]  # ranked best first
+
+
+def _parse_reason(message: str) -> tuple[float, int, float]:
+    # stopped early: loss 1.5 at step 5, median 0.1833
+    words = message.replace(",", "").split()
+    return float(words[3]), int(words[6]), float(words[8])
+
+
+def test_halting_then_deleting_a_whole_experiment(home):
+    model = home.model("h", {"t.py": ""})
+    manifest = sweep_manifest(
+        home,
+        "echo started; sleep 1000",
+        """\
+        method: random
+        count: 4
+        seed: 11
+        parameters:
+          lr: {min: 0.0001, max: 0.1, log: true}
+        """,
+    )
+    experiment_id, runs = train(home, model, manifest)
+    home.wait(runs[0], "running")  # one CPU slot: the others wait
+    assert home.show(runs[1])["status"] == "pending"
+    out = home.cli("halt", "experiment", experiment_id, check=True).stdout
+    assert f"Halting the experiment '{experiment_id}'" in out
+    e = wait_ended(home, experiment_id, timeout=60)
+    assert e["status"] == "halted"
+    assert {r["status"] for r in e["runs"]} == {"halted"}
+    pending = [r for r in e["runs"] if r["model_id"] != runs[0]]
+    assert all("its experiment was halted" in r["status_message"] for r in pending)
+    stored = home.buckets / "results" / runs[0] / "training-log.txt"
+    assert "started" in stored.read_text()
+
+    home.cli("delete", "experiment", experiment_id, check=True)
+    assert json.loads(home.cli("list", "experiments", "--json", check=True).stdout) == []
+    assert json.loads(home.cli("list", "--json", check=True).stdout) == []
+    gone = home.cli("show", "experiment", experiment_id)
+    assert gone.returncode == 1 and "not found" in gone.stderr
+    assert stored.exists()  # what the results bucket got stays
+    assert not (home.path / "experiments" / experiment_id).exists()
+
+
+def test_random_draws_are_reproducible_by_the_recorded_seed(home):
+    home.env["TRAINUI_CPU_SLOTS"] = "1"
+    model = home.model("r", {"t.py": ""})
+    block = """\
+        method: random
+        count: 5
+        parameters:
+          lr: {min: 0.0001, max: 0.1, log: true}
+          units: {min: 16, max: 256, integer: true}
+          opt: [sgd, adam]
+        """
+    first, runs = train(home, model, sweep_manifest(home, "true", block, name="a"))
+    e = experiment(home, first)
+    seed = e["seed"]
+    assert isinstance(seed, int)
+    drawn = [home.show(m)["parameters"] for m in runs]
+    assert all(1e-4 <= p["lr"] <= 0.1 and 16 <= p["units"] <= 256 for p in drawn)
+    again, runs2 = train(
+        home, model, sweep_manifest(home, "true ", block + f"seed: {seed}\n", name="b")
+    )
+    assert [home.show(m)["parameters"] for m in runs2] == drawn
+    assert experiment(home, again)["seed"] == seed
+
+
+def test_a_sweep_of_the_demo_model_finds_the_best_learning_rate(home, tmp_path):
+    home.env["TRAINUI_CPU_SLOTS"] = "2"
+    home.bucket("demo-data")
+    shutil.copy(ROOT / "examples/demo/data/spirals.csv", home.buckets / "demo-data")
+    manifest = tmp_path / "sweep.yml"
+    # the example, with fewer epochs and no pause: the same ranking, sooner
+    text = (ROOT / "examples/sweep/manifest.yml").read_text()
+    manifest.write_text(text.replace("--epochs 30", "--epochs 12 --epoch-delay 0"))
+    experiment_id, runs = train(home, ROOT / "examples/demo/model", manifest)
+    assert len(runs) == 6
+    e = wait_ended(home, experiment_id, timeout=180)
+    assert e["runs_by_status"]["completed"] == 6, e["runs_by_status"]
+    best = e["best"]
+    assert best["parameters"]["learning_rate"] == 0.3, e["runs"]
+    values = [r["metrics"]["val_loss"]["last"] for r in e["runs"]]
+    assert values == sorted(values)  # ranked best first
+    table = home.cli("show", "experiment", experiment_id, check=True).stdout
+    first_row = next(line for line in table.splitlines() if line.strip().startswith("*1"))
+    assert best["model_id"] in first_row and "0.3" in first_row
+
+
+def test_a_bad_sweep_is_refused_at_validate_and_at_submit_with_located_errors(home, tmp_path):
+    model = home.model("v", {"t.py": ""})
+    manifest = sweep_manifest(
+        home,
+        "true",
+        """\
+        method: grid
+        count: 3
+        parameters:
+          PATH: [1, 2]
+          lr: {min: 0.5, max: 0.1}
+          empty: []
+        early_stopping: {after_steps: 10}
+        """,
+    )
+    result = home.cli("validate", str(manifest))
+    assert result.returncode == 1
+    out = result.stdout + result.stderr
+    lines = manifest.read_text().splitlines()
+    at = lines.index("experiment:") + 1  # its 1-based line: method is the next
+    assert f"{manifest}:{at + 2}:3: experiment.count: a grid runs every combination" in out
+    assert f"{manifest}:{at + 4}:5: experiment.parameters.PATH: 'PATH' would shadow" in out
+    assert f"{manifest}:{at + 5}:15: experiment.parameters.lr.min: min (0.5) is greater" in out
+    assert f"{manifest}:{at + 6}:12: experiment.parameters.empty: an empty list" in out
+    assert "experiment.early_stopping: early stopping compares runs by the objective" in out
+    submitted = home.cli("train", str(model), str(manifest))
+    assert submitted.returncode == 1
+    assert "experiment.count" in submitted.stderr and "Traceback" not in submitted.stderr
+    assert json.loads(home.cli("list", "experiments", "--json", check=True).stdout) == []

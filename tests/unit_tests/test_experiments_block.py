@@ -1,0 +1,247 @@
+"""The manifest's `experiment:` block (SPEC §9): checked with located errors, expanded into
+each run's parameter values (grid: every combination; random: reproducible by its seed)."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from trainui.core.experiments import MAX_RUNS, as_environment, shadows
+from trainui.core.manifest import parse_manifest
+from trainui.service.experiments import median_stop, stop_reason
+from trainui.service.scheduler import Scheduler, Waiting
+
+BASE = """\
+model_definition:
+  name: mnist
+  framework: {name: tensorflow, version: "2.16"}
+  execution:
+    command: python3 train.py --lr ${lr}
+    resource: small
+training_data:
+  connection: {}
+  source: {bucket: data, type: local}
+training_results:
+  connection: {}
+  target: {bucket: results, type: local}
+"""
+
+
+def check(block: str, extra: str = ""):
+    text = BASE + extra + "experiment:\n" + textwrap.indent(textwrap.dedent(block), "  ")
+    return parse_manifest(text, "m.yml")
+
+
+def errors(block: str, extra: str = "") -> list[str]:
+    report = check(block, extra)
+    return [p.format("m.yml") for p in report.errors]
+
+
+def experiment(block: str, extra: str = ""):
+    report = check(block, extra)
+    assert report.ok, report.formatted()
+    return report.manifest.experiment
+
+
+def test_a_manifest_without_the_block_is_a_single_run():
+    report = parse_manifest(BASE)
+    assert report.ok and report.manifest.experiment is None
+
+
+def test_a_grid_is_every_combination_the_first_parameter_varying_slowest():
+    e = experiment(
+        """\
+        method: grid
+        parameters:
+          lr: {values: [0.1, 0.01]}
+          layers: [2, 3, 4]
+          act: {values: [relu, "tanh"]}
+        """
+    )
+    assert e.name == "mnist"  # the run's name by default
+    runs = e.expand()
+    assert e.size() == len(runs) == 12
+    assert runs[:3] == [
+        {"lr": 0.1, "layers": 2, "act": "relu"},
+        {"lr": 0.1, "layers": 2, "act": "tanh"},
+        {"lr": 0.1, "layers": 3, "act": "relu"},
+    ]
+    assert len({tuple(r.values()) for r in runs}) == 12
+
+
+def test_grid_ranges_with_a_step_or_integers_are_lists_of_points():
+    e = experiment(
+        """\
+        method: grid
+        parameters:
+          batch: {min: 16, max: 64, step: 16, integer: true}
+          depth: {min: 1, max: 3, integer: true}
+          drop: {min: 0.1, max: 0.3, step: 0.1}
+        """
+    )
+    runs = e.expand()
+    assert sorted({r["batch"] for r in runs}) == [16, 32, 48, 64]
+    assert sorted({r["depth"] for r in runs}) == [1, 2, 3]
+    assert sorted({r["drop"] for r in runs}) == [0.1, 0.2, 0.3]
+    assert len(runs) == 4 * 3 * 3
+
+
+def test_random_draws_are_in_their_ranges_and_the_same_for_the_same_seed():
+    e = experiment(
+        """\
+        method: random
+        count: 200
+        seed: 42
+        parameters:
+          lr: {min: 0.00001, max: 0.1, log: true}
+          drop: {min: 0.1, max: 0.5}
+          units: {min: 16, max: 512, integer: true}
+          opt: [sgd, adam]
+        """
+    )
+    runs = e.expand()
+    assert len(runs) == 200 and e.size() == 200
+    assert runs == e.expand()  # the seed given: the same draws
+    assert runs != e.expand(seed=43)
+    assert all(1e-5 <= r["lr"] <= 0.1 and 0.1 <= r["drop"] <= 0.5 for r in runs)
+    assert all(isinstance(r["units"], int) and 16 <= r["units"] <= 512 for r in runs)
+    assert {r["opt"] for r in runs} == {"sgd", "adam"}
+    # log-uniform: about as many draws in each decade
+    decades = [sum(10**-k <= r["lr"] < 10 ** (-k + 1) for r in runs) for k in (5, 4, 3, 2)]
+    assert min(decades) > 20, decades
+    assert e.as_json()["seed"] == 42
+
+
+@pytest.mark.parametrize(
+    ("block", "expected"),
+    [
+        ("method: grid\n", "m.yml:14:3: experiment.parameters: required but missing"),
+        (
+            "method: random\nparameters: {lr: [1]}\n",
+            "experiment.count: required for method random",
+        ),
+        (
+            "method: grid\nparameters:\n  lr: []\n",
+            "m.yml:16:9: experiment.parameters.lr: an empty list",
+        ),
+        (
+            "method: random\ncount: 3\nparameters:\n  lr: {min: 0.5, max: 0.1}\n",
+            "m.yml:17:15: experiment.parameters.lr.min: min (0.5) is greater than max (0.1)",
+        ),
+        (
+            "method: grid\nparameters:\n  lr: {min: 0.1, max: 0.5}\n",
+            "experiment.parameters.lr: a grid needs values",
+        ),
+        (
+            "method: grid\nparameters:\n  DATA_DIR: [a]\n",
+            "m.yml:16:5: experiment.parameters.DATA_DIR: 'DATA_DIR' would shadow",
+        ),
+        (
+            "method: grid\nparameters:\n  2fast: [a]\n",
+            "experiment.parameters.2fast: '2fast' cannot be an environment variable's name",
+        ),
+        (
+            "method: grid\nparameters:\n  a: {min: 1, max: 200, integer: true}\n"
+            "  b: {min: 1, max: 100, integer: true}\n",
+            "the grid has 20,000 combinations; an experiment has at most 10,000 runs",
+        ),
+        (
+            "method: random\ncount: 20000\nparameters: {lr: [1]}\n",
+            "experiment.count: 20,000 runs; an experiment has at most 10,000",
+        ),
+        ("method: sweep\nparameters: {lr: [1]}\n", "'sweep' is not one of grid, random"),
+        (
+            "method: grid\nparameters: {lr: [1]}\nobjective: {goal: minimize}\n",
+            "experiment.objective.metric: required but missing",
+        ),
+        (
+            "method: grid\nparameters: {lr: [1]}\nearly_stopping: {after_steps: 5}\n",
+            "experiment.early_stopping: early stopping compares runs by the objective",
+        ),
+        (
+            "method: grid\nparameters: {lr: [1]}\nmax_paralel: 3\n",
+            "unknown key 'max_paralel'; did you mean 'max_parallel'?",
+        ),
+        (
+            "method: random\ncount: 2\nparameters:\n  lr: {min: 0, max: 1, log: true}\n",
+            "a log range needs min > 0, not 0",
+        ),
+        ("method: grid\nparameters: {lr: [1]}\nmax_parallel: 0\n", "0 is less than 1"),
+    ],
+)
+def test_each_mistake_is_one_located_error(block, expected):
+    found = errors(block)
+    assert any(expected in line for line in found), found
+
+
+def test_the_objective_must_be_a_metric_the_log_pattern_reads():
+    extra = "evaluation_metrics: {type: log, pattern: 'loss (?P<loss>[0-9.]+)'}\n"
+    found = errors(
+        "method: grid\nparameters: {lr: [1]}\nobjective: {metric: val_loss}\n", extra=extra
+    )
+    assert any("'val_loss' is not a metric the log pattern reads (loss)" in e for e in found)
+    ok = check("method: grid\nparameters: {lr: [1]}\nobjective: {metric: loss}\n", extra=extra)
+    assert ok.ok, ok.formatted()
+
+
+def test_every_problem_of_a_block_is_said_at_once():
+    found = errors(
+        """\
+        method: grid
+        count: 2
+        parameters:
+          PATH: [1]
+          lr: []
+        """
+    )
+    assert len(found) == 3, found
+
+
+def test_the_values_a_command_sees():
+    assert [as_environment(v) for v in (0.001, 1e-05, 64, True, "two words", 0.1)] == [
+        "0.001",
+        "1e-05",
+        "64",
+        "true",
+        "two words",
+        "0.1",
+    ]
+    assert shadows("PATH") and shadows("TRAINUI_HOME") and shadows("LD_PRELOAD")
+    assert not shadows("learning_rate") and not shadows("path")
+
+
+def test_the_schema_describes_the_block():
+    from trainui.core.manifest import json_schema
+
+    block = json_schema()["properties"]["experiment"]
+    assert block["properties"]["method"]["enum"] == ["grid", "random"]
+    assert block["properties"]["count"]["maximum"] == MAX_RUNS
+
+
+def test_the_median_rule():
+    others = [([0, 5, 10], [3.0, 2.0, 1.0]), ([0, 5, 10], [3.0, 1.0, 0.5]), ([0, 5], [3, 4.0])]
+    # at step 5: the others have 2.0, 1.0, 4.0 -> median 2.0
+    assert median_stop([0, 5], [3.0, 2.5], others, "minimize", 5, 3) == (2.5, 5, 2.0)
+    assert median_stop([0, 5], [3.0, 1.5], others, "minimize", 5, 3) is None
+    assert median_stop([0, 5], [3.0, 1.5], others, "maximize", 5, 3) == (1.5, 5, 2.0)
+    # not yet past after_steps, or too few others that reached the step
+    assert median_stop([0, 5], [3.0, 9.0], others, "minimize", 6, 3) is None
+    assert median_stop([0, 7], [3.0, 9.0], others, "minimize", 5, 3) is None  # 2 reached 7
+    # an other run's value at the step is its last at or before it
+    assert median_stop([0, 7], [3.0, 9.0], others, "minimize", 5, 2) == (9.0, 7, 1.5)
+    assert stop_reason("val_loss", 0.41, 300, 0.33) == (
+        "stopped early: val_loss 0.41 at step 300, median 0.33"
+    )
+
+
+def test_max_parallel_holds_back_an_experiments_runs_without_blocking_others():
+    scheduler = Scheduler([0, 1, 2, 3])
+    waiting = [Waiting(f"e{i}", 1, 0.0, "exp") for i in range(5)] + [Waiting("solo", 2, 0.0)]
+    plan = scheduler.plan(waiting, {"busy": [0]}, 1, 1.0, {"exp": (2, 1)})
+    assert [run for run, _ in plan.starts] == ["e0", "solo"]
+    assert dict(plan.starts)["solo"] == (2, 3)
+    assert "at most 2 at once" in plan.reasons["e1"]
+    # without room given, nothing holds it back
+    plan = scheduler.plan(waiting, {}, 0, 1.0)
+    assert [run for run, _ in plan.starts] == ["e0", "e1", "e2", "e3"]
