@@ -53,6 +53,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "manifest": report.filename,
             "problems": [p.as_dict() for p in problems],
         }
+        if report.manifest is not None and report.manifest.experiment is not None:
+            block = report.manifest.experiment
+            out["experiment"] = block.as_json()
         if args.model_definition:
             out["model_definition"] = {
                 "path": args.model_definition,
@@ -74,6 +77,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if info is not None:
         what += f" and {args.model_definition} ({_plural(info.entries, 'file')})"
     print(f"{what}: valid" + (f" ({_plural(warnings, 'warning')})" if warnings else ""))
+    block = report.manifest.experiment
+    if block is not None:  # what `train` will submit
+        print(
+            f"an experiment of {_plural(block.size(), 'run')} ({block.method}, "
+            f"{_plural(len(block.parameters), 'parameter')}: "
+            f"{', '.join(p.name for p in block.parameters)})"
+        )
     return EXIT_OK
 
 

@@ -141,6 +141,27 @@ def test_a_run_completes_on_ray_with_its_results_stored(rhome, cluster):
     assert (results / "training-log.txt").exists()
 
 
+def test_an_experiments_runs_are_ray_jobs_with_their_parameters(rhome, cluster):
+    manifest = rhome.manifest('echo "lr=$lr $EXPERIMENT_ID" > $RESULT_DIR/p.txt', name="sweep")
+    manifest.write_text(
+        manifest.read_text()
+        + "experiment:\n  method: grid\n  max_parallel: 1\n  parameters: {lr: [0.1, 0.01]}\n"
+    )
+    out = rhome.cli("train", str(rhome.model("e", {"t.py": ""})), str(manifest), check=True)
+    lines = out.stdout.splitlines()
+    experiment_id = next(x for x in lines if x.startswith("Experiment-ID")).split("'")[1]
+    runs = [x.split("'")[1] for x in lines if x.startswith("Model-ID")]
+    assert len(runs) == 2
+    for model_id, lr in zip(runs, ("0.1", "0.01"), strict=True):
+        run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
+        assert run["status"] == "completed", run
+        stored = (rhome.buckets / "results" / model_id / "p.txt").read_text()
+        assert stored == f"lr={lr} {experiment_id}\n"
+        assert wait_for_job(cluster, model_id, "SUCCEEDED")["metadata"]["trainui_run"] == model_id
+    shown = json.loads(rhome.cli("show", "experiment", experiment_id, "--json").stdout)
+    assert shown["status"] == "completed" and shown["runs_by_status"]["completed"] == 2
+
+
 def test_a_medium_run_gets_two_gpus_from_ray(rhome, cluster):
     model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest(RECORD, "medium"))
     run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)

@@ -42,6 +42,8 @@ _RUN = {
         "results",
         "progress",
         "metrics",
+        "experiment_id",
+        "parameters",
     ],
     "properties": {
         "model_id": {"type": "string", "pattern": "^training-[A-Za-z0-9]{9}$"},
@@ -91,7 +93,104 @@ _RUN = {
                 },
             },
         },
+        "experiment_id": {
+            "type": ["string", "null"],
+            "description": "the experiment the run is one of (SPEC §9), null for a run alone",
+        },
+        "parameters": {
+            "type": ["object", "null"],
+            "description": "the run's values of its experiment's parameters (exported to its "
+            "command's environment under their names)",
+            "additionalProperties": {"type": ["number", "string", "boolean"]},
+        },
     },
+}
+
+_EXPERIMENT = {
+    "type": "object",
+    "required": [
+        "experiment_id",
+        "url",
+        "name",
+        "owner",
+        "submitted_at",
+        "finished_at",
+        "status",
+        "method",
+        "count",
+        "max_parallel",
+        "seed",
+        "parameters",
+        "objective",
+        "early_stopping",
+        "runs_by_status",
+        "best",
+    ],  # fmt: skip
+    "properties": {
+        "experiment_id": {"type": "string", "pattern": "^experiment-[A-Za-z0-9]{9}$"},
+        "url": {"type": "string"},
+        "name": {"type": "string"},
+        "owner": {"type": "string"},
+        "submitted_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "status": {
+            "type": "string",
+            "enum": ["pending", "running", "completed", "failed", "halted"],
+        },
+        "method": {"type": "string", "enum": ["grid", "random"]},
+        "count": {"type": "integer", "description": "its runs still in the history"},
+        "max_parallel": _NULLABLE_INT,
+        "seed": {
+            "type": ["integer", "null"],
+            "description": "random: the seed of the draws (given, or drawn and recorded)",
+        },
+        "parameters": {"type": "object", "description": "the manifest's parameters"},
+        "objective": {
+            "type": ["object", "null"],
+            "properties": {
+                "metric": {"type": "string"},
+                "goal": {"type": "string", "enum": ["minimize", "maximize"]},
+            },
+        },
+        "early_stopping": {"type": ["object", "null"]},
+        "runs_by_status": {
+            "type": "object",
+            "additionalProperties": {"type": "integer"},
+        },
+        "best": {
+            "type": ["object", "null"],
+            "description": "the run with the best last value of the objective's metric",
+            "properties": {
+                "model_id": {"type": "string"},
+                "value": {"type": "number"},
+                "step": _NULLABLE_INT,
+                "parameters": {"type": ["object", "null"]},
+            },
+        },
+        "runs": {
+            "type": "array",
+            "description": "GET /v3/experiments/{id}: its runs, best first by the objective",
+            "items": {"$ref": "#/components/schemas/Run"},
+        },
+    },
+}
+
+_EXPERIMENT_ACCEPTED = {
+    "type": "object",
+    "required": ["experiment_id", "url", "model_ids", "status"],
+    "properties": {
+        "experiment_id": {"type": "string"},
+        "url": {"type": "string"},
+        "model_ids": {"type": "array", "items": {"type": "string"}},
+        "status": {"type": "string"},
+    },
+}
+
+_EXPERIMENT_ID = {
+    "name": "experiment_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
 }
 
 _METRIC_SUMMARY = {
@@ -202,6 +301,72 @@ _MODEL_ID = {
 
 
 def openapi_document() -> dict:
+    document = _runs_document()
+    _add_experiments(document)
+    return document
+
+
+def _add_experiments(document: dict) -> None:
+    """SPEC §9's paths: an experiment is submitted as a run is (the same form)."""
+    auth = _errors(401)
+    paths = document["paths"]
+    experiment = {"$ref": "#/components/schemas/Experiment"}
+    paths["/v3/experiments"] = {
+        "post": {
+            "summary": "Submit an experiment: a manifest with experiment: (SPEC §9); its runs "
+            "are recorded at once",
+            "requestBody": paths["/v3/models"]["post"]["requestBody"],
+            "responses": {
+                "201": _json(_EXPERIMENT_ACCEPTED, "the experiment and its runs are accepted"),
+                **_errors(400, 413, 503, 507),
+                **auth,
+            },
+        },
+        "get": {
+            "summary": "List experiments, each summed up (state, runs by state, best run)",
+            "responses": {"200": _json("ExperimentList", "the experiments"), **auth},
+        },
+    }
+    paths["/v3/experiments/{experiment_id}"] = {
+        "parameters": [_EXPERIMENT_ID],
+        "get": {
+            "summary": "One experiment, with its runs best first by the objective",
+            "responses": {"200": _json(experiment, "the experiment"), **_errors(404), **auth},
+        },
+        "delete": {
+            "summary": "Delete an experiment and its runs from the history (halting active "
+            "ones); what they stored stays",
+            "responses": {
+                "200": _json(
+                    {
+                        "type": "object",
+                        "required": ["experiment_id", "deleted"],
+                        "properties": {
+                            "experiment_id": {"type": "string"},
+                            "deleted": {"type": "boolean"},
+                        },
+                    },
+                    "deleted",
+                ),
+                **_errors(404, 507),
+                **auth,
+            },
+        },
+    }
+    paths["/v3/experiments/{experiment_id}/halt"] = {
+        "parameters": [_EXPERIMENT_ID],
+        "post": {
+            "summary": "Halt every run of the experiment that has not ended",
+            "responses": {
+                "202": _json(experiment, "its runs are halting (pending ones halted)"),
+                **_errors(404, 409, 507),
+                **auth,
+            },
+        },
+    }
+
+
+def _runs_document() -> dict:
     auth = _errors(401)
     return {
         "openapi": "3.1.0",
@@ -219,6 +384,18 @@ def openapi_document() -> dict:
                     "required": ["models", "count"],
                     "properties": {
                         "models": {"type": "array", "items": {"$ref": "#/components/schemas/Run"}},
+                        "count": {"type": "integer"},
+                    },
+                },
+                "Experiment": _EXPERIMENT,
+                "ExperimentList": {
+                    "type": "object",
+                    "required": ["experiments", "count"],
+                    "properties": {
+                        "experiments": {
+                            "type": "array",
+                            "items": {"$ref": "#/components/schemas/Experiment"},
+                        },
                         "count": {"type": "integer"},
                     },
                 },
@@ -296,15 +473,21 @@ def openapi_document() -> dict:
                     "responses": {
                         "201": _json(
                             {
-                                "type": "object",
-                                "required": ["model_id", "url", "status"],
-                                "properties": {
-                                    "model_id": {"type": "string"},
-                                    "url": {"type": "string"},
-                                    "status": {"type": "string"},
-                                },
+                                "oneOf": [
+                                    {
+                                        "type": "object",
+                                        "required": ["model_id", "url", "status"],
+                                        "properties": {
+                                            "model_id": {"type": "string"},
+                                            "url": {"type": "string"},
+                                            "status": {"type": "string"},
+                                        },
+                                    },
+                                    _EXPERIMENT_ACCEPTED,
+                                ]
                             },
-                            "the run is accepted",
+                            "the run is accepted (a manifest with experiment: is an "
+                            "experiment: its ID and its runs')",
                         ),
                         **_errors(400, 413, 503, 507),
                         **auth,
@@ -318,6 +501,12 @@ def openapi_document() -> dict:
                             "in": "query",
                             "schema": {"type": "string"},
                             "description": "only these states, comma-separated",
+                        },
+                        {
+                            "name": "experiment",
+                            "in": "query",
+                            "schema": {"type": "string"},
+                            "description": "only this experiment's runs",
                         },
                         {
                             "name": "limit",

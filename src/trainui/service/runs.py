@@ -1212,6 +1212,13 @@ class RunManager:
         expired = self.store.ended_before(before)
         for model_id in expired:
             self._forget(model_id)
+        for experiment_id, record in list(self.experiments.items()):
+            # an experiment whose every run was purged goes with them
+            if not self.experiment_runs(experiment_id) and record.submitted_at:
+                self.experiments.pop(experiment_id, None)
+                self._experiment_runs.pop(experiment_id, None)
+                shutil.rmtree(self.experiment_dir(experiment_id), ignore_errors=True)
+                self.store.delete_experiment(experiment_id)
         return len(expired)
 
     # --- idling ---------------------------------------------------------------------------
