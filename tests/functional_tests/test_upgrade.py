@@ -36,6 +36,9 @@ def test_a_home_of_stop_11_opens_with_every_run_intact(home):
     # issue 16's step: a run before it has no metrics (null), and says so
     assert all(run["metrics"] is None for run in runs.values())
     assert "has no metric points" in home.cli("metrics", COMPLETED, check=True).stdout
+    # issue 17's step: no run was of an experiment, and there is none
+    assert all(run["experiment_id"] is None and run["parameters"] is None for run in runs.values())
+    assert json.loads(home.cli("list", "experiments", "--json", check=True).stdout) == []
     assert "hello from the model" in home.cli("logs", COMPLETED, check=True).stdout
     # the blocker ended while no service ran: its status file says how, and the store learns it
     blocker = home.wait(BLOCKER, "failed", timeout=30)
