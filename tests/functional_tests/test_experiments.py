@@ -293,3 +293,27 @@ def test_a_bad_sweep_is_refused_at_validate_and_at_submit_with_located_errors(ho
     assert submitted.returncode == 1
     assert "experiment.count" in submitted.stderr and "Traceback" not in submitted.stderr
     assert json.loads(home.cli("list", "experiments", "--json", check=True).stdout) == []
+
+
+def test_the_data_bucket_is_staged_once_for_all_runs_of_an_experiment(home, s3_server):
+    home.env["TRAINUI_CPU_SLOTS"] = "3"
+    files = {f"part-{i}.csv": f"{i}," * 50_000 for i in range(3)}
+    bucket = s3_server.bucket(files)
+    connection = json.dumps(s3_server.connection())
+    manifest = home.manifest("cat $DATA_DIR/part-1.csv | wc -c > $RESULT_DIR/n.txt", name="s3")
+    text = manifest.read_text()
+    text = text.replace(
+        "training_data:\n  connection: {}\n  source: {bucket: data, type: local}",
+        f"training_data:\n  connection: {connection}\n  source: {{bucket: {bucket}, type: s3}}",
+    )
+    manifest.write_text(text + "experiment:\n  method: grid\n  parameters: {i: [1, 2, 3]}\n")
+    experiment_id, runs = train(home, home.model("s3", {"t.py": ""}), manifest)
+    e = wait_ended(home, experiment_id)
+    assert e["runs_by_status"]["completed"] == 3, e["runs"]
+    downloaded = 0
+    for model_id in runs:
+        log = (home.path / "runs" / model_id / "training-log.txt").read_text()
+        line = next(x for x in log.splitlines() if x.startswith("trainui: staged 3 objects"))
+        downloaded += int(line.split(" from the cache, ")[1].split(" downloaded")[0])
+        assert (home.buckets / "results" / model_id / "n.txt").read_text().strip() == "100000"
+    assert downloaded == 3  # each object once, for the three runs (they ran at once)
