@@ -262,7 +262,7 @@ def _follow_experiment(client, experiment_id: str) -> int:
 
     said: set[str] = set()
     while True:
-        experiment = client.get_experiment(experiment_id)
+        experiment = client.get_experiment(experiment_id, EXPERIMENT_RUN_FIELDS)
         metric = (experiment.get("objective") or {}).get("metric")
         for run in sorted(experiment["runs"], key=lambda r: r.get("finished_at") or ""):
             if run["model_id"] in said or run["status"] not in ENDED:
@@ -582,8 +582,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     return _call(args, lambda client: _show(client, model_id, args.json))
 
 
+# the keys of each run that `show experiment` and `train --follow` print
+EXPERIMENT_RUN_FIELDS = ("model_id", "status", "parameters", "metrics", "finished_at")
+
+
 def _show_experiment(client, experiment_id: str, as_json: bool) -> int:
-    experiment = client.get_experiment(experiment_id)
+    experiment = client.get_experiment(experiment_id, None if as_json else EXPERIMENT_RUN_FIELDS)
     if as_json:
         import json
 

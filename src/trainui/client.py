@@ -239,9 +239,11 @@ class _Api:
         counts by state, its best run)."""
         return self._do(_Call("GET", "/v3/experiments", _json))
 
-    def get_experiment(self, experiment_id: str):
-        """The experiment, with ``runs``: its runs, best first by the objective."""
-        return self._do(_Call("GET", _experiment_path(experiment_id), _json_numbers))
+    def get_experiment(self, experiment_id: str, fields: tuple[str, ...] | None = None):
+        """The experiment, with ``runs``: its runs, best first by the objective (``fields``:
+        only these keys of each run)."""
+        params = {"fields": ",".join(fields)} if fields else None
+        return self._do(_Call("GET", _experiment_path(experiment_id), _json, params))
 
     def halt_experiment(self, experiment_id: str):
         return self._do(_Call("POST", _experiment_path(experiment_id, "halt"), _json))

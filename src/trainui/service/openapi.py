@@ -125,7 +125,7 @@ _EXPERIMENT = {
         "early_stopping",
         "runs_by_status",
         "best",
-    ],  # fmt: skip
+    ],
     "properties": {
         "experiment_id": {"type": "string", "pattern": "^experiment-[A-Za-z0-9]{9}$"},
         "url": {"type": "string"},
@@ -169,8 +169,9 @@ _EXPERIMENT = {
         },
         "runs": {
             "type": "array",
-            "description": "GET /v3/experiments/{id}: its runs, best first by the objective",
-            "items": {"$ref": "#/components/schemas/Run"},
+            "description": "GET /v3/experiments/{id}: its runs, best first by the objective, "
+            "each a Run (with fields=, only those keys)",
+            "items": {"type": "object"},
         },
     },
 }
@@ -331,6 +332,14 @@ def _add_experiments(document: dict) -> None:
         "parameters": [_EXPERIMENT_ID],
         "get": {
             "summary": "One experiment, with its runs best first by the objective",
+            "parameters": [
+                {
+                    "name": "fields",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "of each run, only these keys (comma-separated)",
+                }
+            ],
             "responses": {"200": _json(experiment, "the experiment"), **_errors(404), **auth},
         },
         "delete": {
