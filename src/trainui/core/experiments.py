@@ -15,12 +15,11 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import string
 
 from trainui.core.record import Record
+from trainui.core.runs import is_id, new_id
 
 ID_PREFIX = "experiment-"
-_ID_ALPHABET = string.ascii_letters + string.digits
 METHODS = ("grid", "random")
 GOALS = ("minimize", "maximize")
 RULES = ("median",)
@@ -51,16 +50,11 @@ RESERVED_PREFIXES = ("TRAINUI_", "PYTHON", "LD_", "LC_", "CUDA_", "NVIDIA_", "BA
 
 def new_experiment_id() -> str:
     """``experiment-`` + 9 characters of [A-Za-z0-9]."""
-    import secrets
-
-    return ID_PREFIX + "".join(secrets.choice(_ID_ALPHABET) for _ in range(9))
+    return new_id(ID_PREFIX)
 
 
 def is_experiment_id(text: str) -> bool:
-    suffix = text[len(ID_PREFIX) :]
-    return (
-        text.startswith(ID_PREFIX) and len(suffix) == 9 and all(c in _ID_ALPHABET for c in suffix)
-    )
+    return is_id(text, ID_PREFIX)
 
 
 def shadows(name: str) -> bool:
@@ -195,12 +189,7 @@ def check(checker, node, path: str, default_name: str) -> Experiment | None:
         checker.error(node, path, f"expected a mapping, found {_kind(node)}")
         return None
     before = len([p for p in checker.problems if p.severity == "error"])
-    given = {}
-    for name, key, value in checker.entries(node, path):
-        if name not in KEYS:
-            checker.unknown_key(key, path, name, list(KEYS))
-            continue
-        given[name] = (key, value)
+    given = _given(checker, node, path, KEYS)
     where = (node.line, node.column)
 
     def sub(name: str) -> str:
@@ -276,6 +265,17 @@ def check(checker, node, path: str, default_name: str) -> Experiment | None:
         goal=objective[1] if objective else "minimize",
         early_stopping=early,
     )
+
+
+def _given(checker, node, path: str, keys) -> dict:
+    """A mapping's entries by name (key node, value node); an unknown key is said."""
+    given = {}
+    for name, key, value in checker.entries(node, path):
+        if name not in keys:
+            checker.unknown_key(key, path, name, list(keys))
+            continue
+        given[name] = (key, value)
+    return given
 
 
 def _kind(node) -> str:
@@ -515,12 +515,7 @@ def _early_stopping(checker, entry, path: str) -> dict | None:
     if node.kind != "map":
         checker.error(node, path, f"expected {{rule: median, after_steps: N}}, found {_kind(node)}")
         return None
-    given = {}
-    for name, key, value in checker.entries(node, path):
-        if name not in EARLY_STOPPING_KEYS:
-            checker.unknown_key(key, path, name, list(EARLY_STOPPING_KEYS))
-            continue
-        given[name] = (key, value)
+    given = _given(checker, node, path, EARLY_STOPPING_KEYS)
     rule = "median"
     if "rule" in given:
         value = given["rule"][1]

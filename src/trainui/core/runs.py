@@ -70,16 +70,23 @@ _ID_ALPHABET = string.ascii_letters + string.digits
 
 def new_run_id() -> str:
     """``training-`` + 9 characters of [A-Za-z0-9], like ``training-DOl4q2LkR``."""
-    import secrets  # here, not at the top: it costs ~7 ms of every start-up that never needs it
-
-    return ID_PREFIX + "".join(secrets.choice(_ID_ALPHABET) for _ in range(9))
+    return new_id(ID_PREFIX)
 
 
 def is_run_id(text: str) -> bool:
-    suffix = text[len(ID_PREFIX) :]
-    return (
-        text.startswith(ID_PREFIX) and len(suffix) == 9 and all(c in _ID_ALPHABET for c in suffix)
-    )
+    return is_id(text, ID_PREFIX)
+
+
+def new_id(prefix: str) -> str:
+    """``prefix`` + 9 random characters of [A-Za-z0-9] (runs', experiments' IDs)."""
+    import secrets  # here, not at the top: it costs ~7 ms of every start-up that never needs it
+
+    return prefix + "".join(secrets.choice(_ID_ALPHABET) for _ in range(9))
+
+
+def is_id(text: str, prefix: str) -> bool:
+    suffix = text[len(prefix) :]
+    return text.startswith(prefix) and len(suffix) == 9 and all(c in _ID_ALPHABET for c in suffix)
 
 
 def utc_now() -> str:

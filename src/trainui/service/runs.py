@@ -382,13 +382,7 @@ class RunManager:
         self._check_submission(manifest, definition_data, label)
         model_id = self._new_id()
         now = utc_now()
-        files = {
-            MANIFEST_FILE: report.redacted_text().encode(),
-            LEARNER_FILE: json.dumps(
-                _learner_spec(model_id, manifest, self.home, self.settings, now)
-            ).encode(),
-            RESULTS_FILE: json.dumps(_store_spec(manifest.results)).encode(),
-        }
+        files = self._files(report, model_id, now)
         if isinstance(definition_data, bytes):
             files[DEFINITION_FILE] = definition_data
         else:  # a large one: its own file already, moved (no copy through the database)
@@ -414,6 +408,17 @@ class RunManager:
         if not queued:
             self.schedule()
         return run
+
+    def _files(self, report: ManifestReport, model_id: str, now: str) -> dict[str, bytes]:
+        """The files a submission's run folder gets: the manifest (secrets removed), the
+        learner's spec and the results store's (secrets included)."""
+        manifest = report.manifest
+        spec = _learner_spec(model_id, manifest, self.home, self.settings, now)
+        return {
+            MANIFEST_FILE: report.redacted_text().encode(),
+            LEARNER_FILE: json.dumps(spec).encode(),
+            RESULTS_FILE: json.dumps(_store_spec(manifest.results)).encode(),
+        }
 
     def _check_submission(self, manifest: Manifest, definition_data, label: str) -> None:
         """What every submission is checked for once its manifest is: space, the model
@@ -517,13 +522,7 @@ class RunManager:
             spec=spec,
             seq=self.seq,
         )
-        files = {
-            MANIFEST_FILE: report.redacted_text().encode(),
-            LEARNER_FILE: json.dumps(
-                _learner_spec("", manifest, self.home, self.settings, now)
-            ).encode(),
-            RESULTS_FILE: json.dumps(_store_spec(manifest.results)).encode(),
-        }
+        files = self._files(report, "", now)  # learner.json: made for each run from it
         folder = self.experiment_dir(experiment_id)
         if isinstance(definition_data, bytes):
             files[DEFINITION_FILE] = definition_data
