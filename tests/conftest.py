@@ -106,9 +106,29 @@ def _environment(env: Mapping[str, str]):
         os.environ.update(saved)
 
 
+def process_alive(pid: int) -> bool:
+    """Does any thread of the process still run? A zombie has ended (this sandbox's PID 1 is
+    slow to collect orphans), but a process whose main thread is a zombie has not while
+    another of its threads still exits: its files, its listening socket among them, stay open
+    until the last thread is done. SIGKILL ends the threads one by one, the main one often
+    first; on a busy machine the others follow milliseconds later."""
+    try:
+        threads = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return False
+    for thread in threads:
+        try:
+            with open(f"/proc/{pid}/task/{thread}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue  # it ended meanwhile
+        if state not in ("Z", "X"):
+            return True
+    return False
+
+
 def group_alive(pgid: int, wait: float = 10.0) -> bool:
-    """Does any process of the group still run? Zombies do not count: they have ended, and
-    this sandbox's PID 1 is slow to collect orphans."""
+    """Does any process of the group still run (``process_alive``)?"""
     deadline = time.monotonic() + wait
     while True:
         alive = False
@@ -120,7 +140,7 @@ def group_alive(pgid: int, wait: float = 10.0) -> bool:
                     fields = f.read().rsplit(")", 1)[1].split()
             except OSError:
                 continue
-            if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            if int(fields[2]) == pgid and process_alive(int(entry)):
                 alive = True
                 break
         if not alive or time.monotonic() > deadline:
@@ -165,23 +185,23 @@ class Home:
             time.sleep(0.1)
 
     def service_pid(self) -> int | None:
-        """The running service's PID. A zombie does not count: a service that the CLI started
-        in this process stays one until Python's subprocess module reaps it."""
+        """The running service's PID, while any thread of it runs (``process_alive``). A
+        zombie does not count: a service that the CLI started in this process stays one until
+        Python's subprocess module reaps it."""
         with contextlib.suppress(OSError, ValueError, IndexError):
             pid = int((self.path / "service.lock").read_text().split()[0])
-            with open(f"/proc/{pid}/stat") as f:
-                state = f.read().rsplit(")", 1)[1].split()[0]
-            return pid if state not in ("Z", "X") else None
+            return pid if process_alive(pid) else None
         return None
 
     def kill_service(self) -> None:
-        """SIGKILL the service and wait until it is gone: until then its socket still accepts
-        connections, which it resets as it dies (a command sent meanwhile is cut, not refused)."""
+        """SIGKILL the service and wait until it is gone, every thread of it: until then its
+        socket still accepts connections, which it resets as it dies (a command sent meanwhile
+        is cut, not refused). Its main thread alone a zombie is not gone (``process_alive``)."""
         pid = self.service_pid()
         assert pid, "no service runs"
         os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10
-        while self.service_pid() == pid:
+        while process_alive(pid):
             assert time.monotonic() < deadline, f"the service {pid} outlived SIGKILL"
             time.sleep(0.01)
 

@@ -254,8 +254,9 @@ def test_a_restarted_service_follows_its_runs_on_ray(rhome, cluster):
     rhome.kill_service()  # the learner, a Ray job, goes on
     # the next command starts a new service, which adopts the run's Ray job and counts its
     # GPUs: 2 of 4 are free, so a medium run starts and a large one waits in trainui's queue.
-    # (`list` starts it: a submission sent to a service this busy starting was reset, now and
-    # then, under CI's load; unexplained so far, and a POST is rightly never sent twice)
+    # (`list` starts it. A submission sent here was reset now and then under CI's load: it
+    # reached the killed service's socket, still open in a thread not yet ended while the main
+    # one was a zombie, which kill_service took for gone; it now waits for every thread)
     rhome.cli("list", check=True)
     second = rhome.submit(model, rhome.manifest("true", "medium", name="second"))
     third = rhome.submit(model, rhome.manifest("true", "large", name="third"))
