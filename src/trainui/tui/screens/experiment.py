@@ -16,6 +16,7 @@ from trainui.tui.experiments import (
     counts_words,
     objective,
     objective_value,
+    parameter_text,
     parameters_summary,
     rank,
     search_space,
@@ -53,8 +54,8 @@ class ExperimentScreen(TrainuiScreen):
     BINDINGS = bindings("experiment")
     PALETTE = (("experiment", None), ("list", "RowList"), ("metrics", "MetricsView"))
     DEFAULT_CSS = """
-    ExperimentScreen #summary {
-        height: auto; max-height: 2; padding: 0 1; color: $text-muted;
+    ExperimentScreen .summary {
+        height: 1; padding: 0 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
     }
     ExperimentScreen ExperimentRunList { height: 1fr; min-height: 3; }
     ExperimentScreen #selection {
@@ -82,7 +83,8 @@ class ExperimentScreen(TrainuiScreen):
         rows = ExperimentRunList(self._run, self._changed, id="experiment-runs")
         yield TitleBar(f"experiment  {self.experiment_id}", "loading…", id="title")
         yield ConnectionBanner()
-        yield Static("reading the experiment…", id="summary", markup=False)
+        yield Static("reading the experiment…", id="summary", classes="summary", markup=False)
+        yield Static("", id="progress", classes="summary", markup=False)
         yield RowListHeader(rows, id="header")
         yield rows
         yield Static("", id="selection", markup=False)
@@ -206,21 +208,22 @@ class ExperimentScreen(TrainuiScreen):
         metric, goal = objective(experiment)
         first = [self.experiment_id, experiment.get("method", "")]
         if experiment.get("max_parallel"):
-            first.append(f"at most {experiment['max_parallel']} at once")
-        first.append(f"objective: {metric}, {goal}" if metric else "no objective")
+            first.append(f"{experiment['max_parallel']} at once")
+        first.append(f"objective {metric} ({goal})" if metric else "no objective")
         best = experiment.get("best")
         second = [counts_words(experiment)]
         if best:
             second.append(
-                f"best {format_value(best.get('value'))}: {best.get('model_id')} "
+                f"best {format_value(best.get('value'))}: "
                 + parameters_summary(best.get("parameters"))
             )
         else:
             second.append(search_space(experiment))
-        text = " · ".join(p for p in first if p) + "\n" + " · ".join(p for p in second if p)
-        summary = self.query_one("#summary", Static)
-        if str(summary.render()) != text:
-            summary.update(text)
+        for line, parts in (("#summary", first), ("#progress", second)):
+            text = " · ".join(p for p in parts if p)
+            widget = self.query_one(line, Static)
+            if str(widget.render()) != text:
+                widget.update(text, layout=False)
 
     def on_row_list_highlighted(self, event: RowList.Highlighted) -> None:
         self._show_selection()
@@ -320,5 +323,7 @@ class ExperimentScreen(TrainuiScreen):
 
 
 def _label(run: dict) -> str:
-    """A run's name in the curves' legend: its parameters (they tell the runs apart)."""
-    return parameters_summary(run.get("parameters")) or run["model_id"]
+    """A run's name in the curves' legend: its parameters' values, in the columns' order (the
+    legend is narrow), else its ID."""
+    values = (run.get("parameters") or {}).values()
+    return " · ".join(parameter_text(v) for v in values) or run["model_id"]

@@ -47,7 +47,7 @@ class ExperimentsScreen(TrainuiScreen):
 
     def on_mount(self) -> None:
         self.rows.focus()
-        self.experiments_changed()
+        self.call_after_refresh(self.experiments_changed)  # what is known, until read again
         self.app.load_experiments()  # read again each time the view opens: it may be stale
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:

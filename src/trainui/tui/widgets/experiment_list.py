@@ -33,7 +33,7 @@ class ExperimentList(RowList):
 
     def columns(self, width: int) -> list[Column]:
         every = [
-            Column("status", "State", 12, "status"),
+            Column("status", " State", 12, "status"),
             Column("name", "Name", 0, "name"),
             Column("id", "ID", 20),
             Column("runs", "Runs", 7, right=True),
@@ -86,13 +86,13 @@ class ExperimentRunList(RowList):
         self.best: str | None = None
 
     def columns(self, width: int) -> list[Column]:
-        every = [Column(RANK, "#", 4, RANK, right=True), Column("status", "State", 12, "status")]
+        every = [Column(RANK, "#", 4, RANK, right=True), Column("status", " State", 12, "status")]
         for name in self.parameters:
             size = max(6, min(12, len(name)))
             every.append(Column(PARAMETER + name, name, size, PARAMETER + name, right=True))
         if self.metric:
             size = max(8, min(12, len(self.metric)))
-            every.append(Column("objective", self.metric, size, RANK, right=True))
+            every.append(Column("objective", self.metric, size, right=True))
         every += [Column("id", "ID", 0), Column("ran", "Ran", 8, "submitted")]
         dropped = ["ran", *(PARAMETER + n for n in reversed(self.parameters[2:]))]
         return fit(every, width, dropped, least=10)
