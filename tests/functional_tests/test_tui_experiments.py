@@ -310,7 +310,8 @@ async def test_h_halts_an_experiment_after_one_question_whose_default_is_no(slee
             what="the experiment halted",
         )
         await until(pilot, lambda: "■ halted · 2 runs" in text(app), what="its title")
-        assert all(sleepers.show(m)["status"] == "halted" for m in sleepers.ids["runs"])
+        for model_id in sleepers.ids["runs"]:
+            sleepers.wait(model_id, "halted")
         await until(pilot, lambda: "h Halt" not in text(app), what="no halt once halted")
 
 

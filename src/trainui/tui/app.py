@@ -277,13 +277,14 @@ class TrainuiApp(App[int]):
         if not experiment_id or not self.experiments_loaded:
             return  # read whole when the experiments are first shown
         if kind == "experiment_deleted":
-            changed = self.experiments.remove(experiment_id)
+            if self.experiments.remove(experiment_id):
+                self._tell_experiments()
         elif kind == "experiment" and "status" in data:
-            changed = self.experiments.upsert(data)
-        else:
-            return
-        if changed:
-            self._tell_experiments()
+            # the events are replayed from the first one kept: an experiment's may be older
+            # than the list read, so a known one is read again rather than taken from it
+            if self.experiments.get(experiment_id) is None and self.experiments.upsert(data):
+                self._tell_experiments()
+            self._experiments_stale()
 
     def _experiments_stale(self) -> None:
         """A run of an experiment changed: its counts, state and best are read again (the
