@@ -378,6 +378,7 @@ def masked_run(run: dict, model_id: str, i: int) -> dict:
 async def hold_still(pilot) -> None:
     """Live updates stopped; the experiments (and an opened experiment's runs) masked."""
     app = pilot.app
+    app.load_experiments = lambda: None  # a read already due would bring the real IDs back
     for group in ("events", "gpus", "experiments"):
         app.workers.cancel_group(app, group)
     for curves in app.screen.query("ObjectiveCurves"):

@@ -7,7 +7,7 @@ app's live record of it (the service's events), ranked again here as they change
 
 from __future__ import annotations
 
-from textual import work
+from textual import events, work
 from textual.app import ComposeResult
 from textual.widgets import Static
 
@@ -40,7 +40,8 @@ class ObjectiveCurves(MetricsView):
         super().__init__(client, runs, **kwargs)
         self.shown = [metric]
 
-    def on_resize(self) -> None:
+    def on_resize(self, event: events.Resize) -> None:
+        event.prevent_default()  # the metrics view's rows are at least 10 high
         grid = self.query_one("#charts")
         row = max(4, self.size.height - 1)
         if row != self._row or not self._sized:
@@ -63,6 +64,7 @@ class ExperimentScreen(TrainuiScreen):
         text-wrap: nowrap; text-overflow: ellipsis;
     }
     ExperimentScreen ObjectiveCurves { height: 45%; min-height: 7; }
+    ExperimentScreen ObjectiveCurves MetricChart { height: 1fr; }
     ExperimentScreen.-no-curves ObjectiveCurves { display: none; }
     """
 
