@@ -28,7 +28,7 @@ GROUPS = {
     "runs": "Run list",
     "list": "Run list: moving",
     "experiments": "Experiments",
-    "experiment": "An experiment and its runs",
+    "experiment": "Experiment screen",
     "run": "Run and its log",
     "log": "Log: moving",
     "metrics": "Metrics: the charts (a run's, or runs compared)",

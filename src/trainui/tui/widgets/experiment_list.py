@@ -88,7 +88,7 @@ class ExperimentRunList(RowList):
     def columns(self, width: int) -> list[Column]:
         every = [Column(RANK, "#", 4, RANK, right=True), Column("status", " State", 12, "status")]
         for name in self.parameters:
-            size = max(6, min(12, len(name)))
+            size = max(6, min(16, len(name)))
             every.append(Column(PARAMETER + name, name, size, PARAMETER + name, right=True))
         if self.metric:
             size = max(8, min(12, len(self.metric)))
