@@ -3,7 +3,8 @@
     python screenshots/make.py [--size 100x30,80x24] [--out screenshots] [--gpus]
 
 Everything runs in a temporary trainui home with its own service: the demo run, a run that
-fails, one that is halted, one still running and one waiting for it. Without ``--gpus`` the GPU
+fails, one that is halted, the example sweep (an experiment of 6 demo runs), one run still
+running and one waiting for it. Without ``--gpus`` the GPU
 pane reads ``TRAINUI_GPUS=none`` and ``gpus.svg`` shows two sample H100 readings (the pane fed
 with fixed data, as the tests do); with ``--gpus`` (on a machine with NVIDIA GPUs) every
 screenshot shows the real readings. The service and the runs are stopped by PID at the end.
@@ -127,6 +128,13 @@ async def make_runs(home: Path, tmp: Path, gpus: bool) -> dict[str, str]:
         await submit("demo", demo_zip, demo)
         slower = demo.replace(b"--epochs 30", b"--epochs 30 --learning-rate 0.03")
         await submit("demo-slower", demo_zip, slower.replace(b"demo-classifier", b"demo-lr-0.03"))
+        # an experiment (SPEC §9): the example sweep, 6 demo runs ranked by val_loss
+        sweep = (ROOT / "examples" / "sweep" / "manifest.yml").read_bytes()
+        ids["experiment"] = (await client.submit(str(demo_zip), sweep))["experiment_id"]
+        while (await client.get_experiment(ids["experiment"]))["status"] not in (
+            "completed", "failed", "halted",
+        ):  # fmt: skip
+            await asyncio.sleep(0.5)
         busy = "python3 gpu.py 600" if gpus else "python3 slow.py 3000"  # a GPU kept busy
         await submit("running", other_zip, manifest("llama-lora", busy), False)
         await submit("pending", other_zip, manifest("vit-small", "python3 slow.py 10"), False)
@@ -211,6 +219,13 @@ async def shoot(
         await pilot.press("3")
         await settle(pilot, lambda: "differ" in _text(a))
         save(a, "compare-manifests")
+
+    async with (a := app(view="experiments")).run_test(size=size) as pilot:
+        await settle(pilot, lambda: a.experiments_loaded and "demo-lr-hidden" in _text(a))
+        save(a, "experiments")
+        await pilot.press("enter")
+        await settle(pilot, lambda: "★1" in _text(a) and "ended" in _text(a))
+        save(a, "experiment")
 
     async with (a := app(open_run=ids["failed"])).run_test(size=size) as pilot:
         await settle(pilot, lambda: "C201" in _text(a) and "step" in _text(a))

@@ -1053,7 +1053,8 @@ def cmd_tui(args: argparse.Namespace) -> int:
         raise UserError("the TUI needs a terminal; see `trainui --help` for the commands")
     from trainui.tui import main as tui_main
 
-    return tui_main(readonly=args.readonly, theme=args.theme, remote=_remote(args))
+    view = "experiments" if args.experiments else "runs"
+    return tui_main(readonly=args.readonly, theme=args.theme, remote=_remote(args), view=view)
 
 
 # --- parsing ----------------------------------------------------------------------------------
@@ -1075,6 +1076,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--readonly", action="store_true", help="TUI: hide every action that changes state"
     )
     parser.add_argument("--theme", metavar="NAME", help="TUI: colour theme")
+    parser.add_argument(
+        "--experiments", action="store_true", help="TUI: start on the experiments (e switches)"
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
 
     remote = argparse.ArgumentParser(add_help=False)

@@ -193,3 +193,33 @@ def test_the_demos_curves_and_two_runs_compared_in_a_real_terminal(home, tmux):
     final = home.show(first)["metrics"]["loss"]["last"]
     assert f"{final:.4g}" in rows["demo-classifier"], screen
     tmux.keys("q")
+
+
+def test_a_sweep_in_a_real_terminal(home, tmux):
+    """80x24: the example sweep (6 demo runs); e shows the experiments, enter opens it: its
+    runs ranked by val_loss, the best starred, the best ones' curves; e goes back to the runs."""
+    home.bucket("demo-data", {p.name: p.read_bytes() for p in (DEMO / "data").iterdir()})
+    sweep = Path(__file__).resolve().parents[2] / "examples" / "sweep" / "manifest.yml"
+    out = home.cli("train", str(DEMO / "model"), str(sweep), check=True).stdout
+    experiment_id = out.split("Experiment-ID is '")[1].split("'")[0]
+    env = [f"{k}={v}" for k, v in home.env.items() if k.startswith(("TRAINUI_", "PATH", "HOME"))]
+    command = "exec " + shlex.join([sys.executable, "-m", "trainui"])
+    flags = [item for pair in (("-e", e) for e in env) for item in pair]
+    started = tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", *flags, command)
+    assert started.returncode == 0, started.stderr
+
+    tmux.wait_for(lambda s: "demo-sweep  learni" in s, what="its runs, their parameters")
+    tmux.keys("e")
+    tmux.wait_for(lambda s: "demo-lr-hidden" in s and experiment_id in s, what="the experiment")
+    row = tmux.wait_for(lambda s: "6/6" in s, timeout=120, what="its 6 runs to end")
+    assert "✓6" in row, row
+    tmux.keys("Enter")
+    screen = tmux.wait_for(
+        lambda s: "★1" in s and "val_loss" in s and "┤" in s, what="its runs ranked, the curves"
+    )
+    assert "learning_ra" in screen and "hidden" in screen, screen
+    tmux.keys("Escape")
+    tmux.wait_for(lambda s: "e Runs" in s, what="back to the experiments")
+    tmux.keys("e")
+    tmux.wait_for(lambda s: "6 runs" in s.splitlines()[0], what="back to the runs")
+    tmux.keys("q")

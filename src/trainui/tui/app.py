@@ -20,8 +20,10 @@ from textual.css.query import NoMatches
 from textual.reactive import reactive
 
 from trainui.client import ClientError, ServiceUnreachable
+from trainui.core.runs import FINAL_STATES
 from trainui.tui.commands import ActionsProvider, RunsProvider
 from trainui.tui.config import DEFAULT_THEME, TuiConfig, load_themes
+from trainui.tui.experiments import ExperimentTable
 from trainui.tui.keymap import CHANGING, GROUPS, bindings
 from trainui.tui.runs import RunTable, is_active
 
@@ -30,6 +32,7 @@ FIRST_PAGE = 500  # runs fetched first, so that a long history draws at once
 RECONNECT_DELAYS = (0.5, 1.0, 2.0, 3.0, 5.0)
 BANNER_AFTER = 1.0  # seconds: a cut shorter than this (a reconnection) shows no banner
 RELOAD_AFTER = 5.0  # seconds: after a longer cut, more may have changed than is replayed
+EXPERIMENTS_EVERY = 1.0  # seconds: the experiments' counts are read again at most this often
 PREFERRED_THEME = "trainui"
 
 
@@ -50,6 +53,7 @@ class TrainuiApp(App[int]):
         config: TuiConfig | None = None,
         open_run: str | None = None,
         watch_gpus: bool = True,
+        view: str = "runs",
     ) -> None:
         super().__init__()
         self.client = client
@@ -58,7 +62,12 @@ class TrainuiApp(App[int]):
         self.requested_theme = theme
         self.open_run_id = open_run
         self.watch_gpus = watch_gpus
+        self.first_screen = view  # "runs" or "experiments"
         self.table = RunTable()
+        self.experiments = ExperimentTable()
+        self.experiments_loaded = False  # read once (when the experiments were first shown)
+        self.experiments_problem = ""
+        self._experiments_due = False
         self.loaded = False  # the whole list has been read once
         self.gpu_readings: dict | None = None
         self.service_health: dict | None = None  # GET /v3/health: cpu_mode, gpus, cpu_slots
@@ -96,6 +105,10 @@ class TrainuiApp(App[int]):
                 self.client.read_log(self.open_run_id, -TAIL)
             )
             self.open_run(self.open_run_id)
+        elif self.first_screen == "experiments":
+            from trainui.tui.screens.experiments import ExperimentsScreen
+
+            self.push_screen(ExperimentsScreen())
         else:
             from trainui.tui.screens.runs import RunsScreen
 
@@ -194,8 +207,10 @@ class TrainuiApp(App[int]):
         return self._prefetched.pop(model_id, None)
 
     async def _after_first_view(self) -> None:
-        """With a run opened at start, other reads wait until its log shows (or 2 s)."""
-        if self.open_run_id is not None and not self.first_view.is_set():
+        """With a run opened at start (or the experiments), other reads wait until its log (or
+        their list) shows, or 2 s."""
+        first = self.open_run_id is not None or self.first_screen == "experiments"
+        if first and not self.first_view.is_set():
             # not wait_for: on Python 3.11 it swallows a cancel that comes as the event is set,
             # and the worker cancelled then went on
             waiter = asyncio.ensure_future(self.first_view.wait())
@@ -230,11 +245,17 @@ class TrainuiApp(App[int]):
         self.table.reconcile(runs)
         self.loaded = True
         self._runs_changed(None)
+        self._experiments_stale()  # after a reload: what changed meanwhile
 
     def _apply_event(self, kind: str, data: dict) -> None:
+        if kind.startswith("experiment"):
+            self._experiment_event(kind, data)
+            return
         model_id = data.get("model_id")
         if not model_id:
             return
+        if data.get("experiment_id") or kind == "deleted":  # an experiment's counts change
+            self._experiments_stale()
         if kind == "deleted":
             changed = self.table.remove(model_id)
         elif kind == "run":
@@ -250,6 +271,67 @@ class TrainuiApp(App[int]):
             return
         if changed:
             self._runs_changed({model_id})
+
+    def _experiment_event(self, kind: str, data: dict) -> None:
+        experiment_id = data.get("experiment_id")
+        if not experiment_id or not self.experiments_loaded:
+            return  # read whole when the experiments are first shown
+        if kind == "experiment_deleted":
+            if self.experiments.remove(experiment_id):
+                self._tell_experiments()
+        elif kind == "experiment" and "status" in data:
+            # the events are replayed from the first one kept: an experiment's may be older
+            # than the list read, so a known one is read again rather than taken from it
+            if self.experiments.get(experiment_id) is None and self.experiments.upsert(data):
+                self._tell_experiments()
+            self._experiments_stale()
+
+    def _experiments_stale(self) -> None:
+        """A run of an experiment changed: its counts, state and best are read again (the
+        service sums them up), at most once every ``EXPERIMENTS_EVERY`` seconds."""
+        if not self.experiments_loaded or self._experiments_due:
+            return
+        self._experiments_due = True
+
+        def due() -> None:
+            self._experiments_due = False
+            self.load_experiments()
+
+        self.set_timer(EXPERIMENTS_EVERY, due)
+
+    @work(group="experiments", exclusive=True)
+    async def load_experiments(self) -> None:
+        """Read the experiments (each summed up by the service) and tell the screens."""
+        try:
+            answer = await self.client.list_experiments()
+        except asyncio.CancelledError:
+            raise
+        except ClientError as error:
+            if error.status == 404:
+                self.experiments_problem = (
+                    "This service has no experiments (it is older than this TUI)."
+                )
+            elif not self.experiments_loaded:
+                self.experiments_problem = f"The experiments cannot be read: {error}"
+            self._tell_experiments()
+            return
+        except Exception as error:  # the events worker shows the banner
+            if not self.experiments_loaded:
+                self.experiments_problem = _describe(error, self._where())
+                self._tell_experiments()
+            return
+        self.experiments_problem = ""
+        self.experiments.reconcile(answer.get("experiments") or [])
+        self.experiments_loaded = True
+        self._tell_experiments()
+        if self.first_screen == "experiments":
+            self.call_after_refresh(self.first_view.set)
+
+    def _tell_experiments(self) -> None:
+        for screen in self.screen_stack:
+            if hasattr(screen, "experiments_changed"):
+                with contextlib.suppress(NoMatches):
+                    screen.experiments_changed()
 
     def _metrics_event(self, model_id: str, latest: dict) -> bool:
         """New points of a run: its record's ``metrics`` (the list's columns) take the latest
@@ -428,6 +510,100 @@ class TrainuiApp(App[int]):
             from trainui.tui.screens.runs import RunsScreen
 
             self.switch_screen(RunsScreen())
+
+    def action_toggle_experiments(self) -> None:
+        """The experiments instead of the runs, or the runs instead of the experiments."""
+        from trainui.tui.screens.experiments import ExperimentsScreen
+        from trainui.tui.screens.runs import RunsScreen
+
+        if isinstance(self.screen, ExperimentsScreen):
+            self.switch_screen(RunsScreen())
+        elif isinstance(self.screen, RunsScreen):
+            self.switch_screen(ExperimentsScreen())
+
+    def open_experiment(self, experiment_id: str) -> None:
+        from trainui.tui.screens.experiment import ExperimentScreen
+
+        self.push_screen(ExperimentScreen(experiment_id))
+
+    def halt_experiment(self, experiment_id: str) -> None:
+        experiment = self.experiments.get(experiment_id) or {}
+        if experiment and not is_active(experiment):
+            self.notify(
+                f"{experiment_id} has already ended ({experiment['status']}).", severity="warning"
+            )
+            return
+        from trainui.tui.screens.confirm import ConfirmScreen
+
+        counts = experiment.get("runs_by_status") or {}
+        going = sum(n for state, n in counts.items() if state not in FINAL_STATES)
+        runs = "each of its runs that goes on or waits"
+        if counts:
+            runs = f"its {going} run{'s' if going != 1 else ''} that go on or wait"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._halt_experiment(experiment_id)
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Halt {experiment_id} ({experiment.get('name', '')})?",
+                f"Halts {runs}; logs, metrics and results stay stored.",
+                "Halt",
+            ),
+            answered,
+        )
+
+    @work(group="change")
+    async def _halt_experiment(self, experiment_id: str) -> None:
+        try:
+            experiment = await self.client.halt_experiment(experiment_id)
+        except ClientError as error:
+            self._refused(error)
+            return
+        if isinstance(experiment, dict) and experiment.get("experiment_id") == experiment_id:
+            if self.experiments_loaded:
+                self.experiments.upsert(experiment)
+            self._tell_experiments()
+        self.notify(f"Halting {experiment_id}.")
+
+    def delete_experiment(self, experiment_id: str) -> None:
+        experiment = self.experiments.get(experiment_id) or {}
+        count = experiment.get("count")
+        runs = f"its {count} run{'s' if count != 1 else ''}" if count is not None else "its runs"
+        from trainui.tui.screens.confirm import ConfirmScreen
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._delete_experiment(experiment_id)
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Delete {experiment_id} ({experiment.get('name', '')}) and {runs}?",
+                "Its runs that go on are halted first. What they stored in the results "
+                "bucket stays there.",
+                "Delete",
+            ),
+            answered,
+        )
+
+    @work(group="change")
+    async def _delete_experiment(self, experiment_id: str) -> None:
+        from trainui.tui.screens.experiment import ExperimentScreen
+
+        try:
+            await self.client.delete_experiment(experiment_id)
+        except ClientError as error:
+            self._refused(error)
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, ExperimentScreen) and screen.experiment_id == experiment_id:
+                screen.deleted = True
+        while isinstance(self.screen, ExperimentScreen) and self.screen.deleted:
+            self.pop_screen()
+        self.experiments.remove(experiment_id)
+        self._tell_experiments()
+        self.notify(f"Deleted {experiment_id}.")
 
     def open_run(self, model_id: str) -> None:
         from trainui.tui.screens.run import RunScreen

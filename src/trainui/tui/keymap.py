@@ -27,6 +27,8 @@ GROUPS = {
     "app": "Everywhere",
     "runs": "Run list",
     "list": "Run list: moving",
+    "experiments": "Experiments",
+    "experiment": "Experiment screen",
     "run": "Run and its log",
     "log": "Log: moving",
     "metrics": "Metrics: the charts (a run's, or runs compared)",
@@ -80,10 +82,40 @@ runs.download        x                      app.download_results Download h
     Download the selected run's results into a folder
 runs.manifest        m                      app.view_manifest Manifest h
     The selected run's manifest (read-only, secrets removed)
+runs.experiments     e                      app.toggle_experiments Experiments h
+    The experiments (sweeps: many runs from one manifest) instead of the runs
 runs.compare         C                      compare          Compare   -
     Compare the marked runs (or the selected one): curves overlaid, final values, manifests
 runs.columns         M                      pick_columns     Columns   h
     Pick the metrics the list shows as columns (their last values); remembered
+experiments.runs     e                      app.toggle_experiments Runs -
+    The runs instead of the experiments
+experiments.open     enter                  open_experiment  Open      -
+    Open the selected experiment: its runs ranked by the objective, the best ones' curves
+experiments.halt     h                      halt_experiment  Halt      c
+    Halt the selected experiment: each of its runs that goes on or waits (asks first)
+experiments.delete   d                      delete_experiment Delete   c
+    Delete the selected experiment and its runs (asks first; stored results stay)
+experiments.sort     s                      sort             Sort      -
+    Sort by submitted, state, name, then the best objective value
+experiments.reverse  r                      reverse          Reverse   h
+    Reverse the order
+experiment.back      escape                 back             Back      -
+    Back to the experiments
+experiment.open      enter                  open_run         Open      -
+    Open the selected run: fields and log
+experiment.halt      h                      halt_experiment  Halt      c
+    Halt the experiment: each of its runs that goes on or waits (asks first)
+experiment.delete    d                      delete_experiment Delete   c
+    Delete the experiment and its runs (asks first; stored results stay)
+experiment.sort      s                      sort             Sort      -
+    Sort by rank (the objective), state, each parameter, then submitted
+experiment.reverse   r                      reverse          Reverse   h
+    Reverse the order
+experiment.curves    v                      toggle_curves    Curves    -
+    Show or hide the curves of the objective (the five best runs overlaid)
+experiment.compare   C                      compare          Compare   -
+    Compare the five best runs: every metric's curves, their final values, manifests
 list.down            j,down                 cursor_down      Down      h
     Next run
 list.up              k,up                   cursor_up        Up        h

@@ -173,7 +173,15 @@ def is_active(run: dict) -> bool:
 def _haystack(run: dict) -> str:
     return " ".join(
         str(run.get(key) or "")
-        for key in ("name", "model_id", "status", "resource", "error_code", "description")
+        for key in (
+            "name",
+            "model_id",
+            "status",
+            "resource",
+            "error_code",
+            "description",
+            "experiment_id",
+        )
     ).lower()
 
 

@@ -1,4 +1,5 @@
-"""Manifests to start from in the editor: one per kind of object store, and the demo run."""
+"""Manifests to start from in the editor: one per kind of object store, a sweep (an
+experiment, SPEC §9) and the demo run."""
 
 from __future__ import annotations
 
@@ -91,6 +92,41 @@ training_results_reference:
 """
 
 
+_SWEEP = """\
+model_definition:
+  name: my-sweep
+  framework:
+    name: pytorch
+    version: "2.3"
+  execution:
+    # each run gets its parameters' values as environment variables, under their names
+    command: >-
+      python3 train.py --data ${DATA_DIR} --out ${RESULT_DIR}
+      --lr ${learning_rate} --dropout ${dropout} --layers ${layers}
+    resource: small
+training_data_reference:
+  connection: {}
+  source:
+    bucket: my-data
+    type: local
+training_results_reference:
+  connection: {}
+  target:
+    bucket: my-results
+    type: local
+experiment:                      # a sweep: one run per set of values
+  name: my-sweep
+  method: grid                   # grid: every combination; random: `count` draws
+  max_parallel: 2                # at most this many of its runs at once
+  parameters:
+    learning_rate: {values: [0.1, 0.01, 0.001]}
+    dropout: {values: [0.1, 0.3]}
+    layers: {values: [2, 3]}
+  objective: {metric: val_loss, goal: minimize}   # a metric the runs write (metrics.jsonl)
+  # early_stopping: {rule: median, after_steps: 100}
+"""
+
+
 def demo_folder() -> str:
     import trainui
 
@@ -110,6 +146,7 @@ def templates() -> dict[str, Template]:
             Template("local", "Local buckets (folders under the trainui home)", _LOCAL),
             Template("s3", "S3 buckets (credentials from your environment)", _S3),
             Template("swift", "OpenStack Swift (bluemix_objectstore)", _SWIFT),
+            Template("sweep", "An experiment: a sweep over parameters (many runs)", _SWEEP),
             Template(
                 "demo",
                 "The demo run (numpy, on the CPU; `trainui demo` puts its data in place)",

@@ -61,6 +61,9 @@ class RunsScreen(TrainuiScreen):
         self.run_list.focus()
         self.call_after_refresh(self._bar)  # made once the first screen is drawn
         self.runs_changed()
+        # not mounted yet during on_mount: once it is (back from the experiments, with nothing
+        # changing meanwhile, the title would wait for the next event)
+        self.call_after_refresh(self.runs_changed)
         if self.app.gpu_readings is not None:
             self.query_one(GpuPane).seed_history(self.app.gpu_history, self.app.gpu_readings)
             self.gpus_changed(self.app.gpu_readings)

@@ -8,6 +8,7 @@ from textual.content import Content
 from textual.widgets import Static
 
 from trainui.core.runs import ERROR_CODES, resource_placement
+from trainui.tui.experiments import parameters_summary
 from trainui.tui.runs import (
     SYMBOLS,
     format_bytes,
@@ -82,6 +83,9 @@ def fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str, str,
         ("Results", where(run.get("results")), "", True),
         ("url", run.get("url") or "-", "dim", True),
     ]
+    if run.get("experiment_id"):  # a run of an experiment (SPEC §9): which, and its values
+        rows.append(("Experiment", run["experiment_id"], "", True))
+        rows.append(("Parameters", parameters_summary(run.get("parameters")) or "-", "", True))
     if progress.get("phase"):
         rows.append(
             (

@@ -20,6 +20,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from trainui.core.runs import placement
+from trainui.tui.experiments import parameters_summary
 from trainui.tui.keymap import bindings
 from trainui.tui.runs import (
     METRIC_SORT,
@@ -376,8 +377,12 @@ class RunList(ScrollView, can_focus=True):
                 if run.get("error_code"):
                     text += f" [{run['error_code']}]"
                 reason = pending_reason(run)
-                if reason:  # why it waits, after its name (in full under the list)
-                    parts = [(text, base), ("  " + reason, base + dim)]
+                # a run of an experiment: its parameters after its name, as they tell the
+                # experiment's runs apart; why it waits after that (in full under the list)
+                values = parameters_summary(run.get("parameters"))
+                after = "  ".join(p for p in (values, reason) if p)
+                if after:
+                    parts = [(text, base), ("  " + after, base + dim)]
                     segments.extend([*_cells(parts, column_width), Segment(" ", base)])
                     continue
             elif key == "model_id":

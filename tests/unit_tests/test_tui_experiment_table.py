@@ -1,0 +1,74 @@
+"""The experiments as the TUI holds them: ranking by the objective, the list's order, and the
+words and symbols of their cells (pure Python, no Textual)."""
+
+from __future__ import annotations
+
+from trainui.tui.experiments import (
+    ExperimentTable,
+    counts_text,
+    parameter_text,
+    parameters_summary,
+    rank,
+    runs_done,
+    search_space,
+)
+
+
+def run(model_id: str, value: float | None) -> dict:
+    metrics = {"val_loss": {"last": value}} if value is not None else {}
+    return {"model_id": model_id, "metrics": metrics}
+
+
+def test_runs_are_ranked_best_first_and_those_without_a_value_keep_their_order_after():
+    runs = [run("a", None), run("b", 0.5), run("c", 0.1), run("d", None), run("e", 0.5)]
+    assert [r["model_id"] for r in rank(runs, "val_loss")] == ["c", "b", "e", "a", "d"]
+    assert [r["model_id"] for r in rank(runs, "val_loss", "maximize")][:3] == ["b", "e", "c"]
+    assert [r["model_id"] for r in rank(runs, None)] == ["a", "b", "c", "d", "e"]
+    assert [r["model_id"] for r in rank([run("x", float("nan")), run("y", 2.0)], "val_loss")] == [
+        "y",
+        "x",
+    ]
+
+
+def experiment(experiment_id: str, submitted: str, status: str, best: float | None) -> dict:
+    return {
+        "experiment_id": experiment_id,
+        "name": experiment_id[-1],
+        "submitted_at": submitted,
+        "status": status,
+        "best": {"value": best} if best is not None else None,
+    }
+
+
+def test_the_list_is_newest_first_and_sorts_by_state_name_and_best_value():
+    table = ExperimentTable()
+    table.reconcile(
+        [
+            experiment("experiment-a", "2026-12-01", "completed", 0.3),
+            experiment("experiment-b", "2026-12-03", "running", None),
+            experiment("experiment-c", "2026-12-02", "failed", 0.1),
+        ]
+    )
+    assert table.view() == ["experiment-b", "experiment-c", "experiment-a"]
+    table.set_sort("status")
+    assert table.view() == ["experiment-b", "experiment-a", "experiment-c"]
+    table.set_sort("best")  # the smallest first; none after
+    assert table.view() == ["experiment-c", "experiment-a", "experiment-b"]
+    revision = table.revision["experiment-a"]
+    assert not table.upsert(experiment("experiment-a", "2026-12-01", "completed", 0.3))
+    assert table.upsert(experiment("experiment-a", "2026-12-01", "completed", 0.05))
+    assert table.revision["experiment-a"] > revision
+    assert table.view()[0] == "experiment-a"
+    assert table.reconcile([experiment("experiment-a", "2026-12-01", "completed", 0.05)])
+    assert table.view() == ["experiment-a"]
+
+
+def test_cells_say_counts_parameters_and_search_spaces_briefly():
+    counts = {"pending": 3, "running": 2, "completed": 10, "failed": 1, "halted": 0}
+    assert counts_text({"runs_by_status": counts}) == "◌3 ●2 ✓10 ✗1"
+    assert runs_done({"runs_by_status": counts}) == 11
+    assert parameter_text(0.001) == "0.001" and parameter_text(3e-05) == "3e-05"
+    assert parameter_text(128) == "128" and parameter_text(True) == "true"
+    assert parameters_summary({"lr": 0.1, "act": "relu"}) == "lr=0.1 act=relu"
+    space = {"lr": {"min": 0.001, "max": 0.5, "log": True}, "layers": {"values": [2, 3]}}
+    assert search_space({"parameters": space}) == "lr: 0.001 to 0.5 (log) · layers: 2, 3"
