@@ -22,7 +22,7 @@ from textual.widget import Widget
 
 from trainui.core.record import Record
 from trainui.tui.keymap import bindings
-from trainui.tui.widgets.run_list import STATES
+from trainui.tui.widgets.run_list import STATES, ListMoves
 from trainui.tui.widgets.scrolling import set_virtual_size
 
 
@@ -96,7 +96,7 @@ class RowListHeader(Widget):
             x += column.width + 1
 
 
-class RowList(ScrollView, can_focus=True):
+class RowList(ListMoves, ScrollView, can_focus=True):
     """Rows by key; ``cursor`` is the selected row, kept on the same key as the order changes."""
 
     BINDINGS = bindings("list")
@@ -202,23 +202,8 @@ class RowList(ScrollView, can_focus=True):
         if self.selected_id != before:
             self.post_message(self.Highlighted(self, self.selected_id))
 
-    def action_cursor_down(self) -> None:
-        self.move_to(self.cursor + 1)
-
-    def action_cursor_up(self) -> None:
-        self.move_to(self.cursor - 1)
-
-    def action_cursor_top(self) -> None:
-        self.move_to(0)
-
-    def action_cursor_bottom(self) -> None:
-        self.move_to(len(self.keys) - 1)
-
-    def action_page_down(self) -> None:
-        self.move_to(self.cursor + max(1, self.scrollable_content_region.height - 1))
-
-    def action_page_up(self) -> None:
-        self.move_to(self.cursor - max(1, self.scrollable_content_region.height - 1))
+    def _row_count(self) -> int:
+        return len(self.keys)
 
     def on_click(self, event: events.Click) -> None:
         row = event.y + self.scroll_offset.y
@@ -229,12 +214,6 @@ class RowList(ScrollView, can_focus=True):
 
     def on_resize(self, event: events.Resize) -> None:
         self.set_rows(self.keys)
-
-    def on_focus(self) -> None:
-        self.refresh()
-
-    def on_blur(self) -> None:
-        self.refresh()
 
     # --- drawing --------------------------------------------------------------------------
 

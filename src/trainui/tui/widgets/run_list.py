@@ -103,6 +103,35 @@ def _cells(parts: list[tuple[str, Style]], width: int) -> list[Segment]:
     return segments
 
 
+class ListMoves:
+    """The list keys (``bindings("list")``) and focus redraws of a list with a ``cursor``,
+    ``move_to(row)`` and ``_row_count()``: the run list's and ``RowList``'s."""
+
+    def action_cursor_down(self) -> None:
+        self.move_to(self.cursor + 1)
+
+    def action_cursor_up(self) -> None:
+        self.move_to(self.cursor - 1)
+
+    def action_cursor_top(self) -> None:
+        self.move_to(0)
+
+    def action_cursor_bottom(self) -> None:
+        self.move_to(self._row_count() - 1)
+
+    def action_page_down(self) -> None:
+        self.move_to(self.cursor + max(1, self.scrollable_content_region.height - 1))
+
+    def action_page_up(self) -> None:
+        self.move_to(self.cursor - max(1, self.scrollable_content_region.height - 1))
+
+    def on_focus(self) -> None:
+        self.refresh()
+
+    def on_blur(self) -> None:
+        self.refresh()
+
+
 class RunListHeader(Widget):
     """The column titles above the list; the sort column carries an arrow; click to sort."""
 
@@ -151,7 +180,7 @@ class RunListHeader(Widget):
             x += column_width + 1
 
 
-class RunList(ScrollView, can_focus=True):
+class RunList(ListMoves, ScrollView, can_focus=True):
     """Rows of runs; ``cursor`` is the selected row, kept on the same run as the list moves."""
 
     BINDINGS = bindings("list")
@@ -280,23 +309,8 @@ class RunList(ScrollView, can_focus=True):
         elif self.cursor >= top + height:
             self.scroll_to(y=self.cursor - height + 1, animate=False)
 
-    def action_cursor_down(self) -> None:
-        self.move_to(self.cursor + 1)
-
-    def action_cursor_up(self) -> None:
-        self.move_to(self.cursor - 1)
-
-    def action_cursor_top(self) -> None:
-        self.move_to(0)
-
-    def action_cursor_bottom(self) -> None:
-        self.move_to(len(self.table.view()) - 1)
-
-    def action_page_down(self) -> None:
-        self.move_to(self.cursor + max(1, self.scrollable_content_region.height - 1))
-
-    def action_page_up(self) -> None:
-        self.move_to(self.cursor - max(1, self.scrollable_content_region.height - 1))
+    def _row_count(self) -> int:
+        return len(self.table.view())
 
     def on_click(self, event: events.Click) -> None:
         row = event.y + self.scroll_offset.y
@@ -308,12 +322,6 @@ class RunList(ScrollView, can_focus=True):
     def on_resize(self, event: events.Resize) -> None:
         self.runs_changed()
         self.screen.query(RunListHeader).refresh()
-
-    def on_focus(self) -> None:
-        self.refresh()
-
-    def on_blur(self) -> None:
-        self.refresh()
 
     # --- drawing --------------------------------------------------------------------------
 
