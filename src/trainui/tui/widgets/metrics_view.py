@@ -183,6 +183,8 @@ class MetricsView(Vertical, can_focus=True):
             grid.sort_children(key=lambda c: order.get(getattr(c, "metric", ""), 0))
         self._fill()
         self._note()
+        if new and self.has_focus:  # focused before its charts came: the selected one takes it
+            self.on_focus()
 
     def _note(self) -> None:
         if self.problem:
