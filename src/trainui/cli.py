@@ -43,6 +43,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
             definition_error = str(error)
         if info is not None and report.manifest is not None:
             problems.extend(_command_warnings(report, info.names))
+    checked = None  # what the framework was checked against (SPEC §10)
+    if report.manifest is not None:
+        checked, problem = _check_framework(args, report.manifest)
+        if problem is not None:
+            problems.append(problem)
     errors = sum(p.severity == "error" for p in problems) + (definition_error is not None)
     warnings = sum(p.severity == "warning" for p in problems)
     if args.json:
@@ -52,6 +57,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             "valid": errors == 0,
             "manifest": report.filename,
             "problems": [p.as_dict() for p in problems],
+            "frameworks_checked": checked,
         }
         if report.manifest is not None and report.manifest.experiment is not None:
             block = report.manifest.experiment
@@ -67,6 +73,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_OK if errors == 0 else EXIT_FAILED
     for problem in problems:
         print(problem.format(report.filename))
+    if checked is not None:
+        print(f"framework: {checked}")
     if definition_error:
         print(f"{args.model_definition}: {definition_error}")
     summary = _plural(errors, "error") + ", " + _plural(warnings, "warning")
@@ -84,6 +92,92 @@ def cmd_validate(args: argparse.Namespace) -> int:
             f"{_plural(len(block.parameters), 'parameter')}: "
             f"{', '.join(p.name for p in block.parameters)})"
         )
+    return EXIT_OK
+
+
+def _check_framework(args: argparse.Namespace, manifest):
+    """The manifest's framework against the service's catalogue when a service answers (it
+    is not started for this), else against this machine's catalogue file: (what it was checked
+    against, a Problem or None)."""
+    from trainui import frameworks
+    from trainui.client import BlockingClient, ClientError
+    from trainui.core.manifest import Problem
+
+    answer = None
+    try:
+        with BlockingClient(autostart=False, **_remote(args)) as client:
+            answer = client.frameworks()
+        where = f"checked against the service's catalogue ({answer.get('message', '')})"
+    except ClientError as error:
+        answer = None
+        reason = str(error)
+    if answer is None:
+        if _remote(args) or os.environ.get("TRAINUI_URL"):
+            return f"checked the manifest only: {reason}", None
+        try:
+            catalogue = frameworks.load(os.environ)
+        except frameworks.CatalogueError as error:
+            return f"checked the manifest only: {error}", None
+        if not catalogue.present:
+            return (
+                "checked the manifest only: no service answered, and this machine has no "
+                f"frameworks catalogue ({frameworks.catalogue_path(os.environ)})",
+                None,
+            )
+        answer = catalogue.describe()
+        where = f"checked against {catalogue.path} (no service answered)"
+    if answer.get("catalogue") is None:
+        return f"{where}: every framework runs on the host", None
+    why = frameworks.unsupported(
+        manifest.framework_name, manifest.framework_version, answer.get("frameworks") or []
+    )
+    if why is None:
+        return where, None
+    line, column = (manifest.framework_at or {}).get("name", (1, 1))
+    return where, Problem(
+        line=line, column=column, path="model_definition.framework", message=f"C104 {why}"
+    )
+
+
+def cmd_frameworks(args: argparse.Namespace) -> int:
+    """The frameworks this box runs (SPEC §10), as the service's catalogue says."""
+    answer = _call(args, lambda client: client.frameworks())
+    if args.json:
+        import json
+
+        print(json.dumps(answer, indent=2))
+        return EXIT_OK
+    if answer.get("problem"):
+        print(
+            f"warning: the catalogue changed and has errors (the last good one is used): "
+            f"{answer['problem']}"
+        )
+    entries = answer.get("frameworks") or []
+    if answer.get("catalogue") is None:
+        from trainui.frameworks import catalogue_path
+
+        print(
+            "No frameworks catalogue: every framework runs on the host, with the service's "
+            f"environment.\nWrite one in {catalogue_path(os.environ)} (or TRAINUI_FRAMEWORKS) "
+            "to choose a container, venv or conda environment per framework and version."
+        )
+        return EXIT_OK
+    rows = [
+        (
+            e["name"],
+            ", ".join(e.get("versions") or ()),
+            e["runtime"],
+            e.get("image") or e.get("path") or "-",
+        )
+        for e in entries
+    ]
+    head = ("Name", "Versions", "Runtime", "Image or path")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(3)]
+    for row in [head, *rows]:
+        print(
+            "  ".join(str(v).ljust(w) for v, w in zip(row[:3], widths, strict=True)) + "  " + row[3]
+        )
+    print(f"\n{_plural(len(entries), 'framework')} in {answer['catalogue']}.")
     return EXIT_OK
 
 
@@ -1102,6 +1196,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="print the result as JSON")
 
     command("schema", cmd_schema, "print the manifest's JSON Schema")
+
+    sub = command(
+        "frameworks", cmd_frameworks, "the frameworks this machine runs, and their runtimes"
+    )
+    sub.add_argument("--json", action="store_true", help="print the catalogue as JSON")
 
     sub = command("train", cmd_train, "submit a training run")
     sub.add_argument("model_definition", metavar="MODEL.zip|DIR")

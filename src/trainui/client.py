@@ -147,6 +147,10 @@ class _Api:
     def health(self):
         return self._do(_Call("GET", "/v3/health", _json))
 
+    def frameworks(self):
+        """The frameworks catalogue (SPEC §10): ``{catalogue, frameworks, message}``."""
+        return self._do(_Call("GET", "/v3/frameworks", _json))
+
     def submit(
         self,
         definition_zip: str,
@@ -425,7 +429,8 @@ class _Api:
         ensure_home(self.home)
         env = {**self.environ, "TRAINUI_HOME": self.home}
         with open(os.path.join(self.home, "service.log"), "ab") as log:
-            subprocess.Popen(
+            self._log_offset = log.tell()
+            self._spawned = subprocess.Popen(
                 [sys.executable, "-m", "trainui", "serve", "--no-tcp", "--idle-exit"],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -435,6 +440,22 @@ class _Api:
                 env=env,
                 cwd="/",
             )
+
+    def _refused_to_start(self) -> ServiceUnreachable | None:
+        """The service this client started exited at once, refusing to start (a broken
+        frameworks catalogue, say): what it said, from its log."""
+        spawned = getattr(self, "_spawned", None)
+        if spawned is None or spawned.poll() in (None, 0):
+            return None
+        log = os.path.join(self.home, "service.log")
+        try:
+            with open(log, "rb") as f:
+                f.seek(getattr(self, "_log_offset", 0))
+                said = f.read(8192).decode("utf-8", "replace").strip()
+        except OSError:
+            said = ""
+        said = said.removeprefix("trainui: ").strip() or f"it exited with code {spawned.returncode}"
+        return ServiceUnreachable(f"the trainui service could not start: {said}")
 
     def _not_started(self) -> ServiceUnreachable:
         log = os.path.join(self.home, "service.log")
@@ -527,6 +548,9 @@ class BlockingClient(_Api):
                 if self.http.get("/v3/health", timeout=CONNECT_TIMEOUT).status_code == 200:
                     self._started = True
                     return
+            refused = self._refused_to_start()
+            if refused is not None:
+                raise refused
         raise self._not_started()
 
 
@@ -608,6 +632,9 @@ class Client(_Api):
                 if response.status_code == 200:
                     self._started = True
                     return
+            refused = self._refused_to_start()
+            if refused is not None:
+                raise refused
         raise self._not_started()
 
     async def _ensure_service(self) -> None:

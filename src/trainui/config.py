@@ -193,6 +193,12 @@ class Settings:
     launcher = _var(
         "TRAINUI_LAUNCHER", _choice("local", "ray"), "local", "where runs go: local or ray"
     )
+    frameworks = _var(
+        "TRAINUI_FRAMEWORKS",
+        _text,
+        None,
+        "the frameworks catalogue (TOML); unset: $XDG_CONFIG_HOME/trainui/frameworks.toml",
+    )
     ray_address = _var(
         "TRAINUI_RAY_ADDRESS", _text, None, "the Ray cluster's dashboard address, http://HEAD:8265"
     )

@@ -278,8 +278,10 @@ class Manifest(Record):
     __slots__ = (
         "name", "description", "author_name", "author_email", "framework_name",
         "framework_version", "command", "resource", "data", "results", "metrics", "experiment",
+        "framework_at",
     )  # fmt: skip
-    _defaults = {"metrics": (), "experiment": None}
+    # framework_at: where framework.name and .version are written ((line, column), 1-based)
+    _defaults = {"metrics": (), "experiment": None, "framework_at": None}
 
     @property
     def gpus(self) -> int:
@@ -816,6 +818,11 @@ def _build(values: dict[str, object]) -> Manifest:
         results=store(values["training_results_reference"], "target"),
         metrics=tuple(values.get("evaluation_metrics") or ()),
         experiment=values.get("experiment"),
+        framework_at={
+            key: (entry[1].line + 1, entry[1].column + 1)
+            for key in ("name", "version")
+            if (entry := md["framework"].get(key)) and getattr(entry[1], "line", None) is not None
+        },
     )
 
 

@@ -98,7 +98,9 @@ With --spare (what the service starts ahead), the learner imports what a run nee
 for RUN_DIR on stdin, then runs it as above.
 """
 
-_PHASE_ERROR_CODES = {DOWNLOADING: "S302", UNPACKING: "S301", STORING: "S303"}
+_PHASE_ERROR_CODES = {
+    DOWNLOADING: "S302", UNPACKING: "S301", "preparing": "S304", STORING: "S303"
+}  # fmt: skip
 COMPLETED_MESSAGE = "completed: the training command exited with code 0"
 RESERVE_FILE = "status.reserve"  # space kept for the final status.json, freed when the disk is full
 RESERVE_BYTES = 64 << 10
@@ -133,6 +135,7 @@ class Learner(Staging, ProcessControl, Storing):
             "CHECKPOINT_DIR": os.path.join(work, "checkpoints"),
         }
         self.sandboxed = False  # the command runs in the sandbox (trainui.sandbox)
+        self.runtime = None  # the framework's runtime (trainui.learner.runtime), from learner.json
         self.sandbox_user = None  # as this user (the learner runs as root)
         self.private: dict[str, str] = {}  # the sandbox's /tmp and HOME
         self.phase = DOWNLOADING
@@ -179,6 +182,8 @@ class Learner(Staging, ProcessControl, Storing):
             if not self.halt_requested:
                 self._unpack()
             if not self.halt_requested:
+                self._prepare_runtime()
+            if not self.halt_requested:
                 self._run_command()
             if self.halt_requested:
                 self._set_outcome(HALTED, None, self.halt_reason())
@@ -219,12 +224,38 @@ class Learner(Staging, ProcessControl, Storing):
             shutil.rmtree(self.work)
         for name in ("DATA_DIR", "RESULT_DIR", "LOG_DIR", "CHECKPOINT_DIR"):
             os.makedirs(self.dirs[name])
+        from trainui.learner.runtime import for_spec
+
+        self.runtime = for_spec(self.config.get("runtime"), self)
         self._sandbox()
 
     # ------------------------------------------------------------------------ the end
 
+    def _prepare_runtime(self) -> None:
+        """The framework's runtime made ready (an image pulled: the phase ``preparing``)."""
+        from trainui.learner.runtime import PREPARING
+
+        self.phase = PREPARING
+        self.runtime.prepare()
+
+    def _preparing(self, message: str, layers: int) -> None:
+        """The ``preparing`` phase's progress: what is done, and the layers pulled so far."""
+        from trainui.learner.runtime import PREPARING
+
+        self.status = lifecycle.update(self.status, status_message=message)
+        self.status.progress.update(phase=PREPARING, objects_done=layers)
+        self._write_status()
+
+    def _write_container(self, spec: dict) -> None:
+        """Name the run's container in its folder (the service removes it if this learner is
+        lost)."""
+        from trainui.learner.runtime import CONTAINER_FILE
+
+        write_json_atomic(os.path.join(self.run_dir, CONTAINER_FILE), spec)
+
     def _finish(self) -> None:
         _remove(os.path.join(self.run_dir, LEARNER_FILE))  # it holds the stores' secrets
+        _remove(os.path.join(self.run_dir, "container.json"))  # removed with the command
         import shutil
 
         shutil.rmtree(self.work, ignore_errors=True)  # first: on a full disk, it frees space

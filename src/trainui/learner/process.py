@@ -82,6 +82,8 @@ class ProcessControl:
             env.update(HOME=self.private["home"], TMPDIR="/tmp")
             for name in _SANDBOX_HIDDEN_VARIABLES:
                 env.pop(name, None)
+        if self.runtime is not None:
+            env = self.runtime.environment(env)
         return env
 
     def _sandbox(self) -> None:
@@ -90,6 +92,8 @@ class ProcessControl:
         wanted = self.config.get("sandbox")
         if not isinstance(wanted, dict):
             return
+        if self.runtime is not None and not self.runtime.sandboxable:
+            return  # a container is isolated by its runtime
         from trainui import sandbox
 
         if not sandbox.installed():
@@ -107,8 +111,10 @@ class ProcessControl:
             self.private[name] = os.path.join(self.work, name)
             os.makedirs(self.private[name], mode=0o700, exist_ok=True)
 
-    def _command_line(self) -> list[str]:
+    def _command_line(self, env: dict[str, str]) -> list[str]:
         argv = ["/bin/sh", "-c", self.config["command"]]
+        if self.runtime is not None:
+            argv = self.runtime.command_line(argv, env)
         if not self.sandboxed:
             return argv
         from trainui import sandbox
@@ -124,7 +130,10 @@ class ProcessControl:
             tmp_dir=self.private["tmp"],
             hide=[self.home, self.run_dir],
             user=self.sandbox_user,
-            extra_readonly=[p for p in extra if isinstance(p, str)],
+            extra_readonly=[
+                *(p for p in extra if isinstance(p, str)),
+                *(self.runtime.readonly_paths() if self.runtime is not None else ()),
+            ],
             gpu_devices=self.config["sandbox"].get("gpu_devices"),
         )
 
@@ -134,6 +143,11 @@ class ProcessControl:
             where = "running on the CPU: no GPU on this machine"
         else:
             where = f"running on GPU {','.join(self.gpu_ids)}"
+        from trainui.learner.runtime import describe
+
+        inside = describe(self.config.get("runtime"))
+        if inside:
+            where = f"{where} {inside}"
         if self.sandboxed:
             who = f" as {self.sandbox_user.name}" if self.sandbox_user is not None else ""
             self._log(f"{where}, sandboxed (bubblewrap){who}")
@@ -159,12 +173,13 @@ class ProcessControl:
         # posix_spawn has no working-directory action before Python 3.13: the child inherits
         # the learner's, which nothing else here depends on.
         os.chdir(self.dirs["MODEL_DIR"])
-        argv = self._command_line()
+        env = self._command_env()
+        argv = self._command_line(env)
         try:
             pid = os.posix_spawnp(
                 argv[0],
                 argv,
-                self._command_env(),
+                env,
                 file_actions=file_actions,
                 setsid=True,  # its own session and process group, whose id is its pid
                 setsigmask=(),
@@ -191,6 +206,8 @@ class ProcessControl:
         finally:
             self.command_done = True
             self._end_process_group(pid)
+            if self.runtime is not None:
+                self.runtime.finish()
             if not pump.finish(LEFTOVER_GRACE):
                 self._log(
                     "warning: a process the command started still holds its output open;"
@@ -333,6 +350,8 @@ class ProcessControl:
                 f"what the command left running did not stop in {LEFTOVER_GRACE:g} s: SIGKILL"
             )
         _kill_group(self.command_pgid, signal.SIGKILL)
+        if self.runtime is not None:
+            self.runtime.stop(signal.SIGKILL)
 
 
 class _LogPump:

@@ -126,6 +126,10 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             return JSONResponse({"status": "ok", "version": __version__})
         return JSONResponse({**manager.health(user), "version": __version__})
 
+    async def frameworks(_request: Request) -> Response:
+        """The frameworks catalogue (SPEC §10): what this box runs, and in which runtime."""
+        return JSONResponse(manager.frameworks_json())
+
     async def submit(request: Request) -> Response:
         manager.check_space()  # before taking in the upload
         limit = manager.settings.max_definition_bytes
@@ -494,6 +498,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         Route(model + "/results", refusing_full_disk(results_list)),
         Route(model + "/results/{key:path}", refusing_full_disk(result_object)),
         Route("/v3/gpus", gpus),
+        Route("/v3/frameworks", frameworks),
         Route("/v3/gpus/history", gpus_history),
         Route("/v3/events", events),
         Route("/openapi.json", openapi),

@@ -759,6 +759,47 @@ def _runs_document() -> dict:
                     "responses": {"200": _json({"type": "object"}, "the GPUs"), **auth},
                 }
             },
+            "/v3/frameworks": {
+                "get": {
+                    "summary": "The frameworks catalogue (SPEC §10): the supported framework "
+                    "names and versions and the runtime of each (container, venv, conda, host); "
+                    "catalogue null: none, every framework runs on the host",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["catalogue", "frameworks", "message"],
+                                "properties": {
+                                    "catalogue": {"type": ["string", "null"]},
+                                    "frameworks": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["name", "versions", "runtime"],
+                                            "properties": {
+                                                "name": {"type": "string"},
+                                                "versions": {
+                                                    "type": "array",
+                                                    "items": {"type": "string"},
+                                                },
+                                                "runtime": {
+                                                    "enum": ["container", "venv", "conda", "host"]
+                                                },
+                                                "image": {"type": "string"},
+                                                "path": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                    "message": {"type": "string"},
+                                    "problem": {"type": "string"},
+                                },
+                            },
+                            "the catalogue",
+                        ),
+                        **auth,
+                    },
+                }
+            },
             "/v3/gpus/history": {
                 "get": {
                     "summary": "About five minutes of readings per GPU, for sparklines",

@@ -23,6 +23,7 @@ from collections.abc import AsyncIterator, Mapping
 
 import msgspec
 
+from trainui import frameworks
 from trainui.config import Settings
 from trainui.core import definition, lifecycle
 from trainui.core.experiments import new_experiment_id
@@ -157,6 +158,11 @@ class RunManager:
             settings.gpu_ids, settings.cpu_slots, settings.starvation_seconds
         )
         self.launcher = launcher or LocalLauncher()
+        # the frameworks catalogue (SPEC §10): read now (errors refuse the service's start),
+        # and again when the file changes
+        self._catalogue = frameworks.load(settings.environ)
+        self._catalogue_problem: str | None = None  # a changed catalogue that has errors
+        self._catalogue_seen = time.monotonic()
         self._cluster_scheduler: Scheduler | None = None  # for a cluster launcher's GPUs
         self._checked: dict[tuple, float] = {}  # check_stores' successes, until when fresh
         self._json: dict[str, str] = {}  # run_json's cache; a change to a run drops its entry
@@ -240,6 +246,66 @@ class RunManager:
             "unix_user": self._tokens.unix_user(run.owner or ""),
             "paths": list(self.settings.sandbox_paths),
         }
+
+    # --- frameworks (SPEC §10) -------------------------------------------------------------
+
+    def catalogue(self) -> frameworks.Catalogue:
+        """The catalogue as it is now: read again (at most every second) when its file
+        changed; a changed one with errors keeps the last good one, and refuses submissions
+        until it is fixed (``catalogue_problem``)."""
+        now = time.monotonic()
+        if now - self._catalogue_seen < 1.0:
+            return self._catalogue
+        self._catalogue_seen = now
+        path = frameworks.catalogue_path(self.settings.environ)
+        try:
+            mtime = os.stat(path).st_mtime
+        except OSError:
+            mtime = None
+        if mtime == (self._catalogue.mtime if self._catalogue.present else None):
+            return self._catalogue
+        try:
+            self._catalogue = frameworks.load(self.settings.environ)
+            self._catalogue_problem = None
+        except frameworks.CatalogueError as error:
+            self._catalogue_problem = "; ".join(error.problems)
+        return self._catalogue
+
+    def frameworks_json(self) -> dict:
+        out = self.catalogue().describe()
+        if self._catalogue_problem:
+            out["problem"] = self._catalogue_problem
+        return out
+
+    def check_framework(self, manifest: Manifest) -> None:
+        """The manifest's framework is one this box supports, or a C104 refusal saying which
+        are, with a "did you mean", located at the manifest's framework."""
+        catalogue = self.catalogue()
+        if self._catalogue_problem:
+            raise Refusal(
+                503,
+                f"the frameworks catalogue has errors, fix it first: {self._catalogue_problem}",
+            )
+        why = catalogue.check(manifest.framework_name, manifest.framework_version)
+        if why is None:
+            return
+        at = (manifest.framework_at or {}).get("name", (1, 1))
+        error = {
+            "line": at[0],
+            "column": at[1],
+            "path": "model_definition.framework",
+            "message": why,
+            "severity": "error",
+        }
+        raise Refusal(400, why, "C104", [error])
+
+    def _runtime_spec(self, run: Run) -> dict | None:
+        """learner.json's ``runtime``: the catalogue's entry for the run's framework."""
+        framework = run.framework or {}
+        entry = self.catalogue().find(framework.get("name", ""), framework.get("version", ""))
+        if entry is None or entry.runtime == "host":
+            return None
+        return entry.runtime_spec(framework.get("version", ""))
 
     # --- reading --------------------------------------------------------------------------
 
@@ -341,6 +407,7 @@ class RunManager:
             first = report.errors[0].format("manifest.yml")
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise Refusal(400, f"the manifest is not valid: {first}{more}", "C101", errors)
+        self.check_framework(report.manifest)  # before the buckets: no round trip to refuse it
         return report
 
     def check_stores(self, manifest: Manifest) -> None:
@@ -828,6 +895,12 @@ class RunManager:
                 spec.update(gpu_ids=gpu_ids, cpu_mode=cpu_mode)
             spec["sandbox"] = self._sandbox_spec(run, gpu_ids, cluster=capacity is not None)
             spec["home"] = self.home  # where it is now (a home may have moved since submit)
+            framework = run.framework or {}
+            why = self.catalogue().check(framework.get("name", ""), framework.get("version", ""))
+            if why is not None:  # the catalogue changed since the run was accepted
+                self._finish(run, FAILED, why, "C104")
+                return
+            spec["runtime"] = self._runtime_spec(run)
             write_json_atomic(spec_path, spec, mode=0o600)
             pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run.gpus)
         except (OSError, sqlite3.Error) as error:

@@ -16,6 +16,7 @@ from collections.abc import Coroutine
 import uvicorn
 
 from trainui.config import ConnectionLimits, Settings, connection_limits, ensure_home, socket_path
+from trainui.frameworks import CatalogueError
 from trainui.service.app import create_app
 from trainui.service.auth import Tokens
 from trainui.service.connections import fit_open_files, tcp_protocol
@@ -160,6 +161,10 @@ def serve(
         manager = RunManager(settings, launcher)
     except StoreTooNew as error:
         raise ServeRefused(str(error)) from None
+    except CatalogueError as error:  # every problem, located, as a manifest's
+        raise ServeRefused(
+            "the frameworks catalogue is not valid:\n  " + "\n  ".join(error.problems)
+        ) from None
     _check_isolation(settings, manager, home, tcp is not None)
     local = bind_unix_socket(path)
     servers: list[uvicorn.Server] = []

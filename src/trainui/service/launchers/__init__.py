@@ -78,6 +78,9 @@ class Launcher:
         """The learner is gone without recording an outcome: clean up what it left that holds
         GPUs, and say why in a sentence (the run fails with it)."""
         _kill_group((status or {}).get("command_pgid"))
+        from trainui.learner.runtime import remove_left_container
+
+        remove_left_container(run_dir)  # a container run's container outlives its client
         return (
             "the learner process ended unexpectedly "
             f"(see {os.path.join(run_dir, LEARNER_ERRORS_FILE)})"

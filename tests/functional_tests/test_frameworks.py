@@ -1,0 +1,482 @@
+"""Frameworks (SPEC §10) end to end: the service's catalogue, C104 at validate and at submit,
+and each runtime for real: two venvs made here, a conda environment's activation, and podman
+with an image made from a tarball (no registry outside is reachable: a local registry serves
+the pulls), through the real CLI, service and learners."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from trainui.learner import runtime
+
+IMAGE = "localhost/trainui-test:1"
+
+
+def write_catalogue(home, text: str) -> Path:
+    path = home.path.parent / "frameworks.toml"
+    path.write_text(textwrap.dedent(text))
+    home.env["TRAINUI_FRAMEWORKS"] = str(path)
+    return path
+
+
+def framework_manifest(home, command: str, name: str, version: str, **kwargs) -> Path:
+    path = home.manifest(command, name=f"{name}-{version}".replace(".", "-"), **kwargs)
+    text = path.read_text().replace(
+        'framework: {name: python, version: "3.11"}',
+        f"framework: {{name: {name}, version: {json.dumps(version)}}}",
+    )
+    path.write_text(text)
+    return path
+
+
+def make_venv(where: Path, marker: str) -> Path:
+    """A real venv whose site-packages holds a module ``marker`` of its own."""
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(where)], check=True)
+    (site,) = where.glob("lib/python*/site-packages")
+    (site / "marker.py").write_text(f"WHO = {marker!r}\n")
+    return where
+
+
+def log(home, model_id: str) -> str:
+    return (home.path / "runs" / model_id / "training-log.txt").read_text()
+
+
+# --- the catalogue, validate and submit -----------------------------------------------------
+
+
+def test_two_runs_in_two_venvs_each_see_their_own(home, tmp_path):
+    make_venv(tmp_path / "env-2.15", "tf 2.15")
+    make_venv(tmp_path / "env-2.16", "tf 2.16")
+    write_catalogue(
+        home,
+        f"""\
+        [[framework]]
+        name = "tensorflow"
+        versions = ["2.15", "2.16"]
+        runtime = "venv"
+        path = "{tmp_path}/env-{{version}}"
+        """,
+    )
+    model = home.model("venv", {"show.py": """\
+        import marker, os, sys
+        print("marker:", marker.WHO, "|", os.environ["VIRTUAL_ENV"], "|", sys.prefix)
+        """})  # fmt: skip
+    ids = {
+        v: home.submit(model, framework_manifest(home, "python show.py", "tensorflow", v))
+        for v in ("2.15", "2.16")
+    }
+    for version, model_id in ids.items():
+        run = home.wait(model_id, "completed", "failed")
+        text = log(home, model_id)
+        assert run["status"] == "completed", text
+        env = tmp_path / f"env-{version}"
+        assert f"marker: tf {version} | {env} | {env}" in text
+        assert f"in the venv {env}" in text  # the learner says where it runs
+
+
+def test_an_unsupported_framework_is_c104_at_validate_and_at_submit(home):
+    write_catalogue(
+        home,
+        """\
+        [[framework]]
+        name = "pytorch"
+        versions = ["2.4", "2.5"]
+        runtime = "host"
+        """,
+    )
+    model = home.model("c104", {"t.py": ""})
+    typo = framework_manifest(home, "true", "pytorh", "2.4")
+    old = framework_manifest(home, "true", "pytorch", "1.13")
+    # no service answers yet: validate reads this machine's catalogue, and says so
+    out = home.cli("validate", str(typo))
+    assert out.returncode == 1
+    assert re.search(
+        r":3:\d+: model_definition.framework: C104 framework pytorh is not supported here "
+        r"\(did you mean pytorch\?\)\. Supported: pytorch 2.4, 2.5",
+        out.stdout,
+    ), out.stdout
+    assert "no service answered" in out.stdout
+    result = home.cli("train", str(model), str(old))
+    assert result.returncode == 1
+    said = result.stdout + result.stderr
+    assert "framework pytorch 1.13 is not supported here: pytorch versions 2.4, 2.5" in said
+    assert not list((home.path / "runs").glob("training-*"))  # nothing kept of it
+    # a service answers now: validate asks it
+    out = home.cli("validate", str(old))
+    assert out.returncode == 1 and "checked against the service's catalogue" in out.stdout
+    good = framework_manifest(home, "true", "PyTorch", "2.5")
+    assert "valid" in home.cli("validate", str(good), check=True).stdout
+    home.wait(home.submit(model, good), "completed")
+    listed = json.loads(home.cli("frameworks", "--json", check=True).stdout)
+    assert listed["frameworks"] == [
+        {"name": "pytorch", "versions": ["2.4", "2.5"], "runtime": "host"}
+    ]
+    table = home.cli("frameworks", check=True).stdout
+    assert re.search(r"pytorch\s+2\.4, 2\.5\s+host", table) and "1 framework in" in table
+
+
+def test_without_a_catalogue_every_framework_runs_on_the_host(home, tmp_path):
+    home.env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # nothing there
+    out = home.cli("frameworks", check=True).stdout
+    assert out.startswith("No frameworks catalogue: every framework runs on the host")
+    assert str(tmp_path / "config" / "trainui" / "frameworks.toml") in out
+    model = home.model("any", {"t.py": ""})
+    run = home.wait(home.submit(model, framework_manifest(home, "true", "caffe", "1")), "completed")
+    assert run["framework"] == {"name": "caffe", "version": "1"}
+
+
+def test_a_broken_catalogue_stops_the_service_from_starting_with_every_error_located(home):
+    path = write_catalogue(
+        home,
+        """\
+        [[framework]]
+        name = "pytorch"
+        versions = ["2.4"]
+        runtime = "podman"
+
+        [[framework]]
+        name = "tf"
+        versions = ["2.16"]
+        runtime = "venv"
+        """,
+    )
+    started = time.monotonic()
+    result = home.cli("list")
+    assert result.returncode == 1
+    said = result.stderr
+    assert "the trainui service could not start: the frameworks catalogue is not valid" in said
+    assert f"{path}:1: [[framework]] #1: runtime must be one of container" in said
+    assert f"{path}:6: [[framework]] #2: a venv runtime needs path" in said
+    assert time.monotonic() - started < 10  # said at once, not after the start timeout
+    assert "Traceback" not in said
+
+
+def test_a_missing_venv_fails_the_run_with_a_sentence_and_conda_is_activated(home, tmp_path):
+    prefix = make_venv(tmp_path / "conda-env", "conda")
+    (prefix / "conda-meta").mkdir()
+    (prefix / "conda-meta" / "history").write_text("")
+    hooks = prefix / "etc" / "conda" / "activate.d"
+    hooks.mkdir(parents=True)
+    (hooks / "cuda.sh").write_text('export CUDA_HOME="$CONDA_PREFIX/cuda"\n')
+    write_catalogue(
+        home,
+        f"""\
+        [[framework]]
+        name = "gone"
+        versions = ["*"]
+        runtime = "venv"
+        path = "{tmp_path}/nowhere-{{version}}"
+
+        [[framework]]
+        name = "jax"
+        versions = ["0.4"]
+        runtime = "conda"
+        path = "{prefix}"
+        """,
+    )
+    model = home.model("conda", {"t.py": ""})
+    gone = home.submit(model, framework_manifest(home, "true", "gone", "1"))
+    command = (
+        'python -c "import marker; print(marker.WHO)"; echo "prefix=$CONDA_PREFIX'
+        ' cuda=$CUDA_HOME"; exit 3'
+    )
+    conda = home.submit(model, framework_manifest(home, command, "jax", "0.4"))
+    run = home.wait(gone, "failed")
+    assert run["error_code"] == "S304"
+    assert run["status_message"] == (
+        f"gone 1: the venv {tmp_path}/nowhere-1 does not exist on this machine"
+    )
+    run = home.wait(conda, "failed", "completed")
+    text = log(home, conda)
+    assert run["error_code"] == "C201" and run["exit_code"] == 3, text  # its own exit code
+    assert f"conda\nprefix={prefix} cuda={prefix}/cuda" in text
+
+
+# --- containers -----------------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def podman(tmp_path_factory):
+    """Rootful podman on storage of its own, an image made from a tarball (a static busybox),
+    and a local registry holding it: the environment a service needs to use them."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed (tests/run.sh installs it where it can)")
+    busybox = shutil.which("busybox")
+    if busybox is None:
+        pytest.skip("busybox (busybox-static) is not installed, to make the test image")
+    top = tmp_path_factory.mktemp("podman")
+    nofile = os.sysconf("SC_OPEN_MAX")
+    import resource
+
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    conf = [
+        "[containers]",
+        # podman raises a container's limits past what this machine's sandbox allows
+        f'default_ulimits = ["nofile={min(hard, 65536) if hard > 0 else nofile}:'
+        f'{min(hard, 65536) if hard > 0 else nofile}", "nproc=4096:4096"]',
+    ]
+    if shutil.which("runc"):  # crun refuses the hybrid cgroups of some machines
+        conf += ["[engine]", 'runtime = "runc"']
+    (top / "containers.conf").write_text("\n".join(conf) + "\n")
+    (top / "storage.conf").write_text(
+        f'[storage]\ndriver = "vfs"\ngraphroot = "{top}/graph"\nrunroot = "{top}/run"\n'
+    )
+    port = _free_port()
+    (top / "registries.conf").write_text(
+        f'[[registry]]\nlocation = "127.0.0.1:{port}"\ninsecure = true\n'
+    )
+    env = {
+        "CONTAINERS_CONF": str(top / "containers.conf"),
+        "CONTAINERS_STORAGE_CONF": str(top / "storage.conf"),
+        "CONTAINERS_REGISTRIES_CONF": str(top / "registries.conf"),
+    }
+    full = {**os.environ, **env}
+    rootfs = top / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    shutil.copy(busybox, rootfs / "bin" / "busybox")
+    for tool in ("sh", "echo", "env", "sort", "grep", "ls", "touch", "cat", "sleep", "id", "true"):
+        (rootfs / "bin" / tool).symlink_to("busybox")
+    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(top / "rootfs.tar"), "."], check=True)
+    subprocess.run(
+        ["podman", "import", str(top / "rootfs.tar"), IMAGE],
+        env=full, check=True, capture_output=True,
+    )  # fmt: skip
+    tried = subprocess.run(
+        ["podman", "run", "--rm", IMAGE, "true"], env=full, capture_output=True, text=True
+    )
+    if tried.returncode != 0:
+        pytest.skip(f"podman cannot run a container on this machine: {tried.stderr.strip()}")
+    registry = None
+    if shutil.which("docker-registry"):
+        (top / "registry.yml").write_text(
+            "version: 0.1\nstorage:\n  filesystem:\n"
+            f"    rootdirectory: {top}/registry\nhttp:\n  addr: 127.0.0.1:{port}\n"
+        )
+        registry = subprocess.Popen(
+            ["docker-registry", "serve", str(top / "registry.yml")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 10
+        while subprocess.run(
+            ["podman", "push", IMAGE, f"127.0.0.1:{port}/trainui-test:1"],
+            env=full, capture_output=True,
+        ).returncode:  # fmt: skip
+            assert time.monotonic() < deadline, "the local registry did not start"
+            time.sleep(0.2)
+    yield {"env": env, "registry": f"127.0.0.1:{port}" if registry else None}
+    if registry is not None:
+        registry.kill()
+        registry.wait()
+    subprocess.run(["podman", "rm", "--all", "--force"], env=full, capture_output=True)
+
+
+def containers(podman) -> list[str]:
+    out = subprocess.run(
+        ["podman", "ps", "--all", "--format", "{{.Names}}"],
+        env={**os.environ, **podman["env"]}, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return [n for n in out.stdout.split() if n.startswith("trainui-")]
+
+
+def container_home(home, podman, extra: str = "") -> None:
+    home.env.update(podman["env"])
+    write_catalogue(
+        home,
+        """\
+        [[framework]]
+        name = "pytorch"
+        versions = ["1"]
+        runtime = "container"
+        image = "localhost/trainui-test:{version}"
+        """
+        + textwrap.dedent(extra),
+    )
+
+
+def test_a_container_run_gets_its_folders_and_variables_and_data_read_only(home, podman):
+    container_home(home, podman)
+    home.bucket("data", {"in.txt": "hello"})
+    model = home.model("container", {"t.py": ""})
+    command = (
+        "env | sort | grep -E '^(DATA_DIR|RESULT_DIR|TRAINING_ID|GPU_COUNT|CUDA_VISIBLE"
+        "_DEVICES|PATH)='; cat $DATA_DIR/in.txt; echo; touch $DATA_DIR/x || echo read-only;"
+        " id -u; echo made > $RESULT_DIR/out.txt"
+    )
+    model_id = home.submit(model, framework_manifest(home, command, "pytorch", "1"))
+    run = home.wait(model_id, "completed", "failed")
+    text = log(home, model_id)
+    assert run["status"] == "completed", text
+    work = home.path / "runs" / model_id / "work"
+    assert f"DATA_DIR={work}/data\n" in text and f"RESULT_DIR={work}/results\n" in text
+    assert f"TRAINING_ID={model_id}\n" in text and "GPU_COUNT=0\n" in text
+    assert "CUDA_VISIBLE_DEVICES=\n" in text
+    assert f"PATH={os.environ['PATH']}" not in text  # the image's own PATH, not the host's
+    assert "hello\n" in text and "Read-only file system" in text and "read-only\n" in text
+    assert "in container image localhost/trainui-test:1" in text
+    assert (home.buckets / "results" / model_id / "out.txt").read_text() == "made\n"
+    assert containers(podman) == []  # removed with the run
+
+
+def test_halting_a_container_run_leaves_no_container(home, podman):
+    container_home(home, podman)
+    model = home.model("halt", {"t.py": ""})
+    polite = framework_manifest(
+        home, "trap 'echo got TERM; exit 3' TERM; echo up; sleep 300 & wait", "pytorch", "1"
+    )
+    # ignores SIGTERM: SIGKILL after the halt's grace (2 s in tests) must not leave it running
+    stubborn = framework_manifest(
+        home, "trap '' TERM; echo up; sleep 300 & wait; sleep 300", "pytorch", "1"
+    )
+    for manifest, expect in ((polite, "got TERM"), (stubborn, "SIGKILL")):
+        model_id = home.submit(model, manifest)
+        deadline = time.monotonic() + 30
+        while "up\n" not in log(home, model_id):
+            assert time.monotonic() < deadline, log(home, model_id)
+            time.sleep(0.1)
+        assert containers(podman) == [f"trainui-{model_id}"]
+        home.cli("halt", model_id, check=True)
+        run = home.wait(model_id, "halted", timeout=30)
+        assert expect in log(home, model_id)
+        assert run["status_message"] == "halted by request"
+        assert containers(podman) == [], log(home, model_id)
+
+
+def test_a_lost_learner_does_not_leave_its_container_running(home, podman):
+    container_home(home, podman)
+    model = home.model("lost", {"t.py": ""})
+    model_id = home.submit(model, framework_manifest(home, "echo up; sleep 300", "pytorch", "1"))
+    deadline = time.monotonic() + 30
+    while "up\n" not in log(home, model_id):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
+    # the command (the runtime's client) is the learner's child
+    stat = Path(f"/proc/{status['command_pgid']}/stat").read_text()
+    learner = int(stat[stat.rfind(")") + 2 :].split()[1])
+    assert str(home.path).encode() in Path(f"/proc/{learner}/environ").read_bytes()
+    os.kill(learner, signal.SIGKILL)
+    run = home.wait(model_id, "failed", timeout=30)
+    assert run["error_code"] == "S300"
+    deadline = time.monotonic() + 10
+    while containers(podman):
+        assert time.monotonic() < deadline, containers(podman)
+        time.sleep(0.2)
+
+
+def test_an_image_is_pulled_once_for_many_runs_and_an_unreachable_one_fails_saying_so(home, podman):
+    if podman["registry"] is None:
+        pytest.skip("docker-registry is not installed: no local registry to pull from")
+    container_home(
+        home,
+        podman,
+        f"""\
+        [[framework]]
+        name = "pulled"
+        versions = ["1"]
+        runtime = "container"
+        image = "{podman["registry"]}/trainui-test:{{version}}"
+
+        [[framework]]
+        name = "nowhere"
+        versions = ["1"]
+        runtime = "container"
+        image = "registry.example.invalid/pytorch:{{version}}"
+
+        [[framework]]
+        name = "absent"
+        versions = ["1"]
+        runtime = "container"
+        runtime_command = "podman-not-installed"
+        image = "x"
+        """,
+    )
+    home.env["TRAINUI_CPU_SLOTS"] = "3"
+    subprocess.run(
+        ["podman", "rmi", "--force", f"{podman['registry']}/trainui-test:1"],
+        env={**os.environ, **podman["env"]}, capture_output=True,
+    )  # fmt: skip
+    model = home.model("pull", {"t.py": ""})
+    pulled = framework_manifest(home, "echo ran", "pulled", "1")
+    ids = [home.submit(model, pulled) for _ in range(3)]
+    nowhere = home.submit(model, framework_manifest(home, "true", "nowhere", "1"))
+    absent = home.submit(model, framework_manifest(home, "true", "absent", "1"))
+    for model_id in ids:
+        assert home.wait(model_id, "completed", "failed", timeout=60)["status"] == "completed"
+    pulls = [log(home, i).count("(podman pull)") for i in ids]
+    assert sorted(pulls) == [0, 0, 1], pulls  # one pull; the others waited for it
+    puller = ids[pulls.index(1)]
+    assert "pull: Copying blob" in log(home, puller)
+    run = home.wait(nowhere, "failed", timeout=60)
+    assert run["error_code"] == "S304"
+    assert run["status_message"].startswith(
+        "nowhere 1: the image registry.example.invalid/pytorch:1 could not be pulled:"
+    )
+    assert run["status_message"].endswith(
+        "(the registry cannot be reached from this machine: no network?)"
+    )
+    run = home.wait(absent, "failed", timeout=30)
+    assert run["status_message"] == (
+        "absent 1: the container runtime podman-not-installed (runtime_command) is not"
+        " installed on this machine"
+    )
+
+
+# --- the command line given to the runtime, GPUs included (none here) ------------------------
+
+
+class _Learner:
+    """What a runtime reads of its learner: the run's ID, GPUs and folders."""
+
+    def __init__(self, gpu_ids: list[str]) -> None:
+        self.model_id = "training-ABCDEFGHI"
+        self.gpu_ids = gpu_ids
+        self.cpu_mode = not gpu_ids
+        self.dirs = {k: f"/w/{k.lower()}" for k in runtime.RUN_VARIABLES[:5]}
+        self.config = {"parameters": {"lr": 0.1}}
+
+
+def test_gpus_go_in_by_cdi_for_podman_and_by_gpus_for_docker(tmp_path, monkeypatch):
+    spec = {"runtime": "container", "image": "img:1", "options": ["--shm-size=8g"]}
+    box = runtime.Container(spec, _Learner(["1", "3"]))
+    box.command = "/usr/bin/podman"
+    monkeypatch.setattr(runtime, "CDI_FOLDERS", (str(tmp_path),))
+    with pytest.raises(Exception, match="nvidia-ctk cdi generate"):
+        box.gpu_options()
+    (tmp_path / "nvidia.yaml").write_text("kind: nvidia.com/gpu\n")
+    env = box.environment({"CUDA_VISIBLE_DEVICES": "1,3", "lr": "0.1", "DATA_DIR": "/w/data_dir"})
+    assert env["CUDA_VISIBLE_DEVICES"] == "0,1"  # inside, its two GPUs are the only ones
+    line = box.command_line(["/bin/sh", "-c", "train"], env)
+    assert line[:7] == ["/usr/bin/podman", "run", "--rm", "--init", "--name",
+                        "trainui-training-ABCDEFGHI", "--replace"]  # fmt: skip
+    assert "--volume" in line and "/w/data_dir:/w/data_dir:ro" in line
+    assert "/w/model_dir:/w/model_dir:rw" in line
+    joined = " ".join(line)
+    assert "--device nvidia.com/gpu=1 --device nvidia.com/gpu=3" in joined
+    assert "--env lr" in joined and "--env CUDA_VISIBLE_DEVICES" in joined
+    assert "0.1" not in joined  # values never on the command line
+    assert line[-5:] == ["--shm-size=8g", "img:1", "/bin/sh", "-c", "train"]
+    docker = runtime.Container({**spec, "runtime_command": "docker"}, _Learner(["2"]))
+    docker.command, docker.flavour = "/usr/bin/docker", "docker"
+    assert docker.gpu_options() == ["--gpus", '"device=2"']
+    cpu = runtime.Container(spec, _Learner([]))
+    cpu.command = "/usr/bin/podman"
+    assert cpu.gpu_options() == []
