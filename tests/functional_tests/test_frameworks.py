@@ -8,9 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import textwrap
@@ -18,10 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
+from podman_env import Podman, PodmanUnavailable
 
 from trainui.learner import runtime
-
-IMAGE = "localhost/trainui-test:1"
 
 
 def write_catalogue(home, text: str) -> Path:
@@ -207,98 +204,20 @@ def test_a_missing_venv_fails_the_run_with_a_sentence_and_conda_is_activated(hom
 # --- containers -----------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def podman(tmp_path_factory):
-    """Rootful podman on storage of its own, an image made from a tarball (a static busybox),
-    and a local registry holding it: the environment a service needs to use them."""
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (tests/run.sh installs it where it can)")
-    busybox = shutil.which("busybox")
-    if busybox is None:
-        pytest.skip("busybox (busybox-static) is not installed, to make the test image")
-    top = tmp_path_factory.mktemp("podman")
-    nofile = os.sysconf("SC_OPEN_MAX")
-    import resource
-
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    conf = [
-        "[containers]",
-        # podman raises a container's limits past what this machine's sandbox allows
-        f'default_ulimits = ["nofile={min(hard, 65536) if hard > 0 else nofile}:'
-        f'{min(hard, 65536) if hard > 0 else nofile}", "nproc=4096:4096"]',
-    ]
-    if shutil.which("runc"):  # crun refuses the hybrid cgroups of some machines
-        conf += ["[engine]", 'runtime = "runc"']
-    (top / "containers.conf").write_text("\n".join(conf) + "\n")
-    (top / "storage.conf").write_text(
-        f'[storage]\ndriver = "vfs"\ngraphroot = "{top}/graph"\nrunroot = "{top}/run"\n'
-    )
-    port = _free_port()
-    (top / "registries.conf").write_text(
-        f'[[registry]]\nlocation = "127.0.0.1:{port}"\ninsecure = true\n'
-    )
-    env = {
-        "CONTAINERS_CONF": str(top / "containers.conf"),
-        "CONTAINERS_STORAGE_CONF": str(top / "storage.conf"),
-        "CONTAINERS_REGISTRIES_CONF": str(top / "registries.conf"),
-    }
-    full = {**os.environ, **env}
-    rootfs = top / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    shutil.copy(busybox, rootfs / "bin" / "busybox")
-    for tool in ("sh", "echo", "env", "sort", "grep", "ls", "touch", "cat", "sleep", "id", "true"):
-        (rootfs / "bin" / tool).symlink_to("busybox")
-    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(top / "rootfs.tar"), "."], check=True)
-    subprocess.run(
-        ["podman", "import", str(top / "rootfs.tar"), IMAGE],
-        env=full, check=True, capture_output=True,
-    )  # fmt: skip
-    tried = subprocess.run(
-        ["podman", "run", "--rm", IMAGE, "true"], env=full, capture_output=True, text=True
-    )
-    if tried.returncode != 0:
-        pytest.skip(f"podman cannot run a container on this machine: {tried.stderr.strip()}")
-    registry = None
-    if shutil.which("docker-registry"):
-        (top / "registry.yml").write_text(
-            "version: 0.1\nstorage:\n  filesystem:\n"
-            f"    rootdirectory: {top}/registry\nhttp:\n  addr: 127.0.0.1:{port}\n"
-        )
-        registry = subprocess.Popen(
-            ["docker-registry", "serve", str(top / "registry.yml")],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while subprocess.run(
-            ["podman", "push", IMAGE, f"127.0.0.1:{port}/trainui-test:1"],
-            env=full, capture_output=True,
-        ).returncode:  # fmt: skip
-            assert time.monotonic() < deadline, "the local registry did not start"
-            time.sleep(0.2)
-    yield {"env": env, "registry": f"127.0.0.1:{port}" if registry else None}
-    if registry is not None:
-        registry.kill()
-        registry.wait()
-    subprocess.run(["podman", "rm", "--all", "--force"], env=full, capture_output=True)
-
-
-def containers(podman) -> list[str]:
-    out = subprocess.run(
-        ["podman", "ps", "--all", "--format", "{{.Names}}"],
-        env={**os.environ, **podman["env"]}, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    return [n for n in out.stdout.split() if n.startswith("trainui-")]
+    """Podman with a test image and a local registry (podman_env); skipped where it cannot
+    run a container, saying why."""
+    try:
+        box = Podman(tmp_path_factory.mktemp("podman")).start()
+    except PodmanUnavailable as why:
+        pytest.skip(str(why))
+    yield box
+    box.stop()
 
 
 def container_home(home, podman, extra: str = "") -> None:
-    home.env.update(podman["env"])
+    home.env.update(podman.env)
     write_catalogue(
         home,
         """\
@@ -333,7 +252,7 @@ def test_a_container_run_gets_its_folders_and_variables_and_data_read_only(home,
     assert "hello\n" in text and "Read-only file system" in text and "read-only\n" in text
     assert "in container image localhost/trainui-test:1" in text
     assert (home.buckets / "results" / model_id / "out.txt").read_text() == "made\n"
-    assert containers(podman) == []  # removed with the run
+    assert podman.containers() == []  # removed with the run
 
 
 def test_halting_a_container_run_leaves_no_container(home, podman):
@@ -352,12 +271,12 @@ def test_halting_a_container_run_leaves_no_container(home, podman):
         while "up\n" not in log(home, model_id):
             assert time.monotonic() < deadline, log(home, model_id)
             time.sleep(0.1)
-        assert containers(podman) == [f"trainui-{model_id}"]
+        assert podman.containers() == [f"trainui-{model_id}"]
         home.cli("halt", model_id, check=True)
         run = home.wait(model_id, "halted", timeout=30)
         assert expect in log(home, model_id)
         assert run["status_message"] == "halted by request"
-        assert containers(podman) == [], log(home, model_id)
+        assert podman.containers() == [], log(home, model_id)
 
 
 def test_a_lost_learner_does_not_leave_its_container_running(home, podman):
@@ -377,13 +296,13 @@ def test_a_lost_learner_does_not_leave_its_container_running(home, podman):
     run = home.wait(model_id, "failed", timeout=30)
     assert run["error_code"] == "S300"
     deadline = time.monotonic() + 10
-    while containers(podman):
-        assert time.monotonic() < deadline, containers(podman)
+    while podman.containers():
+        assert time.monotonic() < deadline, podman.containers()
         time.sleep(0.2)
 
 
 def test_an_image_is_pulled_once_for_many_runs_and_an_unreachable_one_fails_saying_so(home, podman):
-    if podman["registry"] is None:
+    if podman.registry is None:
         pytest.skip("docker-registry is not installed: no local registry to pull from")
     container_home(
         home,
@@ -393,7 +312,7 @@ def test_an_image_is_pulled_once_for_many_runs_and_an_unreachable_one_fails_sayi
         name = "pulled"
         versions = ["1"]
         runtime = "container"
-        image = "{podman["registry"]}/trainui-test:{{version}}"
+        image = "{podman.registry}/trainui-test:{{version}}"
 
         [[framework]]
         name = "nowhere"
@@ -410,10 +329,7 @@ def test_an_image_is_pulled_once_for_many_runs_and_an_unreachable_one_fails_sayi
         """,
     )
     home.env["TRAINUI_CPU_SLOTS"] = "3"
-    subprocess.run(
-        ["podman", "rmi", "--force", f"{podman['registry']}/trainui-test:1"],
-        env={**os.environ, **podman["env"]}, capture_output=True,
-    )  # fmt: skip
+    podman.podman("rmi", "--force", f"{podman.registry}/trainui-test:1", check=False)
     model = home.model("pull", {"t.py": ""})
     pulled = framework_manifest(home, "echo ran", "pulled", "1")
     ids = [home.submit(model, pulled) for _ in range(3)]

@@ -162,6 +162,39 @@ def test_an_experiments_runs_are_ray_jobs_with_their_parameters(rhome, cluster):
     assert shown["status"] == "completed" and shown["runs_by_status"]["completed"] == 2
 
 
+def test_a_framework_runs_in_its_venv_on_the_ray_node(rhome, cluster, tmp_path):
+    """The catalogue's entry goes with the run: the learner on the node runs the command in
+    the venv (there, at the same path), as a local learner does."""
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(tmp_path / "tf")], check=True
+    )
+    (site,) = (tmp_path / "tf").glob("lib/python*/site-packages")
+    (site / "marker.py").write_text("WHO = 'the venv'\n")
+    catalogue = tmp_path / "frameworks.toml"
+    catalogue.write_text(
+        f'[[framework]]\nname = "tensorflow"\nversions = ["2.16"]\nruntime = "venv"\n'
+        f'path = "{tmp_path}/tf"\n'
+    )
+    rhome.env["TRAINUI_FRAMEWORKS"] = str(catalogue)
+    manifest = rhome.manifest(
+        'python -c "import marker; print(marker.WHO)" > $RESULT_DIR/who.txt', name="venv"
+    )
+    manifest.write_text(
+        manifest.read_text().replace(
+            'framework: {name: python, version: "3.11"}',
+            'framework: {name: tensorflow, version: "2.16"}',
+        )
+    )
+    model_id = rhome.submit(rhome.model("v", {"t.py": ""}), manifest)
+    run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
+    assert run["status"] == "completed", run
+    assert (rhome.buckets / "results" / model_id / "who.txt").read_text() == "the venv\n"
+    assert f"in the venv {tmp_path}/tf" in log_lines_of_ray(cluster, model_id)
+
+
 def test_a_medium_run_gets_two_gpus_from_ray(rhome, cluster):
     model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest(RECORD, "medium"))
     run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)

@@ -1,0 +1,113 @@
+"""Rootful podman on storage of its own, with an image made from a tarball (a static busybox:
+no registry outside is reachable here) and, where docker-registry is installed, a local
+registry holding it. For the frameworks tests and bench/frameworks.py."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+IMAGE = "localhost/trainui-test:1"
+TOOLS = ("sh", "echo", "env", "sort", "grep", "ls", "touch", "cat", "sleep", "id", "true", "date")
+
+
+class PodmanUnavailable(Exception):
+    """Why podman cannot run a container here (a sentence)."""
+
+
+class Podman:
+    def __init__(self, top: Path) -> None:
+        self.top = top
+        self.env: dict[str, str] = {}  # what a service (and podman) needs in its environment
+        self.registry: str | None = None  # HOST:PORT of the local registry, when it runs
+        self._registry: subprocess.Popen | None = None
+
+    def start(self) -> Podman:
+        if shutil.which("podman") is None:
+            raise PodmanUnavailable("podman is not installed (tests/run.sh installs it)")
+        busybox = shutil.which("busybox")
+        if busybox is None:
+            raise PodmanUnavailable("busybox (busybox-static) is not installed")
+        top = self.top
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        nofile = min(hard, 65536) if hard > 0 else 1024
+        conf = [
+            "[containers]",
+            # podman raises a container's limits past what this machine's sandbox allows
+            f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc=4096:4096"]',
+        ]
+        if shutil.which("runc"):  # crun refuses the hybrid cgroups of some machines
+            conf += ["[engine]", 'runtime = "runc"']
+        (top / "containers.conf").write_text("\n".join(conf) + "\n")
+        (top / "storage.conf").write_text(
+            f'[storage]\ndriver = "vfs"\ngraphroot = "{top}/graph"\nrunroot = "{top}/run"\n'
+        )
+        port = _free_port()
+        (top / "registries.conf").write_text(
+            f'[[registry]]\nlocation = "127.0.0.1:{port}"\ninsecure = true\n'
+        )
+        self.env = {
+            "CONTAINERS_CONF": str(top / "containers.conf"),
+            "CONTAINERS_STORAGE_CONF": str(top / "storage.conf"),
+            "CONTAINERS_REGISTRIES_CONF": str(top / "registries.conf"),
+        }
+        rootfs = top / "rootfs"
+        (rootfs / "bin").mkdir(parents=True)
+        shutil.copy(busybox, rootfs / "bin" / "busybox")
+        for tool in TOOLS:
+            (rootfs / "bin" / tool).symlink_to("busybox")
+        subprocess.run(["tar", "-C", str(rootfs), "-cf", str(top / "rootfs.tar"), "."], check=True)
+        self.podman("import", str(top / "rootfs.tar"), IMAGE)
+        tried = self.podman("run", "--rm", IMAGE, "true", check=False)
+        if tried.returncode != 0:
+            raise PodmanUnavailable(f"podman cannot run a container here: {tried.stderr.strip()}")
+        if shutil.which("docker-registry"):
+            (top / "registry.yml").write_text(
+                "version: 0.1\nstorage:\n  filesystem:\n"
+                f"    rootdirectory: {top}/registry\nhttp:\n  addr: 127.0.0.1:{port}\n"
+            )
+            self._registry = subprocess.Popen(
+                ["docker-registry", "serve", str(top / "registry.yml")],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            self.registry = f"127.0.0.1:{port}"
+            deadline = time.monotonic() + 10
+            while self.podman(
+                "push", IMAGE, f"{self.registry}/trainui-test:1", check=False
+            ).returncode:
+                if time.monotonic() > deadline:
+                    raise PodmanUnavailable("the local registry did not start")
+                time.sleep(0.2)
+        return self
+
+    def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            ["podman", *args],
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            check=check,
+        )
+
+    def containers(self) -> list[str]:
+        """The names of trainui's containers (running or not)."""
+        out = self.podman("ps", "--all", "--format", "{{.Names}}").stdout
+        return [n for n in out.split() if n.startswith("trainui-")]
+
+    def stop(self) -> None:
+        if self._registry is not None:
+            self._registry.kill()
+            self._registry.wait()
+        self.podman("rm", "--all", "--force", check=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
