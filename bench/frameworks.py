@@ -6,8 +6,8 @@ what trainui adds on top of the runtime's own start (goal ≤ 30 ms).
 
 - host: `date +%s.%N` (trainui's run) against `sh -c 'date +%s.%N'` started by this process;
 - venv: `python -c ...` printing the time, in a venv, against `VENV/bin/python -c ...`;
-- container: `date +%s.%N` in an image (podman, made from a tarball as the tests do) against
-  `podman run --rm --init IMAGE date +%s.%N`.
+- container: `stamp` (a static program printing the time: busybox's date has no %N) in an
+  image made from a tarball as the tests make it, against `podman run --rm --init IMAGE stamp`.
 Each trainui figure is the client's submit to the command's first line (its printed time), on
 a warm, idle service (bench/runs.py's method); each anchor is the start of the process to the
 same printed time. The sandbox is on where bubblewrap works (host and venv runs are sandboxed,
@@ -58,7 +58,12 @@ async def measure(bench: Bench, framework: str, command: str, runs: int) -> list
 
     bench.manifest = manifest  # the same measurement as bench/runs.py, in this framework
     try:
-        return (await submit_latencies(bench, runs))["total"]
+        samples = await submit_latencies(bench, runs)
+        steps = ", ".join(
+            f"{k.split(' (')[0]} {statistics.median(v) * 1e3:.1f}" for k, v in samples.items()
+        )
+        print(f"{framework} steps, p50 ms: {steps}", flush=True)
+        return samples["total"]
     finally:
         bench.manifest = original
 
@@ -104,10 +109,11 @@ async def main() -> None:
                 ]
                 results.append(("venv", ours, anchor))
             if "container" in args.only and podman is not None:
-                ours = await measure(bench, "incontainer", "date +%s.%N", args.runs)
+                # busybox's date has no %N: the image's /bin/stamp prints the time
+                ours = await measure(bench, "incontainer", "stamp", args.runs)
                 env = {**os.environ, **podman.env}
                 anchor = [
-                    direct(["podman", "run", "--rm", "--init", IMAGE, "date", "+%s.%N"], env)
+                    direct(["podman", "run", "--rm", "--init", IMAGE, "stamp"], env)
                     for _ in range(args.runs)
                 ]
                 results.append(("container (podman)", ours, anchor))

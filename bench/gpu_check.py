@@ -11,7 +11,12 @@
 4. the cost of one snapshot of all GPUs (goal < 5 ms) against one ``nvidia-smi --query-gpu``
    call, timed in the same run;
 5. (issue 13) each run's command is sandboxed (bubblewrap) and ``nvidia-smi -L`` inside it
-   lists exactly the run's GPUs, while PyTorch sees one device (3.).
+   lists exactly the run's GPUs, while PyTorch sees one device (3.);
+6. (issue 18) a run whose framework is a container (podman, an image made from a tarball with
+   a static busybox: no registry is reachable) gets its GPU by CDI, and ``nvidia-smi -L``
+   inside the container lists exactly that GPU. Needs podman, busybox and a CDI spec
+   (``nvidia-ctk cdi generate --output=/var/run/cdi/nvidia.yaml`` is tried when there is none);
+   said as not run, and why, otherwise.
 
 Prints a table at the end; writes ``gpu_check.json`` and the raw NVML answers of this machine
 (idle and under load, in the format of tests/fixtures/gpu/) to ``--out``. Under 5 minutes.
@@ -355,7 +360,8 @@ class Trainui:
             timeout=timeout,
         )
 
-    def submit(self, name: str, seconds: float, tag: str) -> str:
+    def submit(self, name: str, seconds: float, tag: str, command: str | None = None) -> str:
+        command = command or f"python3 launch.py {seconds} {tag}"
         manifest = self.tmp / f"{name}.yml"
         manifest.write_text(
             textwrap.dedent(
@@ -364,7 +370,7 @@ class Trainui:
                   name: {name}
                   framework: {{name: pytorch, version: "2"}}
                   execution:
-                    command: python3 launch.py {seconds} {tag}
+                    command: {json.dumps(command)}
                     resource: small
                 training_data_reference:
                   connection: {{}}
@@ -465,6 +471,61 @@ def _cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
     except OSError:
         return "?"
+
+
+def container_check(rows: list, note) -> None:
+    """Issue 18: a container run's GPUs, as ``nvidia-smi -L`` lists them inside it."""
+    sys.path.insert(1, str(ROOT / "tests" / "functional_tests"))
+    from podman_env import Podman, PodmanUnavailable
+
+    from trainui.learner.runtime import _cdi_has_nvidia
+
+    if not _cdi_has_nvidia() and shutil.which("nvidia-ctk"):
+        os.makedirs("/var/run/cdi", exist_ok=True)
+        made = subprocess.run(
+            ["nvidia-ctk", "cdi", "generate", "--output=/var/run/cdi/nvidia.yaml"],
+            capture_output=True,
+            text=True,
+        )
+        note(f"nvidia-ctk cdi generate: exit {made.returncode} {made.stderr[-300:]}")
+    if not _cdi_has_nvidia():
+        note("container check not run: no CDI spec for NVIDIA GPUs (nvidia-ctk not here?)")
+        return
+    tmp = Path(tempfile.mkdtemp(prefix="gpu-check-podman-"))
+    try:
+        podman = Podman(tmp).start()
+    except PodmanUnavailable as why:
+        note(f"container check not run: {why}")
+        return
+    (tmp / "frameworks.toml").write_text(
+        '[[framework]]\nname = "pytorch"\nversions = ["2"]\nruntime = "container"\n'
+        'image = "localhost/trainui-test:1"\n'
+    )
+    box = Trainui(tmp / "t", gpus=None)
+    box.env.update(podman.env, TRAINUI_FRAMEWORKS=str(tmp / "frameworks.toml"))
+    try:
+        run_id = box.submit(
+            "gpu-check-container",
+            0,
+            "C",
+            'echo "[C] CUDA_VISIBLE_DEVICES=$CUDA_VISIBLE_DEVICES"; nvidia-smi -L',
+        )
+        run = box.wait(run_id, {"completed", "failed", "halted"}, 120)
+        log_text = box.logs(run_id)
+        log("container run log:\n" + textwrap.indent(log_text.strip(), "    "))
+        listed = [x for x in log_text.splitlines() if x.startswith("GPU ")]
+        rows.append(
+            (
+                "container run: GPUs nvidia-smi -L lists inside",
+                f"{run['status']}, {len(listed)}",
+                f"gpu_ids {run.get('gpu_ids')}",
+                "its GPUs only",
+                run["status"] == "completed" and len(listed) == len(run.get("gpu_ids") or [0]),
+            )
+        )
+    finally:
+        box.stop()
+        podman.stop()
 
 
 # -------------------------------------------------------------------------------- the check
@@ -682,6 +743,13 @@ def main() -> int:
             shutil.copy(trainui.home / "service.log", out / "service.log")
         trainui.stop()
         probe.stop()
+
+    # 6. a container run sees exactly its GPU
+    if has_gpu:
+        try:
+            container_check(rows, note)
+        except Exception:
+            note("the container check failed:\n" + traceback.format_exc())
 
     # 4. cost
     if "snapshot_idle_ms" in results and smi_cost:

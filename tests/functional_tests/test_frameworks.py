@@ -253,6 +253,12 @@ def test_a_container_run_gets_its_folders_and_variables_and_data_read_only(home,
     assert "in container image localhost/trainui-test:1" in text
     assert (home.buckets / "results" / model_id / "out.txt").read_text() == "made\n"
     assert podman.containers() == []  # removed with the run
+    # the image is known to be here: the next run's learner asks podman nothing about it
+    (note,) = (home.path / "images").glob("*.json")
+    assert json.loads(note.read_text())["image"] == "localhost/trainui-test:1"
+    again = home.submit(model, framework_manifest(home, "echo again", "pytorch", "1"))
+    assert home.wait(again, "completed", "failed")["status"] == "completed"
+    assert "again\n" in log(home, again)
 
 
 def test_halting_a_container_run_leaves_no_container(home, podman):
@@ -381,7 +387,7 @@ def test_gpus_go_in_by_cdi_for_podman_and_by_gpus_for_docker(tmp_path, monkeypat
     env = box.environment({"CUDA_VISIBLE_DEVICES": "1,3", "lr": "0.1", "DATA_DIR": "/w/data_dir"})
     assert env["CUDA_VISIBLE_DEVICES"] == "0,1"  # inside, its two GPUs are the only ones
     line = box.command_line(["/bin/sh", "-c", "train"], env)
-    assert line[:7] == ["/usr/bin/podman", "run", "--rm", "--init", "--name",
+    assert line[:8] == ["/usr/bin/podman", "run", "--rm", "--init", "--pull=never", "--name",
                         "trainui-training-ABCDEFGHI", "--replace"]  # fmt: skip
     assert "--volume" in line and "/w/data_dir:/w/data_dir:ro" in line
     assert "/w/model_dir:/w/model_dir:rw" in line

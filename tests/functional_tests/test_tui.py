@@ -628,6 +628,48 @@ async def test_the_editor_checks_as_you_type_and_jumps_to_a_problem(history):
         await until(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
 
 
+async def test_the_editor_marks_an_unsupported_framework_and_completes_it(tmp_path):
+    h = History(tmp_path / "home")
+    catalogue = tmp_path / "frameworks.toml"
+    catalogue.write_text(
+        '[[framework]]\nname = "pytorch"\nversions = ["2.4", "2.5"]\nruntime = "host"\n'
+    )
+    h.env["TRAINUI_FRAMEWORKS"] = str(catalogue)
+    (h.path / "buckets" / "data").mkdir(parents=True)
+    try:
+        app = make_app(h)
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.press("n")
+            await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
+            editor = app.screen
+            await until(pilot, lambda: editor.frameworks is not None, what="the catalogue")
+            # the template's framework is not in this catalogue: C104, as the service would say
+            await until(pilot, lambda: "not valid" in text(app), what="the C104 mark")
+            (problem,) = editor.problems
+            assert problem.path == "model_definition.framework"
+            assert (
+                "C104 framework" in problem.message
+                and "Supported: pytorch 2.4, 2.5" in problem.message
+            )
+            assert "ctrl+space: framework" in text(app)
+            editor._go_to(problem)  # on the name: ctrl+space completes it from the catalogue
+            await pilot.press("ctrl+space")
+            await until(pilot, lambda: "name: pytorch" in editor.area.text)
+            line = editor.area.text.split("\n")[problem.line - 1]
+            if "version" in line:  # flow style: the version is on the same line
+                editor.area.move_cursor((problem.line - 1, line.index("version") + 10))
+            else:
+                editor.area.move_cursor(
+                    (problem.line, len(editor.area.document.get_line(problem.line)))
+                )
+            await pilot.press("ctrl+space")
+            await until(pilot, lambda: '"2.4"' in editor.area.text or '"2.5"' in editor.area.text)
+            await until(pilot, lambda: "✓ valid" in text(app), what="valid once completed")
+    finally:
+        h.stop()
+
+
 async def test_templates_and_the_external_editor(history, tmp_path, monkeypatch):
     script = tmp_path / "fake-editor.sh"
     script.write_text("#!/bin/sh\nsed -i 's/demo-classifier/edited-elsewhere/' \"$1\"\n")

@@ -227,6 +227,7 @@ class Learner(Staging, ProcessControl, Storing):
         from trainui.learner.runtime import for_spec
 
         self.runtime = for_spec(self.config.get("runtime"), self)
+        self.runtime.begin()
         self._sandbox()
 
     # ------------------------------------------------------------------------ the end

@@ -234,6 +234,8 @@ class ProcessControl:
         if self.log_failure is not None:
             raise _Failed("S300", self.log_failure)
         if code != 0 and not self.halt_requested:
+            if self.runtime is not None:
+                self.runtime.failure(code)
             raise _Failed("C201", f"the training command {how}")
 
     def _start_metrics(self):

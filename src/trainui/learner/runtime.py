@@ -22,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 from trainui.learner.common import _Failed
@@ -57,6 +58,13 @@ class Runtime:
     def __init__(self, spec: dict, learner) -> None:
         self.spec = spec
         self.learner = learner
+
+    def begin(self) -> None:
+        """Called before the data are staged: start what may go on meanwhile."""
+
+    def failure(self, code: int) -> None:
+        """The command exited with ``code``: raise _Failed when the runtime, not the command,
+        failed."""
 
     def prepare(self) -> None:
         """Check (and fetch) what the runtime needs; _Failed with a sentence when it cannot."""
@@ -165,32 +173,67 @@ class Container(Runtime):
         self.command = ""
         self.flavour = "podman"  # podman | docker: how options are written
         self.removed = False
+        self._found: str | None = None
+        self._here: threading.Thread | None = None  # is the image here? asked while staging
+        self._here_answer = False
+        self._answered = False  # known without asking (_known_here)
 
     @property
     def image(self) -> str:
         return self.spec["image"]
 
-    def prepare(self) -> None:
+    def begin(self) -> None:
+        """Ask the runtime whether the image is here while the data are staged (a podman
+        call is tens of ms, on the way to the command's first line), unless this machine
+        knows it is (``_known_here``)."""
+        found = self._runtime_command()
+        if found is None:
+            return
+        self._found = found
+        self._set_command(found)
+        if self._known_here():
+            self._here_answer = self._answered = True
+            return
+
+        def ask() -> None:
+            self._here_answer = self._image_here()
+            if self._here_answer:
+                self._remember()
+
+        self._here = threading.Thread(target=ask, name="trainui-image-check", daemon=True)
+        self._here.start()
+
+    def _runtime_command(self) -> str | None:
         wanted = self.spec.get("runtime_command")
         if wanted:
-            found = shutil.which(wanted)
-            if found is None:
+            return shutil.which(wanted)
+        return next(filter(None, (shutil.which(c) for c in ("podman", "docker"))), None)
+
+    def _set_command(self, found: str) -> None:
+        self.command = found
+        self.flavour = "docker" if "docker" in os.path.basename(found) else "podman"
+
+    def prepare(self) -> None:
+        found = self._found or self._runtime_command()
+        if found is None:
+            wanted = self.spec.get("runtime_command")
+            if wanted:
                 self._fail(
                     f"the container runtime {wanted} (runtime_command) is not installed on"
                     " this machine"
                 )
-        else:
-            found = next(filter(None, (shutil.which(c) for c in ("podman", "docker"))), None)
-            if found is None:
-                self._fail(
-                    "a container runtime is needed (podman or docker) and neither is installed"
-                    " on this machine: install podman, or set runtime_command in the catalogue"
-                )
-        self.command = found
-        self.flavour = "docker" if "docker" in os.path.basename(found) else "podman"
+            self._fail(
+                "a container runtime is needed (podman or docker) and neither is installed"
+                " on this machine: install podman, or set runtime_command in the catalogue"
+            )
+        self._set_command(found)
         if not self.learner.cpu_mode:
             self.gpu_options()  # a machine that cannot pass GPUs in says so before a pull
-        if not self._image_here():
+        if self._here is not None:
+            self._here.join()
+        answered = self._here is not None or self._answered
+        here = self._here_answer if answered else self._image_here()
+        if not here:
             if self.spec.get("pull") == "never":
                 self._fail(f"the image {self.image} is not on this machine (pull = never)")
             self._pull()
@@ -199,6 +242,66 @@ class Container(Runtime):
             write({"command": self.command, "name": self.name})
 
     # --- the image ---------------------------------------------------------------------------
+
+    def _marker(self) -> str:
+        """Where this machine notes that the image is here, and where podman keeps it."""
+        key = "\0".join((self.command, self.image, os.environ.get("CONTAINERS_STORAGE_CONF", "")))
+        name = hashlib.sha256(key.encode()).hexdigest()[:24]
+        return os.path.join(self.learner.home, "images", f"{name}.json")
+
+    def _known_here(self) -> bool:
+        """The image was here at its last use, and podman's folder of it still is (a stat
+        instead of a podman call: tens of ms less before the first line)."""
+        if self.flavour != "podman":
+            return False
+        try:
+            with open(self._marker(), encoding="utf-8") as f:
+                note = json.load(f)
+            return os.path.isdir(note["path"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+
+    def _remember(self) -> None:
+        if self.flavour != "podman":
+            return
+        with contextlib.suppress(OSError, subprocess.SubprocessError, ValueError):
+            image_id = self._ask("image", "inspect", "--format", "{{.Id}}", self.image)
+            where = self._ask("info", "--format", "{{.Store.GraphRoot}} {{.Store.GraphDriverName}}")
+            root, driver = where.rsplit(" ", 1)
+            path = os.path.join(root, f"{driver}-images", image_id)
+            if image_id and os.path.isdir(path):
+                os.makedirs(os.path.dirname(self._marker()), exist_ok=True)
+                from trainui.core.runs import write_json_atomic
+
+                write_json_atomic(self._marker(), {"image": self.image, "path": path})
+
+    def _forget(self) -> None:
+        with contextlib.suppress(OSError):
+            os.unlink(self._marker())
+
+    def _ask(self, *args: str) -> str:
+        return subprocess.run(
+            [self.command, *args],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout.strip()
+
+    def failure(self, code: int) -> None:
+        if code != 125:  # the runtime's own failure (the command's are its exit codes)
+            return
+        if not self._image_here():
+            self._forget()
+            self._fail(
+                f"the image {self.image} is no longer on this machine (it was removed since it"
+                " was last used); submit the run again to pull it"
+            )
+        self._fail(
+            f"{os.path.basename(self.command)} could not start the container (exit 125):"
+            " its error is the log's last lines"
+        )
 
     def _image_here(self) -> bool:
         check = ["image", "exists"] if self.flavour == "podman" else ["image", "inspect"]
@@ -236,6 +339,8 @@ class Container(Runtime):
                     learner._log(f"the image {self.image} is here (pulled for another run)")
                     return
                 self._pull_locked()
+                if not self.learner.halt_requested:
+                    self._remember()
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -350,7 +455,7 @@ class Container(Runtime):
     def command_line(self, argv: list[str], env: dict[str, str]) -> list[str]:
         learner = self.learner
         dirs = learner.dirs
-        line = [self.command, "run", "--rm", "--init", "--name", self.name]
+        line = [self.command, "run", "--rm", "--init", "--pull=never", "--name", self.name]
         if self.flavour == "podman":
             line.append("--replace")  # a container left by an earlier learner of this run
         else:

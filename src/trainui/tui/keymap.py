@@ -226,6 +226,8 @@ manifest.select_end  ctrl+shift+end         document_end(True) Select  hp
     Select to the end of the manifest
 manifest.select_all  ctrl+a                 select_all       Select_all hp
     Select the whole manifest (home: start of the line)
+manifest.complete    ctrl+space,ctrl+@      complete         Complete  hp
+    Complete the framework's name or version from the service's catalogue (again: the next)
 viewer.back          escape                 back             Back      -
     Back to where it was opened from
 viewer.clone         c                      clone_run        Clone     c

@@ -50,12 +50,23 @@ class Problem:
         return f"{mark} {where}{path} {self.message}"
 
 
-def check(text: str, environ) -> list[Problem]:
-    """Every problem of the manifest text (pure and quick: runs in a worker thread)."""
+def check(text: str, environ, frameworks: list[dict] | None = None) -> list[Problem]:
+    """Every problem of the manifest text (pure and quick: runs in a worker thread);
+    ``frameworks``: the service's catalogue (None: it has none), which the framework must be in."""
     from trainui.core.manifest import parse_manifest
 
     report = parse_manifest(text, "manifest.yml", env=environ)
     problems = [Problem(p.line, p.column, p.path, p.message, p.severity) for p in report.problems]
+    manifest = report.manifest
+    if frameworks is not None and manifest is not None:
+        from trainui.frameworks import unsupported
+
+        why = unsupported(manifest.framework_name, manifest.framework_version, frameworks)
+        if why is not None:
+            line, column = (manifest.framework_at or {}).get("name", (1, 1))
+            problems.append(
+                Problem(line, column, "model_definition.framework", f"C104 {why}", "error")
+            )
     for number, line in enumerate(text.splitlines(), 1):
         column = line.find(REDACTED)
         if column >= 0:
@@ -99,6 +110,7 @@ class EditorScreen(TrainuiScreen):
         self.title_text = title
         self.initial_definition = definition
         self.problems: list[Problem] = []
+        self.frameworks: list[dict] | None = None  # the service's catalogue (None: none)
         self.modified = False
         self.submitting = False
         self._generation = 0
@@ -137,6 +149,40 @@ class EditorScreen(TrainuiScreen):
     def on_mount(self) -> None:
         self.area.focus()
         self._validate(self.area.text, self._generation)
+        self._load_frameworks()
+
+    @work(group="frameworks", exit_on_error=False)
+    async def _load_frameworks(self) -> None:
+        """The service's frameworks catalogue: the framework is checked and completed from it."""
+        try:
+            answer = await self.app.client.frameworks()
+        except Exception:  # an older service, or none: the manifest is checked alone
+            return
+        if answer.get("catalogue") is not None:
+            self.frameworks = answer.get("frameworks") or []
+            self._validate(self.area.text, self._generation)
+
+    def complete_framework(self) -> None:
+        """The framework's name or version under the cursor completed from the catalogue
+        (again: the next one)."""
+        from trainui.tui.framework_complete import complete
+
+        area = self.area
+        if self.frameworks is None:
+            self.notify("No frameworks catalogue: every framework runs on the host.")
+            return
+        done = complete(area.text, area.cursor_location, self.frameworks)
+        if done is None:
+            self.notify("Completes framework.name and framework.version: put the cursor there.")
+            return
+        if done.text is None:
+            self.notify(f"No {done.field} to complete from the catalogue.", severity="warning")
+            return
+        area.replace(done.text, (done.line, done.start), (done.line, done.end))
+        area.move_cursor((done.line, done.start + len(done.text)))
+        self.query_one("#editor-status", Static).update(
+            f"{done.field}: {', '.join(done.choices)} (again: the next)"
+        )
 
     # --- validation as you type ------------------------------------------------------------
 
@@ -153,7 +199,7 @@ class EditorScreen(TrainuiScreen):
 
     @work(thread=True, group="validate", exclusive=True)
     def _validate(self, text: str, generation: int) -> None:
-        problems = check(text, os.environ)
+        problems = check(text, os.environ, self.frameworks)
         self.app.call_from_thread(self._show_problems, problems, generation)
 
     def _show_problems(self, problems: list[Problem], generation: int | None = None) -> None:
@@ -173,14 +219,17 @@ class EditorScreen(TrainuiScreen):
         warnings = len(problems) - errors
         status = self.query_one("#editor-status", Static)
         if errors:
-            status.update(
+            message = (
                 f"[$error]✗ not valid[/]: {_plural(errors, 'error')}, "
                 f"{_plural(warnings, 'warning')} (f8: next problem)"
             )
         elif warnings:
-            status.update(f"[$success]✓ valid[/], {_plural(warnings, 'warning')}")
+            message = f"[$success]✓ valid[/], {_plural(warnings, 'warning')}"
         else:
-            status.update("[$success]✓ valid[/]")
+            message = "[$success]✓ valid[/]"
+        if self.frameworks is not None:  # said where it is needed: the footer has no room
+            message += " · ctrl+space: framework"
+        status.update(message)
 
     @on(OptionList.OptionSelected, "#problems")
     def _jump_to_problem(self, event: OptionList.OptionSelected) -> None:

@@ -54,6 +54,11 @@ class ManifestArea(TextArea):
     def action_leave_text(self) -> None:
         self.screen.focus_next()
 
+    def action_complete(self) -> None:
+        complete = getattr(self.screen, "complete_framework", None)
+        if complete is not None:
+            complete()
+
     def action_document_start(self, select: bool = False) -> None:
         self.move_cursor((0, 0), select=select)
 
