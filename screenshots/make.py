@@ -248,6 +248,18 @@ async def shoot(
         await settle(pilot, lambda: "not valid" in _text(a))
         save(a, "editor")
 
+    async with (a := app()).run_test(size=size) as pilot:  # the framework, from the catalogue
+        await settle(pilot, lambda: a.loaded)
+        await pilot.press("n")
+        editor = a.screen
+        await settle(pilot, lambda: editor.frameworks is not None and "valid" in _text(a))
+        editor.area.cursor_blink = False
+        editor.definition.value = "examples/demo/model"
+        editor.area.move_cursor((4, 17))  # version: "2.3|"
+        await pilot.press("backspace", "6")
+        await settle(pilot, lambda: "C104" in _text(a))
+        save(a, "editor-framework")
+
     async with (a := app(theme="ansi")).run_test(size=size) as pilot:
         await settle(pilot, lambda: a.loaded and a.gpu_readings is not None)
         save(a, "runs-ansi")
@@ -291,8 +303,19 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="trainui-screenshots-"))
     home = tmp / "home"
+    catalogue = tmp / "frameworks.toml"  # the box's frameworks (SPEC §10): the runs' and more
+    catalogue.write_text(
+        '[[framework]]\nname = "pytorch"\nversions = ["2.3", "2.4", "2.5"]\nruntime = "host"\n'
+        '[[framework]]\nname = "tensorflow"\nversions = ["2.16"]\nruntime = "venv"\n'
+        'path = "/opt/envs/tf-{version}"\n'
+        '[[framework]]\nname = "numpy"\nversions = ["*"]\nruntime = "host"\n'
+    )
     os.environ.update(
-        TRAINUI_HOME=str(home), TRAINUI_IDLE_EXIT="120", TRAINUI_CPU_SLOTS="1", TZ="UTC"
+        TRAINUI_HOME=str(home),
+        TRAINUI_IDLE_EXIT="120",
+        TRAINUI_CPU_SLOTS="1",
+        TZ="UTC",
+        TRAINUI_FRAMEWORKS=str(catalogue),
     )
     if not args.gpus:
         os.environ["TRAINUI_GPUS"] = "none"
