@@ -255,7 +255,7 @@ async def shoot(
         await settle(pilot, lambda: editor.frameworks is not None and "valid" in _text(a))
         editor.area.cursor_blink = False
         editor.definition.value = "examples/demo/model"
-        editor.area.move_cursor((4, 17))  # version: "2.3|"
+        editor.area.move_cursor((5, 17))  # version: "2.3|"
         await pilot.press("backspace", "6")
         await settle(pilot, lambda: "C104" in _text(a))
         save(a, "editor-framework")

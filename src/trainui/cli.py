@@ -128,12 +128,10 @@ def _check_framework(args: argparse.Namespace, manifest):
         where = f"checked against {catalogue.path} (no service answered)"
     if answer.get("catalogue") is None:
         return f"{where}: every framework runs on the host", None
-    why = frameworks.unsupported(
-        manifest.framework_name, manifest.framework_version, answer.get("frameworks") or []
-    )
-    if why is None:
+    problem = frameworks.manifest_problem(manifest, answer.get("frameworks") or [])
+    if problem is None:
         return where, None
-    line, column = (manifest.framework_at or {}).get("name", (1, 1))
+    why, line, column = problem
     return where, Problem(
         line=line, column=column, path="model_definition.framework", message=f"C104 {why}"
     )

@@ -152,6 +152,19 @@ def unsupported(name: str, version: str, frameworks: list[dict]) -> str | None:
     return f"framework {name} is not supported here{hint}. Supported: {supported}"
 
 
+def manifest_problem(manifest, frameworks: list[dict]) -> tuple[str, int, int] | None:
+    """A checked manifest's framework against ``frameworks``: (the C104 sentence, line,
+    column) located at the version when the name is supported, else at the name; None when
+    supported."""
+    why = unsupported(manifest.framework_name, manifest.framework_version, frameworks)
+    if why is None:
+        return None
+    name = manifest.framework_name.strip().lower()
+    known = any(entry.get("name", "").lower() == name for entry in frameworks)
+    at = (manifest.framework_at or {}).get("version" if known else "name", (1, 1))
+    return why, at[0], at[1]
+
+
 def catalogue_path(environ: Mapping[str, str] = os.environ) -> str:
     """``TRAINUI_FRAMEWORKS``, else ``$XDG_CONFIG_HOME/trainui/frameworks.toml``."""
     explicit = (environ.get("TRAINUI_FRAMEWORKS") or "").strip()

@@ -139,3 +139,26 @@ def test_broken_toml_and_hostile_input_are_one_located_sentence():
     assert "a list of tables" in problems(b"[framework]\nname='x'\n")[0]
     error = CatalogueError("f.toml", ["a", "b"])
     assert str(error) == "the frameworks catalogue is not valid: a (and 1 more)"
+
+
+def test_c104_points_at_the_version_when_the_name_is_supported():
+    from trainui.core.manifest import parse_manifest
+
+    text = (
+        "model_definition:\n  name: x\n  framework:\n    name: {name}\n    version: '{version}'\n"
+        "  execution: {{command: 'true', resource: small}}\n"
+        "training_data_reference:\n  connection: {{}}\n  source: {{bucket: d, type: local}}\n"
+        "training_results_reference:\n  connection: {{}}\n  target: {{bucket: r, type: local}}\n"
+    )
+    entries = catalogue().describe()["frameworks"]
+
+    def problem(name: str, version: str):
+        report = parse_manifest(text.format(name=name, version=version), "m.yml", env={})
+        assert report.ok, report.formatted()
+        return frameworks.manifest_problem(report.manifest, entries)
+
+    why, line, column = problem("pytorch", "2.6")
+    assert (line, column) == (5, 14) and "did you mean pytorch 2.5?" in why
+    why, line, column = problem("pytorh", "2.4")
+    assert (line, column) == (4, 11) and "did you mean pytorch?" in why
+    assert problem("tensorflow", "2.16") is None

@@ -286,13 +286,15 @@ class RunManager:
                 503,
                 f"the frameworks catalogue has errors, fix it first: {self._catalogue_problem}",
             )
-        why = catalogue.check(manifest.framework_name, manifest.framework_version)
-        if why is None:
+        if not catalogue.present:
             return
-        at = (manifest.framework_at or {}).get("name", (1, 1))
+        problem = frameworks.manifest_problem(manifest, catalogue.describe()["frameworks"])
+        if problem is None:
+            return
+        why, line, column = problem
         error = {
-            "line": at[0],
-            "column": at[1],
+            "line": line,
+            "column": column,
             "path": "model_definition.framework",
             "message": why,
             "severity": "error",

@@ -59,11 +59,11 @@ def check(text: str, environ, frameworks: list[dict] | None = None) -> list[Prob
     problems = [Problem(p.line, p.column, p.path, p.message, p.severity) for p in report.problems]
     manifest = report.manifest
     if frameworks is not None and manifest is not None:
-        from trainui.frameworks import unsupported
+        from trainui.frameworks import manifest_problem
 
-        why = unsupported(manifest.framework_name, manifest.framework_version, frameworks)
-        if why is not None:
-            line, column = (manifest.framework_at or {}).get("name", (1, 1))
+        found = manifest_problem(manifest, frameworks)
+        if found is not None:
+            why, line, column = found
             problems.append(
                 Problem(line, column, "model_definition.framework", f"C104 {why}", "error")
             )
