@@ -111,6 +111,7 @@ class EditorScreen(TrainuiScreen):
         self.initial_definition = definition
         self.problems: list[Problem] = []
         self.frameworks: list[dict] | None = None  # the service's catalogue (None: none)
+        self._completed: tuple[int, str] = (-1, "")  # (text generation, the choices)
         self.modified = False
         self.submitting = False
         self._generation = 0
@@ -178,11 +179,10 @@ class EditorScreen(TrainuiScreen):
         if done.text is None:
             self.notify(f"No {done.field} to complete from the catalogue.", severity="warning")
             return
+        # the choices, said by the status line once the completed text is checked
+        self._completed = (self._generation + 1, f"{done.field}: {', '.join(done.choices)}")
         area.replace(done.text, (done.line, done.start), (done.line, done.end))
         area.move_cursor((done.line, done.start + len(done.text)))
-        self.query_one("#editor-status", Static).update(
-            f"{done.field}: {', '.join(done.choices)} (again: the next)"
-        )
 
     # --- validation as you type ------------------------------------------------------------
 
@@ -227,7 +227,9 @@ class EditorScreen(TrainuiScreen):
             message = f"[$success]✓ valid[/], {_plural(warnings, 'warning')}"
         else:
             message = "[$success]✓ valid[/]"
-        if self.frameworks is not None:  # said where it is needed: the footer has no room
+        if self._completed[0] == self._generation:
+            message += f" · {self._completed[1]}"
+        elif self.frameworks is not None:  # said where it is needed: the footer has no room
             message += " · ctrl+space: framework"
         status.update(message)
 
