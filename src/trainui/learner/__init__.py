@@ -412,6 +412,8 @@ def spare_main() -> int:
     global _STARTED
     # the imports a run makes, done while waiting
     import trainui.core.definition
+    import trainui.learner.metrics
+    import trainui.learner.runtime
     import trainui.sandbox
     import trainui.storage.local
     import trainui.storage.s3
