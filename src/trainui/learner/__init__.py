@@ -176,6 +176,9 @@ class Learner(Staging, ProcessControl, Storing):
             signal.signal(signum, self._on_halt_signal)
         signal.signal(signal.SIGALRM, self._on_grace_over)
         self._write_status()
+        attempt, restarts = self.config.get("attempt") or 1, self.config.get("max_restarts") or 0
+        if restarts or attempt > 1:
+            self._log(f"attempt {attempt} of {restarts + 1}")
         try:
             self._prepare_work()
             self._stage()
@@ -254,8 +257,19 @@ class Learner(Staging, ProcessControl, Storing):
 
         write_json_atomic(os.path.join(self.run_dir, CONTAINER_FILE), spec)
 
+    def _may_restart(self) -> bool:
+        """The service may start this run again (SPEC §11): it failed for a reason that
+        restarts it and has restarts left; learner.json stays for the next attempt."""
+        attempt = int(self.config.get("attempt") or 1)
+        return (
+            self.final == FAILED
+            and self.error_code in ("C201", "S300")
+            and attempt <= int(self.config.get("max_restarts") or 0)
+        )
+
     def _finish(self) -> None:
-        _remove(os.path.join(self.run_dir, LEARNER_FILE))  # it holds the stores' secrets
+        if not self._may_restart():  # it holds the stores' secrets
+            _remove(os.path.join(self.run_dir, LEARNER_FILE))
         _remove(os.path.join(self.run_dir, "container.json"))  # removed with the command
         import shutil
 

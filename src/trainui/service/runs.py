@@ -41,6 +41,7 @@ from trainui.core.runs import (
     LOG_FILE,
     MANIFEST_FILE,
     PENDING,
+    RESTARTING,
     RESULTS_FILE,
     RUNNING,
     STATUS_FILE,
@@ -73,6 +74,10 @@ MIN_FREE_BYTES = 1 << 20
 DISK_RETRY = 5.0  # seconds between tries of what a full disk held back (saving, starting)
 # a running run's new metric points: its record and a ``metrics`` event at most this often
 METRICS_INTERVAL = 1.0
+# what restarts a run that has restarts left (SPEC §11): its command failed, its learner was
+# lost or failed (a node, a GPU); never a halt, nor a refusal of its manifest, data or code
+RESTARTABLE = frozenset({"C201", "S300"})
+MAX_BACKOFF = 300.0  # seconds: the back-off doubles per attempt up to this
 
 
 class Refusal(Exception):
@@ -196,6 +201,9 @@ class RunManager:
         self.open_streams = 0
         self.last_activity = time.monotonic()
         self._salvages: list[threading.Thread] = []  # storing what vanished learners left
+        # restarting runs -> when their back-off ends (time.monotonic); one missing (after a
+        # service restart) is due at once
+        self._restart_due: dict[str, float] = {}
         self._tokens = Tokens(self.home)  # a run's owner may map to a Unix user (--unix-user)
         self._sandbox_why: str | None = None  # why runs are not sandboxed here (None: they are)
         self._sandbox_probe: threading.Thread | None = None
@@ -548,6 +556,7 @@ class RunManager:
             progress=shared(lifecycle.no_progress()),
             experiment_id=experiment_id,
             parameters=parameters,
+            max_restarts=manifest.max_restarts,
             seq=self.seq,
             queued_epoch=time.time(),
         )
@@ -809,8 +818,13 @@ class RunManager:
     def schedule(self) -> None:
         """Start what can start; give every pending run its reason."""
         waiting = []
+        now = time.monotonic()
         for r in self.runs.values():
-            if r.status == PENDING and not r.deleted:
+            if (
+                r.status == RESTARTING
+                and not r.deleted
+                and self._restart_due.get(r.model_id, 0.0) <= now
+            ) or (r.status == PENDING and not r.deleted):
                 entry = self._waiting.get(r.model_id)
                 if entry is None:  # made once per run: this runs at every submit and release
                     entry = Waiting(r.model_id, r.gpus, r.queued_epoch, r.experiment_id)
@@ -849,8 +863,10 @@ class RunManager:
         changed = []
         for model_id, reason in plan.reasons.items():
             run = self.runs[model_id]
+            if run.status == RESTARTING:
+                reason = f"attempt {run.attempt} of {run.max_restarts + 1}: {reason}"
             if run.status_message != reason:
-                changed.append(self._change(run, PENDING, save=False, status_message=reason))
+                changed.append(self._change(run, run.status, save=False, status_message=reason))
         if changed:  # one transaction: when a large run ends, thousands of reasons may change
             try:
                 self.store.save_many(changed)
@@ -903,6 +919,8 @@ class RunManager:
                 self._finish(run, FAILED, why, "C104")
                 return
             spec["runtime"] = self._runtime_spec(run)
+            spec["attempt"], spec["max_restarts"] = run.attempt, run.max_restarts
+            self._restart_due.pop(run.model_id, None)
             write_json_atomic(spec_path, spec, mode=0o600)
             pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run.gpus)
         except (OSError, sqlite3.Error) as error:
@@ -990,6 +1008,14 @@ class RunManager:
                     reason = self.launcher.lost(
                         run.learner_pid, run.learner_start, raw, self.run_dir(run.model_id)
                     )
+                    lost = lifecycle.change(run, FAILED, status_message=reason, error_code="S300")
+                    restarting = self._restart(run, lost)
+                    if restarting is not None:
+                        self._command_groups.pop(run.model_id, None)
+                        self._save(self._put(restarting))
+                        self._refresh_gpu_roots()
+                        released = True
+                        continue
                     run = self._finish(run, FAILED, reason, "S300")
                     if not run.deleted:
                         self._store_what_is_left(run)
@@ -998,6 +1024,10 @@ class RunManager:
         if self._held_back and now >= self._retry_held_back_at:
             self._retry_held_back_at = now + DISK_RETRY
             self._write_held_back()
+        due = [r for r, when in self._restart_due.items() if when <= now]
+        for model_id in due:  # a back-off ended: the run waits in the queue from now on
+            del self._restart_due[model_id]
+            released = True
         retry_start = bool(self._retry_start_at) and now >= self._retry_start_at
         if retry_start:
             self._retry_start_at = 0.0
@@ -1180,6 +1210,12 @@ class RunManager:
         ended = new.status in FINAL_STATES
         if ended:
             self._command_groups.pop(run.model_id, None)
+            restarting = self._restart(run, new)
+            if restarting is not None:
+                self._save(self._put(restarting))
+                self._refresh_gpu_roots()
+                return True
+            self._forget_secrets(run.model_id)
             reason = self._stopped_early.pop(run.model_id, None)
             if reason and new.status == HALTED and new.status_message != reason:
                 # a learner that could not read the reason (on a cluster's node) said "halted"
@@ -1196,11 +1232,62 @@ class RunManager:
             self._refresh_gpu_roots()
         return ended
 
+    def _restart(self, run: Run, ended: Run) -> Run | None:
+        """``run`` (as it was) restarting, when ``ended`` (how its attempt ended) failed for a
+        reason that restarts it and it has restarts left (SPEC §11); else None. Its attempt
+        is kept in ``attempts``; it waits its back-off, then the queue at its place by
+        submission (``schedule``)."""
+        if (
+            ended.status != FAILED
+            or ended.error_code not in RESTARTABLE
+            or run.attempt > run.max_restarts
+            or run.deleted
+        ):
+            return None
+        record = {
+            "attempt": run.attempt,
+            "status": FAILED,
+            "error_code": ended.error_code,
+            "exit_code": ended.exit_code,
+            "status_message": ended.status_message,
+            "started_at": ended.started_at,
+            "finished_at": ended.finished_at or utc_now(),
+        }
+        delay = min(self.settings.restart_backoff * 2 ** (run.attempt - 1), MAX_BACKOFF)
+        following = run.attempt + 1
+        # the next learner starts afresh: the old attempt's record must not be taken for its
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.run_dir(run.model_id), STATUS_FILE))
+        self._status_mtimes.pop(run.model_id, None)
+        self._restart_due[run.model_id] = time.monotonic() + delay
+        return lifecycle.change(
+            run,
+            RESTARTING,
+            attempt=following,
+            attempts=[*(run.attempts or ()), record],
+            status_message=f"attempt {following} of {run.max_restarts + 1} in {delay:g} s "
+            f"(attempt {run.attempt}: {ended.status_message})",
+            error_code=None,
+            exit_code=None,
+            gpu_ids=shared([]),
+            progress=shared(lifecycle.no_progress()),
+            learner_pid=None,
+            learner_start=None,
+        )
+
+    def _forget_secrets(self, model_id: str) -> None:
+        """The run ended for good: learner.json (the stores' secrets), which a run that may
+        restart keeps between its attempts, goes."""
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.run_dir(model_id), LEARNER_FILE))
+
     def _finish(self, run: Run, status: str, message: str, code: str | None) -> Run:
         """End the run here (halted before it started, its learner lost or not started)."""
         self._waiting.pop(run.model_id, None)
         self._command_groups.pop(run.model_id, None)
         run = self._change(run, status, save=False, status_message=message, error_code=code)
+        self._restart_due.pop(run.model_id, None)
+        self._forget_secrets(run.model_id)
         if not run.deleted and (run.started_at or run.model_id in self.metrics.live):
             run = self._put(self._final_metrics(run))
         if run.deleted:
@@ -1242,6 +1329,9 @@ class RunManager:
         if run.status == PENDING:
             run = self._finish(run, HALTED, "halted before it started", None)
             self.schedule()
+        elif run.status == RESTARTING:  # between two attempts: it ends here, halted
+            run = self._finish(run, HALTED, f"halted before attempt {run.attempt} started", None)
+            self.schedule()
         else:
             run = self._change(run, run.status, status_message="halting")
             self.launcher.halt(run.learner_pid, run.learner_start)
@@ -1260,6 +1350,7 @@ class RunManager:
             self.store.scrub()
 
     def _forget(self, model_id: str) -> None:
+        self._restart_due.pop(model_id, None)
         run = self.runs.pop(model_id, None)
         self._changed(model_id)
         if run is not None and run.learner_start:
