@@ -826,6 +826,19 @@ def _show_fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str
                 f"objects, {_bytes(progress['bytes_done'])} of {_bytes(progress['bytes_total'])}",
             )
         )
+    if run.get("max_restarts") or run.get("attempts"):  # SPEC §11: each attempt, how it ended
+        fields.append(("Attempt", f"{run.get('attempt', 1)} of {run['max_restarts'] + 1}"))
+        for a in run.get("attempts") or ():
+            code = a.get("error_code") or ""
+            if a.get("exit_code") is not None:
+                code += f" exit {a['exit_code']}"
+            fields.append(
+                (
+                    f"  attempt {a['attempt']}",
+                    f"{a['status']} {code.strip()} at {_time(a.get('finished_at'))}: "
+                    f"{a.get('status_message') or '-'}".replace("  ", " "),
+                )
+            )
     if run.get("experiment_id"):
         fields.append(("Experiment", run["experiment_id"]))
         fields.append(("Parameters", _parameters_text(run.get("parameters")) or "-"))

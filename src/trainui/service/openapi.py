@@ -103,6 +103,32 @@ _RUN = {
             "command's environment under their names)",
             "additionalProperties": {"type": ["number", "string", "boolean"]},
         },
+        "attempt": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "the run's attempt now, 1 the first (SPEC §11; TRAINING_ATTEMPT)",
+        },
+        "max_restarts": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "times the run may start again after a failure",
+        },
+        "attempts": {
+            "type": ["array", "null"],
+            "description": "each attempt that ended: how (a run that may restart)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "attempt": {"type": "integer"},
+                    "status": {"type": "string"},
+                    "error_code": {"type": ["string", "null"]},
+                    "exit_code": _NULLABLE_INT,
+                    "status_message": _NULLABLE_TEXT,
+                    "started_at": {"type": ["string", "null"]},
+                    "finished_at": {"type": ["string", "null"]},
+                },
+            },
+        },
     },
 }
 

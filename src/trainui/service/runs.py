@@ -1216,6 +1216,7 @@ class RunManager:
                 self._refresh_gpu_roots()
                 return True
             self._forget_secrets(run.model_id)
+            new = _last_attempt(new)
             reason = self._stopped_early.pop(run.model_id, None)
             if reason and new.status == HALTED and new.status_message != reason:
                 # a learner that could not read the reason (on a cluster's node) said "halted"
@@ -1244,15 +1245,7 @@ class RunManager:
             or run.deleted
         ):
             return None
-        record = {
-            "attempt": run.attempt,
-            "status": FAILED,
-            "error_code": ended.error_code,
-            "exit_code": ended.exit_code,
-            "status_message": ended.status_message,
-            "started_at": ended.started_at,
-            "finished_at": ended.finished_at or utc_now(),
-        }
+        record = _attempt_record(msgspec.structs.replace(ended, attempt=run.attempt))
         delay = min(self.settings.restart_backoff * 2 ** (run.attempt - 1), MAX_BACKOFF)
         following = run.attempt + 1
         # the next learner starts afresh: the old attempt's record must not be taken for its
@@ -1286,6 +1279,7 @@ class RunManager:
         self._waiting.pop(run.model_id, None)
         self._command_groups.pop(run.model_id, None)
         run = self._change(run, status, save=False, status_message=message, error_code=code)
+        run = _last_attempt(run)
         self._restart_due.pop(run.model_id, None)
         self._forget_secrets(run.model_id)
         if not run.deleted and (run.started_at or run.model_id in self.metrics.live):
@@ -1452,6 +1446,28 @@ class RunManager:
         for thread in self._salvages:  # let a log being stored reach its bucket
             thread.join(max(0.0, deadline - time.monotonic()))
         self.store.close()
+
+
+def _attempt_record(run: Run) -> dict:
+    """How an attempt of ``run`` ended, as ``attempts`` keeps it."""
+    return {
+        "attempt": run.attempt,
+        "status": run.status,
+        "error_code": run.error_code,
+        "exit_code": run.exit_code,
+        "status_message": run.status_message,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at or utc_now(),
+    }
+
+
+def _last_attempt(run: Run) -> Run:
+    """An ended run that could restart: its last attempt in ``attempts`` too (SPEC §11)."""
+    if not run.max_restarts and not run.attempts:
+        return run
+    if any(a.get("attempt") == run.attempt for a in run.attempts or ()):
+        return run
+    return msgspec.structs.replace(run, attempts=[*(run.attempts or ()), _attempt_record(run)])
 
 
 def _store_spec(store) -> dict:
