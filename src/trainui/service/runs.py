@@ -41,6 +41,7 @@ from trainui.core.runs import (
     LOG_FILE,
     MANIFEST_FILE,
     PENDING,
+    RAY_LOG_STATE_FILE,
     RESTARTING,
     RESULTS_FILE,
     RUNNING,
@@ -1249,8 +1250,9 @@ class RunManager:
         delay = min(self.settings.restart_backoff * 2 ** (run.attempt - 1), MAX_BACKOFF)
         following = run.attempt + 1
         # the next learner starts afresh: the old attempt's record must not be taken for its
-        with contextlib.suppress(OSError):
-            os.unlink(os.path.join(self.run_dir(run.model_id), STATUS_FILE))
+        for name in (STATUS_FILE, RAY_LOG_STATE_FILE):  # the next job's log is mirrored anew
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.run_dir(run.model_id), name))
         self._status_mtimes.pop(run.model_id, None)
         self._restart_due[run.model_id] = time.monotonic() + delay
         return lifecycle.change(
