@@ -891,6 +891,14 @@ def cmd_halt(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_resume(args: argparse.Namespace) -> int:
+    print(f"Resuming the training run '{args.model_id}' ...")
+    run = _call(args, lambda client: client.resume_run(args.model_id))
+    print("OK")
+    print(f"State {run['status']}: {run['status_message']}")
+    return EXIT_OK
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     offset, data = args.offset, None
     if offset < 0 or not args.follow:
@@ -1253,6 +1261,13 @@ def build_parser() -> argparse.ArgumentParser:
         "stop a run (or experiment ID: its runs); logs and results are still stored",
     )
     sub.add_argument("words", nargs="+", metavar="[experiment] ID")
+
+    sub = command(
+        "resume",
+        cmd_resume,
+        "start a halted or failed run again, as its next attempt, from its last checkpoint",
+    )
+    sub.add_argument("model_id", metavar="ID")
 
     sub = command("metrics", cmd_metrics, "a run's metrics: each one's summary, or the points")
     sub.add_argument("model_id", metavar="ID")

@@ -264,6 +264,10 @@ class _Api:
     def halt_run(self, model_id: str):
         return self._do(_Call("POST", _run_path(model_id, "halt"), _json))
 
+    def resume_run(self, model_id: str):
+        """A halted or failed run started again as its next attempt (SPEC §11)."""
+        return self._do(_Call("POST", _run_path(model_id, "resume"), _json))
+
     def gpus(self):
         """The GPUs: readings, which run holds each (see ``GET /v3/gpus``)."""
         return self._do(_Call("GET", "/v3/gpus", _json))

@@ -182,6 +182,24 @@ def change(record, to_state: str, **fields):
     return msgspec.structs.replace(record, status=to_state, **fields)
 
 
+def resumed(run: Run, message: str) -> Run:
+    """A halted or failed ``run`` started again as its next attempt (``trainui resume``, SPEC
+    §11): the one way an ended run changes again, and only on a user's word."""
+    if run.status not in (FAILED, HALTED):
+        name = run.model_id
+        raise IllegalChange(f"{name} is {run.status}: only a halted or failed run resumes")
+    return msgspec.structs.replace(
+        run,
+        status=RESTARTING,
+        attempt=run.attempt + 1,
+        status_message=message,
+        error_code=None,
+        exit_code=None,
+        finished_at=None,
+        finished_epoch=None,
+    )
+
+
 def with_metrics(run: Run, metrics: dict | None) -> Run:
     """``run`` with its metrics' summary replaced, in any state: the summary follows the run's
     points file, whose last points the service may read after it saw the run end."""

@@ -136,6 +136,9 @@ class Learner(Staging, ProcessControl, Storing):
         }
         self.sandboxed = False  # the command runs in the sandbox (trainui.sandbox)
         self.runtime = None  # the framework's runtime (trainui.learner.runtime), from learner.json
+        from trainui.learner.checkpoints import Checkpoints, interval_of
+
+        self.checkpoints = Checkpoints(self, interval_of(config))
         self.sandbox_user = None  # as this user (the learner runs as root)
         self.private: dict[str, str] = {}  # the sandbox's /tmp and HOME
         self.phase = DOWNLOADING
@@ -184,6 +187,8 @@ class Learner(Staging, ProcessControl, Storing):
             self._stage()
             if not self.halt_requested:
                 self._unpack()
+            if not self.halt_requested and int(self.config.get("attempt") or 1) > 1:
+                self._restore_checkpoints()
             if not self.halt_requested:
                 self._prepare_runtime()
             if not self.halt_requested:
@@ -199,6 +204,8 @@ class Learner(Staging, ProcessControl, Storing):
             else:
                 self._report_crash()
                 self._set_outcome(FAILED, code, _learner_error(exc))
+        if self.final in (FAILED, HALTED) and self.command_pgid is not None:
+            self._copy_checkpoints()  # what the next attempt starts from (SPEC §11)
         try:
             self._store()
         except Exception as exc:
@@ -257,18 +264,31 @@ class Learner(Staging, ProcessControl, Storing):
 
         write_json_atomic(os.path.join(self.run_dir, CONTAINER_FILE), spec)
 
-    def _may_restart(self) -> bool:
-        """The service may start this run again (SPEC §11): it failed for a reason that
-        restarts it and has restarts left; learner.json stays for the next attempt."""
-        attempt = int(self.config.get("attempt") or 1)
-        return (
-            self.final == FAILED
-            and self.error_code in ("C201", "S300")
-            and attempt <= int(self.config.get("max_restarts") or 0)
-        )
+    def _restore_checkpoints(self) -> None:
+        """A next attempt (a restart, a resume) starts from the run's last checkpoint."""
+        from trainui.learner.checkpoints import RestoreError
+
+        try:
+            self.checkpoints.restore()
+        except RestoreError as error:
+            raise _Failed("S302", f"the checkpoints could not be restored: {error}") from None
+
+    def _copy_checkpoints(self) -> None:
+        """The last copy of CHECKPOINT_DIR (the run failed or was halted); a failure to copy
+        is said, and changes nothing of the outcome."""
+        try:
+            files, size = self.checkpoints.copy(final=True)
+        except Exception as error:
+            self._log(f"warning: the checkpoints could not be copied: {_learner_error(error)}")
+            return
+        if files:
+            self.checkpoints._said(files, size)
 
     def _finish(self) -> None:
-        if not self._may_restart():  # it holds the stores' secrets
+        # learner.json holds the stores' secrets: a completed run's go now; a failed or halted
+        # run keeps them (0600, in the private home) for its next attempt or `trainui resume`,
+        # until it is deleted or purged
+        if self.final == COMPLETED:
             _remove(os.path.join(self.run_dir, LEARNER_FILE))
         _remove(os.path.join(self.run_dir, "container.json"))  # removed with the command
         import shutil

@@ -194,6 +194,7 @@ class ProcessControl:
         self.command_pgid = pid  # before the pump starts: a failed write stops the command
         pump.start()
         metrics = self._start_metrics()
+        self.checkpoints.start()
         if self.halt_requested:  # the request came while the command was being started
             self._stop_command()
         self.status = change(self.status, RUNNING, status_message=where, command_pgid=pid)
@@ -216,6 +217,7 @@ class ProcessControl:
                 )
             self._end_log_line()
             metrics.stop()  # the final pass: what the command wrote last
+            self.checkpoints.stop()
         self.status.timings["command_ended"] = time.time()
         code = os.waitstatus_to_exitcode(wait_status)
         if self.sandboxed:

@@ -266,6 +266,10 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         run = manager.halt(request.path_params["model_id"], _user(request))
         return JSONResponse(public(run), status_code=202)
 
+    async def resume(request: Request) -> Response:
+        run = manager.resume(request.path_params["model_id"], _user(request))
+        return JSONResponse(public(run), status_code=202)
+
     async def definition(request: Request) -> Response:
         model_id = request.path_params["model_id"]
         manager.get(model_id, _user(request))
@@ -474,6 +478,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             methods=["GET", "DELETE"],
         ),
         Route(model + "/halt", refusing_full_disk(halt), methods=["POST"]),
+        Route(model + "/resume", refusing_full_disk(resume), methods=["POST"]),
         Route(
             "/v3/experiments",
             _by_method(GET=list_experiments, POST=refusing_full_disk(submit)),

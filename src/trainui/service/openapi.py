@@ -590,6 +590,18 @@ def _runs_document() -> dict:
                     },
                 },
             },
+            "/v3/models/{model_id}/resume": {
+                "parameters": [_MODEL_ID],
+                "post": {
+                    "summary": "Start a halted or failed run again, as its next attempt, from "
+                    "its last checkpoint (SPEC §11)",
+                    "responses": {
+                        "202": _json("Run", "the run is restarting: it waits for its turn"),
+                        **_errors(404, 409),
+                        **auth,
+                    },
+                },
+            },
             "/v3/models/{model_id}/logs": {
                 "parameters": [_MODEL_ID],
                 "get": {

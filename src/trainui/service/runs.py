@@ -31,6 +31,7 @@ from trainui.core.lifecycle import IllegalChange, Run
 from trainui.core.manifest import Manifest, ManifestReport, parse_manifest_bytes
 from trainui.core.runs import (
     ACTIVE_STATES,
+    COMPLETED,
     DEFINITION_FILE,
     DOWNLOADING,
     FAILED,
@@ -865,7 +866,8 @@ class RunManager:
         for model_id, reason in plan.reasons.items():
             run = self.runs[model_id]
             if run.status == RESTARTING:
-                reason = f"attempt {run.attempt} of {run.max_restarts + 1}: {reason}"
+                total = max(run.max_restarts + 1, run.attempt)
+                reason = f"attempt {run.attempt} of {total}: {reason}"
             if run.status_message != reason:
                 changed.append(self._change(run, run.status, save=False, status_message=reason))
         if changed:  # one transaction: when a large run ends, thousands of reasons may change
@@ -1216,7 +1218,8 @@ class RunManager:
                 self._save(self._put(restarting))
                 self._refresh_gpu_roots()
                 return True
-            self._forget_secrets(run.model_id)
+            if new.status == COMPLETED:
+                self._forget_secrets(run.model_id)
             new = _last_attempt(new)
             reason = self._stopped_early.pop(run.model_id, None)
             if reason and new.status == HALTED and new.status_message != reason:
@@ -1271,8 +1274,8 @@ class RunManager:
         )
 
     def _forget_secrets(self, model_id: str) -> None:
-        """The run ended for good: learner.json (the stores' secrets), which a run that may
-        restart keeps between its attempts, goes."""
+        """The run completed: learner.json (the stores' secrets) goes. A failed or halted
+        run keeps it for `trainui resume` until it is deleted or purged."""
         with contextlib.suppress(OSError):
             os.unlink(os.path.join(self.run_dir(model_id), LEARNER_FILE))
 
@@ -1283,7 +1286,6 @@ class RunManager:
         run = self._change(run, status, save=False, status_message=message, error_code=code)
         run = _last_attempt(run)
         self._restart_due.pop(run.model_id, None)
-        self._forget_secrets(run.model_id)
         if not run.deleted and (run.started_at or run.model_id in self.metrics.live):
             run = self._put(self._final_metrics(run))
         if run.deleted:
@@ -1332,6 +1334,50 @@ class RunManager:
             run = self._change(run, run.status, status_message="halting")
             self.launcher.halt(run.learner_pid, run.learner_start)
         return run
+
+    def resume(self, model_id: str, user: User | None = None) -> Run:
+        """A halted or failed run starts again as its next attempt, from its last checkpoint
+        (SPEC §11): it waits in the queue at its place by submission."""
+        run = self.get(model_id, user)
+        if run.status not in (HALTED, FAILED):
+            raise Refusal(
+                409, f"run {model_id} is {run.status}: only a halted or failed run resumes"
+            )
+        run_dir = self.run_dir(model_id)
+        missing = [
+            name
+            for name in (LEARNER_FILE, DEFINITION_FILE, MANIFEST_FILE)
+            if not os.path.exists(os.path.join(run_dir, name))
+        ]
+        if missing:
+            raise Refusal(
+                409,
+                f"run {model_id} cannot resume: its {' and '.join(missing)} "
+                "are no longer kept (a run that ended before trainui kept them); submit it again",
+            )
+        if not any(a.get("attempt") == run.attempt for a in run.attempts or ()):
+            run = msgspec.structs.replace(
+                run, attempts=[*(run.attempts or ()), _attempt_record(run)]
+            )
+        following = run.attempt + 1
+        total = max(run.max_restarts + 1, following)
+        for name in (STATUS_FILE, RAY_LOG_STATE_FILE):  # the next attempt starts afresh
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(run_dir, name))
+        self._status_mtimes.pop(model_id, None)
+        run = lifecycle.resumed(
+            run, f"attempt {following} of {total}: resumed, waiting for its turn"
+        )
+        run = msgspec.structs.replace(
+            run,
+            gpu_ids=shared([]),
+            progress=shared(lifecycle.no_progress()),
+            learner_pid=None,
+            learner_start=None,
+        )
+        self._save(self._put(run))
+        self.schedule()
+        return self.runs[model_id]
 
     def delete(self, model_id: str, user: User | None = None) -> None:
         run = self.get(model_id, user)
@@ -1465,7 +1511,7 @@ def _attempt_record(run: Run) -> dict:
 
 def _last_attempt(run: Run) -> Run:
     """An ended run that could restart: its last attempt in ``attempts`` too (SPEC §11)."""
-    if not run.max_restarts and not run.attempts:
+    if not run.max_restarts and not run.attempts and run.attempt == 1:
         return run
     if any(a.get("attempt") == run.attempt for a in run.attempts or ()):
         return run
@@ -1489,6 +1535,8 @@ def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: s
         "results": _store_spec(manifest.results),
         "home": home,
         "halt_grace_seconds": settings.halt_grace_seconds,
+        "max_restarts": manifest.max_restarts,
+        "checkpoint_interval": manifest.checkpoint_interval,
         "log_max_bytes": settings.log_max_bytes,
         "submitted_at": now,
     }

@@ -663,6 +663,28 @@ class TrainuiApp(App[int]):
             answered,
         )
 
+    def resume_run(self, model_id: str) -> None:
+        """A halted or failed run started again as its next attempt (SPEC §11)."""
+        run = self.table.get(model_id)
+        if run is not None and run.get("status") not in ("halted", "failed"):
+            self.notify(
+                f"{model_id} is {run['status']}: only a halted or failed run resumes.",
+                severity="warning",
+            )
+            return
+        self._resume(model_id)
+
+    @work(group="change")
+    async def _resume(self, model_id: str) -> None:
+        try:
+            run = await self.client.resume_run(model_id)
+        except ClientError as error:
+            self._refused(error)
+            return
+        self.table.upsert(run)
+        self._runs_changed({model_id})
+        self.notify(f"Resuming {model_id}: {run.get('status_message')}")
+
     @work(group="change")
     async def _halt(self, model_id: str) -> None:
         try:
