@@ -446,6 +446,7 @@ def spare_main() -> int:
     global _STARTED
     # the imports a run makes, done while waiting
     import trainui.core.definition
+    import trainui.learner.causes
     import trainui.learner.metrics
     import trainui.learner.runtime
     import trainui.sandbox

@@ -176,6 +176,9 @@ class ProcessControl:
         os.chdir(self.dirs["MODEL_DIR"])
         env = self._command_env()
         argv = self._command_line(env)
+        from trainui.learner.causes import oom_kills
+
+        kills_before = oom_kills()  # the OOM killer's count: did it kill the command?
         try:
             pid = os.posix_spawnp(
                 argv[0],
@@ -239,7 +242,10 @@ class ProcessControl:
         if code != 0 and not self.halt_requested:
             if self.runtime is not None:
                 self.runtime.failure(code)
-            raise _Failed("C201", f"the training command {how}")
+            from trainui.learner.causes import cause
+
+            known = cause(code, os.path.join(self.run_dir, LOG_FILE), kills_before)
+            raise _Failed("C201", f"the training command {how}" + (f": {known}" if known else ""))
 
     def _start_metrics(self):
         """Start following the run's metrics (trainui.learner.metrics) beside the command."""
