@@ -137,6 +137,21 @@ def _check_framework(args: argparse.Namespace, manifest):
     )
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    """``trainui notify test``: one event to each of the service's hooks."""
+    answer = _call(args, lambda client: client.notify_test())
+    hooks = answer.get("hooks") or []
+    if not hooks:
+        from trainui.service.notify import config_path
+
+        print(f"No notification hooks: write [[notify]] in {config_path(os.environ)}.")
+        return EXIT_OK
+    for hook in hooks:
+        mark = "OK" if hook["ok"] else f"FAILED: {hook['problem']}"
+        print(f"{hook['hook']}: {hook['to']}: {mark}")
+    return EXIT_OK if all(h["ok"] for h in hooks) else EXIT_FAILED
+
+
 def cmd_frameworks(args: argparse.Namespace) -> int:
     """The frameworks this box runs (SPEC §10), as the service's catalogue says."""
     answer = _call(args, lambda client: client.frameworks())
@@ -1215,6 +1230,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--json", action="store_true", help="print the result as JSON")
 
     command("schema", cmd_schema, "print the manifest's JSON Schema")
+
+    sub = command("notify", cmd_notify, "the service's notification hooks: `notify test`")
+    sub.add_argument("action", choices=("test",), help="send a test event to every hook")
 
     sub = command(
         "frameworks", cmd_frameworks, "the frameworks this machine runs, and their runtimes"

@@ -147,6 +147,10 @@ class _Api:
     def health(self):
         return self._do(_Call("GET", "/v3/health", _json))
 
+    def notify_test(self):
+        """One test event to every notification hook: ``{hooks: [{hook, to, ok, problem}]}``."""
+        return self._do(_Call("POST", "/v3/notify/test", _json))
+
     def frameworks(self):
         """The frameworks catalogue (SPEC §10): ``{catalogue, frameworks, message}``."""
         return self._do(_Call("GET", "/v3/frameworks", _json))

@@ -55,6 +55,7 @@ from trainui.core.runs import (
 )
 from trainui.core.shared import shared
 from trainui.core.urls import mask_urls
+from trainui.service import notify
 from trainui.service.auth import Tokens, User
 from trainui.service.experiments import ExperimentRecord, median_stop, stop_reason
 from trainui.service.experiments import describe as describe_experiment
@@ -165,6 +166,11 @@ class RunManager:
             settings.gpu_ids, settings.cpu_slots, settings.starvation_seconds
         )
         self.launcher = launcher or LocalLauncher()
+        # the hooks told of runs' events (SPEC §11); a config with errors refuses the start
+        self.notifier = notify.Notifier(
+            notify.load_hooks(settings.environ),
+            on_problem=lambda text: print(f"trainui: notify: {text}", file=sys.stderr),
+        )
         # the frameworks catalogue (SPEC §10): read now (errors refuse the service's start),
         # and again when the file changes
         self._catalogue = frameworks.load(settings.environ)
@@ -366,7 +372,13 @@ class RunManager:
         self._every_run = None
 
     def _put(self, run: Run) -> Run:
-        """``run``'s new record in place of the old one, what was kept of the old dropped."""
+        """``run``'s new record in place of the old one, what was kept of the old dropped; a
+        state change the hooks are told of goes to them (``service/notify.py``)."""
+        if self.notifier.hooks and not run.deleted:
+            before = self.runs.get(run.model_id)
+            event = notify.event_of(before.status if before else None, run.status)
+            if event is not None:
+                self.notifier.notify(event, public(run))
         self.runs[run.model_id] = run
         self._changed(run.model_id)
         return run
