@@ -838,6 +838,23 @@ def _runs_document() -> dict:
                     },
                 }
             },
+            "/v3/notify/test": {
+                "post": {
+                    "summary": "Send a test event to every notification hook (SPEC §11), one "
+                    "try each; how each went",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["hooks"],
+                                "properties": {"hooks": {"type": "array"}},
+                            },
+                            "each hook: {hook, to, ok, problem}",
+                        ),
+                        **auth,
+                    },
+                }
+            },
             "/v3/gpus/history": {
                 "get": {
                     "summary": "About five minutes of readings per GPU, for sparklines",
