@@ -137,6 +137,21 @@ def _check_framework(args: argparse.Namespace, manifest):
     )
 
 
+def cmd_notify(args: argparse.Namespace) -> int:
+    """``trainui notify test``: one event to each of the service's hooks."""
+    answer = _call(args, lambda client: client.notify_test())
+    hooks = answer.get("hooks") or []
+    if not hooks:
+        from trainui.service.notify import config_path
+
+        print(f"No notification hooks: write [[notify]] in {config_path(os.environ)}.")
+        return EXIT_OK
+    for hook in hooks:
+        mark = "OK" if hook["ok"] else f"FAILED: {hook['problem']}"
+        print(f"{hook['hook']}: {hook['to']}: {mark}")
+    return EXIT_OK if all(h["ok"] for h in hooks) else EXIT_FAILED
+
+
 def cmd_frameworks(args: argparse.Namespace) -> int:
     """The frameworks this box runs (SPEC §10), as the service's catalogue says."""
     answer = _call(args, lambda client: client.frameworks())
@@ -826,6 +841,19 @@ def _show_fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str
                 f"objects, {_bytes(progress['bytes_done'])} of {_bytes(progress['bytes_total'])}",
             )
         )
+    if run.get("max_restarts") or run.get("attempts"):  # SPEC §11: each attempt, how it ended
+        fields.append(("Attempt", f"{run.get('attempt', 1)} of {run['max_restarts'] + 1}"))
+        for a in run.get("attempts") or ():
+            code = a.get("error_code") or ""
+            if a.get("exit_code") is not None:
+                code += f" exit {a['exit_code']}"
+            fields.append(
+                (
+                    f"  attempt {a['attempt']}",
+                    f"{a['status']} {code.strip()} at {_time(a.get('finished_at'))}: "
+                    f"{a.get('status_message') or '-'}".replace("  ", " "),
+                )
+            )
     if run.get("experiment_id"):
         fields.append(("Experiment", run["experiment_id"]))
         fields.append(("Parameters", _parameters_text(run.get("parameters")) or "-"))
@@ -873,6 +901,14 @@ def cmd_halt(args: argparse.Namespace) -> int:
     args.model_id = args.words[0]
     print(f"Halting the training run '{args.model_id}' ...")
     run = _call(args, lambda client: client.halt_run(args.model_id))
+    print("OK")
+    print(f"State {run['status']}: {run['status_message']}")
+    return EXIT_OK
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    print(f"Resuming the training run '{args.model_id}' ...")
+    run = _call(args, lambda client: client.resume_run(args.model_id))
     print("OK")
     print(f"State {run['status']}: {run['status_message']}")
     return EXIT_OK
@@ -1195,6 +1231,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     command("schema", cmd_schema, "print the manifest's JSON Schema")
 
+    sub = command("notify", cmd_notify, "the service's notification hooks: `notify test`")
+    sub.add_argument("action", choices=("test",), help="send a test event to every hook")
+
     sub = command(
         "frameworks", cmd_frameworks, "the frameworks this machine runs, and their runtimes"
     )
@@ -1240,6 +1279,13 @@ def build_parser() -> argparse.ArgumentParser:
         "stop a run (or experiment ID: its runs); logs and results are still stored",
     )
     sub.add_argument("words", nargs="+", metavar="[experiment] ID")
+
+    sub = command(
+        "resume",
+        cmd_resume,
+        "start a halted or failed run again, as its next attempt, from its last checkpoint",
+    )
+    sub.add_argument("model_id", metavar="ID")
 
     sub = command("metrics", cmd_metrics, "a run's metrics: each one's summary, or the points")
     sub.add_argument("model_id", metavar="ID")

@@ -147,6 +147,10 @@ class _Api:
     def health(self):
         return self._do(_Call("GET", "/v3/health", _json))
 
+    def notify_test(self):
+        """One test event to every notification hook: ``{hooks: [{hook, to, ok, problem}]}``."""
+        return self._do(_Call("POST", "/v3/notify/test", _json))
+
     def frameworks(self):
         """The frameworks catalogue (SPEC §10): ``{catalogue, frameworks, message}``."""
         return self._do(_Call("GET", "/v3/frameworks", _json))
@@ -263,6 +267,10 @@ class _Api:
 
     def halt_run(self, model_id: str):
         return self._do(_Call("POST", _run_path(model_id, "halt"), _json))
+
+    def resume_run(self, model_id: str):
+        """A halted or failed run started again as its next attempt (SPEC §11)."""
+        return self._do(_Call("POST", _run_path(model_id, "resume"), _json))
 
     def gpus(self):
         """The GPUs: readings, which run holds each (see ``GET /v3/gpus``)."""

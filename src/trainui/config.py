@@ -199,6 +199,12 @@ class Settings:
         None,
         "the frameworks catalogue (TOML); unset: $XDG_CONFIG_HOME/trainui/frameworks.toml",
     )
+    restart_backoff = _var(
+        "TRAINUI_RESTART_BACKOFF",
+        _number(float, 0),
+        5.0,
+        "seconds before a failed run's 2nd attempt (SPEC §11), doubled for each next one",
+    )
     ray_address = _var(
         "TRAINUI_RAY_ADDRESS", _text, None, "the Ray cluster's dashboard address, http://HEAD:8265"
     )

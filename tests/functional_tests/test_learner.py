@@ -146,7 +146,14 @@ def env_seen(log: str) -> dict[str, str]:
 
 def assert_run_folder_cleaned(run: Run) -> None:
     assert not (run.dir / "work").exists()
-    assert not (run.dir / "learner.json").exists()  # it held the stores' secrets
+    # learner.json holds the stores' secrets: gone once the run completed; a failed or halted
+    # run keeps it, 0600, for `trainui resume` (SPEC §11)
+    status = json.loads((run.dir / "status.json").read_text())["status"]
+    spec = run.dir / "learner.json"
+    if status == "completed":
+        assert not spec.exists()
+    else:
+        assert spec.stat().st_mode & 0o777 == 0o600
 
 
 # ------------------------------------------------------------------------------ tests

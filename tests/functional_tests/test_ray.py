@@ -195,6 +195,27 @@ def test_a_framework_runs_in_its_venv_on_the_ray_node(rhome, cluster, tmp_path):
     assert f"in the venv {tmp_path}/tf" in log_lines_of_ray(cluster, model_id)
 
 
+def test_a_failed_attempt_on_ray_starts_again_as_a_job_of_its_own(rhome, cluster):
+    rhome.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
+    manifest = rhome.manifest(
+        '[ "$TRAINING_ATTEMPT" -ge 2 ] || exit 9; echo "ok on $TRAINING_ATTEMPT"', name="flaky"
+    )
+    manifest.write_text(
+        manifest.read_text().replace("resource: small", "resource: small\n    max_restarts: 2")
+    )
+    model_id = rhome.submit(rhome.model("f", {"t.py": ""}), manifest)
+    run = rhome.wait(model_id, "completed", "failed", "halted", timeout=120)
+    assert run["status"] == "completed", run
+    assert [(a["attempt"], a["exit_code"]) for a in run["attempts"]] == [(1, 9), (2, 0)]
+    log = rhome.cli("logs", model_id, check=True).stdout
+    assert "attempt 1 of 3" in log and "attempt 2 of 3" in log and "ok on 2" in log
+    # the learner's job ends well whatever its command did (the learner says how)
+    assert wait_for_job(cluster, model_id, "SUCCEEDED")["metadata"]["trainui_run"] == model_id
+    second = wait_for_job(cluster, f"{model_id}-attempt-2", "SUCCEEDED")
+    assert second["metadata"]["trainui_run"] == model_id
+    assert not (rhome.path / "runs" / model_id / "learner.json").exists()
+
+
 def test_a_medium_run_gets_two_gpus_from_ray(rhome, cluster):
     model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest(RECORD, "medium"))
     run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)

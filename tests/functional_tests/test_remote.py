@@ -200,8 +200,10 @@ def test_secrets_never_appear_in_responses_or_logs(remote):
         "${BENCH_SECRET}"
         in httpx.get(f"{remote.url}/v3/models/{model_id}/manifest", headers=headers).text
     )
-    # the learner's own copy (mode 0600) is gone once the run has ended
-    assert not (remote.home.path / "runs" / model_id / "learner.json").exists()
+    # the learner's own copy: a run that did not complete keeps it for `trainui resume`, mode
+    # 0600 in the home (the service user's alone); a completed run's goes
+    spec = remote.home.path / "runs" / model_id / "learner.json"
+    assert run["status"] != "completed" and spec.stat().st_mode & 0o777 == 0o600
 
 
 def test_a_public_bind_without_tokens_is_refused(home):

@@ -670,6 +670,35 @@ async def test_the_editor_marks_an_unsupported_framework_and_completes_it(tmp_pa
         h.stop()
 
 
+async def rings(h: History, model: Path, how: str) -> int:
+    """The bells the TUI rang (tui.toml's ``notify = how``) while a run it shows ran to its end."""
+    app = make_app(h, config=TuiConfig(problems=[], notify=how))
+    rung: list[str] = []
+    app.bell = lambda: rung.append("bell")
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        model_id = h.submit(f"ring-{how}", "sleep 1; echo done", model)
+        await until(pilot, lambda: app.table.get(model_id) is not None, what="the run")
+        await until(
+            pilot,
+            lambda: (app.table.get(model_id) or {}).get("status") == "completed",
+            what="the run's end",
+        )
+        await pilot.pause(0.2)
+    return len(rung)
+
+
+async def test_the_terminal_rings_when_a_run_shown_ends_if_asked(tmp_path):
+    h = History(tmp_path / "home")
+    (h.path / "buckets" / "data").mkdir(parents=True)
+    model = write_model(tmp_path / "model")
+    try:
+        assert await rings(h, model, "bell") == 1
+        assert await rings(h, model, "off") == 0
+    finally:
+        h.stop()
+
+
 async def test_templates_and_the_external_editor(history, tmp_path, monkeypatch):
     script = tmp_path / "fake-editor.sh"
     script.write_text("#!/bin/sh\nsed -i 's/demo-classifier/edited-elsewhere/' \"$1\"\n")

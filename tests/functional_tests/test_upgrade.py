@@ -39,6 +39,11 @@ def test_a_home_of_stop_11_opens_with_every_run_intact(home):
     # issue 17's step: no run was of an experiment, and there is none
     assert all(run["experiment_id"] is None and run["parameters"] is None for run in runs.values())
     assert json.loads(home.cli("list", "experiments", "--json", check=True).stdout) == []
+    # issue 19's step: each run had its one attempt, and no restarts
+    assert all(
+        (run["attempt"], run["max_restarts"], run["attempts"]) == (1, 0, None)
+        for run in runs.values()
+    )
     assert "hello from the model" in home.cli("logs", COMPLETED, check=True).stdout
     # the blocker ended while no service ran: its status file says how, and the store learns it
     blocker = home.wait(BLOCKER, "failed", timeout=30)

@@ -90,8 +90,20 @@ def test_an_illegal_change_is_refused_in_a_sentence_naming_the_run(before, after
 def test_an_ended_run_refuses_even_a_new_message_and_an_unknown_state_is_refused():
     with pytest.raises(IllegalChange, match="it has ended"):
         update(change(pending_run(), "completed"), status_message="again")
-    with pytest.raises(IllegalChange, match="'restarting' is not a state"):
+    with pytest.raises(IllegalChange, match="'rebooting' is not a state"):
+        change(pending_run(), "rebooting")
+
+
+def test_a_failed_attempt_restarts_and_the_next_one_starts_but_a_queued_run_never_restarts():
+    running = change(change(pending_run(), "downloading"), "running")
+    waiting = change(running, "restarting", attempt=2, status_message="attempt 2 of 3 in 5 s")
+    assert waiting.status == "restarting" and waiting.finished_at is None
+    assert change(waiting, "downloading").status == "downloading"
+    assert change(waiting, "halted").finished_at is not None  # halted between two attempts
+    with pytest.raises(IllegalChange, match="cannot go from pending to restarting"):
         change(pending_run(), "restarting")
+    with pytest.raises(IllegalChange, match="it has ended"):
+        change(change(running, "failed"), "restarting")
 
 
 def test_every_state_has_its_transitions():
@@ -155,7 +167,7 @@ def test_a_runs_public_object_has_the_spec_fields_and_none_of_the_services():
         "model_id", "url", "name", "description", "framework", "resource", "gpus", "gpu_ids",
         "status", "status_message", "error_code", "exit_code", "submitted_at", "started_at",
         "finished_at", "owner", "data", "results", "progress", "metrics", "experiment_id",
-        "parameters",
+        "parameters", "attempt", "max_restarts", "attempts",
     }  # fmt: skip
 
 

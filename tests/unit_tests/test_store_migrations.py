@@ -26,24 +26,24 @@ def test_a_step_that_adds_a_column_keeps_the_runs_and_one_that_fails_changes_not
     first.save(Run(model_id="training-aaaaaaaaa", seq=1, status="completed"))
     first.close()
 
-    def add_attempt(db):
-        db.execute("ALTER TABLE runs ADD COLUMN attempt INTEGER DEFAULT 1")
+    def add_priority(db):
+        db.execute("ALTER TABLE runs ADD COLUMN priority INTEGER DEFAULT 1")
 
     def broken(db):
         db.execute("ALTER TABLE runs ADD COLUMN half INTEGER")
         raise RuntimeError("a step that fails halfway")
 
-    monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, add_attempt, broken])
+    monkeypatch.setattr(store, "MIGRATIONS", [*store.MIGRATIONS, add_priority, broken])
     db = sqlite3.connect(path, isolation_level=None)
     with pytest.raises(RuntimeError):
         store.migrate(db, str(path))
     columns = [row[1] for row in db.execute("PRAGMA table_info(runs)")]
-    assert "attempt" not in columns and "half" not in columns  # rolled back whole
+    assert "priority" not in columns and "half" not in columns  # rolled back whole
     had = len(store.MIGRATIONS) - 2  # before the two steps above
     assert db.execute("PRAGMA user_version").fetchone()[0] == had
     monkeypatch.setattr(store, "MIGRATIONS", store.MIGRATIONS[:-1])
     assert store.migrate(db, str(path)) == had
-    assert db.execute("SELECT model_id, status, attempt FROM runs").fetchall() == [
+    assert db.execute("SELECT model_id, status, priority FROM runs").fetchall() == [
         ("training-aaaaaaaaa", "completed", 1)
     ]
     assert (tmp_path / f"runs.db.v{had}").exists()

@@ -25,6 +25,7 @@ from trainui.core.runs import (
     FINAL_STATES,
     HALTED,
     PENDING,
+    RESTARTING,
     RUNNING,
     STORING,
     utc_now,
@@ -35,9 +36,11 @@ from trainui.core.runs import (
 # changes again. A record may also change within its state (a message, progress), unless ended.
 TRANSITIONS: dict[str, frozenset[str]] = {
     PENDING: frozenset({DOWNLOADING, RUNNING, STORING, *FINAL_STATES}),
-    DOWNLOADING: frozenset({RUNNING, STORING, *FINAL_STATES}),
-    RUNNING: frozenset({STORING, *FINAL_STATES}),
-    STORING: frozenset(FINAL_STATES),
+    DOWNLOADING: frozenset({RUNNING, STORING, RESTARTING, *FINAL_STATES}),
+    RUNNING: frozenset({STORING, RESTARTING, *FINAL_STATES}),
+    STORING: frozenset({RESTARTING, *FINAL_STATES}),
+    # its next attempt starts (a new learner), or it is halted or given up while it waits
+    RESTARTING: frozenset({DOWNLOADING, RUNNING, STORING, *FINAL_STATES}),
     COMPLETED: frozenset(),
     FAILED: frozenset(),
     HALTED: frozenset(),
@@ -83,6 +86,12 @@ class Run(msgspec.Struct, frozen=True):
     # parameters {name: value}; None for a run of its own
     experiment_id: str | None = None
     parameters: dict | None = None
+    # restarts (SPEC §11): the attempt now (1 the first), the times it may start again, and
+    # each attempt that ended: {attempt, status, error_code, exit_code, status_message,
+    # started_at, finished_at}
+    attempt: int = 1
+    max_restarts: int = 0
+    attempts: list | None = None
     # the service's own, never in the API
     seq: int | None = None
     queued_epoch: float | None = None
@@ -171,6 +180,24 @@ def change(record, to_state: str, **fields):
             if isinstance(record, Run) and "finished_epoch" not in fields:
                 fields["finished_epoch"] = time.time()
     return msgspec.structs.replace(record, status=to_state, **fields)
+
+
+def resumed(run: Run, message: str) -> Run:
+    """A halted or failed ``run`` started again as its next attempt (``trainui resume``, SPEC
+    §11): the one way an ended run changes again, and only on a user's word."""
+    if run.status not in (FAILED, HALTED):
+        name = run.model_id
+        raise IllegalChange(f"{name} is {run.status}: only a halted or failed run resumes")
+    return msgspec.structs.replace(
+        run,
+        status=RESTARTING,
+        attempt=run.attempt + 1,
+        status_message=message,
+        error_code=None,
+        exit_code=None,
+        finished_at=None,
+        finished_epoch=None,
+    )
 
 
 def with_metrics(run: Run, metrics: dict | None) -> Run:

@@ -217,6 +217,16 @@ SCHEMA = Section(
                             required=True,
                             choices=tuple(RESOURCE_GPUS),
                         ),
+                        "max_restarts": Text(
+                            "times a failed run is started again (SPEC §11), 0 to 100",
+                            pattern=r"^(100|[0-9]{1,2})$",
+                            pattern_hint="a whole number from 0 to 100",
+                        ),
+                        "checkpoint_interval": Text(
+                            "seconds between copies of CHECKPOINT_DIR to the results bucket",
+                            pattern=r"^[0-9]{1,7}(\.[0-9]+)?$",
+                            pattern_hint="a number of seconds",
+                        ),
                     },
                     required=True,
                 ),
@@ -278,10 +288,14 @@ class Manifest(Record):
     __slots__ = (
         "name", "description", "author_name", "author_email", "framework_name",
         "framework_version", "command", "resource", "data", "results", "metrics", "experiment",
-        "framework_at",
+        "framework_at", "max_restarts", "checkpoint_interval",
     )  # fmt: skip
     # framework_at: where framework.name and .version are written ((line, column), 1-based)
-    _defaults = {"metrics": (), "experiment": None, "framework_at": None}
+    # max_restarts: 0 (SPEC §11); checkpoint_interval: seconds (300 when max_restarts > 0)
+    _defaults = {
+        "metrics": (), "experiment": None, "framework_at": None, "max_restarts": 0,
+        "checkpoint_interval": None,
+    }  # fmt: skip
 
     @property
     def gpus(self) -> int:
@@ -814,6 +828,8 @@ def _build(values: dict[str, object]) -> Manifest:
         framework_version=text(md["framework"], "version"),
         command=text(md["execution"], "command"),
         resource=text(md["execution"], "resource"),
+        max_restarts=int(text(md["execution"], "max_restarts") or 0),
+        checkpoint_interval=float(text(md["execution"], "checkpoint_interval") or 0) or None,
         data=store(values["training_data_reference"], "source"),
         results=store(values["training_results_reference"], "target"),
         metrics=tuple(values.get("evaluation_metrics") or ()),

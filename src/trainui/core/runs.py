@@ -15,7 +15,9 @@ import time
 # pending → downloading → running → storing → completed | failed | halted  (SPEC §3)
 PENDING, DOWNLOADING, RUNNING, STORING = "pending", "downloading", "running", "storing"
 COMPLETED, FAILED, HALTED = "completed", "failed", "halted"
-STATES = (PENDING, DOWNLOADING, RUNNING, STORING, COMPLETED, FAILED, HALTED)
+# SPEC §11: a failed run waiting to start its next attempt (its back-off, then the queue)
+RESTARTING = "restarting"
+STATES = (PENDING, RESTARTING, DOWNLOADING, RUNNING, STORING, COMPLETED, FAILED, HALTED)
 ACTIVE_STATES = frozenset({DOWNLOADING, RUNNING, STORING})  # a learner is working on it
 FINAL_STATES = frozenset({COMPLETED, FAILED, HALTED})
 
@@ -23,6 +25,7 @@ ERROR_CODES = {
     "C101": "invalid manifest",
     "C102": "invalid model definition zip",
     "C103": "object-store credentials or bucket refused",
+    "C104": "framework not supported here",
     "C201": "training command exited non-zero",
     "S100": "resources unavailable",
     # not in the seed: a learner that could not do its job (crashed, killed, cannot start)
@@ -30,6 +33,7 @@ ERROR_CODES = {
     "S301": "model definition could not be unpacked",
     "S302": "training data could not be loaded",
     "S303": "results could not be stored",
+    "S304": "the framework's runtime could not be prepared",
 }
 
 

@@ -136,6 +136,9 @@ class Learner(Staging, ProcessControl, Storing):
         }
         self.sandboxed = False  # the command runs in the sandbox (trainui.sandbox)
         self.runtime = None  # the framework's runtime (trainui.learner.runtime), from learner.json
+        from trainui.learner.checkpoints import Checkpoints, interval_of
+
+        self.checkpoints = Checkpoints(self, interval_of(config))
         self.sandbox_user = None  # as this user (the learner runs as root)
         self.private: dict[str, str] = {}  # the sandbox's /tmp and HOME
         self.phase = DOWNLOADING
@@ -176,11 +179,16 @@ class Learner(Staging, ProcessControl, Storing):
             signal.signal(signum, self._on_halt_signal)
         signal.signal(signal.SIGALRM, self._on_grace_over)
         self._write_status()
+        attempt, restarts = self.config.get("attempt") or 1, self.config.get("max_restarts") or 0
+        if restarts or attempt > 1:
+            self._log(f"attempt {attempt} of {restarts + 1}")
         try:
             self._prepare_work()
             self._stage()
             if not self.halt_requested:
                 self._unpack()
+            if not self.halt_requested and int(self.config.get("attempt") or 1) > 1:
+                self._restore_checkpoints()
             if not self.halt_requested:
                 self._prepare_runtime()
             if not self.halt_requested:
@@ -196,6 +204,8 @@ class Learner(Staging, ProcessControl, Storing):
             else:
                 self._report_crash()
                 self._set_outcome(FAILED, code, _learner_error(exc))
+        if self.final in (FAILED, HALTED) and self.command_pgid is not None:
+            self._copy_checkpoints()  # what the next attempt starts from (SPEC §11)
         try:
             self._store()
         except Exception as exc:
@@ -254,8 +264,32 @@ class Learner(Staging, ProcessControl, Storing):
 
         write_json_atomic(os.path.join(self.run_dir, CONTAINER_FILE), spec)
 
+    def _restore_checkpoints(self) -> None:
+        """A next attempt (a restart, a resume) starts from the run's last checkpoint."""
+        from trainui.learner.checkpoints import RestoreError
+
+        try:
+            self.checkpoints.restore()
+        except RestoreError as error:
+            raise _Failed("S302", f"the checkpoints could not be restored: {error}") from None
+
+    def _copy_checkpoints(self) -> None:
+        """The last copy of CHECKPOINT_DIR (the run failed or was halted); a failure to copy
+        is said, and changes nothing of the outcome."""
+        try:
+            files, size = self.checkpoints.copy(final=True)
+        except Exception as error:
+            self._log(f"warning: the checkpoints could not be copied: {_learner_error(error)}")
+            return
+        if files:
+            self.checkpoints._said(files, size)
+
     def _finish(self) -> None:
-        _remove(os.path.join(self.run_dir, LEARNER_FILE))  # it holds the stores' secrets
+        # learner.json holds the stores' secrets: a completed run's go now; a failed or halted
+        # run keeps them (0600, in the private home) for its next attempt or `trainui resume`,
+        # until it is deleted or purged
+        if self.final == COMPLETED:
+            _remove(os.path.join(self.run_dir, LEARNER_FILE))
         _remove(os.path.join(self.run_dir, "container.json"))  # removed with the command
         import shutil
 
@@ -412,6 +446,7 @@ def spare_main() -> int:
     global _STARTED
     # the imports a run makes, done while waiting
     import trainui.core.definition
+    import trainui.learner.causes
     import trainui.learner.metrics
     import trainui.learner.runtime
     import trainui.sandbox

@@ -68,6 +68,7 @@ class ProcessControl:
             CUDA_VISIBLE_DEVICES="" if self.cpu_mode else ",".join(self.gpu_ids),
             LEARNER_ID="1",
             NUM_LEARNERS="1",
+            TRAINING_ATTEMPT=str(self.config.get("attempt") or 1),  # SPEC §11: 1 the first
             PYTHONUNBUFFERED="1",
         )
         # `python3` in the command is trainui's Python (with numpy) unless the user's PATH
@@ -175,6 +176,9 @@ class ProcessControl:
         os.chdir(self.dirs["MODEL_DIR"])
         env = self._command_env()
         argv = self._command_line(env)
+        from trainui.learner.causes import oom_kills
+
+        kills_before = oom_kills()  # the OOM killer's count: did it kill the command?
         try:
             pid = os.posix_spawnp(
                 argv[0],
@@ -193,6 +197,7 @@ class ProcessControl:
         self.command_pgid = pid  # before the pump starts: a failed write stops the command
         pump.start()
         metrics = self._start_metrics()
+        self.checkpoints.start()
         if self.halt_requested:  # the request came while the command was being started
             self._stop_command()
         self.status = change(self.status, RUNNING, status_message=where, command_pgid=pid)
@@ -215,6 +220,7 @@ class ProcessControl:
                 )
             self._end_log_line()
             metrics.stop()  # the final pass: what the command wrote last
+            self.checkpoints.stop()
         self.status.timings["command_ended"] = time.time()
         code = os.waitstatus_to_exitcode(wait_status)
         if self.sandboxed:
@@ -236,7 +242,10 @@ class ProcessControl:
         if code != 0 and not self.halt_requested:
             if self.runtime is not None:
                 self.runtime.failure(code)
-            raise _Failed("C201", f"the training command {how}")
+            from trainui.learner.causes import cause
+
+            known = cause(code, os.path.join(self.run_dir, LOG_FILE), kills_before)
+            raise _Failed("C201", f"the training command {how}" + (f": {known}" if known else ""))
 
     def _start_metrics(self):
         """Start following the run's metrics (trainui.learner.metrics) beside the command."""

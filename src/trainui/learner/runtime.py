@@ -34,6 +34,7 @@ RUNTIME_ERROR = "S304"  # the framework's runtime could not be prepared
 RUN_VARIABLES = (
     "DATA_DIR", "MODEL_DIR", "RESULT_DIR", "LOG_DIR", "CHECKPOINT_DIR", "TRAINING_ID",
     "GPU_COUNT", "LEARNER_ID", "NUM_LEARNERS", "PYTHONUNBUFFERED", "EXPERIMENT_ID",
+    "TRAINING_ATTEMPT",
 )  # fmt: skip
 CDI_FOLDERS = ("/etc/cdi", "/var/run/cdi")
 PULL_POLL = 0.1

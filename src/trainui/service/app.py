@@ -126,6 +126,13 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             return JSONResponse({"status": "ok", "version": __version__})
         return JSONResponse({**manager.health(user), "version": __version__})
 
+    async def notify_test(_request: Request) -> Response:
+        """``trainui notify test``: one event to every hook, and how each went."""
+        import asyncio
+
+        results = await asyncio.to_thread(manager.notifier.test)
+        return JSONResponse({"hooks": results})
+
     async def frameworks(_request: Request) -> Response:
         """The frameworks catalogue (SPEC §10): what this box runs, and in which runtime."""
         return JSONResponse(manager.frameworks_json())
@@ -264,6 +271,10 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
 
     async def halt(request: Request) -> Response:
         run = manager.halt(request.path_params["model_id"], _user(request))
+        return JSONResponse(public(run), status_code=202)
+
+    async def resume(request: Request) -> Response:
+        run = manager.resume(request.path_params["model_id"], _user(request))
         return JSONResponse(public(run), status_code=202)
 
     async def definition(request: Request) -> Response:
@@ -474,6 +485,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             methods=["GET", "DELETE"],
         ),
         Route(model + "/halt", refusing_full_disk(halt), methods=["POST"]),
+        Route(model + "/resume", refusing_full_disk(resume), methods=["POST"]),
         Route(
             "/v3/experiments",
             _by_method(GET=list_experiments, POST=refusing_full_disk(submit)),
@@ -499,6 +511,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         Route(model + "/results/{key:path}", refusing_full_disk(result_object)),
         Route("/v3/gpus", gpus),
         Route("/v3/frameworks", frameworks),
+        Route("/v3/notify/test", notify_test, methods=["POST"]),
         Route("/v3/gpus/history", gpus_history),
         Route("/v3/events", events),
         Route("/openapi.json", openapi),

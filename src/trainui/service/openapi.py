@@ -103,6 +103,32 @@ _RUN = {
             "command's environment under their names)",
             "additionalProperties": {"type": ["number", "string", "boolean"]},
         },
+        "attempt": {
+            "type": "integer",
+            "minimum": 1,
+            "description": "the run's attempt now, 1 the first (SPEC §11; TRAINING_ATTEMPT)",
+        },
+        "max_restarts": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "times the run may start again after a failure",
+        },
+        "attempts": {
+            "type": ["array", "null"],
+            "description": "each attempt that ended: how (a run that may restart)",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "attempt": {"type": "integer"},
+                    "status": {"type": "string"},
+                    "error_code": {"type": ["string", "null"]},
+                    "exit_code": _NULLABLE_INT,
+                    "status_message": _NULLABLE_TEXT,
+                    "started_at": {"type": ["string", "null"]},
+                    "finished_at": {"type": ["string", "null"]},
+                },
+            },
+        },
     },
 }
 
@@ -564,6 +590,18 @@ def _runs_document() -> dict:
                     },
                 },
             },
+            "/v3/models/{model_id}/resume": {
+                "parameters": [_MODEL_ID],
+                "post": {
+                    "summary": "Start a halted or failed run again, as its next attempt, from "
+                    "its last checkpoint (SPEC §11)",
+                    "responses": {
+                        "202": _json("Run", "the run is restarting: it waits for its turn"),
+                        **_errors(404, 409),
+                        **auth,
+                    },
+                },
+            },
             "/v3/models/{model_id}/logs": {
                 "parameters": [_MODEL_ID],
                 "get": {
@@ -795,6 +833,23 @@ def _runs_document() -> dict:
                                 },
                             },
                             "the catalogue",
+                        ),
+                        **auth,
+                    },
+                }
+            },
+            "/v3/notify/test": {
+                "post": {
+                    "summary": "Send a test event to every notification hook (SPEC §11), one "
+                    "try each; how each went",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["hooks"],
+                                "properties": {"hooks": {"type": "array"}},
+                            },
+                            "each hook: {hook, to, ok, problem}",
                         ),
                         **auth,
                     },

@@ -31,6 +31,7 @@ from trainui.core.lifecycle import IllegalChange, Run
 from trainui.core.manifest import Manifest, ManifestReport, parse_manifest_bytes
 from trainui.core.runs import (
     ACTIVE_STATES,
+    COMPLETED,
     DEFINITION_FILE,
     DOWNLOADING,
     FAILED,
@@ -41,6 +42,8 @@ from trainui.core.runs import (
     LOG_FILE,
     MANIFEST_FILE,
     PENDING,
+    RAY_LOG_STATE_FILE,
+    RESTARTING,
     RESULTS_FILE,
     RUNNING,
     STATUS_FILE,
@@ -52,6 +55,7 @@ from trainui.core.runs import (
 )
 from trainui.core.shared import shared
 from trainui.core.urls import mask_urls
+from trainui.service import notify
 from trainui.service.auth import Tokens, User
 from trainui.service.experiments import ExperimentRecord, median_stop, stop_reason
 from trainui.service.experiments import describe as describe_experiment
@@ -73,6 +77,10 @@ MIN_FREE_BYTES = 1 << 20
 DISK_RETRY = 5.0  # seconds between tries of what a full disk held back (saving, starting)
 # a running run's new metric points: its record and a ``metrics`` event at most this often
 METRICS_INTERVAL = 1.0
+# what restarts a run that has restarts left (SPEC §11): its command failed, its learner was
+# lost or failed (a node, a GPU); never a halt, nor a refusal of its manifest, data or code
+RESTARTABLE = frozenset({"C201", "S300"})
+MAX_BACKOFF = 300.0  # seconds: the back-off doubles per attempt up to this
 
 
 class Refusal(Exception):
@@ -158,6 +166,11 @@ class RunManager:
             settings.gpu_ids, settings.cpu_slots, settings.starvation_seconds
         )
         self.launcher = launcher or LocalLauncher()
+        # the hooks told of runs' events (SPEC §11); a config with errors refuses the start
+        self.notifier = notify.Notifier(
+            notify.load_hooks(settings.environ),
+            on_problem=lambda text: print(f"trainui: notify: {text}", file=sys.stderr),
+        )
         # the frameworks catalogue (SPEC §10): read now (errors refuse the service's start),
         # and again when the file changes
         self._catalogue = frameworks.load(settings.environ)
@@ -196,6 +209,9 @@ class RunManager:
         self.open_streams = 0
         self.last_activity = time.monotonic()
         self._salvages: list[threading.Thread] = []  # storing what vanished learners left
+        # restarting runs -> when their back-off ends (time.monotonic); one missing (after a
+        # service restart) is due at once
+        self._restart_due: dict[str, float] = {}
         self._tokens = Tokens(self.home)  # a run's owner may map to a Unix user (--unix-user)
         self._sandbox_why: str | None = None  # why runs are not sandboxed here (None: they are)
         self._sandbox_probe: threading.Thread | None = None
@@ -356,7 +372,13 @@ class RunManager:
         self._every_run = None
 
     def _put(self, run: Run) -> Run:
-        """``run``'s new record in place of the old one, what was kept of the old dropped."""
+        """``run``'s new record in place of the old one, what was kept of the old dropped; a
+        state change the hooks are told of goes to them (``service/notify.py``)."""
+        if self.notifier.hooks and not run.deleted:
+            before = self.runs.get(run.model_id)
+            event = notify.event_of(before.status if before else None, run.status)
+            if event is not None:
+                self.notifier.notify(event, public(run))
         self.runs[run.model_id] = run
         self._changed(run.model_id)
         return run
@@ -548,6 +570,7 @@ class RunManager:
             progress=shared(lifecycle.no_progress()),
             experiment_id=experiment_id,
             parameters=parameters,
+            max_restarts=manifest.max_restarts,
             seq=self.seq,
             queued_epoch=time.time(),
         )
@@ -809,8 +832,13 @@ class RunManager:
     def schedule(self) -> None:
         """Start what can start; give every pending run its reason."""
         waiting = []
+        now = time.monotonic()
         for r in self.runs.values():
-            if r.status == PENDING and not r.deleted:
+            if (
+                r.status == RESTARTING
+                and not r.deleted
+                and self._restart_due.get(r.model_id, 0.0) <= now
+            ) or (r.status == PENDING and not r.deleted):
                 entry = self._waiting.get(r.model_id)
                 if entry is None:  # made once per run: this runs at every submit and release
                     entry = Waiting(r.model_id, r.gpus, r.queued_epoch, r.experiment_id)
@@ -849,8 +877,11 @@ class RunManager:
         changed = []
         for model_id, reason in plan.reasons.items():
             run = self.runs[model_id]
+            if run.status == RESTARTING:
+                total = max(run.max_restarts + 1, run.attempt)
+                reason = f"attempt {run.attempt} of {total}: {reason}"
             if run.status_message != reason:
-                changed.append(self._change(run, PENDING, save=False, status_message=reason))
+                changed.append(self._change(run, run.status, save=False, status_message=reason))
         if changed:  # one transaction: when a large run ends, thousands of reasons may change
             try:
                 self.store.save_many(changed)
@@ -903,6 +934,8 @@ class RunManager:
                 self._finish(run, FAILED, why, "C104")
                 return
             spec["runtime"] = self._runtime_spec(run)
+            spec["attempt"], spec["max_restarts"] = run.attempt, run.max_restarts
+            self._restart_due.pop(run.model_id, None)
             write_json_atomic(spec_path, spec, mode=0o600)
             pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run.gpus)
         except (OSError, sqlite3.Error) as error:
@@ -990,6 +1023,14 @@ class RunManager:
                     reason = self.launcher.lost(
                         run.learner_pid, run.learner_start, raw, self.run_dir(run.model_id)
                     )
+                    lost = lifecycle.change(run, FAILED, status_message=reason, error_code="S300")
+                    restarting = self._restart(run, lost)
+                    if restarting is not None:
+                        self._command_groups.pop(run.model_id, None)
+                        self._save(self._put(restarting))
+                        self._refresh_gpu_roots()
+                        released = True
+                        continue
                     run = self._finish(run, FAILED, reason, "S300")
                     if not run.deleted:
                         self._store_what_is_left(run)
@@ -998,6 +1039,10 @@ class RunManager:
         if self._held_back and now >= self._retry_held_back_at:
             self._retry_held_back_at = now + DISK_RETRY
             self._write_held_back()
+        due = [r for r, when in self._restart_due.items() if when <= now]
+        for model_id in due:  # a back-off ended: the run waits in the queue from now on
+            del self._restart_due[model_id]
+            released = True
         retry_start = bool(self._retry_start_at) and now >= self._retry_start_at
         if retry_start:
             self._retry_start_at = 0.0
@@ -1180,6 +1225,14 @@ class RunManager:
         ended = new.status in FINAL_STATES
         if ended:
             self._command_groups.pop(run.model_id, None)
+            restarting = self._restart(run, new)
+            if restarting is not None:
+                self._save(self._put(restarting))
+                self._refresh_gpu_roots()
+                return True
+            if new.status == COMPLETED:
+                self._forget_secrets(run.model_id)
+            new = _last_attempt(new)
             reason = self._stopped_early.pop(run.model_id, None)
             if reason and new.status == HALTED and new.status_message != reason:
                 # a learner that could not read the reason (on a cluster's node) said "halted"
@@ -1196,11 +1249,55 @@ class RunManager:
             self._refresh_gpu_roots()
         return ended
 
+    def _restart(self, run: Run, ended: Run) -> Run | None:
+        """``run`` (as it was) restarting, when ``ended`` (how its attempt ended) failed for a
+        reason that restarts it and it has restarts left (SPEC §11); else None. Its attempt
+        is kept in ``attempts``; it waits its back-off, then the queue at its place by
+        submission (``schedule``)."""
+        if (
+            ended.status != FAILED
+            or ended.error_code not in RESTARTABLE
+            or run.attempt > run.max_restarts
+            or run.deleted
+        ):
+            return None
+        record = _attempt_record(msgspec.structs.replace(ended, attempt=run.attempt))
+        delay = min(self.settings.restart_backoff * 2 ** (run.attempt - 1), MAX_BACKOFF)
+        following = run.attempt + 1
+        # the next learner starts afresh: the old attempt's record must not be taken for its
+        for name in (STATUS_FILE, RAY_LOG_STATE_FILE):  # the next job's log is mirrored anew
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.run_dir(run.model_id), name))
+        self._status_mtimes.pop(run.model_id, None)
+        self._restart_due[run.model_id] = time.monotonic() + delay
+        return lifecycle.change(
+            run,
+            RESTARTING,
+            attempt=following,
+            attempts=[*(run.attempts or ()), record],
+            status_message=f"attempt {following} of {run.max_restarts + 1} in {delay:g} s "
+            f"(attempt {run.attempt}: {ended.status_message})",
+            error_code=None,
+            exit_code=None,
+            gpu_ids=shared([]),
+            progress=shared(lifecycle.no_progress()),
+            learner_pid=None,
+            learner_start=None,
+        )
+
+    def _forget_secrets(self, model_id: str) -> None:
+        """The run completed: learner.json (the stores' secrets) goes. A failed or halted
+        run keeps it for `trainui resume` until it is deleted or purged."""
+        with contextlib.suppress(OSError):
+            os.unlink(os.path.join(self.run_dir(model_id), LEARNER_FILE))
+
     def _finish(self, run: Run, status: str, message: str, code: str | None) -> Run:
         """End the run here (halted before it started, its learner lost or not started)."""
         self._waiting.pop(run.model_id, None)
         self._command_groups.pop(run.model_id, None)
         run = self._change(run, status, save=False, status_message=message, error_code=code)
+        run = _last_attempt(run)
+        self._restart_due.pop(run.model_id, None)
         if not run.deleted and (run.started_at or run.model_id in self.metrics.live):
             run = self._put(self._final_metrics(run))
         if run.deleted:
@@ -1242,10 +1339,57 @@ class RunManager:
         if run.status == PENDING:
             run = self._finish(run, HALTED, "halted before it started", None)
             self.schedule()
+        elif run.status == RESTARTING:  # between two attempts: it ends here, halted
+            run = self._finish(run, HALTED, f"halted before attempt {run.attempt} started", None)
+            self.schedule()
         else:
             run = self._change(run, run.status, status_message="halting")
             self.launcher.halt(run.learner_pid, run.learner_start)
         return run
+
+    def resume(self, model_id: str, user: User | None = None) -> Run:
+        """A halted or failed run starts again as its next attempt, from its last checkpoint
+        (SPEC §11): it waits in the queue at its place by submission."""
+        run = self.get(model_id, user)
+        if run.status not in (HALTED, FAILED):
+            raise Refusal(
+                409, f"run {model_id} is {run.status}: only a halted or failed run resumes"
+            )
+        run_dir = self.run_dir(model_id)
+        missing = [
+            name
+            for name in (LEARNER_FILE, DEFINITION_FILE, MANIFEST_FILE)
+            if not os.path.exists(os.path.join(run_dir, name))
+        ]
+        if missing:
+            raise Refusal(
+                409,
+                f"run {model_id} cannot resume: its {' and '.join(missing)} "
+                "are no longer kept (a run that ended before trainui kept them); submit it again",
+            )
+        if not any(a.get("attempt") == run.attempt for a in run.attempts or ()):
+            run = msgspec.structs.replace(
+                run, attempts=[*(run.attempts or ()), _attempt_record(run)]
+            )
+        following = run.attempt + 1
+        total = max(run.max_restarts + 1, following)
+        for name in (STATUS_FILE, RAY_LOG_STATE_FILE):  # the next attempt starts afresh
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(run_dir, name))
+        self._status_mtimes.pop(model_id, None)
+        run = lifecycle.resumed(
+            run, f"attempt {following} of {total}: resumed, waiting for its turn"
+        )
+        run = msgspec.structs.replace(
+            run,
+            gpu_ids=shared([]),
+            progress=shared(lifecycle.no_progress()),
+            learner_pid=None,
+            learner_start=None,
+        )
+        self._save(self._put(run))
+        self.schedule()
+        return self.runs[model_id]
 
     def delete(self, model_id: str, user: User | None = None) -> None:
         run = self.get(model_id, user)
@@ -1260,6 +1404,7 @@ class RunManager:
             self.store.scrub()
 
     def _forget(self, model_id: str) -> None:
+        self._restart_due.pop(model_id, None)
         run = self.runs.pop(model_id, None)
         self._changed(model_id)
         if run is not None and run.learner_start:
@@ -1363,6 +1508,28 @@ class RunManager:
         self.store.close()
 
 
+def _attempt_record(run: Run) -> dict:
+    """How an attempt of ``run`` ended, as ``attempts`` keeps it."""
+    return {
+        "attempt": run.attempt,
+        "status": run.status,
+        "error_code": run.error_code,
+        "exit_code": run.exit_code,
+        "status_message": run.status_message,
+        "started_at": run.started_at,
+        "finished_at": run.finished_at or utc_now(),
+    }
+
+
+def _last_attempt(run: Run) -> Run:
+    """An ended run that could restart: its last attempt in ``attempts`` too (SPEC §11)."""
+    if not run.max_restarts and not run.attempts and run.attempt == 1:
+        return run
+    if any(a.get("attempt") == run.attempt for a in run.attempts or ()):
+        return run
+    return msgspec.structs.replace(run, attempts=[*(run.attempts or ()), _attempt_record(run)])
+
+
 def _store_spec(store) -> dict:
     """A manifest's store as the learner and the results download open it (secrets included)."""
     return {"type": store.type, "bucket": store.bucket, "connection": dict(store.connection)}
@@ -1380,6 +1547,8 @@ def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: s
         "results": _store_spec(manifest.results),
         "home": home,
         "halt_grace_seconds": settings.halt_grace_seconds,
+        "max_restarts": manifest.max_restarts,
+        "checkpoint_interval": manifest.checkpoint_interval,
         "log_max_bytes": settings.log_max_bytes,
         "submitted_at": now,
     }

@@ -22,6 +22,7 @@ from trainui.service.auth import Tokens
 from trainui.service.connections import fit_open_files, tcp_protocol
 from trainui.service.launchers import Launcher, LauncherError
 from trainui.service.launchers.local import LocalLauncher
+from trainui.service.notify import ConfigError as NotifyConfigError
 from trainui.service.runs import RunManager
 from trainui.service.store import StoreTooNew
 
@@ -161,6 +162,10 @@ def serve(
         manager = RunManager(settings, launcher)
     except StoreTooNew as error:
         raise ServeRefused(str(error)) from None
+    except NotifyConfigError as error:
+        raise ServeRefused(
+            "the service config is not valid:\n  " + "\n  ".join(error.problems)
+        ) from None
     except CatalogueError as error:  # every problem, located, as a manifest's
         raise ServeRefused(
             "the frameworks catalogue is not valid:\n  " + "\n  ".join(error.problems)

@@ -29,13 +29,13 @@ _FULL_CODES = frozenset({sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHM
 
 # Columns that hold JSON values; every other column holds a plain value.
 _JSON_COLUMNS = (
-    "framework", "gpu_ids", "data", "results", "progress", "metrics", "parameters",
+    "framework", "gpu_ids", "data", "results", "progress", "metrics", "parameters", "attempts",
 )  # fmt: skip
 _COLUMNS = (
     "model_id", "seq", "owner", "name", "description", "framework", "resource", "gpus",
     "gpu_ids", "status", "status_message", "error_code", "exit_code", "submitted_at",
     "started_at", "finished_at", "data", "results", "progress", "metrics", "experiment_id",
-    "parameters",
+    "parameters", "attempt", "max_restarts", "attempts",
     # internal: not part of the API object
     "queued_epoch", "learner_pid", "learner_start", "finished_epoch", "deleted",
 )  # fmt: skip
@@ -86,7 +86,14 @@ def _v3_experiments(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS = [_v1_runs_and_unwritten, _v2_metrics, _v3_experiments]
+def _v4_attempts(db: sqlite3.Connection) -> None:
+    """Issue 19: restarts (SPEC §11): a run's attempt, its max_restarts, its ended attempts."""
+    db.execute("ALTER TABLE runs ADD COLUMN attempt INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN max_restarts INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN attempts")
+
+
+MIGRATIONS = [_v1_runs_and_unwritten, _v2_metrics, _v3_experiments, _v4_attempts]
 
 
 class StoreTooNew(Exception):
@@ -285,12 +292,16 @@ class RunStore:
         for column in _JSON_COLUMNS:
             if run[column] is None:
                 continue
-            if column in ("metrics", "parameters"):  # each run's own: nothing to share
+            if column in ("metrics", "parameters", "attempts"):  # each run's own
                 run[column] = json.loads(run[column])
             else:
                 run[column] = shared_json(run[column], _masked if column in _PLACES else None)
         if run["deleted"] is None:  # a row of an older store: never deleted
             run["deleted"] = 0
+        if run["attempt"] is None:  # a run from before restarts (v4): its one attempt
+            run["attempt"] = 1
+        if run["max_restarts"] is None:
+            run["max_restarts"] = 0
         return Run(**run)
 
 

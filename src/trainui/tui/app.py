@@ -260,6 +260,8 @@ class TrainuiApp(App[int]):
             changed = self.table.remove(model_id)
         elif kind == "run":
             old = self.table.get(model_id)
+            if old is not None and is_active(old) and not is_active(data):
+                self._ring(data)  # a run shown ended (tui.toml's notify)
             if old is not None and not data.get("metrics") and old.get("metrics"):
                 # a run's points never go away: an event replayed from before they came (or
                 # one without them) keeps the ones known
@@ -271,6 +273,18 @@ class TrainuiApp(App[int]):
             return
         if changed:
             self._runs_changed({model_id})
+
+    def _ring(self, run: dict) -> None:
+        """Tell the person at the terminal that a run ended: the bell, and with ``desktop``
+        a desktop notification (OSC 9: iTerm2, kitty, WezTerm, Windows Terminal...)."""
+        how = self.config.notify if self.config is not None else "off"
+        if how == "off" or run.get("status") not in ("completed", "failed", "halted"):
+            return
+        if how == "desktop" and self._driver is not None:
+            text = f"trainui: {run.get('name') or ''} {run.get('model_id')} {run.get('status')}"
+            text = "".join(c for c in text if c.isprintable() and c not in "\x1b\x07;")
+            self._driver.write(f"\x1b]9;{text}\x07")
+        self.bell()
 
     def _experiment_event(self, kind: str, data: dict) -> None:
         experiment_id = data.get("experiment_id")
@@ -662,6 +676,28 @@ class TrainuiApp(App[int]):
             ),
             answered,
         )
+
+    def resume_run(self, model_id: str) -> None:
+        """A halted or failed run started again as its next attempt (SPEC §11)."""
+        run = self.table.get(model_id)
+        if run is not None and run.get("status") not in ("halted", "failed"):
+            self.notify(
+                f"{model_id} is {run['status']}: only a halted or failed run resumes.",
+                severity="warning",
+            )
+            return
+        self._resume(model_id)
+
+    @work(group="change")
+    async def _resume(self, model_id: str) -> None:
+        try:
+            run = await self.client.resume_run(model_id)
+        except ClientError as error:
+            self._refused(error)
+            return
+        self.table.upsert(run)
+        self._runs_changed({model_id})
+        self.notify(f"Resuming {model_id}: {run.get('status_message')}")
 
     @work(group="change")
     async def _halt(self, model_id: str) -> None:

@@ -6,6 +6,8 @@
     theme = "ansi"          # a theme from themes/ or one of Textual's
     refresh = 2.0           # seconds between GPU readings
     metric_columns = ["loss", "accuracy"]   # the run list's metric columns (each run's last)
+    notify = "bell"         # when a run shown ends: "bell", "desktop" (OSC 9, and the bell)
+                            # or "off" (the default)
     [keymap]                # binding ID = keys (see `?` in the TUI for the IDs)
     "runs.delete" = "x"
     "list.down" = "j,down,ctrl+n"
@@ -49,7 +51,7 @@ class TuiConfig(Record):
 
     __slots__ = (
         "theme", "keymap", "refresh", "path", "problems", "chosen_theme", "state_path",
-        "metric_columns", "settings_columns",
+        "metric_columns", "settings_columns", "notify",
     )  # fmt: skip
     _defaults = {
         "theme": None,
@@ -60,6 +62,7 @@ class TuiConfig(Record):
         "state_path": None,
         "metric_columns": (),
         "settings_columns": (),
+        "notify": "off",
     }
 
 
@@ -200,7 +203,11 @@ def _load_settings(environ: Mapping[str, str]) -> TuiConfig:
     if not _names(columns):
         problems.append(f'{path}: metric_columns must be a list of metric names, like ["loss"]')
         columns = []
-    unknown = set(data) - {"theme", "refresh", "keymap", "metric_columns"}
+    notify = data.get("notify", "off")
+    if notify not in ("off", "bell", "desktop"):
+        problems.append(f'{path}: notify must be "off", "bell" or "desktop"')
+        notify = "off"
+    unknown = set(data) - {"theme", "refresh", "keymap", "metric_columns", "notify"}
     problems.extend(f"{path}: unknown setting '{name}'" for name in sorted(unknown))
     return TuiConfig(
         theme=theme,
@@ -210,6 +217,7 @@ def _load_settings(environ: Mapping[str, str]) -> TuiConfig:
         problems=problems,
         metric_columns=tuple(columns),
         settings_columns=tuple(columns),
+        notify=notify,
     )
 
 

@@ -62,6 +62,8 @@ runs.clone           c                      clone_run        Clone     c
     New run from the selected run's manifest
 runs.halt            h                      halt_run         Halt      c
     Halt the selected run, or the marked ones (asks first)
+runs.resume          R                      resume_run       Resume    hc
+    Start the selected halted or failed run again, from its last checkpoint
 runs.delete          d                      delete_run       Delete    c
     Delete the selected run, or the marked ones (asks first)
 runs.mark            space                  toggle_mark      Mark      hc
@@ -144,6 +146,8 @@ run.details          i                      toggle_details   Details   -
     Show or hide the run's fields
 run.halt             h                      halt_run         Halt      c
     Halt this run (asks first)
+run.resume           R                      resume_run       Resume    hc
+    Start this halted or failed run again, as its next attempt, from its last checkpoint
 run.delete           d                      delete_run       Delete    c
     Delete this run (asks first)
 run.clone            c                      clone_run        Clone     hc

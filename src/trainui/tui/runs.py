@@ -21,6 +21,7 @@ _STATE_ORDER = {state: i for i, state in enumerate(STATES)}
 # One symbol per state, so a run's state reads without colour too (monochrome terminals).
 SYMBOLS = {
     "pending": "◌",
+    "restarting": "↻",
     "downloading": "↓",
     "running": "●",
     "storing": "↑",

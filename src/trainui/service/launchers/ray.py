@@ -143,7 +143,7 @@ class _Job:
         "sid", "run_dir", "gpus", "state", "message", "exit_code", "payload", "seen_running",
         "ended", "ended_mono", "stop_wanted", "stop_sent", "early_stop_sent", "neutralized",
         "delete_until", "deleted_at", "rechecks", "nonce", "node_id", "mirror", "mirroring",
-        "files",
+        "files", "may_restart",
     )  # fmt: skip
 
     def __init__(self, sid: str, run_dir: str, gpus: int | None, state: str, payload=None):
@@ -169,6 +169,7 @@ class _Job:
         self.delete_until: float | None = None
         self.deleted_at = 0.0  # monotonic, of the last DELETE Ray took (state "deleted")
         self.rechecks = 0  # of DELETE_RECHECKS done since
+        self.may_restart = False  # a failure starts the run again: its learner.json stays
 
 
 class _Cluster:
@@ -287,12 +288,16 @@ class RayLauncher(Launcher):
     def start(self, run_dir: str, gpus: int) -> tuple[None, str]:
         """Queue the run's job for submission; its handle at once (the package and the POST
         follow, in the thread)."""
-        sid = os.path.basename(os.path.normpath(run_dir))
+        model_id = os.path.basename(os.path.normpath(run_dir))
+        # a run's next attempt (SPEC §11) is a job of its own: Ray keeps a submission ID once
+        spec = read_json(os.path.join(run_dir, LEARNER_FILE)) or {}
+        attempt = spec.get("attempt") if isinstance(spec.get("attempt"), int) else 1
+        sid = model_id if attempt <= 1 else f"{model_id}-attempt-{attempt}"
         payload = {
             "entrypoint": f"exec {shlex.quote(self.python)} -m trainui.learner --ray",
             "submission_id": sid,
             "runtime_env": {"env_vars": dict(self.env_vars)},
-            "metadata": {"trainui_run": sid, "trainui_gpus": str(gpus)},
+            "metadata": {"trainui_run": model_id, "trainui_gpus": str(gpus)},
         }
         if gpus:
             payload["entrypoint_num_gpus"] = gpus
@@ -300,6 +305,8 @@ class RayLauncher(Launcher):
             payload["entrypoint_num_cpus"] = 1
         job = _Job(sid, run_dir, gpus, "submitting", payload)
         job.nonce = secrets.token_hex(16)
+        restarts = spec.get("max_restarts") if isinstance(spec.get("max_restarts"), int) else 0
+        job.may_restart = attempt <= restarts  # its learner.json stays for the next attempt
         with self._lock:
             self._jobs[sid] = job
         self.version += 1
@@ -497,7 +504,9 @@ class RayLauncher(Launcher):
                 else:
                     job.message = message
                     self._ended(job, "refused")
-            if job.state == "PENDING":  # the secrets are in the package now: no copy here
+            if job.state == "PENDING" and not job.may_restart:
+                # the secrets are in the package now: no copy here (unless a next attempt
+                # needs them: the service removes it when the run ends)
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(os.path.join(job.run_dir, LEARNER_FILE))
             self.version += 1

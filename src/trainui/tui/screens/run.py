@@ -326,6 +326,9 @@ class RunScreen(TrainuiScreen):
     def action_halt_run(self) -> None:
         self.app.halt_run(self.model_id)
 
+    def action_resume_run(self) -> None:
+        self.app.resume_run(self.model_id)
+
     def action_delete_run(self) -> None:
         self.app.delete_run(self.model_id)
 

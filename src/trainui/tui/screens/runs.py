@@ -200,6 +200,10 @@ class RunsScreen(TrainuiScreen):
         elif model_id := self._current():
             self.app.halt_run(model_id)
 
+    def action_resume_run(self) -> None:
+        if model_id := self._current():
+            self.app.resume_run(model_id)
+
     def action_delete_run(self) -> None:
         if self.run_list.marked:
             self._delete_marked()

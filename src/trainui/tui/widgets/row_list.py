@@ -119,6 +119,7 @@ class RowList(ListMoves, ScrollView, can_focus=True):
     RowList > .row-list--dim { color: $text-muted; }
     RowList > .row-list--best { color: $success; text-style: bold; }
     RowList > .row-list--pending { color: $text-muted; }
+    RowList > .row-list--restarting { color: $warning; text-style: bold; }
     RowList > .row-list--downloading { color: $secondary; }
     RowList > .row-list--running { color: $accent; text-style: bold; }
     RowList > .row-list--storing { color: $secondary; }

@@ -20,6 +20,7 @@ from trainui.tui.runs import (
 
 STATE_STYLES = {
     "pending": "$text-muted",
+    "restarting": "bold $warning",
     "downloading": "$secondary",
     "running": "bold $accent",
     "storing": "$secondary",
@@ -83,6 +84,14 @@ def fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str, str,
         ("Results", where(run.get("results")), "", True),
         ("url", run.get("url") or "-", "dim", True),
     ]
+    if run.get("max_restarts") or run.get("attempts"):  # SPEC §11: the attempts, how each ended
+        done = ", ".join(
+            f"{a['attempt']} {a['status']}"
+            + (f" (exit {a['exit_code']})" if a.get("exit_code") is not None else "")
+            for a in run.get("attempts") or ()
+        )
+        text = f"{run.get('attempt', 1)} of {run['max_restarts'] + 1}"
+        rows.append(("Attempt", f"{text}; ended: {done}" if done else text, "", True))
     if run.get("experiment_id"):  # a run of an experiment (SPEC §9): which, and its values
         rows.append(("Experiment", run["experiment_id"], "", True))
         rows.append(("Parameters", parameters_summary(run.get("parameters")) or "-", "", True))
@@ -123,6 +132,8 @@ def headline(run: dict) -> tuple[str, str] | None:
         return f"◌ {message or 'waiting for a free GPU'}", "$warning"
     if status == "halted":
         return f"■ {message or 'halted'}", "$warning"
+    if status == "restarting":
+        return f"↻ {message}", "bold $warning"
     return None
 
 

@@ -49,7 +49,9 @@ COLUMNS = (
 WIDE = 100
 PLACE = ("place", "Where", 7, None)
 MARK = "*"  # in the state cell's first column: a marked run (space), acted on together
-STATES = ("pending", "downloading", "running", "storing", "completed", "failed", "halted")
+STATES = (
+    "pending", "restarting", "downloading", "running", "storing", "completed", "failed", "halted",
+)  # fmt: skip
 
 
 METRIC = METRIC_SORT  # a metric column's key, and its sort: METRIC + the metric's name
@@ -203,6 +205,7 @@ class RunList(ListMoves, ScrollView, can_focus=True):
     RunList > .run-list--dim { color: $text-muted; }
     RunList > .run-list--marked { background: $accent 30%; text-style: bold; }
     RunList > .run-list--pending { color: $text-muted; }
+    RunList > .run-list--restarting { color: $warning; text-style: bold; }
     RunList > .run-list--downloading { color: $secondary; }
     RunList > .run-list--running { color: $accent; text-style: bold; }
     RunList > .run-list--storing { color: $secondary; }

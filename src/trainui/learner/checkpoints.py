@@ -1,0 +1,186 @@
+"""Checkpoints (SPEC §11): ``CHECKPOINT_DIR`` copied to ``<id>/checkpoints/`` in the results
+bucket every ``checkpoint_interval`` while the command runs, and once more when it failed or was
+halted, each time only what changed (size and modification time); restored into
+``CHECKPOINT_DIR`` before a run's next attempt (a restart, ``trainui resume``).
+
+A file modified in the last ``SETTLE`` seconds is being written: a periodic copy leaves it for
+the next one (the final copy, the command ended, takes it). What was copied is noted in the run
+folder (``checkpoints.json``), so that a next attempt sends only what it changes. The copies
+run in a thread of their own at a low priority, so that the command is not slowed visibly."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+
+from trainui.core.runs import write_json_atomic
+
+STATE_FILE = "checkpoints.json"  # relative path -> [size, mtime_ns] of what the bucket has
+SETTLE = 1.0  # seconds a file must be left alone before a periodic copy takes it
+DEFAULT_INTERVAL = 300.0  # with max_restarts and no checkpoint_interval (SPEC §11)
+
+
+class Checkpoints:
+    def __init__(self, learner, interval: float | None) -> None:
+        self.learner = learner
+        self.folder = learner.dirs["CHECKPOINT_DIR"]
+        self.prefix = f"{learner.model_id}/checkpoints/"
+        self.interval = interval
+        self.state_path = os.path.join(learner.run_dir, STATE_FILE)
+        self.sent: dict[str, list[int]] = self._load()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()  # one copy at a time (the thread's, the final one)
+        self.copies = 0  # copies that sent something
+
+    # --- the results bucket ------------------------------------------------------------------
+
+    def _store(self):
+        from trainui.storage import open_store
+
+        results = self.learner.config["results"]
+        return open_store(
+            results["type"], results["bucket"], results.get("connection") or {}, self.learner.home
+        )
+
+    def restore(self) -> None:
+        """The run's checkpoints from the results bucket into ``CHECKPOINT_DIR`` (a next
+        attempt); said in the log. A key that would land outside the folder is refused."""
+        from trainui.learner.common import _count, _size
+        from trainui.storage import StoreError
+
+        store = self._store()
+        try:
+            objects = [o for o in store.list_objects(self.prefix) if o.key != self.prefix]
+            restored, total = 0, 0
+            for info in objects:
+                relative = info.key[len(self.prefix) :]
+                dest = os.path.normpath(os.path.join(self.folder, relative))
+                if (
+                    not relative
+                    or relative.startswith("/")
+                    or ".." in relative.split("/")
+                    or not dest.startswith(self.folder.rstrip(os.sep) + os.sep)
+                ):
+                    self.learner._log(f"checkpoint {info.key!r} not restored: not a file name")
+                    continue
+                total += store.download(info.key, dest, info)
+                st = os.stat(dest)
+                self.sent[relative] = [st.st_size, st.st_mtime_ns]  # the bucket has it
+                restored += 1
+        except (StoreError, OSError) as error:
+            raise RestoreError(str(error)) from None
+        finally:
+            with contextlib.suppress(Exception):
+                store.close()
+        self._save()
+        where = f"{store.description} under {self.prefix}"
+        if restored:
+            self.learner._log(
+                f"restored {_count(restored, 'checkpoint file')} ({_size(total)}) from {where}"
+            )
+        else:
+            self.learner._log(f"no checkpoint to restore in {where}")
+
+    def copy(self, final: bool = False) -> tuple[int, int]:
+        """Send what changed since the last copy: ``(files, bytes)`` sent. A periodic copy
+        leaves the files still being written; the final one takes everything."""
+        from trainui.storage import iter_files
+
+        with self._lock:
+            now = time.time()
+            changed = []
+            try:
+                files = list(iter_files(self.folder))
+            except OSError:
+                return 0, 0
+            for relative, path, _size in files:
+                try:
+                    st = os.stat(path)
+                except OSError:
+                    continue
+                mark = [st.st_size, st.st_mtime_ns]
+                if self.sent.get(relative) == mark:
+                    continue
+                if not final and now - st.st_mtime < SETTLE:
+                    continue  # being written: the next copy takes it
+                changed.append((relative, path, mark))
+            if not changed:
+                return 0, 0
+            store = self._store()
+            sent = 0
+            try:
+                for relative, path, mark in changed:
+                    store.upload(path, self.prefix + relative)
+                    sent += mark[0]
+                    with contextlib.suppress(OSError):  # written to meanwhile: sent again
+                        st = os.stat(path)
+                        if [st.st_size, st.st_mtime_ns] == mark:
+                            self.sent[relative] = mark
+            finally:
+                with contextlib.suppress(Exception):
+                    store.close()
+                self._save()
+            self.copies += 1
+            return len(changed), sent
+
+    # --- while the command runs ----------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self.interval:
+            return
+        self._thread = threading.Thread(target=self._loop, name="trainui-checkpoints", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)  # behind the command
+        while not self._stop.wait(self.interval):
+            try:
+                files, size = self.copy()
+            except Exception as error:  # said, and tried again at the next interval
+                self.learner._log(f"warning: checkpoints not copied: {error}")
+                continue
+            if files:
+                self._said(files, size)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _said(self, files: int, size: int) -> None:
+        from trainui.learner.common import _count, _size
+
+        self.learner._log(
+            f"checkpoint: {_count(files, 'file')} ({_size(size)}) copied under {self.prefix}"
+        )
+
+    # --- checkpoints.json ----------------------------------------------------------------------
+
+    def _load(self) -> dict:
+        try:
+            with open(self.state_path, encoding="utf-8") as f:
+                state = json.load(f)
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def _save(self) -> None:
+        with contextlib.suppress(OSError):
+            write_json_atomic(self.state_path, self.sent, mode=0o600)
+
+
+class RestoreError(Exception):
+    """The checkpoints could not be restored (a sentence)."""
+
+
+def interval_of(config: dict) -> float | None:
+    """learner.json's ``checkpoint_interval``, else the default when the run may restart."""
+    value = config.get("checkpoint_interval")
+    if isinstance(value, (int, float)) and value > 0:
+        return float(value)
+    return DEFAULT_INTERVAL if config.get("max_restarts") else None

@@ -1,0 +1,254 @@
+"""Notifications (SPEC §11): the service's hooks, told when a run starts, completes, fails, is
+halted or restarts. A webhook gets the run and the event as JSON, POSTed, signed with
+HMAC-SHA256 of the body under its ``secret`` (``X-Trainui-Signature: sha256=<hex>``, as GitHub
+signs its webhooks), retried with a growing back-off; a command gets the JSON on its stdin and
+``TRAINUI_EVENT``, ``TRAINUI_RUN_ID``, ``TRAINUI_RUN_STATUS``. Each hook has a thread of its
+own: a slow or dead hook delays nothing else, never a run, never the service.
+
+The hooks are in the service's config file, ``$XDG_CONFIG_HOME/trainui/service.toml`` (or
+``TRAINUI_SERVICE_CONFIG``)::
+
+    [[notify]]
+    url = "https://hooks.example.com/trainui"
+    secret = "a long random text"
+    events = ["completed", "failed"]      # default: all of EVENTS
+
+    [[notify]]
+    command = "notify-send trainui \\"$TRAINUI_RUN_ID $TRAINUI_EVENT\\""
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import hmac
+import json
+import os
+import queue
+import re
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+
+EVENTS = ("started", "completed", "failed", "halted", "restarting")
+ATTEMPTS = 5  # tries of a delivery
+BACKOFF = 1.0  # seconds before the 2nd try, doubled for each next one
+TIMEOUT = 10.0  # seconds a webhook or a command may take
+SIGNATURE_HEADER = "X-Trainui-Signature"
+_KEYS = ("url", "secret", "command", "events", "name")
+
+
+class ConfigError(ValueError):
+    """A service config that cannot be used: ``problems`` are located sentences."""
+
+    def __init__(self, path: str, problems: list[str]) -> None:
+        self.path = path
+        self.problems = problems
+        super().__init__(f"the service config is not valid: {problems[0]}")
+
+
+def config_path(environ: Mapping[str, str] = os.environ) -> str:
+    explicit = (environ.get("TRAINUI_SERVICE_CONFIG") or "").strip()
+    if explicit:
+        return os.path.abspath(os.path.expanduser(explicit))
+    config = (environ.get("XDG_CONFIG_HOME") or "").strip() or os.path.join(
+        os.path.expanduser("~"), ".config"
+    )
+    return os.path.join(config, "trainui", "service.toml")
+
+
+def load_hooks(environ: Mapping[str, str] = os.environ) -> list[dict]:
+    """The ``[[notify]]`` hooks of the service's config (none without a file); ConfigError
+    with every problem located."""
+    path = config_path(environ)
+    explicit = bool((environ.get("TRAINUI_SERVICE_CONFIG") or "").strip())
+    try:
+        with open(path, "rb") as f:
+            raw = f.read((1 << 20) + 1)
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(path, [f"{path}: no such file (TRAINUI_SERVICE_CONFIG)"]) from None
+        return []
+    except OSError as error:
+        raise ConfigError(path, [f"{path}: cannot be read: {error.strerror}"]) from None
+    try:
+        import tomllib  # Python 3.11+
+    except ImportError:  # pragma: no cover - Python 3.10
+        import tomli as tomllib  # type: ignore[no-redef]
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise ConfigError(path, [f"{path}: {error}"]) from None
+    text = raw.decode("utf-8")
+    lines = [
+        i + 1 for i, line in enumerate(text.splitlines()) if re.match(r"^\s*\[\[\s*notify", line)
+    ]
+    problems: list[str] = []
+    hooks = document.get("notify", [])
+    if not isinstance(hooks, list):
+        problems.append(f"{path}: notify must be written [[notify]] (a list of tables)")
+        hooks = []
+    checked = []
+    for index, hook in enumerate(hooks, 1):
+        line = lines[index - 1] if index - 1 < len(lines) else 1
+        where = f"{path}:{line}: [[notify]] #{index}"
+        if not isinstance(hook, dict):
+            problems.append(f"{where}: not a table")
+            continue
+        for key in hook:
+            if key not in _KEYS:
+                close = difflib.get_close_matches(key, _KEYS, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                problems.append(f"{where}: unknown key {key!r}{hint}")
+        url, command = hook.get("url"), hook.get("command")
+        if (url is None) == (command is None):
+            problems.append(f"{where}: a hook has a url (a webhook) or a command, one of them")
+        if url is not None and (
+            not isinstance(url, str) or not url.startswith(("http://", "https://"))
+        ):
+            problems.append(f"{where}: url must be an http:// or https:// URL")
+        if url is not None and not isinstance(hook.get("secret"), str):
+            problems.append(f"{where}: a webhook needs a secret (text) to sign its requests with")
+        if command is not None and (not isinstance(command, str) or not command.strip()):
+            problems.append(f"{where}: command must be text")
+        events = hook.get("events", list(EVENTS))
+        if not isinstance(events, list) or not all(e in EVENTS for e in events):
+            problems.append(f"{where}: events must be a list of {', '.join(EVENTS)}")
+            events = []
+        checked.append({**hook, "events": list(events), "where": where})
+    for key in document:
+        if key != "notify":
+            problems.append(f"{path}: unknown table or key {key!r}")
+    if problems:
+        raise ConfigError(path, problems)
+    return checked
+
+
+def signature(secret: str, body: bytes) -> str:
+    """``X-Trainui-Signature``'s value: ``sha256=`` and the HMAC-SHA256 of the body, in hex."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+class Notifier:
+    """Delivers the events to the hooks, a thread per hook."""
+
+    def __init__(self, hooks: list[dict], on_problem=None) -> None:
+        self.hooks = hooks
+        self.on_problem = on_problem or (lambda text: None)
+        self._queues: list[queue.Queue] = []
+        for hook in hooks:
+            q: queue.Queue = queue.Queue(maxsize=10_000)
+            self._queues.append(q)
+            threading.Thread(
+                target=self._deliver_loop, args=(hook, q), name="trainui-notify", daemon=True
+            ).start()
+        self.delivered = 0  # deliveries that a hook took (for tests and the log)
+
+    def notify(self, event: str, run: dict) -> int:
+        """Queue ``event`` for every hook that wants it; returns how many hooks were queued
+        for. Never blocks: a hook whose queue is full loses the event (said)."""
+        body = json.dumps({"event": event, "run": run}, sort_keys=True).encode()
+        count = 0
+        for hook, q in zip(self.hooks, self._queues, strict=True):
+            if event in hook["events"]:
+                try:
+                    q.put_nowait((event, run, body))
+                    count += 1
+                except queue.Full:
+                    self.on_problem(f"{hook['where']}: too many events waiting; {event} dropped")
+        return count
+
+    def test(self) -> list[dict]:
+        """``trainui notify test``: an event ``test`` to every hook at once, one try each;
+        how each went."""
+        run = {"model_id": "training-TEST00000", "status": "completed", "name": "a test"}
+        body = json.dumps({"event": "test", "run": run}, sort_keys=True).encode()
+        results: list[dict] = [{} for _ in self.hooks]
+
+        def one(index: int, hook: dict) -> None:
+            problem = self._deliver(hook, "test", run, body)
+            what = hook.get("url") or hook.get("command")
+            results[index] = {"hook": hook["where"], "to": what, "ok": problem is None,
+                              "problem": problem}  # fmt: skip
+
+        threads = [
+            threading.Thread(target=one, args=(i, hook), daemon=True)
+            for i, hook in enumerate(self.hooks)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(TIMEOUT + 5)
+        return results
+
+    def _deliver_loop(self, hook: dict, q: queue.Queue) -> None:
+        while True:
+            event, run, body = q.get()
+            problem = None
+            for attempt in range(ATTEMPTS):
+                problem = self._deliver(hook, event, run, body)
+                if problem is None:
+                    self.delivered += 1
+                    break
+                time.sleep(BACKOFF * 2**attempt)
+            if problem is not None:
+                self.on_problem(f"{hook['where']}: {event} of {run.get('model_id')}: {problem}")
+
+    @staticmethod
+    def _deliver(hook: dict, event: str, run: dict, body: bytes) -> str | None:
+        """One try: None when the hook took it, else why not."""
+        if hook.get("url"):
+            import httpx
+
+            try:
+                response = httpx.post(
+                    hook["url"],
+                    content=body,
+                    headers={
+                        "Content-Type": "application/json",
+                        "X-Trainui-Event": event,
+                        SIGNATURE_HEADER: signature(hook["secret"], body),
+                    },
+                    timeout=TIMEOUT,
+                )
+            except httpx.HTTPError as error:
+                return f"{type(error).__name__}: {error}"
+            if response.status_code >= 300:
+                return f"the webhook answered {response.status_code}"
+            return None
+        env = {
+            **os.environ,
+            "TRAINUI_EVENT": event,
+            "TRAINUI_RUN_ID": str(run.get("model_id", "")),
+            "TRAINUI_RUN_STATUS": str(run.get("status", "")),
+        }
+        env.pop("TRAINUI_TOKEN", None)
+        try:
+            done = subprocess.run(
+                ["/bin/sh", "-c", hook["command"]],
+                input=body,
+                env=env,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                timeout=TIMEOUT,
+                start_new_session=True,
+            )
+        except (OSError, subprocess.TimeoutExpired) as error:
+            return str(error)
+        if done.returncode != 0:
+            said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+            return f"the command exited with code {done.returncode} {said[0]}".strip()
+        return None
+
+
+def event_of(before: str | None, after: str) -> str | None:
+    """The event a state change is (None: none a hook is told of): ``started`` when its learner
+    starts (an attempt's too), then how it ended, or that it restarts."""
+    if after == before:
+        return None
+    if after == "downloading" and before in ("pending", "restarting"):
+        return "started"
+    if after in ("completed", "failed", "halted", "restarting"):
+        return after
+    return None

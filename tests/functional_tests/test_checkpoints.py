@@ -1,0 +1,133 @@
+"""Checkpoints and resume (SPEC §11): CHECKPOINT_DIR copied to <id>/checkpoints/ in the
+results bucket (while the command runs, and when it fails or is halted), restored before the
+next attempt, and `trainui resume`, through the real CLI, service and learners."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+EPOCHS = """\
+import os, sys, time
+checkpoint = os.path.join(os.environ["CHECKPOINT_DIR"], "epoch.txt")
+attempt = os.environ["TRAINING_ATTEMPT"]
+start = int(open(checkpoint).read()) if os.path.exists(checkpoint) else 0
+print(f"attempt {attempt} starts after epoch {start}", flush=True)
+stop_after, pause = int(sys.argv[1]), float(sys.argv[2])
+for epoch in range(start + 1, 7):
+    with open(os.path.join(os.environ["RESULT_DIR"], f"epoch-{epoch}.txt"), "w") as f:
+        f.write(f"attempt {attempt}\\n")
+    with open(checkpoint + ".tmp", "w") as f:  # a checkpoint is written whole, then renamed
+        f.write(str(epoch))
+    os.replace(checkpoint + ".tmp", checkpoint)
+    print(f"epoch {epoch}", flush=True)
+    if epoch == stop_after and attempt == "1":
+        time.sleep(120)  # killed or halted here
+    time.sleep(pause)
+"""
+
+
+def manifest(home, command: str, extra: str, name: str) -> Path:
+    path = home.manifest(command, name=name)
+    text = path.read_text().replace("    resource: small\n", f"    resource: small\n{extra}")
+    path.write_text(text)
+    return path
+
+
+def log(home, model_id: str) -> str:
+    return (home.path / "runs" / model_id / "training-log.txt").read_text()
+
+
+def wait_for(home, model_id: str, line: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while line not in log(home, model_id):
+        assert time.monotonic() < deadline, log(home, model_id)
+        time.sleep(0.05)
+
+
+def epochs_stored(home, model_id: str) -> dict[int, str]:
+    folder = home.buckets / "results" / model_id
+    return {int(p.stem.split("-")[1]): p.read_text().strip() for p in folder.glob("epoch-*.txt")}
+
+
+def test_a_command_killed_mid_run_restarts_from_its_last_epoch(home):
+    home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
+    model = home.model("epochs", {"train.py": EPOCHS})
+    model_id = home.submit(
+        model, manifest(home, "python3 train.py 3 0", "    max_restarts: 2\n", "killed")
+    )
+    wait_for(home, model_id, "epoch 3\n")
+    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
+    os.killpg(status["command_pgid"], signal.SIGKILL)  # the command, not the learner
+    run = home.wait(model_id, "completed", "failed", timeout=60)
+    text = log(home, model_id)
+    assert run["status"] == "completed", text
+    assert "killed by signal SIGKILL" in run["attempts"][0]["status_message"]
+    assert "checkpoint: 1 file" in text  # the last copy, as the attempt failed
+    assert "restored 1 checkpoint file (1 byte)" in text
+    assert "attempt 2 starts after epoch 3" in text
+    # every epoch once in the results: 1 to 3 of the first attempt, 4 to 6 of the second
+    assert epochs_stored(home, model_id) == {
+        1: "attempt 1", 2: "attempt 1", 3: "attempt 1",
+        4: "attempt 2", 5: "attempt 2", 6: "attempt 2",
+    }  # fmt: skip
+    stored = home.buckets / "results" / model_id / "checkpoints" / "epoch.txt"
+    assert stored.read_text() == "6" or stored.read_text() == "3"
+
+
+def test_the_learner_killed_restarts_from_the_copy_made_while_it_ran(home):
+    """No last copy when the learner itself is killed: the periodic one is what remains."""
+    home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
+    model = home.model("periodic", {"train.py": EPOCHS})
+    extra = "    max_restarts: 1\n    checkpoint_interval: 0.3\n"
+    model_id = home.submit(model, manifest(home, "python3 train.py 4 1.5", extra, "periodic"))
+    wait_for(home, model_id, "epoch 4\n", timeout=60)
+    checkpoint = home.buckets / "results" / model_id / "checkpoints" / "epoch.txt"
+    deadline = time.monotonic() + 20
+    while not (checkpoint.exists() and checkpoint.read_text() == "4"):
+        assert time.monotonic() < deadline, log(home, model_id)
+        time.sleep(0.1)
+    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
+    learner = status["learner_pid"]
+    assert str(home.path).encode() in Path(f"/proc/{learner}/environ").read_bytes()
+    os.kill(learner, signal.SIGKILL)
+    run = home.wait(model_id, "completed", "failed", timeout=60)
+    text = log(home, model_id)
+    assert run["status"] == "completed", text
+    assert run["attempts"][0]["error_code"] == "S300"
+    assert "attempt 2 starts after epoch 4" in text
+    assert sorted(epochs_stored(home, model_id)) == [5, 6]  # the lost attempt stored nothing
+    assert "checkpoint: 1 file" in text  # copies while it ran, said in the log
+
+
+def test_resume_starts_a_halted_run_again_from_its_last_checkpoint(home):
+    model = home.model("resume", {"train.py": EPOCHS})
+    model_id = home.submit(model, manifest(home, "python3 train.py 2 0", "", "resumed"))
+    wait_for(home, model_id, "epoch 2\n")
+    home.cli("halt", model_id, check=True)
+    run = home.wait(model_id, "halted", timeout=30)
+    assert run["attempt"] == 1 and run["attempts"] is None  # a run without restarts
+    # the secrets stay for `resume` (0600 in the private home)
+    spec = home.path / "runs" / model_id / "learner.json"
+    assert spec.exists() and spec.stat().st_mode & 0o777 == 0o600
+    out = home.cli("resume", model_id, check=True).stdout
+    assert "State downloading: starting on the CPU" in out  # a slot was free: at once
+    run = home.wait(model_id, "completed", "failed", timeout=60)
+    text = log(home, model_id)
+    assert run["status"] == "completed", text
+    assert [(a["attempt"], a["status"]) for a in run["attempts"]] == [
+        (1, "halted"),
+        (2, "completed"),
+    ]
+    assert "attempt 2 starts after epoch 2" in text
+    assert epochs_stored(home, model_id) == {
+        1: "attempt 1", 2: "attempt 1", 3: "attempt 2", 4: "attempt 2", 5: "attempt 2",
+        6: "attempt 2",
+    }  # fmt: skip
+    assert not spec.exists()  # completed: its secrets go
+    # only a halted or failed run resumes
+    again = home.cli("resume", model_id)
+    assert again.returncode == 1 and "only a halted or failed run resumes" in again.stderr

@@ -1,0 +1,127 @@
+"""Runs that survive failure (SPEC §11), first part: restarts. A failed attempt whose command
+failed or whose learner was lost starts again, up to ``max_restarts`` times, after a back-off,
+through the real CLI, service and learners."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+FLAKY = '[ "$TRAINING_ATTEMPT" -ge {ok} ] || exit 7; echo "done on attempt $TRAINING_ATTEMPT"'
+
+
+def restarting_manifest(home, command: str, max_restarts: int, name: str = "flaky") -> Path:
+    path = home.manifest(command, name=name)
+    text = path.read_text().replace(
+        "    resource: small\n", f"    resource: small\n    max_restarts: {max_restarts}\n"
+    )
+    assert f"max_restarts: {max_restarts}" in text
+    path.write_text(text)
+    return path
+
+
+def log(home, model_id: str) -> str:
+    return (home.path / "runs" / model_id / "training-log.txt").read_text()
+
+
+def test_a_run_that_fails_twice_completes_on_its_third_attempt(home):
+    home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
+    model = home.model("flaky", {"t.py": ""})
+    model_id = home.submit(model, restarting_manifest(home, FLAKY.format(ok=3), 3))
+    run = home.wait(model_id, "completed", "failed", "halted", timeout=60)
+    assert run["status"] == "completed", run
+    assert run["attempt"] == 3 and run["max_restarts"] == 3
+    assert [
+        (a["attempt"], a["status"], a["error_code"], a["exit_code"]) for a in run["attempts"]
+    ] == [
+        (1, "failed", "C201", 7),
+        (2, "failed", "C201", 7),
+        (3, "completed", None, 0),
+    ]
+    text = log(home, model_id)
+    assert text.count("trainui: attempt ") == 3
+    assert (
+        text.index("attempt 1 of 4") < text.index("attempt 2 of 4") < text.index("attempt 3 of 4")
+    )
+    assert "done on attempt 3" in text
+    shown = home.cli("show", model_id, check=True).stdout
+    assert "Attempt        3 of 4" in shown
+    assert "  attempt 1    failed C201 exit 7 at " in shown
+    assert "  attempt 3    completed exit 0 at " in shown
+    # the stores' secrets (learner.json) go once the run has completed
+    assert not (home.path / "runs" / model_id / "learner.json").exists()
+    # the results bucket has the whole log: every attempt
+    stored = (home.buckets / "results" / model_id / "training-log.txt").read_text()
+    assert "attempt 3 of 4" in stored and "attempt 1 of 4" in stored
+
+
+def test_restarts_run_out_and_the_run_fails_with_its_last_reason(home):
+    home.env["TRAINUI_RESTART_BACKOFF"] = "0.1"
+    model = home.model("never", {"t.py": ""})
+    model_id = home.submit(model, restarting_manifest(home, "exit 3", 1))
+    run = home.wait(model_id, "completed", "failed", "halted", timeout=60)
+    assert run["status"] == "failed" and run["error_code"] == "C201" and run["exit_code"] == 3
+    assert [a["attempt"] for a in run["attempts"]] == [1, 2]
+    assert run["attempt"] == 2
+
+
+def test_a_halt_is_never_restarted_in_an_attempt_or_between_two(home):
+    home.env["TRAINUI_RESTART_BACKOFF"] = "60"  # the second attempt waits: halted meanwhile
+    model = home.model("halt", {"t.py": ""})
+    running = home.submit(model, restarting_manifest(home, "echo up; sleep 60", 3, name="a"))
+    home.wait(running, "running")
+    home.cli("halt", running, check=True)
+    run = home.wait(running, "halted", "failed", "completed", timeout=30)
+    assert run["status"] == "halted" and run["attempt"] == 1
+    failing = home.submit(model, restarting_manifest(home, "exit 5", 3, name="b"))
+    run = home.wait(failing, "restarting", timeout=30)
+    assert run["status_message"].startswith("attempt 2 of 4 in 60 s (attempt 1: the training")
+    assert (home.path / "runs" / failing / "learner.json").exists()
+    home.cli("halt", failing, check=True)
+    run = home.wait(failing, "halted", timeout=10)
+    assert run["status_message"] == "halted before attempt 2 started"
+    assert [(a["attempt"], a["status"], a["exit_code"]) for a in run["attempts"]] == [
+        (1, "failed", 5),
+        (2, "halted", None),
+    ]
+    # kept for `trainui resume` (a halted run may start again), 0600 in the private home
+    assert (home.path / "runs" / failing / "learner.json").stat().st_mode & 0o777 == 0o600
+    time.sleep(0.5)
+    assert home.show(failing)["status"] == "halted"
+
+
+def test_a_lost_learner_counts_as_a_failed_attempt_and_the_run_starts_again(home):
+    home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
+    model = home.model("lost", {"t.py": ""})
+    command = '[ "$TRAINING_ATTEMPT" -ge 2 ] && echo second || { echo first; sleep 60; }'
+    model_id = home.submit(model, restarting_manifest(home, command, 2))
+    deadline = time.monotonic() + 30
+    while "first\n" not in log(home, model_id):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
+    learner = status["learner_pid"]
+    assert str(home.path).encode() in Path(f"/proc/{learner}/environ").read_bytes()
+    os.kill(learner, signal.SIGKILL)
+    run = home.wait(model_id, "completed", "failed", timeout=60)
+    assert run["status"] == "completed", run
+    first = run["attempts"][0]
+    assert first["error_code"] == "S300" and "ended unexpectedly" in first["status_message"]
+    assert "second\n" in log(home, model_id)
+
+
+def test_a_restarted_run_takes_its_place_by_submission_in_the_queue(home):
+    """The rule: during its back-off the others go on; then it waits where its submission put
+    it, before the runs submitted after it that still wait (never ahead of one submitted
+    before it)."""
+    home.env.update(TRAINUI_RESTART_BACKOFF="0", TRAINUI_CPU_SLOTS="1")
+    model = home.model("queue", {"t.py": ""})
+    first = home.submit(model, restarting_manifest(home, FLAKY.format(ok=2), 1, name="first"))
+    second = home.submit(model, restarting_manifest(home, "echo second", 0, name="second"))
+    a = home.wait(first, "completed", "failed", timeout=60)
+    b = home.wait(second, "completed", "failed", timeout=60)
+    assert a["status"] == b["status"] == "completed"
+    assert a["attempts"][1]["started_at"] < b["started_at"]  # attempt 2 went before "second"
