@@ -199,6 +199,12 @@ class Settings:
         None,
         "the frameworks catalogue (TOML); unset: $XDG_CONFIG_HOME/trainui/frameworks.toml",
     )
+    service_config = _var(
+        "TRAINUI_SERVICE_CONFIG",
+        _text,
+        None,
+        "the service config ([[notify]] hooks); unset: $XDG_CONFIG_HOME/trainui/service.toml",
+    )
     restart_backoff = _var(
         "TRAINUI_RESTART_BACKOFF",
         _number(float, 0),

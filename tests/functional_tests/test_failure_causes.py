@@ -42,7 +42,9 @@ def test_cuda_out_of_memory_and_nccl_are_said_with_the_line_that_shows_them(home
         "the training command exited with code 1: NCCL, the GPUs' communication, failed or"
         ' timed out: "RuntimeError: NCCL error in:'
     )
-    assert home.wait(plain, "failed")["status_message"] == "the training command exited with code 4"
+    assert home.wait(plain, "failed")["status_message"] == (
+        'the training command exited with code 4; the log ends: "plain"'
+    )
 
 
 @pytest.mark.slow  # an OOM kill counts on the whole machine: not beside the quick stage's kills

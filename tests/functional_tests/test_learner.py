@@ -243,7 +243,9 @@ def test_a_failing_command_fails_with_c201_and_its_log_is_stored(tmp_path):
     assert status["status"] == "failed"
     assert status["error_code"] == "C201"
     assert status["exit_code"] == 3
-    assert status["status_message"] == "the training command exited with code 3"
+    # the message ends with the command's last line (SPEC §11: a sentence a user can act on)
+    expected = 'the training command exited with code 3; the log ends: "about to fail"'
+    assert status["status_message"] == expected
     log = run.stored_log()
     assert "about to fail\n" in log
     assert log.endswith(
@@ -252,7 +254,7 @@ def test_a_failing_command_fails_with_c201_and_its_log_is_stored(tmp_path):
         f" under {run.model_id}/\n"
         f"trainui: stored 4 files in local bucket 'demo-results' ({run.buckets})"
         f" under {run.model_id}/\n"
-        "trainui: failed (C201): the training command exited with code 3\n"
+        f"trainui: failed (C201): {expected}\n"
     )
     stored_status = json.loads((run.results / "training-status.json").read_text())
     assert stored_status["error_code"] == "C201"
@@ -266,7 +268,9 @@ def test_a_command_killed_by_a_signal_says_which(tmp_path):
 
     assert status["error_code"] == "C201"
     assert status["exit_code"] == -9
-    assert status["status_message"] == "the training command was killed by signal SIGKILL"
+    assert status["status_message"] == (
+        'the training command was killed by signal SIGKILL; the log ends: "no newline at the end"'
+    )
     assert "no newline at the end\ntrainui: command was killed by signal SIGKILL\n" in (
         run.stored_log()
     )

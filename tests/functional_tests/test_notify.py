@@ -52,7 +52,7 @@ def test_a_webhook_gets_each_event_signed_and_a_dead_one_delays_nothing(home, re
         home,
         f'[[notify]]\nurl = "{url}/hook"\nsecret = "{SECRET}"\n'
         '[[notify]]\nurl = "http://127.0.0.1:9/dead"\nsecret = "x"\n'
-        f'[[notify]]\ncommand = "echo $TRAINUI_EVENT $TRAINUI_RUN_ID >> {seen}"\n'
+        f'[[notify]]\ncommand = "echo $TRAINING_EVENT $TRAINING_ID >> {seen}"\n'
         'events = ["failed"]\n',
     )
     model = home.model("n", {"t.py": ""})

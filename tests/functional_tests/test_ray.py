@@ -458,7 +458,9 @@ def test_status_records_stay_out_of_the_log_and_cannot_be_forged(rhome, cluster)
     model_id = rhome.submit(rhome.model("m", {"t.py": ""}), rhome.manifest(command))
     run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
     assert run["status"] == "failed" and run["error_code"] == "C201", run
-    assert run["status_message"] == "the training command exited with code 3", run
+    assert run["status_message"] == (
+        'the training command exited with code 3; the log ends: "working"'
+    ), run
     nonce = json.loads((rhome.path / "runs" / model_id / "ray-log.json").read_text())["nonce"]
     real = f"{STATUS_MARKER}{nonce} "
     assert real in log_lines_of_ray(cluster, model_id)  # the records were in Ray's log

@@ -95,6 +95,16 @@ def cause(exit_code: int, log_path: str, kills_before: tuple) -> str | None:
     return None
 
 
+def last_line(log_path: str) -> str | None:
+    """The last line the command wrote (not trainui's own), shortened: what a failed run's
+    message ends with when no known cause quotes a line."""
+    for line in reversed(_tail(log_path)):
+        text = line.strip()
+        if text and not line.startswith("trainui: "):
+            return text if len(text) <= 160 else text[:159] + "…"
+    return None
+
+
 def _tail(path: str) -> list[str]:
     try:
         with open(path, "rb") as f:

@@ -242,10 +242,16 @@ class ProcessControl:
         if code != 0 and not self.halt_requested:
             if self.runtime is not None:
                 self.runtime.failure(code)
-            from trainui.learner.causes import cause
+            from trainui.learner.causes import cause, last_line
 
-            known = cause(code, os.path.join(self.run_dir, LOG_FILE), kills_before)
-            raise _Failed("C201", f"the training command {how}" + (f": {known}" if known else ""))
+            log_path = os.path.join(self.run_dir, LOG_FILE)
+            known = cause(code, log_path, kills_before)
+            if known:
+                said = f": {known}"
+            else:
+                last = last_line(log_path)
+                said = f'; the log ends: "{last}"' if last else ""
+            raise _Failed("C201", f"the training command {how}{said}")
 
     def _start_metrics(self):
         """Start following the run's metrics (trainui.learner.metrics) beside the command."""

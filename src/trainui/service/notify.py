@@ -2,7 +2,7 @@
 halted or restarts. A webhook gets the run and the event as JSON, POSTed, signed with
 HMAC-SHA256 of the body under its ``secret`` (``X-Trainui-Signature: sha256=<hex>``, as GitHub
 signs its webhooks), retried with a growing back-off; a command gets the JSON on its stdin and
-``TRAINUI_EVENT``, ``TRAINUI_RUN_ID``, ``TRAINUI_RUN_STATUS``. Each hook has a thread of its
+``TRAINING_EVENT``, ``TRAINING_ID``, ``TRAINING_STATUS``. Each hook has a thread of its
 own: a slow or dead hook delays nothing else, never a run, never the service.
 
 The hooks are in the service's config file, ``$XDG_CONFIG_HOME/trainui/service.toml`` (or
@@ -14,7 +14,7 @@ The hooks are in the service's config file, ``$XDG_CONFIG_HOME/trainui/service.t
     events = ["completed", "failed"]      # default: all of EVENTS
 
     [[notify]]
-    command = "notify-send trainui \\"$TRAINUI_RUN_ID $TRAINUI_EVENT\\""
+    command = "notify-send trainui \\"$TRAINING_ID $TRAINING_EVENT\\""
 """
 
 from __future__ import annotations
@@ -219,9 +219,9 @@ class Notifier:
             return None
         env = {
             **os.environ,
-            "TRAINUI_EVENT": event,
-            "TRAINUI_RUN_ID": str(run.get("model_id", "")),
-            "TRAINUI_RUN_STATUS": str(run.get("status", "")),
+            "TRAINING_EVENT": event,
+            "TRAINING_ID": str(run.get("model_id", "")),
+            "TRAINING_STATUS": str(run.get("status", "")),
         }
         env.pop("TRAINUI_TOKEN", None)
         try:
