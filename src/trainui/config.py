@@ -40,6 +40,18 @@ def ensure_home(home: str) -> str:
     return home
 
 
+def config_file(environ: Mapping[str, str], variable: str, name: str) -> tuple[str, bool]:
+    """A config file's path: the one ``variable`` names, else ``name`` in
+    ``$XDG_CONFIG_HOME/trainui`` (``~/.config/trainui``); and whether the variable named it."""
+    explicit = (environ.get(variable) or "").strip()
+    if explicit:
+        return os.path.abspath(os.path.expanduser(explicit)), True
+    base = (environ.get("XDG_CONFIG_HOME") or "").strip() or os.path.join(
+        os.path.expanduser("~"), ".config"
+    )
+    return os.path.join(base, "trainui", name), False
+
+
 def socket_path(home: str) -> str:
     return os.path.join(home, "trainui.sock")
 

@@ -167,13 +167,9 @@ def manifest_problem(manifest, frameworks: list[dict]) -> tuple[str, int, int] |
 
 def catalogue_path(environ: Mapping[str, str] = os.environ) -> str:
     """``TRAINUI_FRAMEWORKS``, else ``$XDG_CONFIG_HOME/trainui/frameworks.toml``."""
-    explicit = (environ.get("TRAINUI_FRAMEWORKS") or "").strip()
-    if explicit:
-        return os.path.abspath(os.path.expanduser(explicit))
-    config = (environ.get("XDG_CONFIG_HOME") or "").strip() or os.path.join(
-        os.path.expanduser("~"), ".config"
-    )
-    return os.path.join(config, "trainui", "frameworks.toml")
+    from trainui.config import config_file
+
+    return config_file(environ, "TRAINUI_FRAMEWORKS", "frameworks.toml")[0]
 
 
 def load(environ: Mapping[str, str] = os.environ) -> Catalogue:

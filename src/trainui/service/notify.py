@@ -49,13 +49,10 @@ class ConfigError(ValueError):
 
 
 def config_path(environ: Mapping[str, str] = os.environ) -> str:
-    explicit = (environ.get("TRAINUI_SERVICE_CONFIG") or "").strip()
-    if explicit:
-        return os.path.abspath(os.path.expanduser(explicit))
-    config = (environ.get("XDG_CONFIG_HOME") or "").strip() or os.path.join(
-        os.path.expanduser("~"), ".config"
-    )
-    return os.path.join(config, "trainui", "service.toml")
+    """``TRAINUI_SERVICE_CONFIG``, else ``$XDG_CONFIG_HOME/trainui/service.toml``."""
+    from trainui.config import config_file
+
+    return config_file(environ, "TRAINUI_SERVICE_CONFIG", "service.toml")[0]
 
 
 def load_hooks(environ: Mapping[str, str] = os.environ) -> list[dict]:
