@@ -16,7 +16,15 @@ from collections.abc import Iterable, Sequence
 import msgspec
 
 from trainui.core.lifecycle import Run, public
-from trainui.core.runs import ACTIVE_STATES, COMPLETED, FAILED, FINAL_STATES, HALTED, PENDING
+from trainui.core.runs import (
+    ACTIVE_STATES,
+    COMPLETED,
+    FAILED,
+    FINAL_STATES,
+    HALTED,
+    PENDING,
+    RESTARTING,
+)
 
 
 class ExperimentRecord(msgspec.Struct, frozen=True):
@@ -71,7 +79,7 @@ def state(record: ExperimentRecord, runs: Sequence[Run]) -> str:
     run has ended ``completed`` (at least one run completed), ``halted`` (halted by a user
     before any completed) or ``failed``."""
     statuses = [r.status for r in runs]
-    if any(s in ACTIVE_STATES for s in statuses):
+    if any(s in ACTIVE_STATES or s == RESTARTING for s in statuses):  # a run between attempts too
         return "running"
     if any(s == PENDING for s in statuses):
         started = any(r.started_at for r in runs)
@@ -85,7 +93,9 @@ def state(record: ExperimentRecord, runs: Sequence[Run]) -> str:
 
 def counts(runs: Iterable[Run]) -> dict[str, int]:
     """How many of the runs are in each state (every state named, 0 included)."""
-    out = dict.fromkeys(("pending", "downloading", "running", "storing", *sorted(FINAL_STATES)), 0)
+    out = dict.fromkeys(
+        ("pending", "restarting", "downloading", "running", "storing", *sorted(FINAL_STATES)), 0
+    )
     for run in runs:
         out[run.status] = out.get(run.status, 0) + 1
     return out
