@@ -447,6 +447,7 @@ def spare_main() -> int:
     # the imports a run makes, done while waiting
     import trainui.core.definition
     import trainui.learner.causes
+    import trainui.learner.checkpoints
     import trainui.learner.metrics
     import trainui.learner.runtime
     import trainui.sandbox
