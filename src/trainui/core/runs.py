@@ -114,6 +114,8 @@ HALT_REASON_FILE = "halt-reason.txt"
 STATUS_FILE = "status.json"  # the run's state, replaced atomically at every change
 LOG_FILE = "training-log.txt"  # learner messages and the command's merged stdout/stderr
 LEARNER_ERRORS_FILE = "learner-errors.txt"  # the learner's own stderr, if it ever crashes
+CONTAINER_FILE = "container.json"  # a container run's runtime command and container name
+PREPARING = "preparing"  # the learner's phase while a framework's image is pulled (SPEC §10)
 METRICS_FILE = "metrics.jsonl"  # the run's metric points, one JSON object a line (SPEC §8)
 WORK_DIR = "work"  # DATA_DIR, MODEL_DIR, RESULT_DIR, LOG_DIR, CHECKPOINT_DIR; removed at the end
 # Written by the service for a run on a Ray cluster, whose learner has a run folder of its own

@@ -43,6 +43,7 @@ from trainui.core import lifecycle
 from trainui.core.lifecycle import Status, change, no_progress
 from trainui.core.runs import (
     COMPLETED,
+    CONTAINER_FILE,
     DEFINITION_FILE,
     DOWNLOADING,
     FAILED,
@@ -52,6 +53,7 @@ from trainui.core.runs import (
     LEARNER_FILE,
     LOG_FILE,
     MANIFEST_FILE,
+    PREPARING,
     STATUS_FILE,
     STATUS_MARKER,
     STORING,
@@ -99,7 +101,7 @@ for RUN_DIR on stdin, then runs it as above.
 """
 
 _PHASE_ERROR_CODES = {
-    DOWNLOADING: "S302", UNPACKING: "S301", "preparing": "S304", STORING: "S303"
+    DOWNLOADING: "S302", UNPACKING: "S301", PREPARING: "S304", STORING: "S303"
 }  # fmt: skip
 COMPLETED_MESSAGE = "completed: the training command exited with code 0"
 RESERVE_FILE = "status.reserve"  # space kept for the final status.json, freed when the disk is full
@@ -136,6 +138,7 @@ class Learner(Staging, ProcessControl, Storing):
         }
         self.sandboxed = False  # the command runs in the sandbox (trainui.sandbox)
         self.runtime = None  # the framework's runtime (trainui.learner.runtime), from learner.json
+        self.attempt = int(config.get("attempt") or 1)  # SPEC §11: 1 the first
         from trainui.learner.checkpoints import Checkpoints, interval_of
 
         self.checkpoints = Checkpoints(self, interval_of(config))
@@ -179,15 +182,15 @@ class Learner(Staging, ProcessControl, Storing):
             signal.signal(signum, self._on_halt_signal)
         signal.signal(signal.SIGALRM, self._on_grace_over)
         self._write_status()
-        attempt, restarts = self.config.get("attempt") or 1, self.config.get("max_restarts") or 0
-        if restarts or attempt > 1:
-            self._log(f"attempt {attempt} of {restarts + 1}")
+        restarts = int(self.config.get("max_restarts") or 0)
+        if restarts or self.attempt > 1:
+            self._log(f"attempt {self.attempt} of {restarts + 1}")
         try:
             self._prepare_work()
             self._stage()
             if not self.halt_requested:
                 self._unpack()
-            if not self.halt_requested and int(self.config.get("attempt") or 1) > 1:
+            if not self.halt_requested and self.attempt > 1:
                 self._restore_checkpoints()
             if not self.halt_requested:
                 self._prepare_runtime()
@@ -244,25 +247,14 @@ class Learner(Staging, ProcessControl, Storing):
 
     def _prepare_runtime(self) -> None:
         """The framework's runtime made ready (an image pulled: the phase ``preparing``)."""
-        from trainui.learner.runtime import PREPARING
-
         self.phase = PREPARING
         self.runtime.prepare()
 
     def _preparing(self, message: str, layers: int) -> None:
         """The ``preparing`` phase's progress: what is done, and the layers pulled so far."""
-        from trainui.learner.runtime import PREPARING
-
         self.status = lifecycle.update(self.status, status_message=message)
         self.status.progress.update(phase=PREPARING, objects_done=layers)
         self._write_status()
-
-    def _write_container(self, spec: dict) -> None:
-        """Name the run's container in its folder (the service removes it if this learner is
-        lost)."""
-        from trainui.learner.runtime import CONTAINER_FILE
-
-        write_json_atomic(os.path.join(self.run_dir, CONTAINER_FILE), spec)
 
     def _restore_checkpoints(self) -> None:
         """A next attempt (a restart, a resume) starts from the run's last checkpoint."""
@@ -290,7 +282,7 @@ class Learner(Staging, ProcessControl, Storing):
         # until it is deleted or purged
         if self.final == COMPLETED:
             _remove(os.path.join(self.run_dir, LEARNER_FILE))
-        _remove(os.path.join(self.run_dir, "container.json"))  # removed with the command
+        _remove(os.path.join(self.run_dir, CONTAINER_FILE))  # removed with the command
         import shutil
 
         shutil.rmtree(self.work, ignore_errors=True)  # first: on a full disk, it frees space

@@ -68,7 +68,7 @@ class ProcessControl:
             CUDA_VISIBLE_DEVICES="" if self.cpu_mode else ",".join(self.gpu_ids),
             LEARNER_ID="1",
             NUM_LEARNERS="1",
-            TRAINING_ATTEMPT=str(self.config.get("attempt") or 1),  # SPEC §11: 1 the first
+            TRAINING_ATTEMPT=str(self.attempt),  # SPEC §11: 1 the first
             PYTHONUNBUFFERED="1",
         )
         # `python3` in the command is trainui's Python (with numpy) unless the user's PATH

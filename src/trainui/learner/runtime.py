@@ -25,10 +25,9 @@ import sys
 import threading
 import time
 
+from trainui.core.runs import CONTAINER_FILE, write_json_atomic
 from trainui.learner.common import _Failed
 
-CONTAINER_FILE = "container.json"  # the run's container: runtime command and name
-PREPARING = "preparing"  # the progress phase while an image is pulled
 RUNTIME_ERROR = "S304"  # the framework's runtime could not be prepared
 # the run's own variables, passed into a container by name (its PATH, HOME... stay the image's)
 RUN_VARIABLES = (
@@ -174,10 +173,8 @@ class Container(Runtime):
         self.command = ""
         self.flavour = "podman"  # podman | docker: how options are written
         self.removed = False
-        self._found: str | None = None
         self._here: threading.Thread | None = None  # is the image here? asked while staging
-        self._here_answer = False
-        self._answered = False  # known without asking (_known_here)
+        self._here_answer: bool | None = None  # its answer (None: not asked yet)
 
     @property
     def image(self) -> str:
@@ -189,11 +186,10 @@ class Container(Runtime):
         knows it is (``_known_here``)."""
         found = self._runtime_command()
         if found is None:
-            return
-        self._found = found
+            return  # prepare says so
         self._set_command(found)
         if self._known_here():
-            self._here_answer = self._answered = True
+            self._here_answer = True
             return
 
         def ask() -> None:
@@ -215,8 +211,8 @@ class Container(Runtime):
         self.flavour = "docker" if "docker" in os.path.basename(found) else "podman"
 
     def prepare(self) -> None:
-        found = self._found or self._runtime_command()
-        if found is None:
+        found = self.command or self._runtime_command()
+        if not found:
             wanted = self.spec.get("runtime_command")
             if wanted:
                 self._fail(
@@ -232,15 +228,16 @@ class Container(Runtime):
             self.gpu_options()  # a machine that cannot pass GPUs in says so before a pull
         if self._here is not None:
             self._here.join()
-        answered = self._here is not None or self._answered
-        here = self._here_answer if answered else self._image_here()
+        here = self._here_answer if self._here_answer is not None else self._image_here()
         if not here:
             if self.spec.get("pull") == "never":
                 self._fail(f"the image {self.image} is not on this machine (pull = never)")
             self._pull()
-        write = getattr(self.learner, "_write_container", None)
-        if write is not None:
-            write({"command": self.command, "name": self.name})
+        # named in the run folder: the service removes it if this learner is lost
+        write_json_atomic(
+            os.path.join(self.learner.run_dir, CONTAINER_FILE),
+            {"command": self.command, "name": self.name},
+        )
 
     # --- the image ---------------------------------------------------------------------------
 
@@ -272,8 +269,6 @@ class Container(Runtime):
             path = os.path.join(root, f"{driver}-images", image_id)
             if image_id and os.path.isdir(path):
                 os.makedirs(os.path.dirname(self._marker()), exist_ok=True)
-                from trainui.core.runs import write_json_atomic
-
                 write_json_atomic(self._marker(), {"image": self.image, "path": path})
 
     def _forget(self) -> None:

@@ -317,13 +317,17 @@ class RunManager:
         }
         raise Refusal(400, why, "C104", [error])
 
-    def _runtime_spec(self, run: Run) -> dict | None:
-        """learner.json's ``runtime``: the catalogue's entry for the run's framework."""
+    def _runtime_spec(self, run: Run) -> tuple[str | None, dict | None]:
+        """(Why the run's framework is not supported now, learner.json's ``runtime``: the
+        catalogue's entry for it; None for the host)."""
         framework = run.framework or {}
-        entry = self.catalogue().find(framework.get("name", ""), framework.get("version", ""))
+        name, version = framework.get("name", ""), framework.get("version", "")
+        catalogue = self.catalogue()
+        why = catalogue.check(name, version)
+        entry = catalogue.find(name, version) if why is None else None
         if entry is None or entry.runtime == "host":
-            return None
-        return entry.runtime_spec(framework.get("version", ""))
+            return why, None
+        return None, entry.runtime_spec(version)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -928,12 +932,10 @@ class RunManager:
                 spec.update(gpu_ids=gpu_ids, cpu_mode=cpu_mode)
             spec["sandbox"] = self._sandbox_spec(run, gpu_ids, cluster=capacity is not None)
             spec["home"] = self.home  # where it is now (a home may have moved since submit)
-            framework = run.framework or {}
-            why = self.catalogue().check(framework.get("name", ""), framework.get("version", ""))
+            why, spec["runtime"] = self._runtime_spec(run)
             if why is not None:  # the catalogue changed since the run was accepted
                 self._finish(run, FAILED, why, "C104")
                 return
-            spec["runtime"] = self._runtime_spec(run)
             spec["attempt"], spec["max_restarts"] = run.attempt, run.max_restarts
             self._restart_due.pop(run.model_id, None)
             write_json_atomic(spec_path, spec, mode=0o600)
@@ -1264,13 +1266,8 @@ class RunManager:
         record = _attempt_record(msgspec.structs.replace(ended, attempt=run.attempt))
         delay = min(self.settings.restart_backoff * 2 ** (run.attempt - 1), MAX_BACKOFF)
         following = run.attempt + 1
-        # the next learner starts afresh: the old attempt's record must not be taken for its
-        for name in (STATUS_FILE, RAY_LOG_STATE_FILE):  # the next job's log is mirrored anew
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self.run_dir(run.model_id), name))
-        self._status_mtimes.pop(run.model_id, None)
         self._restart_due[run.model_id] = time.monotonic() + delay
-        return lifecycle.change(
+        restarting = lifecycle.change(
             run,
             RESTARTING,
             attempt=following,
@@ -1279,6 +1276,19 @@ class RunManager:
             f"(attempt {run.attempt}: {ended.status_message})",
             error_code=None,
             exit_code=None,
+        )
+        return self._fresh_attempt(restarting)
+
+    def _fresh_attempt(self, run: Run) -> Run:
+        """``run`` between two attempts: no learner, GPUs or progress; its folder without the
+        last attempt's status record (the next learner's must not be taken for it) and Ray
+        log state (the next job's log is mirrored anew)."""
+        for name in (STATUS_FILE, RAY_LOG_STATE_FILE):
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.run_dir(run.model_id), name))
+        self._status_mtimes.pop(run.model_id, None)
+        return msgspec.structs.replace(
+            run,
             gpu_ids=shared([]),
             progress=shared(lifecycle.no_progress()),
             learner_pid=None,
@@ -1367,27 +1377,13 @@ class RunManager:
                 f"run {model_id} cannot resume: its {' and '.join(missing)} "
                 "are no longer kept (a run that ended before trainui kept them); submit it again",
             )
-        if not any(a.get("attempt") == run.attempt for a in run.attempts or ()):
-            run = msgspec.structs.replace(
-                run, attempts=[*(run.attempts or ()), _attempt_record(run)]
-            )
+        run = _last_attempt(run, always=True)
         following = run.attempt + 1
         total = max(run.max_restarts + 1, following)
-        for name in (STATUS_FILE, RAY_LOG_STATE_FILE):  # the next attempt starts afresh
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(run_dir, name))
-        self._status_mtimes.pop(model_id, None)
         run = lifecycle.resumed(
             run, f"attempt {following} of {total}: resumed, waiting for its turn"
         )
-        run = msgspec.structs.replace(
-            run,
-            gpu_ids=shared([]),
-            progress=shared(lifecycle.no_progress()),
-            learner_pid=None,
-            learner_start=None,
-        )
-        self._save(self._put(run))
+        self._save(self._put(self._fresh_attempt(run)))
         self.schedule()
         return self.runs[model_id]
 
@@ -1521,9 +1517,10 @@ def _attempt_record(run: Run) -> dict:
     }
 
 
-def _last_attempt(run: Run) -> Run:
-    """An ended run that could restart: its last attempt in ``attempts`` too (SPEC §11)."""
-    if not run.max_restarts and not run.attempts and run.attempt == 1:
+def _last_attempt(run: Run, always: bool = False) -> Run:
+    """An ended run that could restart (``always``: any): its last attempt in ``attempts``
+    too (SPEC §11)."""
+    if not always and not run.max_restarts and not run.attempts and run.attempt == 1:
         return run
     if any(a.get("attempt") == run.attempt for a in run.attempts or ()):
         return run
