@@ -10,8 +10,9 @@ what trainui adds on top of the runtime's own start (goal ≤ 30 ms).
   image made from a tarball as the tests make it, against `podman run --rm --init IMAGE stamp`.
 Each trainui figure is the client's submit to the command's first line (its printed time), on
 a warm, idle service (bench/runs.py's method); each anchor is the start of the process to the
-same printed time. The sandbox is on where bubblewrap works (host and venv runs are sandboxed,
-as by default); a container run is not (isolated by its runtime).
+same printed time. The two are taken turn about (a run through trainui, then the anchor). The
+sandbox is on where bubblewrap works (host and venv runs are sandboxed, as by default); a
+container run is not (isolated by its runtime).
 """
 
 from __future__ import annotations
@@ -49,7 +50,12 @@ def catalogue(tmp: Path, text: str) -> None:
     os.environ["TRAINUI_FRAMEWORKS"] = str(path)
 
 
-async def measure(bench: Bench, framework: str, command: str, runs: int) -> list[float]:
+async def measure(
+    bench: Bench, framework: str, command: str, runs: int, anchor
+) -> tuple[list[float], list[float]]:
+    """``runs`` of ``command`` through trainui in ``framework``, each followed by one start of
+    ``anchor()`` (the same command started directly): turn about, so that a machine whose
+    speed drifts during the bench (these are shared) slows both alike."""
     original = bench.manifest
 
     def manifest(cmd: str, name: str = "bench") -> bytes:
@@ -57,13 +63,18 @@ async def measure(bench: Bench, framework: str, command: str, runs: int) -> list
         return text.replace("name: sh,", f"name: {framework},").encode()
 
     bench.manifest = manifest  # the same measurement as bench/runs.py, in this framework
+    samples: dict[str, list[float]] = {}
+    direct_samples: list[float] = []
     try:
-        samples = await submit_latencies(bench, runs)
+        for _ in range(runs):
+            for key, values in (await submit_latencies(bench, 1)).items():
+                samples.setdefault(key, []).extend(values)
+            direct_samples.append(anchor())
         steps = ", ".join(
             f"{k.split(' (')[0]} {statistics.median(v) * 1e3:.1f}" for k, v in samples.items()
         )
         print(f"{framework} steps, p50 ms: {steps}", flush=True)
-        return samples["total"]
+        return samples["total"], direct_samples
     finally:
         bench.manifest = original
 
@@ -99,23 +110,24 @@ async def main() -> None:
         results: list[tuple[str, list[float], list[float]]] = []
         try:
             if "host" in args.only:
-                ours = await measure(bench, "onhost", "date +%s.%N", args.runs)
-                anchor = [direct(["sh", "-c", "date +%s.%N"]) for _ in range(args.runs)]
+                ours, anchor = await measure(
+                    bench, "onhost", "date +%s.%N", args.runs,
+                    lambda: direct(["sh", "-c", "date +%s.%N"]),
+                )  # fmt: skip
                 results.append(("host", ours, anchor))
             if "venv" in args.only:
-                ours = await measure(bench, "invenv", f'python -c "{PY_STAMP}"', args.runs)
-                anchor = [
-                    direct([str(venv / "bin" / "python"), "-c", PY_STAMP]) for _ in range(args.runs)
-                ]
+                ours, anchor = await measure(
+                    bench, "invenv", f'python -c "{PY_STAMP}"', args.runs,
+                    lambda: direct([str(venv / "bin" / "python"), "-c", PY_STAMP]),
+                )  # fmt: skip
                 results.append(("venv", ours, anchor))
             if "container" in args.only and podman is not None:
                 # busybox's date has no %N: the image's /bin/stamp prints the time
-                ours = await measure(bench, "incontainer", "stamp", args.runs)
                 env = {**os.environ, **podman.env}
-                anchor = [
-                    direct(["podman", "run", "--rm", "--init", IMAGE, "stamp"], env)
-                    for _ in range(args.runs)
-                ]
+                ours, anchor = await measure(
+                    bench, "incontainer", "stamp", args.runs,
+                    lambda: direct(["podman", "run", "--rm", "--init", IMAGE, "stamp"], env),
+                )  # fmt: skip
                 results.append(("container (podman)", ours, anchor))
         finally:
             bench.stop()

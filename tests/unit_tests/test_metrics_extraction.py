@@ -432,6 +432,27 @@ def test_evaluation_metrics_one_source_or_a_list_read_into_the_manifest():
     assert metric_sources(BASE) is None
 
 
+def test_the_learner_is_given_the_sources_and_reads_no_yaml(tmp_path):
+    """learner.json carries the manifest's sources (what metric_sources would find in it), so
+    that a learner parses no YAML on the way to its command's first line."""
+    from trainui.config import Settings
+    from trainui.service.runs import _learner_spec
+
+    text = """\
+        evaluation_metrics:
+          - type: log
+            pattern: 'loss (?P<loss>[0-9.]+)'
+        """
+    report = manifest(text)
+    spec = _learner_spec("training-x", report.manifest, str(tmp_path), Settings({}), "now")
+    assert spec["evaluation_metrics"] == metric_sources(BASE + textwrap.dedent(text))
+    assert spec["evaluation_metrics"] == [{"type": "log", "pattern": "loss (?P<loss>[0-9.]+)"}]
+    spec = _learner_spec(
+        "training-y", parse_manifest(BASE).manifest, str(tmp_path), Settings({}), "now"
+    )
+    assert spec["evaluation_metrics"] == []  # none given: the learner reads its default one
+
+
 def test_evaluation_metrics_problems_are_located_at_their_line():
     report = manifest(
         """\

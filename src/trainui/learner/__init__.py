@@ -437,6 +437,10 @@ def spare_main() -> int:
     ``learner-errors.txt``. The end of stdin without a line (the service went) ends it."""
     global _STARTED
     # the imports a run makes, done while waiting
+    import encodings.cp437  # noqa: F401  (the names of a zip's members)
+    import pwd  # noqa: F401  (the sandbox's user)
+
+    import trainui.config
     import trainui.core.definition
     import trainui.learner.causes
     import trainui.learner.checkpoints
@@ -446,7 +450,9 @@ def spare_main() -> int:
     import trainui.storage.local
     import trainui.storage.s3
     import trainui.storage.staging
+    from trainui.learner.process import become_subreaper
 
+    become_subreaper()  # for the run's command, ahead: ctypes' import is ~3 ms
     # and botocore's: its import and the S3 model (a run's staging would wait for them)
     with contextlib.suppress(Exception):  # the run that needs it will say what is wrong
         trainui.storage.s3.prepare()

@@ -160,7 +160,7 @@ class ProcessControl:
 
             values = " ".join(f"{k}={as_environment(v)}" for k, v in parameters.items())
             self._log(f"experiment {self.config.get('experiment_id')}: {values}")
-        _become_subreaper()  # orphans of the command are then ours to reap, not init's
+        become_subreaper()  # orphans of the command are then ours to reap, not init's
         pump = _LogPump(
             self.log_fd,
             os.path.join(self.run_dir, LOG_FILE),
@@ -535,9 +535,15 @@ def _reap_children() -> None:
             return
 
 
-def _become_subreaper() -> None:
-    if not sys.platform.startswith("linux"):
+_subreaper = False
+
+
+def become_subreaper() -> None:
+    """Make this process the reaper of its descendants' orphans (once: it lasts)."""
+    global _subreaper
+    if _subreaper or not sys.platform.startswith("linux"):
         return
+    _subreaper = True
     try:
         import ctypes
 

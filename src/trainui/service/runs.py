@@ -1548,6 +1548,8 @@ def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: s
         "checkpoint_interval": manifest.checkpoint_interval,
         "log_max_bytes": settings.log_max_bytes,
         "submitted_at": now,
+        # read from the manifest here, once: the learner then parses no YAML
+        "evaluation_metrics": [source.as_spec() for source in manifest.metrics],
     }
 
 
