@@ -112,7 +112,7 @@ class CompareScreen(TrainuiScreen):
         view = self.query_one(MetricsView)
         table = self.query_one("#values-table", DataTable)
         metrics = view.shown_names()
-        _colors, styles, _axes = palette(self.app)
+        styles, _axes = palette(self.app)
         table.clear(columns=True)
         # names and values are the user's text, never Rich markup (a metric `[/]`, a command
         # `pip install .[dev]`): DataTable reads a str as markup, a Text as it is

@@ -337,7 +337,7 @@ class RunScreen(TrainuiScreen):
 
 
 def _load_charts() -> None:
-    import trainui.tui.widgets.metrics_view  # noqa: F401 (plotext, numpy: some 60 ms)
+    import trainui.tui.widgets.metrics_view  # noqa: F401 (numpy: some tens of ms)
 
 
 def _bar_hint(bar) -> str:

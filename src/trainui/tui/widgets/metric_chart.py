@@ -1,11 +1,10 @@
-"""A chart of one metric: a line per series (one run, or several runs overlaid), drawn by
-plotext (textual-plotext's ``Plot``) in braille, with a legend, the latest value, min and max
-beside it.
+"""A chart of one metric: a line per series (one run, or several runs overlaid), drawn in
+braille (``trainui.tui.braille``), with a legend, the latest value, min and max beside it.
 
-Only the points a column can show are handed to plotext (two per column: the lowest and the
-highest, so spikes stay), which makes a chart of 100,000 points cost what one of a few hundred
-does. Colours follow the app's theme: the theme's own colours, or the terminal's 16 colours in
-an ``ansi`` theme, so that a chart reads over SSH as the rest of the screen does.
+Only the points a column can show are drawn (two per column: the lowest and the highest, so
+spikes stay), which makes a chart of 100,000 points cost what one of a few hundred does.
+Colours follow the app's theme: the theme's own colours, or the terminal's 16 colours in an
+``ansi`` theme, so that a chart reads over SSH as the rest of the screen does.
 """
 
 from __future__ import annotations
@@ -18,8 +17,8 @@ from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
 from textual.widgets import Static
-from textual_plotext.plot import Plot  # here: imported with the view while the TUI is idle
 
+from trainui.tui import braille
 from trainui.tui.metrics import (
     SMOOTHING,
     Series,
@@ -29,22 +28,13 @@ from trainui.tui.metrics import (
 )
 from trainui.tui.runs import format_value
 
-# the terminal's colours for an ansi theme: plotext's name → Textual's
+# the lines' colours in an ansi theme: the terminal's own
 ANSI_SERIES = (
-    ("cyan", "ansi_cyan"),
-    ("orange", "ansi_yellow"),
-    ("magenta", "ansi_magenta"),
-    ("green", "ansi_green"),
-    ("blue+", "ansi_bright_blue"),
-    ("red", "ansi_red"),
-    ("cyan+", "ansi_bright_cyan"),
-    ("orange+", "ansi_bright_yellow"),
-    ("magenta+", "ansi_bright_magenta"),
-    ("green+", "ansi_bright_green"),
-    ("blue", "ansi_blue"),
-    ("red+", "ansi_bright_red"),
-)
-# the theme's colours first, then textual-plotext's sequence (made for dark and light alike)
+    "ansi_cyan", "ansi_yellow", "ansi_magenta", "ansi_green", "ansi_bright_blue", "ansi_red",
+    "ansi_bright_cyan", "ansi_bright_yellow", "ansi_bright_magenta", "ansi_bright_green",
+    "ansi_blue", "ansi_bright_red",
+)  # fmt: skip
+# the theme's colours first, then a sequence made for dark and light backgrounds alike
 THEME_SERIES = ("primary", "warning", "success", "accent", "error", "secondary")
 MORE_SERIES = (
     (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48),
@@ -55,11 +45,12 @@ SIDE = 22  # the legend's width beside the chart
 NARROW = 56  # narrower than this, the legend goes under the chart's title line
 
 
-def palette(app) -> tuple[list, list[str], object]:
-    """(plotext colours, the same as Textual styles, the axes' colour) for ``app``'s theme."""
+def palette(app) -> tuple[list[str], str | None]:
+    """(the lines' colours as Textual styles, the axes' colour: None for the terminal's
+    default) for ``app``'s theme."""
     theme = app.current_theme
     if theme.ansi or getattr(app, "ansi_color", None):
-        return [p for p, _ in ANSI_SERIES], [t for _, t in ANSI_SERIES], "default"
+        return list(ANSI_SERIES), None
     variables = app.theme_variables
     colors: list[tuple[int, int, int]] = []
     for name in THEME_SERIES:
@@ -72,10 +63,11 @@ def palette(app) -> tuple[list, list[str], object]:
     colors += [rgb for rgb in MORE_SERIES if rgb not in colors]
     try:
         background = Color.parse(variables["background"])
-        axes = background.blend(Color.parse(variables["foreground"]), 0.6).rgb
+        r, g, b = background.blend(Color.parse(variables["foreground"]), 0.6).rgb
+        axes: str | None = f"rgb({r},{g},{b})"
     except Exception:
-        axes = "default"
-    return colors, [f"rgb({r},{g},{b})" for r, g, b in colors], axes
+        axes = None
+    return [f"rgb({r},{g},{b})" for r, g, b in colors], axes
 
 
 def rich_color(style: str) -> str:
@@ -84,7 +76,7 @@ def rich_color(style: str) -> str:
 
 
 class ChartPlot(Widget):
-    """The plot itself: built by plotext at this widget's size, again only when the points,
+    """The plot itself: drawn at this widget's size, again only when the points,
     the size, the theme or the settings changed."""
 
     DEFAULT_CSS = "ChartPlot { width: 1fr; height: 1fr; }"
@@ -126,31 +118,20 @@ class ChartPlot(Widget):
         drawn = [(label, s) for label, s in chart.series.items() if len(s)]
         if not drawn:
             return Text(chart.empty_text, style="italic")
-        colors, _styles, axes = palette(self.app)
-        plot = Plot()
-        plot.plotsize(width, height)
-        plot._set_size(width, height)  # textual-plotext's own widget does both (its issue 5)
-        plot.theme("clear")
-        plot.canvas_color("default")
-        plot.axes_color("default")
-        plot.ticks_color(axes)
-        any_points = False
+        styles, axes = palette(self.app)
         columns = max(1, width - 8)  # what the y axis' labels leave
-        first = min(float(s.steps[0]) for _label, s in drawn)
-        last = max(float(s.steps[-1]) for _label, s in drawn)
-        plot.xticks(*step_ticks(first, last, max(2, columns // 9)))
+        lines = []
         for label, series in drawn:
             steps, values = prepare(series, columns, chart.smoothing, chart.log_scale)
-            if not len(steps):
-                continue
-            any_points = True
-            color = colors[chart.color_of(label) % len(colors)]
-            plot.plot(steps.tolist(), values.tolist(), marker="braille", color=color)
-        if not any_points:
+            if len(steps):
+                style = rich_color(styles[chart.color_of(label) % len(styles)])
+                lines.append(braille.Line(steps, values, style))
+        if not lines:
             return Text("no value above zero: a log scale cannot show them", style="italic")
-        if chart.log_scale:
-            plot.yscale("log")
-        return Text.from_ansi(plot.build(), no_wrap=True, end="")
+        first = min(float(line.xs[0]) for line in lines)
+        last = max(float(line.xs[-1]) for line in lines)
+        ticks = step_ticks(first, last, max(2, columns // 9))
+        return braille.plot(width, height, lines, ticks, chart.log_scale, axes)
 
 
 class MetricChart(Widget, can_focus=True):
@@ -278,7 +259,7 @@ class MetricChart(Widget, can_focus=True):
         if key == self._side_key:
             return
         self._side_key = key
-        _colors, styles, _axes = palette(self.app)
+        styles, _axes = palette(self.app)
         lines: list = []
         room = max(1, self.size.height - 1)
         many = len(self.series) > 1 and 4 * len(self.series) > room

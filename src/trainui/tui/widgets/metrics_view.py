@@ -35,6 +35,8 @@ POLL = 2.0  # seconds between reads while a run goes on (events wake it sooner)
 SHOWN_AT_FIRST = 12  # charts made at first; the others are picked (p)
 READS_AT_ONCE = 16
 TWO_COLUMNS = 120  # this wide, the charts go two a row
+ROW = 12  # a chart's height, about: the rows fill the view's height (row_height)
+SLIVER = 3  # a chart with fewer of its lines in view is not made yet
 EMPTY = (
     "No metrics yet. A run's metrics come from $LOG_DIR/metrics.jsonl (a JSON object a line), "
     "or from the manifest's evaluation_metrics (tensorboard, log pattern)."
@@ -54,6 +56,7 @@ class MetricsView(Vertical, can_focus=True):
     MetricsView > #charts {
         height: 1fr; layout: grid; grid-size: 1; grid-rows: 10; scrollbar-gutter: stable;
     }
+    MetricsView > #charts > MetricChart { height: 1fr; }
     MetricsView.-zoomed > #charts { layout: vertical; }
     MetricsView.-zoomed MetricChart { display: none; }
     MetricsView.-zoomed MetricChart.-zoom { display: block; height: 1fr; }
@@ -100,7 +103,7 @@ class MetricsView(Vertical, can_focus=True):
     def on_resize(self) -> None:
         grid = self.query_one("#charts")
         columns = 2 if self.size.width >= TWO_COLUMNS else 1
-        row = max(10, min(16, (self.size.height - 1) // 2))
+        row = row_height(self.size.height - 1)
         if (columns, row) != (self._columns, self._row) or not self._sized:
             self._sized = True  # set only when it changes: each set is a layout of the grid
             self._columns, self._row = columns, row
@@ -118,7 +121,9 @@ class MetricsView(Vertical, can_focus=True):
         if height <= 0:  # not laid out yet: as a terminal of 24 lines would
             height = 23
         top = int(grid.scroll_y)
-        first, last = top // self._row, (top + height - 1) // self._row
+        # a row of which only a few lines show (the grid's last lines) is made once scrolled to
+        first = (top + self._row - SLIVER) // self._row
+        last = max(first, (top + height - SLIVER) // self._row)
         return range(first * self._columns, min(count, (last + 1) * self._columns))
 
     def _fill(self, *_args) -> None:
@@ -430,3 +435,10 @@ class MetricsView(Vertical, can_focus=True):
         self._fill()
         with contextlib.suppress(IndexError):
             self._select(current)
+
+
+def row_height(lines: int) -> int:
+    """The charts' height in a grid ``lines`` high: whole charts fill it (no chart cut at the
+    bottom), about ``ROW`` high and at least 10, two where two of 10 fit."""
+    rows = max(1, lines // ROW, min(2, lines // 10))
+    return max(10, lines // rows)
