@@ -3,6 +3,7 @@ switches: a chart per metric, live)."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING
 
 from textual import work
@@ -51,6 +52,8 @@ class RunScreen(TrainuiScreen):
         super().__init__()
         self.model_id = model_id
         self.run_data = None
+        self._ahead: dict | None = None  # the metrics view's first read, read ahead
+        self._ahead_asked = False
         self.deleted = False
         self._status_text = ""
         self._progress_made = False
@@ -156,6 +159,9 @@ class RunScreen(TrainuiScreen):
         self.run_data = run
         if not self.query(TitleBar):  # an update that came while the screen is taken down
             return
+        if not self._ahead_asked:  # once the screen is drawn
+            self._ahead_asked = True
+            self.call_after_refresh(self._read_metrics_ahead)
         status = run.get("status", "")
         self.query_one(TitleBar).set(
             f"{run.get('name', '')}  {self.model_id}",
@@ -284,14 +290,33 @@ class RunScreen(TrainuiScreen):
 
     # --- the metrics ----------------------------------------------------------------------
 
+    @work(group="metrics-ahead", exclusive=True)
+    async def _read_metrics_ahead(self) -> None:
+        """An ended run with metrics: what its metrics view reads first, read now (v then
+        draws its curves without waiting for the service). A run that goes on is read when
+        the view opens: what is read ahead would be old by then."""
+        from trainui.tui.widgets.metrics_view import MetricsView, read_ahead
+
+        run = self.run_data
+        if run is None or self._going_on() or self.query(MetricsView):
+            return
+        with contextlib.suppress(ClientError):
+            self._ahead = await read_ahead(self.app.client, self.model_id, run)
+
     async def action_toggle_metrics(self) -> None:
         """The log, or the metrics: a chart per metric (made the first time)."""
         from trainui.tui.widgets.metrics_view import MetricsView
 
         showing = not self.has_class("-metrics")
         if showing and not self.query(MetricsView):
+            ahead = {self.model_id: self._ahead} if self._ahead is not None else None
+            self._ahead = None
             view = MetricsView(
-                self.app.client, [(self.model_id, None)], live=self._going_on, id="metrics"
+                self.app.client,
+                [(self.model_id, None)],
+                live=self._going_on,
+                ahead=ahead,
+                id="metrics",
             )
             await self.mount(view, after=self.log_view)
         # the class names the mode (actions ask it); the widgets are shown and hidden one by

@@ -70,12 +70,16 @@ class MetricsView(Vertical, can_focus=True):
         client,
         runs: list[tuple[str, str | None]],
         live: Callable[[], bool] = lambda: False,
+        ahead: dict[str, dict] | None = None,
         **kwargs,
     ) -> None:
+        """``ahead``: model ID → a summary with its display series read ahead (``read_ahead``):
+        the first read takes it instead of asking the service again."""
         super().__init__(**kwargs)
         self.client = client
         self.runs = runs
         self.live = live
+        self._ahead = dict(ahead or {})
         self.summaries: dict[str, dict[str, dict]] = {}  # model ID → metric → its summary
         self.names: list[str] = []  # every metric of the runs, sorted
         self.shown: list[str] | None = None  # picked with p; None: the first SHOWN_AT_FIRST
@@ -252,7 +256,13 @@ class MetricsView(Vertical, can_focus=True):
             async with limit:  # a few connections, kept alive, not one a run
                 return await self.client.metrics(model_id, **self._series_query(names))
 
-        summaries = await asyncio.gather(*(with_series(m, self._guess(m)) for m in ids))
+        async def first(model_id: str) -> dict:
+            ahead = self._ahead.pop(model_id, None)
+            if ahead is not None and not self.names:
+                return ahead
+            return await with_series(model_id, self._guess(model_id))
+
+        summaries = await asyncio.gather(*(first(m) for m in ids))
         names: set[str] = set()
         for model_id, summary in zip(ids, summaries, strict=True):
             by_name = {m["name"]: m for m in summary.get("metrics") or []}
@@ -305,11 +315,8 @@ class MetricsView(Vertical, can_focus=True):
         if self.names:
             return self._unheld(model_id)
         table = getattr(self.app, "table", None)
-        run = table.get(model_id) if table is not None else None
-        known = sorted((run or {}).get("metrics") or ())
-        if self.shown is not None:
-            known = [n for n in self.shown if n in known]
-        return [n for n in known[:SHOWN_AT_FIRST] if self._stale(model_id, n)]
+        known = first_shown(table.get(model_id) if table is not None else None, self.shown)
+        return [n for n in known if self._stale(model_id, n)]
 
     def _unheld(self, model_id: str) -> list[str]:
         """The metrics shown that ``model_id`` has and whose series is not held (or is to be
@@ -442,3 +449,21 @@ def row_height(lines: int) -> int:
     bottom), about ``ROW`` high and at least 10, two where two of 10 fit."""
     rows = max(1, lines // ROW, min(2, lines // 10))
     return max(10, lines // rows)
+
+
+def first_shown(run: dict | None, shown: list[str] | None = None) -> list[str]:
+    """The metrics a view of ``run`` (its record) shows first: ``shown`` (picked), else the
+    first ``SHOWN_AT_FIRST`` of its metrics by name."""
+    known = sorted((run or {}).get("metrics") or ())
+    if shown is not None:
+        known = [n for n in shown if n in known]
+    return known[:SHOWN_AT_FIRST]
+
+
+async def read_ahead(client, model_id: str, run: dict) -> dict | None:
+    """What a metrics view of ``run`` reads first (its summary and the display series of the
+    metrics it shows first), read before it is opened; None when the run has no metrics."""
+    names = first_shown(run)
+    if not names:
+        return None
+    return await client.metrics(model_id, max_points=POINTS, names=names)
