@@ -244,6 +244,31 @@ async def test_eight_charts_read_in_one_request_made_as_they_come_into_view(trai
         assert [chart.built for chart in charts].count(False) >= 1  # m2 or m3 never shown
 
 
+async def test_an_ended_runs_curves_are_read_ahead_and_v_asks_nothing_more(trained):
+    app = make_app(trained, open_run=trained.ids["lr-fast"])
+    async with app.run_test(size=SIZE) as pilot:
+        screen = app.screen
+        await until(pilot, lambda: screen._ahead is not None, what="the read ahead")
+        assert set(screen._ahead["series"]) == {"accuracy", "loss"}
+        asked = []
+        for method in ("metrics", "metric_points"):  # the real client's calls, counted
+            real = getattr(app.client, method)
+
+            def counted(*args, _real=real, _method=method, **kwargs):
+                asked.append((_method, kwargs.get("names")))
+                return _real(*args, **kwargs)
+
+            setattr(app.client, method, counted)
+        await pilot.press("v")
+        view = screen.query_one("MetricsView")
+        await until(pilot, lambda: view.reads and len(view.charts()) == 2, what="the charts")
+        assert asked == []  # its first read was the one made ahead
+        assert screen._ahead is None  # taken: a later view reads afresh
+        assert len(view.series[(trained.ids["lr-fast"], "loss")]) == 200
+        await pilot.pause(0.2)
+        assert f"last {format_value(final(0.1)['loss'])}" in text(app)
+
+
 # --- the run list's columns and the compare screen --------------------------------------------
 
 
