@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 import textwrap
-import threading
 import time
 from pathlib import Path
 
@@ -383,30 +381,6 @@ def test_the_default_source_says_nothing_when_the_command_writes_no_metrics(tmp_
     extractor.start()
     assert extractor.stop()
     assert said == [] and not (tmp_path / "metrics.jsonl").exists()
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a thread's nice is Linux's")
-def test_the_extraction_thread_yields_the_cpu_to_the_command(tmp_path):
-    """The extractor's thread runs at a lower priority than the learner (and the command it
-    started): its nice value, as the kernel reports it for that thread."""
-    own = os.getpriority(os.PRIO_PROCESS, 0)  # on Linux: this thread's
-    entered, gate = threading.Event(), threading.Event()
-
-    def specs():  # asked for in the thread, once it lowered its priority: it waits there
-        entered.set()
-        gate.wait(30)
-
-    extractor = Extractor(
-        str(tmp_path), specs, {"LOG_DIR": str(tmp_path)}, str(tmp_path), "", Said().append
-    )
-    extractor.start()
-    assert entered.wait(30)
-    stat = Path(f"/proc/self/task/{extractor._thread.native_id}/stat").read_text()
-    gate.set()
-    assert extractor.stop()
-    nice = int(stat.rsplit(")", 1)[1].split()[16])  # field 19 of proc(5)
-    assert nice == max(own, metrics.THREAD_NICE)  # lowered, never raised
-    assert os.getpriority(os.PRIO_PROCESS, 0) == own  # this (the learner's) thread: as it was
 
 
 def test_in_paths_expand_the_run_folders():

@@ -36,7 +36,6 @@ import math
 import os
 import re
 import struct
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -403,20 +402,6 @@ def open_sources(
     return sources
 
 
-THREAD_NICE = 10  # the extractor thread's nice value: the command comes first for the CPU
-
-
-def _yield_to_the_command() -> None:
-    """Lower this thread's scheduling priority (Linux keeps a nice value a thread): where the
-    command and the extraction compete for a CPU, the command gets it; the points wait."""
-    if not sys.platform.startswith("linux"):  # elsewhere a process has one nice value
-        return
-    with contextlib.suppress(AttributeError, OSError):
-        thread = threading.get_native_id()
-        nice = max(os.getpriority(os.PRIO_PROCESS, thread), THREAD_NICE)  # never higher
-        os.setpriority(os.PRIO_PROCESS, thread, nice)
-
-
 class Extractor:
     """The thread that follows the sources and appends their points to the points file.
 
@@ -478,7 +463,6 @@ class Extractor:
 
     def _run(self) -> None:
         try:
-            _yield_to_the_command()
             specs = self.specs() if callable(self.specs) else self.specs
             self.sources = open_sources(specs, self.variables, self.base, self.log_path, self.tally)
             delay = POLL_FIRST
