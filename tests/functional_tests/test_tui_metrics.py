@@ -135,6 +135,20 @@ def final(lr: float, steps: int = 200) -> dict[str, float]:
 # --- the run screen's metrics view ------------------------------------------------------------
 
 
+def counting_metrics_calls(app) -> list[tuple[str, list[str] | None]]:
+    """The real client's metrics calls from now on, each (method, the metrics it names)."""
+    asked = []
+    for method in ("metrics", "metric_points"):
+        real = getattr(app.client, method)
+
+        def counted(*args, _real=real, _method=method, **kwargs):
+            asked.append((_method, kwargs.get("names")))
+            return _real(*args, **kwargs)
+
+        setattr(app.client, method, counted)
+    return asked
+
+
 async def test_the_metrics_view_draws_a_chart_per_metric_with_its_keys(trained):
     app = make_app(trained, open_run=trained.ids["lr-fast"])
     async with app.run_test(size=SIZE) as pilot:
@@ -209,15 +223,7 @@ async def test_eight_charts_read_in_one_request_made_as_they_come_into_view(trai
     app = make_app(trained, open_run=model_id)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.table.get(model_id), what="the run")
-        asked = []
-        for method in ("metrics", "metric_points"):  # the real client's calls, counted
-            real = getattr(app.client, method)
-
-            def counted(*args, _real=real, _method=method, **kwargs):
-                asked.append((_method, kwargs.get("names")))
-                return _real(*args, **kwargs)
-
-            setattr(app.client, method, counted)
+        asked = counting_metrics_calls(app)
         await pilot.press("v")
         view = app.screen.query_one("MetricsView")
         await until(pilot, lambda: view.reads and len(view.charts()) == 8, what="the charts")
@@ -250,15 +256,7 @@ async def test_an_ended_runs_curves_are_read_ahead_and_v_asks_nothing_more(train
         screen = app.screen
         await until(pilot, lambda: screen._ahead is not None, what="the read ahead")
         assert set(screen._ahead["series"]) == {"accuracy", "loss"}
-        asked = []
-        for method in ("metrics", "metric_points"):  # the real client's calls, counted
-            real = getattr(app.client, method)
-
-            def counted(*args, _real=real, _method=method, **kwargs):
-                asked.append((_method, kwargs.get("names")))
-                return _real(*args, **kwargs)
-
-            setattr(app.client, method, counted)
+        asked = counting_metrics_calls(app)
         await pilot.press("v")
         view = screen.query_one("MetricsView")
         await until(pilot, lambda: view.reads and len(view.charts()) == 2, what="the charts")
