@@ -53,6 +53,8 @@ def test_a_flat_line_and_a_single_point_are_drawn_in_the_middle():
     assert drawn and 0 < drawn[0] < len(plotted) - 1  # neither the top nor the bottom row
     one = plot(20, 9, [Line([3], [1.5], "")], ([3], ["3"]))
     assert sum(1 for c in one.plain if 0x2800 < ord(c) <= 0x28FF) == 1
+    labels = [line.split("┤")[0].strip() for line in rows(one) if "┤" in line]
+    assert labels[0] == "1.650" and labels[-1] == "1.350"  # a tenth of the value each side
 
 
 def test_the_later_line_colours_a_cell_two_lines_share():

@@ -62,6 +62,8 @@ def test_values_and_step_ticks_read_in_a_few_cells():
     ]  # fmt: skip
     ticks, labels = step_ticks(0, 99_999, 6)
     assert labels == ["0", "20k", "40k", "60k", "80k"] and ticks[-1] <= 99_999
+    # a short run in a narrow chart still gets two ticks or more (the demo's 30 epochs)
+    assert step_ticks(1, 30, 3) == ([10, 20, 30], ["10", "20", "30"])
 
 
 def test_the_manifest_fields_that_differ_between_runs():

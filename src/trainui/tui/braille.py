@@ -52,7 +52,7 @@ def plot(
     low = min(float(y.min()) for y in ys)
     high = max(float(y.max()) for y in ys)
     if high - low < 1e-12 * max(1.0, abs(high)):  # a flat line: in the middle
-        pad = 0.5 if log else max(abs(high) * 0.1, 0.5)
+        pad = 0.5 if log or not high else abs(high) * 0.1  # a tenth of its value, each side
         low, high = low - pad, high + pad
     x_low = min(float(line.xs[0]) for line in lines)
     x_high = max(float(line.xs[-1]) for line in lines)

@@ -123,7 +123,11 @@ def step_ticks(first: float, last: float, count: int) -> tuple[list[float], list
         return [first], [format_count(first)]
     raw = (last - first) / (count - 1)
     magnitude = 10 ** math.floor(math.log10(raw))
-    spacing = next(m * magnitude for m in (1, 2, 2.5, 5, 10) if m * magnitude >= raw)
+    spacings = [m * magnitude for m in (0.5, 1, 2, 2.5, 5, 10)]
+    spacing = next(s for s in spacings if s >= raw)
+    # at least two ticks where the steps allow (1 to 30 in three: 10, 20, 30, not 20 alone)
+    while spacing > spacings[0] and math.floor(last / spacing) - math.ceil(first / spacing) < 1:
+        spacing = spacings[spacings.index(spacing) - 1]
     start = math.ceil(first / spacing) * spacing
     ticks = []
     tick = start
