@@ -78,3 +78,13 @@ def test_the_manifest_fields_that_differ_between_runs():
         "model_definition.execution.command": ["python t.py --lr 0.1", "python t.py --lr 0.2"],
         "evaluation_metrics.type": ["-", "jsonl"],
     }
+
+
+def test_charts_fill_the_view_with_whole_rows():
+    from trainui.tui.widgets.metrics_view import ROW_MAX, row_height
+
+    assert row_height(37, 10, 2) == 12  # 120x40, ten charts: three whole rows of 12, then scroll
+    assert row_height(21, 8, 1) == 10  # 80x24: two rows of 10
+    assert row_height(37, 4, 2) == ROW_MAX  # four charts: two rows, taller, up to ROW_MAX
+    assert row_height(19, 2, 1) == 19  # one row fits: the chart takes the view
+    assert row_height(9) == 10  # never under 10

@@ -7,7 +7,7 @@ app's live record of it (the service's events), ranked again here as they change
 
 from __future__ import annotations
 
-from textual import events, work
+from textual import work
 from textual.app import ComposeResult
 from textual.widgets import Static
 
@@ -40,15 +40,13 @@ class ObjectiveCurves(MetricsView):
         super().__init__(client, runs, **kwargs)
         self.shown = [metric]
 
-    def on_resize(self, event: events.Resize) -> None:
-        event.prevent_default()  # the metrics view's rows are at least 10 high
+    def _size_rows(self) -> None:  # the metrics view's rows are at least 10 high
         grid = self.query_one("#charts")
         row = max(4, self.size.height - 1)
         if row != self._row or not self._sized:
             self._sized, self._row, self._columns = True, row, 1
             grid.styles.grid_size_columns = 1
             grid.styles.grid_rows = str(row)
-        self._fill()
 
 
 class ExperimentScreen(TrainuiScreen):

@@ -36,6 +36,7 @@ SHOWN_AT_FIRST = 12  # charts made at first; the others are picked (p)
 READS_AT_ONCE = 16
 TWO_COLUMNS = 120  # this wide, the charts go two a row
 ROW = 12  # a chart's height, about: the rows fill the view's height (row_height)
+ROW_MAX = 16  # the tallest a chart grows when there are few (each line costs drawing)
 SLIVER = 3  # a chart with fewer of its lines in view is not made yet
 EMPTY = (
     "No metrics yet. A run's metrics come from $LOG_DIR/metrics.jsonl (a JSON object a line), "
@@ -105,15 +106,19 @@ class MetricsView(Vertical, can_focus=True):
         self._follow()
 
     def on_resize(self) -> None:
-        grid = self.query_one("#charts")
+        self._size_rows()
+        self._fill()
+
+    def _size_rows(self) -> None:
+        """The grid's columns and rows' height for this size and the charts it holds."""
         columns = 2 if self.size.width >= TWO_COLUMNS else 1
-        row = row_height(self.size.height - 1)
+        row = row_height(self.size.height - 1, len(self.charts()), columns)
         if (columns, row) != (self._columns, self._row) or not self._sized:
             self._sized = True  # set only when it changes: each set is a layout of the grid
             self._columns, self._row = columns, row
+            grid = self.query_one("#charts")
             grid.styles.grid_size_columns = columns
             grid.styles.grid_rows = str(row)
-        self._fill()
 
     def _in_view(self, count: int) -> range:
         """The places (0 to ``count - 1``) of the charts the grid shows now, from its rows'
@@ -190,6 +195,7 @@ class MetricsView(Vertical, can_focus=True):
         charts = sorted(self.charts(), key=lambda c: order[c.metric])
         if [c.metric for c in charts] != [c.metric for c in self.charts()]:
             grid.sort_children(key=lambda c: order.get(getattr(c, "metric", ""), 0))
+        self._size_rows()  # fewer charts than the view holds: taller ones
         self._fill()
         self._note()
         if new and self.has_focus:  # focused before its charts came: the selected one takes it
@@ -444,10 +450,14 @@ class MetricsView(Vertical, can_focus=True):
             self._select(current)
 
 
-def row_height(lines: int) -> int:
+def row_height(lines: int, charts: int = 0, columns: int = 1) -> int:
     """The charts' height in a grid ``lines`` high: whole charts fill it (no chart cut at the
-    bottom), about ``ROW`` high and at least 10, two where two of 10 fit."""
+    bottom), about ``ROW`` high and at least 10, two where two of 10 fit; ``charts`` (in
+    ``columns``) that need fewer rows than that get taller ones, up to ``ROW_MAX``."""
     rows = max(1, lines // ROW, min(2, lines // 10))
+    needed = -(-charts // columns)
+    if 0 < needed < rows:
+        return max(10, min(ROW_MAX, lines // needed))
     return max(10, lines // rows)
 
 
