@@ -223,10 +223,10 @@ def charts_drawn(charts) -> bool:
     for chart in charts:
         if not getattr(chart, "built", True):
             continue
-        parts = chart.children
-        if len(parts) < 2 or not parts[1].children or not chart.series:
+        parts = chart.children  # its title, its plot (with the legend)
+        if len(parts) < 2 or not chart.series:
             return False
-        if not parts[1].children[0].size:  # the plot
+        if not parts[1].size:  # the plot
             return False
     return True
 

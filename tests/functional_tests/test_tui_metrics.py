@@ -65,7 +65,8 @@ async def test_in_an_ansi_theme_the_curves_use_the_terminals_own_colours():
         chart.set_series("a", Series([0, 1, 2], [1.0, 2.0, 1.5]))
         chart.set_series("b", Series([0, 1, 2], [2.0, 1.0, 0.5]))
         await pilot.pause(0.1)
-        rendered = app.query_one(ChartPlot).render()
+        plot = app.query_one(ChartPlot)
+        rendered = plot.draw_plot(*plot.size)
         colors = {span.style.color for span in rendered.spans if span.style.color is not None}
         assert colors and all(c.type is ColorType.STANDARD for c in colors)
         assert {c.number for c in colors} >= {6, 3}  # cyan and yellow: the first two lines

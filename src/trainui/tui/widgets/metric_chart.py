@@ -12,7 +12,6 @@ from __future__ import annotations
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.color import Color
-from textual.containers import Horizontal
 from textual.content import Content
 from textual.reactive import reactive
 from textual.widget import Widget
@@ -85,7 +84,7 @@ class ChartPlot(Widget):
         super().__init__(**kwargs)
         self.chart = chart
         self._key: tuple | None = None
-        self._text: Text | None = None
+        self._drawn: Content | None = None
 
     def key(self) -> tuple:
         """What the plot is drawn from: a plot drawn from the same is not drawn again."""
@@ -98,20 +97,38 @@ class ChartPlot(Widget):
             chart.log_scale,
             chart.smoothing,
             tuple((label, id(s), s.revision, len(s)) for label, s in chart.series.items()),
+            chart.has_class("-narrow"),
         )
 
     def stale(self) -> bool:
-        return self._text is None or self.key() != self._key
+        return self._drawn is None or self.key() != self._key
 
-    def render(self) -> Text:
+    def render(self) -> Content:
         width, height = self.size
         key = self.key()
-        if key != self._key or self._text is None:
+        if key != self._key or self._drawn is None:
             self._key = key
-            self._text = self._build(width, height)
-        return self._text
+            self._drawn = self._with_legend(width, height)
+        return self._drawn
 
-    def _build(self, width: int, height: int) -> Text:
+    def _with_legend(self, width: int, height: int) -> Content:
+        """The plot and, beside it, the legend (one widget: a widget more a chart cost more
+        than drawing them both; a narrow chart has its numbers on its title line)."""
+        if self.chart.has_class("-narrow"):
+            return Content.from_rich_text(self.draw_plot(width, height))
+        plot_width = max(1, width - SIDE)
+        rows = Content.from_rich_text(self.draw_plot(plot_width, height)).split(allow_blank=True)
+        side = self.chart.legend(height)
+        lines = []
+        for row in range(height):
+            left = rows[row] if row < len(rows) else Content("")
+            left = left.truncate(plot_width, pad=True)
+            right = side[row].truncate(SIDE - 1, ellipsis=True) if row < len(side) else Content("")
+            lines.append(Content.assemble(left, " ", right))
+        return Content("\n").join(lines)
+
+    def draw_plot(self, width: int, height: int) -> Text:
+        """The plot alone, ``width`` x ``height`` cells."""
         chart = self.chart
         if width < 10 or height < 3:
             return Text("")
@@ -144,11 +161,6 @@ class MetricChart(Widget, can_focus=True):
         height: 1; color: $text-muted; text-wrap: nowrap; text-overflow: ellipsis;
     }
     MetricChart:focus > .chart-title { color: $text; text-style: bold; background: $boost; }
-    MetricChart > Horizontal { height: 1fr; }
-    MetricChart .chart-side {
-        width: 22; height: 1fr; padding: 0 0 0 1; text-wrap: nowrap; text-overflow: ellipsis;
-    }
-    MetricChart.-narrow .chart-side { display: none; }
     """
 
     log_scale: reactive[bool] = reactive(False)
@@ -166,7 +178,6 @@ class MetricChart(Widget, can_focus=True):
         self.empty_text = empty_text
         self.series: dict[str, Series] = {}
         self._colors: dict[str, int] = {}  # label → its place in the palette, kept as runs come
-        self._side_key: tuple | None = None
         self._title_drawn: Content | None = None
 
     def compose(self) -> ComposeResult:
@@ -174,10 +185,7 @@ class MetricChart(Widget, can_focus=True):
             yield from self._parts()
 
     def _parts(self) -> list[Widget]:
-        return [
-            Static("", classes="chart-title"),
-            Horizontal(ChartPlot(self), Static("", classes="chart-side")),
-        ]
+        return [Static("", classes="chart-title"), ChartPlot(self)]
 
     def build(self) -> None:
         """Make a lazy chart's parts now (it came into view), drawn at once."""
@@ -220,13 +228,12 @@ class MetricChart(Widget, can_focus=True):
 
     def redraw(self) -> None:
         """Draw what changed: the title, the legend and the plot (its cache decides)."""
-        if not self.is_mounted or not self.built or not self.query(".chart-side"):
+        if not self.is_mounted or not self.built or not self.query(ChartPlot):
             return  # made later (lazy), or its parts not mounted yet: drawn once they are
         title = self._title()
         if title != self._title_drawn:
             self._title_drawn = title
             self.query_one(".chart-title", Static).update(title, layout=False)
-        self._draw_side()
         plot = self.query_one(ChartPlot)
         if plot.stale():  # else what it drew stands (Textual keeps its lines)
             plot.refresh()
@@ -250,18 +257,11 @@ class MetricChart(Widget, can_focus=True):
                 )
         return Content.assemble(*parts)
 
-    def _draw_side(self) -> None:
-        key = (
-            self.app.theme,
-            self.size.height,
-            tuple((label, s.revision, len(s)) for label, s in self.series.items()),
-        )
-        if key == self._side_key:
-            return
-        self._side_key = key
+    def legend(self, room: int) -> list[Content]:
+        """The lines beside the plot (``room`` of them): each series' mark and name, its last
+        value, min, max (and step, for one series); a line a series where they are many."""
         styles, _axes = palette(self.app)
         lines: list = []
-        room = max(1, self.size.height - 1)
         many = len(self.series) > 1 and 4 * len(self.series) > room
         for label, series in self.series.items():
             style = styles[self.color_of(label) % len(styles)]
@@ -281,7 +281,7 @@ class MetricChart(Widget, can_focus=True):
                 lines.append(
                     Content.assemble(("  step ", "$text-muted"), format_step(series.last_step))
                 )
-        self.query_one(".chart-side", Static).update(Content("\n").join(lines), layout=False)
+        return lines[:room]
 
 
 def next_smoothing(weight: float) -> float:
