@@ -44,8 +44,9 @@ def plot(
     log: bool = False,
     axes: str | None = None,
 ) -> Text:
-    """The plot ``width`` x ``height`` cells: ``lines`` (non-empty, their values above zero
-    where ``log``) over the frame, the y axis labelled, ``x_ticks`` (steps, labels) below."""
+    """The plot ``width`` x ``height`` cells: ``lines`` (at least one with points; their values
+    above zero where ``log``) over the frame, the y axis labelled, ``x_ticks`` (steps, labels)
+    below. A line without points is left out."""
     lines = [line for line in lines if len(line.xs)]
     axes_style = Style.parse(axes) if axes else Style()
     ys = [np.log10(line.ys) if log else line.ys for line in lines]

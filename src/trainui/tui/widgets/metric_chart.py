@@ -227,7 +227,7 @@ class MetricChart(Widget, can_focus=True):
     # --- drawing --------------------------------------------------------------------------
 
     def redraw(self) -> None:
-        """Draw what changed: the title, the legend and the plot (its cache decides)."""
+        """Draw what changed: the title, and the plot with its legend (its cache decides)."""
         if not self.is_mounted or not self.built or not self.query(ChartPlot):
             return  # made later (lazy), or its parts not mounted yet: drawn once they are
         title = self._title()
