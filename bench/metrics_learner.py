@@ -9,7 +9,7 @@
     trainui's extractor, by tbparse's SummaryReader, by tensorboard's EventAccumulator and by
     tensorboard's own event_file_loader: each in a fresh process, import and read timed apart.
 
-    python bench/metrics_learner.py [--repeats N]
+    python bench/metrics_learner.py [--repeats N] [--busy N]
 """
 
 from __future__ import annotations
@@ -173,12 +173,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--skip-follow", action="store_true")
     parser.add_argument("--skip-read", action="store_true")
+    parser.add_argument(
+        "--busy", type=int, default=0, metavar="N",
+        help="(a) with N other processes spinning meanwhile (a machine whose other cores work)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     med = statistics.median
     print(f"{METRICS * STEPS:,} points ({METRICS} metrics x {STEPS:,} steps), "
           f"median of {args.repeats}")  # fmt: skip
     if not args.skip_follow:
-        r = bench_follow(args.repeats)
+        spin = "import time\nwhile True: time.process_time()"
+        hogs = [subprocess.Popen([sys.executable, "-c", spin]) for _ in range(args.busy)]
+        try:
+            r = bench_follow(args.repeats)
+        finally:
+            for hog in hogs:
+                hog.kill()
+                hog.wait()
+        if args.busy:
+            print(f"\n    ({args.busy} other process(es) spinning meanwhile)")
         alone, follow = med(r["alone"]), med(r["follow"])
         print("\n(a) JSONL, the command's wall time               median      min")
         for label, key in (("command alone", "alone"), ("command, extractor following", "follow")):

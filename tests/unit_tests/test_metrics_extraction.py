@@ -373,6 +373,38 @@ def test_the_extractor_follows_while_running_and_writes_the_contracts_lines(tmp_
     )
 
 
+def test_while_the_command_runs_a_pass_reads_a_bounded_piece_and_the_rest_comes_at_the_end(
+    tmp_path, monkeypatch
+):
+    """A command that logs faster than the extractor's share of a core allows: each pass while
+    it runs reads at most FOLLOW_BYTES and then pauses (here for long: a tiny share), and
+    nothing is lost: the final pass reads the rest."""
+    monkeypatch.setattr(metrics, "CPU_SHARE", 1e-6)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = [
+        json.dumps({"step": s, "loss": 1 / (s + 1), "acc": s / 2}) + "\n" for s in range(20_000)
+    ]
+    data = "".join(lines).encode()
+    assert len(data) > 4 * metrics.FOLLOW_BYTES
+    (logs / "metrics.jsonl").write_bytes(data)
+    in_first_piece = data[: metrics.FOLLOW_BYTES].count(b"\n")
+    extractor = Extractor(
+        str(tmp_path), None, {"LOG_DIR": str(logs)}, str(tmp_path), "", Said().append
+    )
+    extractor.start()
+    points = tmp_path / "metrics.jsonl"
+    deadline = time.monotonic() + 10
+    while not points.exists() or not points.read_bytes():
+        assert time.monotonic() < deadline, "no point while the command runs"
+        time.sleep(0.01)
+    assert points.read_bytes().count(b"\n") == 2 * in_first_piece  # one piece, then a pause
+    assert extractor.stop()
+    got = [json.loads(line) for line in points.read_bytes().splitlines()]
+    assert len(got) == 40_000
+    assert got[-1]["metric"] == "acc" and got[-1]["step"] == 19_999
+
+
 def test_the_default_source_says_nothing_when_the_command_writes_no_metrics(tmp_path):
     said = Said()
     extractor = Extractor(

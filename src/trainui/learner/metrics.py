@@ -23,7 +23,10 @@ Sources:
 
 The command is another process: following its files costs it nothing but the CPU this thread
 takes, kept low by cheap ``stat`` checks with a poll interval that backs off while nothing
-changes, large reads, and JSON decoded a batch at a time (msgspec). A line is taken only once its
+changes, JSON decoded a batch at a time (msgspec), and bounded: while the command runs, each
+pass reads at most ``FOLLOW_BYTES`` of a file and is followed by a pause that keeps the thread
+under ``CPU_SHARE`` of a core (about 35,000 points a second followed live; a command that logs
+faster is caught up with when it slows or ends). A line is taken only once its
 newline is written (a torn last line waits; at the end it is parsed if it is complete JSON).
 Non-finite values and malformed lines are skipped and counted: the run's log says each kind
 once (``trainui: metrics: ...``) and the totals at the end. A step going backwards is kept.
@@ -50,6 +53,8 @@ POLL_FIRST = 0.05  # seconds between passes while points come
 POLL_MAX = 1.0  # the longest pause while nothing changes (the interval doubles up to it)
 SCAN_INTERVAL = 2.0  # seconds between two walks of a tensorboard folder for new event files
 READ_BYTES = 8 << 20  # the most a source reads of a file in one pass
+FOLLOW_BYTES = 64 << 10  # ... while the command runs: short passes, each paid for by a pause
+CPU_SHARE = 0.02  # while the command runs, this thread takes at most this share of one core
 LONGEST_LINE = 1 << 20  # a line longer than this is no metric: left out, not held in memory
 STOP_TIMEOUT = 120.0  # the final pass of a huge backlog: how long the learner waits for it
 TENSORBOARD_HINT = "pip install 'trainui[tensorboard]'"
@@ -116,7 +121,7 @@ class LineFollower:
         self.tail = b""
         self.restarted = False
 
-    def read(self, final: bool = False) -> list[bytes]:
+    def read(self, final: bool = False, limit: int | None = None) -> list[bytes]:
         self.more = False
         self.tail = b""
         try:
@@ -135,7 +140,7 @@ class LineFollower:
             self.offset, self.rest = 0, b""
         lines: list[bytes] = []
         if st.st_size > self.offset:
-            want = min(st.st_size - self.offset, READ_BYTES)
+            want = min(st.st_size - self.offset, limit or READ_BYTES)
             data = os.pread(self.fd, want, self.offset)
             self.offset += len(data)
             self.more = self.offset < st.st_size
@@ -211,8 +216,8 @@ class JsonlSource:
     def more(self) -> bool:
         return self.lines.more
 
-    def poll(self, out: list[Point], final: bool) -> None:
-        lines = [line for line in self.lines.read(final) if line.strip()]
+    def poll(self, out: list[Point], final: bool, limit: int | None = None) -> None:
+        lines = [line for line in self.lines.read(final, limit) if line.strip()]
         _count_overlong(self.lines, self.tally, self.path)
         if self.lines.restarted:
             self.lines.restarted = False
@@ -308,8 +313,8 @@ class LogSource:
     def more(self) -> bool:
         return self.lines.more
 
-    def poll(self, out: list[Point], final: bool) -> None:
-        lines = self.lines.read(final)
+    def poll(self, out: list[Point], final: bool, limit: int | None = None) -> None:
+        lines = self.lines.read(final, limit)
         _count_overlong(self.lines, self.tally, self.path)
         if self.lines.tail:
             lines.append(self.lines.tail)
@@ -467,11 +472,17 @@ class Extractor:
             self.sources = open_sources(specs, self.variables, self.base, self.log_path, self.tally)
             delay = POLL_FIRST
             while not self._stop.is_set():
-                found, more = self.one_pass(final=False)
-                if more:
-                    continue
-                delay = POLL_FIRST if found else min(delay * 2, POLL_MAX)
-                self._stop.wait(delay)
+                spent = time.thread_time()
+                found, more = self.one_pass(final=False, limit=FOLLOW_BYTES)
+                # a pass is followed by a pause long enough that this thread takes at most
+                # CPU_SHARE of a core: the command is never slowed by more, even on a machine
+                # whose other cores are busy; a command that logs faster than that is caught up
+                # with later (at the latest when it ends)
+                spent = time.thread_time() - spent
+                owed = spent * (1 / CPU_SHARE - 1)
+                if not more:
+                    delay = POLL_FIRST if found else min(delay * 2, POLL_MAX)
+                self._stop.wait(owed if more else max(delay, owed))
             while self.one_pass(final=False)[1]:  # everything written so far, then the ends
                 pass
             self.one_pass(final=True)
@@ -485,12 +496,13 @@ class Extractor:
             if self.fd >= 0:
                 os.close(self.fd)
 
-    def one_pass(self, final: bool) -> tuple[int, bool]:
-        """Read every source once, append what they gave in one write: (points, more to read)."""
+    def one_pass(self, final: bool, limit: int | None = None) -> tuple[int, bool]:
+        """Read every source once (up to ``limit`` bytes of each file), append what they gave
+        in one write: (points, more to read)."""
         points: list[Point] = []
         more = False
         for source in self.sources:
-            source.poll(points, final)
+            source.poll(points, final, limit)
             more = more or source.more
         if points:
             self._write(points)
@@ -565,7 +577,7 @@ class _EventFile:
         self.more = False
         self.broken = False
 
-    def records(self) -> list[bytes]:
+    def records(self, limit: int | None = None) -> list[bytes]:
         self.more = False
         if self.broken:
             return []
@@ -575,7 +587,7 @@ class _EventFile:
                 return []
             if self.fd < 0:
                 self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
-            data = os.pread(self.fd, min(size - self.offset, READ_BYTES), self.offset)
+            data = os.pread(self.fd, min(size - self.offset, limit or READ_BYTES), self.offset)
         except OSError:
             return []
         self.offset += len(data)
@@ -647,14 +659,14 @@ class TensorboardSource:
         folder = os.path.relpath(os.path.dirname(path), self.folder)
         return "" if folder == "." else folder.replace(os.sep, "/") + "/"
 
-    def poll(self, out: list[Point], final: bool) -> None:
+    def poll(self, out: list[Point], final: bool, limit: int | None = None) -> None:
         now = time.monotonic()
         if final or now >= self.next_scan:
             self.scan()
             self.next_scan = now + SCAN_INTERVAL
         self.more = False
         for events in self.files.values():
-            records = events.records()
+            records = events.records(limit)
             self.more = self.more or events.more
             if events.broken and events.fd >= 0:
                 events.close()
