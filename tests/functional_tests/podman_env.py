@@ -9,6 +9,7 @@ import resource
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ class Podman:
         self.env: dict[str, str] = {}  # what a service (and podman) needs in its environment
         self.registry: str | None = None  # HOST:PORT of the local registry, when it runs
         self._registry: subprocess.Popen | None = None
+        self._short: str | None = None  # the engine's run state: a short path (start)
 
     def start(self) -> Podman:
         if shutil.which("podman") is None:
@@ -46,11 +48,17 @@ class Podman:
             # podman raises a container's limits past what this machine's sandbox allows
             f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc=4096:4096"]',
         ]
+        # conmon's sockets are under the run root: in a folder of pytest's (a path of some 60
+        # characters) their paths pass the 108 a socket's may have, and each container's end
+        # was missed until podman gave up waiting for it (20 s a container)
+        self._short = tempfile.mkdtemp(prefix="trainui-podman-")
+        run = Path(self._short)
+        conf += ["[engine]", f'tmp_dir = "{run}/tmp"']
         if shutil.which("runc"):  # crun refuses the hybrid cgroups of some machines
-            conf += ["[engine]", 'runtime = "runc"']
+            conf += ['runtime = "runc"']
         (top / "containers.conf").write_text("\n".join(conf) + "\n")
         (top / "storage.conf").write_text(
-            f'[storage]\ndriver = "vfs"\ngraphroot = "{top}/graph"\nrunroot = "{top}/run"\n'
+            f'[storage]\ndriver = "vfs"\ngraphroot = "{top}/graph"\nrunroot = "{run}/run"\n'
         )
         port = _free_port()
         (top / "registries.conf").write_text(
@@ -124,6 +132,8 @@ class Podman:
             self._registry.kill()
             self._registry.wait()
         self.podman("rm", "--all", "--force", check=False)
+        if self._short is not None:
+            shutil.rmtree(self._short, ignore_errors=True)
 
 
 def _free_port() -> int:
