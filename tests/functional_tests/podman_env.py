@@ -32,7 +32,7 @@ class Podman:
         self.env: dict[str, str] = {}  # what a service (and podman) needs in its environment
         self.registry: str | None = None  # HOST:PORT of the local registry, when it runs
         self._registry: subprocess.Popen | None = None
-        self._short: str | None = None  # the engine's run state: a short path (start)
+        self._short: Path | None = None  # the engine's run state, on a short path (start)
 
     def start(self) -> Podman:
         if shutil.which("podman") is None:
@@ -48,11 +48,11 @@ class Podman:
             # podman raises a container's limits past what this machine's sandbox allows
             f'default_ulimits = ["nofile={nofile}:{nofile}", "nproc=4096:4096"]',
         ]
-        # conmon's sockets are under the run root: in a folder of pytest's (a path of some 60
-        # characters) their paths pass the 108 a socket's may have, and each container's end
-        # was missed until podman gave up waiting for it (20 s a container)
-        self._short = tempfile.mkdtemp(prefix="trainui-podman-")
-        run = Path(self._short)
+        # the run root and tmp_dir hold conmon's sockets and exit files: in a folder of pytest's
+        # (a path of some 60 characters) the sockets' paths pass the 108 characters a socket's
+        # may have, and each container's end was missed until podman gave up waiting for it
+        # (20 s a container)
+        run = self._short = Path(tempfile.mkdtemp(prefix="trainui-podman-"))
         conf += ["[engine]", f'tmp_dir = "{run}/tmp"']
         if shutil.which("runc"):  # crun refuses the hybrid cgroups of some machines
             conf += ['runtime = "runc"']

@@ -395,7 +395,7 @@ def test_while_the_command_runs_a_pass_reads_a_bounded_piece_and_the_rest_comes_
     extractor.start()
     points = tmp_path / "metrics.jsonl"
     deadline = time.monotonic() + 10
-    while not points.exists() or not points.read_bytes():
+    while not points.exists() or not points.read_bytes().endswith(b"\n"):  # the pass's write
         assert time.monotonic() < deadline, "no point while the command runs"
         time.sleep(0.01)
     assert points.read_bytes().count(b"\n") == 2 * in_first_piece  # one piece, then a pause
