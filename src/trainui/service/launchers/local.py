@@ -70,8 +70,10 @@ class LocalLauncher(Launcher):
         return process.pid, process_start_time(process.pid) or ""
 
     def tick(self) -> None:
-        """Keep a spare learner ready, started once learners have not been started for a
-        moment (never on a run's way: its start would take CPU from the runs starting)."""
+        """Collect learners that ended; keep a spare learner ready, started once learners have
+        not been started for a moment (never on a run's way: its start would take CPU from the
+        runs starting)."""
+        self.reap()
         if self._spare is not None:
             if self._spare.poll() is None:
                 return
