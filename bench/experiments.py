@@ -305,8 +305,8 @@ def tui_figures(home: Home, names: list[str], repeat: int) -> dict:
             got["first"].append(term.wait_for("bench-sweep", t0) or float("nan"))
             action = got["action"]
             if action is not None:
-                # TODO(issue 17, the TUI's experiments view): what shows the view is drawn. Here:
-                # the newest experiment's name on screen after the key; adjust to the view.
+                # the experiments view drawn: the newest experiment's name on screen after the
+                # key (the run list shows runs' names, never an experiment's)
                 key = action.keys.split(",")[0]
                 time.sleep(1.0)  # the list loaded behind the first screen
                 t1 = time.perf_counter()

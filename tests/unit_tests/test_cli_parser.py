@@ -1,0 +1,53 @@
+"""The command line's parser: built for the command named alone (the others' parsers are not
+built), the same as when every command is built."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from trainui import cli
+
+
+def _commands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    (subparsers,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return dict(subparsers.choices)
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["train", "m.zip", "m.yml"], "train"),
+        (["--url", "http://h:8470", "--token=T", "list", "--json"], "list"),
+        (["--readonly", "--experiments", "--theme", "dark"], None),  # the TUI
+        (["-h", "train"], None),
+        (["--ur", "http://h:8470", "list"], None),  # an abbreviation: argparse decides
+        ([], None),
+    ],
+)
+def test_the_command_named_is_found_only_when_plain(argv, named):
+    assert cli.command_named(argv) == named
+
+
+def test_each_command_built_alone_is_the_same_as_built_with_the_others():
+    every = _commands(cli.build_parser())
+    assert {"train", "list", "show", "delete", "token", "serve"} <= set(every)
+    for name, full in every.items():
+        alone = _commands(cli.build_parser(only=name))
+        assert list(alone) == [name]
+        assert alone[name].format_help() == full.format_help()
+        assert alone[name].get_default("func") is full.get_default("func")
+
+
+def test_help_and_a_mistaken_command_still_name_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["-h"])
+    assert exit_.value.code == 0
+    listed = capsys.readouterr().out
+    assert all(name in listed for name in ("train", "list", "show", "delete", "token", "gpus"))
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["trian", "m.zip", "m.yml"])
+    assert exit_.value.code == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert "invalid choice: 'trian'" in error and "'train'" in error and "'token'" in error
