@@ -3,6 +3,7 @@ switches: a chart per metric, live)."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
@@ -300,8 +301,14 @@ class RunScreen(TrainuiScreen):
         run = self.run_data
         if run is None or self._going_on() or self.query(MetricsView):
             return
-        with contextlib.suppress(ClientError):
-            self._ahead = await read_ahead(self.app.client, self.model_id, run)
+        # held while it is read: a view opened meanwhile awaits it rather than asking again
+        self._ahead = ahead = asyncio.get_running_loop().create_future()
+        answer = None
+        try:
+            with contextlib.suppress(ClientError):
+                answer = await read_ahead(self.app.client, self.model_id, run)
+        finally:  # also when cancelled: a view waiting on it then asks for itself
+            ahead.set_result(answer)
 
     async def action_toggle_metrics(self) -> None:
         """The log, or the metrics: a chart per metric (made the first time)."""

@@ -71,11 +71,12 @@ class MetricsView(Vertical, can_focus=True):
         client,
         runs: list[tuple[str, str | None]],
         live: Callable[[], bool] = lambda: False,
-        ahead: dict[str, dict] | None = None,
+        ahead: dict[str, asyncio.Future] | None = None,
         **kwargs,
     ) -> None:
-        """``ahead``: model ID → a summary with its display series read ahead (``read_ahead``):
-        the first read takes it instead of asking the service again."""
+        """``ahead``: model ID → a summary with its display series read ahead (``read_ahead``;
+        a future: it may still be on its way, its result None when it failed): the first read
+        takes it instead of asking the service again."""
         super().__init__(**kwargs)
         self.client = client
         self.runs = runs
@@ -265,7 +266,9 @@ class MetricsView(Vertical, can_focus=True):
         async def first(model_id: str) -> dict:
             ahead = self._ahead.pop(model_id, None)
             if ahead is not None and not self.names:
-                return ahead
+                summary = await ahead
+                if summary is not None:
+                    return summary
             return await with_series(model_id, self._guess(model_id))
 
         summaries = await asyncio.gather(*(first(m) for m in ids))
