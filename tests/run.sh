@@ -16,9 +16,10 @@ for tool in tmux:tmux bwrap:bubblewrap podman:podman runc:runc busybox:busybox-s
 done
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
-# Two stages: the quick tests first (in parallel), then the ones that start a Ray head or a
-# Swift server, or move many objects or bytes (markers `ray`, `swift`, `slow`). Each stage prints its wall time;
-# a stage that selects no test (pytest's exit 5, e.g. under -k) is not a failure.
+# Two stages: every test but those that start a Ray head or a Swift server first (in parallel;
+# marker `slow` marks the ones that move many objects or bytes, for -m "not slow" by hand), then
+# the Ray and Swift ones (markers `ray`, `swift`). Each stage prints its wall time; a stage that
+# selects no test (pytest's exit 5, e.g. under -k) is not a failure.
 stage() {
     local name=$1 start status=0
     shift
@@ -30,8 +31,9 @@ stage() {
     return "$status"
 }
 failed=0
-# the quick stage on every core (at most 4 workers: each test starts its own service); the
-# second on two, a test file a worker (a file's tests share their Ray head or Swift server)
-stage fast -n auto --maxprocesses 4 -m "not ray and not swift and not slow" "$@" || failed=1
-stage "Ray, Swift and slow" -n auto --maxprocesses 2 --dist loadfile -m "ray or swift or slow" "$@" || failed=1
+# the first stage on four workers (each test starts its own service, and waits on it more than
+# it computes: six were slower on two cores); the second on two, a test file a worker (a file's
+# tests share their Ray head or Swift server)
+stage main -n 4 -m "not ray and not swift" "$@" || failed=1
+stage "Ray and Swift" -n auto --maxprocesses 2 --dist loadfile -m "ray or swift" "$@" || failed=1
 exit "$failed"
