@@ -13,6 +13,10 @@ import textwrap
 import time
 from pathlib import Path
 
+# the commands measured write as in a user's terminal or pipe: buffered (a shell or CI that sets
+# PYTHONUNBUFFERED makes each line of `trainui list` a write of its own)
+os.environ.pop("PYTHONUNBUFFERED", None)
+
 
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)

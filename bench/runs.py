@@ -138,9 +138,6 @@ async def latency(bench: Bench, runs: int, repeats: int) -> None:
         print(row(name, values))
     cli = []
     for _ in range(max(min(runs, 20), repeats)):
-        # as the API's: each to a warm, idle service (the previous run ended, its learner
-        # stored, the spare learner started), not during the previous run's end
-        await asyncio.sleep(0.5)
         cli.append(await cli_train(bench))
     print(row(f"`trainui train` command line ({len(cli)} runs)", cli))
     tsp = shutil.which("tsp") or shutil.which("ts")
@@ -153,7 +150,10 @@ async def latency(bench: Bench, runs: int, repeats: int) -> None:
 
 
 async def cli_train(bench: Bench) -> float:
-    """`trainui train` of `date +%s.%N` to the first line of its command, in seconds."""
+    """`trainui train` of `date +%s.%N` to the first line of its command, in seconds; as the
+    API's submissions, to a warm, idle service (the previous run ended, its learner stored, the
+    spare learner started), not during the previous run's end."""
+    await asyncio.sleep(0.5)
     manifest_path = bench.tmp / "cli.yml"
     manifest_path.write_bytes(bench.manifest("date +%s.%N"))
     t0 = time.time()

@@ -1,5 +1,3 @@
-import sys
+from trainui.cli import run
 
-from trainui.cli import main
-
-sys.exit(main())
+run()

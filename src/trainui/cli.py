@@ -1453,6 +1453,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
 
 
+SLOW_TO_END = (None, "serve", "demo")  # command_named: the TUI, the service (they end as Python)
+
+
+def run() -> None:
+    """The ``trainui`` command: ``main``; then a command that asks the service and prints its
+    answer ends at once, its output flushed: Python's own end (the teardown of every module
+    that httpx imported) takes 10 to 20 ms more and does nothing such a command needs (its
+    files are closed and its asyncio loop ended before ``main`` returns). The TUI and the
+    service end as Python does."""
+    argv = sys.argv[1:]
+    code = main(argv)
+    if command_named(argv) in SLOW_TO_END:
+        sys.exit(code)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (BrokenPipeError, ValueError):  # `trainui list | head`, or a closed stream
+        pass
+    os._exit(code or 0)
+
+
 def _plural(count: int, word: str) -> str:
     return f"{count} {word}{'' if count == 1 else 's'}"
 

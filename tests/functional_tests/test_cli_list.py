@@ -31,3 +31,25 @@ def test_fields_keeps_only_the_keys_asked_and_the_table_shows_them(home):
     as_json = json.loads(home.cli("list", "--json", check=True).stdout)
     assert [run["model_id"] for run in as_json] == ids
     assert as_json[0].keys() == full[0].keys()  # every key of a run, as GET /v3/models/ID
+
+
+def test_the_trainui_process_prints_every_byte_and_its_exit_status_before_it_ends(home):
+    # `trainui` ends a command at once once it is done (cli.run): what it printed into a pipe
+    # (block-buffered) must all be there, and its exit status be the command's
+    model = home.model("m", {"train.py": "print(1)\n"})
+    ids = [home.submit(model, home.manifest("true", name=f"run-{i}")) for i in range(3)]
+
+    def trainui(*args: str):  # buffered as in a user's shell (CI may set PYTHONUNBUFFERED)
+        return home.cli(*args, process=True, PYTHONUNBUFFERED="")
+
+    shown = trainui("show", ids[0], "--json")
+    assert shown.returncode == 0 and json.loads(shown.stdout)["model_id"] == ids[0]
+    listed = trainui("list", "--json")
+    assert listed.returncode == 0 and [r["model_id"] for r in json.loads(listed.stdout)] == ids
+    table = trainui("list")
+    assert table.stdout.splitlines()[-1] == "List all trained-models successful"
+    assert trainui("schema").stdout.rstrip().endswith("}")
+    missing = trainui("show", "training-nosuchrun")
+    assert missing.returncode == 1
+    assert missing.stderr == "trainui: run training-nosuchrun not found\n"
+    assert trainui("--version").stdout.startswith("trainui ")
