@@ -32,9 +32,8 @@ stage() {
 }
 failed=0
 # the first stage on four workers (each test starts its own service, and waits on it more than
-# it computes: six were slower on two cores), an idle worker taking tests from a busy one (a few
-# take 10 to 20 s: dealt out in advance they made a tail, 301 s against 220 s); the second on
-# two, a test file a worker (a file's tests share their Ray head or Swift server)
-stage main -n 4 --dist worksteal -m "not ray and not swift" "$@" || failed=1
+# it computes: six were slower on two cores); the second on two, a test file a worker (a file's
+# tests share their Ray head or Swift server)
+stage main -n 4 -m "not ray and not swift" "$@" || failed=1
 stage "Ray and Swift" -n auto --maxprocesses 2 --dist loadfile -m "ray or swift" "$@" || failed=1
 exit "$failed"
