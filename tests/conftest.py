@@ -106,6 +106,16 @@ def _environment(env: Mapping[str, str]):
         os.environ.update(saved)
 
 
+def process_state(pid: int) -> str | None:
+    """The process's state letter from /proc (Z: ended, not yet collected); None once it has
+    been collected."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return None
+
+
 def process_alive(pid: int) -> bool:
     """Does any thread of the process still run? A zombie has ended (this sandbox's PID 1 is
     slow to collect orphans), but a process whose main thread is a zombie has not while

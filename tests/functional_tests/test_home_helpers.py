@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from conftest import group_alive, new_home, process_alive
+from conftest import group_alive, new_home, process_alive, process_state
 
 SYS_EXIT = {"x86_64": 60, "aarch64": 93}.get(os.uname().machine)  # one thread's exit(2)
 
@@ -26,11 +26,6 @@ threading.Thread(target=time.sleep, args=(60,)).start()
 print("listening", flush=True)
 ctypes.CDLL(None).syscall({SYS_EXIT}, 0)  # the main thread alone ends
 """
-
-
-def _state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
 
 
 def _connect(path: str) -> None:
@@ -54,8 +49,8 @@ def test_a_service_whose_main_thread_alone_ended_is_killed_and_waited_for(tmp_pa
     try:
         assert child.stdout is not None and child.stdout.readline() == "listening\n"
         deadline = time.monotonic() + 10
-        while _state(child.pid) != "Z":
-            assert time.monotonic() < deadline, _state(child.pid)
+        while process_state(child.pid) != "Z":
+            assert time.monotonic() < deadline, process_state(child.pid)
             time.sleep(0.01)
         (home.path / "service.lock").write_text(f"{child.pid}\n")
         _connect(path)  # a zombie's socket, accepting

@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from conftest import group_alive
+from conftest import group_alive, process_state
 
 QUICK = "echo hello from $TRAINING_ID; echo trained > $RESULT_DIR/model.txt"
 
@@ -282,11 +282,7 @@ def spares(home) -> list[int]:
 
 def dead(pid: int) -> bool:
     """Has the process ended (a zombie, or reaped)?"""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
-    except FileNotFoundError:
-        return True
+    return process_state(pid) in ("Z", "X", None)
 
 
 def one_spare(home, *gone: int) -> list[int] | None:

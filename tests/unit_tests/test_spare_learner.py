@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 
+from conftest import process_state
 from trainui.service.launchers import local
 from trainui.service.launchers.local import LocalLauncher
 
@@ -47,16 +48,6 @@ def test_a_spare_is_given_the_next_run_and_closing_ends_one_that_waits(tmp_path)
     assert waiting.wait(timeout=10) == 0
 
 
-def _state(pid: int) -> str | None:
-    """The process's state letter (Z: ended, not yet collected), None once collected."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except FileNotFoundError:
-        return None
-    return stat[stat.rfind(")") + 2]
-
-
 def test_learners_that_ended_are_collected_by_the_heartbeat_not_left_zombies(tmp_path):
     # a service runs thousands of runs (an experiment): a learner that ended must not stay a
     # zombie until the service exits (the process table is finite)
@@ -67,10 +58,10 @@ def test_learners_that_ended_are_collected_by_the_heartbeat_not_left_zombies(tmp
         run_dir.mkdir()
         pids.append(launcher.start(str(run_dir), 0)[0])  # no learner.json: it ends at once
     deadline = time.monotonic() + 30
-    while any(_state(pid) not in ("Z", None) for pid in pids):
-        assert time.monotonic() < deadline, [_state(pid) for pid in pids]
+    while any(process_state(pid) not in ("Z", None) for pid in pids):
+        assert time.monotonic() < deadline, [process_state(pid) for pid in pids]
         time.sleep(0.02)
-    assert [_state(pid) for pid in pids] == ["Z", "Z", "Z"]  # ended, nobody collected them
+    assert [process_state(pid) for pid in pids] == ["Z", "Z", "Z"]  # ended, nobody collected them
     launcher.tick()
-    assert [_state(pid) for pid in pids] == [None, None, None]
+    assert [process_state(pid) for pid in pids] == [None, None, None]
     launcher.close()
