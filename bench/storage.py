@@ -520,8 +520,11 @@ def spare_warm_staging(
     Returns that time and the learner's staging line."""
     run_dir = run_folder(home, data_store, name)
     log = run_dir / "training-log.txt"
+    # a spare prepares botocore where the last run used S3 (`--spare s3`); another checkout's
+    # (older) did so always, given `--spare` alone
+    spare = ["--spare", *(["s3"] if data_store["type"] == "s3" and src is None else [])]
     process = subprocess.Popen(
-        [sys.executable, "-m", "trainui.learner", "--spare"],
+        [sys.executable, "-m", "trainui.learner", *spare],
         stdin=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

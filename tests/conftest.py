@@ -116,6 +116,25 @@ def process_state(pid: int) -> str | None:
         return None
 
 
+def spare_learners(home: Home) -> dict[int, list[bytes]]:
+    """The spare learners of ``home``'s service (waiting, not yet given a run): PID -> its
+    arguments."""
+    found = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                args = f.read().rstrip(b"\0").split(b"\0")
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                ours = f"TRAINUI_HOME={home.path}".encode() in f.read().split(b"\0")
+        except OSError:
+            continue
+        if ours and b"--spare" in args and b"trainui.learner" in b" ".join(args):
+            found[int(entry)] = args
+    return found
+
+
 def process_alive(pid: int) -> bool:
     """Does any thread of the process still run? A zombie has ended (this sandbox's PID 1 is
     slow to collect orphans), but a process whose main thread is a zombie has not while

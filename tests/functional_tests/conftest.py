@@ -28,7 +28,8 @@ TESTS = Path(__file__).resolve().parents[1]
 def _root_conftest():
     # Test modules here run `from conftest import Home`; in this folder `conftest` is this
     # file, so it passes on the root conftest's Home, new_home, group_alive, process_alive,
-    # process_state, run_cli and multipart_submission (loaded again under a name of its own).
+    # process_state, spare_learners, run_cli and multipart_submission (loaded again under a
+    # name of its own).
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("_trainui_root_conftest", TESTS / "conftest.py")
@@ -41,6 +42,7 @@ _root = _root_conftest()
 Home, new_home, group_alive, run_cli = _root.Home, _root.new_home, _root.group_alive, _root.run_cli
 multipart_submission = _root.multipart_submission
 process_alive, process_state = _root.process_alive, _root.process_state
+spare_learners = _root.spare_learners
 
 
 # ------------------------------------------------------------------------------------- S3

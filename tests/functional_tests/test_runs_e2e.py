@@ -14,7 +14,7 @@ import zipfile
 
 import pytest
 
-from conftest import group_alive, process_state
+from conftest import group_alive, process_state, spare_learners
 
 QUICK = "echo hello from $TRAINING_ID; echo trained > $RESULT_DIR/model.txt"
 
@@ -264,20 +264,7 @@ def test_the_service_killed_mid_run_and_restarted_loses_nothing(home):
 
 def spares(home) -> list[int]:
     """The spare learners of this home's service: waiting, not yet given a run."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                args = f.read().split(b"\0")
-            with open(f"/proc/{entry}/environ", "rb") as f:
-                ours = f"TRAINUI_HOME={home.path}".encode() in f.read().split(b"\0")
-        except OSError:
-            continue
-        if ours and b"--spare" in args and b"trainui.learner" in b" ".join(args):
-            found.append(int(entry))
-    return found
+    return list(spare_learners(home))
 
 
 def dead(pid: int) -> bool:

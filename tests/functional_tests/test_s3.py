@@ -15,6 +15,7 @@ import time
 
 import pytest
 
+from conftest import spare_learners
 from trainui.storage import (
     StoreError,
     check_access,
@@ -536,12 +537,38 @@ def test_a_run_through_the_cli_stages_from_s3_and_stores_in_s3(home, s3_server, 
     for key, body in ODD_KEYS.items():
         assert f"data {key} {md5(body)}" in log
     assert "staging 7 objects (" in log and f"from S3 bucket '{data}' at" in log
+    # the learner kept ready for the next run now prepares botocore (the last run used S3)
+    spare = _one_spare(home, {status_pid(home, model_id)})
+    assert spare[1][-1] == b"s3", spare
 
     # the same bucket again: every object from the cache
     again = home.submit(model, manifest, **secrets)
     assert home.wait(again, "completed", "failed", timeout=90)["status"] == "completed"
+    assert status_pid(home, again) == spare[0]  # the prepared spare took it
     log = s3_server.objects(results)[f"{again}/training-log.txt"].decode()
     assert ": 7 from the cache, 0 downloaded\n" in log
+
+    # a run of local buckets: the next spare does without botocore
+    local = home.submit(model, home.manifest("true"))
+    assert home.wait(local, "completed", "failed", timeout=90)["status"] == "completed"
+    spare = _one_spare(home, {spare[0], status_pid(home, local)})
+    assert spare[1][-1] == b"--spare", spare
+
+
+def status_pid(home, model_id: str) -> int:
+    """The PID of the learner that ran the run (its status.json)."""
+    return json.loads((home.path / "runs" / model_id / "status.json").read_text())["learner_pid"]
+
+
+def _one_spare(home, gone: set[int], timeout: float = 20.0) -> tuple[int, list[bytes]]:
+    """The one spare learner of ``home`` that is none of ``gone``, with its arguments."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {pid: args for pid, args in spare_learners(home).items() if pid not in gone}
+        if len(found) == 1:
+            return found.popitem()
+        assert time.monotonic() < deadline, found
+        time.sleep(0.05)
 
 
 def test_staging_from_s3_loads_botocore_but_not_boto3(s3_server, tmp_path):

@@ -65,3 +65,44 @@ def test_learners_that_ended_are_collected_by_the_heartbeat_not_left_zombies(tmp
     launcher.tick()
     assert [process_state(pid) for pid in pids] == [None, None, None]
     launcher.close()
+
+
+def test_the_spare_prepares_s3_only_where_the_last_run_used_it(tmp_path):
+    # botocore's import and S3 model cost a spare about 0.3 s of CPU: a run per spare, so an
+    # experiment of local runs would pay it a thousand times for nothing
+    launcher = LocalLauncher()
+    wanted = []
+    for stores in ({"local"}, {"s3", "local"}, {"bluemix_objectstore"}):
+        launcher.expect(frozenset(stores))
+        time.sleep(local.SPARE_AFTER + 0.05)
+        launcher.tick()
+        spare = launcher._spare
+        assert spare is not None
+        wanted.append(spare.args[-1] == local.SPARE_S3)
+        launcher.close()
+        assert spare.wait(timeout=30) == 0
+    assert wanted == [False, True, False]
+
+
+SPARE_IMPORTS = (
+    "import sys; from trainui.learner import spare_main; "
+    "spare_main(s3=sys.argv[1] == 's3'); print('botocore' in sys.modules)"
+)
+
+
+def test_a_spare_without_s3_imports_no_botocore_and_one_with_it_does():
+    import subprocess
+    import sys
+
+    seen = []
+    for prepare in ("", "s3"):  # stdin ends at once: the spare makes its imports and goes
+        done = subprocess.run(
+            [sys.executable, "-c", SPARE_IMPORTS, prepare],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        )
+        seen.append(done.stdout.strip())
+    assert seen == ["False", "True"]

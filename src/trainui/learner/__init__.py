@@ -87,7 +87,7 @@ _STARTED = time.time()  # once the learner's imports are done
 USAGE = """\
 usage: python -m trainui.learner RUN_DIR
        python -m trainui.learner --ray
-       python -m trainui.learner --spare
+       python -m trainui.learner --spare [s3]
 
 Executes the run prepared in RUN_DIR (learner.json, model.zip, manifest.yml): stages the
 training data, unpacks the model definition, runs the training command and stores the results,
@@ -97,7 +97,7 @@ With --ray, the run's files are in the current folder (a Ray job's working_dir):
 works in a private folder of its own and reports the log and each state change on stdout.
 
 With --spare (what the service starts ahead), the learner imports what a run needs and waits
-for RUN_DIR on stdin, then runs it as above.
+for RUN_DIR on stdin, then runs it as above; with s3, it also prepares botocore's S3 client.
 """
 
 _PHASE_ERROR_CODES = {
@@ -409,8 +409,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args == ["--ray"]:
         return ray_main()
-    if args == ["--spare"]:
-        return spare_main()
+    if args in (["--spare"], ["--spare", "s3"]):
+        return spare_main(s3=args[1:] == ["s3"])
     if len(args) != 1:
         sys.stderr.write(USAGE)
         return 2
@@ -431,7 +431,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _give_up(run_dir, _learner_error(exc))
 
 
-def spare_main() -> int:
+def spare_main(s3: bool = True) -> int:
     """A learner started ahead by the service: import what a run needs, then wait for the
     run folder on stdin (a line) and run it as ``main`` would, its output into the run's
     ``learner-errors.txt``. The end of stdin without a line (the service went) ends it."""
@@ -453,9 +453,12 @@ def spare_main() -> int:
     from trainui.learner.process import become_subreaper
 
     become_subreaper()  # for the run's command, ahead: ctypes' import is ~3 ms
-    # and botocore's: its import and the S3 model (a run's staging would wait for them)
-    with contextlib.suppress(Exception):  # the run that needs it will say what is wrong
-        trainui.storage.s3.prepare()
+    # and, where the service expects S3 (the last run used it), botocore's: its import and
+    # the S3 model (a run's staging would wait for them; a run without S3 needs neither, and
+    # they cost about 0.3 s of CPU)
+    if s3:
+        with contextlib.suppress(Exception):  # the run that needs it will say what is wrong
+            trainui.storage.s3.prepare()
     line = sys.stdin.buffer.readline()
     if not line.endswith(b"\n"):
         return 0

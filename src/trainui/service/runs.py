@@ -166,6 +166,8 @@ class RunManager:
             settings.gpu_ids, settings.cpu_slots, settings.starvation_seconds
         )
         self.launcher = launcher or LocalLauncher()
+        if self.runs:  # its learners prepared for the stores the newest run used
+            self.launcher.expect(_store_types(max(self.runs.values(), key=lambda r: r.seq)))
         # the hooks told of runs' events (SPEC §11); a config with errors refuses the start
         self.notifier = notify.Notifier(
             notify.load_hooks(settings.environ),
@@ -939,6 +941,7 @@ class RunManager:
             spec["attempt"], spec["max_restarts"] = run.attempt, run.max_restarts
             self._restart_due.pop(run.model_id, None)
             write_json_atomic(spec_path, spec, mode=0o600)
+            self.launcher.expect(_store_types(run))  # the next runs are likely alike
             pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run.gpus)
         except (OSError, sqlite3.Error) as error:
             if disk_full(error):
@@ -1551,6 +1554,11 @@ def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: s
         # read from the manifest here, once: the learner then parses no YAML
         "evaluation_metrics": [source.as_spec() for source in manifest.metrics],
     }
+
+
+def _store_types(run: Run) -> frozenset[str]:
+    """The types of object store a run reads its data from and stores its results in."""
+    return frozenset(ref.get("type", "") for ref in (run.data, run.results) if ref)
 
 
 def _ids(ids: list[int]) -> str:

@@ -70,6 +70,11 @@ class Launcher:
         """Start the learner of the run in ``run_dir`` needing ``gpus`` GPUs; its handle."""
         raise NotImplementedError
 
+    def expect(self, store_types: frozenset[str]) -> None:
+        """The types of object store (``local``, ``s3``, ``bluemix_objectstore``) the next runs
+        will likely use: the last started run's. A launcher that prepares learners ahead
+        prepares them for these."""
+
     def alive(self, pid: int | None, start: str | None) -> bool:
         """Is the learner still there (or, for a cluster, may it still be)?"""
         raise NotImplementedError

@@ -18,22 +18,25 @@ from trainui.core.runs import LEARNER_ERRORS_FILE
 from trainui.service.launchers import Launcher
 
 SPARE = "--spare"  # the learner's argument: wait for a run folder on stdin (see tick)
+# and, after it, what the spare prepares besides: botocore and its S3 model (about 0.3 s of
+# CPU a learner, spent only where the last run used S3)
+SPARE_S3 = "s3"
 SPARE_AFTER = 0.2  # seconds without a learner started before a spare one is started
 SPARE_RETRY = 30.0  # more seconds to wait after a spare ended unused
 
 
-def learner_command(run_dir: str) -> list[str]:
+def learner_command(*args: str) -> list[str]:
     """The command line of a local learner: this Python without ``site`` (its ``.pth`` files
     cost 5 to 20 ms per learner, on the submit-to-first-line path), given the service's own
     module path instead, so that it imports the same trainui and packages."""
     paths = [path for path in sys.path if path and os.path.isabs(path)]
     if any(os.pathsep in path for path in paths):  # cannot be passed as one argument
-        return [sys.executable, "-m", "trainui.learner", run_dir]
+        return [sys.executable, "-m", "trainui.learner", *args]
     bootstrap = (
         f"import sys; sys.path[1:1] = sys.argv.pop(1).split({os.pathsep!r}); "
         "from trainui.learner import main; sys.exit(main())"
     )
-    return [sys.executable, "-S", "-c", bootstrap, os.pathsep.join(paths), run_dir]
+    return [sys.executable, "-S", "-c", bootstrap, os.pathsep.join(paths), *args]
 
 
 class LocalLauncher(Launcher):
@@ -47,6 +50,7 @@ class LocalLauncher(Launcher):
         # a run's learner then needs no interpreter start (about half of submit-to-first-line)
         self._spare: subprocess.Popen | None = None
         self._quiet_since = 0.0  # no learner or spare started since (monotonic)
+        self._spare_s3 = False  # the next spare prepares S3 (expect)
 
     def start(self, run_dir: str, gpus: int = 0) -> tuple[int, str]:
         """Start the learner of the run in ``run_dir``; return its PID and start time."""
@@ -87,7 +91,7 @@ class LocalLauncher(Launcher):
         self._quiet_since = now  # one try a while, also when it fails
         try:
             self._spare = subprocess.Popen(
-                learner_command(SPARE),
+                learner_command(SPARE, *([SPARE_S3] if self._spare_s3 else [])),
                 stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
@@ -97,6 +101,9 @@ class LocalLauncher(Launcher):
             )
         except OSError:
             self._spare = None
+
+    def expect(self, store_types: frozenset[str]) -> None:
+        self._spare_s3 = "s3" in store_types
 
     def _hand_to_spare(self, run_dir: str) -> subprocess.Popen | None:
         """The spare learner, told to run ``run_dir`` (None: there is none, or it is gone)."""
