@@ -79,8 +79,14 @@ TRAIN = """\
 import json, os, sys, time
 lr, steps = float(sys.argv[1]), int(sys.argv[2])
 pause = float(sys.argv[3]) if len(sys.argv) > 3 else 0.0
+hold = int(sys.argv[4]) if len(sys.argv) > 4 else -1  # this many points, then wait for "go"
 with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "a") as out:
     for step in range(steps):
+        if step == hold:  # at most two minutes: a test that failed meanwhile leaves no run behind
+            waited = 0
+            while not os.path.exists(os.path.join(os.environ["DATA_DIR"], "go")) and waited < 6000:
+                time.sleep(0.02)
+                waited += 1
         loss = 2.0 / (1.0 + lr * step)
         out.write(json.dumps({"step": step, "loss": round(loss, 6),
                               "accuracy": round(1.0 - loss / 2.5, 6)}) + "\\n")
@@ -186,22 +192,23 @@ async def test_the_metrics_view_draws_a_chart_per_metric_with_its_keys(trained):
 
 async def test_a_run_training_draws_its_points_as_they_come(trained, tmp_path):
     model = write_trainer(tmp_path / "model")
-    model_id = trained.submit("live", "python3 train.py 0.05 60 0.05", model)
+    # 30 points, then the trainer waits (for a file in its data folder) until they are drawn
+    model_id = trained.submit("live", "python3 train.py 0.05 60 0.02 30", model)
     app = make_app(trained, open_run=model_id)
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("v")
         view = app.screen.query_one("MetricsView")
         await until(pilot, lambda: view.charts(), what="the first points")
-        seen = set()
-        while True:
+
+        def points() -> int:
             series = view.series.get((model_id, "loss"))
-            if series is not None and len(series):
-                seen.add(len(series))
-            if series is not None and series.last_step == 59:
-                break
-            await until(pilot, lambda: True)
-            await pilot.pause(0.1)
-        assert len(seen) >= 2  # drawn several times while it trained, not only at its end
+            return len(series) if series is not None else 0
+
+        await until(pilot, lambda: points() == 30, what="the first 30 points")
+        assert "step 29" in text(app)  # drawn while it trains, not only at its end
+        (trained.path / "runs" / model_id / "work" / "data" / "go").touch()
+        await until(pilot, lambda: points() == 60, what="the last 30 points")
+        series = view.series[(model_id, "loss")]
         assert series.steps.tolist() == list(range(60))  # no point lost or repeated
         await until(pilot, lambda: "step 59" in text(app), what="the last step")
     trained.wait(model_id, "completed")
