@@ -278,3 +278,32 @@ def test_gpus_says_plainly_that_there_is_no_gpu(home):
 def test_gpus_with_monitoring_off(home):
     result = home.cli("gpus", check=True)
     assert "GPU monitoring is off (TRAINUI_GPUS=none)" in result.stdout
+
+
+class _Imports:
+    """A finder that notes every module looked for (and finds none: the others do)."""
+
+    def __init__(self) -> None:
+        self.asked: list[str] = []
+
+    def find_spec(self, name, path=None, target=None):
+        self.asked.append(name)
+        return None
+
+
+async def test_the_async_client_imports_nothing_per_request(home):
+    # httpcore asks sniffio which event loop runs, several times a request: without it
+    # installed, each ask was an import that failed after searching all of sys.path
+    home.cli("list", check=True)
+    async with Client(home=str(home.path), environ=home.env) as client:
+        await client.health()
+        await client.list_runs()  # whatever the first requests import, imported now
+        imports = _Imports()
+        sys.meta_path.insert(0, imports)
+        try:
+            for _ in range(3):
+                await client.health()
+                await client.list_runs()
+        finally:
+            sys.meta_path.remove(imports)
+    assert imports.asked == []
