@@ -433,11 +433,9 @@ def _refused_submission(args, message: str, errors: list) -> None:
     """A refused submission: the manifest's problems located in the user's file, or the one
     sentence."""
     located = [e for e in errors if isinstance(e, dict) and e.get("line")]
-    for e in located:
-        print(
-            f"{args.manifest}:{e['line']}:{e['column']}: {e['path']}: {e['message']}",
-            file=sys.stderr,
-        )
+    for e in located:  # as `trainui validate` says it (a problem of the whole file: no path)
+        path = f"{e['path']}: " if e.get("path") else ""
+        print(f"{args.manifest}:{e['line']}:{e['column']}: {path}{e['message']}", file=sys.stderr)
     if located:
         raise UserError(f"{args.manifest} is not a valid manifest")
     raise UserError(message)
@@ -459,11 +457,27 @@ async def _follow_to_end(client, model_id: str) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what in ("experiments", "experiment"):
+        given = [f"--{o}" for o in ("status", "experiment", "metric") if getattr(args, o)]
+        if given:  # a filter of runs, not of experiments: said, not ignored
+            raise UserError(
+                f"usage: trainui list experiments [--json]; {', '.join(given)} filters runs "
+                "(trainui list --experiment ID shows an experiment's runs)",
+                EXIT_USAGE,
+            )
         return _call(args, lambda client: _list_experiments(client, args.json))
     if args.what not in (None, "trained-models", "trained-model"):
         raise UserError(
             f"usage: trainui list [trained-models | experiments], not '{args.what}'", EXIT_USAGE
         )
+    if args.status:
+        from trainui.core.runs import STATES
+
+        unknown = [s for s in args.status.split(",") if s.strip() not in STATES]
+        if unknown:
+            raise UserError(
+                f"--status: '{unknown[0]}' is not a state; the states: {', '.join(STATES)}",
+                EXIT_USAGE,
+            )
     return _call(args, lambda client: _list(client, args))
 
 
@@ -506,16 +520,21 @@ def _list(client, args: argparse.Namespace) -> int:
         # greppable
         sys.stdout.flush()
         out = sys.stdout.buffer
-        out.write(b"[\n")
-        held = b""
+        held = None  # None: nothing came yet, "[" not written (an error may come instead)
 
         def write(chunk: bytes) -> None:
             nonlocal held
+            if held is None:
+                out.write(b"[\n")
+                held = b""
             data = held + chunk
             out.write(data[:-1].replace(b"\n", b",\n"))
             held = data[-1:]
 
         client.list_runs_ndjson(write, status=args.status, experiment=args.experiment)
+        if held is None:
+            _experiment_exists(client, args.experiment)
+            out.write(b"[\n")
         out.write(b"\n]\n")  # after the last run's line end, if any
         out.flush()
         return EXIT_OK
@@ -525,7 +544,16 @@ def _list(client, args: argparse.Namespace) -> int:
     runs, count = client.list_runs(
         status=args.status, fields=fields, shared=False, experiment=args.experiment
     )
+    if not runs:
+        _experiment_exists(client, args.experiment)
     return _print_list(runs, count, metrics)
+
+
+def _experiment_exists(client, experiment_id: str | None) -> None:
+    """No run listed for ``--experiment ID``: a missing experiment is said (not found), not
+    listed as empty."""
+    if experiment_id:
+        client.get_experiment(experiment_id, ("model_id",))
 
 
 def _print_list(runs: list[dict], count: int, metrics: Sequence[str] = ()) -> int:
@@ -681,17 +709,20 @@ async def _follow_metrics(client, args: argparse.Namespace) -> int:
 FOLLOW_METRICS = 0.5  # seconds between two looks of `trainui metrics --follow`
 
 
-def _experiment_words(words: Sequence[str]) -> str | None:
+def _experiment_words(words: Sequence[str], verb: str) -> str | None:
     """``experiment ID`` (or an experiment's ID alone): the ID; None for a run's words."""
     if len(words) == 2 and words[0] in ("experiment", "experiments"):
         return words[1]
+    if list(words) in (["experiment"], ["experiments"]):  # no run is called that
+        raise UserError(f"usage: trainui {verb} experiment ID (the experiment's ID is missing)",
+                        EXIT_USAGE)  # fmt: skip
     if len(words) == 1 and words[0].startswith("experiment-"):
         return words[0]
     return None
 
 
 def cmd_show(args: argparse.Namespace) -> int:
-    experiment_id = _experiment_words(args.words)
+    experiment_id = _experiment_words(args.words, "show")
     if experiment_id is not None:
         return _call(args, lambda client: _show_experiment(client, experiment_id, args.json))
     model_id = _check_run_id(args.words, "show")
@@ -882,7 +913,7 @@ def _bytes(count: int) -> str:
 
 
 def cmd_delete(args: argparse.Namespace) -> int:
-    experiment_id = _experiment_words(args.words)
+    experiment_id = _experiment_words(args.words, "delete")
     if experiment_id is not None:
         print(f"Deleting the experiment '{experiment_id}' and its runs ...")
         _call(args, lambda client: client.delete_experiment(experiment_id))
@@ -897,7 +928,7 @@ def cmd_delete(args: argparse.Namespace) -> int:
 
 
 def cmd_halt(args: argparse.Namespace) -> int:
-    experiment_id = _experiment_words(args.words)
+    experiment_id = _experiment_words(args.words, "halt")
     if experiment_id is not None:
         print(f"Halting the experiment '{experiment_id}' ...")
         e = _call(args, lambda client: client.halt_experiment(experiment_id))

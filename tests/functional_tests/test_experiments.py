@@ -295,6 +295,52 @@ def test_a_bad_sweep_is_refused_at_validate_and_at_submit_with_located_errors(ho
     assert json.loads(home.cli("list", "experiments", "--json", check=True).stdout) == []
 
 
+def test_the_cli_says_what_is_missing_or_unknown_instead_of_guessing(home):
+    for verb in ("show", "halt", "delete"):  # "experiment" taken for a run's ID, before
+        result = home.cli(verb, "experiment")
+        assert result.returncode == 2, (verb, result.stderr)
+        assert f"usage: trainui {verb} experiment ID (the experiment's ID is missing)" in (
+            result.stderr
+        )
+    missing = home.cli("list", "--experiment", "experiment-AAAAAAAAA")  # no such experiment
+    assert missing.returncode == 1 and "not found" in missing.stderr, missing
+    as_json = home.cli("list", "--experiment", "experiment-AAAAAAAAA", "--json")
+    assert as_json.returncode == 1 and as_json.stdout == "" and "not found" in as_json.stderr
+    filtered = home.cli("list", "experiments", "--status", "failed")  # filters runs: said
+    assert filtered.returncode == 2 and "--status filters runs" in filtered.stderr
+    unknown = home.cli("list", "--status", "bogus")
+    assert unknown.returncode == 2 and "'bogus' is not a state" in unknown.stderr
+    broken = home.manifest("true")
+    broken.write_text(broken.read_text() + "oops: [unclosed\n")
+    submitted = home.cli("train", str(home.model("b", {"t.py": ""})), str(broken))
+    assert submitted.returncode == 1
+    located = [line for line in submitted.stderr.splitlines() if line.startswith(str(broken))]
+    assert located and ": : " not in located[0], submitted.stderr  # as validate says it
+    assert "Traceback" not in submitted.stderr
+
+
+def test_a_run_that_crashed_with_the_best_value_is_not_the_experiments_best(home):
+    model = home.model("c", {"t.py": ""})
+    metrics = 'echo "{\\"step\\": 1, \\"acc\\": $v}" > $LOG_DIR/metrics.jsonl'
+    manifest = sweep_manifest(
+        home,
+        f'{metrics}; [ "$v" != 0.9 ]',  # the run with v=0.9 writes acc 0.9, then fails
+        """\
+        method: grid
+        parameters: {v: [0.9, 0.5, 0.7]}
+        objective: {metric: acc, goal: maximize}
+        """,
+    )
+    experiment_id, _runs = train(home, model, manifest)
+    e = wait_ended(home, experiment_id)
+    by_value = {r["parameters"]["v"]: r for r in e["runs"]}
+    assert by_value[0.9]["status"] == "failed"
+    assert [r["parameters"]["v"] for r in e["runs"]] == [0.7, 0.5, 0.9]
+    assert e["best"]["model_id"] == by_value[0.7]["model_id"] and e["best"]["value"] == 0.7
+    shown = home.cli("show", "experiment", experiment_id, check=True).stdout
+    assert f"best {by_value[0.7]['model_id']}: 0.7" in shown
+
+
 def test_the_data_bucket_is_staged_once_for_all_runs_of_an_experiment(home, s3_server):
     home.env["TRAINUI_CPU_SLOTS"] = "3"
     files = {f"part-{i}.csv": f"{i}," * 50_000 for i in range(3)}

@@ -168,6 +168,39 @@ def test_random_draws_are_in_their_ranges_and_the_same_for_the_same_seed():
             "a log range needs min > 0, not 0",
         ),
         ("method: grid\nparameters: {lr: [1]}\nmax_parallel: 0\n", "0 is less than 1"),
+        # a range whose points a float cannot count: said, not an OverflowError
+        (
+            "method: grid\nparameters:\n  b: {min: 0, max: 1.0e+300, step: 1.0e-300}\n",
+            "m.yml:16:8: experiment.parameters.b: the range has more than 10^15 points; at most "
+            "10,000",
+        ),
+        (
+            "method: random\ncount: 2\nparameters:\n  b: {min: 0, max: 1.0e+300, step: 1.0e-300}\n",
+            "experiment.parameters.b: the range has more than 10^15 points",
+        ),
+        (  # its width is no number: a draw would be inf
+            "method: random\ncount: 2\nparameters:\n  b: {min: -1.0e+308, max: 1.0e+308}\n",
+            "experiment.parameters.b.max: the range -1e+308 to 1e+308 is wider than a number can "
+            "hold",
+        ),
+        (  # a grid of 1,024 evenly spaced runs is not what log: true asked for
+            "method: grid\nparameters:\n  bs: {min: 1, max: 1024, log: true, integer: true}\n",
+            "experiment.parameters.bs.log: a grid spaces a range's points evenly",
+        ),
+        (
+            'method: grid\nname: "a\\e[31mb"\nparameters: {lr: [1]}\n',
+            "experiment.name: holds the control character U+001B",
+        ),
+        (
+            'method: grid\nparameters: {lr: ["c\\nd"]}\n',
+            "experiment.parameters.lr[0]: holds the control character U+000A",
+        ),
+        (
+            "method: grid\nparameters: {lr: [.inf]}\n",
+            "experiment.parameters.lr[0]: expected a number or text, found '.inf', not a finite "
+            "number",
+        ),
+        ("method: random\ncount: 2.5\nparameters: {lr: [1]}\n", "found the number 2.5"),
     ],
 )
 def test_each_mistake_is_one_located_error(block, expected):
@@ -245,3 +278,97 @@ def test_max_parallel_holds_back_an_experiments_runs_without_blocking_others():
     # without room given, nothing holds it back
     plan = scheduler.plan(waiting, {}, 0, 1.0)
     assert [run for run, _ in plan.starts] == ["e0", "e1", "e2", "e3"]
+
+
+def test_an_empty_block_is_refused_not_taken_for_a_single_run():
+    report = parse_manifest(BASE + "experiment:\n", "m.yml")
+    assert [p.format("m.yml") for p in report.errors] == [
+        "m.yml:13:12: experiment: is empty: give method and parameters (SPEC §9), or leave "
+        "experiment: out for a single run"
+    ]
+
+
+def test_a_name_with_a_control_character_is_refused_a_command_may_have_newlines():
+    text = BASE.replace("name: mnist", 'name: "mn\\e[2Jist"')
+    report = parse_manifest(text, "m.yml")
+    assert [p.format("m.yml") for p in report.errors] == [
+        "m.yml:2:9: model_definition.name: holds the control character U+001B; a one-line value "
+        "may not"
+    ]
+    lines = BASE.replace("command: python3 train.py --lr ${lr}", "command: |\n      a\n      b")
+    assert parse_manifest(lines, "m.yml").ok
+
+
+def test_numbers_written_as_yaml_1_2_floats_are_numbers():
+    # PyYAML (YAML 1.1) reads 1e-5 as text for want of a dot; a learning rate is written so
+    found = experiment(
+        """\
+        method: random
+        count: 50
+        seed: 3
+        parameters:
+          lr: {min: 1e-5, max: 1E-1, log: true}
+          wd: [1e-5, 3e2, 1.5]
+        """
+    )
+    lr, wd = found.parameters
+    assert (lr.low, lr.high, lr.log) == (1e-5, 0.1, True)
+    assert wd.values == (1e-5, 300.0, 1.5)
+    assert all(1e-5 <= run["lr"] <= 0.1 for run in found.expand())
+
+
+def test_an_integer_range_draws_each_whole_number_alike():
+    # round(uniform(1, 10)) gave 1 and 10 half the chance of the others
+    found = experiment(
+        "method: random\ncount: 10000\nseed: 7\n"
+        "parameters:\n  b: {min: 1, max: 10, integer: true}\n"
+    )
+    counts = [0] * 11
+    for run in found.expand():
+        counts[run["b"]] += 1
+    assert counts[0] == 0 and all(900 <= n <= 1100 for n in counts[1:]), counts
+    logged = experiment(
+        "method: random\ncount: 10000\nseed: 7\n"
+        "parameters:\n  b: {min: 1, max: 1024, log: true, integer: true}\n"
+    )
+    drawn = [run["b"] for run in logged.expand()]
+    assert min(drawn) == 1 and max(drawn) <= 1024
+    # on a log scale, each whole number gets the stretch half a unit either side of it:
+    # 1 gets ln(1.5/0.5) = 1.10, 2 and 3 together ln(3.5/1.5) = 0.85
+    assert 1.15 < drawn.count(1) / (drawn.count(2) + drawn.count(3)) < 1.45
+
+
+def test_draws_from_a_narrow_range_stay_in_it_and_apart():
+    found = experiment(
+        "method: random\ncount: 20\nseed: 1\n"
+        "parameters:\n  c: {min: 0.1234567, max: 0.1234569}\n  m: {min: 1000000, max: 1000001}\n"
+    )
+    runs = found.expand()
+    assert all(0.1234567 <= r["c"] <= 0.1234569 and 1e6 <= r["m"] <= 1000001 for r in runs)
+    assert len({r["c"] for r in runs}) > 10 and len({r["m"] for r in runs}) > 10
+    assert all(len(repr(r["c"])) <= 12 for r in runs)  # still a few digits, not 17
+
+
+def test_a_run_that_failed_is_ranked_after_the_others_and_is_never_the_best():
+    # its last value is where it crashed, not the experiment's answer
+    from trainui.core.lifecycle import Run
+    from trainui.service.experiments import ExperimentRecord, describe, ranked
+
+    record = ExperimentRecord(
+        experiment_id="experiment-AAAAAAAAA", name="e", owner="me", submitted_at="", seq=0,
+        spec={"objective": {"metric": "acc", "goal": "maximize"}},
+    )  # fmt: skip
+
+    def run(model_id: str, status: str, acc: float | None, seq: int) -> Run:
+        metrics = {"acc": {"last": acc, "step": 3}} if acc is not None else None
+        return Run(model_id=model_id, status=status, metrics=metrics, seq=seq)
+
+    runs = [
+        run("crashed", "failed", 0.9, 1),
+        run("fine", "completed", 0.7, 2),
+        run("better", "completed", 0.8, 3),
+        run("none", "completed", None, 4),
+    ]
+    assert [r.model_id for r in ranked(record, runs)] == ["better", "fine", "crashed", "none"]
+    assert describe(record, runs)["best"]["model_id"] == "better"
+    assert describe(record, runs[:1])["best"] is None  # only a failed run: no best

@@ -72,3 +72,9 @@ def test_cells_say_counts_parameters_and_search_spaces_briefly():
     assert parameters_summary({"lr": 0.1, "act": "relu"}) == "lr=0.1 act=relu"
     space = {"lr": {"min": 0.001, "max": 0.5, "log": True}, "layers": {"values": [2, 3]}}
     assert search_space({"parameters": space}) == "lr: 0.001 to 0.5 (log) · layers: 2, 3"
+
+
+def test_a_run_that_failed_is_ranked_after_the_others_as_the_service_ranks_it():
+    runs = [run("a", 0.1), run("b", 0.5), run("c", 0.3)]
+    runs[0]["status"] = "failed"  # the lowest loss, where it crashed
+    assert [r["model_id"] for r in rank(runs, "val_loss")] == ["c", "b", "a"]

@@ -84,36 +84,45 @@ class Parameter(Record):
         if self.values is not None:
             return self.values
         if self.step is not None:
-            n = math.floor((self.high - self.low) / self.step + 1e-9) + 1
+            n = self.count()
             if self.integer:
                 return tuple(int(self.low + i * self.step) for i in range(n))
-            return tuple(_round(self.low + i * self.step) for i in range(n))
+            return tuple(
+                _round(self.low + i * self.step, self.low, self.high, self.step) for i in range(n)
+            )
         if self.integer:
             return tuple(range(int(self.low), int(self.high) + 1))
         return None
 
     def count(self) -> int | None:
-        """How many values a grid gives, without listing them (None: a continuous range)."""
+        """How many values a grid gives, without listing them (None: a continuous range);
+        a range of more points than a float can count gives ``TOO_MANY``."""
         if self.values is not None:
             return len(self.values)
         if self.step is not None:
-            return math.floor((self.high - self.low) / self.step + 1e-9) + 1
+            steps = (self.high - self.low) / self.step
+            return math.floor(steps + 1e-9) + 1 if steps < TOO_MANY else TOO_MANY
         if self.integer:
             return int(self.high) - int(self.low) + 1
         return None
 
     def draw(self, rng):
-        """One random value."""
+        """One random value: of the values or points, each alike; of a range, uniform (on a
+        log scale with ``log``), an integer range giving each whole number alike."""
         points = self.points() if self.values is not None or self.step is not None else None
         if points is not None:
             return points[rng.randrange(len(points))]
+        low, high = self.low, self.high
+        if self.integer and not self.log:
+            return rng.randint(int(low), int(high))
+        if self.integer:  # each whole number gets the stretch of the log scale nearest it
+            value = math.exp(rng.uniform(math.log(low - 0.5), math.log(high + 0.5)))
+            return min(int(high), max(int(low), round(value)))
         if self.log:
-            value = math.exp(rng.uniform(math.log(self.low), math.log(self.high)))
+            value = math.exp(rng.uniform(math.log(low), math.log(high)))
         else:
-            value = rng.uniform(self.low, self.high)
-        if self.integer:
-            return min(int(self.high), max(int(self.low), round(value)))
-        return _round(value)
+            value = rng.uniform(low, high)
+        return _round(value, low, high, high - low)
 
     def as_json(self) -> dict:
         if self.values is not None:
@@ -128,9 +137,23 @@ class Parameter(Record):
         return spec
 
 
-def _round(value: float) -> float:
-    """Six significant digits: what a user reads, writes back, and what the command gets."""
-    return float(f"{value:.6g}")
+TOO_MANY = 10**15  # a range's points, where there are more than can be counted
+
+
+def _round(value: float, low: float, high: float, scale: float) -> float:
+    """``value`` with six significant digits (what a user reads, writes back, and what the
+    command gets), or as many more as tell apart values ``scale`` apart near it (a narrow
+    range, a fine step); never outside ``low``..``high``."""
+    digits = 6
+    size = max(abs(value), abs(low), abs(high))
+    if scale > 0 and size > 0:
+        digits = min(17, max(6, math.ceil(math.log10(size / scale)) + 3))
+    return min(high, max(low, float(f"{value:.{digits}g}")))
+
+
+def _points(count: int) -> str:
+    """A count of points as said: ``12,000``, or ``more than 10^15``."""
+    return f"{count:,}" if count < TOO_MANY else "more than 10^15"
 
 
 class Experiment(Record):
@@ -200,7 +223,7 @@ def check(checker, node, path: str, default_name: str) -> Experiment | None:
         value = given["name"][1]
         if value.kind != "scalar" or not value.value.strip() or value.scalar_type == "null":
             checker.error(value, sub("name"), "expected a name (text)")
-        else:
+        elif not _control(checker, value, sub("name"), value.value):
             name = value.value
     method = None
     if "method" not in given:
@@ -248,7 +271,8 @@ def check(checker, node, path: str, default_name: str) -> Experiment | None:
             checker.error(
                 given["parameters"][0],
                 sub("parameters"),
-                f"the grid has {size:,} combinations; an experiment has at most {MAX_RUNS:,} "
+                f"the grid has {_points(size)} combinations; an experiment has at most "
+                f"{MAX_RUNS:,} "
                 "runs (fewer values, or method random with a count)",
             )
     errors = len([p for p in checker.problems if p.severity == "error"])
@@ -283,11 +307,44 @@ def _kind(node) -> str:
         return "a mapping"
     if node.kind == "seq":
         return "a list"
+    kind = node.scalar_type if node.plain else "str"
+    if kind == "null":
+        return "an empty value"
+    if kind in ("int", "float"):
+        return f"the number {node.value[:40]}"
+    if kind == "bool":
+        return f"the boolean {node.value}"
     return f"the text '{node.value[:40]}'"
+
+
+# control characters (a newline, a tab, an escape sequence): in a name or a value they would
+# forge lines of a run's log and redraw or recolour the terminals that show them
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _control(checker, node, path: str, text: str) -> bool:
+    """Say so (located) when ``text`` holds a control character."""
+    found = _CONTROL.search(text)
+    if found is None:
+        return False
+    checker.error(
+        node, path, f"holds the control character U+{ord(found.group()):04X}; names and "
+        "values are one line of printable text"
+    )  # fmt: skip
+    return True
+
+
+# a float as YAML 1.2 writes it: YAML 1.1 (PyYAML) reads 1e-5 as text, for want of a dot
+_FLOAT_12 = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)[eE][-+]?[0-9]+$")
 
 
 def _number(node) -> float | int | None:
     """A YAML scalar's number (int or float), None when it is not a finite number."""
+    if node.kind == "scalar" and node.plain and node.scalar_type == "str":
+        if _FLOAT_12.match(node.value):  # min: 1e-5, as people write a learning rate
+            value = float(node.value)
+            return value if math.isfinite(value) else None
+        return None
     if node.kind != "scalar" or not node.plain or node.scalar_type not in ("int", "float"):
         return None
     text = node.value.replace("_", "")
@@ -309,7 +366,7 @@ def _scalar(node):
         return None
     if node.plain and node.scalar_type == "bool":
         return node.value.lower() in ("true", "yes", "on", "y")
-    if node.plain and node.scalar_type in ("int", "float"):
+    if node.plain and (node.scalar_type in ("int", "float") or _FLOAT_12.match(node.value)):
         return _number(node)
     if node.plain and node.scalar_type == "null":
         return None
@@ -425,6 +482,18 @@ def _parameter(checker, name: str, node, path: str, method: str | None) -> Param
     if flags.get("log") and step is not None:
         checker.error(given["step"][0], f"{path}.step", "a log range takes no step")
         return None
+    if flags.get("log") and method == "grid":
+        checker.error(
+            given["log"][0], f"{path}.log", "a grid spaces a range's points evenly, not on a "
+            "log scale: list the values instead (values: [0.001, 0.01, 0.1])"
+        )  # fmt: skip
+        return None
+    if not math.isfinite(high - low):
+        checker.error(
+            given["max"][1], f"{path}.max", f"the range {low:g} to {high:g} is wider than a "
+            "number can hold; narrow it"
+        )  # fmt: skip
+        return None
     integer = flags.get("integer", False)
     if integer and (low != int(low) or high != int(high)):
         checker.error(given["min"][1], f"{path}", "an integer range needs whole min and max")
@@ -448,8 +517,8 @@ def _parameter(checker, name: str, node, path: str, method: str | None) -> Param
         return None
     if parameter.count() is not None and parameter.count() > MAX_RUNS:
         checker.error(
-            (node.line, node.column), path, f"the range has {parameter.count():,} points; "
-            f"at most {MAX_RUNS:,}"
+            (node.line, node.column), path, f"the range has {_points(parameter.count())} "
+            f"points; at most {MAX_RUNS:,}"
         )  # fmt: skip
         return None
     return parameter
@@ -466,13 +535,18 @@ def _values(checker, name: str, node, path: str) -> Parameter | None:
         checker.error(node, path, f"{len(node.items):,} values; at most {MAX_RUNS:,}")
         return None
     values = []
-    for i, item in enumerate(node.items):
+    for i, item in enumerate(node.items):  # every problem said, not only the first
         value = _scalar(item)
         if value is None:
-            what = _kind(item) if item.kind != "scalar" else "an empty value"
+            what = _kind(item)
+            if item.kind == "scalar" and item.plain and item.scalar_type in ("int", "float"):
+                what = f"'{item.value[:40]}', not a finite number"
             checker.error(item, f"{path}[{i}]", f"expected a number or text, found {what}")
-            return None
+        elif isinstance(value, str) and _control(checker, item, f"{path}[{i}]", value):
+            value = None
         values.append(value)
+    if any(value is None for value in values):
+        return None
     return Parameter(name=name, values=tuple(values))
 
 

@@ -27,18 +27,25 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 # --- the schema: the one description of what a manifest may hold ------------------------------
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_MULTILINE_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")  # \t and \n allowed
+
+
 class Text(Record):
     """A text value. Numbers are accepted and kept as written (``1.2`` stays ``"1.2"``).
     ``pattern`` is a regular expression the whole value must match (also in the schema),
     ``pattern_hint`` says what it means in words."""
 
-    __slots__ = ("description", "required", "secret", "choices", "pattern", "pattern_hint")
+    __slots__ = (
+        "description", "required", "secret", "choices", "pattern", "pattern_hint", "multiline"
+    )  # fmt: skip
     _defaults = {
         "required": False,
         "secret": False,
         "choices": (),
         "pattern": "",
         "pattern_hint": "",
+        "multiline": False,  # may hold newlines and tabs (a command, a description)
     }
 
 
@@ -193,7 +200,7 @@ SCHEMA = Section(
             "what to train and how",
             {
                 "name": Text("a name for the run; need not be unique", required=True),
-                "description": Text("what the run is"),
+                "description": Text("what the run is", multiline=True),
                 "author": Section(
                     "who wrote the model", {"name": Text("author name"), "email": Text("e-mail")}
                 ),
@@ -211,6 +218,7 @@ SCHEMA = Section(
                         "command": Text(
                             "shell command run in MODEL_DIR; ${DATA_DIR} etc. expand",
                             required=True,
+                            multiline=True,
                         ),
                         "resource": Text(
                             "GPUs: small = 1, medium = 2, large = 4",
@@ -633,6 +641,11 @@ class _Checker:
 
         key, node = values["experiment"]
         if node.kind == "scalar" and node.scalar_type == "null":
+            # a forgotten block, not a single run: the user meant a sweep
+            self.error(
+                node, key.value, "is empty: give method and parameters (SPEC §9), or leave "
+                "experiment: out for a single run"
+            )  # fmt: skip
             return None
         md = values.get("model_definition")
         name = md.get("name") if isinstance(md, dict) else None
@@ -690,6 +703,15 @@ class _Checker:
             self.error(node, path, f"expected text, found a value of YAML type '{kind}'")
             return None
         value = node.value
+        control = (_MULTILINE_CONTROL if spec.multiline else _CONTROL).search(value)
+        if control is not None:
+            # an escape sequence would recolour or clear the terminals that show the run, a
+            # newline forge lines of its log and split the tables it is listed in
+            self.error(
+                node, path, f"holds the control character U+{ord(control.group()):04X}; "
+                + ("only newlines and tabs may" if spec.multiline else "a one-line value may not")
+            )  # fmt: skip
+            return None
         if spec.choices and value not in spec.choices:
             close = _close(value, spec.choices, n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else ""

@@ -61,8 +61,9 @@ def objective_value(run: Run, metric: str | None) -> float | None:
 
 
 def ranked(record: ExperimentRecord, runs: Iterable[Run]) -> list[Run]:
-    """The runs, best first by the objective (runs without a value after, in submission
-    order); with no objective, in submission order."""
+    """The runs, best first by the objective; runs that failed after the others (a crashed
+    run's last value is not the experiment's answer), then runs without a value, in
+    submission order; with no objective, in submission order."""
     objective = record.spec.get("objective") or {}
     metric = objective.get("metric")
     sign = -1.0 if objective.get("goal") == "maximize" else 1.0
@@ -70,7 +71,10 @@ def ranked(record: ExperimentRecord, runs: Iterable[Run]) -> list[Run]:
     if not metric:
         return runs
     scored = [(objective_value(r, metric), r) for r in runs]
-    with_value = sorted(((v, r) for v, r in scored if v is not None), key=lambda p: sign * p[0])
+    with_value = sorted(
+        ((v, r) for v, r in scored if v is not None),
+        key=lambda p: (p[1].status == FAILED, sign * p[0]),
+    )
     return [r for _, r in with_value] + [r for v, r in scored if v is None]
 
 
@@ -108,7 +112,7 @@ def describe(record: ExperimentRecord, runs: Sequence[Run], with_runs: bool = Fa
     best = None
     if order and metric:
         value = objective_value(order[0], metric)
-        if value is not None:
+        if value is not None and order[0].status != FAILED:
             summary = order[0].metrics.get(metric) or {}
             best = {
                 "model_id": order[0].model_id,

@@ -33,14 +33,18 @@ def objective_value(run: dict, metric: str | None) -> float | None:
 
 
 def rank(runs: Iterable[dict], metric: str | None, goal: str = "minimize") -> list[dict]:
-    """The runs best first by the objective, as the service ranks them: the runs without a
-    value after the others; ties keep the order given (the service's: submission order)."""
+    """The runs best first by the objective, as the service ranks them: the runs that failed
+    after the others, then those without a value; ties keep the order given (the service's:
+    submission order)."""
     runs = list(runs)
     if not metric:
         return runs
     sign = -1.0 if goal == "maximize" else 1.0
     scored = [(objective_value(r, metric), r) for r in runs]
-    valued = sorted(((v, r) for v, r in scored if v is not None), key=lambda p: sign * p[0])
+    valued = sorted(
+        ((v, r) for v, r in scored if v is not None),
+        key=lambda p: (p[1].get("status") == "failed", sign * p[0]),
+    )
     return [r for _, r in valued] + [r for v, r in scored if v is None]
 
 

@@ -136,7 +136,12 @@ class ExperimentScreen(TrainuiScreen):
         rows = self.rows
         has_value = [m for m in ranked if objective_value(self._run(m), metric) is not None]
         rows.ranks = {m: i for i, m in enumerate(ranked, 1)} if metric else {}
-        rows.best = has_value[0] if has_value else None
+        # the best: the first ranked, unless even it failed (a crash's last value)
+        rows.best = (
+            has_value[0]
+            if has_value and self._run(has_value[0]).get("status") != "failed"
+            else None
+        )
         rows.sort, rows.reverse = self.sort, self.reverse
         rows.set_rows(self._sorted(ranked))
         self._summary()
