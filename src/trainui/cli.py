@@ -772,6 +772,11 @@ def _experiment_text(e: dict) -> str:
             text += f"; best {best['model_id']}: {_number(best['value'])}"
             if best.get("step") is not None:
                 text += f" at step {best['step']}"
+        elif (by.get("completed") or by.get("failed")) and not any(
+            metric in (run.get("metrics") or {}) for run in e.get("runs") or ()
+        ):
+            # runs ended and none has the metric: a misspelt name, or metrics not written
+            text += f"; no run has reported {metric} (trainui metrics RUN_ID lists what one did)"
         fields.append(("Objective", text))
     stopping = e.get("early_stopping")
     if stopping:

@@ -339,6 +339,14 @@ def test_a_run_that_crashed_with_the_best_value_is_not_the_experiments_best(home
     assert e["best"]["model_id"] == by_value[0.7]["model_id"] and e["best"]["value"] == 0.7
     shown = home.cli("show", "experiment", experiment_id, check=True).stdout
     assert f"best {by_value[0.7]['model_id']}: 0.7" in shown
+    # an objective no run reports (misspelt): said, not a column of dashes alone
+    misspelt = sweep_manifest(
+        home, metrics, "method: grid\nparameters: {v: [0.5]}\nobjective: {metric: accuracy}\n"
+    )
+    other, _ = train(home, model, misspelt)
+    wait_ended(home, other)
+    shown = home.cli("show", "experiment", other, check=True).stdout
+    assert "Objective      accuracy (minimize); no run has reported accuracy" in shown, shown
 
 
 def test_the_data_bucket_is_staged_once_for_all_runs_of_an_experiment(home, s3_server):

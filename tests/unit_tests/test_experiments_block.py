@@ -372,3 +372,20 @@ def test_a_run_that_failed_is_ranked_after_the_others_and_is_never_the_best():
     assert [r.model_id for r in ranked(record, runs)] == ["better", "fine", "crashed", "none"]
     assert describe(record, runs)["best"]["model_id"] == "better"
     assert describe(record, runs[:1])["best"] is None  # only a failed run: no best
+
+
+def test_every_problem_of_early_stopping_and_of_a_list_is_said_at_once():
+    found = errors(
+        """\
+        method: grid
+        parameters:
+          a: [null, true, {x: 1}, [1, 2]]
+        objective: {metric: loss}
+        early_stopping: {rule: foo, after_steps: -1, min_runs: 0}
+        """
+    )
+    said = "\n".join(found)
+    for expected in ("a[0]", "a[2]", "a[3]", "'foo' is not a rule", "after_steps: -1 is less",
+                     "min_runs: 0 is less"):  # fmt: skip
+        assert expected in said, found
+    assert "a[1]" not in said  # true is a value

@@ -591,15 +591,18 @@ def _early_stopping(checker, entry, path: str) -> dict | None:
         return None
     given = _given(checker, node, path, EARLY_STOPPING_KEYS)
     rule = "median"
+    known = True
     if "rule" in given:
         value = given["rule"][1]
         if value.kind != "scalar" or value.value not in RULES:
             shown = f"'{value.value}'" if value.kind == "scalar" else _kind(value)
             checker.error(value, f"{path}.rule", f"{shown} is not a rule trainui knows: median")
-            return None
+            known = False  # the other keys are checked all the same: every problem at once
     after = _integer(checker, given, "after_steps", f"{path}.after_steps", minimum=0)
     min_runs = _integer(checker, given, "min_runs", f"{path}.min_runs", minimum=1)
-    if ("after_steps" in given and after is None) or ("min_runs" in given and min_runs is None):
+    if not known or ("after_steps" in given and after is None):
+        return None
+    if "min_runs" in given and min_runs is None:
         return None
     return {
         "rule": rule,
