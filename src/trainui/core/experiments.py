@@ -317,6 +317,13 @@ def _kind(node) -> str:
     return f"the text '{node.value[:40]}'"
 
 
+def _not_a_number(node) -> str:
+    """What a node that should have been a finite number is, in words."""
+    if node.kind == "scalar" and node.plain and node.scalar_type in ("int", "float"):
+        return f"'{node.value[:40]}', not a finite number"  # .inf, .nan, 1.0e+400
+    return _kind(node)
+
+
 # control characters (a newline, a tab, an escape sequence): in a name or a value they would
 # forge lines of a run's log and redraw or recolour the terminals that show them
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
@@ -453,7 +460,7 @@ def _parameter(checker, name: str, node, path: str, method: str | None) -> Param
     for k, v in (("min", low), ("max", high)):
         if v is None:
             checker.error(
-                given[k][1], f"{path}.{k}", f"expected a number, found {_kind(given[k][1])}"
+                given[k][1], f"{path}.{k}", f"expected a number, found {_not_a_number(given[k][1])}"
             )
     if low is None or high is None:
         return None
@@ -538,9 +545,7 @@ def _values(checker, name: str, node, path: str) -> Parameter | None:
     for i, item in enumerate(node.items):  # every problem said, not only the first
         value = _scalar(item)
         if value is None:
-            what = _kind(item)
-            if item.kind == "scalar" and item.plain and item.scalar_type in ("int", "float"):
-                what = f"'{item.value[:40]}', not a finite number"
+            what = _not_a_number(item)
             checker.error(item, f"{path}[{i}]", f"expected a number or text, found {what}")
         elif isinstance(value, str) and _control(checker, item, f"{path}[{i}]", value):
             value = None
