@@ -84,3 +84,30 @@ def test_what_extraction_says_never_cuts_a_line_of_the_command(home):
     assert "\nepoch 3 loss 0.5\n" in log, log
     assert "trainui: metrics: a line of" in log and "not valid JSON" in log, log
     assert home.show(model_id)["metrics"]["loss"]["last"] == 0.5
+
+
+def test_the_learner_never_reads_a_metrics_file_through_a_link_out_of_the_run(home, tmp_path):
+    # the learner reads what the (sandboxed) command may not: a link in LOG_DIR to another
+    # file must not lead it there, nor a FIFO make it wait for a writer forever
+    secret = tmp_path / "secret.jsonl"
+    secret.write_text('{"step": 1, "secret_number": 42}\n')
+    secret.chmod(0o600)
+    tb = tmp_path / "tb"  # a folder of event files out of the run, linked in
+    tb.mkdir()
+    linked = home.submit(
+        home.model("l", {"t.py": ""}),
+        home.manifest(
+            f"ln -s {secret} $LOG_DIR/metrics.jsonl; mkdir $LOG_DIR/sub;"
+            f" ln -s {secret} $LOG_DIR/sub/m.jsonl; echo linked"
+        ),
+    )
+    fifo = home.submit(
+        home.model("f", {"t.py": ""}),
+        home.manifest("mkfifo $LOG_DIR/metrics.jsonl; echo made; sleep 1; echo bye"),
+    )
+    for model_id in (linked, fifo):
+        assert home.wait(model_id, "completed", "failed", timeout=60)["status"] == "completed"
+    shown = home.cli("metrics", linked).stdout + home.cli("metrics", fifo).stdout
+    assert "secret_number" not in shown and "42" not in shown
+    stored = home.buckets / "results" / linked / "metrics.jsonl"
+    assert not stored.exists() or "secret" not in stored.read_text()

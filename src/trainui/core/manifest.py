@@ -621,7 +621,13 @@ class _Checker:
                 self.error(pattern[1], _join(path, "pattern"), "only a log source takes a pattern")
             else:
                 self.metric_pattern(pattern[0], pattern[1], _join(path, "pattern"))
-        if where is not None:
+        if where is not None and where[0].strip().startswith(("/", "~")):
+            self.error(
+                where[1], _join(path, "in"), "a source is read in the run's folders: start it "
+                "with $LOG_DIR, $RESULT_DIR, $CHECKPOINT_DIR or $MODEL_DIR (or give a path "
+                "relative to MODEL_DIR)"
+            )  # fmt: skip
+        elif where is not None:
             for m in _METRIC_VARIABLE.finditer(where[0]):
                 name = m.group(1) or m.group(2)
                 if name not in METRIC_VARIABLES:

@@ -35,9 +35,11 @@ once (``trainui: metrics: ...``) and the totals at the end. A step going backwar
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import os
 import re
+import stat
 import struct
 import threading
 import time
@@ -100,6 +102,39 @@ class Tally:
 # ----------------------------------------------------------------------------- line files
 
 
+def open_beneath(root: str, path: str) -> int:
+    """A descriptor of the regular file ``path``, read-only, opened one name at a time from
+    ``root`` (the run's folders) following no symbolic link: the command writes these files,
+    and the learner, which may read what the command may not (the home, other runs), must
+    never be led out of them. A FIFO, a device or a folder is refused (``OSError``), and never
+    waited on: a FIFO opened for reading would block until a writer came."""
+    names = os.path.relpath(path, root).split(os.sep)
+    if names[0] in (os.pardir, os.curdir) or os.path.isabs(names[0]):
+        raise OSError(errno.EXDEV, "outside the run's folders", path)
+    folder = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        for name in names[:-1]:
+            inner = os.open(
+                name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=folder
+            )
+            os.close(folder)
+            folder = inner
+        fd = os.open(
+            names[-1], os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder
+        )
+    finally:
+        os.close(folder)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(errno.EINVAL, "not a regular file", path)
+    return fd
+
+
+def inside(root: str, path: str) -> bool:
+    """Is ``path`` (normalised) ``root`` or under it?"""
+    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
+
+
 class LineFollower:
     """A growing text file, read as whole lines: what is past the last newline waits for it.
 
@@ -108,8 +143,9 @@ class LineFollower:
     line without its newline is given too, in ``tail``. A file that shrinks or is replaced
     is read again from its start."""
 
-    def __init__(self, path: str, carriage_returns: bool = False) -> None:
+    def __init__(self, path: str, carriage_returns: bool = False, root: str | None = None) -> None:
         self.path = path
+        self.root = root  # the command's file, under these folders (open_beneath); None: ours
         self.carriage_returns = carriage_returns  # `\r` ends a line too (progress bars)
         self.overlong = 0  # lines longer than LONGEST_LINE, left out
         self._skipping = False  # within such a line: the rest of it is left out too
@@ -124,8 +160,8 @@ class LineFollower:
     def read(self, final: bool = False, limit: int | None = None) -> list[bytes]:
         self.more = False
         self.tail = b""
-        try:
-            st = os.stat(self.path)
+        try:  # the command's file: what is there now, a link not followed
+            st = os.stat(self.path) if self.root is None else os.lstat(self.path)
         except OSError:
             return []
         if self.fd < 0 or st.st_ino != self.ino or st.st_size < self.offset:
@@ -133,10 +169,16 @@ class LineFollower:
                 self.restarted = True
             self.close()
             try:
-                self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                if self.root is None:
+                    self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                else:
+                    self.fd = open_beneath(self.root, self.path)
             except OSError:
                 return []
-            self.ino = os.fstat(self.fd).st_ino
+            opened = os.fstat(self.fd)
+            self.ino = opened.st_ino
+            if opened.st_ino != st.st_ino:  # replaced meanwhile: its size is the one opened
+                st = opened
             self.offset, self.rest = 0, b""
         lines: list[bytes] = []
         if st.st_size > self.offset:
@@ -204,10 +246,12 @@ def _integer(value: object) -> int | None:
 class JsonlSource:
     """``type: jsonl``: a file of JSON objects, one a line."""
 
-    def __init__(self, path: str, tally: Tally, quiet: bool = False, label: str = "") -> None:
+    def __init__(
+        self, path: str, tally: Tally, quiet: bool = False, label: str = "", root: str | None = None
+    ) -> None:
         self.path = label or path  # as the manifest wrote it, in what is said
         self.label = self.path
-        self.lines = LineFollower(path)
+        self.lines = LineFollower(path, root=root)
         self.tally = tally
         self.quiet = quiet  # the zero-configuration default: its absence is not worth a word
         self.ordinal = 0  # objects read so far: the step of one without ``step``
@@ -300,12 +344,14 @@ class LogSource:
     groups are the metrics (and ``step``). The learner's own lines (``trainui: ...``) are not
     searched."""
 
-    def __init__(self, path: str, pattern: str, tally: Tally, label: str = "") -> None:
+    def __init__(
+        self, path: str, pattern: str, tally: Tally, label: str = "", root: str | None = None
+    ) -> None:
         self.path = label or path
         self.label = self.path
         self.regex = re.compile(pattern)
         self.names = [n for n in self.regex.groupindex if n != "step"]
-        self.lines = LineFollower(path, carriage_returns=True)
+        self.lines = LineFollower(path, carriage_returns=True, root=root)
         self.tally = tally
         self.ordinal = 0
 
@@ -382,24 +428,33 @@ def open_sources(
     """The sources of ``specs`` (the manifest's ``evaluation_metrics`` as dicts), or the
     default one when there are none."""
     sources: list = []
+    # the command's files are read beneath the run's folders only (JOB_STATE_DIR holds them
+    # all), never through a link out of them: the learner may read what the command may not
+    root = variables.get("JOB_STATE_DIR") or base
     if not specs:
         path = expand(DEFAULT_SOURCE["in"], variables, base)
-        return [JsonlSource(path, tally, quiet=True, label=DEFAULT_SOURCE["in"])]
+        return [JsonlSource(path, tally, quiet=True, label=DEFAULT_SOURCE["in"], root=root)]
     for spec in specs:
         kind = spec.get("type")
         where = spec.get("in")
+        if where and kind in TYPES and not inside(root, expand(where, variables, base)):
+            tally.say(f"the {kind} source {where} is outside the run's folders: not read")
+            continue
         if kind == "jsonl":
             where = where or DEFAULT_SOURCE["in"]
-            sources.append(JsonlSource(expand(where, variables, base), tally, label=where))
+            path = expand(where, variables, base)
+            sources.append(JsonlSource(path, tally, label=where, root=root))
         elif kind == "log":
-            path = expand(where, variables, base) if where else log_path
+            # the run's log is the learner's own file; another is the command's
+            path, beneath = (expand(where, variables, base), root) if where else (log_path, None)
             try:
                 label = where or "the run's log"
-                sources.append(LogSource(path, spec.get("pattern") or "", tally, label))
+                sources.append(LogSource(path, spec.get("pattern") or "", tally, label, beneath))
             except re.error as error:
                 tally.say(f"the pattern {spec.get('pattern')!r} does not compile: {error}")
         elif kind == "tensorboard":
-            source = TensorboardSource.make(expand(where or "", variables, base), tally, where)
+            folder = expand(where or "", variables, base)
+            source = TensorboardSource.make(folder, tally, where, root)
             if source is not None:
                 sources.append(source)
         else:
@@ -568,8 +623,9 @@ _EVENT_NAME = "tfevents"  # what tensorboard looks for in an event file's name
 class _EventFile:
     """One event file, followed by offset; ``records()`` gives the whole records added."""
 
-    def __init__(self, path: str, prefix: str = "") -> None:
+    def __init__(self, path: str, prefix: str = "", root: str | None = None) -> None:
         self.path = path
+        self.root = root  # the run's folders: opened beneath them (open_beneath)
         self.prefix = prefix  # put before its tags: its sub-folder's path and "/"
         self.offset = 0
         self.rest = b""
@@ -582,11 +638,14 @@ class _EventFile:
         if self.broken:
             return []
         try:
-            size = os.stat(self.path).st_size
+            if self.fd < 0:
+                if self.root is None:
+                    self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+                else:
+                    self.fd = open_beneath(self.root, self.path)
+            size = os.fstat(self.fd).st_size
             if size <= self.offset:
                 return []
-            if self.fd < 0:
-                self.fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
             data = os.pread(self.fd, min(size - self.offset, limit or READ_BYTES), self.offset)
         except OSError:
             return []
@@ -619,8 +678,11 @@ class TensorboardSource:
     """``type: tensorboard``: the scalars of every event file under a folder (recursively),
     files that appear later included, read in the order of their names as TensorBoard does."""
 
-    def __init__(self, folder: str, tally: Tally, event_class, label: str = "") -> None:
+    def __init__(
+        self, folder: str, tally: Tally, event_class, label: str = "", root: str | None = None
+    ) -> None:
         self.folder = folder
+        self.root = root  # its files are opened beneath these folders (open_beneath)
         self.label = label or folder
         self.tally = tally
         self.decode = event_class.FromString
@@ -632,7 +694,9 @@ class TensorboardSource:
         self.seen_folder = False
 
     @classmethod
-    def make(cls, folder: str, tally: Tally, label: str = "") -> TensorboardSource | None:
+    def make(
+        cls, folder: str, tally: Tally, label: str = "", root: str | None = None
+    ) -> TensorboardSource | None:
         try:
             from tensorboard.compat.proto import event_pb2
         except ImportError as error:
@@ -641,7 +705,7 @@ class TensorboardSource:
                 f" installed ({error}); {TENSORBOARD_HINT}"
             )
             return None
-        return cls(folder, tally, event_pb2.Event, label)
+        return cls(folder, tally, event_pb2.Event, label, root)
 
     def scan(self) -> None:
         found = []
@@ -651,7 +715,7 @@ class TensorboardSource:
         self.seen_folder = self.seen_folder or os.path.isdir(self.folder)
         for path in sorted(found):
             if path not in self.files:
-                self.files[path] = _EventFile(path, self._prefix(path))
+                self.files[path] = _EventFile(path, self._prefix(path), self.root)
 
     def _prefix(self, path: str) -> str:
         """A file in a sub-folder is a TensorBoard run of its own (Keras writes train/ and

@@ -256,6 +256,8 @@ class TrainuiApp(App[int]):
             return
         if data.get("experiment_id") or kind == "deleted":  # an experiment's counts change
             self._experiments_stale()
+        elif kind == "metrics" and self._objective_moved(model_id, data.get("metrics") or {}):
+            self._experiments_stale()  # its experiment's best may have changed
         if kind == "deleted":
             changed = self.table.remove(model_id)
         elif kind == "run":
@@ -273,6 +275,16 @@ class TrainuiApp(App[int]):
             return
         if changed:
             self._runs_changed({model_id})
+
+    def _objective_moved(self, model_id: str, changed: dict) -> bool:
+        """Did new points of the run's experiment's objective come (``changed``: a metrics
+        event's ``{name: {last, step}}``)?"""
+        run = self.table.get(model_id)
+        experiment_id = run.get("experiment_id") if run else None
+        if not experiment_id:
+            return False
+        experiment = self.experiments.get(experiment_id) or {}
+        return (experiment.get("objective") or {}).get("metric") in changed
 
     def _ring(self, run: dict) -> None:
         """Tell the person at the terminal that a run ended: the bell, and with ``desktop``
