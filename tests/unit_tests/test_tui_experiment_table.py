@@ -78,3 +78,28 @@ def test_a_run_that_failed_is_ranked_after_the_others_as_the_service_ranks_it():
     runs = [run("a", 0.1), run("b", 0.5), run("c", 0.3)]
     runs[0]["status"] = "failed"  # the lowest loss, where it crashed
     assert [r["model_id"] for r in rank(runs, "val_loss")] == ["c", "b", "a"]
+
+
+def test_new_points_of_an_experiments_objective_make_its_best_read_again():
+    # the experiments' best is summed up by the service: the list is read again (at most once
+    # a second) when a run's objective gets points, not only when a run changes state
+    from trainui.tui.app import TrainuiApp
+    from trainui.tui.config import TuiConfig
+
+    app = TrainuiApp(None, config=TuiConfig(problems=[]))
+    app.experiments_loaded = True
+    app.experiments.upsert(
+        {"experiment_id": "experiment-A", "status": "running", "submitted_at": "",
+         "objective": {"metric": "acc", "goal": "maximize"}}
+    )  # fmt: skip
+    app.table.upsert({"model_id": "training-1", "experiment_id": "experiment-A"})
+    app.table.upsert({"model_id": "training-2"})
+    stale = []
+    app._experiments_stale = lambda: stale.append(True)
+    app._runs_changed = lambda changed: None
+    app._metrics_event = lambda model_id, changed: False
+    app._apply_event("metrics", {"model_id": "training-1", "metrics": {"loss": {"last": 1}}})
+    app._apply_event("metrics", {"model_id": "training-2", "metrics": {"acc": {"last": 1}}})
+    assert stale == []  # not the objective; not an experiment's run
+    app._apply_event("metrics", {"model_id": "training-1", "metrics": {"acc": {"last": 0.8}}})
+    assert stale == [True]
