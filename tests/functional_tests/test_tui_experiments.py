@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 from test_tui import History, make_app, text, until
 
+from trainui.tui.runs import ran_seconds
+
 SIZE = (80, 24)
 WIDE = (120, 40)
 
@@ -231,6 +233,15 @@ async def test_an_experiment_ranks_its_runs_by_the_objective_with_a_column_per_p
         await until(pilot, lambda: experiment.reverse)
         lrs = [experiment._run(m)["parameters"]["lr"] for m in experiment.rows.keys]
         assert lrs == sorted(lrs, reverse=True)
+        await pilot.press("r")
+        # the last sort is by the Ran column: the time each run ran
+        while experiment.sort != "ran":
+            await pilot.press("s")
+        await until(pilot, lambda: experiment.rows.sort == "ran")
+        times = [ran_seconds(experiment._run(m)) for m in experiment.rows.keys]
+        assert times == sorted(times)
+        await pilot.press("s")
+        await until(pilot, lambda: experiment.sort == "rank")
         # enter opens the selected run, escape comes back
         selected = experiment.rows.current
         await pilot.press("enter")

@@ -111,7 +111,7 @@ experiment.halt      h                      halt_experiment  Halt      c
 experiment.delete    d                      delete_experiment Delete   c
     Delete the experiment and its runs (asks first; stored results stay)
 experiment.sort      s                      sort             Sort      -
-    Sort by rank (the objective), state, each parameter, then submitted
+    Sort by rank (the objective), state, each parameter, then run time
 experiment.reverse   r                      reverse          Reverse   h
     Reverse the order
 experiment.curves    v                      toggle_curves    Curves    -

@@ -22,7 +22,7 @@ from trainui.tui.experiments import (
     search_space,
 )
 from trainui.tui.keymap import bindings
-from trainui.tui.runs import _STATE_ORDER, SYMBOLS, format_value, is_active
+from trainui.tui.runs import _STATE_ORDER, SYMBOLS, format_value, is_active, ran_seconds
 from trainui.tui.screens.base import TrainuiScreen
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
 from trainui.tui.widgets.experiment_list import PARAMETER, RANK, ExperimentRunList
@@ -193,13 +193,18 @@ class ExperimentScreen(TrainuiScreen):
                 return (1, 0.0, str(value))
 
             order = sorted(ranked, key=key)
-        else:
-            order = sorted(ranked, key=lambda m: self._run(m).get("submitted_at") or "")
+        else:  # by the time each ran (the Ran column): those that have not started after
+
+            def ran(model_id: str) -> tuple[bool, float]:
+                seconds = ran_seconds(self._run(model_id))
+                return (seconds is None, seconds or 0.0)
+
+            order = sorted(ranked, key=ran)
         return order[::-1] if self.reverse else order
 
     def _sorts(self) -> list[str]:
         names = list((self.experiment or {}).get("parameters") or {})
-        return [RANK, "status", *(PARAMETER + n for n in names), "submitted"]
+        return [RANK, "status", *(PARAMETER + n for n in names), "ran"]
 
     def _summary(self) -> None:
         experiment = self.experiment or {}

@@ -93,7 +93,7 @@ class ExperimentRunList(RowList):
         if self.metric:
             size = max(8, min(12, len(self.metric)))
             every.append(Column("objective", self.metric, size, right=True))
-        every += [Column("id", "ID", 0), Column("ran", "Ran", 8, "submitted")]
+        every += [Column("id", "ID", 0), Column("ran", "Ran", 8, "ran")]
         dropped = ["ran", *(PARAMETER + n for n in reversed(self.parameters[2:]))]
         return fit(every, width, dropped, least=10)
 
