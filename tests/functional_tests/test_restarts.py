@@ -93,6 +93,26 @@ def test_a_halt_is_never_restarted_in_an_attempt_or_between_two(home):
     assert home.show(failing)["status"] == "halted"
 
 
+def test_a_halt_that_comes_as_a_failed_attempt_stores_its_results_is_not_restarted(home):
+    # the command has failed, the learner is storing (a large result): the halt lands there,
+    # the attempt ends failed all the same, and the run must not start again
+    home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
+    model = home.model("race", {"t.py": ""})
+    command = "head -c 400000000 /dev/zero > $RESULT_DIR/big.bin; exit 3"
+    model_id = home.submit(model, restarting_manifest(home, command, 2, name="race"))
+    deadline = time.monotonic() + 60
+    while home.show(model_id)["status"] != "storing":
+        assert time.monotonic() < deadline, home.show(model_id)
+        time.sleep(0.01)
+    home.cli("halt", model_id, check=True)
+    run = home.wait(model_id, "halted", "failed", "completed", timeout=60)
+    assert run["status"] == "failed" and run["attempt"] == 1, run
+    assert run["status_message"].endswith("; halted by request: not restarted"), run
+    time.sleep(0.5)  # the back-off: no second attempt came
+    assert home.show(model_id)["status"] == "failed"
+    assert "attempt 2 of 3" not in log(home, model_id)
+
+
 def test_a_lost_learner_counts_as_a_failed_attempt_and_the_run_starts_again(home):
     home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
     model = home.model("lost", {"t.py": ""})

@@ -214,6 +214,7 @@ class RunManager:
         # restarting runs -> when their back-off ends (time.monotonic); one missing (after a
         # service restart) is due at once
         self._restart_due: dict[str, float] = {}
+        self._halt_asked: set[str] = set()  # runs halted while their learner worked
         self._tokens = Tokens(self.home)  # a run's owner may map to a Unix user (--unix-user)
         self._sandbox_why: str | None = None  # why runs are not sandboxed here (None: they are)
         self._sandbox_probe: threading.Thread | None = None
@@ -697,12 +698,14 @@ class RunManager:
         record = msgspec.structs.replace(record, halted_at=utc_now())
         self.experiments[experiment_id] = record
         self.store.save_experiment(record.row())
-        pending = [r for r in runs if r.status == PENDING]
+        pending = [r for r in runs if r.status in (PENDING, RESTARTING)]
         for run in pending:
-            self._finish(run, HALTED, "halted before it started (its experiment was halted)", None)
+            before = "it started" if run.status == PENDING else f"attempt {run.attempt} started"
+            self._finish(run, HALTED, f"halted before {before} (its experiment was halted)", None)
         for run in runs:
             if run.status in ACTIVE_STATES:
                 run = self._change(run, run.status, status_message="halting")
+                self._halt_asked.add(run.model_id)
                 self.launcher.halt(run.learner_pid, run.learner_start)
         if pending:
             self.schedule()
@@ -1230,7 +1233,17 @@ class RunManager:
         ended = new.status in FINAL_STATES
         if ended:
             self._command_groups.pop(run.model_id, None)
-            restarting = self._restart(run, new)
+            if run.model_id in self._halt_asked:
+                # halted as its attempt was failing: a halt is never restarted (SPEC §11)
+                self._halt_asked.discard(run.model_id)
+                if self._restart(run, new, dry=True):
+                    new = msgspec.structs.replace(
+                        new, status_message=f"{new.status_message}; halted by request: not "
+                        "restarted"
+                    )  # fmt: skip
+                restarting = None
+            else:
+                restarting = self._restart(run, new)
             if restarting is not None:
                 self._save(self._put(restarting))
                 self._refresh_gpu_roots()
@@ -1254,11 +1267,11 @@ class RunManager:
             self._refresh_gpu_roots()
         return ended
 
-    def _restart(self, run: Run, ended: Run) -> Run | None:
+    def _restart(self, run: Run, ended: Run, dry: bool = False):
         """``run`` (as it was) restarting, when ``ended`` (how its attempt ended) failed for a
-        reason that restarts it and it has restarts left (SPEC §11); else None. Its attempt
-        is kept in ``attempts``; it waits its back-off, then the queue at its place by
-        submission (``schedule``)."""
+        reason that restarts it and it has restarts left (SPEC §11); else None (``dry``: only
+        whether it would, True or None). Its attempt is kept in ``attempts``; it waits its
+        back-off, then the queue at its place by submission (``schedule``)."""
         if (
             ended.status != FAILED
             or ended.error_code not in RESTARTABLE
@@ -1266,6 +1279,8 @@ class RunManager:
             or run.deleted
         ):
             return None
+        if dry:
+            return True
         record = _attempt_record(msgspec.structs.replace(ended, attempt=run.attempt))
         delay = min(self.settings.restart_backoff * 2 ** (run.attempt - 1), MAX_BACKOFF)
         following = run.attempt + 1
@@ -1357,6 +1372,7 @@ class RunManager:
             self.schedule()
         else:
             run = self._change(run, run.status, status_message="halting")
+            self._halt_asked.add(model_id)  # whatever its attempt reports, it is not restarted
             self.launcher.halt(run.learner_pid, run.learner_start)
         return run
 
