@@ -113,6 +113,32 @@ def test_a_halt_that_comes_as_a_failed_attempt_stores_its_results_is_not_restart
     assert "attempt 2 of 3" not in log(home, model_id)
 
 
+ATTEMPTS = """\
+import json, os, sys, time
+attempt = int(os.environ["TRAINING_ATTEMPT"])
+with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "a") as out:
+    for step in range(4):
+        out.write(json.dumps({"step": step, "loss": attempt * 10 + step}) + "\\n")
+        out.flush()
+        time.sleep(0.1)
+sys.exit(4 if attempt == 1 else 0)
+"""
+
+
+def test_metrics_asked_for_between_two_attempts_follow_the_next_one(home):
+    # a read between the attempts was kept, and answered instead of the whole run's points
+    home.env["TRAINUI_RESTART_BACKOFF"] = "1"
+    model = home.model("attempts", {"train.py": ATTEMPTS})
+    model_id = home.submit(model, restarting_manifest(home, "python3 train.py", 1, name="m"))
+    home.wait(model_id, "restarting", timeout=60)
+    between = home.cli("metrics", model_id, "--json", check=True).stdout.splitlines()
+    assert [json.loads(line)["value"] for line in between] == [10, 11, 12, 13]
+    assert home.wait(model_id, "completed", "failed", timeout=60)["status"] == "completed"
+    points = home.cli("metrics", model_id, "--json", check=True).stdout.splitlines()
+    assert [json.loads(line)["value"] for line in points] == [10, 11, 12, 13, 20, 21, 22, 23]
+    assert home.show(model_id)["metrics"]["loss"]["last"] == 23
+
+
 def test_a_lost_learner_counts_as_a_failed_attempt_and_the_run_starts_again(home):
     home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
     model = home.model("lost", {"t.py": ""})

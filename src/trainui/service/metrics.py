@@ -340,8 +340,9 @@ class MetricsKeeper:
         ``behind`` says whether the file held more than that (a restarted service catching
         up: what it read so far is no summary yet)."""
         index = self.live.get(model_id)
+        kept = self.ended.pop(model_id, None)  # read between two attempts: the live one goes on
         if index is None:
-            index = self.ended.pop(model_id, None) or MetricsIndex(self.path(model_id))
+            index = kept or MetricsIndex(self.path(model_id))
             self.live[model_id] = index
         try:
             size = os.stat(index.path).st_size  # a stat: the common case
@@ -368,6 +369,7 @@ class MetricsKeeper:
             return None
         index.read()
         if index.points:
+            self.ended.pop(model_id, None)  # one read before its end is behind this one
             self.keep(model_id, index)
         return index
 

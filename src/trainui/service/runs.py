@@ -1194,7 +1194,7 @@ class RunManager:
     def metrics_index(self, run: Run) -> MetricsIndex | None:
         """The run's points as read so far, when kept (a running run's always), else None:
         ``load_metrics`` reads them (in a thread) and ``keep_metrics`` keeps them."""
-        if run.status in ACTIVE_STATES:
+        if run.status in ACTIVE_STATES or run.status == RESTARTING:  # between two attempts too
             return self.metrics.index(run.model_id, True)
         return self.metrics.cached(run.model_id)
 
