@@ -887,7 +887,12 @@ def _show_fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str
             )
         )
     if run.get("max_restarts") or run.get("attempts"):  # SPEC §11: each attempt, how it ended
-        fields.append(("Attempt", f"{run.get('attempt', 1)} of {run['max_restarts'] + 1}"))
+        fields.append(
+            (
+                "Attempt",
+                f"{run.get('attempt', 1)} of {max(run['max_restarts'] + 1, run.get('attempt', 1))}",
+            )
+        )
         for a in run.get("attempts") or ():
             code = a.get("error_code") or ""
             if a.get("exit_code") is not None:

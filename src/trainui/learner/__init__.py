@@ -184,7 +184,8 @@ class Learner(Staging, ProcessControl, Storing):
         self._write_status()
         restarts = int(self.config.get("max_restarts") or 0)
         if restarts or self.attempt > 1:
-            self._log(f"attempt {self.attempt} of {restarts + 1}")
+            # a resumed run's attempts may go past its restarts: "attempt 2 of 2", not "of 1"
+            self._log(f"attempt {self.attempt} of {max(restarts + 1, self.attempt)}")
         try:
             self._prepare_work()
             self._stage()

@@ -90,7 +90,7 @@ def fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str, str,
             + (f" (exit {a['exit_code']})" if a.get("exit_code") is not None else "")
             for a in run.get("attempts") or ()
         )
-        text = f"{run.get('attempt', 1)} of {run['max_restarts'] + 1}"
+        text = f"{run.get('attempt', 1)} of {max(run['max_restarts'] + 1, run.get('attempt', 1))}"
         rows.append(("Attempt", f"{text}; ended: {done}" if done else text, "", True))
     if run.get("experiment_id"):  # a run of an experiment (SPEC §9): which, and its values
         rows.append(("Experiment", run["experiment_id"], "", True))
