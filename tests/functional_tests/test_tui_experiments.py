@@ -263,6 +263,17 @@ async def test_compare_opens_the_five_best_runs(sweeps):
         await until(pilot, lambda: screen_name(app) == "CompareScreen")
         assert app.screen.model_ids == best
         assert "compare  5 runs" in text(app)
+        # the runs share a name: each is named by its values, as on the experiment's screen
+        names = app.screen.names
+        assert len(set(names.values())) == 5, names
+        assert all(" · " in name for name in names.values()), names
+        # and their manifests differ by their parameters (one manifest for all of them)
+        await pilot.press("3")
+        await until(pilot, lambda: "differ between the runs" in text(app), what="the fields")
+        assert [field for field, _ in app.screen.differing] == [
+            "parameters.lr",
+            "parameters.layers",
+        ]
 
 
 async def test_the_run_list_shows_a_runs_parameters(sweeps):

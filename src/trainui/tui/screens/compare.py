@@ -28,13 +28,21 @@ MANIFESTS_AT_ONCE = 8  # requests in flight at once (each more in flight: a conn
 
 
 def labels(runs: list[dict]) -> dict[str, str]:
-    """A name for each run in the legends: its name, with the end of its ID when two runs
-    share a name."""
+    """A name for each run in the legends: its name; runs that share it (an experiment's) by
+    their parameters' values where those tell them apart (``0.3 · 128``, as the experiment's
+    screen names them), else by the end of their ID first (a narrow legend cuts the end)."""
+    from trainui.tui.experiments import parameter_text
+
     names = [run.get("name") or run["model_id"] for run in runs]
+    values = [
+        " · ".join(parameter_text(v) for v in (run.get("parameters") or {}).values())
+        for run in runs
+    ]
     out = {}
-    for run, name in zip(runs, names, strict=True):
+    for run, name, value in zip(runs, names, values, strict=True):
         if names.count(name) > 1:
-            name = f"{name}·{run['model_id'][-4:]}"
+            unique = value and values.count(value) == 1
+            name = value if unique else f"{run['model_id'][-4:]}·{name}"
         out[run["model_id"]] = name
     return out
 
@@ -160,7 +168,16 @@ class CompareScreen(TrainuiScreen):
     def _show_manifests(self) -> None:
         from trainui.tui.metrics import differences
 
-        self.differing = differences(self.manifests or {})
+        # an experiment's runs share one manifest: what sets them apart is their parameters,
+        # which each one's command gets as variables (SPEC §9)
+        runs = dict(zip(self.model_ids, self._runs(), strict=True))
+        compared = {
+            m: {**manifest, "parameters": runs[m].get("parameters") or {}}
+            if runs.get(m, {}).get("parameters")
+            else manifest
+            for m, manifest in (self.manifests or {}).items()
+        }
+        self.differing = differences(compared)
         ids = [m for m in self.model_ids if m in (self.manifests or {})]
         table = self.query_one("#manifest-table", DataTable)
         table.clear(columns=True)
