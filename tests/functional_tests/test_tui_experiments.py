@@ -321,6 +321,8 @@ async def test_h_halts_an_experiment_after_one_question_whose_default_is_no(slee
         await pilot.press("enter")  # from the experiment's own screen this time
         await until(pilot, lambda: screen_name(app) == "ExperimentScreen")
         await until(pilot, lambda: "h Halt" in text(app), what="halt in the footer")
+        # no run has an objective value yet: said where the curves would be
+        await until(pilot, lambda: "no val_loss points yet" in text(app), what="why no curves")
         await pilot.press("h")
         await until(pilot, lambda: screen_name(app) == "ConfirmScreen")
         await pilot.press("y")

@@ -77,6 +77,7 @@ class ExperimentScreen(TrainuiScreen):
         self.reverse = False
         self.deleted = False
         self._top: list[str] = []
+        self._valued = False  # a run has a value of the objective (its curves are drawn)
         self._halt_shown: bool | None = None
 
     def compose(self) -> ComposeResult:
@@ -144,6 +145,7 @@ class ExperimentScreen(TrainuiScreen):
         )
         rows.sort, rows.reverse = self.sort, self.reverse
         rows.set_rows(self._sorted(ranked))
+        self._valued = bool(has_value)
         self._summary()
         self._show_selection()
         if metric:
@@ -228,6 +230,8 @@ class ExperimentScreen(TrainuiScreen):
                 + parameters_summary(best.get("parameters"))
             )
         else:
+            if metric and not self._valued:  # where its curves would be: why there are none
+                second.append(f"no {metric} points yet")
             second.append(search_space(experiment))
         for line, parts in (("#summary", first), ("#progress", second)):
             text = " · ".join(p for p in parts if p)
