@@ -131,9 +131,11 @@ list.page_down       pagedown,ctrl+f        page_down        Page_down h
 list.page_up         pageup,ctrl+b          page_up          Page_up   h
     A page up
 run.back             escape                 back             Back      -
-    Back to the run list
+    Back to where the run was opened from (the run list, or its experiment)
 run.follow           f                      follow           Follow    -
     Follow the log as it grows (on/off)
+run.metrics          v                      toggle_metrics   Metrics   -
+    Switch between the log and the metrics (a chart per metric, live)
 run.search           slash                  search           Search    -
     Search the whole log
 run.only             ampersand              only_matching    Only      h
@@ -156,8 +158,6 @@ run.download         x                      app.download_results Download -
     Download this run's results into a folder
 run.manifest         m                      app.view_manifest Manifest -
     This run's manifest (read-only, secrets removed)
-run.metrics          v                      toggle_metrics   Metrics   -
-    Switch between the log and the metrics (a chart per metric, live)
 log.end              G,end                  scroll_end       End       -
     The end of the log, following it
 log.top              g,home                 scroll_top       Top       h
