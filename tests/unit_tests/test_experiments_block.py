@@ -389,3 +389,18 @@ def test_every_problem_of_early_stopping_and_of_a_list_is_said_at_once():
                      "min_runs: 0 is less"):  # fmt: skip
         assert expected in said, found
     assert "a[1]" not in said  # true is a value
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        ("max_restarts: true", "expected a whole number from 0 to 100, found the boolean 'true'"),
+        ("max_restarts: 101", "'101' is not allowed: a whole number from 0 to 100"),
+        ("checkpoint_interval: 1e9", "a number of seconds, 0 to 9999999 (0: no copies while"),
+    ],
+)
+def test_restart_settings_say_what_they_take(line, expected):
+    text = BASE.replace("    resource: small\n", f"    resource: small\n    {line}\n")
+    found = [p.format("m.yml") for p in parse_manifest(text, "m.yml").errors]
+    assert any(expected in f for f in found), found
+    assert not any("put it in quotes" in f for f in found)

@@ -233,7 +233,8 @@ SCHEMA = Section(
                         "checkpoint_interval": Text(
                             "seconds between copies of CHECKPOINT_DIR to the results bucket",
                             pattern=r"^[0-9]{1,7}(\.[0-9]+)?$",
-                            pattern_hint="a number of seconds",
+                            pattern_hint="a number of seconds, 0 to 9999999 (0: no copies while "
+                            "it runs)",
                         ),
                     },
                     required=True,
@@ -703,7 +704,10 @@ class _Checker:
             return None
         if kind == "bool":
             shown = "" if spec.secret else f" '{node.value}'"
-            self.error(node, path, f"expected text, found the boolean{shown}; put it in quotes")
+            if spec.pattern:  # a number field: quotes would not make it one
+                self.error(node, path, f"expected {spec.pattern_hint}, found the boolean{shown}")
+            else:
+                self.error(node, path, f"expected text, found the boolean{shown}; put it in quotes")
             return None
         if kind not in ("str", "int", "float", "timestamp"):
             self.error(node, path, f"expected text, found a value of YAML type '{kind}'")
