@@ -91,6 +91,14 @@ def test_a_halt_is_never_restarted_in_an_attempt_or_between_two(home):
     assert (home.path / "runs" / failing / "learner.json").stat().st_mode & 0o777 == 0o600
     time.sleep(0.5)
     assert home.show(failing)["status"] == "halted"
+    # the results bucket says so too: its status was the failed attempt's
+    stored = home.buckets / "results" / failing
+    deadline = time.monotonic() + 20
+    while json.loads((stored / "training-status.json").read_text())["status"] != "halted":
+        assert time.monotonic() < deadline, (stored / "training-status.json").read_text()
+        time.sleep(0.05)
+    last = (stored / "training-log.txt").read_text().splitlines()[-1]
+    assert last == "trainui: halted: halted before attempt 2 started"
 
 
 def test_a_halt_that_comes_as_a_failed_attempt_stores_its_results_is_not_restarted(home):

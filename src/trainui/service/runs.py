@@ -701,7 +701,11 @@ class RunManager:
         pending = [r for r in runs if r.status in (PENDING, RESTARTING)]
         for run in pending:
             before = "it started" if run.status == PENDING else f"attempt {run.attempt} started"
-            self._finish(run, HALTED, f"halted before {before} (its experiment was halted)", None)
+            ended = self._finish(
+                run, HALTED, f"halted before {before} (its experiment was halted)", None
+            )
+            if run.status == RESTARTING:  # the bucket's status said the last attempt failed
+                self._store_what_is_left(ended)
         for run in runs:
             if run.status in ACTIVE_STATES:
                 run = self._change(run, run.status, status_message="halting")
@@ -1194,8 +1198,10 @@ class RunManager:
     def metrics_index(self, run: Run) -> MetricsIndex | None:
         """The run's points as read so far, when kept (a running run's always), else None:
         ``load_metrics`` reads them (in a thread) and ``keep_metrics`` keeps them."""
-        if run.status in ACTIVE_STATES or run.status == RESTARTING:  # between two attempts too
+        if run.status in ACTIVE_STATES:
             return self.metrics.index(run.model_id, True)
+        if run.status == RESTARTING:  # between two attempts: its live index, read to now
+            return self.metrics.poll(run.model_id)
         return self.metrics.cached(run.model_id)
 
     def load_metrics(self, model_id: str) -> MetricsIndex:
@@ -1369,6 +1375,7 @@ class RunManager:
             self.schedule()
         elif run.status == RESTARTING:  # between two attempts: it ends here, halted
             run = self._finish(run, HALTED, f"halted before attempt {run.attempt} started", None)
+            self._store_what_is_left(run)  # the bucket's status said the last attempt failed
             self.schedule()
         else:
             run = self._change(run, run.status, status_message="halting")

@@ -1,4 +1,5 @@
-"""What the service stores for a run whose learner vanished without storing anything.
+"""What the service stores for a run whose learner vanished without storing anything (and for
+a run halted between two attempts: its status and log's last line say so).
 
 A learner killed outright (SIGKILL, the kernel's OOM killer, a lost Ray node) cannot store the
 run's log, yet SPEC §3 stores logs on failure too. When the run manager finds a learner gone,
@@ -18,6 +19,7 @@ from trainui.core.lifecycle import Run, TrainingStatus, read_status, training_st
 from trainui.core.runs import (
     DEFINITION_FILE,
     FAILED,
+    HALTED,
     LOG_FILE,
     MANIFEST_FILE,
     RESULTS_FILE,
@@ -50,7 +52,10 @@ def _store(run_dir: str, run: Run, home: str) -> None:
     if spec is None:  # a run from before results.json, or deleted meanwhile
         return
     log_path = os.path.join(run_dir, LOG_FILE)
-    _end_log(log_path, f"trainui: failed ({run.error_code}): {run.status_message}")
+    if run.status == HALTED:  # halted between two attempts: the last one's results are stored
+        _end_log(log_path, f"trainui: halted: {run.status_message}")
+    else:
+        _end_log(log_path, f"trainui: failed ({run.error_code}): {run.status_message}")
     status_path = os.path.join(run_dir, SALVAGED_STATUS_FILE)
     write_json_atomic(status_path, training_status_json(salvaged_status(run, run_dir)))
     prefix = f"{run.model_id}/"
@@ -73,6 +78,13 @@ def salvaged_status(run: Run, run_dir: str) -> TrainingStatus:
     """The ``training-status.json`` the service stores for ``run``: failed, with the results
     partial (the command's results are not stored), and the timings its learner recorded."""
     learner_status = read_status(os.path.join(run_dir, STATUS_FILE))
+    if run.status == HALTED:  # between two attempts: what the last one stored stays whole
+        return TrainingStatus(
+            model_id=run.model_id, name=run.name, status=HALTED,
+            status_message=run.status_message, resource=run.resource, gpu_ids=run.gpu_ids,
+            submitted_at=run.submitted_at, started_at=run.started_at,
+            finished_at=run.finished_at, timings={},
+        )  # fmt: skip
     return TrainingStatus(
         model_id=run.model_id,
         name=run.name,
