@@ -546,7 +546,22 @@ def _list(client, args: argparse.Namespace) -> int:
     )
     if not runs:
         _experiment_exists(client, args.experiment)
+    if metrics:
+        _beyond_the_record(client, runs, metrics)
     return _print_list(runs, count, metrics)
+
+
+def _beyond_the_record(client, runs: list[dict], metrics: Sequence[str]) -> None:
+    """A run's record sums up its first RECORD_METRICS metrics: one that wrote more (per-layer
+    statistics before its loss) is asked for the named ones it lacks."""
+    from trainui.core.runs import RECORD_METRICS
+
+    for run in runs:
+        have = run.get("metrics") or {}
+        if len(have) >= RECORD_METRICS and any(m not in have for m in metrics):
+            answer = client.metrics(run["model_id"])
+            every = {m["name"]: m for m in answer.get("metrics") or ()}
+            run["metrics"] = {**have, **{m: every[m] for m in metrics if m in every}}
 
 
 def _experiment_exists(client, experiment_id: str | None) -> None:
@@ -909,8 +924,12 @@ def _show_fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str
         fields.append(("Parameters", _parameters_text(run.get("parameters")) or "-"))
     metrics = run.get("metrics") or {}
     if metrics:  # the last values of the first few; `trainui metrics ID` has them all
+        from trainui.core.runs import RECORD_METRICS
+
         shown = [f"{name} {_number(m['last'])}" for name, m in list(metrics.items())[:4]]
         more = f" (+{len(metrics) - 4} more)" if len(metrics) > 4 else ""
+        if len(metrics) >= RECORD_METRICS:  # the record sums up the first ones only
+            more = f" (+{len(metrics) - 4} more or over: trainui metrics {run['model_id']})"
         fields.append(("Metrics", ", ".join(shown) + more))
     return fields
 

@@ -111,3 +111,22 @@ def test_the_learner_never_reads_a_metrics_file_through_a_link_out_of_the_run(ho
     assert "secret_number" not in shown and "42" not in shown
     stored = home.buckets / "results" / linked / "metrics.jsonl"
     assert not stored.exists() or "secret" not in stored.read_text()
+
+
+WIDE_METRICS = """\
+import json, os
+with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "w") as out:
+    out.write(json.dumps({"step": 0, **{f"layer{i}/norm": float(i) for i in range(150)}}) + "\\n")
+    out.write(json.dumps({"step": 1, "loss": 0.25}) + "\\n")
+"""
+
+
+def test_a_metric_past_the_records_first_hundred_is_listed_all_the_same(home):
+    # per-layer statistics written before the loss: the run's record sums up the first 100
+    model_id = home.submit(home.model("w", {"w.py": WIDE_METRICS}), home.manifest("python3 w.py"))
+    assert home.wait(model_id, "completed", "failed", timeout=60)["status"] == "completed"
+    listed = home.cli("list", "--metric", "loss", "--metric", "layer3/norm", check=True).stdout
+    row = next(line for line in listed.splitlines() if model_id in line)
+    assert row.split()[-2:] == ["0.25", "3"], listed
+    shown = home.cli("show", model_id, check=True).stdout
+    assert f"more or over: trainui metrics {model_id})" in shown, shown

@@ -40,12 +40,11 @@ from typing import Annotated
 
 import msgspec
 
-from trainui.core.runs import METRICS_FILE
+from trainui.core.runs import METRICS_FILE, RECORD_METRICS
 
 POLL_BYTES = 4 << 20  # read of a running run's file per poll of the service, at most
 FINISH_BYTES = 16 << 20  # read of an ended run's file by the service's loop, at most
 READ_CHUNK = 8 << 20  # read at a time when a whole file is read (an ended run)
-RECORD_METRICS = 100  # metrics in a run's record (GET /v3/models): the first ones written
 ENDED_KEPT = 64  # ended runs whose points stay in memory (least recently used dropped first;
 # more than a compare screen of 20 or 50 runs reads, which an LRU of fewer would read again whole
 # at every open)
