@@ -247,6 +247,13 @@ class Settings:
         (),
         "more folders shown read-only in the sandbox (':'-separated)",
     )
+    local_paths = _var(
+        "TRAINUI_LOCAL_PATHS",
+        _paths,
+        (),
+        "folders a remote user's local buckets may name as their path (':'-separated; "
+        "<home>/buckets always)",
+    )
     sandbox_user = _var(
         "TRAINUI_SANDBOX_USER",
         _text,

@@ -64,7 +64,9 @@ class Framework:
         self.description: str = description
 
     def supports(self, version: str) -> bool:
-        return any(v == "*" or fnmatch.fnmatchcase(version, v) for v in self.versions)
+        return _plain(version) and any(
+            v == "*" or fnmatch.fnmatchcase(version, v) for v in self.versions
+        )
 
     def describe(self) -> dict:
         out = {"name": self.name, "versions": list(self.versions), "runtime": self.runtime}
@@ -126,9 +128,20 @@ class Catalogue:
         return unsupported(name, version, [f.describe() for f in self.frameworks])
 
 
+_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def _plain(version: str) -> bool:
+    """Is ``version`` a version (``2.16``, ``1.2-py3``), not a path or a tag's end (``2/../..``,
+    ``1:latest``)? It becomes part of a venv's folder or an image's name."""
+    return bool(_VERSION.match(version))
+
+
 def unsupported(name: str, version: str, frameworks: list[dict]) -> str | None:
     """The C104 sentence for a framework not in ``frameworks`` (``describe()``'s entries), or
     None when one of them supports it."""
+    if not _plain(version):  # it names a venv's folder or an image's tag: never a path
+        return f"framework version {version!r} is not a version: letters, digits and . _ + - only"
     names: dict[str, list[str]] = {}
     for entry in frameworks:
         versions = [str(v) for v in entry.get("versions") or ()]

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import pwd
 import re
 import signal
 import subprocess
@@ -251,6 +252,10 @@ def test_a_container_run_gets_its_folders_and_variables_and_data_read_only(home,
     assert f"PATH={os.environ['PATH']}" not in text  # the image's own PATH, not the host's
     assert "hello\n" in text and "Read-only file system" in text and "read-only\n" in text
     assert "in container image localhost/trainui-test:1" in text
+    if os.geteuid() == 0:  # the service is root: the command is not, nor has capabilities
+        nobody = pwd.getpwnam("nobody").pw_uid
+        assert f"\n{nobody}\n" in text and "\n0\n" not in text, text
+        assert "as nobody, without capabilities" in text
     assert (home.buckets / "results" / model_id / "out.txt").read_text() == "made\n"
     assert podman.containers() == []  # removed with the run
     # the image is known to be here: the next run's learner asks podman nothing about it
@@ -374,6 +379,7 @@ class _Learner:
         self.cpu_mode = not gpu_ids
         self.dirs = {k: f"/w/{k.lower()}" for k in runtime.RUN_VARIABLES[:5]}
         self.config = {"parameters": {"lr": 0.1}}
+        self.sandbox_user = None  # the service not root, or not sandboxed
 
 
 def test_gpus_go_in_by_cdi_for_podman_and_by_gpus_for_docker(tmp_path, monkeypatch):

@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -318,3 +319,32 @@ async def test_a_bad_manifest_over_tcp_lists_every_problem(remote):
     paths = {e["path"] for e in refused.value.errors}
     assert "model_definition.nme" in paths and "training_data_reference" in paths
     assert all(e["line"] >= 1 and e["column"] >= 1 for e in refused.value.errors)
+
+
+def test_a_remote_user_may_not_name_the_boxs_folders_as_a_local_bucket(remote, tmp_path):
+    # a local bucket's path is read (data) and written (results) by the learner, as the
+    # service's user: the home holds every user's tokens, run store and credentials
+    shared = tmp_path / "shared"
+    (shared / "sets").mkdir(parents=True)
+    for path, bucket in ((remote.home.path, "runs"), (Path("/"), "etc"), (shared, "sets")):
+        manifest = remote.home.manifest("true")
+        manifest.write_text(
+            manifest.read_text()
+            .replace("  connection: {}\n  source:", f"  connection: {{path: {path}}}\n  source:")
+            .replace("{bucket: data, type: local}", f"{{bucket: {bucket}, type: local}}")
+        )
+        refused = remote.cli("alice", "train", str(remote.model), str(manifest))
+        assert refused.returncode == 1, (path, refused.stdout)
+        assert f"the training data bucket's path {path} is not a folder remote users may" in (
+            refused.stderr
+        )
+        assert "Model-ID" not in refused.stdout
+    # the box's owner (the Unix socket) and an admin name any folder
+    manifest = remote.home.manifest("true")
+    manifest.write_text(
+        manifest.read_text()
+        .replace("  connection: {}\n  source:", f"  connection: {{path: {shared}}}\n  source:")
+        .replace("{bucket: data, type: local}", "{bucket: sets, type: local}")
+    )
+    assert remote.cli("root", "train", str(remote.model), str(manifest)).returncode == 0
+    assert remote.home.cli("train", str(remote.model), str(manifest)).returncode == 0

@@ -93,9 +93,17 @@ class ProcessControl:
         wanted = self.config.get("sandbox")
         if not isinstance(wanted, dict):
             return
-        if self.runtime is not None and not self.runtime.sandboxable:
-            return  # a container is isolated by its runtime
         from trainui import sandbox
+
+        if self.runtime is not None and not self.runtime.sandboxable:
+            # a container is isolated by its runtime; as root, its command runs as the run's
+            # user all the same (README: commands never run as root), without capabilities
+            if os.geteuid() == 0:
+                try:
+                    self.sandbox_user = sandbox.resolve_user(wanted.get("unix_user"))
+                except sandbox.SandboxError as error:
+                    raise _Failed("S300", f"the run cannot be sandboxed: {error}") from None
+            return
 
         if not sandbox.installed():
             if wanted.get("required", True):
@@ -152,6 +160,8 @@ class ProcessControl:
         if self.sandboxed:
             who = f" as {self.sandbox_user.name}" if self.sandbox_user is not None else ""
             self._log(f"{where}, sandboxed (bubblewrap){who}")
+        elif self.sandbox_user is not None:  # a container's command, as the run's user
+            self._log(f"{where}, as {self.sandbox_user.name}, without capabilities")
         else:
             self._log(where)
         parameters = self.config.get("parameters")

@@ -460,6 +460,18 @@ class Container(Runtime):
             mode = "ro" if key == "DATA_DIR" else "rw"
             line += ["--volume", f"{dirs[key]}:{dirs[key]}:{mode}"]
         line += ["--workdir", dirs["MODEL_DIR"]]
+        user = learner.sandbox_user  # the service runs as root: the command does not
+        if user is not None:
+            from trainui.sandbox import give_to
+
+            give_to(
+                user, [dirs[k] for k in ("MODEL_DIR", "RESULT_DIR", "LOG_DIR", "CHECKPOINT_DIR")]
+            )
+            line += ["--user", f"{user.uid}:{user.gid}", "--cap-drop=all"]
+            line += ["--security-opt=no-new-privileges"]
+            for group in user.groups:
+                if group != user.gid:
+                    line += ["--group-add", str(group)]
         names = [n for n in RUN_VARIABLES if n in env]
         names += [n for n in (learner.config.get("parameters") or {}) if n in env]
         names.append("CUDA_VISIBLE_DEVICES")

@@ -175,6 +175,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             manifest_bytes = await manifest.read(MAX_MANIFEST_BYTES + 1)
         environment = _environment(form.get("environment"))
         report = manager.check_manifest(manifest_bytes, environment)
+        manager.check_local_paths(report.manifest, _user(request))
         if form.get("check", "true") != "false":
             stores = (report.manifest.data, report.manifest.results)
             if all(store.type == "local" for store in stores):

@@ -441,6 +441,33 @@ class RunManager:
         self.check_framework(report.manifest)  # before the buckets: no round trip to refuse it
         return report
 
+    def check_local_paths(self, manifest: Manifest, user: User | None) -> None:
+        """A remote user's ``local`` buckets are folders of this box read and written by the
+        learner (as the service's user, root maybe): only ``<home>/buckets`` and the folders
+        the box's owner lists in ``TRAINUI_LOCAL_PATHS``, never the home (tokens, the run
+        store, other users' runs and credentials) or the rest of the machine. The machine's
+        owner (the Unix socket) and admins name any folder."""
+        if user is None or user.admin:
+            return
+        buckets = os.path.realpath(os.path.join(self.home, "buckets"))
+        allowed = [buckets, *(os.path.realpath(p) for p in self.settings.local_paths)]
+        home = os.path.realpath(self.home)
+        for store, role in ((manifest.data, "training data"), (manifest.results, "results")):
+            path = store.connection.get("path") if store.type == "local" else None
+            if not path:
+                continue
+            real = os.path.realpath(os.path.expanduser(path))
+            named = any(_within(real, top) for top in allowed)
+            if not named or (_within(real, home) and not _within(real, buckets)):
+                raise Refusal(
+                    403,
+                    f"the {role} bucket's path {path} is not a folder remote users may name: "
+                    f"{buckets}"
+                    + "".join(f", {p}" for p in self.settings.local_paths)
+                    + " (TRAINUI_LOCAL_PATHS, set by the box's owner)",
+                    "C103",
+                )
+
     def check_stores(self, manifest: Manifest) -> None:
         """Both buckets reachable with the given credentials, or a C103 refusal naming the
         store and what was refused (never the secret). Blocking: call it in a thread."""
@@ -1577,6 +1604,10 @@ def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: s
         # read from the manifest here, once: the learner then parses no YAML
         "evaluation_metrics": [source.as_spec() for source in manifest.metrics],
     }
+
+
+def _within(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def _store_types(run: Run) -> frozenset[str]:
