@@ -56,6 +56,16 @@ def test_a_good_catalogue_matches_names_case_blind_and_versions_by_pattern():
     assert described["frameworks"][1]["path"] == "/opt/envs/tf-{version}"
 
 
+@pytest.mark.parametrize("version", ["2.16/../../..", "2.1/x", "2.16:latest", "2.16 ", ".."])
+def test_a_version_is_never_a_path_or_a_tag(version):
+    # it becomes part of a venv's folder or an image's name: "2.*" must not let a manifest
+    # point the venv at any folder of the machine
+    c = catalogue()
+    assert c.find("tensorflow", version) is None and c.find("numpy", version) is None
+    assert "is not a version: letters, digits and . _ + - only" in c.check("numpy", version)
+    assert c.find("numpy", "1.2-py3+cu12_x") is not None
+
+
 def test_without_a_catalogue_nothing_is_refused(tmp_path):
     c = frameworks.load({"XDG_CONFIG_HOME": str(tmp_path)})
     assert not c.present and c.check("anything", "1") is None
