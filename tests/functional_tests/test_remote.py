@@ -109,6 +109,11 @@ def test_every_request_needs_a_valid_token_but_health_and_the_openapi_document(r
     result = remote.home.cli("--url", remote.url, "list")
     assert result.returncode == 1
     assert "refused the request: a token is required" in result.stderr
+    # HEAD, as curl -I asks, is GET without a body (it was a 500 on four routes)
+    auth = {"Authorization": f"Bearer {remote.tokens['alice']}"}
+    for path in ("/v3/models", f"/v3/models/{model_id}", "/v3/experiments"):
+        head = httpx.head(remote.url + path, headers=auth, timeout=5)
+        assert head.status_code == 200 and head.content == b"", (path, head.status_code)
 
 
 def test_a_revoked_token_stops_working_at_once(remote):

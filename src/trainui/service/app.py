@@ -545,6 +545,9 @@ def _msgspec_json(data: dict, status_code: int = 200) -> Response:
 
 
 def _by_method(**handlers):
+    if "GET" in handlers:  # Starlette routes HEAD with GET: answered as GET, without a body
+        handlers.setdefault("HEAD", handlers["GET"])
+
     async def dispatch(request: Request) -> Response:
         return await handlers[request.method](request)
 
