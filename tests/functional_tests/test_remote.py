@@ -114,6 +114,9 @@ def test_every_request_needs_a_valid_token_but_health_and_the_openapi_document(r
     for path in ("/v3/models", f"/v3/models/{model_id}", "/v3/experiments"):
         head = httpx.head(remote.url + path, headers=auth, timeout=5)
         assert head.status_code == 200 and head.content == b"", (path, head.status_code)
+    # the hooks are the box's: a user may not fire them (nor read where they go)
+    fired = httpx.post(remote.url + "/v3/notify/test", headers=auth, timeout=5)
+    assert fired.status_code == 403 and "only an admin" in fired.json()["message"]
 
 
 def test_a_revoked_token_stops_working_at_once(remote):

@@ -126,10 +126,13 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             return JSONResponse({"status": "ok", "version": __version__})
         return JSONResponse({**manager.health(user), "version": __version__})
 
-    async def notify_test(_request: Request) -> Response:
-        """``trainui notify test``: one event to every hook, and how each went."""
+    async def notify_test(request: Request) -> Response:
+        """``trainui notify test``: one event to every hook, and how each went. The box's
+        (an admin's): it runs the hooks' commands, and says where they go."""
         import asyncio
 
+        if not _user(request).admin:
+            raise Refusal(403, "only an admin may test the hooks (trainui notify test on the box)")
         results = await asyncio.to_thread(manager.notifier.test)
         return JSONResponse({"hooks": results})
 

@@ -31,6 +31,8 @@ import threading
 import time
 from collections.abc import Mapping
 
+from trainui.core.urls import mask_urls
+
 EVENTS = ("started", "completed", "failed", "halted", "restarting")
 ATTEMPTS = 5  # tries of a delivery
 BACKOFF = 1.0  # seconds before the 2nd try, doubled for each next one
@@ -165,7 +167,9 @@ class Notifier:
 
         def one(index: int, hook: dict) -> None:
             problem = self._deliver(hook, "test", run, body)
-            what = hook.get("url") or hook.get("command")
+            # where it goes, never its secrets: a URL's user-info and query left out
+            url = hook.get("url")
+            what = mask_urls(url).partition("?")[0] if url else hook.get("command")
             results[index] = {"hook": hook["where"], "to": what, "ok": problem is None,
                               "problem": problem}  # fmt: skip
 
