@@ -1024,7 +1024,14 @@ def cmd_download(args: argparse.Namespace) -> int:
     dest = args.output or f"{args.model_id}.zip"
     if os.path.isdir(dest):
         dest = os.path.join(dest, f"{args.model_id}.zip")
-    size = _call(args, lambda client: client.download_definition(args.model_id, dest))
+    folder = os.path.dirname(os.path.abspath(dest))
+    if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+        what = "does not exist" if not os.path.isdir(folder) else "is not writable"
+        raise UserError(f"cannot write {dest}: the folder {folder} {what}", EXIT_USAGE)
+    try:
+        size = _call(args, lambda client: client.download_definition(args.model_id, dest))
+    except OSError as error:  # the file could not be written (a full disk, /proc)
+        raise UserError(f"cannot write {dest}: {error.strerror or error}") from None
     print(f"Downloaded the model definition of {args.model_id} to {dest} ({_bytes(size)})")
     return EXIT_OK
 

@@ -369,7 +369,17 @@ class _Api:
         if self.cacert:
             import ssl
 
-            verify = ssl.create_default_context(cafile=self.cacert)
+            try:
+                verify = ssl.create_default_context(cafile=self.cacert)
+            except (OSError, ssl.SSLError) as error:  # missing, a folder, not a certificate
+                if isinstance(error, ssl.SSLError):
+                    why = "it holds no certificate (PEM) that can be read"
+                else:
+                    why = error.strerror or error
+                raise ClientError(
+                    f"the CA certificate {self.cacert} (--cacert, TRAINUI_CACERT) cannot be "
+                    f"used: {why}"
+                ) from None
         return {"base_url": self.url, "headers": headers, "timeout": timeout, "verify": verify}
 
     def _request(self, http, call: _Call) -> httpx.Request:

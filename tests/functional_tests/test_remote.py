@@ -356,3 +356,21 @@ def test_a_remote_user_may_not_name_the_boxs_folders_as_a_local_bucket(remote, t
     )
     assert remote.cli("root", "train", str(remote.model), str(manifest)).returncode == 0
     assert remote.home.cli("train", str(remote.model), str(manifest)).returncode == 0
+
+
+def test_a_bad_cacert_or_output_folder_is_a_sentence_not_a_traceback(home, tmp_path):
+    not_pem = tmp_path / "not.pem"
+    not_pem.write_text("hello\n")
+    for cacert, why in (("/nonexistent", "No such file"), (str(tmp_path), "Is a directory"),
+                        (str(not_pem), "it holds no certificate")):  # fmt: skip
+        result = home.cli(
+            "--url", "https://127.0.0.1:9", "--token", "x", "--cacert", cacert, "list"
+        )
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert f"the CA certificate {cacert} (--cacert, TRAINUI_CACERT) cannot be used: {why}" in (
+            result.stderr
+        )
+    model_id = home.submit(home.model("d", {"t.py": ""}), home.manifest("true"))
+    result = home.cli("download", model_id, "-o", "/nonexistent/dir/x.zip")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "the folder /nonexistent/dir does not exist" in result.stderr
