@@ -179,3 +179,19 @@ def test_a_restarted_run_takes_its_place_by_submission_in_the_queue(home):
     b = home.wait(second, "completed", "failed", timeout=60)
     assert a["status"] == b["status"] == "completed"
     assert a["attempts"][1]["started_at"] < b["started_at"]  # attempt 2 went before "second"
+
+
+def test_a_run_halted_before_it_started_resumes(home):
+    # its files waited in the run store: resume said they were "no longer kept"
+    model = home.model("wait", {"t.py": ""})
+    blocker = home.submit(model, home.manifest("sleep 60", name="blocker"))
+    home.wait(blocker, "running")
+    waiting = home.submit(model, home.manifest("echo resumed", name="waiting"))
+    assert home.show(waiting)["status"] == "pending"
+    home.cli("halt", waiting, check=True)
+    assert home.wait(waiting, "halted")["status_message"] == "halted before it started"
+    resumed = home.cli("resume", waiting)
+    assert resumed.returncode == 0, resumed.stderr
+    home.cli("halt", blocker, check=True)
+    run = home.wait(waiting, "completed", "failed", timeout=60)
+    assert run["status"] == "completed" and "resumed" in log(home, waiting)

@@ -1418,11 +1418,11 @@ class RunManager:
             raise Refusal(
                 409, f"run {model_id} is {run.status}: only a halted or failed run resumes"
             )
-        run_dir = self.run_dir(model_id)
+        # a run halted before it started: its files still wait in the run store
         missing = [
             name
             for name in (LEARNER_FILE, DEFINITION_FILE, MANIFEST_FILE)
-            if not os.path.exists(os.path.join(run_dir, name))
+            if not os.path.exists(self.run_file(model_id, name))
         ]
         if missing:
             raise Refusal(
