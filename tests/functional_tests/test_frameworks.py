@@ -123,6 +123,16 @@ def test_an_unsupported_framework_is_c104_at_validate_and_at_submit(home):
     ]
     table = home.cli("frameworks", check=True).stdout
     assert re.search(r"pytorch\s+2\.4, 2\.5\s+host", table) and "1 framework in" in table
+    # the catalogue moved away, then back as it was (its time too, as `cp -p` of a backup
+    # does): submissions are taken again, not refused until the file is touched
+    catalogue = Path(home.env["TRAINUI_FRAMEWORKS"])
+    saved = catalogue.with_suffix(".saved")
+    catalogue.rename(saved)
+    time.sleep(1.1)  # the service looks again at most every second
+    assert home.cli("train", str(model), str(good)).returncode == 1  # no catalogue: refused
+    saved.rename(catalogue)
+    time.sleep(1.1)
+    home.wait(home.submit(model, good), "completed")
 
 
 def test_without_a_catalogue_every_framework_runs_on_the_host(home, tmp_path):

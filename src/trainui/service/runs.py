@@ -282,6 +282,8 @@ class RunManager:
         except OSError:
             mtime = None
         if mtime == (self._catalogue.mtime if self._catalogue.present else None):
+            # the good one is back as it was (a backup restored with its time): fine again
+            self._catalogue_problem = None
             return self._catalogue
         try:
             self._catalogue = frameworks.load(self.settings.environ)
