@@ -113,10 +113,15 @@ class Catalogue:
         }
 
     def find(self, name: str, version: str) -> Framework | None:
-        """The entry a manifest's framework runs with; None when unsupported. Without a
-        catalogue, nothing is found and nothing is refused (check says so)."""
-        for framework in self.frameworks:
-            if framework.name.lower() == name.strip().lower() and framework.supports(version):
+        """The entry a manifest's framework runs with; None when unsupported. An entry that
+        names the version as it is wins over a pattern (``"*"``, ``"2.*"``) of an earlier one.
+        Without a catalogue, nothing is found and nothing is refused (check says so)."""
+        named = [f for f in self.frameworks if f.name.lower() == name.strip().lower()]
+        exact = [f for f in named if version in f.versions and _plain(version)]
+        if exact:
+            return exact[0]
+        for framework in named:
+            if framework.supports(version):
                 return framework
         return None
 
@@ -279,7 +284,12 @@ def _entry(entry, index: int, line: int, where: str, problems: list[str]) -> Fra
         problems.append(f'{where}: versions is required: a list, e.g. versions = ["2.4", "2.5"]')
     else:
         for v in raw_versions:
-            if isinstance(v, bool) or not isinstance(v, (str, int, float)) or not str(v).strip():
+            if isinstance(v, float):  # TOML reads 1.20 as the number 1.2: the text is lost
+                problems.append(
+                    f"{where}: versions: {v!r} is a number (1.20 would read 1.2): write it in "
+                    f'quotes, "{v}"'
+                )
+            elif isinstance(v, bool) or not isinstance(v, (str, int)) or not str(v).strip():
                 problems.append(f"{where}: versions: {v!r} is not a version")
             else:
                 versions.append(str(v).strip())

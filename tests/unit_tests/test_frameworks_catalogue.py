@@ -172,3 +172,20 @@ def test_c104_points_at_the_version_when_the_name_is_supported():
     why, line, column = problem("pytorh", "2.4")
     assert (line, column) == (4, 11) and "did you mean pytorch?" in why
     assert problem("tensorflow", "2.16") is None
+
+
+def test_a_version_named_as_it_is_wins_over_an_earlier_pattern_and_numbers_are_refused():
+    both = frameworks.Catalogue(
+        "/etc/f.toml",
+        parse(
+            b'[[framework]]\nname = "tensorflow"\nversions = ["*"]\nruntime = "host"\n\n'
+            b'[[framework]]\nname = "tensorflow"\nversions = ["2.16"]\nruntime = "venv"\n'
+            b'path = "/opt/envs/tf-{version}"\n',
+            "/etc/f.toml",
+        ),
+    )
+    assert both.find("tensorflow", "2.16").runtime == "venv"
+    assert both.find("tensorflow", "2.15").runtime == "host"
+    found = problems(b'[[framework]]\nname = "numpy"\nversions = [1.20]\nruntime = "host"\n')
+    assert any('versions: 1.2 is a number (1.20 would read 1.2): write it in quotes' in p
+               for p in found), found  # fmt: skip
