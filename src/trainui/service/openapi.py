@@ -309,6 +309,8 @@ def _errors(*codes: int) -> dict:
     words = {
         400: "the request is refused: every problem listed",
         401: "no token, or a wrong or revoked one",
+        403: "not this user's to do: an admin's (the hooks), or a folder of the box a remote "
+        "user may not name as a local bucket",
         404: "no such run (or another user's)",
         409: "the run has already ended",
         413: "the upload is larger than the limit",
@@ -345,7 +347,7 @@ def _add_experiments(document: dict) -> None:
             "requestBody": paths["/v3/models"]["post"]["requestBody"],
             "responses": {
                 "201": _json(_EXPERIMENT_ACCEPTED, "the experiment and its runs are accepted"),
-                **_errors(400, 413, 503, 507),
+                **_errors(400, 403, 413, 503, 507),
                 **auth,
             },
         },
@@ -524,7 +526,7 @@ def _runs_document() -> dict:
                             "the run is accepted (a manifest with experiment: is an "
                             "experiment: its ID and its runs')",
                         ),
-                        **_errors(400, 413, 503, 507),
+                        **_errors(400, 403, 413, 503, 507),
                         **auth,
                     },
                 },
@@ -851,6 +853,7 @@ def _runs_document() -> dict:
                             },
                             "each hook: {hook, to, ok, problem}",
                         ),
+                        **_errors(403),
                         **auth,
                     },
                 }
