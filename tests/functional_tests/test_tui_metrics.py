@@ -205,7 +205,8 @@ async def test_a_run_training_draws_its_points_as_they_come(trained, tmp_path):
             return len(series) if series is not None else 0
 
         await until(pilot, lambda: points() == 30, what="the first 30 points")
-        assert "step 29" in text(app)  # drawn while it trains, not only at its end
+        # drawn while it trains, not only at its end
+        await until(pilot, lambda: "step 29" in text(app), what="the first 30 drawn")
         (trained.path / "runs" / model_id / "work" / "data" / "go").touch()
         await until(pilot, lambda: points() == 60, what="the last 30 points")
         series = view.series[(model_id, "loss")]
