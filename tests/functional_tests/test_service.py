@@ -307,3 +307,13 @@ async def test_the_async_client_imports_nothing_per_request(home):
         finally:
             sys.meta_path.remove(imports)
     assert imports.asked == []
+
+
+async def test_a_status_filter_that_names_no_state_is_refused_not_an_empty_list(home):
+    home.cli("list", check=True)
+    async with Client(home=str(home.path), environ=home.env) as client:
+        answer = await client.http.get("/v3/models", params={"status": "runing"})
+        assert answer.status_code == 400
+        assert answer.json()["message"].startswith("status: 'runing' is not a state; the states:")
+        good = await client.http.get("/v3/models", params={"status": "running,pending"})
+        assert good.status_code == 200 and good.json() == {"models": [], "count": 0}

@@ -21,7 +21,7 @@ from starlette.routing import Route
 
 from trainui import __version__
 from trainui.core.lifecycle import Run
-from trainui.core.runs import DEFINITION_FILE, FINAL_STATES, LOG_FILE, MANIFEST_FILE
+from trainui.core.runs import DEFINITION_FILE, FINAL_STATES, LOG_FILE, MANIFEST_FILE, STATES
 from trainui.core.urls import mask_urls
 from trainui.gpu import GpuMonitor, off_snapshot, owner_by_process_tree
 from trainui.service.auth import TokenError, Tokens, User
@@ -221,6 +221,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
 
     async def list_runs(request: Request) -> Response:
         q = request.query_params
+        _states(q.get("status"))
         limit = _int(q.get("limit"), "limit", minimum=0)
         offset = _int(q.get("offset"), "offset", minimum=0) or 0
         user = _user(request)
@@ -735,6 +736,16 @@ def _environment(field) -> dict[str, str]:
     if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
         raise Refusal(400, "the environment field must map names to text", "C101")
     return env
+
+
+def _states(value: str | None) -> None:
+    """``status=a,b``: each one a state (a misspelt one would list nothing, silently)."""
+    for state in (value or "").split(","):
+        if state.strip() and state.strip() not in STATES:
+            raise Refusal(
+                400, f"status: '{state.strip()[:40]}' is not a state; the states: "
+                + ", ".join(STATES)
+            )  # fmt: skip
 
 
 def _int(value: str | None, name: str, minimum: int | None = None) -> int | None:

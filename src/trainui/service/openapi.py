@@ -537,7 +537,9 @@ def _runs_document() -> dict:
                             "name": "status",
                             "in": "query",
                             "schema": {"type": "string"},
-                            "description": "only these states, comma-separated",
+                            "description": "only these states, comma-separated (pending, "
+                            "restarting, downloading, running, storing, completed, failed, "
+                            "halted); another word is refused (400)",
                         },
                         {
                             "name": "experiment",
