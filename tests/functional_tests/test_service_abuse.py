@@ -287,6 +287,45 @@ def test_a_deeply_nested_environment_field_is_refused_with_a_sentence(remote):
     assert remote.cli("alice", "list").returncode == 0  # and the service goes on
 
 
+def test_check_follow_and_a_manifest_over_the_limit_say_what_is_wrong(remote):
+    manifest = remote.home.manifest("echo hi").read_bytes()
+    for fields, said in (
+        ({"environment": "{}", "check": "bogus"}, "check: expected true or false, not 'bogus'"),
+        ({"environment": "{}"}, None),  # check left out: true
+    ):
+        body, content_type = multipart_submission(_zip({"t.py": b""}), manifest, fields)
+        response = httpx.post(
+            f"{remote.url}/v3/models",
+            content=body,
+            headers={**auth(remote, "alice"), "Content-Type": content_type},
+            timeout=30,
+        )
+        if said is None:
+            assert response.status_code == 201, response.text
+            model_id = response.json()["model_id"]
+        else:
+            assert response.status_code == 400 and response.json()["message"] == said
+    follow = httpx.get(
+        f"{remote.url}/v3/models/{model_id}/logs",
+        params={"follow": "maybe"},
+        headers=auth(remote, "alice"),
+        timeout=30,
+    )
+    assert follow.status_code == 400
+    assert follow.json()["message"] == "follow: expected true or false, not 'maybe'"
+    # two MiB of manifest: the service reads one byte past the most, and says so
+    big = manifest + b"#" * (2 << 20)
+    body, content_type = multipart_submission(_zip({"t.py": b""}), big)
+    response = httpx.post(
+        f"{remote.url}/v3/models",
+        content=body,
+        headers={**auth(remote, "alice"), "Content-Type": content_type},
+        timeout=30,
+    )
+    assert response.status_code == 400
+    assert "is over 1 MiB, the most a manifest may be" in response.text, response.text
+
+
 # ------------------------------------------------------------------------------- uploads
 
 

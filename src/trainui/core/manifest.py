@@ -393,10 +393,11 @@ def parse_manifest_bytes(
 ) -> ManifestReport:
     """Decode manifest bytes (UTF-8, or UTF-16 with a byte-order mark) and check them."""
     if len(raw) > MAX_MANIFEST_BYTES:
-        return _file_problem(
-            filename,
-            f"is {_human(len(raw))}; a manifest may be at most {_human(MAX_MANIFEST_BYTES)}",
-        )
+        # the service reads one byte more than the most, not the rest: its size is unknown
+        most = _human(MAX_MANIFEST_BYTES)
+        if len(raw) == MAX_MANIFEST_BYTES + 1:
+            return _file_problem(filename, f"is over {most}, the most a manifest may be")
+        return _file_problem(filename, f"is {_human(len(raw))}; a manifest may be at most {most}")
     if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
         try:
             text = raw.decode("utf-16")

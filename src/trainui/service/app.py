@@ -179,7 +179,10 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         environment = _environment(form.get("environment"))
         report = manager.check_manifest(manifest_bytes, environment)
         manager.check_local_paths(report.manifest, _user(request))
-        if form.get("check", "true") != "false":
+        check = form.get("check", "true")
+        if check not in ("true", "false"):
+            raise Refusal(400, f"check: expected true or false, not {str(check)[:40]!r}")
+        if check == "true":
             stores = (report.manifest.data, report.manifest.results)
             if all(store.type == "local" for store in stores):
                 # a few system calls: a thread's wake-up would cost more (milliseconds
@@ -314,7 +317,10 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         model_id = request.path_params["model_id"]
         run = manager.get(model_id, _user(request))
         q = request.query_params
-        follow = q.get("follow", "false").lower() in ("1", "true", "yes")
+        said = q.get("follow", "false").lower()
+        if said not in ("0", "1", "true", "false", "yes", "no"):
+            raise Refusal(400, f"follow: expected true or false, not {said[:40]!r}")
+        follow = said in ("1", "true", "yes")
         offset = _int(q.get("offset"), "offset") or 0
         limit = _int(q.get("limit"), "limit", minimum=0)
         path = os.path.join(manager.run_dir(model_id), LOG_FILE)
