@@ -267,17 +267,22 @@ def _zip(files: dict[str, bytes], compression: int = zipfile.ZIP_DEFLATED) -> by
     return buffer.getvalue()
 
 
+def _post(remote, body: bytes, content_type: str) -> httpx.Response:
+    """A submission's body (``multipart_submission``) posted as alice."""
+    return httpx.post(
+        f"{remote.url}/v3/models",
+        content=body,
+        headers={**auth(remote, "alice"), "Content-Type": content_type},
+        timeout=30,
+    )
+
+
 def test_a_deeply_nested_environment_field_is_refused_with_a_sentence(remote):
     manifest = remote.home.manifest("echo hi").read_bytes()
     deep = "[" * 200_000 + "]" * 200_000
     for fields in ({"environment": deep}, {"environment": '{"A": ' + deep + "}"}):
         body, content_type = multipart_submission(_zip({"t.py": b""}), manifest, fields)
-        response = httpx.post(
-            f"{remote.url}/v3/models",
-            content=body,
-            headers={**auth(remote, "alice"), "Content-Type": content_type},
-            timeout=30,
-        )
+        response = _post(remote, body, content_type)
         assert response.status_code == 400, response.text
         assert response.json()["error_code"] == "C101"
         assert response.json()["message"] in (
@@ -294,12 +299,7 @@ def test_check_follow_and_a_manifest_over_the_limit_say_what_is_wrong(remote):
         ({"environment": "{}"}, None),  # check left out: true
     ):
         body, content_type = multipart_submission(_zip({"t.py": b""}), manifest, fields)
-        response = httpx.post(
-            f"{remote.url}/v3/models",
-            content=body,
-            headers={**auth(remote, "alice"), "Content-Type": content_type},
-            timeout=30,
-        )
+        response = _post(remote, body, content_type)
         if said is None:
             assert response.status_code == 201, response.text
             model_id = response.json()["model_id"]
@@ -316,12 +316,7 @@ def test_check_follow_and_a_manifest_over_the_limit_say_what_is_wrong(remote):
     # two MiB of manifest: the service reads one byte past the most, and says so
     big = manifest + b"#" * (2 << 20)
     body, content_type = multipart_submission(_zip({"t.py": b""}), big)
-    response = httpx.post(
-        f"{remote.url}/v3/models",
-        content=body,
-        headers={**auth(remote, "alice"), "Content-Type": content_type},
-        timeout=30,
-    )
+    response = _post(remote, body, content_type)
     assert response.status_code == 400
     assert "is over 1 MiB, the most a manifest may be" in response.text, response.text
 

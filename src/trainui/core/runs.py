@@ -131,6 +131,11 @@ METRICS_MARKER = "@@trainui-metrics:"
 DEFAULT_LOG_MAX_BYTES = 1 << 30
 
 
+def within(path: str, top: str) -> bool:
+    """Is ``path`` (normalised) ``top`` or under it?"""
+    return path == top or path.startswith(top.rstrip(os.sep) + os.sep)
+
+
 def write_json_atomic(path: str, data: dict | bytes, mode: int = 0o644) -> None:
     """Replace ``path`` with ``data`` (an object, or its JSON already encoded) so that readers
     never see a half-written file. When it fails (a full disk), ``path`` is left as it was and

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
-from trainui.core.runs import METRICS_FILE
+from trainui.core.runs import METRICS_FILE, within
 
 TYPES = ("jsonl", "tensorboard", "log")
 DEFAULT_SOURCE = {"type": "jsonl", "in": "$LOG_DIR/metrics.jsonl"}
@@ -128,11 +128,6 @@ def open_beneath(root: str, path: str) -> int:
         os.close(fd)
         raise OSError(errno.EINVAL, "not a regular file", path)
     return fd
-
-
-def inside(root: str, path: str) -> bool:
-    """Is ``path`` (normalised) ``root`` or under it?"""
-    return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
 class LineFollower:
@@ -437,7 +432,7 @@ def open_sources(
     for spec in specs:
         kind = spec.get("type")
         where = spec.get("in")
-        if where and kind in TYPES and not inside(root, expand(where, variables, base)):
+        if where and kind in TYPES and not within(expand(where, variables, base), root):
             tally.say(f"the {kind} source {where} is outside the run's folders: not read")
             continue
         if kind == "jsonl":

@@ -51,6 +51,7 @@ from trainui.core.runs import (
     new_run_id,
     read_json,
     utc_now,
+    within,
     write_json_atomic,
 )
 from trainui.core.shared import shared
@@ -459,8 +460,8 @@ class RunManager:
             if not path:
                 continue
             real = os.path.realpath(os.path.expanduser(path))
-            named = any(_within(real, top) for top in allowed)
-            if not named or (_within(real, home) and not _within(real, buckets)):
+            named = any(within(real, top) for top in allowed)
+            if not named or (within(real, home) and not within(real, buckets)):
                 raise Refusal(
                     403,
                     f"the {role} bucket's path {path} is not a folder remote users may name: "
@@ -1271,7 +1272,7 @@ class RunManager:
             if run.model_id in self._halt_asked:
                 # halted as its attempt was failing: a halt is never restarted (SPEC §11)
                 self._halt_asked.discard(run.model_id)
-                if self._restart(run, new, dry=True):
+                if self._restartable(run, new):
                     new = msgspec.structs.replace(
                         new, status_message=f"{new.status_message}; halted by request: not "
                         "restarted"
@@ -1302,20 +1303,22 @@ class RunManager:
             self._refresh_gpu_roots()
         return ended
 
-    def _restart(self, run: Run, ended: Run, dry: bool = False):
-        """``run`` (as it was) restarting, when ``ended`` (how its attempt ended) failed for a
-        reason that restarts it and it has restarts left (SPEC §11); else None (``dry``: only
-        whether it would, True or None). Its attempt is kept in ``attempts``; it waits its
-        back-off, then the queue at its place by submission (``schedule``)."""
-        if (
-            ended.status != FAILED
-            or ended.error_code not in RESTARTABLE
-            or run.attempt > run.max_restarts
-            or run.deleted
-        ):
+    def _restartable(self, run: Run, ended: Run) -> bool:
+        """Does ``ended`` (how ``run``'s attempt ended) fail for a reason that restarts it,
+        with restarts left (SPEC §11)?"""
+        return (
+            ended.status == FAILED
+            and ended.error_code in RESTARTABLE
+            and run.attempt <= run.max_restarts
+            and not run.deleted
+        )
+
+    def _restart(self, run: Run, ended: Run) -> Run | None:
+        """``run`` (as it was) restarting, when its attempt ended restartable (``ended``);
+        else None. Its attempt is kept in ``attempts``; it waits its back-off, then the queue
+        at its place by submission (``schedule``)."""
+        if not self._restartable(run, ended):
             return None
-        if dry:
-            return True
         record = _attempt_record(msgspec.structs.replace(ended, attempt=run.attempt))
         delay = min(self.settings.restart_backoff * 2 ** (run.attempt - 1), MAX_BACKOFF)
         following = run.attempt + 1
@@ -1606,10 +1609,6 @@ def _learner_spec(model_id: str, manifest: Manifest, home: str, settings, now: s
         # read from the manifest here, once: the learner then parses no YAML
         "evaluation_metrics": [source.as_spec() for source in manifest.metrics],
     }
-
-
-def _within(path: str, top: str) -> bool:
-    return path == top or path.startswith(top.rstrip("/") + "/")
 
 
 def _store_types(run: Run) -> frozenset[str]:
