@@ -145,6 +145,41 @@ def test_without_a_catalogue_every_framework_runs_on_the_host(home, tmp_path):
     assert run["framework"] == {"name": "caffe", "version": "1"}
 
 
+def test_a_run_whose_framework_left_the_catalogue_while_it_waited_fails_with_its_log(home):
+    """Accepted, then the box's owner drops its framework version before it starts: C104 at
+    start, said in its log, which is stored in the results bucket as for any failed run."""
+    home.env["TRAINUI_CPU_SLOTS"] = "1"
+    catalogue = write_catalogue(
+        home,
+        """\
+        [[framework]]
+        name = "pytorch"
+        versions = ["2.4", "2.5"]
+        runtime = "host"
+        """,
+    )
+    model = home.model("left", {"t.py": ""})
+    blocker = home.submit(model, framework_manifest(home, "sleep 60", "pytorch", "2.4"))
+    home.wait(blocker, "running")
+    waiting = home.submit(model, framework_manifest(home, "echo trained", "pytorch", "2.5"))
+    assert home.show(waiting)["status"] == "pending"
+    catalogue.write_text(catalogue.read_text().replace('["2.4", "2.5"]', '["2.4"]'))
+    time.sleep(1.1)  # the service looks again at most every second
+    home.cli("halt", blocker, check=True)
+    run = home.wait(waiting, "failed")
+    assert "C104" in json.dumps(run) and "2.5" in run["status_message"], run
+    stored = home.buckets / "results" / waiting
+    deadline = time.monotonic() + 30
+    while not (stored / "training-log.txt").exists():
+        assert time.monotonic() < deadline, sorted(stored.parent.rglob("*"))
+        time.sleep(0.1)
+    said = home.cli("logs", waiting, check=True).stdout
+    assert "trainui: failed (C104):" in said and "trained" not in said
+    assert "trainui: failed (C104):" in (stored / "training-log.txt").read_text()
+    status = json.loads((stored / "training-status.json").read_text())
+    assert status["status"] == "failed", status
+
+
 def test_a_broken_catalogue_stops_the_service_from_starting_with_every_error_located(home):
     path = write_catalogue(
         home,

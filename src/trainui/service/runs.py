@@ -973,7 +973,8 @@ class RunManager:
             spec["home"] = self.home  # where it is now (a home may have moved since submit)
             why, spec["runtime"] = self._runtime_spec(run)
             if why is not None:  # the catalogue changed since the run was accepted
-                self._finish(run, FAILED, why, "C104")
+                # its log says why, stored with its manifest as for any failed run
+                self._store_what_is_left(self._finish(run, FAILED, why, "C104"))
                 return
             spec["attempt"], spec["max_restarts"] = run.attempt, run.max_restarts
             self._restart_due.pop(run.model_id, None)
@@ -984,7 +985,8 @@ class RunManager:
             if disk_full(error):
                 self._wait_for_space(run, error)
             elif isinstance(error, OSError):
-                self._finish(run, FAILED, f"the learner could not be started: {error}", "S300")
+                why = f"the learner could not be started: {error}"
+                self._store_what_is_left(self._finish(run, FAILED, why, "S300"))
             else:
                 raise
             return
