@@ -167,12 +167,16 @@ def cmd_frameworks(args: argparse.Namespace) -> int:
         )
     entries = answer.get("frameworks") or []
     if answer.get("catalogue") is None:
-        from trainui.frameworks import catalogue_path
+        where = answer.get("looked_in")  # the service's path (a service before 0.1 said none)
+        if not where:
+            from trainui.frameworks import catalogue_path
 
+            where = catalogue_path(os.environ)
         print(
             "No frameworks catalogue: every framework runs on the host, with the service's "
-            f"environment.\nWrite one in {catalogue_path(os.environ)} (or TRAINUI_FRAMEWORKS) "
-            "to choose a container, venv or conda environment per framework and version."
+            f"environment.\nWrite one in {where} on the service's machine (or name it in its "
+            "TRAINUI_FRAMEWORKS) to choose a container, venv or conda environment per "
+            "framework and version."
         )
         return EXIT_OK
     rows = [

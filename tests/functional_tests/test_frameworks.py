@@ -140,6 +140,12 @@ def test_without_a_catalogue_every_framework_runs_on_the_host(home, tmp_path):
     out = home.cli("frameworks", check=True).stdout
     assert out.startswith("No frameworks catalogue: every framework runs on the host")
     assert str(tmp_path / "config" / "trainui" / "frameworks.toml") in out
+    # the path is the service's, not this command's (a laptop's, for a remote service)
+    json_out = json.loads(home.cli("frameworks", "--json", check=True).stdout)
+    assert json_out["looked_in"] == str(tmp_path / "config" / "trainui" / "frameworks.toml")
+    elsewhere = home.cli("frameworks", check=True, XDG_CONFIG_HOME=str(tmp_path / "laptop")).stdout
+    assert str(tmp_path / "config" / "trainui" / "frameworks.toml") in elsewhere
+    assert "laptop" not in elsewhere
     model = home.model("any", {"t.py": ""})
     run = home.wait(home.submit(model, framework_manifest(home, "true", "caffe", "1")), "completed")
     assert run["framework"] == {"name": "caffe", "version": "1"}

@@ -833,6 +833,11 @@ def _runs_document() -> dict:
                                         },
                                     },
                                     "message": {"type": "string"},
+                                    "looked_in": {
+                                        "type": "string",
+                                        "description": "catalogue null: where the service "
+                                        "reads one",
+                                    },
                                     "problem": {"type": "string"},
                                 },
                             },

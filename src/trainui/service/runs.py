@@ -294,7 +294,10 @@ class RunManager:
         return self._catalogue
 
     def frameworks_json(self) -> dict:
-        out = self.catalogue().describe()
+        catalogue = self.catalogue()
+        out = catalogue.describe()
+        if not catalogue.present:  # where the service reads one (not the client's machine)
+            out["looked_in"] = frameworks.catalogue_path(self.settings.environ)
         if self._catalogue_problem:
             out["problem"] = self._catalogue_problem
         return out
