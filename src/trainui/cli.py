@@ -1226,7 +1226,19 @@ def cmd_token(args: argparse.Namespace) -> int:
     from trainui.config import ensure_home, home_dir
     from trainui.service.auth import TokenError, Tokens
 
-    tokens = Tokens(ensure_home(home_dir()))
+    home = home_dir()
+    if getattr(args, "url", None):  # tokens are the files of a home: there is no remote way
+        raise UserError(
+            f"token manages the tokens of the service on this machine (its home {home}), not "
+            "one at --url: run it on the service's machine (e.g. ssh BOX trainui token list)",
+            EXIT_USAGE,
+        )
+    if os.environ.get("TRAINUI_URL"):
+        print(
+            f"note: the tokens of the home {home} on this machine, not of TRAINUI_URL's service",
+            file=sys.stderr,
+        )
+    tokens = Tokens(ensure_home(home))
     try:
         if args.action == "add":
             token = tokens.add(args.name, admin=args.admin, unix_user=args.unix_user)

@@ -128,6 +128,11 @@ def test_a_revoked_token_stops_working_at_once(remote):
     listed = remote.home.cli("token", "list", check=True).stdout
     assert "alice" in listed and "bob" not in listed and "root" in listed
     assert "tui_" not in listed  # never the tokens themselves
+    # token manages this machine's home: aimed at a service elsewhere, it says so, not
+    # listing this machine's tokens as if they were that service's
+    aimed = remote.home.cli("--url", remote.url, "token", "list")
+    assert aimed.returncode == 2 and "run it on the service's machine" in aimed.stderr
+    assert "alice" not in aimed.stdout
 
 
 def test_users_see_only_their_own_runs_and_admins_see_all(remote):
