@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
 from pathlib import Path
@@ -72,3 +73,57 @@ def test_a_home_of_a_newer_trainui_is_refused_in_a_sentence(home):
     refused = home.cli("serve", "--no-tcp")
     assert refused.returncode != 0
     assert "written by a newer trainui" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_control_characters_kept_by_an_older_trainui_are_escaped_on_upgrade(home):
+    """Before stop 27, a name or a parameter value could hold an escape sequence, which then
+    rewrote the terminal of whoever listed the runs (the TUI's too). A home of schema 4 with
+    such records opens with them written as \\xNN; a description keeps its line ends."""
+    model = home.model("m", {"train.py": "print(1)\n"})
+    sweep = home.manifest("echo $LR", name="sweep")
+    sweep.write_text(
+        sweep.read_text() + "experiment:\n  method: grid\n  parameters:\n    LR: [a, b]\n"
+    )
+    out = home.cli("train", str(model), str(sweep), check=True).stdout
+    experiment_id = re.search(r"experiment-\w+", out).group()
+    model_id = re.findall(r"training-\w+", out)[0]
+    home.wait(model_id, "completed", "failed")
+    home.kill_service()
+    db = sqlite3.connect(home.path / "runs.db")
+    evil = "x\x1b[2J\x1b[31mred"
+    db.execute("PRAGMA user_version = 4")  # as stop 26 left it
+    db.execute(
+        "UPDATE runs SET name = ?, description = ?, parameters = ? WHERE model_id = ?",
+        (evil, "two\nlines\x07", json.dumps({"LR": evil}), model_id),
+    )
+    (spec,) = db.execute(
+        "SELECT spec FROM experiments WHERE experiment_id = ?", (experiment_id,)
+    ).fetchone()
+    spec = json.loads(spec)
+    spec["name"], spec["parameters"]["LR"]["values"][0] = evil, evil
+    db.execute(
+        "UPDATE experiments SET name = ?, spec = ? WHERE experiment_id = ?",
+        (evil, json.dumps(spec), experiment_id),
+    )
+    db.commit()
+    db.close()
+    shown = "x\\x1b[2J\\x1b[31mred"
+    texts = [
+        home.cli(*words, check=True).stdout
+        for words in (
+            ("list",),
+            ("show", model_id),
+            ("list", "experiments"),
+            ("show", "experiment", experiment_id),
+        )
+    ]
+    for text in texts:
+        assert "\x1b" not in text and shown in text, text
+    run = home.show(model_id)
+    assert (run["name"], run["parameters"], run["description"]) == (
+        shown, {"LR": shown}, "two\nlines\\x07",
+    )  # fmt: skip
+    after = sqlite3.connect(home.path / "runs.db")
+    assert after.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    after.close()
+    assert (home.path / "runs.db.v4").exists()

@@ -93,7 +93,73 @@ def _v4_attempts(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN attempts")
 
 
-MIGRATIONS = [_v1_runs_and_unwritten, _v2_metrics, _v3_experiments, _v4_attempts]
+_ESCAPED = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
+_ESCAPED_MULTILINE = {c: e for c, e in _ESCAPED.items() if c not in (0x09, 0x0A)}
+
+
+def _escaped(value, table: dict[int, str] = _ESCAPED):
+    """``value`` with its control characters written as ``\\xNN``; in a list or an object, its
+    texts and keys alike."""
+    if isinstance(value, str):
+        return value if value.isprintable() else value.translate(table)
+    if isinstance(value, list):
+        return [_escaped(v, table) for v in value]
+    if isinstance(value, dict):
+        return {_escaped(k, table): _escaped(v, table) for k, v in value.items()}
+    return value
+
+
+def _v5_no_control_characters(db: sqlite3.Connection) -> None:
+    """Names, descriptions and parameters have refused control characters since stop 27 (an
+    escape sequence in a run's name rewrote the terminal of whoever listed it, the TUI's
+    too); those recorded before are written as ``\\xNN`` (a description keeps its tabs and
+    line ends)."""
+
+    def changed(row: tuple, columns: tuple[str, ...], tables: tuple) -> tuple | None:
+        new, differs = [], False
+        for value, column, table in zip(row, columns, tables, strict=True):
+            if value is not None and column in ("parameters", "spec"):
+                parsed = json.loads(value)
+                escaped = _escaped_json(parsed, column)
+                new.append(json.dumps(escaped) if escaped != parsed else value)
+                differs = differs or escaped != parsed
+            else:
+                new.append(_escaped(value, table))
+                differs = differs or new[-1] != value
+        return tuple(new) if differs else None
+
+    for table_name, key, columns, tables in (
+        ("runs", "model_id", ("name", "description", "parameters"),
+         (_ESCAPED, _ESCAPED_MULTILINE, _ESCAPED)),
+        ("experiments", "experiment_id", ("name", "spec"), (_ESCAPED, _ESCAPED)),
+    ):  # fmt: skip
+        query = f"SELECT {key}, {', '.join(columns)} FROM {table_name}"
+        for row_key, *row in db.execute(query).fetchall():
+            new = changed(tuple(row), columns, tables)
+            if new is not None:
+                assignments = ", ".join(f"{c} = ?" for c in columns)
+                db.execute(
+                    f"UPDATE {table_name} SET {assignments} WHERE {key} = ?", (*new, row_key)
+                )
+
+
+def _escaped_json(value, column: str):
+    """A run's parameters (names and values), or an experiment's spec: its name, its
+    parameters' names and values and its objective's metric; never anything else of it."""
+    if column == "parameters" or not isinstance(value, dict):
+        return _escaped(value)
+    spec = dict(value)
+    for key in ("name", "parameters"):
+        if key in spec:
+            spec[key] = _escaped(spec[key])
+    if isinstance(spec.get("objective"), dict):
+        spec["objective"] = _escaped(spec["objective"])
+    return spec
+
+
+MIGRATIONS = [
+    _v1_runs_and_unwritten, _v2_metrics, _v3_experiments, _v4_attempts, _v5_no_control_characters,
+]  # fmt: skip
 
 
 class StoreTooNew(Exception):
