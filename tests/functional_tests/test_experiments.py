@@ -349,6 +349,36 @@ def test_a_run_that_crashed_with_the_best_value_is_not_the_experiments_best(home
     assert "Objective      accuracy (minimize); no run has reported accuracy" in shown, shown
 
 
+def test_the_objective_ranks_runs_that_wrote_a_hundred_metrics_before_it(home):
+    """Per-layer statistics first, the loss last: a run's record sums up its first hundred
+    metrics, and its objective too, wherever it came."""
+    model = home.model("layers", {"t.py": """\
+        import json, os
+        v = float(os.environ["v"])
+        line = {"step": 1, **{f"grad/layer{i}": 0.1 for i in range(120)}, "val_loss": v}
+        with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "w") as f:
+            f.write(json.dumps(line) + "\\n")
+        """})  # fmt: skip
+    manifest = sweep_manifest(
+        home,
+        "python3 t.py",
+        """\
+        method: grid
+        parameters: {v: [0.3, 0.1, 0.2]}
+        objective: {metric: val_loss}
+        """,
+    )
+    experiment_id, _runs = train(home, model, manifest)
+    e = wait_ended(home, experiment_id)
+    assert [r["parameters"]["v"] for r in e["runs"]] == [0.1, 0.2, 0.3], e["runs"]
+    best = next(r for r in e["runs"] if r["parameters"]["v"] == 0.1)
+    assert e["best"]["model_id"] == best["model_id"] and e["best"]["value"] == 0.1
+    run = home.show(best["model_id"])
+    assert len(run["metrics"]) == 101 and run["metrics"]["val_loss"]["last"] == 0.1
+    listed = json.loads(home.cli("list", "experiments", "--json", check=True).stdout)
+    assert listed[0]["best"]["value"] == 0.1
+
+
 def test_the_data_bucket_is_staged_once_for_all_runs_of_an_experiment(home, s3_server):
     home.env["TRAINUI_CPU_SLOTS"] = "3"
     files = {f"part-{i}.csv": f"{i}," * 50_000 for i in range(3)}

@@ -30,6 +30,7 @@ stalling its event loop); ended runs only when asked, kept in a small LRU.
 from __future__ import annotations
 
 import bisect
+import itertools
 import math
 import os
 import time
@@ -215,15 +216,18 @@ class MetricsIndex:
     def summary(self) -> list[dict]:
         return [{"name": name, **s.summary()} for name, s in self.series.items()]
 
-    def record(self) -> dict | None:
+    def record(self, also: str | None = None) -> dict | None:
         """The run record's ``metrics``: ``{name: {last, step, min, max, steps}}`` of the
-        first ``RECORD_METRICS`` metrics, or None when there is none."""
+        first ``RECORD_METRICS`` metrics, and of ``also`` (its experiment's objective, which
+        ranks it) wherever it came; None when there is none."""
         if not self.series:
             return None
+        names = list(itertools.islice(self.series, RECORD_METRICS))
+        if also is not None and also in self.series and also not in names:
+            names.append(also)
         out = {}
-        for name, s in self.series.items():
-            if len(out) >= RECORD_METRICS:
-                break
+        for name in names:
+            s = self.series[name]
             out[name] = {
                 "last": s.values[-1], "step": s.steps[-1], "min": s.min, "max": s.max,
                 "steps": len(s.steps),

@@ -79,8 +79,8 @@ _RUN = {
         },
         "metrics": {
             "type": ["object", "null"],
-            "description": "each metric's summary (the first 100 metrics written), null when "
-            "the run has none",
+            "description": "each metric's summary (the first 100 metrics written, and the "
+            "objective of the run's experiment wherever it came), null when the run has none",
             "additionalProperties": {
                 "type": "object",
                 "required": ["last", "step", "min", "max", "steps"],

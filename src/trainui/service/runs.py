@@ -1122,6 +1122,13 @@ class RunManager:
                 if run.experiment_id:
                     self._early_stop(run, index)
 
+    def _objective(self, run: Run) -> str | None:
+        """The metric that ranks the run in its experiment (kept in its record, however many
+        metrics came before it); None outside an experiment or without an objective."""
+        record = self.experiments.get(run.experiment_id) if run.experiment_id else None
+        objective = record.spec.get("objective") if record is not None else None
+        return objective.get("metric") if objective else None
+
     def _early_stopping(self, experiment_id: str | None) -> tuple[dict, str, str] | None:
         """The experiment's ``early_stopping``, objective metric and goal, when it has both."""
         record = self.experiments.get(experiment_id) if experiment_id else None
@@ -1196,7 +1203,7 @@ class RunManager:
         ``metrics`` event says what changed, ``{name: {last, step}}`` of the metrics with new
         points)."""
         changed = index.take_changed()
-        record = index.record()
+        record = index.record(self._objective(run))
         if record != run.metrics:
             run = self._put(lifecycle.with_metrics(run, record))
             if not run.deleted:
@@ -1222,7 +1229,7 @@ class RunManager:
         curves = self._early.get(run.experiment_id) if stopping else None
         if curves is not None and stopping[1] in index.series:
             curves[run.model_id] = index.series[stopping[1]].display()[:2]
-        record = index.record()
+        record = index.record(self._objective(run))
         changed = index.take_changed()
         if changed and not run.deleted:
             self.events.publish(
@@ -1254,7 +1261,7 @@ class RunManager:
         index = self.metrics.keep(run.model_id, index)
         if current is not None and current.status in FINAL_STATES:
             index.take_changed()
-            if index.record() != current.metrics:
+            if index.record(self._objective(current)) != current.metrics:
                 self._metrics_changed(current, index)
         return index
 
