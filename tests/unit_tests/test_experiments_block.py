@@ -171,8 +171,8 @@ def test_random_draws_are_in_their_ranges_and_the_same_for_the_same_seed():
         # a range whose points a float cannot count: said, not an OverflowError
         (
             "method: grid\nparameters:\n  b: {min: 0, max: 1.0e+300, step: 1.0e-300}\n",
-            "m.yml:16:8: experiment.parameters.b: the range has more than 10^15 points; at most "
-            "10,000",
+            "m.yml:16:8: experiment.parameters.b: the range has more than 10^15 points; a grid "
+            "runs each, at most 10,000",
         ),
         (
             "method: random\ncount: 2\nparameters:\n  b: {min: 0, max: 1.0e+300, step: 1.0e-300}\n",
@@ -337,6 +337,26 @@ def test_an_integer_range_draws_each_whole_number_alike():
     # 1 gets ln(1.5/0.5) = 1.10, 2 and 3 together ln(3.5/1.5) = 0.85
     ratio = drawn.count(1) / (drawn.count(2) + drawn.count(3))
     assert abs(ratio - 1.1 / 0.85) < 0.15, ratio
+
+
+def test_a_random_sweep_draws_from_ranges_wider_than_a_grid_may_run():
+    """A grid runs each point (at most 10,000); a random sweep draws count of them, from a
+    hidden size up to 65,536 on a log scale, a seed from 0 to 2^31 - 1, a fine step."""
+    e = experiment(
+        "method: random\ncount: 50\nseed: 3\nparameters:\n"
+        "  hidden: {min: 16, max: 65536, integer: true, log: true}\n"
+        "  seed_: {min: 0, max: 2147483647, integer: true}\n"
+        "  p: {min: 0, max: 1, step: 0.000001}\n"
+    )
+    runs = e.expand()
+    assert runs == e.expand() and len({r["seed_"] for r in runs}) == 50
+    assert all(16 <= r["hidden"] <= 65536 and isinstance(r["hidden"], int) for r in runs)
+    assert max(r["hidden"] for r in runs) > 10_016  # beyond what a 10,000-point cap allowed
+    assert all(0 <= r["p"] <= 1 and round(r["p"] * 1e6) == r["p"] * 1e6 for r in runs)
+    assert len({r["p"] for r in runs}) == 50
+    # the same ranges in a grid: each point a run, too many
+    said = errors("method: grid\nparameters:\n  seed_: {min: 0, max: 2147483647, integer: true}\n")
+    assert "the range has 2,147,483,648 points; a grid runs each, at most 10,000" in said[0]
 
 
 def test_draws_from_a_narrow_range_stay_in_it_and_apart():

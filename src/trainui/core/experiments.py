@@ -84,12 +84,7 @@ class Parameter(Record):
         if self.values is not None:
             return self.values
         if self.step is not None:
-            n = self.count()
-            if self.integer:
-                return tuple(int(self.low + i * self.step) for i in range(n))
-            return tuple(
-                _round(self.low + i * self.step, self.low, self.high, self.step) for i in range(n)
-            )
+            return tuple(self._point(i) for i in range(self.count()))
         if self.integer:
             return tuple(range(int(self.low), int(self.high) + 1))
         return None
@@ -106,12 +101,20 @@ class Parameter(Record):
             return int(self.high) - int(self.low) + 1
         return None
 
+    def _point(self, i: int):
+        """The ``i``-th point of a stepped range."""
+        if self.integer:
+            return int(self.low + i * self.step)
+        return _round(self.low + i * self.step, self.low, self.high, self.step)
+
     def draw(self, rng):
-        """One random value: of the values or points, each alike; of a range, uniform (on a
-        log scale with ``log``), an integer range giving each whole number alike."""
-        points = self.points() if self.values is not None or self.step is not None else None
-        if points is not None:
-            return points[rng.randrange(len(points))]
+        """One random value: of the values or points, each alike (a range's points are not
+        listed: a random sweep may step through millions); of a range, uniform (on a log
+        scale with ``log``), an integer range giving each whole number alike."""
+        if self.values is not None:
+            return self.values[rng.randrange(len(self.values))]
+        if self.step is not None:
+            return self._point(rng.randrange(self.count()))
         low, high = self.low, self.high
         if self.integer and not self.log:
             return rng.randint(int(low), int(high))
@@ -522,10 +525,18 @@ def _parameter(checker, name: str, node, path: str, method: str | None) -> Param
             "or integer: true (a continuous range is for method random)"
         )  # fmt: skip
         return None
-    if parameter.count() is not None and parameter.count() > MAX_RUNS:
+    # a grid runs each point; a random sweep draws count of them, from however many
+    count = parameter.count()
+    if count is not None and count > MAX_RUNS and method != "random":
         checker.error(
-            (node.line, node.column), path, f"the range has {_points(parameter.count())} "
-            f"points; at most {MAX_RUNS:,}"
+            (node.line, node.column), path, f"the range has {_points(count)} points; a grid "
+            f"runs each, at most {MAX_RUNS:,}"
+        )  # fmt: skip
+        return None
+    if count is not None and count >= TOO_MANY:
+        checker.error(
+            (node.line, node.column), path, f"the range has {_points(count)} points, too "
+            "many to draw from evenly: widen the step"
         )  # fmt: skip
         return None
     return parameter
