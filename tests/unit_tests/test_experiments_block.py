@@ -244,6 +244,32 @@ def test_the_values_a_command_sees():
     assert not shadows("learning_rate") and not shadows("path")
 
 
+def test_a_name_the_shell_sets_itself_is_refused_as_shadowing():
+    """A parameter PPID=123 reached the command as the shell's own PPID: each variable that sh
+    or bash sets whatever the environment says is refused (checked against the real shells)."""
+    import shutil
+    import subprocess
+
+    candidates = (
+        "PPID", "LINENO", "SHLVL", "RANDOM", "SRANDOM", "SECONDS", "HISTCMD", "EPOCHSECONDS",
+        "EPOCHREALTIME", "SHELLOPTS", "BASHOPTS", "OPTERR", "OPTIND", "IFS", "PWD", "UID",
+        "EUID", "GROUPS", "FUNCNAME", "COLUMNS", "LINES", "lr", "hidden",
+    )  # fmt: skip
+    shells = [s for s in ("sh", "bash") if shutil.which(s)]
+    assert shells
+    for name in candidates:
+        for shell in shells:
+            seen = subprocess.run(
+                [shell, "-c", f'echo "${{{name}}}"'],
+                env={"PATH": "/usr/bin:/bin", name: "zzz"},
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            if seen != "zzz":
+                assert shadows(name), (name, shell, seen)
+    assert not shadows("lr") and not shadows("hidden")
+
+
 def test_the_schema_describes_the_block():
     from trainui.core.manifest import json_schema
 

@@ -43,6 +43,9 @@ RESERVED = frozenset(
         "NUM_LEARNERS", "PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD", "OLDPWD", "IFS",
         "LANG", "LANGUAGE", "TERM", "TMPDIR", "TZ", "HOSTNAME", "MAIL", "ENV", "CDPATH", "PS1",
         "PS2", "PS4", "OPTIND", "OPTARG", "VIRTUAL_ENV", "CONDA_PREFIX", "HOSTTYPE",
+        # set by sh or bash itself whatever the environment says
+        "PPID", "LINENO", "SHLVL", "RANDOM", "SRANDOM", "SECONDS", "HISTCMD", "EPOCHSECONDS",
+        "EPOCHREALTIME", "SHELLOPTS", "OPTERR",
     }
 )  # fmt: skip
 RESERVED_PREFIXES = ("TRAINUI_", "PYTHON", "LD_", "LC_", "CUDA_", "NVIDIA_", "BASH", "RAY_")
