@@ -93,8 +93,14 @@ def test_control_characters_kept_by_an_older_trainui_are_escaped_on_upgrade(home
     evil = "x\x1b[2J\x1b[31mred"
     db.execute("PRAGMA user_version = 4")  # as stop 26 left it
     db.execute(
-        "UPDATE runs SET name = ?, description = ?, parameters = ? WHERE model_id = ?",
-        (evil, "two\nlines\x07", json.dumps({"LR": evil}), model_id),
+        "UPDATE runs SET name = ?, description = ?, parameters = ?, metrics = ? WHERE model_id = ?",
+        (
+            evil,
+            "two\nlines\x07",
+            json.dumps({"LR": evil}),
+            json.dumps({evil: {"last": 1.0, "step": 1, "min": 1.0, "max": 1.0, "steps": 1}}),
+            model_id,
+        ),
     )
     (spec,) = db.execute(
         "SELECT spec FROM experiments WHERE experiment_id = ?", (experiment_id,)
@@ -120,8 +126,8 @@ def test_control_characters_kept_by_an_older_trainui_are_escaped_on_upgrade(home
     for text in texts:
         assert "\x1b" not in text and shown in text, text
     run = home.show(model_id)
-    assert (run["name"], run["parameters"], run["description"]) == (
-        shown, {"LR": shown}, "two\nlines\\x07",
+    assert (run["name"], run["parameters"], run["description"], list(run["metrics"])) == (
+        shown, {"LR": shown}, "two\nlines\\x07", [shown],
     )  # fmt: skip
     after = sqlite3.connect(home.path / "runs.db")
     assert after.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

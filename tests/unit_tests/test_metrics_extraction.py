@@ -113,6 +113,36 @@ def test_jsonl_torn_line_waits_for_its_newline_and_bad_values_are_counted(tmp_pa
     assert text.count("non-finite") == 1  # each kind said once
 
 
+def test_a_metric_name_with_a_control_character_or_overlong_is_left_out_and_said_escaped(tmp_path):
+    """A newline in a name forged a "trainui: completed" line in the run's log and split the
+    rows of `trainui metrics`; an escape sequence recoloured the terminal."""
+    path = tmp_path / "metrics.jsonl"
+    with path.open("w") as f:
+        f.write(json.dumps({"step": 0, "x\ntrainui: completed\u001b[2J": math.nan, "ok": 1}))
+        f.write("\n" + json.dumps({"step": 1, "lo\u001b[31mss": 2, "y" * 300: 3, "ok": 2}) + "\n")
+        f.write(json.dumps({"step": 2, "résumé/accuracy ✓": 0.5, "y" * 256: 4}) + "\n")
+    said = Said()
+    source = JsonlSource(str(path), Tally(said.append))
+    assert triples(drain(source)) == [
+        ("ok", 0, 1.0),
+        ("ok", 1, 2.0),
+        ("résumé/accuracy ✓", 2, 0.5),
+        ("y" * 256, 2, 4.0),
+    ]
+    assert source.tally.counts == {"name": 3}
+    text = said.text()
+    assert "\x1b" not in text and "\ntrainui: completed" not in text
+    assert "'x\\ntrainui: completed\\x1b[2J'" in text, text
+    # a TensorBoard tag alike
+    writer = tensorboardX.SummaryWriter(str(tmp_path / "tb"))
+    writer.add_scalar("good", 1.0, 0)
+    writer.file_writer.add_summary(scalar_pb("bad\u001b[31m", 0.5), 0)
+    writer.close()
+    tb = TensorboardSource.make(str(tmp_path / "tb"), Tally(said.append))
+    assert triples(drain(tb, final=True)) == [("good", 0, 1.0)]
+    assert tb.tally.counts == {"name": 1}
+
+
 def test_jsonl_a_torn_last_line_at_the_end_is_counted_not_parsed(tmp_path):
     path = tmp_path / "m.jsonl"
     path.write_text('{"step": 1, "loss": 1}\n{"step": 2, "lo')

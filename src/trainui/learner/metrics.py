@@ -58,6 +58,7 @@ READ_BYTES = 8 << 20  # the most a source reads of a file in one pass
 FOLLOW_BYTES = 64 << 10  # ... while the command runs: short passes, each paid for by a pause
 CPU_SHARE = 0.02  # while the command runs, this thread takes at most this share of one core
 LONGEST_LINE = 1 << 20  # a line longer than this is no metric: left out, not held in memory
+LONGEST_NAME = 256  # a metric's name: longer, or with a control character, it is left out
 STOP_TIMEOUT = 120.0  # the final pass of a huge backlog: how long the learner waits for it
 TENSORBOARD_HINT = "pip install 'trainui[tensorboard]'"
 _VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
@@ -320,6 +321,9 @@ class JsonlSource:
         for key, value in obj.items():
             kind = type(value)
             if (kind is not float and kind is not int) or key == "step" or key == "time":
+                continue
+            if not key.isprintable() or len(key) > LONGEST_NAME:
+                self.tally.add("name", _bad_name(key, self.path))
                 continue
             try:
                 value = float(value)
@@ -585,7 +589,18 @@ class Extractor:
         self.tally.say(f"{said} in {METRICS_FILE}" + (f"; skipped: {skipped}" if skipped else ""))
 
 
+def _bad_name(name: str, where: str) -> str:
+    """What is said of a metric name left out: shown escaped and cut (a newline in it would
+    forge a line of the log, an escape sequence recolour the terminal)."""
+    shown = ascii(name[:40]) + ("..." if len(name) > 40 else "")
+    return (
+        f"a metric name in {where} holds a control character or is over {LONGEST_NAME} "
+        f"characters ({shown})"
+    )
+
+
 _KINDS = {
+    "name": "metrics with an unusable name",
     "jsonl-object": "lines not a JSON object",
     "jsonl-malformed": "malformed lines",
     "jsonl-torn": "torn last line",
@@ -764,10 +779,14 @@ class TensorboardSource:
                     continue
             else:
                 continue
+            name = prefix + tag if prefix else tag
+            if not name.isprintable() or len(name) > LONGEST_NAME:
+                self.tally.add("name", _bad_name(name, self.label))
+                continue
             if number - number != 0.0:
                 self.tally.add("non-finite", f"a non-finite value ({tag}={number}) in {self.label}")
                 continue
-            out.append(Point(prefix + tag if prefix else tag, step, number, when))
+            out.append(Point(name, step, number, when))
 
     def _tensor_scalar(self, tensor) -> float | None:
         if self.make_ndarray is None:

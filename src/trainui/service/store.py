@@ -110,15 +110,15 @@ def _escaped(value, table: dict[int, str] = _ESCAPED):
 
 
 def _v5_no_control_characters(db: sqlite3.Connection) -> None:
-    """Names, descriptions and parameters have refused control characters since stop 27 (an
-    escape sequence in a run's name rewrote the terminal of whoever listed it, the TUI's
-    too); those recorded before are written as ``\\xNN`` (a description keeps its tabs and
-    line ends)."""
+    """Names, descriptions and parameters have refused control characters since stop 27, and
+    metric names since stop 28 (an escape sequence in a run's name rewrote the terminal of
+    whoever listed it, the TUI's too); those recorded before are written as ``\\xNN`` (a
+    description keeps its tabs and line ends)."""
 
     def changed(row: tuple, columns: tuple[str, ...], tables: tuple) -> tuple | None:
         new, differs = [], False
         for value, column, table in zip(row, columns, tables, strict=True):
-            if value is not None and column in ("parameters", "spec"):
+            if value is not None and column in ("parameters", "metrics", "spec"):
                 parsed = json.loads(value)
                 escaped = _escaped_json(parsed, column)
                 new.append(json.dumps(escaped) if escaped != parsed else value)
@@ -129,8 +129,8 @@ def _v5_no_control_characters(db: sqlite3.Connection) -> None:
         return tuple(new) if differs else None
 
     for table_name, key, columns, tables in (
-        ("runs", "model_id", ("name", "description", "parameters"),
-         (_ESCAPED, _ESCAPED_MULTILINE, _ESCAPED)),
+        ("runs", "model_id", ("name", "description", "parameters", "metrics"),
+         (_ESCAPED, _ESCAPED_MULTILINE, _ESCAPED, _ESCAPED)),
         ("experiments", "experiment_id", ("name", "spec"), (_ESCAPED, _ESCAPED)),
     ):  # fmt: skip
         query = f"SELECT {key}, {', '.join(columns)} FROM {table_name}"
@@ -144,8 +144,10 @@ def _v5_no_control_characters(db: sqlite3.Connection) -> None:
 
 
 def _escaped_json(value, column: str):
-    """A run's parameters (names and values), or an experiment's spec: its name, its
-    parameters' names and values and its objective's metric; never anything else of it."""
+    """A run's parameters (names and values) or its metrics' names, or an experiment's spec:
+    its name, its parameters' names and values and its objective's metric; nothing else."""
+    if column == "metrics" and isinstance(value, dict):
+        return {_escaped(k): v for k, v in value.items()}
     if column == "parameters" or not isinstance(value, dict):
         return _escaped(value)
     spec = dict(value)
