@@ -192,6 +192,10 @@ def test_random_draws_are_in_their_ranges_and_the_same_for_the_same_seed():
             "experiment.name: holds the control character U+001B",
         ),
         (
+            f"method: grid\nname: {'e' * 300}\nparameters: {{lr: [1]}}\n",
+            "experiment.name: is 300 characters long; at most 256",
+        ),
+        (
             'method: grid\nparameters: {lr: ["c\\nd"]}\n',
             "experiment.parameters.lr[0]: holds the control character U+000A",
         ),

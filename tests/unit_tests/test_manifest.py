@@ -188,6 +188,15 @@ def test_the_spec_example_resource_error_is_located_at_the_value():
     )
 
 
+def test_a_name_over_256_characters_is_refused_with_its_length():
+    # a 100,000-character name made every row of the tables that list it as wide
+    assert check(replace("name: mnist", "name: " + "n" * 256)).ok
+    problem = only_error(check(replace("name: mnist", "name: " + "n" * 100_000)))
+    assert problem.format("job.yaml") == (
+        "job.yaml:2:9: model_definition.name: is 100,000 characters long; at most 256"
+    )
+
+
 def test_unknown_keys_get_a_did_you_mean_hint():
     problem = only_error(check(replace("    command:", "    comand:")))
     assert (problem.line, problem.column) == (11, 5)

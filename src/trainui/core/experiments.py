@@ -17,7 +17,7 @@ import math
 import re
 
 from trainui.core.record import Record
-from trainui.core.runs import is_id, new_id
+from trainui.core.runs import NAME_LONGEST, is_id, new_id
 
 ID_PREFIX = "experiment-"
 METHODS = ("grid", "random")
@@ -229,6 +229,11 @@ def check(checker, node, path: str, default_name: str) -> Experiment | None:
         value = given["name"][1]
         if value.kind != "scalar" or not value.value.strip() or value.scalar_type == "null":
             checker.error(value, sub("name"), "expected a name (text)")
+        elif len(value.value) > NAME_LONGEST:
+            checker.error(
+                value, sub("name"), f"is {len(value.value):,} characters long; at most "
+                f"{NAME_LONGEST}"
+            )  # fmt: skip
         elif not _control(checker, value, sub("name"), value.value):
             name = value.value
     method = None

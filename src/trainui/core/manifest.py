@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from trainui.core.record import Record
+from trainui.core.runs import NAME_LONGEST
 from trainui.core.urls import has_userinfo, mask_urls, masked_url
 from trainui.core.yamlnodes import Node, YamlError, compose
 
@@ -37,7 +38,8 @@ class Text(Record):
     ``pattern_hint`` says what it means in words."""
 
     __slots__ = (
-        "description", "required", "secret", "choices", "pattern", "pattern_hint", "multiline"
+        "description", "required", "secret", "choices", "pattern", "pattern_hint", "multiline",
+        "longest",
     )  # fmt: skip
     _defaults = {
         "required": False,
@@ -46,6 +48,7 @@ class Text(Record):
         "pattern": "",
         "pattern_hint": "",
         "multiline": False,  # may hold newlines and tabs (a command, a description)
+        "longest": None,  # the most characters it may hold (None: no limit)
     }
 
 
@@ -199,7 +202,9 @@ SCHEMA = Section(
         "model_definition": Section(
             "what to train and how",
             {
-                "name": Text("a name for the run; need not be unique", required=True),
+                "name": Text(
+                    "a name for the run; need not be unique", required=True, longest=NAME_LONGEST
+                ),
                 "description": Text("what the run is", multiline=True),
                 "author": Section(
                     "who wrote the model", {"name": Text("author name"), "email": Text("e-mail")}
@@ -723,6 +728,11 @@ class _Checker:
                 + ("only newlines and tabs may" if spec.multiline else "a one-line value may not")
             )  # fmt: skip
             return None
+        if spec.longest is not None and len(value) > spec.longest:
+            self.error(
+                node, path, f"is {len(value):,} characters long; at most {spec.longest}"
+            )  # fmt: skip
+            return None
         if spec.choices and value not in spec.choices:
             close = _close(value, spec.choices, n=1, cutoff=0.6)
             hint = f"; did you mean '{close[0]}'?" if close else ""
@@ -952,6 +962,8 @@ def _text_schema(spec: Text) -> dict:
             out["minLength"] = 1
         if spec.pattern:
             out["pattern"] = spec.pattern
+        if spec.longest is not None:
+            out["maxLength"] = spec.longest
     return out
 
 

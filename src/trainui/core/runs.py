@@ -117,6 +117,7 @@ LEARNER_ERRORS_FILE = "learner-errors.txt"  # the learner's own stderr, if it ev
 CONTAINER_FILE = "container.json"  # a container run's runtime command and container name
 PREPARING = "preparing"  # the learner's phase while a framework's image is pulled (SPEC §10)
 METRICS_FILE = "metrics.jsonl"  # the run's metric points, one JSON object a line (SPEC §8)
+NAME_LONGEST = 256  # a run's or an experiment's name: the most characters it may have
 RECORD_METRICS = 100  # metrics in a run's record (GET /v3/models): the first ones written
 WORK_DIR = "work"  # DATA_DIR, MODEL_DIR, RESULT_DIR, LOG_DIR, CHECKPOINT_DIR; removed at the end
 # Written by the service for a run on a Ray cluster, whose learner has a run folder of its own
