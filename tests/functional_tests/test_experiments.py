@@ -10,6 +10,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import pytest
 
 from trainui.core.experiments import is_experiment_id
@@ -209,6 +210,23 @@ def test_halting_then_deleting_a_whole_experiment(home):
     assert all("its experiment was halted" in r["status_message"] for r in pending)
     stored = home.buckets / "results" / runs[0] / "training-log.txt"
     assert "started" in stored.read_text()
+
+    # hundreds of experiments are paged and filtered by state, as runs are
+    other, _ = train(
+        home, model, sweep_manifest(home, "true", "method: grid\nparameters: {a: [1]}")
+    )
+    wait_ended(home, other)
+    transport = httpx.HTTPTransport(uds=str(home.path / "trainui.sock"))
+    with httpx.Client(transport=transport, base_url="http://trainui") as api:
+        answer = api.get("/v3/experiments", params={"limit": 1, "offset": 1}).json()
+        assert answer["count"] == 2
+        assert [e["experiment_id"] for e in answer["experiments"]] == [other]
+        answer = api.get("/v3/experiments", params={"status": "halted,failed"}).json()
+        assert [e["experiment_id"] for e in answer["experiments"]] == [experiment_id]
+        assert answer["count"] == 1
+        wrong = api.get("/v3/experiments", params={"status": "haltd"})
+        assert wrong.status_code == 400 and "'haltd' is not an experiment's state" in wrong.text
+    home.cli("delete", "experiment", other, check=True)
 
     home.cli("delete", "experiment", experiment_id, check=True)
     assert json.loads(home.cli("list", "experiments", "--json", check=True).stdout) == []

@@ -246,8 +246,18 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         return Response(body, media_type="application/json")
 
     async def list_experiments(request: Request) -> Response:
+        """The experiments in submission order; ``status=a,b`` only those in these states,
+        then ``offset`` and ``limit`` a page of them (``count``: how many matched)."""
+        q = request.query_params
+        wanted = _experiment_states(q.get("status"))
+        limit = _int(q.get("limit"), "limit", minimum=0)
+        offset = _int(q.get("offset"), "offset", minimum=0) or 0
         experiments = manager.list_experiments(_user(request))
-        return _msgspec_json({"experiments": experiments, "count": len(experiments)})
+        if wanted:
+            experiments = [e for e in experiments if e["status"] in wanted]
+        count = len(experiments)
+        end = None if limit is None else offset + limit
+        return _msgspec_json({"experiments": experiments[offset:end], "count": count})
 
     async def show_experiment(request: Request) -> Response:
         record = manager.get_experiment(request.path_params["experiment_id"], _user(request))
@@ -752,6 +762,21 @@ def _states(value: str | None) -> None:
                 400, f"status: '{state.strip()[:40]}' is not a state; the states: "
                 + ", ".join(STATES)
             )  # fmt: skip
+
+
+EXPERIMENT_STATES = ("pending", "running", "completed", "failed", "halted")
+
+
+def _experiment_states(value: str | None) -> set[str]:
+    """``status=a,b`` of experiments: each one an experiment's state, or a 400."""
+    wanted = {s.strip() for s in (value or "").split(",") if s.strip()}
+    for state in wanted:
+        if state not in EXPERIMENT_STATES:
+            raise Refusal(
+                400, f"status: '{state[:40]}' is not an experiment's state; they are: "
+                + ", ".join(EXPERIMENT_STATES)
+            )  # fmt: skip
+    return wanted
 
 
 def _int(value: str | None, name: str, minimum: int | None = None) -> int | None:

@@ -352,8 +352,33 @@ def _add_experiments(document: dict) -> None:
             },
         },
         "get": {
-            "summary": "List experiments, each summed up (state, runs by state, best run)",
-            "responses": {"200": _json("ExperimentList", "the experiments"), **auth},
+            "summary": "List experiments in submission order, each summed up (state, runs by "
+            "state, best run); count: how many matched, before limit and offset",
+            "parameters": [
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "only experiments in these states, comma-separated "
+                    "(pending, running, completed, failed, halted); another word is refused "
+                    "(400)",
+                },
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
+                },
+                {
+                    "name": "offset",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
+                },
+            ],
+            "responses": {
+                "200": _json("ExperimentList", "the experiments"),
+                **_errors(400),
+                **auth,
+            },
         },
     }
     paths["/v3/experiments/{experiment_id}"] = {
