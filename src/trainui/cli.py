@@ -618,15 +618,16 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return _call(args, lambda client: _metrics(client, args))
 
 
-def _chosen(summary: dict, args: argparse.Namespace) -> list[dict]:
+def _chosen(summary: dict, args: argparse.Namespace, ended: bool = True) -> list[dict]:
     """The metrics of the summary that ``--metric`` names (all without it); a name the run
-    does not have is a mistake said at once."""
+    does not have is a mistake said at once (followed, once the run has ended: till then it
+    may come)."""
     metrics = summary["metrics"]
     if not args.metric:
         return metrics
     by_name = {m["name"]: m for m in metrics}
     missing = [name for name in args.metric if name not in by_name]
-    if missing and not args.follow:  # followed: it may come
+    if missing and (ended or not args.follow):
         known = ", ".join(list(by_name)[:10]) or "none yet"
         raise UserError(f"run {summary['model_id']} has no metric '{missing[0]}' (it has: {known})")
     return [by_name[name] for name in args.metric if name in by_name]
@@ -706,7 +707,7 @@ async def _follow_metrics(client, args: argparse.Namespace) -> int:
         try:
             run = await client.get_run(args.model_id)
             summary = await client.metrics(args.model_id)
-            for m in _chosen(summary, args):
+            for m in _chosen(summary, args, ended=run["status"] in FINAL_STATES):
                 have = printed.get(m["name"], 0)
                 if m["steps"] > have:
                     points = await client.metric_points(args.model_id, m["name"], offset=have)

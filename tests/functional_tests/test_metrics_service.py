@@ -127,6 +127,10 @@ def test_a_runs_metrics_through_rest_client_cli_list_and_events(home):
     assert [json.loads(line)["metric"] for line in only.splitlines()] == ["eval/acc"] * 30
     wrong = home.cli("metrics", model_id, "--metric", "los")
     assert wrong.returncode == 1 and f"run {model_id} has no metric 'los'" in wrong.stderr
+    # followed, the run having ended: said too, not a silent success
+    wrong = home.cli("metrics", model_id, "--follow", "--metric", "los")
+    assert wrong.returncode == 1 and f"run {model_id} has no metric 'los'" in wrong.stderr
+    assert wrong.stdout == ""
     # list --metric: a column each, empty for a run without that metric (or without any)
     other = home.submit(home.model("n", {"t.py": ""}), home.manifest("true", name="other"))
     home.wait(other, "completed", timeout=60)
