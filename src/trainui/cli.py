@@ -338,7 +338,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         with open(args.manifest, "rb") as f:
             manifest = f.read()
     except OSError as error:
-        raise UserError(f"cannot read {args.manifest}: {error.strerror}", EXIT_USAGE) from None
+        hint = ""
+        if os.path.isdir(args.manifest) and args.model_definition.endswith((".yml", ".yaml")):
+            hint = " (the model definition comes first: trainui train MODEL MANIFEST)"
+        raise UserError(
+            f"cannot read {args.manifest}: {error.strerror}{hint}", EXIT_USAGE
+        ) from None
     names = set(re.findall(rb"\$\{([A-Za-z_][A-Za-z0-9_]*)\}", manifest))
     environment = {n.decode(): os.environ[n.decode()] for n in names if n.decode() in os.environ}
     print("Starting to train ...", flush=True)

@@ -51,3 +51,14 @@ def test_help_and_a_mistaken_command_still_name_every_command(capsys):
     assert exit_.value.code == cli.EXIT_USAGE
     error = capsys.readouterr().err
     assert "invalid choice: 'trian'" in error and "'train'" in error and "'token'" in error
+
+
+def test_train_with_its_arguments_swapped_says_which_comes_first(tmp_path, capsys):
+    model = tmp_path / "model"
+    model.mkdir()
+    manifest = tmp_path / "manifest.yml"
+    manifest.write_text("model_definition: {}\n")
+    assert cli.main(["train", str(manifest), str(model)]) == cli.EXIT_USAGE
+    said = capsys.readouterr().err
+    assert f"cannot read {model}: Is a directory" in said
+    assert "the model definition comes first: trainui train MODEL MANIFEST" in said

@@ -192,6 +192,15 @@ def test_random_draws_are_in_their_ranges_and_the_same_for_the_same_seed():
             "experiment.name: holds the control character U+001B",
         ),
         (
+            'method: grid\nparameters: {lr: [1]}\nobjective: {metric: "", goal: minimize}\n',
+            "experiment.objective.metric: is empty; name a metric",
+        ),
+        (
+            f"method: grid\nparameters: {{lr: [1, {'v' * 70_000}]}}\n",
+            "experiment.parameters.lr[1]: is 70,000 bytes long; a value the command gets in its "
+            "environment is at most 65,536",
+        ),
+        (
             f"method: grid\nname: {'e' * 300}\nparameters: {{lr: [1]}}\n",
             "experiment.name: is 300 characters long; at most 256",
         ),

@@ -24,6 +24,9 @@ METHODS = ("grid", "random")
 GOALS = ("minimize", "maximize")
 RULES = ("median",)
 MAX_RUNS = 10_000  # an experiment of more runs is refused at validation
+# a parameter's value, in bytes: Linux takes at most 128 KiB a variable (MAX_ARG_STRLEN), and a
+# sandboxed command's variables are arguments of bubblewrap's too
+LONGEST_VALUE = 65_536
 DEFAULT_MIN_RUNS = 3  # early stopping compares a run with at least this many others
 KEYS = (
     "name", "method", "count", "max_parallel", "seed", "parameters", "objective",
@@ -568,6 +571,13 @@ def _values(checker, name: str, node, path: str) -> Parameter | None:
             checker.error(item, f"{path}[{i}]", f"expected a number or text, found {what}")
         elif isinstance(value, str) and _control(checker, item, f"{path}[{i}]", value):
             value = None
+        elif isinstance(value, str) and len(value.encode()) > LONGEST_VALUE:
+            checker.error(
+                item, f"{path}[{i}]", f"is {len(value.encode()):,} bytes long; a value the "
+                f"command gets in its environment is at most {LONGEST_VALUE:,} (pass a file's "
+                "name instead)"
+            )  # fmt: skip
+            value = None
         values.append(value)
     if any(value is None for value in values):
         return None
@@ -588,7 +598,10 @@ def _objective(checker, entry, path: str) -> tuple[str, str] | None:
             checker.unknown_key(key, path, name, list(OBJECTIVE_KEYS))
             continue
         seen.add(name)
-        if value.kind != "scalar" or not value.value.strip() or value.scalar_type == "null":
+        if value.kind == "scalar" and value.scalar_type == "str" and not value.value.strip():
+            wanted = "name a metric" if name == "metric" else "minimize or maximize"
+            checker.error(value, f"{path}.{name}", f"is empty; {wanted}")
+        elif value.kind != "scalar" or not value.value.strip() or value.scalar_type == "null":
             checker.error(value, f"{path}.{name}", f"expected text, found {_kind(value)}")
         elif name == "metric":
             metric = value.value
