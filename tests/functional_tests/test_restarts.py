@@ -150,7 +150,12 @@ def test_metrics_asked_for_between_two_attempts_follow_the_next_one(home):
 def test_a_lost_learner_counts_as_a_failed_attempt_and_the_run_starts_again(home):
     home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
     model = home.model("lost", {"t.py": ""})
-    command = '[ "$TRAINING_ATTEMPT" -ge 2 ] && echo second || { echo first; sleep 60; }'
+    # attempt 1 checkpoints (no periodic copy: the default is every 5 minutes) and is lost;
+    # attempt 2 starts from that checkpoint, which the lost learner could not copy
+    command = (
+        '[ "$TRAINING_ATTEMPT" -ge 2 ] && echo "second from $(cat $CHECKPOINT_DIR/step)" || '
+        "{ echo 7 > $CHECKPOINT_DIR/step; echo first; sleep 60; }"
+    )
     model_id = home.submit(model, restarting_manifest(home, command, 2))
     deadline = time.monotonic() + 30
     while "first\n" not in log(home, model_id):
@@ -163,8 +168,17 @@ def test_a_lost_learner_counts_as_a_failed_attempt_and_the_run_starts_again(home
     run = home.wait(model_id, "completed", "failed", timeout=60)
     assert run["status"] == "completed", run
     first = run["attempts"][0]
-    assert first["error_code"] == "S300" and "ended unexpectedly" in first["status_message"]
-    assert "second\n" in log(home, model_id)
+    assert first["error_code"] == "S300", first
+    # how it ended, and no pointer to an empty learner-errors.txt
+    assert first["status_message"] == (
+        "the learner process ended unexpectedly (killed by signal SIGKILL)"
+    )
+    text = log(home, model_id)
+    assert "second from 7\n" in text, text
+    # the log closes the lost attempt before the next one begins
+    closed = text.index("trainui: failed (S300): the learner process ended unexpectedly")
+    assert text.index("first\n") < closed < text.index("trainui: attempt 2 of 3")
+    assert "copied 1 checkpoint file" in text
 
 
 def test_a_restarted_run_takes_its_place_by_submission_in_the_queue(home):

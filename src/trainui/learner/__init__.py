@@ -66,8 +66,10 @@ from trainui.core.runs import (
 )
 from trainui.core.urls import mask_urls
 from trainui.learner.common import (
+    _count,
     _Failed,
     _learner_error,
+    _size,
     _transfer_error,
 )
 from trainui.learner.process import (
@@ -235,6 +237,8 @@ class Learner(Staging, ProcessControl, Storing):
         if os.path.lexists(self.work):  # left by an earlier learner of this run
             import shutil
 
+            if self.attempt > 1:
+                self._copy_left_checkpoints()
             shutil.rmtree(self.work)
         for name in ("DATA_DIR", "RESULT_DIR", "LOG_DIR", "CHECKPOINT_DIR"):
             os.makedirs(self.dirs[name])
@@ -266,13 +270,34 @@ class Learner(Staging, ProcessControl, Storing):
         except RestoreError as error:
             raise _Failed("S302", f"the checkpoints could not be restored: {error}") from None
 
+    def _copy_left_checkpoints(self) -> None:
+        """An earlier attempt whose learner was lost (killed, out of memory) could not copy
+        CHECKPOINT_DIR at its end: what it left there is copied now, before the folder is made
+        anew, so that this attempt restores the latest checkpoint (SPEC §11)."""
+        folder = self.dirs["CHECKPOINT_DIR"]
+        if os.path.islink(folder) or not os.path.isdir(folder):
+            return
+        try:
+            files, size = self.checkpoints.copy(final=True)
+        except Exception as error:
+            self._log(
+                "warning: the checkpoints the earlier attempt left could not be copied: "
+                f"{_transfer_error(error)}"
+            )
+            return
+        if files:
+            self._log(
+                f"copied {_count(files, 'checkpoint file')} ({_size(size)}) that the earlier "
+                "attempt left, its learner having ended before it could"
+            )
+
     def _copy_checkpoints(self) -> None:
         """The last copy of CHECKPOINT_DIR (the run failed or was halted); a failure to copy
         is said, and changes nothing of the outcome."""
         try:
             files, size = self.checkpoints.copy(final=True)
         except Exception as error:
-            self._log(f"warning: the checkpoints could not be copied: {_learner_error(error)}")
+            self._log(f"warning: the checkpoints could not be copied: {_transfer_error(error)}")
             return
         if files:
             self.checkpoints._said(files, size)

@@ -1072,7 +1072,13 @@ class RunManager:
                     )
                     lost = lifecycle.change(run, FAILED, status_message=reason, error_code="S300")
                     restarting = self._restart(run, lost)
-                    if restarting is not None:
+                    if restarting is not None:  # the log says how this attempt ended
+                        from trainui.service.salvage import end_log
+
+                        end_log(
+                            os.path.join(self.run_dir(run.model_id), LOG_FILE),
+                            f"trainui: failed (S300): {reason}",
+                        )
                         self._command_groups.pop(run.model_id, None)
                         self._save(self._put(restarting))
                         self._refresh_gpu_roots()

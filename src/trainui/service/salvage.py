@@ -53,9 +53,9 @@ def _store(run_dir: str, run: Run, home: str) -> None:
         return
     log_path = os.path.join(run_dir, LOG_FILE)
     if run.status == HALTED:  # halted between two attempts: the last one's results are stored
-        _end_log(log_path, f"trainui: halted: {run.status_message}")
+        end_log(log_path, f"trainui: halted: {run.status_message}")
     else:
-        _end_log(log_path, f"trainui: failed ({run.error_code}): {run.status_message}")
+        end_log(log_path, f"trainui: failed ({run.error_code}): {run.status_message}")
     status_path = os.path.join(run_dir, SALVAGED_STATUS_FILE)
     write_json_atomic(status_path, training_status_json(salvaged_status(run, run_dir)))
     prefix = f"{run.model_id}/"
@@ -102,15 +102,18 @@ def salvaged_status(run: Run, run_dir: str) -> TrainingStatus:
     )
 
 
-def _end_log(path: str, line: str) -> None:
-    """Append the run's final line to its log (on a line of its own)."""
+def end_log(path: str, line: str) -> None:
+    """Append the run's final line (or its attempt's) to its log, on a line of its own; a log
+    that cannot be written to (gone, a full disk) is left as it is."""
     try:
         fd = os.open(path, os.O_RDWR | os.O_APPEND)
-    except FileNotFoundError:
+    except OSError:
         return
     try:
         size = os.fstat(fd).st_size
         start = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
         os.write(fd, start + line.encode() + b"\n")
+    except OSError:
+        pass
     finally:
         os.close(fd)

@@ -86,10 +86,12 @@ class Launcher:
         from trainui.learner.runtime import remove_left_container
 
         remove_left_container(run_dir)  # a container run's container outlives its client
-        return (
-            "the learner process ended unexpectedly "
-            f"(see {os.path.join(run_dir, LEARNER_ERRORS_FILE)})"
-        )
+        return lost_reason(run_dir, self.how_ended(pid))
+
+    def how_ended(self, pid: int | None) -> str | None:
+        """How the learner ``pid`` ended, in words ("killed by signal SIGKILL"), when this
+        launcher saw it end; else None."""
+        return None
 
     def halt(self, pid: int | None, start: str | None) -> bool:
         """Ask the learner to halt its run (it stops the command and stores the results)."""
@@ -103,6 +105,24 @@ class Launcher:
 
     def close(self) -> None:
         """The service stops."""
+
+
+def lost_reason(run_dir: str, how: str | None) -> str:
+    """Why a run failed whose learner vanished: how it ended, when known, and the last line it
+    wrote to ``learner-errors.txt`` (a traceback's), which is named only when it holds one."""
+    reason = "the learner process ended unexpectedly" + (f" ({how})" if how else "")
+    path = os.path.join(run_dir, LEARNER_ERRORS_FILE)
+    try:
+        with open(path, "rb") as f:
+            f.seek(max(0, os.fstat(f.fileno()).st_size - 4096))
+            lines = [line.strip() for line in f.read().decode("utf-8", "replace").splitlines()]
+    except OSError:
+        lines = []
+    last = next((line for line in reversed(lines) if line), None)
+    if last is None:
+        return reason
+    shown = last if len(last) <= 200 and last.isprintable() else ascii(last[:200])[1:-1]
+    return f"{reason}: {shown} (see {path})"
 
 
 def _kill_group(pgid: int | None) -> None:

@@ -23,6 +23,7 @@ SPARE = "--spare"  # the learner's argument: wait for a run folder on stdin (see
 SPARE_S3 = "s3"
 SPARE_AFTER = 0.2  # seconds without a learner started before a spare one is started
 SPARE_RETRY = 30.0  # more seconds to wait after a spare ended unused
+ENDED_KEPT = 1000  # learners of ours that ended whose exit status is kept (for lost())
 
 
 def learner_command(*args: str) -> list[str]:
@@ -46,6 +47,7 @@ class LocalLauncher(Launcher):
 
     def __init__(self) -> None:
         self._children: dict[int, subprocess.Popen] = {}
+        self._ended: dict[int, int] = {}  # learners of ours that ended: PID -> exit status
         # a learner started ahead, its imports done, waiting on its stdin for a run folder:
         # a run's learner then needs no interpreter start (about half of submit-to-first-line)
         self._spare: subprocess.Popen | None = None
@@ -162,6 +164,20 @@ class LocalLauncher(Launcher):
         for pid, process in list(self._children.items()):
             if process.poll() is not None:
                 del self._children[pid]
+                self._ended[pid] = process.returncode
+                while len(self._ended) > ENDED_KEPT:  # the oldest first
+                    del self._ended[next(iter(self._ended))]
+
+    def how_ended(self, pid: int | None) -> str | None:
+        self.reap()
+        code = self._ended.get(pid) if pid else None
+        if code is None:
+            return None
+        if code < 0:
+            with contextlib.suppress(ValueError):
+                return f"killed by signal {signal.Signals(-code).name}"
+            return f"killed by signal {-code}"
+        return f"exit status {code}"
 
 
 def process_start_time(pid: int) -> str | None:
