@@ -230,13 +230,21 @@ def _command_warnings(report, names: Sequence[str]) -> list:
     interpreters = {"python", "python3", "bash", "sh", "th", "Rscript", "julia", "perl"}
     script = None
     if words and (words[0] in interpreters or words[0].startswith("python")):
-        script = next((w for w in words[1:] if not w.startswith("-")), None)
+        given = iter(words[1:])
+        for word in given:
+            if word in ("-c", "-m", "-e", "-E", "--command"):  # code or a module, no file
+                return []
+            if word in ("-W", "-X", "-o", "-O", "-I"):  # an option and its argument
+                next(given, None)
+            elif not word.startswith("-"):
+                script = word
+                break
     elif words and words[0].startswith("./"):
         script = words[0]
     if not script or "$" in script or os.path.isabs(script):
         return []
     script = os.path.normpath(script)
-    if script in names or words[1:2] == ["-m"]:
+    if script in names:
         return []
     return [
         Problem(

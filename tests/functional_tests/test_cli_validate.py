@@ -121,6 +121,31 @@ def test_a_command_whose_script_is_missing_gets_a_warning(tmp_path):
     ) in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("command", "warned"),
+    [
+        ("python -c 'import sys; print(sys.prefix)'", None),  # code, not a file
+        ("python3 -u -m trainer.main --epochs 3", None),  # a module
+        ("python3 -X importtime train.py", None),  # -X takes its argument; train.py is there
+        ("bash -c 'echo hi'", None),
+        ("python3 -W ignore missing.py", "missing.py"),
+    ],
+)
+def test_the_script_warning_knows_code_modules_and_options_with_arguments(
+    tmp_path, command, warned
+):
+    manifest = tmp_path / "m.yml"
+    text = (EXAMPLES / "demo" / "manifest.yml").read_text()
+    original = "python3 train.py --data ${DATA_DIR}/spirals.csv --epochs 30"
+    manifest.write_text(text.replace(original, json.dumps(command)))
+    result = trainui("validate", str(manifest), str(EXAMPLES / "demo" / "model"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    if warned is None:
+        assert "which is not in the model definition" not in result.stdout, result.stdout
+    else:
+        assert f"runs '{warned}', which is not in the model definition" in result.stdout
+
+
 def test_a_tar_model_definition_is_refused_with_a_sentence(tmp_path):
     archive = tmp_path / "model.tar.gz"
     with tarfile.open(archive, "w:gz") as tf:
