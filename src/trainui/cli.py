@@ -44,10 +44,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
         if info is not None and report.manifest is not None:
             problems.extend(_command_warnings(report, info.names))
     checked = None  # what the framework was checked against (SPEC §10)
-    if report.manifest is not None:
-        checked, problem = _check_framework(args, report.manifest)
+    if report.framework is not None:  # said with the other errors, if any
+        checked, problem = _check_framework(args, report.framework)
         if problem is not None:
             problems.append(problem)
+            problems.sort(key=lambda p: (p.line, p.column))
     errors = sum(p.severity == "error" for p in problems) + (definition_error is not None)
     warnings = sum(p.severity == "warning" for p in problems)
     if args.json:

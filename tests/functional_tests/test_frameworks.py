@@ -106,6 +106,14 @@ def test_an_unsupported_framework_is_c104_at_validate_and_at_submit(home):
         out.stdout,
     ), out.stdout
     assert "no service answered" in out.stdout
+    # with another mistake in the manifest: both said, in the order of their lines
+    both = framework_manifest(home, "true", "pytorh", "2.4")
+    both.write_text(both.read_text().replace("resource: small", "resource: huge"))
+    out = home.cli("validate", str(both))
+    lines = [line for line in out.stdout.splitlines() if ": model_definition." in line]
+    assert [line.split(": ", 2)[1] for line in lines] == [
+        "model_definition.framework", "model_definition.execution.resource",
+    ], out.stdout  # fmt: skip
     result = home.cli("train", str(model), str(old))
     assert result.returncode == 1
     said = result.stdout + result.stderr
@@ -114,6 +122,10 @@ def test_an_unsupported_framework_is_c104_at_validate_and_at_submit(home):
     # a service answers now: validate asks it
     out = home.cli("validate", str(old))
     assert out.returncode == 1 and "checked against the service's catalogue" in out.stdout
+    refused = home.cli("train", str(model), str(both))  # the service says both too
+    assert refused.returncode == 1
+    assert "framework: C104 framework pytorh is not supported" in refused.stderr, refused.stderr
+    assert "'huge' is not one of" in refused.stdout + refused.stderr
     good = framework_manifest(home, "true", "PyTorch", "2.5")
     assert "valid" in home.cli("validate", str(good), check=True).stdout
     home.wait(home.submit(model, good), "completed")

@@ -340,11 +340,15 @@ class ManifestReport:
         manifest: Manifest | None,
         problems: list[Problem],
         secret_spans: list[tuple[int, int, str | None]] | None = None,
+        framework: Manifest | None = None,
     ) -> None:
         self.filename = filename
         self.text = text
         self.manifest = manifest
         self.problems = problems
+        # the framework as written (``framework_name``, ``_version``, ``_at``), also when other
+        # parts have errors: a framework this box does not run is said with them (SPEC §2)
+        self.framework = manifest if manifest is not None else framework
         # where the secret values are in the text; None when it could not be parsed
         self._secret_spans = secret_spans
 
@@ -449,7 +453,10 @@ def parse_manifest(
     if "experiment" in values:
         values["experiment"] = checker.experiment(values)
     manifest = None if checker.has_errors else _build(values)
-    return ManifestReport(filename, text, manifest, checker.problems, checker.secret_spans)
+    framework = _framework_only(values) if manifest is None else None
+    return ManifestReport(
+        filename, text, manifest, checker.problems, checker.secret_spans, framework
+    )
 
 
 def _file_problem(
@@ -877,12 +884,32 @@ def _build(values: dict[str, object]) -> Manifest:
         results=store(values["training_results_reference"], "target"),
         metrics=tuple(values.get("evaluation_metrics") or ()),
         experiment=values.get("experiment"),
-        framework_at={
-            key: (entry[1].line + 1, entry[1].column + 1)
-            for key in ("name", "version")
-            if (entry := md["framework"].get(key)) and getattr(entry[1], "line", None) is not None
-        },
+        framework_at=_framework_at(md["framework"]),
     )
+
+
+def _framework_at(framework: dict) -> dict[str, tuple[int, int]]:
+    """Where framework.name and .version are written: (line, column), 1-based."""
+    return {
+        key: (entry[1].line + 1, entry[1].column + 1)
+        for key in ("name", "version")
+        if (entry := framework.get(key)) and getattr(entry[1], "line", None) is not None
+    }
+
+
+def _framework_only(values: dict[str, object]) -> Manifest | None:
+    """A manifest with errors elsewhere: its framework alone (None when it has errors too)."""
+    md = values.get("model_definition")
+    framework = md.get("framework") if isinstance(md, dict) else None
+    if not isinstance(framework, dict) or not framework.get("name") or not framework.get("version"):
+        return None
+    fields = dict.fromkeys(Manifest.__slots__, "")
+    fields.update(
+        framework_name=framework["name"][0],
+        framework_version=framework["version"][0],
+        framework_at=_framework_at(framework),
+    )
+    return Manifest(**fields)
 
 
 def _objective_node(node: Node) -> Node:

@@ -28,7 +28,7 @@ from trainui.config import Settings
 from trainui.core import definition, lifecycle
 from trainui.core.experiments import new_experiment_id
 from trainui.core.lifecycle import IllegalChange, Run
-from trainui.core.manifest import Manifest, ManifestReport, parse_manifest_bytes
+from trainui.core.manifest import Manifest, ManifestReport, Problem, parse_manifest_bytes
 from trainui.core.runs import (
     ACTIVE_STATES,
     COMPLETED,
@@ -321,7 +321,7 @@ class RunManager:
             "line": line,
             "column": column,
             "path": "model_definition.framework",
-            "message": why,
+            "message": f"C104 {why}",  # as validate says it
             "severity": "error",
         }
         raise Refusal(400, why, "C104", [error])
@@ -440,8 +440,16 @@ class RunManager:
         """The manifest of a submission, or a C101 refusal listing every problem located."""
         report = parse_manifest_bytes(manifest_bytes, "manifest.yml", environment)
         if not report.ok:
-            errors = [p.as_dict() for p in report.errors]
-            first = report.errors[0].format("manifest.yml")
+            problems = report.errors
+            if report.framework is not None:  # an unsupported framework said with the others
+                try:
+                    self.check_framework(report.framework)
+                except Refusal as refusal:
+                    if refusal.code == "C104":
+                        found = [Problem(**e) for e in refusal.errors]
+                        problems = sorted([*problems, *found], key=lambda p: (p.line, p.column))
+            errors = [p.as_dict() for p in problems]
+            first = problems[0].format("manifest.yml")
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise Refusal(400, f"the manifest is not valid: {first}{more}", "C101", errors)
         self.check_framework(report.manifest)  # before the buckets: no round trip to refuse it
