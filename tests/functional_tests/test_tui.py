@@ -951,10 +951,39 @@ async def test_n_writes_a_manifest_and_ctrl_s_submits_it(home, tmp_path):
     assert home.show(model_id)["name"] == "from-the-editor"
 
 
-async def test_c_clones_a_run_and_resubmits_it_with_its_model_definition(home, tmp_path):
+async def test_an_experiment_written_in_the_editor_is_submitted_and_shown(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    home.bucket("data")
+    app = make_app(home_client(home))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded, what="the list")
+        await pilot.press("n")
+        await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
+        editor = app.screen
+        editor.area.text = manifest_text("sweep", "python3 lines.py $N") + (
+            "experiment:\n  method: grid\n  parameters: {N: [1, 2]}\n"
+        )
+        editor.definition.value = str(model)
+        await pilot.press("ctrl+s")  # was a KeyError: the answer names an experiment
+        await until(pilot, lambda: type(app.screen).__name__ == "ExperimentScreen")
+        experiment_id = app.screen.experiment_id
+        await until(pilot, lambda: "2 runs" in text(app), what="its runs")
+    e = json.loads(home.cli("show", "experiment", experiment_id, "--json", check=True).stdout)
+    assert e["count"] == 2 and e["name"] == "sweep"
+
+
+async def test_c_clones_a_run_and_resubmits_it_with_its_model_definition(
+    home, tmp_path, monkeypatch
+):
     model = write_model(tmp_path / "model")
     first = home.submit(model, home.manifest("python3 lines.py 5", name="original"))
     home.wait(first, "completed")
+    # `x` downloads a run's results into ./ID: the clone's run:ID is still the run's own
+    # model definition, not that folder
+    monkeypatch.chdir(tmp_path)
+    decoy = tmp_path / first
+    decoy.mkdir()
+    (decoy / "lines.py").write_text("print('DECOY')\n")
     app = make_app(home_client(home))
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.loaded and len(app.table) == 1)
@@ -968,6 +997,7 @@ async def test_c_clones_a_run_and_resubmits_it_with_its_model_definition(home, t
         second = app.screen.model_id
         await until(pilot, lambda: (app.table.get(second) or {}).get("status") == "completed")
     assert home.show(second)["name"] == "original"
+    assert "DECOY" not in home.cli("logs", second, check=True).stdout
 
 
 async def test_h_halts_a_running_run_after_asking(home, tmp_path):

@@ -656,10 +656,7 @@ class TrainuiApp(App[int]):
     def submitted(self, model_id: str, editor) -> None:
         """The editor submitted a run: show it."""
         self.notify(f"Submitted {model_id}.")
-        if editor in self.screen_stack:
-            while self.screen is not editor:
-                self.pop_screen()
-            self.back()
+        self._leave_editor(editor)
         from trainui.tui.screens.runs import RunsScreen
 
         runs_screen = next((s for s in self.screen_stack if isinstance(s, RunsScreen)), None)
@@ -667,6 +664,18 @@ class TrainuiApp(App[int]):
             self.table.set_filter("")
             runs_screen.run_list.selected_id = model_id
         self.open_run(model_id)
+
+    def submitted_experiment(self, experiment_id: str, runs: int, editor) -> None:
+        """The editor submitted an experiment: show it, its runs ranked as they go."""
+        self.notify(f"Submitted {experiment_id} ({runs} run{'' if runs == 1 else 's'}).")
+        self._leave_editor(editor)
+        self.open_experiment(experiment_id)
+
+    def _leave_editor(self, editor) -> None:
+        if editor in self.screen_stack:
+            while self.screen is not editor:
+                self.pop_screen()
+            self.back()
 
     def halt_run(self, model_id: str) -> None:
         run = self.table.get(model_id)

@@ -431,9 +431,12 @@ class EditorScreen(TrainuiScreen):
         try:
             with tempfile.TemporaryDirectory(prefix="trainui-") as tmp:
                 zip_path = os.path.join(tmp, "model.zip")
-                source = definition[4:] if definition.startswith("run:") else definition
+                stored = definition.startswith("run:")  # a run's stored model definition
+                source = definition[4:] if stored else definition
                 path = os.path.expanduser(source)
-                if is_run_id(source) and not os.path.exists(path):
+                # run:ID is never a folder of that name here (`x` downloads a run's results
+                # into ./ID); a bare ID is, when there is one
+                if is_run_id(source) and (stored or not os.path.exists(path)):
                     await client.download_definition(source, zip_path)
                 elif os.path.isdir(path):
                     zip_path = os.path.join(tmp, zipped_name(path))
@@ -469,7 +472,12 @@ class EditorScreen(TrainuiScreen):
         finally:
             self.submitting = False
         self.modified = False
-        self.app.submitted(answer["model_id"], self)
+        if "experiment_id" in answer:  # a manifest with experiment: (SPEC §9)
+            self.app.submitted_experiment(
+                answer["experiment_id"], len(answer.get("model_ids") or ()), self
+            )
+        else:
+            self.app.submitted(answer["model_id"], self)
 
     def _failed(self, message: str) -> None:
         self.notify(f"Not submitted: {message}", severity="error", timeout=8)
