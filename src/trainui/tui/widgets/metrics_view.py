@@ -220,7 +220,8 @@ class MetricsView(Vertical, can_focus=True):
             if self.smoothing:
                 flags.append(f"smoothed {self.smoothing:g}")
             text = " · ".join([count, *flags, "live" if self.live() else "ended"])
-        self.query_one("#metrics-note", Static).update(text, layout=False)
+        for note in self.query("#metrics-note").results(Static):  # none: being taken down
+            note.update(text, layout=False)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -301,6 +302,8 @@ class MetricsView(Vertical, can_focus=True):
 
         changed = set(await asyncio.gather(*(one(*w) for w in wanted))) | self._taken
         self._taken = set()
+        if not self.is_attached or not self.query("#charts"):
+            return  # its screen was left while the points came: nothing to draw them in
         charts = {chart.metric: chart for chart in self.charts()}
         redraw = {}
         for key in changed:
