@@ -283,6 +283,25 @@ async def test_the_run_list_shows_a_runs_parameters(sweeps):
         assert "lr-layers  lr=0.01 layers=2" in text(app)
         await pilot.press("slash", *sweeps.ids["grid"])  # the filter knows the experiment
         await until(pilot, lambda: len(app.table.view()) == 6, what="the experiment's runs")
+        app.table.set_filter("lr=0.01 layers=3")  # and the parameters shown
+        assert len(app.table.view()) == 1
+
+
+async def test_c_on_a_run_of_an_experiment_clones_that_run_with_its_values(sweeps):
+    """Not the whole sweep under the title "new run": that run again, its own values."""
+    app = make_app(sweeps)
+    async with app.run_test(size=WIDE) as pilot:
+        await loaded(pilot)
+        app.table.set_filter("lr=0.001 layers=2")
+        target = app.table.view()[0]
+        await pilot.press("colon", *target, "enter")
+        await pilot.press("c")
+        await until(pilot, lambda: screen_name(app) == "EditorScreen")
+        editor = app.screen
+        assert "lr: [0.001]" in editor.area.text and "layers: [2]" in editor.area.text
+        assert "0.1" not in editor.area.text.split("experiment:")[1]
+        assert f"{target} again (lr=0.001 layers=2)" in text(app)
+        await until(pilot, lambda: "✓ valid" in text(app), what="a valid manifest")
 
 
 # --- halt and delete, one question each ---------------------------------------------------------

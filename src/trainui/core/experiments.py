@@ -646,3 +646,36 @@ def _early_stopping(checker, entry, path: str) -> dict | None:
         "after_steps": after or 0,
         "min_runs": min_runs or DEFAULT_MIN_RUNS,
     }
+
+
+def one_run_manifest(text: str, parameters: dict, name: str = "", objective=None) -> str | None:
+    """A run's manifest ``text`` with its ``experiment:`` block replaced by a grid of that run's
+    own ``parameters`` alone: what cloning one run of an experiment submits (the run again,
+    not the whole sweep). None when the text has no such block (or cannot be read)."""
+    import json
+
+    from trainui.core.yamlnodes import YamlError, compose
+
+    try:
+        root = compose(text)
+    except YamlError:
+        return None
+    if root is None or root.kind != "map":
+        return None
+    block = next(
+        ((k, v) for k, v in root.items if k.kind == "scalar" and k.value == "experiment"), None
+    )
+    if block is None:
+        return None
+    key, value = block
+    lines = ["experiment:"]
+    if name:
+        lines.append(f"  name: {json.dumps(name)}")
+    lines += ["  method: grid", "  parameters:"]
+    lines += [f"    {k}: [{json.dumps(v)}]" for k, v in parameters.items()]
+    if objective and objective.get("metric"):
+        goal = objective.get("goal", "minimize")
+        lines.append(f"  objective: {{metric: {json.dumps(objective['metric'])}, goal: {goal}}}")
+    end = value.end
+    tail = text[end:]
+    return text[: key.start] + "\n".join(lines) + ("\n" if not tail.startswith("\n") else "") + tail

@@ -651,7 +651,21 @@ class TrainuiApp(App[int]):
         except ClientError as error:
             self._refused(error)
             return
-        self.push_screen(EditorScreen(text, f"new run from {model_id}", f"run:{model_id}"))
+        title = f"new run from {model_id}"
+        run = self.table.get(model_id) or {}
+        if run.get("experiment_id") and run.get("parameters") is not None:
+            # a run of an experiment: that run again, with its own values, not the sweep
+            from trainui.core.experiments import as_environment, one_run_manifest
+
+            experiment = self.experiments.get(run["experiment_id"]) or {}
+            again = one_run_manifest(
+                text, run["parameters"], experiment.get("name", ""), experiment.get("objective")
+            )
+            if again is not None:
+                text = again
+                values = " ".join(f"{k}={as_environment(v)}" for k, v in run["parameters"].items())
+                title = f"{model_id} again ({values})"
+        self.push_screen(EditorScreen(text, title, f"run:{model_id}"))
 
     def submitted(self, model_id: str, editor) -> None:
         """The editor submitted a run: show it."""

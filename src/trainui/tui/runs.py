@@ -172,7 +172,8 @@ def is_active(run: dict) -> bool:
 
 
 def _haystack(run: dict) -> str:
-    return " ".join(
+    """What the filter searches: the row's words, a run's parameters as shown (lr=0.1)."""
+    text = " ".join(
         str(run.get(key) or "")
         for key in (
             "name",
@@ -183,7 +184,12 @@ def _haystack(run: dict) -> str:
             "description",
             "experiment_id",
         )
-    ).lower()
+    )
+    if run.get("parameters"):
+        from trainui.tui.experiments import parameters_summary
+
+        text += " " + parameters_summary(run["parameters"])
+    return text.lower()
 
 
 class RunTable:
