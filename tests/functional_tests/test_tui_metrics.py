@@ -329,6 +329,12 @@ async def test_metric_columns_are_picked_shown_and_remembered(trained, tmp_path)
         await loaded(pilot)
         assert again.config.metric_columns == ("loss",)
         assert "loss" in next(line for line in text(again).splitlines() if "State" in line)
+        # typed to filter, then space ticks what was found (it typed a space in the filter)
+        await pilot.press("M")
+        await until(pilot, lambda: "Metric columns" in text(again), what="the picker")
+        await pilot.press("a", "c", "c", "space", "enter")
+        await pilot.pause(0.2)
+        assert again.config.metric_columns == ("accuracy", "loss")
 
 
 async def test_two_marked_runs_compared(trained):

@@ -13,6 +13,19 @@ from textual.widgets.selection_list import Selection
 SHOWN_IN_PICKER = 500  # a run with ten thousand tags: the filter finds the others
 
 
+class _Filter(Input):
+    """The picker's filter: ``space`` ticks the metric found (as the hint says), never types a
+    space into the filter (an Input takes printable keys before any binding is looked at)."""
+
+    async def _on_key(self, event) -> None:
+        if event.key == "space":
+            event.stop()
+            event.prevent_default()
+            self.screen.action_tick()
+            return
+        await super()._on_key(event)
+
+
 class MetricPicker(ModalScreen["list[str] | None"]):
     """Every metric, the chosen ones ticked; ``space`` ticks, ``enter`` keeps the choice,
     ``escape`` leaves it as it was. Typing filters the list. Returns the chosen names in the
@@ -46,7 +59,8 @@ class MetricPicker(ModalScreen["list[str] | None"]):
                 "space ticks · enter keeps · esc cancels · typing filters",
                 classes="hint",
             )
-            yield Input(placeholder="filter", id="picker-filter")
+            # a letter typed in the list starts the filter: focused, it keeps that letter
+            yield _Filter(placeholder="filter", id="picker-filter", select_on_focus=False)
             yield SelectionList[str](*self._selections(""), id="picker-list")
 
     def _selections(self, words: str) -> list[Selection]:
@@ -59,19 +73,41 @@ class MetricPicker(ModalScreen["list[str] | None"]):
         self.query_one(SelectionList).focus()
 
     def on_key(self, event) -> None:
-        """Typing a letter in the list starts the filter."""
+        """Typing a letter in the list starts the filter; in the filter, ``down`` goes to the
+        list."""
         field = self.query_one(Input)
+        options = self.query_one(SelectionList)
         typed = event.character
-        if self.focused is not field and typed and typed.isprintable() and typed != " ":
-            field.focus()
-            field.value += typed
-            field.cursor_position = len(field.value)
+        if self.focused is not field:
+            if typed and typed.isprintable() and typed != " ":
+                field.focus()
+                field.value += typed
+                field.cursor_position = len(field.value)
+                event.stop()
+            return
+        if event.key in ("down", "up") and options.option_count:
             event.stop()
+            event.prevent_default()
+            if options.highlighted is None:
+                options.highlighted = 0
+            options.focus()
+
+    def action_tick(self) -> None:
+        """Tick (or untick) the highlighted metric, the first one found after a filter."""
+        options = self.query_one(SelectionList)
+        if not options.option_count:
+            return
+        if options.highlighted is None:
+            options.highlighted = 0
+        options.focus()
+        options.toggle(options.get_option_at_index(options.highlighted).value)
 
     def on_input_changed(self, event: Input.Changed) -> None:
         options = self.query_one(SelectionList)
         options.clear_options()
         options.add_options(self._selections(event.value))
+        if options.option_count:
+            options.highlighted = 0  # tab, then space, ticks the first one found
 
     def on_selection_list_selection_toggled(self, event: SelectionList.SelectionToggled) -> None:
         self.chosen ^= {event.selection.value}
