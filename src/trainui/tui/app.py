@@ -617,14 +617,21 @@ class TrainuiApp(App[int]):
     async def _delete_experiment(self, experiment_id: str) -> None:
         from trainui.tui.screens.experiment import ExperimentScreen
 
+        # its screens know before the service's event comes (each said "was deleted" too)
+        screens = [
+            s
+            for s in self.screen_stack
+            if isinstance(s, ExperimentScreen) and s.experiment_id == experiment_id
+        ]
+        for screen in screens:
+            screen.deleted = True
         try:
             await self.client.delete_experiment(experiment_id)
         except ClientError as error:
+            for screen in screens:
+                screen.deleted = False
             self._refused(error)
             return
-        for screen in self.screen_stack:
-            if isinstance(screen, ExperimentScreen) and screen.experiment_id == experiment_id:
-                screen.deleted = True
         while isinstance(self.screen, ExperimentScreen) and self.screen.deleted:
             self.pop_screen()
         self.experiments.remove(experiment_id)

@@ -84,7 +84,7 @@ runs.download        x                      app.download_results Download h
     Download the selected run's results into a folder
 runs.manifest        m                      app.view_manifest Manifest h
     The selected run's manifest (read-only, secrets removed)
-runs.experiments     e                      app.toggle_experiments Experiments h
+runs.experiments     e                      app.toggle_experiments Experiments -
     The experiments (sweeps: many runs from one manifest) instead of the runs
 runs.compare         C                      compare          Compare   -
     Compare the marked runs (or the selected one): curves overlaid, final values, manifests

@@ -12,6 +12,7 @@ from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
 
+from trainui.tui.config import config_path
 from trainui.tui.keymap import ACTIONS, CHANGING, GROUPS, group_of
 
 
@@ -101,7 +102,7 @@ class HelpScreen(ModalScreen[None]):
             scroll.border_subtitle = "esc closes"
             here = f"The keys of the {self.where} first. " if self.where else ""
             yield Static(
-                f"{here}Remap a key by its ID in ~/.config/trainui/tui.toml, table [keymap].",
+                f"{here}Remap a key by its ID in {_shown_path(config_path())}, table [keymap].",
                 classes="title",
                 markup=False,
             )
@@ -129,3 +130,12 @@ class HelpScreen(ModalScreen[None]):
             scroll.scroll_page_down(animate=False)
         else:
             scroll.scroll_page_up(animate=False)
+
+
+def _shown_path(path) -> str:
+    """The TUI's settings file as the user knows it: ``~/...`` under their home."""
+    import os
+
+    home = os.path.expanduser("~").rstrip("/")
+    text = str(path)
+    return "~" + text[len(home) :] if home and text.startswith(home + "/") else text
