@@ -224,6 +224,10 @@ async def test_an_experiment_ranks_its_runs_by_the_objective_with_a_column_per_p
         await pilot.press("v")  # the curves hidden: the list takes the room
         await until(pilot, lambda: not curves.display or curves.size.height == 0)
         await pilot.press("v")
+        await pilot.press("p")  # the note's "p picks", from the list too
+        await until(pilot, lambda: screen_name(app) == "MetricPicker", what="the picker")
+        await pilot.press("escape")
+        await until(pilot, lambda: app.screen is experiment)
         # s sorts by state, then by each parameter
         await pilot.press("s", "s")
         await until(pilot, lambda: experiment.sort == "param:lr")

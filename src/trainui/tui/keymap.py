@@ -116,6 +116,8 @@ experiment.reverse   r                      reverse          Reverse   h
     Reverse the order
 experiment.curves    v                      toggle_curves    Curves    -
     Show or hide the curves of the objective (the five best runs overlaid)
+experiment.pick      p                      pick_metrics     Pick      h
+    Pick the metrics the curves show (the objective's first)
 experiment.compare   C                      compare          Compare   -
     Compare the five best runs: every metric's curves, their final values, manifests
 list.down            j,down                 cursor_down      Down      h

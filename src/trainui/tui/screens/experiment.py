@@ -326,6 +326,14 @@ class ExperimentScreen(TrainuiScreen):
             return
         self.toggle_class("-no-curves")
 
+    def action_pick_metrics(self) -> None:
+        """``p`` from the screen (its note says "p picks"), not only with the chart focused."""
+        curves = self.query(ObjectiveCurves)
+        if not curves or self.has_class("-no-curves"):
+            self.notify("No curves shown: v shows them.", severity="warning")
+            return
+        curves.first().action_pick_metrics()
+
     def action_compare(self) -> None:
         from trainui.tui.screens.compare import CompareScreen
 
