@@ -84,12 +84,12 @@ runs.download        x                      app.download_results Download h
     Download the selected run's results into a folder
 runs.manifest        m                      app.view_manifest Manifest h
     The selected run's manifest (read-only, secrets removed)
-runs.experiments     e                      app.toggle_experiments Experiments -
-    The experiments (sweeps: many runs from one manifest) instead of the runs
 runs.compare         C                      compare          Compare   -
     Compare the marked runs (or the selected one): curves overlaid, final values, manifests
 runs.columns         M                      pick_columns     Columns   h
     Pick the metrics the list shows as columns (their last values); remembered
+runs.experiments     e                      app.toggle_experiments Experiments -
+    The experiments (sweeps: many runs from one manifest) instead of the runs
 experiments.runs     e                      app.toggle_experiments Runs -
     The runs instead of the experiments
 experiments.open     enter                  open_experiment  Open      -

@@ -10,6 +10,9 @@ from textual.widgets import Footer as TextualFooter
 from textual.widgets._footer import FooterKey
 
 ALWAYS = ("help",)  # actions the footer never leaves out
+# left out first where there is no room for all (they are in `?`): where a wide terminal has
+# room, the run list says that e switches to the experiments
+FIRST_LEFT_OUT = ("app.toggle_experiments",)
 
 
 def shown_bindings(screen: Screen) -> tuple:
@@ -52,7 +55,9 @@ class Footer(TextualFooter):
             droppable = [i for i, (b, _, _) in enumerate(keys) if b.action not in ALWAYS]
             if not droppable:
                 break
-            del keys[droppable[-1]], sizes[droppable[-1]]
+            first = [i for i in droppable if keys[i][0].action in FIRST_LEFT_OUT]
+            gone = (first or droppable)[-1]
+            del keys[gone], sizes[gone]
         if palette is not None and sum(sizes) > room:  # a very narrow terminal: `?` first
             palette = None
         return keys, palette
