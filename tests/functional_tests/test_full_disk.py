@@ -173,6 +173,35 @@ def test_a_run_that_fills_the_disk_fails_saying_so_and_deleting_it_frees_the_spa
     ]
 
 
+def test_a_restart_after_a_full_disk_waits_for_space_instead_of_failing_again(small_home):
+    """Attempt 1 fills the disk and fails; attempt 2 waits (its restart not spent on a disk
+    that is still full), and runs once space is freed."""
+    home = small_home
+    home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
+    ballast = home.path / "ballast"  # what the user frees later
+    ballast.write_bytes(b"\0" * (2 << 20))
+    model = home.model("m", {"t.py": ""})
+    command = f'[ "$TRAINING_ATTEMPT" = 1 ] && {FLOOD} || echo "second attempt"'
+    path = manifest(home, command, "flood")
+    path.write_text(
+        path.read_text().replace("resource: small", "resource: small\n    max_restarts: 1")
+    )
+    model_id = home.submit(model, path)
+    deadline = time.monotonic() + 120
+    while "waiting for disk space" not in (run := home.show(model_id))["status_message"]:
+        assert run["status"] not in ("completed", "failed", "halted"), run
+        assert time.monotonic() < deadline, run
+        time.sleep(0.2)
+    assert run["attempt"] == 2 and run["attempts"][0]["error_code"] == "S300", run
+    time.sleep(1.5)  # still waiting, its restart not spent
+    assert home.show(model_id)["status"] != "failed"
+    ballast.unlink()
+    # deleting what the first attempt's log took is the user's to do; here the ballast is it
+    run = home.wait(model_id, "completed", "failed", timeout=120)
+    assert run["status"] == "completed", run
+    assert "second attempt" in home.cli("logs", model_id, check=True).stdout
+
+
 def test_a_full_disk_refuses_submissions_with_507_and_deletes_still_work(small_home):
     home = small_home
     model = home.model("m", {"t.py": ""})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import getpass
 import json
 import os
@@ -805,12 +806,16 @@ class RunManager:
 
     def check_space(self) -> None:
         """Refuse a submission (507) while the home's file system is (nearly) full."""
+        if self._home_full():
+            raise self.disk_full_refusal()
+
+    def _home_full(self) -> bool:
+        """Has the home's file system less than MIN_FREE_BYTES left?"""
         try:
             stat = os.statvfs(self.home)
         except OSError:
-            return
-        if stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES:
-            raise self.disk_full_refusal()
+            return False
+        return stat.f_bavail * stat.f_frsize < MIN_FREE_BYTES
 
     def disk_full_refusal(self) -> Refusal:
         free = ""
@@ -970,6 +975,9 @@ class RunManager:
         self._waiting.pop(run.model_id, None)
         run_dir = self.run_dir(run.model_id)
         cpu_mode = self.scheduler.cpu_mode if capacity is None else not capacity.total
+        if self._home_full():  # a restart after a full disk too: it waits, not fails again
+            self._wait_for_space(run, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), self.home))
+            return
         try:
             spec_path = self.run_file(run.model_id, LEARNER_FILE)
             # a started run has a log, empty at first (a cluster launcher's mirror appends to it)
@@ -1023,8 +1031,8 @@ class RunManager:
         else:
             why = "the run store's database is full"
         reason = f"waiting for disk space: {why}"
-        if run.status_message != reason:
-            self._change(run, PENDING, status_message=reason)
+        if run.status_message != reason:  # a restart keeps its state (its attempt is due)
+            self._change(run, run.status, status_message=reason)
         self._retry_start_at = time.monotonic() + DISK_RETRY
 
     def _nothing_free(self) -> bool:
