@@ -289,6 +289,22 @@ def test_the_log_cap_keeps_a_loud_run_within_the_disk_and_it_completes(small_hom
     assert home.wait(five, "completed", "failed", timeout=60)["status"] == "completed"
 
 
+def test_a_full_bucket_is_named_as_the_place_written_not_the_file_read(small_disk, tmp_path):
+    """A results bucket on a full file system: the sentence names the bucket's folder being
+    written; it named the run's file being read, which reads as "the home is full"."""
+    from trainui.storage import StoreError, open_store
+
+    (small_disk / "results").mkdir()
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(HOME_SIZE + (1 << 20)))
+    store = open_store("local", "results", {"path": str(small_disk)}, str(tmp_path))
+    with pytest.raises(StoreError) as raised:
+        store.upload(str(big), "training-x/big.bin")
+    said = str(raised.value)
+    assert "No space left on device" in said, said
+    assert f"(writing {small_disk / 'results' / 'training-x'})" in said and str(big) not in said
+
+
 def test_a_status_write_that_fails_on_a_full_disk_leaves_the_old_file(small_disk):
     status = small_disk / "status.json"
     write_json_atomic(str(status), {"status": "running"})

@@ -7,6 +7,7 @@ are copied, never linked, so a run cannot change the bucket it read from.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import threading
@@ -73,7 +74,7 @@ class LocalStore(ObjectStore):
                 os.unlink(dest)  # never half a file
             if isinstance(exc, FileNotFoundError) and exc.filename == src:
                 raise StoreError(f"object {key!r} does not exist in {self.description}") from None
-            raise StoreError(_copy_failed(key, "from", self.description, exc)) from None
+            raise StoreError(_copy_failed(key, "from", self.description, exc, dest)) from None
         if progress is not None:
             progress(size)
         return size
@@ -93,7 +94,7 @@ class LocalStore(ObjectStore):
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            raise StoreError(_copy_failed(key, "to", self.description, exc)) from None
+            raise StoreError(_copy_failed(key, "to", self.description, exc, dest)) from None
 
     def check(self, write: bool = False) -> None:
         if not write:
@@ -114,6 +115,13 @@ class LocalStore(ObjectStore):
             ) from None
 
 
-def _copy_failed(key: str, direction: str, description: str, exc: OSError) -> str:
-    where = f" ({exc.filename})" if exc.filename else ""
+def _copy_failed(
+    key: str, direction: str, description: str, exc: OSError, dest: str | None = None
+) -> str:
+    """A copy's failure in a sentence; a full disk names the file being written (the copy's
+    error names the file read: a full results bucket read as a full home)."""
+    if exc.errno == errno.ENOSPC and dest:
+        where = f" (writing {os.path.dirname(dest)})"
+    else:
+        where = f" ({exc.filename})" if exc.filename else ""
     return f"copying {key!r} {direction} {description} failed: {exc.strerror or exc}{where}"
