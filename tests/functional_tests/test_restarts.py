@@ -181,6 +181,23 @@ def test_a_lost_learner_counts_as_a_failed_attempt_and_the_run_starts_again(home
     assert "copied 1 checkpoint file" in text
 
 
+def test_a_service_started_again_keeps_what_is_left_of_a_back_off(home):
+    """A restart waits its back-off even when the service starts again meanwhile (it
+    started at once: the back-off was kept in the service's memory alone)."""
+    home.env["TRAINUI_RESTART_BACKOFF"] = "30"
+    model = home.model("backoff", {"t.py": ""})
+    model_id = home.submit(model, restarting_manifest(home, FLAKY.format(ok=2), 1))
+    home.wait(model_id, "restarting", timeout=60)
+    home.kill_service()
+    time.sleep(2)  # the next CLI call starts the service again
+    for _ in range(10):
+        run = home.show(model_id)
+        assert run["status"] == "restarting" and run["attempt"] == 2, run
+        time.sleep(0.2)
+    home.cli("halt", model_id, check=True)
+    assert home.wait(model_id, "halted")["status_message"] == "halted before attempt 2 started"
+
+
 def test_a_restarted_run_takes_its_place_by_submission_in_the_queue(home):
     """The rule: during its back-off the others go on; then it waits where its submission put
     it, before the runs submitted after it that still wait (never ahead of one submitted

@@ -5,6 +5,7 @@ One definition of each, used by the service, the learner, the CLI and the TUI.
 
 from __future__ import annotations
 
+import calendar
 import contextlib
 import errno
 import json
@@ -91,6 +92,33 @@ def new_id(prefix: str) -> str:
 def is_id(text: str, prefix: str) -> bool:
     suffix = text[len(prefix) :]
     return text.startswith(prefix) and len(suffix) == 9 and all(c in _ID_ALPHABET for c in suffix)
+
+
+def parse_time(stamp: str | None) -> float | None:
+    """Seconds since the epoch of an RFC 3339 UTC stamp (``2026-11-27T05:14:03.123Z``)."""
+    if not stamp or len(stamp) < 19:
+        return None
+    try:
+        seconds = calendar.timegm(
+            (
+                int(stamp[0:4]),
+                int(stamp[5:7]),
+                int(stamp[8:10]),
+                int(stamp[11:13]),
+                int(stamp[14:16]),
+                int(stamp[17:19]),
+                0,
+                0,
+                0,
+            )
+        )
+    except ValueError:
+        return None
+    if len(stamp) > 20 and stamp[19] == ".":
+        digits = stamp[20:].rstrip("Z")
+        if digits.isdigit():
+            seconds += int(digits) / 10 ** len(digits)
+    return float(seconds)
 
 
 def utc_now() -> str:

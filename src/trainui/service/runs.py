@@ -50,6 +50,7 @@ from trainui.core.runs import (
     STATUS_FILE,
     disk_full_message,
     new_run_id,
+    parse_time,
     read_json,
     utc_now,
     within,
@@ -1354,7 +1355,7 @@ class RunManager:
         if not self._restartable(run, ended):
             return None
         record = _attempt_record(msgspec.structs.replace(ended, attempt=run.attempt))
-        delay = min(self.settings.restart_backoff * 2 ** (run.attempt - 1), MAX_BACKOFF)
+        delay = self._backoff(run.attempt)
         following = run.attempt + 1
         self._restart_due[run.model_id] = time.monotonic() + delay
         restarting = lifecycle.change(
@@ -1368,6 +1369,20 @@ class RunManager:
             exit_code=None,
         )
         return self._fresh_attempt(restarting)
+
+    def _backoff(self, attempt: int) -> float:
+        """Seconds between the end of ``attempt`` and the start of the next: growing."""
+        return min(self.settings.restart_backoff * 2 ** (attempt - 1), MAX_BACKOFF)
+
+    def _backoff_end(self, run: Run) -> float:
+        """When (monotonic) a restarting run's back-off ends, from its last attempt's end (a
+        service started again meanwhile: not at once)."""
+        last = (run.attempts or [{}])[-1]
+        ended = parse_time(last.get("finished_at"))
+        if ended is None:
+            return 0.0
+        left = ended + self._backoff(run.attempt - 1) - time.time()
+        return time.monotonic() + min(max(left, 0.0), MAX_BACKOFF)
 
     def _fresh_attempt(self, run: Run) -> Run:
         """``run`` between two attempts: no learner, GPUs or progress; its folder without the
@@ -1408,10 +1423,13 @@ class RunManager:
         return run
 
     def reconcile(self) -> None:
-        """After a (re)start: follow learners that still run, fail those that vanished."""
+        """After a (re)start: follow learners that still run, fail those that vanished; a run
+        between two attempts waits what is left of its back-off."""
         for run in list(self.runs.values()):
             if run.deleted and run.status not in ACTIVE_STATES:
                 self._forget(run.model_id)
+            elif run.status == RESTARTING and run.model_id not in self._restart_due:
+                self._restart_due[run.model_id] = self._backoff_end(run)
         self._last_liveness = 0.0
         self._refresh_gpu_roots()
         self.poll()

@@ -7,12 +7,11 @@ changed, so a 10,000-run history is never rebuilt on a tick.
 
 from __future__ import annotations
 
-import calendar
 import math
 import time
 from collections.abc import Iterable
 
-from trainui.core.runs import FINAL_STATES, STATES, resource_placement
+from trainui.core.runs import FINAL_STATES, STATES, parse_time, resource_placement
 
 SORTS = ("submitted", "status", "name", "duration")
 METRIC_SORT = "metric:"  # METRIC_SORT + a metric's name: by its last value
@@ -29,33 +28,6 @@ SYMBOLS = {
     "failed": "✗",
     "halted": "■",
 }
-
-
-def parse_time(stamp: str | None) -> float | None:
-    """Seconds since the epoch of an RFC 3339 UTC stamp (``2026-11-27T05:14:03.123Z``)."""
-    if not stamp or len(stamp) < 19:
-        return None
-    try:
-        seconds = calendar.timegm(
-            (
-                int(stamp[0:4]),
-                int(stamp[5:7]),
-                int(stamp[8:10]),
-                int(stamp[11:13]),
-                int(stamp[14:16]),
-                int(stamp[17:19]),
-                0,
-                0,
-                0,
-            )
-        )
-    except ValueError:
-        return None
-    if len(stamp) > 20 and stamp[19] == ".":
-        digits = stamp[20:].rstrip("Z")
-        if digits.isdigit():
-            seconds += int(digits) / 10 ** len(digits)
-    return float(seconds)
 
 
 def local_time(stamp: str | None, short: bool = False) -> str:
