@@ -21,6 +21,13 @@ from podman_env import Podman, PodmanUnavailable
 
 from trainui.learner import runtime
 
+PYTORCH = """\
+[[framework]]
+name = "pytorch"
+versions = ["2.4", "2.5"]
+runtime = "host"
+"""
+
 
 def write_catalogue(home, text: str) -> Path:
     path = home.path.parent / "frameworks.toml"
@@ -85,15 +92,7 @@ def test_two_runs_in_two_venvs_each_see_their_own(home, tmp_path):
 
 
 def test_an_unsupported_framework_is_c104_at_validate_and_at_submit(home):
-    write_catalogue(
-        home,
-        """\
-        [[framework]]
-        name = "pytorch"
-        versions = ["2.4", "2.5"]
-        runtime = "host"
-        """,
-    )
+    write_catalogue(home, PYTORCH)
     model = home.model("c104", {"t.py": ""})
     typo = framework_manifest(home, "true", "pytorh", "2.4")
     old = framework_manifest(home, "true", "pytorch", "1.13")
@@ -167,15 +166,7 @@ def test_a_run_whose_framework_left_the_catalogue_while_it_waited_fails_with_its
     """Accepted, then the box's owner drops its framework version before it starts: C104 at
     start, said in its log, which is stored in the results bucket as for any failed run."""
     home.env["TRAINUI_CPU_SLOTS"] = "1"
-    catalogue = write_catalogue(
-        home,
-        """\
-        [[framework]]
-        name = "pytorch"
-        versions = ["2.4", "2.5"]
-        runtime = "host"
-        """,
-    )
+    catalogue = write_catalogue(home, PYTORCH)
     model = home.model("left", {"t.py": ""})
     blocker = home.submit(model, framework_manifest(home, "sleep 60", "pytorch", "2.4"))
     home.wait(blocker, "running")

@@ -948,26 +948,21 @@ async def test_n_writes_a_manifest_and_ctrl_s_submits_it(home, tmp_path):
         model_id = app.screen.model_id
         await until(pilot, lambda: "THE END" in text(app), what="its log to the end")
         await until(pilot, lambda: (app.table.get(model_id) or {}).get("status") == "completed")
-    assert home.show(model_id)["name"] == "from-the-editor"
-
-
-async def test_an_experiment_written_in_the_editor_is_submitted_and_shown(home, tmp_path):
-    model = write_model(tmp_path / "model")
-    home.bucket("data")
-    app = make_app(home_client(home))
-    async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.loaded, what="the list")
+        # a manifest with experiment: submits an experiment, whose screen opens (it was a
+        # crash: the answer names an experiment, not a run)
+        await pilot.press("escape")
+        await until(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
         await pilot.press("n")
         await until(pilot, lambda: type(app.screen).__name__ == "EditorScreen")
-        editor = app.screen
-        editor.area.text = manifest_text("sweep", "python3 lines.py $N") + (
+        app.screen.area.text = manifest_text("sweep", "python3 lines.py $N") + (
             "experiment:\n  method: grid\n  parameters: {N: [1, 2]}\n"
         )
-        editor.definition.value = str(model)
-        await pilot.press("ctrl+s")  # was a KeyError: the answer names an experiment
+        app.screen.definition.value = str(model)
+        await pilot.press("ctrl+s")
         await until(pilot, lambda: type(app.screen).__name__ == "ExperimentScreen")
         experiment_id = app.screen.experiment_id
         await until(pilot, lambda: "2 runs" in text(app), what="its runs")
+    assert home.show(model_id)["name"] == "from-the-editor"
     e = json.loads(home.cli("show", "experiment", experiment_id, "--json", check=True).stdout)
     assert e["count"] == 2 and e["name"] == "sweep"
 

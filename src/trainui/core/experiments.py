@@ -654,13 +654,10 @@ def one_run_manifest(text: str, parameters: dict, name: str = "", objective=None
     not the whole sweep). None when the text has no such block (or cannot be read)."""
     import json
 
-    from trainui.core.yamlnodes import YamlError, compose
+    from trainui.core.yamlnodes import mapping_of
 
-    try:
-        root = compose(text)
-    except YamlError:
-        return None
-    if root is None or root.kind != "map":
+    root = mapping_of(text)
+    if root is None:
         return None
     block = next(
         ((k, v) for k, v in root.items if k.kind == "scalar" and k.value == "experiment"), None

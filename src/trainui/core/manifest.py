@@ -14,7 +14,7 @@ from types import MappingProxyType
 from trainui.core.record import Record
 from trainui.core.runs import NAME_LONGEST
 from trainui.core.urls import has_userinfo, mask_urls, masked_url
-from trainui.core.yamlnodes import Node, YamlError, compose
+from trainui.core.yamlnodes import Node, YamlError, compose, mapping_of
 
 MAX_MANIFEST_BYTES = 1 << 20
 RESOURCE_GPUS = MappingProxyType({"small": 1, "medium": 2, "large": 4})
@@ -927,11 +927,8 @@ def metric_sources(text: str) -> list[dict[str, str]] | None:
     """The ``evaluation_metrics`` of manifest text, as the learner takes them (``type``,
     ``in``, ``pattern``); None when it has none (or is not readable YAML). Only that key is
     checked; a source with a problem is left out."""
-    try:
-        root = compose(text)
-    except YamlError:
-        return None
-    if root is None or root.kind != "map":
+    root = mapping_of(text)
+    if root is None:
         return None
     checker = _Checker(None)
     for key, value in root.items:

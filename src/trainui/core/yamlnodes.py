@@ -222,3 +222,13 @@ def _yaml_error(error: yaml.MarkedYAMLError, text: str) -> YamlError:
     if context:
         problem = f"{problem} ({context})"
     return YamlError(f"YAML syntax error: {problem}", line, col)
+
+
+def mapping_of(text: str) -> Node | None:
+    """The document in ``text`` when it is a mapping (a manifest); None when it is not, or is
+    not readable YAML."""
+    try:
+        root = compose(text)
+    except YamlError:
+        return None
+    return root if root is not None and root.kind == "map" else None

@@ -303,6 +303,15 @@ def _json(schema: dict | str, description: str) -> dict:
 
 
 _MAX_NUMBER = 10**18 - 1  # a number in a query or a header has at most 18 digits
+# limit= and offset= of a list (runs, experiments)
+_PAGE = tuple(
+    {
+        "name": name,
+        "in": "query",
+        "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
+    }
+    for name in ("limit", "offset")
+)
 
 
 def _errors(*codes: int) -> dict:
@@ -363,16 +372,7 @@ def _add_experiments(document: dict) -> None:
                     "(pending, running, completed, failed, halted); another word is refused "
                     "(400)",
                 },
-                {
-                    "name": "limit",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
-                },
-                {
-                    "name": "offset",
-                    "in": "query",
-                    "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
-                },
+                *_PAGE,
             ],
             "responses": {
                 "200": _json("ExperimentList", "the experiments"),
@@ -572,16 +572,7 @@ def _runs_document() -> dict:
                             "schema": {"type": "string"},
                             "description": "only this experiment's runs",
                         },
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
-                        },
-                        {
-                            "name": "offset",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
-                        },
+                        *_PAGE,
                         {
                             "name": "fields",
                             "in": "query",
