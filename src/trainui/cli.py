@@ -218,6 +218,10 @@ def _warn_skipped(info, folder: str, definition) -> None:
         print(warning, file=sys.stderr, flush=True)
 
 
+# options of an interpreter that take the next word as their argument (python -O does not)
+_TAKES_ARGUMENT = {"python": ("-W", "-X"), "bash": ("-o", "-O"), "sh": ("-o",)}
+
+
 def _command_warnings(report, names: Sequence[str]) -> list:
     """A warning when the command starts a script that the model definition does not hold."""
     import shlex
@@ -235,8 +239,8 @@ def _command_warnings(report, names: Sequence[str]) -> list:
         for word in given:
             if word in ("-c", "-m", "-e", "-E", "--command"):  # code or a module, no file
                 return []
-            if word in ("-W", "-X", "-o", "-O", "-I"):  # an option and its argument
-                next(given, None)
+            if word in _TAKES_ARGUMENT.get(words[0].rstrip("0123456789."), ()):
+                next(given, None)  # an option and its argument
             elif not word.startswith("-"):
                 script = word
                 break

@@ -662,7 +662,8 @@ class TrainuiApp(App[int]):
         run = self.table.get(model_id) or {}
         if run.get("experiment_id") and run.get("parameters") is not None:
             # a run of an experiment: that run again, with its own values, not the sweep
-            from trainui.core.experiments import as_environment, one_run_manifest
+            from trainui.core.experiments import one_run_manifest
+            from trainui.tui.experiments import parameters_summary
 
             experiment = self.experiments.get(run["experiment_id"]) or {}
             again = one_run_manifest(
@@ -670,8 +671,7 @@ class TrainuiApp(App[int]):
             )
             if again is not None:
                 text = again
-                values = " ".join(f"{k}={as_environment(v)}" for k, v in run["parameters"].items())
-                title = f"{model_id} again ({values})"
+                title = f"{model_id} again ({parameters_summary(run['parameters'])})"
         self.push_screen(EditorScreen(text, title, f"run:{model_id}"))
 
     def submitted(self, model_id: str, editor) -> None:

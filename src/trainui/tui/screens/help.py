@@ -3,6 +3,7 @@ the screen it was opened from first, over that screen."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
 
 from rich.table import Table
@@ -134,8 +135,6 @@ class HelpScreen(ModalScreen[None]):
 
 def _shown_path(path) -> str:
     """The TUI's settings file as the user knows it: ``~/...`` under their home."""
-    import os
-
     home = os.path.expanduser("~").rstrip("/")
     text = str(path)
     return "~" + text[len(home) :] if home and text.startswith(home + "/") else text
