@@ -83,10 +83,11 @@ def test_a_halt_is_never_restarted_in_an_attempt_or_between_two(home):
     home.cli("halt", failing, check=True)
     run = home.wait(failing, "halted", timeout=10)
     assert run["status_message"] == "halted before attempt 2 started"
+    # attempt 2 never began: it is not listed, and a resume starts it (not an "attempt 3")
     assert [(a["attempt"], a["status"], a["exit_code"]) for a in run["attempts"]] == [
         (1, "failed", 5),
-        (2, "halted", None),
     ]
+    assert run["attempt"] == 1
     # kept for `trainui resume` (a halted run may start again), 0600 in the private home
     assert (home.path / "runs" / failing / "learner.json").stat().st_mode & 0o777 == 0o600
     time.sleep(0.5)
@@ -99,6 +100,10 @@ def test_a_halt_is_never_restarted_in_an_attempt_or_between_two(home):
         time.sleep(0.05)
     last = (stored / "training-log.txt").read_text().splitlines()[-1]
     assert last == "trainui: halted: halted before attempt 2 started"
+    home.cli("resume", failing, check=True)
+    run = home.wait(failing, "restarting", timeout=30)  # attempt 2 failed as 1 did
+    assert [a["attempt"] for a in run["attempts"]] == [1, 2] and run["attempt"] == 3
+    home.cli("halt", failing, check=True)
 
 
 def test_a_halt_that_comes_as_a_failed_attempt_stores_its_results_is_not_restarted(home):
@@ -223,6 +228,9 @@ def test_a_run_halted_before_it_started_resumes(home):
     assert home.wait(waiting, "halted")["status_message"] == "halted before it started"
     resumed = home.cli("resume", waiting)
     assert resumed.returncode == 0, resumed.stderr
+    # its first attempt never began: the resume starts it, listed once
+    assert home.show(waiting)["status_message"].startswith("attempt 1 of 1: ")
     home.cli("halt", blocker, check=True)
     run = home.wait(waiting, "completed", "failed", timeout=60)
     assert run["status"] == "completed" and "resumed" in log(home, waiting)
+    assert run["attempt"] == 1 and not run["attempts"]  # as a run that never waited

@@ -182,16 +182,17 @@ def change(record, to_state: str, **fields):
     return msgspec.structs.replace(record, status=to_state, **fields)
 
 
-def resumed(run: Run, message: str) -> Run:
+def resumed(run: Run, message: str, attempt: int | None = None) -> Run:
     """A halted or failed ``run`` started again as its next attempt (``trainui resume``, SPEC
-    §11): the one way an ended run changes again, and only on a user's word."""
+    §11), or as ``attempt`` (one that never began): the one way an ended run changes again,
+    and only on a user's word."""
     if run.status not in (FAILED, HALTED):
         name = run.model_id
         raise IllegalChange(f"{name} is {run.status}: only a halted or failed run resumes")
     return msgspec.structs.replace(
         run,
         status=RESTARTING,
-        attempt=run.attempt + 1,
+        attempt=run.attempt + 1 if attempt is None else attempt,
         status_message=message,
         error_code=None,
         exit_code=None,

@@ -743,12 +743,7 @@ class RunManager:
         self.store.save_experiment(record.row())
         pending = [r for r in runs if r.status in (PENDING, RESTARTING)]
         for run in pending:
-            before = "it started" if run.status == PENDING else f"attempt {run.attempt} started"
-            ended = self._finish(
-                run, HALTED, f"halted before {before} (its experiment was halted)", None
-            )
-            if run.status == RESTARTING:  # the bucket's status said the last attempt failed
-                self._store_what_is_left(ended)
+            self._halt_waiting(run, " (its experiment was halted)")
         for run in runs:
             if run.status in ACTIVE_STATES:
                 run = self._change(run, run.status, status_message="halting")
@@ -1454,17 +1449,25 @@ class RunManager:
         run = self.get(model_id, user)
         if run.status in FINAL_STATES:
             raise Refusal(409, f"run {model_id} has already ended ({run.status})")
-        if run.status == PENDING:
-            run = self._finish(run, HALTED, "halted before it started", None)
-            self.schedule()
-        elif run.status == RESTARTING:  # between two attempts: it ends here, halted
-            run = self._finish(run, HALTED, f"halted before attempt {run.attempt} started", None)
-            self._store_what_is_left(run)  # the bucket's status said the last attempt failed
+        if run.status in (PENDING, RESTARTING):
+            run = self._halt_waiting(run)
             self.schedule()
         else:
             run = self._change(run, run.status, status_message="halting")
             self._halt_asked.add(model_id)  # whatever its attempt reports, it is not restarted
             self.launcher.halt(run.learner_pid, run.learner_start)
+        return run
+
+    def _halt_waiting(self, run: Run, why: str = "") -> Run:
+        """Halt ``run``, which waits to start (pending) or to start its next attempt
+        (restarting). That attempt never began: it is not listed among the attempts, and the
+        run's attempt is its last one that did, so a resume starts the one that never began."""
+        if run.status == PENDING:
+            return self._finish(run, HALTED, f"halted before it started{why}", None)
+        message = f"halted before attempt {run.attempt} started{why}"
+        run = msgspec.structs.replace(run, attempt=run.attempt - 1)
+        run = self._finish(run, HALTED, message, None)
+        self._store_what_is_left(run)  # the bucket's status said the last attempt failed
         return run
 
     def resume(self, model_id: str, user: User | None = None) -> Run:
@@ -1487,11 +1490,14 @@ class RunManager:
                 f"run {model_id} cannot resume: its {' and '.join(missing)} "
                 "are no longer kept (a run that ended before trainui kept them); submit it again",
             )
-        run = _last_attempt(run, always=True)
-        following = run.attempt + 1
+        if run.started_at is None and not run.attempts:  # halted before it ever started
+            following = run.attempt
+        else:
+            run = _last_attempt(run, always=True)
+            following = run.attempt + 1
         total = max(run.max_restarts + 1, following)
         run = lifecycle.resumed(
-            run, f"attempt {following} of {total}: resumed, waiting for its turn"
+            run, f"attempt {following} of {total}: resumed, waiting for its turn", following
         )
         self._save(self._put(self._fresh_attempt(run)))
         self.schedule()
