@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -437,6 +438,11 @@ class LearnerRun:
 
     def run(self, timeout: float = 120, **env: str) -> dict:
         return self.start(**env).wait(timeout)
+
+    def halt(self) -> None:
+        """Halt the run as the service does: its reason, then SIGTERM to the learner."""
+        (self.dir / "halt-reason.txt").write_text("halted by request")
+        self.process.send_signal(signal.SIGTERM)
 
     def status(self) -> dict:
         return json.loads((self.dir / "status.json").read_text())

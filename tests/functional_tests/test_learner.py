@@ -104,6 +104,11 @@ class Run:
     def run(self) -> dict:
         return self.start().wait()
 
+    def halt(self) -> None:
+        """Halt the run as the service does: its reason, then SIGTERM to the learner."""
+        (self.dir / "halt-reason.txt").write_text("halted by request")
+        self.process.send_signal(signal.SIGTERM)
+
     def status(self) -> dict:
         return json.loads((self.dir / "status.json").read_text())
 
@@ -294,7 +299,7 @@ def test_halt_while_running_stops_the_whole_process_group_and_stores_the_log(tmp
     while "stubborn child started" not in run.log() and time.monotonic() < deadline:
         time.sleep(0.01)
     halted_at = time.monotonic()
-    run.process.send_signal(signal.SIGTERM)
+    run.halt()
     status = run.wait()
 
     assert time.monotonic() - halted_at < 5
@@ -318,7 +323,7 @@ def test_halt_while_staging_skips_the_command(tmp_path):
         (run.buckets / "demo-data" / f"part-{i:05d}.csv").write_text("1,2\n")
     run.start()
     run.wait_for(lambda s: s["progress"]["objects_total"] > 0)
-    run.process.send_signal(signal.SIGTERM)
+    run.halt()
     status = run.wait()
 
     assert status["status"] == "halted"
@@ -329,6 +334,28 @@ def test_halt_while_staging_skips_the_command(tmp_path):
     assert "trainui: staging stopped after " in log
     assert log.endswith("trainui: halted by request\n")
     assert_run_folder_cleaned(run)
+
+
+def test_a_halt_signal_from_outside_trainui_fails_the_run_as_a_lost_learner(tmp_path):
+    # `kill PID`, or the machine shutting down: not a user's `trainui halt` (the service writes
+    # its reason first), so the run's restarts may start it again
+    run = Run(tmp_path, "echo training; sleep 60", halt_grace_seconds=0.5).start()
+    run.wait_for(lambda s: s["status"] == "running")
+    deadline = time.monotonic() + 10
+    while "training" not in run.log() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    run.process.send_signal(signal.SIGTERM)
+    status = run.wait()
+    assert (status["status"], status["error_code"]) == ("failed", "S300")
+    expected = (
+        "the learner was stopped by SIGTERM from outside trainui (a `kill`, the machine "
+        "shutting down), not by `trainui halt`"
+    )
+    assert status["status_message"] == expected
+    log = run.stored_log()
+    assert "trainui: halt requested (SIGTERM)\n" in log
+    assert log.endswith(f"{expected}\n"), log[-300:]
+    assert json.loads((run.results / "training-status.json").read_text())["status"] == "failed"
 
 
 def test_leftovers_of_a_finished_command_are_stopped(tmp_path):

@@ -14,6 +14,7 @@ import signal
 import sys
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import httpx
@@ -281,6 +282,28 @@ def test_halt_stops_the_ray_job_and_stores_what_the_run_has(rhome, cluster):
     log = (results / "training-log.txt").read_text()
     assert "halt requested (SIGTERM)" in log  # Ray's stop reached the learner, which stored
     assert (results / "partial.txt").read_text() == "partial\n"
+
+
+def test_a_ray_job_stopped_outside_trainui_fails_the_run_and_restarts_it(rhome, cluster):
+    # `ray job stop`, Ray's dashboard: not `trainui halt`, so the run's restarts apply (the
+    # learner on its node cannot tell: the service does, by the reason it writes for its halts)
+    rhome.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
+    command = '[ "$TRAINING_ATTEMPT" -ge 2 ] && echo second || { echo first; sleep 60; }'
+    manifest = rhome.manifest(command)
+    manifest.write_text(
+        manifest.read_text().replace("resource: small\n", "resource: small\n    max_restarts: 1\n")
+    )
+    model_id = rhome.submit(rhome.model("m", {"t.py": ""}), manifest)
+    rhome.wait(model_id, "running", timeout=60)
+    wait_for_job(cluster, model_id, "RUNNING")
+    request = urllib.request.Request(f"{cluster.address}/api/jobs/{model_id}/stop", method="POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        assert json.loads(response.read())["stopped"] is True
+    run = rhome.wait(model_id, "completed", "failed", "halted", timeout=90)
+    assert run["status"] == "completed", run
+    first = run["attempts"][0]
+    assert (first["status"], first["error_code"]) == ("failed", "S300"), first
+    assert "from outside trainui" in first["status_message"], first
 
 
 def test_a_run_halted_before_ray_started_it_never_runs(rhome, cluster):

@@ -162,14 +162,7 @@ def test_a_lost_learner_counts_as_a_failed_attempt_and_the_run_starts_again(home
         "{ echo 7 > $CHECKPOINT_DIR/step; echo first; sleep 60; }"
     )
     model_id = home.submit(model, restarting_manifest(home, command, 2))
-    deadline = time.monotonic() + 30
-    while "first\n" not in log(home, model_id):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
-    learner = status["learner_pid"]
-    assert str(home.path).encode() in Path(f"/proc/{learner}/environ").read_bytes()
-    os.kill(learner, signal.SIGKILL)
+    os.kill(_learner_of(home, model_id, "first\n"), signal.SIGKILL)
     run = home.wait(model_id, "completed", "failed", timeout=60)
     assert run["status"] == "completed", run
     first = run["attempts"][0]
@@ -184,6 +177,45 @@ def test_a_lost_learner_counts_as_a_failed_attempt_and_the_run_starts_again(home
     closed = text.index("trainui: failed (S300): the learner process ended unexpectedly")
     assert text.index("first\n") < closed < text.index("trainui: attempt 2 of 3")
     assert "copied 1 checkpoint file" in text
+
+
+def _learner_of(home, model_id: str, line: str) -> int:
+    """The pid of ``model_id``'s learner, once its log has ``line``."""
+    deadline = time.monotonic() + 30
+    while line not in log(home, model_id):
+        assert time.monotonic() < deadline, log(home, model_id)
+        time.sleep(0.05)
+    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
+    learner = status["learner_pid"]
+    assert str(home.path).encode() in Path(f"/proc/{learner}/environ").read_bytes()
+    return learner
+
+
+def test_a_learner_stopped_from_outside_trainui_is_a_lost_one_not_a_halt(home):
+    """SIGTERM from a `kill` or a shutdown is not `trainui halt`: the run starts again (it was
+    recorded "halted by request" and never restarted)."""
+    home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
+    model = home.model("term", {"t.py": ""})
+    command = '[ "$TRAINING_ATTEMPT" -ge 2 ] && echo second || { echo first; sleep 60; }'
+    model_id = home.submit(model, restarting_manifest(home, command, 1))
+    os.kill(_learner_of(home, model_id, "first\n"), signal.SIGTERM)
+    run = home.wait(model_id, "completed", "failed", "halted", timeout=60)
+    assert run["status"] == "completed", run
+    first = run["attempts"][0]
+    assert (first["status"], first["error_code"]) == ("failed", "S300"), first
+    assert "stopped by SIGTERM from outside trainui" in first["status_message"]
+    # a run halted by trainui, then resumed: the earlier halt's reason does not make an outside
+    # SIGTERM of the new attempt a halt
+    other = home.submit(model, home.manifest("echo up $TRAINING_ATTEMPT; sleep 60", name="b"))
+    _learner_of(home, other, "up 1\n")
+    home.cli("halt", other, check=True)
+    assert home.wait(other, "halted", "failed", timeout=30)["status_message"] == (
+        "halted by request"
+    )
+    home.cli("resume", other, check=True)
+    os.kill(_learner_of(home, other, "up 2\n"), signal.SIGTERM)
+    run = home.wait(other, "halted", "failed", "completed", timeout=30)
+    assert (run["status"], run["error_code"]) == ("failed", "S300"), run
 
 
 def test_a_service_started_again_keeps_what_is_left_of_a_back_off(home):

@@ -226,7 +226,7 @@ def test_halting_a_run_while_it_stages_stops_the_transfers(s3_server, fault_prox
     run.start()
     wait_for_bytes(run, 1 << 20)
     halted_at = time.monotonic()
-    run.process.send_signal(signal.SIGTERM)
+    run.halt()
     status = run.wait(timeout=30)
     assert status["status"] == "halted", run.log()
     assert time.monotonic() - halted_at < 8

@@ -135,9 +135,11 @@ LEARNER_FILE = "learner.json"  # what the learner needs, secrets included (mode 
 RESULTS_FILE = "results.json"
 DEFINITION_FILE = "model.zip"  # the model definition as submitted
 MANIFEST_FILE = "manifest.yml"  # the manifest with secrets removed
-# why the service halted the run, when not at a user's request (an experiment's median rule):
-# written before the learner is told to halt, said as the run's outcome
+# why the service halted the run (a user's request, an experiment's median rule): written
+# before the learner is told to halt, said as the run's outcome; a halt signal without it came
+# from outside trainui
 HALT_REASON_FILE = "halt-reason.txt"
+HALTED_BY_REQUEST = "halted by request"
 # Written by the learner:
 STATUS_FILE = "status.json"  # the run's state, replaced atomically at every change
 LOG_FILE = "training-log.txt"  # learner messages and the command's merged stdout/stderr
@@ -207,3 +209,13 @@ def read_json(path: str) -> dict | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def outside_halt(signal_name: str | None = None) -> str:
+    """Why a run failed whose learner was sent a halt signal (``signal_name``; None: on a
+    cluster, unknown) by something other than trainui."""
+    if signal_name is None:
+        by, causes = "", "a `kill`, the machine shutting down, the cluster stopping its job"
+    else:
+        by, causes = f" by {signal_name}", "a `kill`, the machine shutting down"
+    return f"the learner was stopped{by} from outside trainui ({causes}), not by `trainui halt`"

@@ -49,6 +49,7 @@ from trainui.core.runs import (
     FAILED,
     HALT_REASON_FILE,
     HALTED,
+    HALTED_BY_REQUEST,
     LEARNER_ERRORS_FILE,
     LEARNER_FILE,
     LOG_FILE,
@@ -60,6 +61,7 @@ from trainui.core.runs import (
     WORK_DIR,
     disk_full_message,
     is_disk_full,
+    outside_halt,
     read_json,
     utc_now,
     write_json_atomic,
@@ -148,6 +150,7 @@ class Learner(Staging, ProcessControl, Storing):
         self.private: dict[str, str] = {}  # the sandbox's /tmp and HOME
         self.phase = DOWNLOADING
         self.halt_requested = False
+        self.halt_signal = "SIGTERM"  # the signal that asked for it
         self.command_pgid: int | None = None
         self.command_done = False
         self.term_sent = False  # SIGTERM went to the command's group (a halt)
@@ -200,7 +203,7 @@ class Learner(Staging, ProcessControl, Storing):
             if not self.halt_requested:
                 self._run_command()
             if self.halt_requested:
-                self._set_outcome(HALTED, None, self.halt_reason())
+                self._set_outcome(*self.halt_outcome())
         except _Failed as failure:
             self._set_outcome(FAILED, failure.code, failure.message)
         except Exception as exc:
@@ -220,15 +223,22 @@ class Learner(Staging, ProcessControl, Storing):
         self._finish()
         return 0
 
-    def halt_reason(self) -> str:
-        """Why the run was halted: the service's reason (an experiment's median rule), else
-        a user's request."""
+    def halt_outcome(self) -> tuple[str, str | None, str]:
+        """How a halt ends the run: halted, for the reason the service wrote before it sent
+        the signal (a user's request, an experiment's median rule). Without one the signal
+        came from outside trainui (a ``kill``, the machine shutting down): the learner was
+        lost (S300), which a run's restarts start again. On a cluster's node the run folder
+        is not there to read: the service tells the two apart."""
         try:
             with open(os.path.join(self.run_dir, HALT_REASON_FILE)) as f:
                 reason = f.read(1000).strip()
+        except FileNotFoundError:
+            if self.nonce is None:
+                return FAILED, "S300", outside_halt(self.halt_signal)
+            reason = ""
         except (OSError, UnicodeDecodeError):
             reason = ""
-        return reason or "halted by request"
+        return HALTED, None, reason or HALTED_BY_REQUEST
 
     def _set_outcome(self, final: str, code: str | None, message: str) -> None:
         self.final, self.error_code, self.message = final, code, mask_urls(message)

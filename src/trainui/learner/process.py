@@ -358,7 +358,8 @@ class ProcessControl:
         if self.halt_requested or self.command_done or self.phase == STORING:
             return  # storing (and what leads to it once the command has ended) always finishes
         self.halt_requested = True
-        self._log(f"halt requested ({_signal_name(signum)})")
+        self.halt_signal = _signal_name(signum)
+        self._log(f"halt requested ({self.halt_signal})")
         if self.command_pgid is not None:
             self._stop_command()
 

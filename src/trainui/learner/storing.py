@@ -154,7 +154,7 @@ class Storing:
             # The earlier failure is what the user must fix first; keep its code.
             self.message += mask_urls(f"; results could not be stored: {reason}")
         else:
-            halted = f"{self.halt_reason()}; " if self.final == HALTED else ""
+            halted = f"{self.message}; " if self.final == HALTED else ""
             self._set_outcome(FAILED, "S303", f"{halted}results could not be stored: {reason}")
 
     def _training_status(self) -> dict:
@@ -182,7 +182,7 @@ class Storing:
         if self.final == COMPLETED:
             return "completed"
         if self.final == HALTED:
-            return self.halt_reason()
+            return self.message
         return (
             f"failed ({self.error_code}): {self.message}"
             if self.error_code

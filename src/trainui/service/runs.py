@@ -39,6 +39,7 @@ from trainui.core.runs import (
     FINAL_STATES,
     HALT_REASON_FILE,
     HALTED,
+    HALTED_BY_REQUEST,
     LEARNER_FILE,
     LOG_FILE,
     MANIFEST_FILE,
@@ -50,6 +51,7 @@ from trainui.core.runs import (
     STATUS_FILE,
     disk_full_message,
     new_run_id,
+    outside_halt,
     parse_time,
     read_json,
     utc_now,
@@ -748,7 +750,7 @@ class RunManager:
             if run.status in ACTIVE_STATES:
                 run = self._change(run, run.status, status_message="halting")
                 self._halt_asked.add(run.model_id)
-                self.launcher.halt(run.learner_pid, run.learner_start)
+                self._ask_halt(run, f"{HALTED_BY_REQUEST} (its experiment was halted)")
         if pending:
             self.schedule()
         described = self.experiment_json(record)
@@ -1210,11 +1212,8 @@ class RunManager:
             return
         reason = stop_reason(metric, *found)
         self._stopped_early[run.model_id] = reason
-        with contextlib.suppress(OSError):  # the learner says it as the run's outcome
-            path = os.path.join(self.run_dir(run.model_id), HALT_REASON_FILE)
-            write_json_atomic(path, reason.encode())
         run = self._change(run, run.status, status_message=f"halting: {reason}")
-        self.launcher.halt(run.learner_pid, run.learner_start)
+        self._ask_halt(run, reason)  # the learner says it as the run's outcome
 
     def _metrics_changed(self, run: Run, index: MetricsIndex) -> Run:
         """The run's record follows its index (saved, without a ``run`` event: the
@@ -1297,6 +1296,11 @@ class RunManager:
         if new is run:
             return False
         ended = new.status in FINAL_STATES
+        outside = new.status == HALTED and not self._halt_was_asked(run)
+        if outside:  # a learner that could not tell (on a cluster's node, or an older one)
+            new = msgspec.structs.replace(
+                new, status=FAILED, error_code="S300", status_message=outside_halt()
+            )
         if ended:
             self._command_groups.pop(run.model_id, None)
             if run.model_id in self._halt_asked:
@@ -1317,10 +1321,12 @@ class RunManager:
             if new.status == COMPLETED:
                 self._forget_secrets(run.model_id)
             new = _last_attempt(new)
-            reason = self._stopped_early.pop(run.model_id, None)
+            reason = self._stopped_early.pop(run.model_id, None) or self._halt_reason(run)
             if reason and new.status == HALTED and new.status_message != reason:
                 # a learner that could not read the reason (on a cluster's node) said "halted"
                 new = msgspec.structs.replace(new, status_message=reason)
+            if outside and not new.deleted:  # the bucket's status said halted
+                self._store_what_is_left(new)
             if not new.deleted:
                 new = self._final_metrics(new)
             if new.deleted:
@@ -1383,7 +1389,7 @@ class RunManager:
         """``run`` between two attempts: no learner, GPUs or progress; its folder without the
         last attempt's status record (the next learner's must not be taken for it) and Ray
         log state (the next job's log is mirrored anew)."""
-        for name in (STATUS_FILE, RAY_LOG_STATE_FILE):
+        for name in (STATUS_FILE, RAY_LOG_STATE_FILE, HALT_REASON_FILE):
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.run_dir(run.model_id), name))
         self._status_mtimes.pop(run.model_id, None)
@@ -1455,8 +1461,35 @@ class RunManager:
         else:
             run = self._change(run, run.status, status_message="halting")
             self._halt_asked.add(model_id)  # whatever its attempt reports, it is not restarted
-            self.launcher.halt(run.learner_pid, run.learner_start)
+            self._ask_halt(run, HALTED_BY_REQUEST)
         return run
+
+    def _ask_halt(self, run: Run, reason: str) -> None:
+        """Tell ``run``'s learner to halt, for ``reason`` (what the run will say), written in
+        its folder first: a learner sent a halt signal without one was stopped from outside
+        trainui, a loss its restarts start again."""
+        with contextlib.suppress(OSError):
+            path = os.path.join(self.run_dir(run.model_id), HALT_REASON_FILE)
+            write_json_atomic(path, reason.encode())
+        self.launcher.halt(run.learner_pid, run.learner_start)
+
+    def _halt_reason(self, run: Run) -> str | None:
+        """The reason trainui gave for halting ``run`` (None: it did not halt it)."""
+        try:
+            with open(os.path.join(self.run_dir(run.model_id), HALT_REASON_FILE), "rb") as f:
+                return f.read(1000).decode(errors="replace").strip() or None
+        except OSError:
+            return None
+
+    def _halt_was_asked(self, run: Run) -> bool:
+        """Did trainui halt ``run`` (a user, its experiment, the median rule, a delete)?"""
+        return (
+            run.model_id in self._halt_asked
+            or run.model_id in self._stopped_early
+            or bool(run.deleted)
+            or (run.status_message or "").startswith("halting")
+            or os.path.exists(os.path.join(self.run_dir(run.model_id), HALT_REASON_FILE))
+        )
 
     def _halt_waiting(self, run: Run, why: str = "") -> Run:
         """Halt ``run``, which waits to start (pending) or to start its next attempt
@@ -1508,7 +1541,7 @@ class RunManager:
         if run.status in ACTIVE_STATES:
             # the learner stores what it has and ends; the run is forgotten when it does
             run = self._change(run, run.status, deleted=1)
-            self.launcher.halt(run.learner_pid, run.learner_start)
+            self._ask_halt(run, HALTED_BY_REQUEST)
             self.events.publish("deleted", {"model_id": model_id, "owner": run.owner})
         else:
             self._forget(model_id)
