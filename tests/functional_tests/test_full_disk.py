@@ -146,6 +146,14 @@ def test_a_run_that_fills_the_disk_fails_saying_so_and_deleting_it_frees_the_spa
     # what the log held is still stored in the results bucket, which has room
     stored = (home.buckets / "results" / flood / "training-log.txt").read_text()
     assert stored.count("x" * 99) > 1000
+    # the line the disk cut ends there (the learner's lines were written onto it), and the
+    # last one says how the run ended; its status is stored beside it
+    lines = stored.splitlines()
+    torn = [line for line in lines if line != "x" * 99 and not line.startswith("trainui: ")]
+    assert len(torn) <= 1 and set("".join(torn)) <= {"x"}, [line[:120] for line in torn]
+    assert lines[-1].startswith("trainui: failed (S300): no space left on device"), lines[-3:]
+    status = json.loads((home.buckets / "results" / flood / "training-status.json").read_text())
+    assert (status["status"], status["error_code"]) == ("failed", "S300"), status
 
     # the disk is full now: a submission is refused in one sentence, and says so
     refused = home.cli("train", str(model), str(manifest(home, FIVE_LINES, "five")))

@@ -360,6 +360,18 @@ class Learner(Staging, ProcessControl, Storing):
                     write_json_atomic(path, record)
         self._last_write = time.monotonic()
 
+    def _make_room(self) -> None:
+        """On a full disk, give the space kept for the outcome to the last things written: the
+        log's last lines, training-status.json and status.json (a few KiB of what was kept)."""
+        if self.relay is not None:
+            return
+        try:
+            stat = os.statvfs(self.run_dir)
+        except OSError:
+            return
+        if stat.f_bavail * stat.f_frsize < RESERVE_BYTES:
+            _remove(os.path.join(self.run_dir, RESERVE_FILE))
+
     def _reserve_space(self) -> None:
         """Keep a little space for the final status.json, which says how the run ended even
         when the disk fills up (a full disk must never leave a run without its outcome)."""

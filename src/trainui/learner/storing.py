@@ -47,6 +47,8 @@ class Storing:
 
     def _store(self) -> None:
         self.phase = STORING
+        self._make_room()
+        self._end_log_line()  # after a line the command's output left torn (a full disk)
         results = self.config["results"]
         prefix = f"{self.model_id}/"
         progress = no_progress(STORING)
