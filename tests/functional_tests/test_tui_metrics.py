@@ -59,6 +59,27 @@ async def test_a_chart_of_100000_points_keeps_its_spike_and_says_last_min_max():
         assert not plot_lines(app)[1].strip().startswith("3.00")  # smoothed: no longer 3
 
 
+async def test_legends_and_title_lines_show_numbers_whole_or_not_at_all():
+    # a number cut in the middle reads as another one (`0.` for `0.1`, `-1.23e-` for a value)
+    app = ChartApp()
+    async with app.run_test(size=SIZE) as pilot:
+        chart = app.query_one(MetricChart)
+        for i in range(6):  # a line a series: the name gives way to the value
+            chart.set_series(f"a-run-with-a-long-name-{i}", Series([0, 1], [1.0, -1.23456e-05]))
+        await pilot.pause(0.1)
+        legend = [line for line in plot_lines(app) if "●" in line]
+        assert len(legend) == 6 and all(line.rstrip().endswith(" -1.23e-05") for line in legend)
+    app = ChartApp()
+    app.CSS = "MetricChart { width: 40; }"  # narrow: the numbers go on the title line
+    async with app.run_test(size=SIZE) as pilot:
+        chart = app.query_one(MetricChart)
+        chart.metric = "val/cross_entropy"
+        chart.set_series("val/cross_entropy", Series([0, 1, 2], [0.5, 0.04762, 0.1]))
+        await pilot.pause(0.1)
+        title = str(chart.query_one(".chart-title").render())
+        assert title == "val/cross_entropy  last 0.1", title
+
+
 async def test_in_an_ansi_theme_the_curves_use_the_terminals_own_colours():
     app = ChartApp("ansi")
     async with app.run_test(size=SIZE) as pilot:

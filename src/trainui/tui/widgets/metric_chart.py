@@ -250,11 +250,16 @@ class MetricChart(Widget, can_focus=True):
         if self.has_class("-narrow") and len(self.series) == 1:
             series = next(iter(self.series.values()))
             bounds = series.bounds()
-            if bounds is not None:  # the legend is hidden: its numbers on the title line
-                parts.append(
-                    f"  last {format_value(series.last)}  min {format_value(bounds[0])}"
-                    f"  max {format_value(bounds[1])}"
-                )
+            if bounds is not None:  # the legend is hidden: its numbers on the title line,
+                # those that fit whole (a number cut in the middle would read as another)
+                room = self.content_size.width or 1_000
+                used = sum(len(part[0] if isinstance(part, tuple) else part) for part in parts)
+                for name, value in zip(("last", "min", "max"), (series.last, *bounds), strict=True):
+                    text = f"  {name} {format_value(value)}"
+                    if used + len(text) > room:
+                        break
+                    parts.append(text)
+                    used += len(text)
         return Content.assemble(*parts)
 
     def legend(self, room: int) -> list[Content]:
@@ -266,9 +271,12 @@ class MetricChart(Widget, can_focus=True):
         for label, series in self.series.items():
             style = styles[self.color_of(label) % len(styles)]
             bounds = series.bounds()
-            if many:  # one line a series: its mark, name and latest value
-                name = f"{label[:11]:<11} "
-                lines.append(Content.assemble(("● ", style), name, format_value(series.last)))
+            if many:  # one line a series: its mark, name and latest value (whole: the name
+                # gives way to it)
+                value = format_value(series.last)
+                room = max(1, SIDE - 4 - len(value))
+                name = f"{label[:room]:<{min(room, 11)}} "
+                lines.append(Content.assemble(("● ", style), name, value))
                 continue
             lines.append(Content.assemble(("● ", style), (label, "bold")))
             if bounds is None:
