@@ -103,3 +103,11 @@ def test_new_points_of_an_experiments_objective_make_its_best_read_again():
     assert stale == []  # not the objective; not an experiment's run
     app._apply_event("metrics", {"model_id": "training-1", "metrics": {"acc": {"last": 0.8}}})
     assert stale == [True]
+
+
+def test_a_sort_columns_title_gives_way_to_its_arrow():
+    from trainui.tui.widgets.run_list import sort_title
+
+    assert sort_title("learning_rate", 8, reverse=False) == "learn… ▲"
+    assert sort_title("Ran", 8, reverse=True) == "Ran ▼"
+    assert sort_title("hidden", 8, reverse=False) == "hidden ▲"

@@ -22,7 +22,7 @@ from textual.widget import Widget
 
 from trainui.core.record import Record
 from trainui.tui.keymap import bindings
-from trainui.tui.widgets.run_list import STATES, ListMoves
+from trainui.tui.widgets.run_list import STATES, ListMoves, sort_title
 from trainui.tui.widgets.scrolling import set_virtual_size
 
 
@@ -82,7 +82,7 @@ class RowListHeader(Widget):
         for column in self.rows.columns(self._width()):
             title = column.title
             if column.sort and column.sort == self.rows.sort:
-                title += " ▼" if self.rows.reverse else " ▲"
+                title = sort_title(title, column.width, self.rows.reverse)
             parts.append(cut(title, column.width, column.right))
         text = " ".join(parts)
         return Strip([Segment(set_cell_size(text, self.size.width), self.rich_style)])

@@ -87,6 +87,14 @@ def _cell(text: str, width: int) -> str:
     return set_cell_size(text, width)
 
 
+def sort_title(title: str, width: int, reverse: bool) -> str:
+    """The sort column's title with its arrow; where both do not fit, the title is cut, not
+    the arrow (the one sign of the order)."""
+    if cell_len(title) + 2 > width >= 3:
+        title = _cell(title, width - 2)
+    return title + (" ▼" if reverse else " ▲")
+
+
 def _cells(parts: list[tuple[str, Style]], width: int) -> list[Segment]:
     """Texts of several styles in one cell of ``width``, cut with an ellipsis when too long."""
     total = sum(cell_len(text) for text, _ in parts)
@@ -162,7 +170,8 @@ class RunListHeader(Widget):
         parts = []
         for key, title, column_width, sort in layout(width, self._metrics()):
             if sort and sort == self.table.sort:
-                title += " ▼" if self.table.reverse else " ▲"
+                room = column_width - 1 if key == "status" else column_width
+                title = sort_title(title, room, self.table.reverse)
             if key.startswith(METRIC):  # numbers align right, so do their titles
                 parts.append(_cell(title, column_width).rjust(column_width))
                 continue
