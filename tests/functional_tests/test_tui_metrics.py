@@ -80,6 +80,19 @@ async def test_legends_and_title_lines_show_numbers_whole_or_not_at_all():
         assert title == "val/cross_entropy  last 0.1", title
 
 
+async def test_a_log_scale_says_how_many_values_it_cannot_show():
+    app = ChartApp()
+    async with app.run_test(size=SIZE) as pilot:
+        chart = app.query_one(MetricChart)
+        chart.set_series("loss", Series(np.arange(6), np.array([5.0, -1, 0, 2, 3, 4])))
+        chart.log_scale = True
+        await pilot.pause(0.1)
+        assert "loss  log (2 ≤ 0 not shown)" in text(app)
+        chart.set_series("loss", Series([0, 1], [0.0, -2.0]))
+        await pilot.pause(0.1)
+        assert "log scale: no value above 0" in text(app)
+
+
 async def test_in_an_ansi_theme_the_curves_use_the_terminals_own_colours():
     app = ChartApp("ansi")
     async with app.run_test(size=SIZE) as pilot:
@@ -256,7 +269,8 @@ async def test_eight_charts_read_in_one_request_made_as_they_come_into_view(trai
         await until(pilot, lambda: app.table.get(model_id), what="the run")
         asked = counting_metrics_calls(app)
         await pilot.press("v")
-        view = app.screen.query_one("MetricsView")
+        screen = app.screen
+        view = screen.query_one("MetricsView")
         await until(pilot, lambda: view.reads and len(view.charts()) == 8, what="the charts")
         await pilot.pause(0.2)
         # the summary and the 8 display series in one request (the names from the run's
@@ -276,9 +290,12 @@ async def test_eight_charts_read_in_one_request_made_as_they_come_into_view(trai
         await pilot.press("k", "k", "k", "z")  # m4 alone, as tall as the view: made then
         await until(pilot, lambda: charts[4].built and "last 4.02" in text(app), what="m4")
         assert "m5" not in text(app) and not charts[3].built
-        await pilot.press("z", "g")  # every chart again, then the first
+        await pilot.press("escape", "g")  # every chart again (not the run list), the first
         await until(pilot, lambda: "m0" in text(app), what="the first again")
+        assert app.screen is screen and not view.has_class("-zoomed")
         assert [chart.built for chart in charts].count(False) >= 1  # m2 or m3 never shown
+        await pilot.press("escape")  # nothing zoomed: back to the run list
+        await until(pilot, lambda: app.screen is not screen, what="the run list")
 
 
 async def test_an_ended_runs_curves_are_read_ahead_and_v_asks_nothing_more(trained):

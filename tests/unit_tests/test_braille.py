@@ -79,3 +79,23 @@ def test_tick_labels_never_overlap():
     text = plot(24, 6, [Line([0, 5], [0.0, 1.0], "")], ticks)
     under = rows(text)[-1]
     assert all(len(word) == 5 for word in under.split())  # whole labels, apart
+
+
+def test_a_gap_in_a_line_is_left_blank_and_the_steps_keep_their_axis():
+    # a log scale's values at or below zero (NaN from prepare): no line bridges them, and the
+    # x axis still runs from the first step to the last
+    ys = np.array([10.0, 10.0, np.nan, np.nan, np.nan, np.nan, 10.0, 10.0])
+    text = plot(30, 6, [Line(np.arange(8), ys, "")], ([0, 7], ["0", "7"]), log=True)
+    lines = rows(text)
+    width = lines[0].index("┌")
+    plotted = [cells(line, width) for line in lines[1:-2]]
+    marked = sorted({i for row in plotted for i, c in enumerate(row) if c != " "})
+    columns = len(plotted[0])
+    assert marked[0] == 0 and marked[-1] == columns - 1  # both ends: the whole axis
+    gap = [i for i in range(marked[0], marked[-1]) if i not in marked]
+    assert len(gap) > columns // 3, plotted  # the middle is blank, not a flat line
+    # negative values on a log scale are the same gaps
+    negative = plot(
+        30, 6, [Line(np.arange(8), np.where(np.isnan(ys), -5.0, ys), "")], ([], []), log=True
+    )
+    assert rows(negative)[1:-2] == lines[1:-2]

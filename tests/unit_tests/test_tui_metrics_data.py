@@ -9,6 +9,7 @@ from trainui.tui.metrics import (
     Series,
     differences,
     downsample,
+    not_positive,
     prepare,
     smooth,
     step_ticks,
@@ -50,10 +51,12 @@ def test_a_step_going_backwards_starts_the_series_again_from_there():
     assert series.last == 8.0 and series.bounds() == (3.0, 9.0) and series.revision == 2
 
 
-def test_a_log_scale_leaves_out_what_it_cannot_show():
+def test_a_log_scale_leaves_out_what_it_cannot_show_as_gaps_at_their_steps():
     series = Series([0, 1, 2, 3], [-1.0, 0.0, 0.5, 2.0])
     steps, values = prepare(series, 80, log=True)
-    assert steps.tolist() == [2, 3] and values.tolist() == [0.5, 2.0]
+    assert steps.tolist() == [0, 1, 2, 3]  # the x axis stays the run's
+    assert np.isnan(values[:2]).all() and values[2:].tolist() == [0.5, 2.0]
+    assert not_positive(series) == 2
 
 
 def test_values_and_step_ticks_read_in_a_few_cells():

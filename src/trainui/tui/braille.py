@@ -44,14 +44,16 @@ def plot(
     log: bool = False,
     axes: str | None = None,
 ) -> Text:
-    """The plot ``width`` x ``height`` cells: ``lines`` (at least one with points; their values
-    above zero where ``log``) over the frame, the y axis labelled, ``x_ticks`` (steps, labels)
-    below. A line without points is left out."""
+    """The plot ``width`` x ``height`` cells: ``lines`` (at least one with a value that can be
+    drawn: above zero where ``log``) over the frame, the y axis labelled, ``x_ticks`` (steps,
+    labels) below. A line without points is left out; a NaN value (or one at or below zero
+    where ``log``) is a gap in its line."""
     lines = [line for line in lines if len(line.xs)]
     axes_style = Style.parse(axes) if axes else Style()
-    ys = [np.log10(line.ys) if log else line.ys for line in lines]
-    low = min(float(y.min()) for y in ys)
-    high = max(float(y.max()) for y in ys)
+    ys = [_log10(line.ys) if log else line.ys for line in lines]
+    drawn = [y[np.isfinite(y)] for y in ys]
+    low = min(float(y.min()) for y in drawn if len(y))
+    high = max(float(y.max()) for y in drawn if len(y))
     if high - low < 1e-12 * max(1.0, abs(high)):  # a flat line: in the middle
         pad = 0.5 if log or not high else abs(high) * 0.1  # a tenth of its value, each side
         low, high = low - pad, high + pad
@@ -68,7 +70,9 @@ def plot(
     for index, (line, y) in enumerate(zip(lines, ys, strict=True)):
         px = (line.xs - x_low) * ((2 * columns - 1) / (x_high - x_low))
         py = (high - y) * ((4 * rows - 1) / (high - low))
-        dots_x, dots_y = _trace(px, py)
+        dots_x, dots_y = _trace_gaps(px, py)
+        if not len(dots_x):
+            continue
         np.clip(dots_x, 0, 2 * columns - 1, out=dots_x)
         np.clip(dots_y, 0, 4 * rows - 1, out=dots_y)
         cell_y, cell_x = dots_y >> 2, dots_x >> 1
@@ -101,6 +105,24 @@ def plot(
         free = start + len(label) + 1
     text.append("".join(under).rstrip(), axes_style)
     return text
+
+
+def _log10(values: np.ndarray) -> np.ndarray:
+    """The logarithms of ``values``; NaN for those at or below zero (a gap)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.log10(np.where(values > 0, values, np.nan))
+
+
+def _trace_gaps(px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The dots of the line through the points, none across a NaN (a gap)."""
+    shown = np.isfinite(py)
+    if shown.all():
+        return _trace(px, py)
+    edges = np.flatnonzero(np.diff(np.concatenate(([0], shown.view(np.int8), [0]))))
+    pieces = [_trace(px[a:b], py[a:b]) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+    if not pieces:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    return np.concatenate([x for x, _ in pieces]), np.concatenate([y for _, y in pieces])
 
 
 def _trace(px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

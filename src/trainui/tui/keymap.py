@@ -186,6 +186,8 @@ metrics.pick         p                      pick_metrics     Pick      -
     Pick the metrics shown (a chart each)
 metrics.zoom         z,enter                zoom             Zoom      h
     The selected chart alone, as tall as the screen (again: every chart)
+metrics.unzoom       escape                 unzoom           All_charts -
+    Every chart again, after a chart was zoomed
 metrics.next         j,down                 next_chart       Next      h
     Next chart
 metrics.previous     k,up                   previous_chart   Previous  h

@@ -104,16 +104,23 @@ def smooth(values: np.ndarray, weight: float) -> np.ndarray:
 
 
 def prepare(series: Series, width: int, weight: float = 0.0, log: bool = False):
-    """The points a chart ``width`` columns wide draws: smoothed, without the values a log
-    scale cannot show (zero and below), thinned to two per column."""
+    """The points a chart ``width`` columns wide draws: smoothed, thinned to two per column;
+    on a log scale, the values it cannot show (zero and below) are NaN: gaps in the line,
+    which keeps its steps (the x axis stays the run's)."""
     steps, values = series.steps, series.values
     if weight > 0:
         values = smooth(values, weight)
+    steps, values = downsample(steps, values, max(1, width))
     if log:
         positive = values > 0
         if not positive.all():
-            steps, values = steps[positive], values[positive]
-    return downsample(steps, values, max(1, width))
+            values = np.where(positive, values, np.nan)
+    return steps, values
+
+
+def not_positive(series: Series) -> int:
+    """How many of ``series``' values a log scale cannot show."""
+    return int(np.count_nonzero(series.values <= 0))
 
 
 def step_ticks(first: float, last: float, count: int) -> tuple[list[float], list[str]]:

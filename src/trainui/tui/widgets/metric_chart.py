@@ -9,6 +9,7 @@ Colours follow the app's theme: the theme's own colours, or the terminal's 16 co
 
 from __future__ import annotations
 
+import numpy as np
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.color import Color
@@ -22,6 +23,7 @@ from trainui.tui.metrics import (
     SMOOTHING,
     Series,
     format_step,
+    not_positive,
     prepare,
     step_ticks,
 )
@@ -143,8 +145,8 @@ class ChartPlot(Widget):
             if len(steps):
                 style = rich_color(styles[chart.color_of(label) % len(styles)])
                 lines.append(braille.Line(steps, values, style))
-        if not lines:
-            return Text("no value above zero: a log scale cannot show them", style="italic")
+        if not any(np.isfinite(line.ys).any() for line in lines):
+            return Text("log scale: no value above 0", style="italic")  # short: a narrow chart
         first = min(float(line.xs[0]) for line in lines)
         last = max(float(line.xs[-1]) for line in lines)
         ticks = step_ticks(first, last, max(2, columns // 9))
@@ -241,7 +243,8 @@ class MetricChart(Widget, can_focus=True):
     def _title(self) -> Content:
         flags = []
         if self.log_scale:
-            flags.append("log")
+            hidden = sum(not_positive(series) for series in self.series.values())
+            flags.append(f"log ({hidden:,} ≤ 0 not shown)" if hidden else "log")
         if self.smoothing:
             flags.append(f"smoothed {self.smoothing:g}")
         parts: list = [(self.metric, "bold")]

@@ -446,6 +446,15 @@ class MetricsView(Vertical, can_focus=True):
     def action_last_chart(self) -> None:
         self._select(len(self.charts()) - 1)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "unzoom":  # else escape goes on to the screen's (back)
+            return self.has_class("-zoomed")
+        return True
+
+    def action_unzoom(self) -> None:
+        if self.has_class("-zoomed"):
+            self.action_zoom()
+
     def action_zoom(self) -> None:
         current = self._current()
         self.toggle_class("-zoomed")
