@@ -54,8 +54,8 @@ def test_a_runs_metrics_are_extracted_while_it_trains_and_stored(home):
         "loss": [1, 2, 3, 4, 5],
         "accuracy": [1, 2, 3, 4, 5],
         "log_accuracy": [1, 2, 3, 4, 5],
-        "val_loss": [5],
-        "val_accuracy": [5],
+        "val_loss": [1, 2, 3, 4, 5],
+        "val_accuracy": [1, 2, 3, 4, 5],
         "train/loss": [5, 10, 15, 20],
         "train/accuracy": [5, 10, 15, 20],
         "val/loss": [5, 10, 15, 20],
@@ -66,7 +66,7 @@ def test_a_runs_metrics_are_extracted_while_it_trains_and_stored(home):
     accuracy = {p["step"]: p["value"] for p in points if p["metric"] == "accuracy"}
     logged = {p["step"]: p["value"] for p in points if p["metric"] == "log_accuracy"}
     assert logged == {step: round(value, 3) for step, value in accuracy.items()}
-    assert "trainui: metrics: 37 points of 10 metrics in metrics.jsonl" in log
+    assert "trainui: metrics: 45 points of 10 metrics in metrics.jsonl" in log
     stored = home.buckets / "results" / model_id / "metrics.jsonl"
     assert stored.read_bytes() == data
 

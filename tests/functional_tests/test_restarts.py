@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -266,3 +267,27 @@ def test_a_run_halted_before_it_started_resumes(home):
     run = home.wait(waiting, "completed", "failed", timeout=60)
     assert run["status"] == "completed" and "resumed" in log(home, waiting)
     assert run["attempt"] == 1 and not run["attempts"]  # as a run that never waited
+
+
+def test_the_demo_resumed_goes_on_from_its_checkpoint(home):
+    """The demo reads the checkpoint a resumed run is given (it started again from epoch 1)."""
+    demo = Path(__file__).resolve().parents[2] / "examples" / "demo"
+    home.bucket("data", {"spirals.csv": (demo / "data" / "spirals.csv").read_text()})
+    model = home.model("demo", {"train.py": (demo / "model" / "train.py").read_text()})
+    command = (
+        "python3 train.py --data $DATA_DIR/spirals.csv --epochs 12 --epoch-delay 0.3 --hidden 8"
+        " --checkpoint-every 1"
+    )
+    model_id = home.submit(model, home.manifest(command, name="demo"))
+    _learner_of(home, model_id, "epoch 3/12")
+    home.cli("halt", model_id, check=True)
+    assert home.wait(model_id, "halted", "failed", "completed", timeout=30)["status"] == "halted"
+    home.cli("resume", model_id, check=True)
+    run = home.wait(model_id, "completed", "failed", "halted", timeout=60)
+    assert run["status"] == "completed", run
+    text = log(home, model_id)
+    after = text[text.index("trainui: attempt 2 of 2") :]
+    resumed = re.search(r"resumed from the checkpoint of epoch (\d+)", after)
+    assert resumed, after
+    epochs = [int(e) for e in re.findall(r"^epoch (\d+)/12 ", after, re.M)]
+    assert epochs == list(range(int(resumed[1]) + 1, 13)) and int(resumed[1]) >= 3, epochs

@@ -3,10 +3,12 @@
 Reads a CSV (header ``x1,x2,label``) from $DATA_DIR, trains a one-hidden-layer network with
 mini-batch gradient descent on the CPU, prints one progress line per epoch, and writes the
 trained weights to $RESULT_DIR/model.npz and a summary to $RESULT_DIR/metrics.json. Each
-epoch's loss and accuracy also go to $LOG_DIR/metrics.jsonl (one JSON object a line), where
-trainui reads them while the run trains and draws their curves.
-If $CHECKPOINT_DIR is set, a checkpoint is written there every few epochs. Each epoch is
-followed by a short pause (--epoch-delay, 0.05 s) so the progress is easy to watch in trainui.
+epoch's loss and accuracy, on the training and the validation rows, also go to
+$LOG_DIR/metrics.jsonl (one JSON object a line), where trainui reads them while the run trains
+and draws their curves. If $CHECKPOINT_DIR is set, a checkpoint is written there every few
+epochs, and a checkpoint found there at the start (a resumed run, a restarted attempt) is
+where training goes on from. Each epoch is followed by a short pause (--epoch-delay, 0.05 s)
+so the progress is easy to watch in trainui.
 
     DATA_DIR=examples/demo/data RESULT_DIR=/tmp/r python3 examples/demo/model/train.py
 """
@@ -144,6 +146,25 @@ def save_npz(path: Path, params: dict, mean: np.ndarray, std: np.ndarray, epoch:
     tmp.replace(path)
 
 
+def load_checkpoint(folder: str | None, params: dict) -> int:
+    """The epoch a checkpoint in ``folder`` was written at, its weights put into ``params``;
+    0 when there is none (or it does not fit this network)."""
+    path = Path(folder) / "checkpoint.npz" if folder else None
+    if path is None or not path.is_file():
+        return 0
+    try:
+        with np.load(path) as saved:
+            if any(saved[name].shape != value.shape for name, value in params.items()):
+                print(f"{path} is of another network: starting from scratch", flush=True)
+                return 0
+            for name in params:
+                params[name] = saved[name].copy()
+            return int(saved["epoch"])
+    except (OSError, KeyError, ValueError) as e:
+        print(f"{path} cannot be read ({e}): starting from scratch", flush=True)
+        return 0
+
+
 def open_points(path: Path):
     """The metrics file trainui follows: one JSON object a line, appended and flushed."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -168,11 +189,14 @@ def train(args: argparse.Namespace) -> int:
     params = init_params(x.shape[1], args.hidden, n_classes, rng)
     result_dir = Path(os.environ.get("RESULT_DIR") or "results")
     checkpoint_dir = os.environ.get("CHECKPOINT_DIR")
+    done = min(load_checkpoint(checkpoint_dir, params), args.epochs)
+    if done:
+        print(f"resumed from the checkpoint of epoch {done}", flush=True)
     started = time.monotonic()
-    loss = accuracy = 0.0
+    loss, accuracy = evaluate(params, x_train, y_train)
     log_dir = os.environ.get("LOG_DIR")
     points = open_points(Path(log_dir) / "metrics.jsonl") if log_dir else None
-    for epoch in range(1, args.epochs + 1):
+    for epoch in range(done + 1, args.epochs + 1):
         lr = args.learning_rate * (1.0 - 0.9 * (epoch - 1) / args.epochs)  # linear decay
         perm = rng.permutation(len(x_train))
         for start in range(0, len(perm), args.batch_size):
@@ -184,9 +208,12 @@ def train(args: argparse.Namespace) -> int:
                 f"error: training diverged at epoch {epoch}; lower --learning-rate", file=sys.stderr
             )
             return 1
+        val_loss, val_accuracy = evaluate(params, x_val, y_val)
         print(f"epoch {epoch}/{args.epochs} loss {loss:.4f} accuracy {accuracy:.3f}", flush=True)
         if points is not None:
-            points.write(json.dumps({"step": epoch, "loss": loss, "accuracy": accuracy}) + "\n")
+            point = {"step": epoch, "loss": loss, "accuracy": accuracy}
+            point.update(val_loss=val_loss, val_accuracy=val_accuracy)
+            points.write(json.dumps(point) + "\n")
             points.flush()
         if checkpoint_dir and (epoch % args.checkpoint_every == 0 or epoch == args.epochs):
             save_npz(Path(checkpoint_dir) / "checkpoint.npz", params, mean, std, epoch)
@@ -196,10 +223,6 @@ def train(args: argparse.Namespace) -> int:
     val_loss, val_accuracy = evaluate(params, x_val, y_val)
     seconds = time.monotonic() - started
     if points is not None:
-        points.write(
-            json.dumps({"step": args.epochs, "val_loss": val_loss, "val_accuracy": val_accuracy})
-            + "\n"
-        )
         points.close()
     print(f"validation loss {val_loss:.4f} accuracy {val_accuracy:.3f}", flush=True)
 
