@@ -60,12 +60,13 @@ def test_a_step_going_backwards_purges_the_display_series_as_tensorboard_does(tm
     shown = index.points_of("loss")
     assert shown["steps"] == [0, 1, 2, 3, 4, 5, 6, 7]
     assert shown["values"] == [10.0, 9.0, 8.0, 7.0, 6.0, 105.0, 106.0, 107.0]
-    # every point is kept for export, in the order written; the summary counts them all
+    # every point is kept for export, in the order written, and counted; min and max are of
+    # the points shown, as the chart's are (the first attempt's 1.0 at step 9 was gone over)
     every = index.points_of("loss", offset=0)
     assert every["steps"] == [*range(10), 5, 6, 7]
     loss = index.summary()[0]
     assert (loss["last"], loss["step"], loss["steps"], loss["min"], loss["max"]) == (
-        107.0, 7, 13, 1.0, 107.0
+        107.0, 7, 13, 6.0, 107.0
     )  # fmt: skip
     assert index.points_of("loss", offset=11)["steps"] == [6, 7]
     # after_step on the display series; a second restart, further back
@@ -74,6 +75,8 @@ def test_a_step_going_backwards_purges_the_display_series_as_tensorboard_does(tm
         f.write(line("loss", 2, 50.0) + line("loss", 2, 51.0) + line("loss", 3, 52.0))
     index.read()
     assert index.points_of("loss")["values"] == [10.0, 9.0, 50.0, 51.0, 52.0]
+    loss = index.summary()[0]
+    assert (loss["steps"], loss["min"], loss["max"]) == (16, 9.0, 52.0)
     assert index.points_of("loss", after_step=2)["steps"] == [3]
     assert index.points_of("acc")["steps"] == [0]  # another metric is not touched
 

@@ -99,6 +99,10 @@ class Series:
             if d_steps and step < d_steps[-1]:  # TensorBoard's purge of an earlier attempt
                 cut = bisect.bisect_left(d_steps, step)
                 del d_steps[cut:], self.d_values[cut:], self.d_times[cut:]  # type: ignore[index]
+                # the summary is of the points shown: what an earlier attempt reached after
+                # the step this one went back to is no longer its min or max
+                self.min = min(self.d_values, default=math.inf)  # type: ignore[type-var]
+                self.max = max(self.d_values, default=-math.inf)  # type: ignore[type-var]
             d_steps.append(step)
             self.d_values.append(value)  # type: ignore[union-attr]
             self.d_times.append(t)  # type: ignore[union-attr]
@@ -116,7 +120,9 @@ class Series:
         return self.d_steps, self.d_values, self.d_times  # type: ignore[return-value]
 
     def summary(self) -> dict:
-        """``{last, step, min, max, steps, time}`` of every point (``steps``: how many)."""
+        """``{last, step, min, max, steps, time}``: ``min`` and ``max`` of the points shown
+        (those of an earlier attempt that a restart went back over are not, as in the chart);
+        ``steps``: how many points were written (what ``offset=`` counts)."""
         return {
             "last": self.values[-1],
             "step": self.steps[-1],
