@@ -208,7 +208,7 @@ def test_a_sweep_in_a_real_terminal(home, tmux):
     started = tmux("new-session", "-d", "-s", "tui", "-x", "80", "-y", "24", *flags, command)
     assert started.returncode == 0, started.stderr
 
-    tmux.wait_for(lambda s: "demo-sweep  learni" in s, what="its runs, their parameters")
+    tmux.wait_for(lambda s: "demo-sweep 0.3·128" in s, what="its runs, their values")
     tmux.keys("e")
     tmux.wait_for(lambda s: "demo-lr-hidden" in s and experiment_id in s, what="the experiment")
     row = tmux.wait_for(lambda s: "6/6" in s, timeout=120, what="its 6 runs to end")

@@ -42,6 +42,23 @@ def test_newest_first_and_a_new_run_goes_on_top_without_sorting_again():
     assert table.index("training-000000004") == 1
 
 
+def test_runs_submitted_at_once_keep_the_order_they_came_in_not_their_ids():
+    # an experiment's runs share their submission time; their IDs are random
+    at_once = "2026-11-27T06:00:00.000Z"
+    ids = ["training-zzz", "training-aaa", "training-mmm", "training-bbb"]
+    runs = [{**run(0), "model_id": m, "submitted_at": at_once} for m in ids]
+    table = RunTable()
+    table.reconcile([run(1), *runs[:2]])
+    table.upsert(runs[2])  # one by one, as events bring them
+    table.upsert(runs[3])
+    assert table.view() == [*ids[::-1], "training-000000001"]  # newest first: the last on top
+    table.set_sort("status")
+    assert table.view() == ["training-000000001", *ids]
+    table._dirty = True  # sorted again whole: the same order
+    table.set_sort("submitted")
+    assert table.view() == [*ids[::-1], "training-000000001"]
+
+
 def test_a_changed_run_keeps_its_place_and_gets_a_new_revision():
     table = RunTable()
     table.reconcile([run(i) for i in range(3)])

@@ -57,6 +57,11 @@ def parameter_text(value: object) -> str:
     return str(value)
 
 
+def parameter_values(parameters: dict | None, between: str = " · ") -> str:
+    """``0.1 · 32``: a run's parameters' values alone, where their names do not fit."""
+    return between.join(parameter_text(v) for v in (parameters or {}).values())
+
+
 def parameters_summary(parameters: dict | None) -> str:
     """``learning_rate=0.1 hidden=32``: a run's parameters on one line."""
     return " ".join(f"{k}={parameter_text(v)}" for k, v in (parameters or {}).items())

@@ -184,6 +184,9 @@ class RunTable:
         self._dirty = True
         self._sequence = 0
         self._counts: dict[str, int] = {}
+        # the order runs came in (the service's: by submission), which orders runs submitted
+        # at the same time (an experiment's) as their IDs (random) would not
+        self._arrival: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self.runs)
@@ -208,6 +211,7 @@ class RunTable:
         self._count(old, -1)
         self._count(run, +1)
         if old is None:
+            self._arrival[model_id] = self._sequence
             self._place_new(run)
         elif self._key_changed(old, run):
             self._dirty = True
@@ -223,6 +227,7 @@ class RunTable:
         run = self.runs.pop(model_id)
         self._count(run, -1)
         self.revision.pop(model_id, None)
+        self._arrival.pop(model_id, None)
         return True
 
     def _count(self, run: dict | None, step: int) -> None:
@@ -326,14 +331,15 @@ class RunTable:
 
     def _sort_key(self, run: dict):
         submitted = run.get("submitted_at") or ""
+        came = self._arrival.get(run["model_id"], 0)
         if self.sort == "status":
-            return (_STATE_ORDER.get(run.get("status"), 99), submitted, run["model_id"])
+            return (_STATE_ORDER.get(run.get("status"), 99), submitted, came)
         if self.sort == "name":
-            return ((run.get("name") or "").lower(), submitted, run["model_id"])
+            return ((run.get("name") or "").lower(), submitted, came)
         if self.sort == "duration":  # the run time; the pending ones by how long they wait
             waited = (waited_seconds(run) or 0.0) if run.get("status") == "pending" else 0.0
-            return (ran_seconds(run) or 0.0, waited, submitted, run["model_id"])
-        return (submitted, run["model_id"])
+            return (ran_seconds(run) or 0.0, waited, submitted, came)
+        return (submitted, came)
 
     def _key_changed(self, old: dict, new: dict) -> bool:
         if self._words and self.matches(old) != self.matches(new):

@@ -31,13 +31,10 @@ def labels(runs: list[dict]) -> dict[str, str]:
     """A name for each run in the legends: its name; runs that share it (an experiment's) by
     their parameters' values where those tell them apart (``0.3 · 128``, as the experiment's
     screen names them), else by the end of their ID first (a narrow legend cuts the end)."""
-    from trainui.tui.experiments import parameter_text
+    from trainui.tui.experiments import parameter_values
 
     names = [run.get("name") or run["model_id"] for run in runs]
-    values = [
-        " · ".join(parameter_text(v) for v in (run.get("parameters") or {}).values())
-        for run in runs
-    ]
+    values = [parameter_values(run.get("parameters")) for run in runs]
     out = {}
     for run, name, value in zip(runs, names, values, strict=True):
         if names.count(name) > 1:

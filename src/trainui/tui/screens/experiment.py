@@ -16,7 +16,7 @@ from trainui.tui.experiments import (
     counts_words,
     objective,
     objective_value,
-    parameter_text,
+    parameter_values,
     parameters_summary,
     rank,
     search_space,
@@ -347,5 +347,4 @@ class ExperimentScreen(TrainuiScreen):
 def _label(run: dict) -> str:
     """A run's name in the curves' legend: its parameters' values, in the columns' order (the
     legend is narrow), else its ID."""
-    values = (run.get("parameters") or {}).values()
-    return " · ".join(parameter_text(v) for v in values) or run["model_id"]
+    return parameter_values(run.get("parameters")) or run["model_id"]

@@ -20,7 +20,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 
 from trainui.core.runs import placement
-from trainui.tui.experiments import parameters_summary
+from trainui.tui.experiments import parameter_values, parameters_summary
 from trainui.tui.keymap import bindings
 from trainui.tui.runs import (
     METRIC_SORT,
@@ -399,10 +399,18 @@ class RunList(ListMoves, ScrollView, can_focus=True):
                 reason = pending_reason(run)
                 # a run of an experiment: its parameters after its name, as they tell the
                 # experiment's runs apart; why it waits after that (in full under the list)
-                values = parameters_summary(run.get("parameters"))
+                parameters = run.get("parameters")
+                values, gap = parameters_summary(parameters), "  "
+                if values and cell_len(text) + 2 + cell_len(values) > column_width:
+                    # too narrow for names and values: the values alone (they tell the runs
+                    # apart), close together, the name cut to leave them room
+                    values, gap = parameter_values(parameters, "·"), " "
+                    room = column_width - 1 - cell_len(values)
+                    if cell_len(text) > room:
+                        text = _cell(text, max(room, 4))
                 after = "  ".join(p for p in (values, reason) if p)
                 if after:
-                    parts = [(text, base), ("  " + after, base + dim)]
+                    parts = [(text, base), (gap + after, base + dim)]
                     segments.extend([*_cells(parts, column_width), Segment(" ", base)])
                     continue
             elif key == "model_id":
