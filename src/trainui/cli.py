@@ -463,10 +463,14 @@ def _refused_submission(args, message: str, errors: list) -> None:
     raise UserError(message)
 
 
-async def _follow_to_end(client, model_id: str) -> int:
-    """Print the log as it grows; when the run ends, its final state. 0 if it completed."""
+async def _follow_to_end(client, model_id: str, offset: int = 0, data: bytes = b"") -> int:
+    """Print the log (``data``, then from ``offset``) as it grows; when the run ends, its
+    final state on stderr. 0 if it completed."""
     out = sys.stdout.buffer
-    async for chunk in client.follow_log(model_id):
+    if data:
+        out.write(data)
+        out.flush()
+    async for chunk in client.follow_log(model_id, offset, _connection_notices(client)):
         out.write(chunk)
         out.flush()
     run = await client.get_run(model_id)
@@ -475,6 +479,24 @@ async def _follow_to_end(client, model_id: str) -> int:
         message = f"{run['status']}: {message}"
     print(f"Run {model_id} {message}", file=sys.stderr)
     return EXIT_OK if run["status"] == "completed" else EXIT_FAILED
+
+
+def _connection_notices(client):
+    """What a follow says on stderr when its connection is lost, and when it is back."""
+    from trainui.client import RECONNECT_FOR
+
+    def say(state: str) -> None:
+        if state == "lost":
+            print(
+                f"trainui: lost the connection to {client.where}; trying again for "
+                f"{RECONNECT_FOR / 60:g} minutes (ctrl-c to stop)",
+                file=sys.stderr,
+                flush=True,
+            )
+        else:
+            print(f"trainui: connected to {client.where} again", file=sys.stderr, flush=True)
+
+    return say
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -714,13 +736,16 @@ async def _follow_metrics(client, args: argparse.Namespace) -> int:
     in the order written, which a restarted service reads the same): after a restart of the
     service, nothing is printed twice or left out."""
     import asyncio
+    import time
 
-    from trainui.client import RECONNECT_DELAYS, ServiceUnreachable
+    from trainui.client import RECONNECT_DELAYS, RECONNECT_FOR, ServiceUnreachable
     from trainui.core.runs import FINAL_STATES
 
     write = _point_writer(args)
     printed: dict[str, int] = {}
     failures = 0
+    lost_since: float | None = None
+    notice = _connection_notices(client)
     while True:
         try:
             run = await client.get_run(args.model_id)
@@ -733,13 +758,19 @@ async def _follow_metrics(client, args: argparse.Namespace) -> int:
                     printed[m["name"]] = have + len(points["steps"])
             sys.stdout.flush()
             failures = 0
+            if lost_since is not None:
+                lost_since = None
+                notice("restored")
             if run["status"] in FINAL_STATES:
                 return EXIT_OK
         except ServiceUnreachable:
             client.forget_service()  # it may have died: look again, start it if needed
-            if failures >= len(RECONNECT_DELAYS):
+            if lost_since is None:
+                lost_since = time.monotonic()
+                notice("lost")
+            elif time.monotonic() - lost_since > RECONNECT_FOR:
                 raise
-            await asyncio.sleep(RECONNECT_DELAYS[failures])
+            await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
             failures += 1
             continue
         await asyncio.sleep(FOLLOW_METRICS)
@@ -1015,17 +1046,9 @@ def cmd_logs(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(data)
         return EXIT_OK
 
-    async def follow(client) -> int:
-        out = sys.stdout.buffer
-        if data:
-            out.write(data)
-            out.flush()
-        async for chunk in client.follow_log(args.model_id, offset):
-            out.write(chunk)
-            out.flush()
-        return EXIT_OK
-
-    return _run(args, follow)
+    # as `train --follow`: the outcome on stderr, 0 only if the run completed (a script can
+    # wait for a run with it)
+    return _run(args, lambda client: _follow_to_end(client, args.model_id, offset, data or b""))
 
 
 def _read_log(client, model_id: str, offset: int) -> tuple[int, bytes]:

@@ -34,6 +34,9 @@ START_TIMEOUT = 15.0
 EXITING_PAUSE = 0.2  # seconds before a GET closed unanswered by an exiting service is sent again
 TIMEOUT, CONNECT_TIMEOUT = 30.0, 5.0
 RECONNECT_DELAYS = (0.05, 0.1, 0.2, 0.5, 1.0, 1.0, 2.0, 2.0, 3.0, 5.0)
+RECONNECT_FOR = 300.0  # seconds a followed log tries to get a lost connection back
+FOLLOW_IDLE = 10  # seconds: a followed log this quiet is ended by the service, asked again
+SILENCE = 45.0  # seconds without a byte on a stream: the connection is taken as lost
 INLINE_UPLOAD = 8 << 20  # a submission up to this size is sent from memory, in one write
 RESULT_DOWNLOADS = 4  # objects of a run's results downloaded at once
 NDJSON = "application/x-ndjson"
@@ -762,37 +765,69 @@ class Client(_Api):
                 os.unlink(tmp)  # gone already when the download succeeded
         return dest
 
-    async def follow_log(self, model_id: str, offset: int = 0) -> AsyncIterator[bytes]:
+    async def follow_log(
+        self,
+        model_id: str,
+        offset: int = 0,
+        on_connection: Callable[[str], None] | None = None,
+    ) -> AsyncIterator[bytes]:
         """The log from ``offset`` as it grows, until the run has ended. Reconnects by itself
-        (starting the service again in local mode) and resumes at the byte where it was cut,
-        so nothing is lost or repeated."""
+        (starting the service again in local mode) for up to RECONNECT_FOR seconds, telling
+        ``on_connection`` ``"lost"`` and ``"restored"``, and resumes at the byte where it was
+        cut, so nothing is lost or repeated. A connection silent for SILENCE seconds is taken
+        as lost (the service ends a quiet follow every FOLLOW_IDLE seconds; this asks the
+        run's state then, which also says a revoked token or a deleted run)."""
         import asyncio
+
+        from trainui.core.runs import FINAL_STATES
 
         position = offset
         failures = 0
+        connected = False
+        lost_since: float | None = None
         while True:
             try:
                 await self._ensure_service()
+                params = {"follow": "true", "offset": position, "idle": FOLLOW_IDLE}
                 async with self._stream(
-                    _run_path(model_id, "logs"), {"follow": "true", "offset": position}
+                    _run_path(model_id, "logs"), params, silence=SILENCE
                 ) as response:
                     if response.status_code >= 400:
                         await response.aread()
                         raise _error(response, self)
+                    connected, failures = True, 0
+                    if lost_since is not None:
+                        lost_since = None
+                        if on_connection is not None:
+                            on_connection("restored")
                     if position < 0:
                         position = int(response.headers.get("x-log-offset", 0))
                     async for chunk in response.aiter_raw():
-                        failures = 0
                         position += len(chunk)
                         yield chunk
-                return
-            except ServiceUnreachable:
+                # ended: the run has, or the log was quiet, or the token was revoked (the
+                # run's state raises its refusal), or the service stops (it is unreachable)
+                run = await self.get_run(model_id)
+                if run.get("status") in FINAL_STATES:
+                    rest, _size, _start = await self.read_log(model_id, position)
+                    if rest:  # what came between the follow's end and the run's
+                        yield rest
+                    return
+            except ServiceUnreachable as error:
                 self.forget_service()  # it may have died: look again, start it if needed
-                if failures >= len(RECONNECT_DELAYS):
+                if not connected:
+                    raise  # never reached: no connection to get back
+                now = time.monotonic()
+                if lost_since is None:
+                    lost_since = now
+                    if on_connection is not None:
+                        on_connection("lost")
+                elif now - lost_since > RECONNECT_FOR:
                     raise ServiceUnreachable(
-                        f"lost the connection to {self.where} and could not get it back"
+                        f"lost the connection to {self.where} and could not get it back in "
+                        f"{RECONNECT_FOR / 60:g} minutes ({error})"
                     ) from None
-                await asyncio.sleep(RECONNECT_DELAYS[failures])
+                await asyncio.sleep(RECONNECT_DELAYS[min(failures, len(RECONNECT_DELAYS) - 1)])
                 failures += 1
 
     async def events(self, last_id: int | None = None) -> AsyncIterator[tuple[int, str, dict]]:
@@ -810,7 +845,7 @@ class Client(_Api):
             headers = {"Last-Event-ID": str(last_id)} if last_id is not None else {}
             try:
                 await self._ensure_service()
-                async with self._stream("/v3/events", headers=headers) as response:
+                async with self._stream("/v3/events", headers=headers, silence=SILENCE) as response:
                     if response.status_code >= 400:
                         await response.aread()
                         raise _error(response, self)
@@ -840,15 +875,20 @@ class Client(_Api):
 
     @contextlib.asynccontextmanager
     async def _stream(
-        self, path: str, params: Mapping | None = None, headers: Mapping[str, str] | None = None
+        self,
+        path: str,
+        params: Mapping | None = None,
+        headers: Mapping[str, str] | None = None,
+        silence: float | None = None,
     ) -> AsyncIterator[httpx.Response]:
         """A GET whose answer's body is read as it comes, with no time limit once connected
-        (a log followed, the events); a broken connection is ServiceUnreachable."""
+        (a log followed, the events) but ``silence``, the longest wait for a byte; a broken
+        connection, or one silent for longer, is ServiceUnreachable."""
         httpx = _httpx()
         try:
             async with self.http.stream(
                 "GET", path, params=params, headers=headers,
-                timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT),
+                timeout=httpx.Timeout(None, connect=CONNECT_TIMEOUT, read=silence),
             ) as response:  # fmt: skip
                 yield response
         except httpx.TransportError as error:

@@ -206,8 +206,19 @@ class FaultProxy:
         self.dropped: str | None = None  # close a connection on a request line holding this
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
+        self._frozen: set[int] = set()  # connections that forward nothing more (their sockets)
         self._closed = False
         threading.Thread(target=self._accept, daemon=True).start()
+
+    def freeze(self) -> None:
+        """The connections open now go silent, never closed (a laptop suspended, a NAT that
+        forgot them); new ones work."""
+        with self._lock:
+            self._frozen.update(id(s) for s in self._sockets)
+
+    def _wait_if_frozen(self, s: socket.socket) -> None:
+        while id(s) in self._frozen and not self._closed:
+            time.sleep(0.05)
 
     def cut(self, after: int, times: int = 1) -> None:
         """The next ``times`` connections whose responses reach ``after`` bytes are cut."""
@@ -272,6 +283,7 @@ class FaultProxy:
                     end = (pending + data).find(b"\r\n")
                     if end >= 0 and self.dropped in (pending + data)[:end].decode("latin-1"):
                         break  # the request never reaches the server
+                self._wait_if_frozen(dst)
                 dst.sendall(data)
                 pending += data
                 while True:
@@ -321,6 +333,7 @@ class FaultProxy:
                 if self._take("cut", sent, end):
                     dst.sendall(data[: self.cut_after - sent])
                     break
+                self._wait_if_frozen(dst)
                 dst.sendall(data)
                 sent = end
                 if self.rate:

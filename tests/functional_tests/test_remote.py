@@ -64,6 +64,24 @@ class Remote:
     def cli(self, user: str, *args: str, **kw):
         return self.home.cli("--url", self.url, "--token", self.tokens[user], *args, **kw)
 
+    def follow(self, user: str, model_id: str) -> subprocess.Popen:
+        """``trainui logs --follow`` of ``model_id`` as ``user``, in a process of its own,
+        once the log has a line (the follow is under way)."""
+        argv = ["--url", self.url, "--token", self.tokens[user], "logs", "--follow", model_id]
+        process = subprocess.Popen(
+            [sys.executable, "-m", "trainui", *argv],
+            env=self.home.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while "line-" not in self.cli(user, "logs", model_id, check=True).stdout:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(0.3)  # connected by now
+        return process
+
     def client(self, user: str) -> Client:
         return Client(url=self.url, token=self.tokens[user])
 
@@ -295,6 +313,109 @@ async def test_a_follower_survives_the_service_restarting(remote):
     await asyncio.wait_for(follower, 60)
     ticks = [line for line in b"".join(received).decode().splitlines() if line.startswith("tick-")]
     assert ticks == [f"tick-{i}" for i in range(1, 81)]
+
+
+async def test_a_follower_waits_minutes_for_the_service_and_says_so(remote, monkeypatch):
+    # it gave up after ten tries (15 s), shorter than a box's restart
+    import trainui.client
+
+    monkeypatch.setattr(trainui.client, "RECONNECT_DELAYS", (0.02,))  # tries at once, often
+    script = "for i in $(seq 1 60); do echo tick-$i; sleep 0.05; done"
+    model_id = await asyncio.to_thread(remote.submit, "alice", script)
+    received: list[bytes] = []
+    said: list[str] = []
+
+    async def follow():
+        async with remote.client("alice") as client:
+            async for chunk in client.follow_log(model_id, 0, said.append):
+                received.append(chunk)
+
+    follower = asyncio.create_task(follow())
+    deadline = time.monotonic() + 30
+    while b"tick-" not in b"".join(received):
+        assert time.monotonic() < deadline, "the follower received no tick"
+        await asyncio.sleep(0.05)
+    await asyncio.to_thread(remote.kill)
+    await asyncio.sleep(1.5)  # some 70 tries in vain
+    assert said == ["lost"] and not follower.done()
+    await asyncio.to_thread(remote.start)
+    await asyncio.wait_for(follower, 60)
+    assert said == ["lost", "restored"]
+    ticks = [line for line in b"".join(received).decode().splitlines() if line.startswith("tick-")]
+    assert ticks == [f"tick-{i}" for i in range(1, 61)]
+
+
+async def test_a_follow_gone_silent_or_quiet_goes_on_to_the_end(remote, fault_proxy, monkeypatch):
+    # a connection that goes silent without closing (a laptop suspended) hung the follow
+    # forever; a log quiet for longer than the service's idle time is asked for again
+    import trainui.client
+
+    monkeypatch.setattr(trainui.client, "SILENCE", 1.5)
+    monkeypatch.setattr(trainui.client, "FOLLOW_IDLE", 1)
+    proxy = fault_proxy(remote.port)
+    script = "echo first; sleep 4; for i in $(seq 1 40); do echo tick-$i; sleep 0.05; done"
+    model_id = await asyncio.to_thread(remote.submit, "alice", script)
+    received: list[bytes] = []
+
+    async def follow():
+        async with Client(url=proxy.endpoint, token=remote.tokens["alice"]) as client:
+            async for chunk in client.follow_log(model_id):
+                received.append(chunk)
+
+    follower = asyncio.create_task(follow())
+    deadline = time.monotonic() + 30
+    while b"tick-1\n" not in b"".join(received):
+        assert time.monotonic() < deadline, b"".join(received)
+        await asyncio.sleep(0.02)
+    proxy.freeze()  # mid-stream
+    await asyncio.wait_for(follower, 30)
+    text = b"".join(received).decode()
+    ticks = [line for line in text.splitlines() if line.startswith("tick-")]
+    assert ticks == [f"tick-{i}" for i in range(1, 41)] and text.count("first\n") == 1
+    asked = [r for r in proxy.requests if r.startswith(f"GET /v3/models/{model_id}/logs")]
+    assert len(asked) >= 3  # quiet, asked again; frozen, asked again
+
+
+SLOW = "for i in $(seq 1 200); do echo line-$i; sleep 0.1; done"
+
+
+def test_a_follow_whose_token_is_revoked_or_whose_run_fails_exits_1_saying_why(remote):
+    slow = remote.submit("bob", SLOW)
+    follow = remote.follow("bob", slow)
+    try:
+        remote.home.cli("token", "revoke", "bob", check=True)
+        out, err = follow.communicate(timeout=30)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+    # it ended with exit 0 and no word, as if the run had ended
+    assert follow.returncode == 1, (out[-200:], err)
+    assert "token" in err and "Traceback" not in err, err
+    assert remote.cli("root", "show", slow, check=True).stdout.count("running") >= 1
+    failing = remote.submit("alice", "echo before; exit 3")
+    followed = remote.cli("alice", "logs", "--follow", failing)
+    assert followed.returncode == 1 and "before" in followed.stdout
+    assert f"Run {failing} failed" in followed.stderr
+
+
+def test_a_service_stopped_with_streams_open_ends_them_at_once(remote):
+    # it waited for its graceful-shutdown timeout, then wrote a CancelledError traceback
+    slow = remote.submit("alice", SLOW)
+    follow = remote.follow("alice", slow)
+    try:
+        remote.process.terminate()
+        _, service_err = remote.process.communicate(timeout=30)
+        assert "Traceback" not in service_err and "graceful shutdown" not in service_err, (
+            service_err
+        )
+        remote.start()  # the follow gets its connection back and goes on to the end
+        out, err = follow.communicate(timeout=60)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+    assert follow.returncode == 0, err
+    lines = [line for line in out.splitlines() if line.startswith("line-")]
+    assert lines == [f"line-{i}" for i in range(1, 201)]
 
 
 async def test_a_log_tail_is_read_without_the_rest(remote):

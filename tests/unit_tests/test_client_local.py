@@ -63,13 +63,19 @@ async def answer(reader, writer):
     requests.append(target)
     if target == "/v3/health":
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
-    elif target == "/v3/models/training-a/logs?follow=true&offset=0":
+    elif target == "/v3/models/training-a/logs?follow=true&offset=0&idle=10":
         # two chunks, then the connection breaks in the middle of the third
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                      b"6\r\nhello \r\n3\r\nwor\r\n9\r\nld")
-    elif target == "/v3/models/training-a/logs?follow=true&offset=11":
+    elif target == "/v3/models/training-a/logs?follow=true&offset=11&idle=10":
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
                      b"1\r\n\n\r\n0\r\n\r\n")
+    elif target == "/v3/models/training-a":  # the follow ended: has the run?
+        body = json.dumps({**RUN, "status": "completed"}).encode()
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+    elif target == "/v3/models/training-a/logs?offset=12":  # and nothing came after
+        writer.write(b"HTTP/1.1 200 OK\r\nX-Log-Size: 12\r\nX-Log-Offset: 12\r\n"
+                     b"Content-Length: 0\r\n\r\n")
     elif target == "/v3/events":
         event = f"id: 7\nevent: run\ndata: {json.dumps(RUN)}\n\n".encode()
         body = b": trainui events\n\n" + event + event.replace(b"id: 7", b"id: 8")
@@ -114,7 +120,7 @@ def test_a_followed_log_and_the_events_are_read_as_they_come(tmp_path):
     )  # fmt: skip
     got = json.loads(out.stdout.splitlines()[-1])
     assert got["log"] == "hello world\n"
-    assert "/v3/models/training-a/logs?follow=true&offset=11" in got["requests"]
+    assert "/v3/models/training-a/logs?follow=true&offset=11&idle=10" in got["requests"]
     run = {
         "model_id": "training-a",
         "status": "running",

@@ -333,6 +333,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         follow = said in ("1", "true", "yes")
         offset = _int(q.get("offset"), "offset") or 0
         limit = _int(q.get("limit"), "limit", minimum=0)
+        idle = _int(q.get("idle"), "idle", minimum=1)
         path = os.path.join(manager.run_dir(model_id), LOG_FILE)
         size = _size(path)
         start = max(0, size + offset) if offset < 0 else offset
@@ -346,7 +347,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
                     data = f.read(end - start)
             return Response(data, media_type="text/plain; charset=utf-8", headers=headers)
         return StreamingResponse(
-            _follow(manager, run, path, start, _still_allowed(tokens, _user(request))),
+            _follow(manager, run, path, start, _still_allowed(tokens, _user(request)), idle),
             media_type="text/plain; charset=utf-8",
             headers={**headers, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
@@ -659,24 +660,31 @@ def _still_allowed(tokens: Tokens, user: User):
     return allowed
 
 
-async def _follow(manager: RunManager, run: Run, path: str, position: int, allowed):
-    """Stream the log from ``position``; end once the run has ended and all was sent, or once
-    ``allowed()`` says the token was revoked. A run that has not started has no log yet: it
-    is opened once its learner created it."""
+async def _follow(
+    manager: RunManager, run: Run, path: str, position: int, allowed, idle: int | None = None
+):
+    """Stream the log from ``position``; end once the run has ended and all was sent, once
+    ``allowed()`` says the token was revoked, or (``idle``) after that many seconds without
+    a new byte: the client asks which, and follows again where the run goes on. A run that
+    has not started has no log yet: it is opened once its learner created it."""
     manager.open_streams += 1
     delay = FOLLOW_POLL_MIN
     f = None
+    quiet_since = time.monotonic()
     try:
         while True:
-            if not allowed():
+            if not allowed() or manager.closing:
                 return
             if f is None:
                 f = _open_at(path, position)
             chunk = f.read(LOG_CHUNK) if f is not None else b""
             if chunk:
                 delay = FOLLOW_POLL_MIN
+                quiet_since = time.monotonic()
                 yield chunk
                 continue
+            if idle is not None and time.monotonic() - quiet_since >= idle:
+                return
             # the learner writes its last lines before its final status: once the run is
             # seen ended, one more read gets everything
             # (the run's record as it is now: a change replaces it)
@@ -715,7 +723,7 @@ async def _sse(manager: RunManager, last_id: int | None, user: User, allowed):
     try:
         yield b": trainui events\n\n"
         while True:
-            if not allowed():
+            if not allowed() or manager.closing:
                 return
             # one pending read, kept across keep-alives (wait_for would cancel it, and with it
             # the subscription)

@@ -643,6 +643,15 @@ def _runs_document() -> dict:
                             "in": "query",
                             "schema": {"type": "integer", "minimum": 0, "maximum": _MAX_NUMBER},
                         },
+                        {
+                            "name": "idle",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 3600},
+                            "description": "with follow: end the answer after this many seconds "
+                            "without a new byte, the run still active (the client asks the "
+                            "run's state, and follows again from where it is; a connection "
+                            "gone silent is then told from a quiet log)",
+                        },
                     ],
                     "responses": {
                         "200": {

@@ -214,6 +214,7 @@ class RunManager:
         self._retry_held_back_at = 0.0
         self._retry_start_at = 0.0  # a run could not start for want of space: plan again then
         self.open_streams = 0
+        self.closing = False  # the service stops: long answers (a log followed) end now
         self.last_activity = time.monotonic()
         self._salvages: list[threading.Thread] = []  # storing what vanished learners left
         # restarting runs -> when their back-off ends (time.monotonic); one missing (after a

@@ -204,6 +204,7 @@ def serve(
             # a signal reaches only one server: whichever stops, the other follows
             while not any(server.should_exit for server in servers):
                 await asyncio.sleep(0.2)
+            manager.closing = True  # the logs followed and the events end: clients come back
             stop_all()
 
         watcher = asyncio.create_task(follow_each_other())
