@@ -84,10 +84,26 @@ class _Call(NamedTuple):
     stream: bool = False  # ``read`` reads the body as it comes (``iter_raw``), not whole
 
 
+class _NotTrainui(Exception):
+    """An answer that is not the service's: not JSON where JSON was asked (a proxy's login
+    page, another server at that port)."""
+
+
+def _expect(response: httpx.Response, *kinds: str) -> None:
+    """The answer's media type is one of ``kinds`` (``json``), else it is not trainui's."""
+    media = response.headers.get("content-type", "")
+    if not any(kind in media for kind in kinds):
+        raise _NotTrainui(media.split(";")[0] or "no content type")
+
+
 def _json(response: httpx.Response):
     import json
 
-    return json.loads(response.content)
+    _expect(response, "json")
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise _NotTrainui("JSON that cannot be read") from None
 
 
 def _json_numbers(response: httpx.Response):
@@ -95,11 +111,42 @@ def _json_numbers(response: httpx.Response):
     decodes them in about half json's time."""
     import msgspec
 
-    return msgspec.json.decode(response.content)
+    _expect(response, "json")
+    try:
+        return msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
+        raise _NotTrainui("JSON that cannot be read") from None
 
 
 def _text(response: httpx.Response) -> str:
     return response.text
+
+
+def _checked_url(given: str) -> str:
+    """The service's URL (``TRAINUI_URL``, ``--url``) without its trailing ``/``; a mistyped
+    one (no host, a port that is not one) is said, not met as a traceback later."""
+    url = given.strip().rstrip("/")
+    if not given.strip().startswith(("http://", "https://")):
+        raise ClientError(f"'{given}' is not an http:// or https:// URL")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - a port that is not a number from 0 to 65535 raises
+    except ValueError as error:
+        raise ClientError(f"'{given}' is not a valid URL: {error}") from None
+    if not parts.hostname or any(c.isspace() for c in url):
+        raise ClientError(f"'{given}' is not a valid URL: it names no host (https://HOST:PORT)")
+    return url
+
+
+def _check_token(token: str) -> None:
+    """A token is printable ASCII without spaces: a character pasted with it (a typographic
+    quote, a line end) is said, where it is, never the token itself."""
+    for index, char in enumerate(token):
+        if not (char.isascii() and char.isprintable()) or char == " ":
+            raise ClientError(
+                f"the token (--token, TRAINUI_TOKEN) holds {char!r} at character {index + 1}, "
+                "which a token never has: copy it again (the last line of `trainui token add`)"
+            )
 
 
 class _Api:
@@ -125,13 +172,14 @@ class _Api:
         self.environ = settings.environ
         self.home = home or settings.home
         self.socket = socket_path(self.home)
-        self.url = (url or settings.url or "").rstrip("/") or None
+        given = url or settings.url
+        self.url = _checked_url(given) if given else None
         self.token = token or settings.token
         self.cacert = cacert or settings.cacert
         self.autostart = autostart and self.url is None
         self._started = False  # the service answered: a refused connection is not a restart
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ClientError(f"'{self.url}' is not an http:// or https:// URL")
+        if self.token:
+            _check_token(self.token)
 
     @property
     def remote(self) -> bool:
@@ -211,13 +259,17 @@ class _Api:
         def read(response: httpx.Response) -> tuple[list[dict], int]:
             import json
 
+            _expect(response, "json")
             text = b"[" + b",".join(response.content.splitlines()) + b"]"
-            if shared:
-                from trainui.core.shared import shared_object
+            try:
+                if shared:
+                    from trainui.core.shared import shared_object
 
-                runs = json.loads(text, object_hook=shared_object)
-            else:
-                runs = json.loads(text)
+                    runs = json.loads(text, object_hook=shared_object)
+                else:
+                    runs = json.loads(text)
+            except ValueError:
+                raise _NotTrainui("JSON that cannot be read") from None
             return runs, int(response.headers.get("x-total-count", len(runs)))
 
         # one run a line, the total in a header
@@ -234,6 +286,7 @@ class _Api:
         prints. Only for a blocking client (``write`` is called in the driver's thread)."""
 
         def read(response: httpx.Response) -> None:
+            _expect(response, "json")
             for chunk in response.iter_raw():
                 write(chunk)
 
@@ -526,11 +579,13 @@ class BlockingClient(_Api):
             self._started = True
             if not call.stream:
                 response.read()
-            if response.status_code >= 400:
+            if response.status_code >= 300:
                 response.read()
-                raise _error(response, self)
+                raise _error(response, self, call)
             try:
                 return call.read(response)
+            except _NotTrainui as error:
+                raise _not_trainui(self, call, error) from None
             finally:
                 response.close()
         except httpx.ConnectError as error:
@@ -618,9 +673,12 @@ class Client(_Api):
             if call.closing is not None:
                 call.closing.close()
         self._started = True
-        if response.status_code >= 400:
-            raise _error(response, self)
-        return call.read(response)
+        if response.status_code >= 300:
+            raise _error(response, self, call)
+        try:
+            return call.read(response)
+        except _NotTrainui as error:
+            raise _not_trainui(self, call, error) from None
 
     async def _first_send(self, request, call: _Call):
         """As ``BlockingClient._first_send``, awaited."""
@@ -732,7 +790,7 @@ class Client(_Api):
             async with self.http.stream(
                 "GET", path, timeout=httpx.Timeout(120.0, connect=5.0)
             ) as response:
-                if response.status_code >= 400:
+                if response.status_code >= 300:
                     await response.aread()
                     raise _error(response, self)
                 started = True
@@ -792,7 +850,7 @@ class Client(_Api):
                 async with self._stream(
                     _run_path(model_id, "logs"), params, silence=SILENCE
                 ) as response:
-                    if response.status_code >= 400:
+                    if response.status_code >= 300:
                         await response.aread()
                         raise _error(response, self)
                     connected, failures = True, 0
@@ -846,7 +904,7 @@ class Client(_Api):
             try:
                 await self._ensure_service()
                 async with self._stream("/v3/events", headers=headers, silence=SILENCE) as response:
-                    if response.status_code >= 400:
+                    if response.status_code >= 300:
                         await response.aread()
                         raise _error(response, self)
                     if lost:
@@ -905,7 +963,14 @@ def _run_path(model_id: str, what: str = "") -> str:
     return f"{path}/{what}" if what else path
 
 
-def _error(response: httpx.Response, client: _Api) -> ClientError:
+def _not_trainui(client: _Api, call: _Call, error: _NotTrainui) -> ClientError:
+    return ClientError(
+        f"{client.where} is not a trainui service, or not its root: it answered {error} to "
+        f"{call.method} {call.path}"
+    )
+
+
+def _error(response: httpx.Response, client: _Api, call: _Call | None = None) -> ClientError:
     """An error answer as the client says it: the sentence, the error code, the problems."""
     import json
 
@@ -917,6 +982,15 @@ def _error(response: httpx.Response, client: _Api) -> ClientError:
     if not isinstance(data, dict):
         data = {}
     message = data.get("message") or f"{where} answered {status} {response.reason_phrase}".rstrip()
-    if status == 401:
+    what = f" to {call.method} {call.path}" if call is not None else ""
+    if status < 400:  # the API never redirects: another server (a proxy's login page)
+        message = (
+            f"{where} is not a trainui service, or not its root: it answered {status} "
+            f"{response.reason_phrase}{what}"
+        )
+    elif status == 404 and not data.get("error_code") and message == "Not Found":
+        # the router's, not a run's: the URL is not the service's root (.../v3, a prefix)
+        message = f"{where} has no {call.path if call else 'such path'}: is it the service's root?"
+    elif status == 401:
         message = f"{where} refused the request: {message}"
     return ClientError(message, status, data.get("error_code"), data.get("errors") or [])

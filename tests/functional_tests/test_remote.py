@@ -64,23 +64,18 @@ class Remote:
     def cli(self, user: str, *args: str, **kw):
         return self.home.cli("--url", self.url, "--token", self.tokens[user], *args, **kw)
 
-    def follow(self, user: str, model_id: str) -> subprocess.Popen:
-        """``trainui logs --follow`` of ``model_id`` as ``user``, in a process of its own,
-        once the log has a line (the follow is under way)."""
+    def follow(self, user: str, model_id: str) -> tuple[subprocess.Popen, str]:
+        """``trainui logs --follow`` of ``model_id`` as ``user``, in a process of its own, once
+        it printed its first line (it is connected); and that line."""
         argv = ["--url", self.url, "--token", self.tokens[user], "logs", "--follow", model_id]
         process = subprocess.Popen(
             [sys.executable, "-m", "trainui", *argv],
             env=self.home.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            bufsize=0,  # unbuffered: communicate() later gets every byte after the line
         )
-        deadline = time.monotonic() + 30
-        while "line-" not in self.cli(user, "logs", model_id, check=True).stdout:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        time.sleep(0.3)  # connected by now
-        return process
+        return process, process.stdout.readline().decode()
 
     def client(self, user: str) -> Client:
         return Client(url=self.url, token=self.tokens[user])
@@ -258,6 +253,49 @@ def test_remote_errors_are_sentences(home):
     assert bad.returncode == 1 and "is not an http:// or https:// URL" in bad.stderr
     demo = home.cli("--url", f"http://127.0.0.1:{port}", "demo")
     assert demo.returncode == 1 and "run it on the GPU box" in demo.stderr
+    # a mistyped URL or a token pasted with a quote: a sentence, never a traceback
+    for url in ("https://[::1", "http://127.0.0.1:abc", "https://127.0.0.1:99999", "https://"):
+        mistyped = home.cli("--url", url, "--token", "x", "list")
+        assert mistyped.returncode == 1 and "is not a valid URL" in mistyped.stderr, (url, mistyped)
+        assert "Traceback" not in mistyped.stderr
+    quoted = home.cli("--url", f"http://127.0.0.1:{port}", "--token", "\u201cabc\u201d", "list")
+    assert quoted.returncode == 1 and "Traceback" not in quoted.stderr
+    assert "holds '\u201c' at character 1" in quoted.stderr and "abc" not in quoted.stderr
+
+
+def test_a_url_of_something_that_is_not_trainui_is_said_so(home, tmp_path):
+    # a proxy's login page, another server at that port: tracebacks, or "0 records found. OK"
+    www = tmp_path / "www"
+    (www / "v3" / "models").mkdir(parents=True)  # a folder: http.server answers 301
+    (www / "v3" / "experiments").write_text("<html>proxy login</html>")
+    (www / "v3" / "frameworks").write_text("null")
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        cwd=www,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        for args in (["list"], ["list", "--json"], ["list", "experiments"], ["frameworks"]):
+            said = home.cli("--url", url, "--token", "t", *args)
+            assert said.returncode == 1 and "Traceback" not in said.stderr, (args, said)
+            assert f"{url} is not a trainui service, or not its root" in said.stderr, said
+            assert "records found" not in said.stdout and "<html>" not in said.stdout
+        shown = home.cli("--url", url, "--token", "t", "show", "training-abcdefghi")
+        assert shown.returncode == 1 and "Traceback" not in shown.stderr
+    finally:
+        server.kill()
+        server.wait()
 
 
 def test_the_remote_cli_works_as_locally(remote, tmp_path):
@@ -381,10 +419,10 @@ SLOW = "for i in $(seq 1 200); do echo line-$i; sleep 0.1; done"
 
 def test_a_follow_whose_token_is_revoked_or_whose_run_fails_exits_1_saying_why(remote):
     slow = remote.submit("bob", SLOW)
-    follow = remote.follow("bob", slow)
+    follow, _first = remote.follow("bob", slow)
     try:
         remote.home.cli("token", "revoke", "bob", check=True)
-        out, err = follow.communicate(timeout=30)
+        out, err = (part.decode() for part in follow.communicate(timeout=30))
     finally:
         if follow.poll() is None:
             follow.kill()
@@ -401,7 +439,7 @@ def test_a_follow_whose_token_is_revoked_or_whose_run_fails_exits_1_saying_why(r
 def test_a_service_stopped_with_streams_open_ends_them_at_once(remote):
     # it waited for its graceful-shutdown timeout, then wrote a CancelledError traceback
     slow = remote.submit("alice", SLOW)
-    follow = remote.follow("alice", slow)
+    follow, first = remote.follow("alice", slow)
     try:
         remote.process.terminate()
         _, service_err = remote.process.communicate(timeout=30)
@@ -409,12 +447,12 @@ def test_a_service_stopped_with_streams_open_ends_them_at_once(remote):
             service_err
         )
         remote.start()  # the follow gets its connection back and goes on to the end
-        out, err = follow.communicate(timeout=60)
+        out, err = (part.decode() for part in follow.communicate(timeout=60))
     finally:
         if follow.poll() is None:
             follow.kill()
     assert follow.returncode == 0, err
-    lines = [line for line in out.splitlines() if line.startswith("line-")]
+    lines = [line for line in (first + out).splitlines() if line.startswith("line-")]
     assert lines == [f"line-{i}" for i in range(1, 201)]
 
 

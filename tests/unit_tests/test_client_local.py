@@ -62,7 +62,8 @@ async def answer(reader, writer):
     target = head.split()[1]
     requests.append(target)
     if target == "/v3/health":
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 2\r\n\r\n{}")
     elif target == "/v3/models/training-a/logs?follow=true&offset=0&idle=10":
         # two chunks, then the connection breaks in the middle of the third
         writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
@@ -72,7 +73,8 @@ async def answer(reader, writer):
                      b"1\r\n\n\r\n0\r\n\r\n")
     elif target == "/v3/models/training-a":  # the follow ended: has the run?
         body = json.dumps({**RUN, "status": "completed"}).encode()
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
     elif target == "/v3/models/training-a/logs?offset=12":  # and nothing came after
         writer.write(b"HTTP/1.1 200 OK\r\nX-Log-Size: 12\r\nX-Log-Offset: 12\r\n"
                      b"Content-Length: 0\r\n\r\n")
