@@ -306,7 +306,11 @@ def test_results_that_cannot_be_stored_fail_the_run_with_s303(s3_server, learner
     run = learner_run(s3(s3_server, data), s3(s3_server, "no-such-results"))
     status = run.run()
     assert status["status"] == "failed" and status["error_code"] == "S303"
+    kept = run.dir / "results-not-stored"
     assert status["status_message"] == (
         "results could not be stored: bucket 'no-such-results' does not exist at"
-        f" {s3_server.endpoint}"
+        f" {s3_server.endpoint}; the results are kept in {kept} until the run is deleted"
     )
+    # the trained model was deleted with the work folder: it is kept, and the log says where
+    assert (kept / "model.txt").read_text() == "trained"
+    assert f"trainui: the results are kept in {kept} until the run is deleted\n" in run.log()

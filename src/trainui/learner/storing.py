@@ -19,6 +19,7 @@ from trainui.core.runs import (
     DEFINITION_FILE,
     FAILED,
     HALTED,
+    KEPT_RESULTS,
     LOG_FILE,
     MANIFEST_FILE,
     METRICS_FILE,
@@ -80,6 +81,8 @@ class Storing:
             done = progress["objects_done"] + 1  # the log, stored next
             count = _count(total, "file") if done == total else f"{done} of {total} files"
             self._log(f"stored {count} in {store.description} under {prefix}")
+        if self.storing_failed:
+            self._keep_results()
         self._log(self._outcome_line())  # the log's final line: nothing is written after it
         if store is not None:
             try:
@@ -179,6 +182,26 @@ class Storing:
                 objects_not_stored=sorted(self.not_stored),
             )
         )
+
+    def _keep_results(self) -> None:
+        """The results could not all be stored: RESULT_DIR is kept in the run's folder (the
+        work folder goes when the learner ends), said in the log and the run's message, until
+        the run is deleted. A trained model is hours of GPU time."""
+        import shutil
+
+        results = self.dirs.get("RESULT_DIR")
+        if not results or not os.path.isdir(results) or not os.listdir(results):
+            return
+        kept = os.path.join(self.run_dir, KEPT_RESULTS)
+        try:
+            shutil.rmtree(kept, ignore_errors=True)  # an earlier attempt's
+            os.replace(results, kept)
+        except OSError as exc:
+            self._log(f"the results could not be kept in {kept} either: {exc.strerror or exc}")
+            return
+        said = f"the results are kept in {kept} until the run is deleted"
+        self._log(said)
+        self.message += f"; {said}"
 
     def _outcome_line(self) -> str:
         if self.final == COMPLETED:
