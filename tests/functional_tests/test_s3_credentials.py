@@ -134,10 +134,13 @@ def test_a_manifest_without_keys_uses_the_environments(
 def test_no_credentials_anywhere_is_one_sentence(swift_server, aws_home):
     with pytest.raises(StoreError) as caught:
         check_access("s3", "data", {"endpoint_url": swift_server.s3_endpoint}, "/x", write=False)
+    # the environment is the service's, not the submitting shell's: said, with the way round
     assert str(caught.value) == (
         f"no credentials for S3 bucket 'data' at {swift_server.s3_endpoint}: the manifest gives"
-        " no aws_access_key_id, and botocore found none in the environment, the AWS config"
-        " files or an instance role"
+        " no aws_access_key_id, and botocore found none in the environment of the trainui"
+        f" service (process {os.getpid()}), the AWS config files or an instance role (your"
+        " shell's AWS_ACCESS_KEY_ID or AWS_PROFILE reaches a run written in its manifest:"
+        " aws_access_key_id: ${AWS_ACCESS_KEY_ID}, or profile: ${AWS_PROFILE})"
     )
 
 

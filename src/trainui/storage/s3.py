@@ -158,10 +158,15 @@ class S3Store(ObjectStore):
             self._signed_region = signing.get("region") or region_name
 
     def _no_credentials(self) -> str:
+        # the chain runs in the trainui service (and its learners), whose environment is not
+        # the shell of whoever submits: said, with the way to pass that shell's keys
         where = f"profile '{self.profile}'" if self.profile else "the environment"
         return (
             f"no credentials for {self.description}: the manifest gives no aws_access_key_id,"
-            f" and botocore found none in {where}, the AWS config files or an instance role"
+            f" and botocore found none in {where} of the trainui service (process"
+            f" {os.getpid()}), the AWS config files or an instance role (your shell's"
+            " AWS_ACCESS_KEY_ID or AWS_PROFILE reaches a run written in its manifest:"
+            " aws_access_key_id: ${AWS_ACCESS_KEY_ID}, or profile: ${AWS_PROFILE})"
         )
 
     def _call(self, operation: str, action: str, **params):
