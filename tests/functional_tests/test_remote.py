@@ -330,31 +330,9 @@ async def test_100_concurrent_followers_each_receive_the_whole_log(home):
     assert lines == [f"follow-line-{i}" for i in range(1, 301)]
 
 
-async def test_a_follower_survives_the_service_restarting(remote):
-    script = "for i in $(seq 1 80); do echo tick-$i; sleep 0.05; done"
-    model_id = await asyncio.to_thread(remote.submit, "alice", script)
-    received: list[bytes] = []
-
-    async def follow():
-        async with remote.client("alice") as client:
-            async for chunk in client.follow_log(model_id):
-                received.append(chunk)
-
-    follower = asyncio.create_task(follow())
-    deadline = time.monotonic() + 30
-    while b"tick-" not in b"".join(received):
-        assert time.monotonic() < deadline, "the follower received no tick"
-        await asyncio.sleep(0.05)
-    await asyncio.to_thread(remote.kill)  # mid-stream: the follower is cut off
-    await asyncio.sleep(0.5)
-    await asyncio.to_thread(remote.start)
-    await asyncio.wait_for(follower, 60)
-    ticks = [line for line in b"".join(received).decode().splitlines() if line.startswith("tick-")]
-    assert ticks == [f"tick-{i}" for i in range(1, 81)]
-
-
-async def test_a_follower_waits_minutes_for_the_service_and_says_so(remote, monkeypatch):
-    # it gave up after ten tries (15 s), shorter than a box's restart
+async def test_a_follower_survives_the_service_restarting_and_says_so(remote, monkeypatch):
+    # mid-stream, the follower cut off: every line once; it gave up after ten tries (15 s),
+    # shorter than a box's restart, and said nothing meanwhile
     import trainui.client
 
     monkeypatch.setattr(trainui.client, "RECONNECT_DELAYS", (0.02,))  # tries at once, often
