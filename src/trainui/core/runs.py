@@ -212,6 +212,18 @@ def read_json(path: str) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+def halt_reason(run_dir: str) -> str | None:
+    """The reason trainui wrote for halting the run in ``run_dir``: None when it wrote none
+    (it did not halt it), ``""`` when it cannot be read."""
+    try:
+        with open(os.path.join(run_dir, HALT_REASON_FILE), "rb") as f:
+            return f.read(1000).decode(errors="replace").strip()
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return ""
+
+
 def outside_halt(signal_name: str | None = None) -> str:
     """Why a run failed whose learner was sent a halt signal (``signal_name``; None: on a
     cluster, unknown) by something other than trainui."""

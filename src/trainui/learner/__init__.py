@@ -47,7 +47,6 @@ from trainui.core.runs import (
     DEFINITION_FILE,
     DOWNLOADING,
     FAILED,
-    HALT_REASON_FILE,
     HALTED,
     HALTED_BY_REQUEST,
     LEARNER_ERRORS_FILE,
@@ -60,6 +59,7 @@ from trainui.core.runs import (
     STORING,
     WORK_DIR,
     disk_full_message,
+    halt_reason,
     is_disk_full,
     outside_halt,
     read_json,
@@ -229,15 +229,9 @@ class Learner(Staging, ProcessControl, Storing):
         came from outside trainui (a ``kill``, the machine shutting down): the learner was
         lost (S300), which a run's restarts start again. On a cluster's node the run folder
         is not there to read: the service tells the two apart."""
-        try:
-            with open(os.path.join(self.run_dir, HALT_REASON_FILE)) as f:
-                reason = f.read(1000).strip()
-        except FileNotFoundError:
-            if self.nonce is None:
-                return FAILED, "S300", outside_halt(self.halt_signal)
-            reason = ""
-        except (OSError, UnicodeDecodeError):
-            reason = ""
+        reason = halt_reason(self.run_dir)
+        if reason is None and self.nonce is None:
+            return FAILED, "S300", outside_halt(self.halt_signal)
         return HALTED, None, reason or HALTED_BY_REQUEST
 
     def _set_outcome(self, final: str, code: str | None, message: str) -> None:

@@ -50,6 +50,7 @@ from trainui.core.runs import (
     RUNNING,
     STATUS_FILE,
     disk_full_message,
+    halt_reason,
     new_run_id,
     outside_halt,
     parse_time,
@@ -1322,7 +1323,9 @@ class RunManager:
             if new.status == COMPLETED:
                 self._forget_secrets(run.model_id)
             new = _last_attempt(new)
-            reason = self._stopped_early.pop(run.model_id, None) or self._halt_reason(run)
+            reason = self._stopped_early.pop(run.model_id, None) or halt_reason(
+                self.run_dir(run.model_id)
+            )
             if reason and new.status == HALTED and new.status_message != reason:
                 # a learner that could not read the reason (on a cluster's node) said "halted"
                 new = msgspec.structs.replace(new, status_message=reason)
@@ -1474,14 +1477,6 @@ class RunManager:
             write_json_atomic(path, reason.encode())
         self.launcher.halt(run.learner_pid, run.learner_start)
 
-    def _halt_reason(self, run: Run) -> str | None:
-        """The reason trainui gave for halting ``run`` (None: it did not halt it)."""
-        try:
-            with open(os.path.join(self.run_dir(run.model_id), HALT_REASON_FILE), "rb") as f:
-                return f.read(1000).decode(errors="replace").strip() or None
-        except OSError:
-            return None
-
     def _halt_was_asked(self, run: Run) -> bool:
         """Did trainui halt ``run`` (a user, its experiment, the median rule, a delete)?"""
         return (
@@ -1489,7 +1484,7 @@ class RunManager:
             or run.model_id in self._stopped_early
             or bool(run.deleted)
             or (run.status_message or "").startswith("halting")
-            or os.path.exists(os.path.join(self.run_dir(run.model_id), HALT_REASON_FILE))
+            or halt_reason(self.run_dir(run.model_id)) is not None
         )
 
     def _halt_waiting(self, run: Run, why: str = "") -> Run:
