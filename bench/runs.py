@@ -136,10 +136,13 @@ async def latency(bench: Bench, runs: int, repeats: int) -> None:
     print(f"{'step':44} {'p50':>9} {'p95':>9}")
     for name, values in samples.items():
         print(row(name, values))
-    cli = []
+    cli, running = [], []
     for _ in range(max(min(runs, 20), repeats)):
-        cli.append(await cli_train(bench))
-    print(row(f"`trainui train` command line ({len(cli)} runs)", cli))
+        first, started = await cli_train(bench)
+        cli.append(first)
+        running.append(started)
+    print(row(f"`trainui train` -> running ({len(cli)} runs)", running))
+    print(row(f"`trainui train` -> first line ({len(cli)} runs)", cli))
     tsp = shutil.which("tsp") or shutil.which("ts")
     if tsp:
         anchor = [tsp_first_line(bench, tsp, i) for i in range(min(runs, 20))]
@@ -149,10 +152,11 @@ async def latency(bench: Bench, runs: int, repeats: int) -> None:
         print("anchor: tsp not installed (apt-get install task-spooler)")
 
 
-async def cli_train(bench: Bench) -> float:
-    """`trainui train` of `date +%s.%N` to the first line of its command, in seconds; as the
-    API's submissions, to a warm, idle service (the previous run ended, its learner stored, the
-    spare learner started), not during the previous run's end."""
+async def cli_train(bench: Bench) -> tuple[float, float]:
+    """`trainui train` of `date +%s.%N`, in seconds: to the first line of its command, and to
+    the run's status `running` (issue 15's figure: the learner's ``command_started``, once the
+    command was started); as the API's submissions, to a warm, idle service (the previous run
+    ended, its learner stored, the spare learner started), not during the previous run's end."""
     await asyncio.sleep(0.5)
     manifest_path = bench.tmp / "cli.yml"
     manifest_path.write_bytes(bench.manifest("date +%s.%N"))
@@ -162,7 +166,9 @@ async def cli_train(bench: Bench) -> float:
     model_id = done.stdout.strip().splitlines()[-1].split("'")[1]
     first = await first_line(bench.home / "runs" / model_id / "training-log.txt")
     await run_end(bench, model_id)
-    return first - t0
+    status = bench.home / "buckets" / "results" / model_id / "training-status.json"
+    started = json.loads(status.read_text())["timings"]["command_started"]
+    return first - t0, started - t0
 
 
 async def run_end(bench: Bench, model_id: str) -> None:
@@ -201,7 +207,7 @@ async def compare(tmp: Path, before: Path, runs: int, depth: int, repeats: int) 
         "after": Bench(tmp / "after", SRC, export=False),
     }
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(before)], check=True)
-    names = ("api", "train", "tsp", "table", "json", "version")
+    names = ("api", "running", "train", "tsp", "table", "json", "version")
     got: dict[str, dict[str, list[float]]] = {b: {n: [] for n in names} for b in benches}
     tsp = shutil.which("tsp") or shutil.which("ts")
     try:
@@ -212,7 +218,9 @@ async def compare(tmp: Path, before: Path, runs: int, depth: int, repeats: int) 
                 if out.returncode:
                     raise SystemExit(out.stderr)
                 got[name]["api"] += json.loads(out.stdout.splitlines()[-1])
-                got[name]["train"].append(await cli_train(bench))
+                first, started = await cli_train(bench)
+                got[name]["train"].append(first)
+                got[name]["running"].append(started)
                 if tsp:
                     got[name]["tsp"].append(tsp_first_line(bench, tsp, i))
         for bench in benches.values():  # the same history in each: `depth` runs queued
@@ -238,6 +246,7 @@ async def compare(tmp: Path, before: Path, runs: int, depth: int, repeats: int) 
                 subprocess.run([tsp, "-K"], env=tsp_env(bench), capture_output=True)
     rows = {
         "api": f"submit -> first line, client API ({runs * repeats} runs)",
+        "running": f"`trainui train` -> running ({repeats} runs)",
         "train": f"`trainui train` -> first line ({repeats} runs)",
         "tsp": "anchor: tsp -> first line",
         "table": f"trainui list, the table ({depth + 1:,} runs)",

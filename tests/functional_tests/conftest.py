@@ -387,7 +387,9 @@ with open(os.path.join(os.environ["RESULT_DIR"], "model.txt"), "w") as f:
 class LearnerRun:
     """A run folder written by hand and ``python -m trainui.learner`` run on it."""
 
-    def __init__(self, home: Path, data: dict, results: dict, command: str) -> None:
+    def __init__(
+        self, home: Path, data: dict, results: dict, command: str, sandbox: dict | None = None
+    ) -> None:
         from trainui.core.runs import new_run_id
 
         self.home = home
@@ -411,6 +413,8 @@ class LearnerRun:
             "halt_grace_seconds": 2,
             "submitted_at": "2026-11-27T06:00:00.000Z",
         }
+        if sandbox is not None:  # learner.json's ``sandbox``, as the service writes it
+            config["sandbox"] = sandbox
         fd = os.open(self.dir / "learner.json", os.O_WRONLY | os.O_CREAT, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump(config, f)
@@ -473,8 +477,8 @@ def learner_run(tmp_path):
     """``learner_run(data, results, command=...)``: a LearnerRun in a home under tmp_path."""
     runs = []
 
-    def make(data: dict, results: dict, command: str = "python3 train.py", home=None):
-        run = LearnerRun(Path(home or tmp_path / "home"), data, results, command)
+    def make(data: dict, results: dict, command: str = "python3 train.py", home=None, sandbox=None):
+        run = LearnerRun(Path(home or tmp_path / "home"), data, results, command, sandbox)
         runs.append(run)
         return run
 

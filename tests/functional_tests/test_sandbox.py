@@ -382,3 +382,67 @@ def test_a_halted_sandboxed_command_gets_sigterm_and_its_grace(home):
     assert "command exited with code 0" in log
     saved = home.buckets / "results" / model_id / "saved.txt"
     assert saved.read_text() == "saved\n"
+
+
+# The sandbox is made while the data are staged, its command waiting for the learner's word
+# (trainui.learner.process: _sandbox_ahead). A run that ends before its command starts must
+# never start it, and leave nothing behind; the command must not see how it was told to go.
+SANDBOX = {"gpu_devices": None, "required": True, "unix_user": None, "paths": []}
+RAN = "echo COMMAND-RAN; ls -l /proc/$$/fd"  # the shell's own open files, and what they are
+
+
+def _s3(server, bucket, endpoint=None) -> dict:
+    return {"type": "s3", "bucket": bucket, "connection": server.connection(endpoint)}
+
+
+@needs_sandbox
+def test_a_sandboxed_command_does_not_inherit_the_learners_word_to_start(s3_server, learner_run):
+    data = s3_server.bucket({"a.txt": "a"})
+    run = learner_run(
+        _s3(s3_server, data), _s3(s3_server, s3_server.bucket()), RAN, sandbox=SANDBOX
+    )
+    status = run.start().wait()
+    log = run.log()
+    assert status["status"] == "completed", log
+    assert "sandboxed (bubblewrap)" in log
+    fds = [line.split()[-3] for line in log.splitlines() if " -> " in line]
+    assert {"0", "1", "2"} <= set(fds) and "3" not in fds, log
+
+
+@needs_sandbox
+def test_a_sandboxed_run_halted_while_it_stages_never_starts_its_command(
+    s3_server, fault_proxy, learner_run
+):
+    data = s3_server.bucket()
+    s3_server.seed(data, {"big.bin": os.urandom(32 << 20)})
+    proxy = fault_proxy(s3_server.port)
+    proxy.throttle(4 << 20)  # eight seconds for the whole object
+    run = learner_run(
+        _s3(s3_server, data, proxy.endpoint), _s3(s3_server, s3_server.bucket()), RAN,
+        sandbox=SANDBOX,
+    )  # fmt: skip
+    run.start()
+    deadline = time.monotonic() + 30
+    while not _processes_of(run.model_id) and time.monotonic() < deadline:
+        time.sleep(0.02)  # the sandbox, made while the data are staged, waits in it
+    assert _processes_of(run.model_id), f"no sandbox was made while staging: {run.log()}"
+    assert run.status()["status"] == "downloading"
+    run.halt()
+    status = run.wait(timeout=30)
+    log = run.log()
+    assert status["status"] == "halted", log
+    assert "staging stopped after 0 of 1 object" in log
+    assert "COMMAND-RAN" not in log
+    assert _processes_of(run.model_id) == [], "the sandbox made ahead outlived the run"
+
+
+@needs_sandbox
+def test_a_sandboxed_run_that_fails_to_stage_never_starts_its_command(s3_server, learner_run):
+    run = learner_run(
+        _s3(s3_server, "no-such-data"), _s3(s3_server, s3_server.bucket()), RAN, sandbox=SANDBOX
+    )
+    status = run.start().wait(timeout=60)
+    log = run.log()
+    assert status["error_code"] == "S302", log
+    assert "COMMAND-RAN" not in log
+    assert _processes_of(run.model_id) == []

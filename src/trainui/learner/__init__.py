@@ -152,6 +152,7 @@ class Learner(Staging, ProcessControl, Storing):
         self.halt_requested = False
         self.halt_signal = "SIGTERM"  # the signal that asked for it
         self.command_pgid: int | None = None
+        self.sandbox_ahead: tuple | None = None  # (pid, log pump, go): _sandbox_ahead
         self.command_done = False
         self.term_sent = False  # SIGTERM went to the command's group (a halt)
         self.kill_sent = False  # and SIGKILL
@@ -193,6 +194,7 @@ class Learner(Staging, ProcessControl, Storing):
             self._log(f"attempt {self.attempt} of {max(restarts + 1, self.attempt)}")
         try:
             self._prepare_work()
+            self._sandbox_ahead()
             self._stage()
             if not self.halt_requested:
                 self._unpack()
@@ -213,6 +215,7 @@ class Learner(Staging, ProcessControl, Storing):
             else:
                 self._report_crash()
                 self._set_outcome(FAILED, code, _learner_error(exc))
+        self._discard_sandbox_ahead()
         if self.final in (FAILED, HALTED) and self.command_pgid is not None:
             self._copy_checkpoints()  # what the next attempt starts from (SPEC §11)
         try:
