@@ -142,7 +142,15 @@ def cmd_notify(args: argparse.Namespace) -> int:
     """``trainui notify test``: one event to each of the service's hooks."""
     answer = _call(args, lambda client: client.notify_test())
     hooks = answer.get("hooks") or []
-    if not hooks:
+    problems = answer.get("problems") or []
+    if problems:  # the file changed and has errors: the service kept the hooks before
+        print(
+            "trainui: the service's config changed and has errors; its hooks are those before:",
+            file=sys.stderr,
+        )
+        for problem in problems:
+            print(f"  {problem}", file=sys.stderr)
+    if not hooks and not problems:
         from trainui.service.notify import config_path
 
         print(f"No notification hooks: write [[notify]] in {config_path(os.environ)}.")
@@ -150,7 +158,7 @@ def cmd_notify(args: argparse.Namespace) -> int:
     for hook in hooks:
         mark = "OK" if hook["ok"] else f"FAILED: {hook['problem']}"
         print(f"{hook['hook']}: {hook['to']}: {mark}")
-    return EXIT_OK if all(h["ok"] for h in hooks) else EXIT_FAILED
+    return EXIT_OK if all(h["ok"] for h in hooks) and not problems else EXIT_FAILED
 
 
 def cmd_frameworks(args: argparse.Namespace) -> int:

@@ -102,3 +102,77 @@ def test_a_service_config_with_errors_refuses_the_start_located(home):
     assert ":1: [[notify]] #1: a webhook needs a secret" in said
     assert ":4: [[notify]] #2: unknown key 'comand' (did you mean command?)" in said
     assert "Traceback" not in said
+
+
+class FlakyReceiver(Receiver):
+    """Answers 503 to each event's first try, then takes it."""
+
+    tried: set[str] = set()
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.received.append((dict(self.headers), self.path, body))
+        event = json.loads(body)["event"]
+        first = event not in self.tried
+        self.tried.add(event)
+        self.send_response(503 if first else 204)
+        self.end_headers()
+
+
+def test_an_events_tries_carry_one_delivery_id_a_hook_can_tell_repeats_by(home, tmp_path):
+    FlakyReceiver.received, FlakyReceiver.tried = [], set()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), FlakyReceiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    seen = tmp_path / "deliveries.txt"
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/hook"
+        hooks(
+            home,
+            f'[[notify]]\nurl = "{url}"\nsecret = "{SECRET}"\nevents = ["completed"]\n'
+            f'[[notify]]\ncommand = "echo $TRAINING_DELIVERY >> {seen}"\n'
+            'events = ["completed"]\n',
+        )
+        model_id = home.submit(home.model("d", {"t.py": ""}), home.manifest("echo fine"))
+        assert home.wait(model_id, "completed")["status"] == "completed"
+        received = FlakyReceiver.received
+        deadline = time.monotonic() + 20
+        while len(received) < 2 or not seen.exists():
+            assert time.monotonic() < deadline, received
+            time.sleep(0.05)
+    finally:
+        server.shutdown()
+    (first, _, body1), (again, _, body2) = received[:2]
+    assert body1 == body2  # the same event, tried again after the 503
+    delivery = json.loads(body1)["delivery"]
+    assert len(delivery) == 32 and int(delivery, 16) >= 0
+    assert first["X-Trainui-Delivery"] == again["X-Trainui-Delivery"] == delivery
+    assert seen.read_text() == f"{delivery}\n"  # each hook of an event: the same ID
+
+
+def test_notify_test_reads_the_config_as_it_is_now(home, receiver):
+    url, received = receiver
+    hooks(home, f'[[notify]]\nurl = "{url}/before"\nsecret = "{SECRET}"\n')
+    out = home.cli("notify", "test")
+    assert out.returncode == 0 and out.stdout.strip().endswith(f"{url}/before: OK"), out
+    config = home.path.parent / "service.toml"
+    config.write_text(f'[[notify]]\nurl = "{url}/after"\nsecret = "{SECRET}"\n')
+    out = home.cli("notify", "test")  # the service still runs: it reads the file again
+    assert out.returncode == 0 and out.stdout.strip().endswith(f"{url}/after: OK"), out
+    assert [path for _, path, _ in received] == ["/before", "/after"]
+    # a change with errors: said, located, and the hooks before are kept (and tested)
+    config.write_text(f'[[notify]]\nurl = "{url}/broken"\nsecert = "{SECRET}"\n')
+    out = home.cli("notify", "test")
+    assert out.returncode == 1
+    assert "config changed and has errors; its hooks are those before" in out.stderr
+    assert ":1: [[notify]] #1: unknown key 'secert' (did you mean secret?)" in out.stderr
+    assert out.stdout.strip().endswith(f"{url}/after: OK")
+    assert "Traceback" not in out.stderr
+    # the runs' events go to the hooks of the file as it is now, once fixed
+    config.write_text(f'[[notify]]\nurl = "{url}/fixed"\nsecret = "{SECRET}"\n')
+    assert home.cli("notify", "test").returncode == 0
+    model_id = home.submit(home.model("r", {"t.py": ""}), home.manifest("echo fine"))
+    assert home.wait(model_id, "completed")["status"] == "completed"
+    deadline = time.monotonic() + 20
+    while not any(path == "/fixed" and b'"completed"' in body for _, path, body in received):
+        assert time.monotonic() < deadline, received
+        time.sleep(0.05)

@@ -133,8 +133,12 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
 
         if not _user(request).admin:
             raise Refusal(403, "only an admin may test the hooks (trainui notify test on the box)")
-        results = await asyncio.to_thread(manager.notifier.test)
-        return JSONResponse({"hooks": results})
+        notifier = manager.notifier_now(fresh=True)  # the file as it is now
+        results = await asyncio.to_thread(notifier.test)
+        answer: dict = {"hooks": results}
+        if manager.hooks_problems:  # the file changed and has errors: the hooks were kept
+            answer["problems"] = manager.hooks_problems
+        return JSONResponse(answer)
 
     async def frameworks(_request: Request) -> Response:
         """The frameworks catalogue (SPEC §10): what this box runs, and in which runtime."""

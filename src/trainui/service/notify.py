@@ -3,7 +3,13 @@ halted or restarts. A webhook gets the run and the event as JSON, POSTed, signed
 HMAC-SHA256 of the body under its ``secret`` (``X-Trainui-Signature: sha256=<hex>``, as GitHub
 signs its webhooks), retried with a growing back-off; a command gets the JSON on its stdin and
 ``TRAINING_EVENT``, ``TRAINING_ID``, ``TRAINING_STATUS``. Each hook has a thread of its
-own: a slow or dead hook delays nothing else, never a run, never the service.
+own: a slow or dead hook delays nothing else, never a run, never the service. Each event has a
+delivery ID (``delivery`` in the JSON, ``X-Trainui-Delivery``, ``TRAINING_DELIVERY``), the same
+in each of its tries: a hook that took an event whose answer was lost (a slow webhook's time
+ran out) and gets it again can tell it took it (as GitHub's ``X-GitHub-Delivery``).
+
+The service reads the file again when it changes (``RunManager.notifier_now``); a changed file
+with errors keeps the hooks as they were, and ``trainui notify test`` says its errors.
 
 The hooks are in the service's config file, ``$XDG_CONFIG_HOME/trainui/service.toml`` (or
 ``TRAINUI_SERVICE_CONFIG``)::
@@ -29,6 +35,7 @@ import re
 import subprocess
 import threading
 import time
+import uuid
 from collections.abc import Mapping
 
 from trainui.core.urls import mask_urls
@@ -38,6 +45,7 @@ ATTEMPTS = 5  # tries of a delivery
 BACKOFF = 1.0  # seconds before the 2nd try, doubled for each next one
 TIMEOUT = 10.0  # seconds a webhook or a command may take
 SIGNATURE_HEADER = "X-Trainui-Signature"
+DELIVERY_HEADER = "X-Trainui-Delivery"
 _KEYS = ("url", "secret", "command", "events", "name")
 
 
@@ -55,6 +63,16 @@ def config_path(environ: Mapping[str, str] = os.environ) -> str:
     from trainui.config import config_file
 
     return config_file(environ, "TRAINUI_SERVICE_CONFIG", "service.toml")[0]
+
+
+def stamp(environ: Mapping[str, str] = os.environ) -> tuple[int, int] | None:
+    """The config file's modification time and size (None: no file): changed, it is read
+    again."""
+    try:
+        st = os.stat(config_path(environ))
+    except OSError:
+        return None
+    return st.st_mtime_ns, st.st_size
 
 
 def load_hooks(environ: Mapping[str, str] = os.environ) -> list[dict]:
@@ -147,12 +165,13 @@ class Notifier:
     def notify(self, event: str, run: dict) -> int:
         """Queue ``event`` for every hook that wants it; returns how many hooks were queued
         for. Never blocks: a hook whose queue is full loses the event (said)."""
-        body = json.dumps({"event": event, "run": run}, sort_keys=True).encode()
+        delivery = uuid.uuid4().hex
+        body = _body(event, run, delivery)
         count = 0
         for hook, q in zip(self.hooks, self._queues, strict=True):
             if event in hook["events"]:
                 try:
-                    q.put_nowait((event, run, body))
+                    q.put_nowait((event, run, body, delivery))
                     count += 1
                 except queue.Full:
                     self.on_problem(f"{hook['where']}: too many events waiting; {event} dropped")
@@ -162,11 +181,12 @@ class Notifier:
         """``trainui notify test``: an event ``test`` to every hook at once, one try each;
         how each went."""
         run = {"model_id": "training-TEST00000", "status": "completed", "name": "a test"}
-        body = json.dumps({"event": "test", "run": run}, sort_keys=True).encode()
+        delivery = uuid.uuid4().hex
+        body = _body("test", run, delivery)
         results: list[dict] = [{} for _ in self.hooks]
 
         def one(index: int, hook: dict) -> None:
-            problem = self._deliver(hook, "test", run, body)
+            problem = self._deliver(hook, "test", run, body, delivery)
             # where it goes, never its secrets: a URL's user-info and query left out
             url = hook.get("url")
             what = mask_urls(url).partition("?")[0] if url else hook.get("command")
@@ -183,12 +203,21 @@ class Notifier:
             thread.join(TIMEOUT + 5)
         return results
 
+    def close(self) -> None:
+        """Replaced (the config changed): each hook's thread delivers what it was given, then
+        ends."""
+        for q in self._queues:
+            q.put(None)
+
     def _deliver_loop(self, hook: dict, q: queue.Queue) -> None:
         while True:
-            event, run, body = q.get()
+            item = q.get()
+            if item is None:
+                return
+            event, run, body, delivery = item
             problem = None
             for attempt in range(ATTEMPTS):
-                problem = self._deliver(hook, event, run, body)
+                problem = self._deliver(hook, event, run, body, delivery)
                 if problem is None:
                     self.delivered += 1
                     break
@@ -197,7 +226,7 @@ class Notifier:
                 self.on_problem(f"{hook['where']}: {event} of {run.get('model_id')}: {problem}")
 
     @staticmethod
-    def _deliver(hook: dict, event: str, run: dict, body: bytes) -> str | None:
+    def _deliver(hook: dict, event: str, run: dict, body: bytes, delivery: str) -> str | None:
         """One try: None when the hook took it, else why not."""
         if hook.get("url"):
             import httpx
@@ -209,6 +238,7 @@ class Notifier:
                     headers={
                         "Content-Type": "application/json",
                         "X-Trainui-Event": event,
+                        DELIVERY_HEADER: delivery,
                         SIGNATURE_HEADER: signature(hook["secret"], body),
                     },
                     timeout=TIMEOUT,
@@ -223,6 +253,7 @@ class Notifier:
             "TRAINING_EVENT": event,
             "TRAINING_ID": str(run.get("model_id", "")),
             "TRAINING_STATUS": str(run.get("status", "")),
+            "TRAINING_DELIVERY": delivery,
         }
         env.pop("TRAINUI_TOKEN", None)
         try:
@@ -241,6 +272,10 @@ class Notifier:
             said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
             return f"the command exited with code {done.returncode} {said[0]}".strip()
         return None
+
+
+def _body(event: str, run: dict, delivery: str) -> bytes:
+    return json.dumps({"event": event, "run": run, "delivery": delivery}, sort_keys=True).encode()
 
 
 def event_of(before: str | None, after: str) -> str | None:

@@ -881,9 +881,13 @@ def _runs_document() -> dict:
                             {
                                 "type": "object",
                                 "required": ["hooks"],
-                                "properties": {"hooks": {"type": "array"}},
+                                "properties": {
+                                    "hooks": {"type": "array"},
+                                    "problems": {"type": "array", "items": {"type": "string"}},
+                                },
                             },
-                            "each hook: {hook, to, ok, problem}",
+                            "each hook: {hook, to, ok, problem}; problems: the config file"
+                            " changed and has these errors (the hooks tested are those before)",
                         ),
                         **_errors(403),
                         **auth,

@@ -175,10 +175,10 @@ class RunManager:
         if self.runs:  # its learners prepared for the stores the newest run used
             self.launcher.expect(_store_types(max(self.runs.values(), key=lambda r: r.seq)))
         # the hooks told of runs' events (SPEC §11); a config with errors refuses the start
-        self.notifier = notify.Notifier(
-            notify.load_hooks(settings.environ),
-            on_problem=lambda text: print(f"trainui: notify: {text}", file=sys.stderr),
-        )
+        self._hooks_stamp = notify.stamp(settings.environ)
+        self.notifier = self._new_notifier(notify.load_hooks(settings.environ))
+        self._hooks_seen = time.monotonic()
+        self.hooks_problems: list[str] = []  # a changed config's errors: the hooks were kept
         # the frameworks catalogue (SPEC §10): read now (errors refuse the service's start),
         # and again when the file changes
         self._catalogue = frameworks.load(settings.environ)
@@ -390,14 +390,54 @@ class RunManager:
         self._json.pop(model_id, None)
         self._every_run = None
 
+    @staticmethod
+    def _new_notifier(hooks: list[dict]) -> notify.Notifier:
+        return notify.Notifier(
+            hooks, on_problem=lambda text: print(f"trainui: notify: {text}", file=sys.stderr)
+        )
+
+    def notifier_now(self, fresh: bool = False) -> notify.Notifier:
+        """The hooks as the service's config says now: read again (at most every second, or
+        ``fresh``: at once) when the file changed. A changed file with errors keeps the hooks
+        as they were; its errors are said on stderr and by ``trainui notify test``
+        (``hooks_problems``) until it is fixed."""
+        now = time.monotonic()
+        if now - self._hooks_seen < 1.0 and not fresh:
+            return self.notifier
+        self._hooks_seen = now
+        stamp = notify.stamp(self.settings.environ)
+        if stamp == self._hooks_stamp:
+            return self.notifier
+        self._hooks_stamp = stamp
+        try:
+            hooks = notify.load_hooks(self.settings.environ)
+        except notify.ConfigError as error:
+            self.hooks_problems = error.problems
+            print(
+                f"trainui: notify: {error.path} changed and has errors; the hooks as they were"
+                f" are kept: {'; '.join(error.problems)}",
+                file=sys.stderr,
+            )
+            return self.notifier
+        self.hooks_problems = []
+        old, self.notifier = self.notifier, self._new_notifier(hooks)
+        old.close()
+        print(
+            f"trainui: notify: {notify.config_path(self.settings.environ)} read again:"
+            f" {len(hooks)} hook{'' if len(hooks) == 1 else 's'}",
+            file=sys.stderr,
+        )
+        return self.notifier
+
     def _put(self, run: Run) -> Run:
         """``run``'s new record in place of the old one, what was kept of the old dropped; a
         state change the hooks are told of goes to them (``service/notify.py``)."""
-        if self.notifier.hooks and not run.deleted:
+        notifier = self.notifier_now()
+        if notifier.hooks and not run.deleted:
             before = self.runs.get(run.model_id)
             event = notify.event_of(before.status if before else None, run.status)
             if event is not None:
-                self.notifier.notify(event, public(run))
+                notifier.notify(event, public(run))
         self.runs[run.model_id] = run
         self._changed(run.model_id)
         return run
