@@ -8,7 +8,9 @@ import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
+import threading
 import time
 
 import pytest
@@ -314,3 +316,41 @@ def test_results_that_cannot_be_stored_fail_the_run_with_s303(s3_server, learner
     # the trained model was deleted with the work folder: it is kept, and the log says where
     assert (kept / "model.txt").read_text() == "trained"
     assert f"trainui: the results are kept in {kept} until the run is deleted\n" in run.log()
+
+
+def test_halting_a_run_whose_data_server_never_answers_its_listing_stops_it_at_once(
+    s3_server, learner_run
+):
+    # a server that takes in connections and requests and never answers (a hung gateway):
+    # botocore would wait its read timeout at each of its tries, minutes in all
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)
+    held: list[socket.socket] = []
+
+    def take() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(silent.accept()[0])
+
+    threading.Thread(target=take, daemon=True).start()
+    try:
+        endpoint = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        results = s3_server.bucket()
+        run = learner_run(s3(s3_server, "data", endpoint), s3(s3_server, results))
+        run.start()
+        deadline = time.monotonic() + 30
+        while not held:  # the listing's request went out, and waits
+            assert time.monotonic() < deadline and run.process.poll() is None, run.log()
+            time.sleep(0.02)
+        halted_at = time.monotonic()
+        run.halt()
+        status = run.wait(timeout=60)
+        assert time.monotonic() - halted_at < 10, run.log()
+    finally:
+        for s in [silent, *held]:
+            s.close()
+    assert status["status"] == "halted", run.log()
+    assert f"staging stopped while S3 bucket 'data' at {endpoint} was being listed" in run.log()
+    stored = s3_server.objects(results)
+    assert json.loads(stored[f"{run.model_id}/training-status.json"])["status"] == "halted"

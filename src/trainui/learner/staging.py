@@ -37,7 +37,10 @@ class Staging:
             store = open_store(
                 data["type"], data["bucket"], data.get("connection") or {}, self.home
             )
-            objects = list(store.list_objects())
+            objects = self._listed(store)
+            if objects is None:
+                self._log(f"staging stopped while {store.description} was being listed")
+                return
             total = sum(obj.size for obj in objects)
             what = f"{_count(len(objects), 'object')} ({_size(total)})"
             self._log(f"staging {what} from {store.description}")
@@ -68,6 +71,31 @@ class Staging:
             how += f" ({_size(counters.bytes_transferred)} at {_size(int(rate))}/s)"
         self._log(f"staged {_count(done, 'object')} in {seconds:.2f} s{how}")
         self.status.timings["staged"] = time.time()
+
+    def _listed(self, store: ObjectStore) -> list | None:
+        """The bucket's objects, listed in a thread of its own while this one waits for them
+        or a halt (None). A server that takes in requests and never answers holds a listing
+        for botocore's timeout at each of its tries (minutes): a halt meanwhile stops the
+        staging at once, the listing left to end with the learner."""
+        import threading
+
+        got: dict = {}
+
+        def listing() -> None:
+            try:
+                got["objects"] = list(store.list_objects())
+            except BaseException as error:  # given to the waiting thread, which raises it
+                got["error"] = error
+
+        thread = threading.Thread(target=listing, name="trainui-listing", daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.1)
+            if self.halt_requested:
+                return None
+        if "error" in got:
+            raise got["error"]
+        return got["objects"]
 
     def _stage_objects(self, store: ObjectStore, objects: list, data_dir: str):
         from trainui.storage import staging
