@@ -30,6 +30,8 @@ class UserError(Exception):
 def cmd_validate(args: argparse.Namespace) -> int:
     from trainui.core.manifest import read_manifest
 
+    if _swapped(args.manifest, args.model_definition):  # `train`'s order: MODEL MANIFEST
+        args.manifest, args.model_definition = args.model_definition, args.manifest
     report = read_manifest(args.manifest, env=os.environ)
     problems = list(report.problems)
     info = None
@@ -74,26 +76,52 @@ def cmd_validate(args: argparse.Namespace) -> int:
         return EXIT_OK if errors == 0 else EXIT_FAILED
     for problem in problems:
         print(problem.format(report.filename))
-    if checked is not None:
-        print(f"framework: {checked}")
     if definition_error:
-        print(f"{args.model_definition}: {definition_error}")
-    summary = _plural(errors, "error") + ", " + _plural(warnings, "warning")
-    if errors:
-        print(f"{report.filename}: not valid ({summary})")
-        return EXIT_FAILED
-    what = report.filename
-    if info is not None:
-        what += f" and {args.model_definition} ({_plural(info.entries, 'file')})"
-    print(f"{what}: valid" + (f" ({_plural(warnings, 'warning')})" if warnings else ""))
-    block = report.manifest.experiment
+        print(_definition_problem(args.model_definition, definition_error))
+    # the verdict right after the errors, naming what is not valid; the notes after it
+    manifest_errors = errors - (definition_error is not None)
+    said_warnings = f" ({_plural(warnings, 'warning')})" if warnings else ""
+    if manifest_errors:
+        verdict = f"{report.filename}: not valid ({_plural(manifest_errors, 'error')}, "
+        verdict += f"{_plural(warnings, 'warning')})"
+        if definition_error:
+            verdict += f"; model definition {args.model_definition}: not valid"
+    elif definition_error:
+        verdict = f"model definition {args.model_definition}: not valid; "
+        verdict += f"{report.filename}: valid{said_warnings}"
+    else:
+        verdict = report.filename
+        if info is not None:
+            verdict += f" and {args.model_definition} ({_plural(info.entries, 'file')})"
+        verdict += f": valid{said_warnings}"
+    print(verdict)
+    block = report.manifest.experiment if not errors else None
     if block is not None:  # what `train` will submit
         print(
             f"an experiment of {_plural(block.size(), 'run')} ({block.method}, "
             f"{_plural(len(block.parameters), 'parameter')}: "
             f"{', '.join(p.name for p in block.parameters)})"
         )
-    return EXIT_OK
+    if checked is not None:
+        print(f"framework: {checked}")
+    return EXIT_OK if errors == 0 else EXIT_FAILED
+
+
+def _swapped(manifest: str, model: str | None) -> bool:
+    """Were `validate`'s two paths given in `train`'s order (MODEL.zip|DIR MANIFEST.yml)?"""
+    if not model or os.path.isdir(model):
+        return False
+    looks_like_model = os.path.isdir(manifest) or manifest.lower().endswith(".zip")
+    return looks_like_model and model.lower().endswith((".yml", ".yaml"))
+
+
+def _definition_problem(path: str, error: str) -> str:
+    """The line saying why the model definition at ``path`` is refused: its sentence names the
+    file already, most often (said once, not as `model.zip: model.zip is not a zip file`)."""
+    name = os.path.basename(os.path.normpath(path))
+    if path in error or name in error:
+        return f"model definition: {error}"
+    return f"model definition {path}: {error}"
 
 
 def _check_framework(args: argparse.Namespace, manifest):
@@ -127,8 +155,12 @@ def _check_framework(args: argparse.Namespace, manifest):
             )
         answer = catalogue.describe()
         where = f"checked against {catalogue.path} (no service answered)"
-    if answer.get("catalogue") is None:
-        return f"{where}: every framework runs on the host", None
+    if answer.get("catalogue") is None:  # a service without one (this machine's is said above)
+        return (
+            "not checked: the service has no frameworks catalogue, so every framework runs on "
+            "the host",
+            None,
+        )
     problem = frameworks.manifest_problem(manifest, answer.get("frameworks") or [])
     if problem is None:
         return where, None

@@ -26,6 +26,15 @@ def trainui(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def verdict(result: subprocess.CompletedProcess) -> str:
+    """The line saying valid or not: the last one before the notes (an experiment's size, what
+    the framework was checked against), which come after it."""
+    lines = result.stdout.splitlines()
+    while lines and lines[-1].startswith(("framework: ", "an experiment of ")):
+        lines.pop()
+    return lines[-1]
+
+
 def test_the_seed_manifest_is_valid_with_warnings():
     result = trainui("validate", str(EXAMPLES / "seed-s3.yml"))
     assert result.returncode == 0, result.stderr
@@ -34,7 +43,8 @@ def test_the_seed_manifest_is_valid_with_warnings():
         "seed-s3.yml:18:19: training_data[0].connection.endpoint_url: warning: "
         "'<auth-url>' looks like a placeholder; put the real value here"
     )
-    assert lines[-1].endswith("seed-s3.yml: valid (6 warnings)")
+    assert lines[-2].endswith("seed-s3.yml: valid (6 warnings)")
+    assert lines[-1].startswith("framework: ")  # a note, after the verdict
     assert result.stderr == ""
 
 
@@ -48,7 +58,7 @@ def test_problems_are_printed_located_and_the_exit_code_is_1(tmp_path):
         f"{bad}:15:15: model_definition.execution.resource: 'xlarge' is not one of small, "
         "medium, large; did you mean 'large'?"
     ) in result.stdout
-    assert result.stdout.splitlines()[-1] == f"{bad}: not valid (1 error, 6 warnings)"
+    assert verdict(result) == f"{bad}: not valid (1 error, 6 warnings)"
 
 
 def test_no_secret_is_ever_printed(tmp_path):
@@ -106,7 +116,7 @@ def test_a_model_definition_directory_and_zip_are_checked(tmp_path):
         zf.write(model / "train.py", "train.py")
     result = trainui("validate", str(EXAMPLES / "demo" / "manifest.yml"), str(archive))
     assert result.returncode == 0
-    assert result.stdout.strip().endswith("model.zip (1 file): valid")
+    assert verdict(result).endswith("model.zip (1 file): valid")
 
 
 def test_a_command_whose_script_is_missing_gets_a_warning(tmp_path):
@@ -199,3 +209,67 @@ def test_schema_prints_the_json_schema():
     assert schema["$schema"] == "http://json-schema.org/draft-07/schema#"
     execution = schema["properties"]["model_definition"]["properties"]["execution"]
     assert execution["properties"]["resource"]["enum"] == ["small", "medium", "large"]
+
+
+NO_CATALOGUE_NOTE = (
+    "framework: not checked: the service has no frameworks catalogue, so every framework "
+    "runs on the host"
+)
+
+
+def test_a_service_without_a_frameworks_catalogue_is_said_once_after_the_verdict(home, tmp_path):
+    """The note on the framework says its one thing once (not "...: every framework runs on
+    the host): every framework runs on the host"), and never between the errors and the
+    verdict."""
+    home.env.pop("TRAINUI_FRAMEWORKS", None)
+    home.env["XDG_CONFIG_HOME"] = str(tmp_path / "config")  # no catalogue on this machine
+    home.cli("list", check=True)  # a service answers now
+    assert home.service_pid()
+    good = home.manifest("true")
+    result = home.cli("validate", str(good), process=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.splitlines() == [f"{good}: valid", NO_CATALOGUE_NOTE]
+    bad = tmp_path / "bad.yml"
+    bad.write_text(good.read_text().replace("resource: small", "resource: huge"))
+    result = home.cli("validate", str(bad), process=True)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith(f"{bad}:6:15: model_definition.execution.resource: 'huge'")
+    assert lines[1:] == [f"{bad}: not valid (1 error, 0 warnings)", NO_CATALOGUE_NOTE]
+    out = json.loads(home.cli("validate", str(good), "--json", process=True).stdout)
+    assert out["frameworks_checked"] == NO_CATALOGUE_NOTE.removeprefix("framework: ")
+
+
+def test_a_missing_model_definition_is_what_the_verdict_names(tmp_path):
+    """Not `missing.zip: missing.zip does not exist` and then `manifest.yml: not valid`, which
+    blamed the manifest."""
+    manifest = str(EXAMPLES / "demo" / "manifest.yml")
+    missing = str(tmp_path / "missing.zip")
+    result = trainui("validate", manifest, missing)
+    assert result.returncode == 1
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"model definition: {missing} does not exist"
+    assert verdict(result) == f"model definition {missing}: not valid; {manifest}: valid"
+    assert all(line.count(missing) <= 1 for line in lines), result.stdout
+    assert "Traceback" not in result.stdout + result.stderr
+    # with the manifest's own errors too: both named
+    bad = tmp_path / "bad.yml"
+    bad.write_text(Path(manifest).read_text().replace("resource: small", "resource: huge"))
+    result = trainui("validate", str(bad), missing)
+    assert result.returncode == 1
+    assert f"model definition: {missing} does not exist" in result.stdout.splitlines()
+    assert verdict(result) == (
+        f"{bad}: not valid (1 error, 0 warnings); model definition {missing}: not valid"
+    )
+    json_out = json.loads(trainui("validate", manifest, missing, "--json").stdout)
+    assert json_out["valid"] is False
+    assert json_out["model_definition"]["error"] == f"{missing} does not exist"
+
+
+def test_the_model_definition_and_manifest_in_trains_order_are_read_the_same():
+    """`trainui train MODEL MANIFEST` takes them in that order: `validate` does too."""
+    manifest = str(EXAMPLES / "demo" / "manifest.yml")
+    model = str(EXAMPLES / "demo" / "model")
+    swapped = trainui("validate", model, manifest)
+    assert swapped.returncode == 0, swapped.stdout + swapped.stderr
+    assert swapped.stdout == trainui("validate", manifest, model).stdout

@@ -495,6 +495,29 @@ def test_an_unclosed_quote_is_located_at_the_quote_not_at_the_end_of_the_file():
     )
 
 
+@pytest.mark.parametrize(
+    ("text", "where", "bracket"),
+    [
+        ("model_definition: [", "f.yml:1:19:", "["),
+        ("model_definition: [\n", "f.yml:1:19:", "["),
+        ("model_definition: {\n\n", "f.yml:1:19:", "{"),
+        ("model_definition:\n  name: [1,   # a comment\n", "f.yml:2:9:", "["),
+        ("a:\n  b: [1, {c: [\n", "f.yml:2:14:", "["),  # the innermost one still open
+    ],
+    ids=["no-newline", "last-line", "blank-lines-after", "comment-after", "nested"],
+)
+def test_a_bracket_left_open_at_the_end_of_the_file_is_located_where_it_opens(text, where, bracket):
+    """As an unclosed '{' mid-file is: the parser notices only at the end of the file, where
+    it expected the bracket's first value."""
+    problem = only_error(parse_manifest(text, "f.yml"))
+    located, _, message = problem.format("f.yml").partition(" YAML syntax error: ")
+    assert located == where, problem.format("f.yml")
+    assert message.endswith(
+        f"(the '{bracket}' that starts here is never closed; the parser gave up at the end "
+        "of the file)"
+    )
+
+
 def test_a_bad_escape_stays_located_at_the_escape():
     problem = only_error(parse_manifest('model_definition:\n  name: "a\\qb"\n', "f.yml"))
     assert (problem.line, problem.column) == (2, 11)

@@ -399,8 +399,45 @@ def test_the_extractor_follows_while_running_and_writes_the_contracts_lines(tmp_
     assert all(line.startswith("metrics: ") for line in said)
     assert "non-finite value (loss=nan) in $LOG_DIR/metrics.jsonl" in text
     assert said[-1] == (
-        "metrics: 4 points of 3 metrics in metrics.jsonl; skipped: 1 non-finite values"
+        "metrics: 4 points of 3 metrics in metrics.jsonl; skipped: 1 non-finite value"
     )
+
+
+@pytest.mark.parametrize(
+    ("lines", "summary"),
+    [
+        (
+            ["not json", '{"step": 1, "loss": NaN}'],
+            "1 point of 1 metric in metrics.jsonl; skipped: 1 malformed line, 1 non-finite value",
+        ),
+        (
+            ["{", '{"step": 1, "loss": NaN}', "[", '{"step": 2, "loss": Infinity}', "7"],
+            "1 point of 1 metric in metrics.jsonl; skipped: 2 malformed lines, "
+            "2 non-finite values, 1 line not a JSON object",
+        ),
+    ],
+    ids=["one-of-each", "several"],
+)
+def test_the_extractors_last_word_counts_in_the_singular_and_the_plural(tmp_path, lines, summary):
+    """The totals at the end say "1 malformed line" and "2 malformed lines", never
+    "1 malformed lines"."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    (logs / "metrics.jsonl").write_text("\n".join(['{"step": 0, "loss": 1.0}', *lines]) + "\n")
+    run_log = tmp_path / "training-log.txt"
+    run_log.write_text("")
+    said = Said()
+    extractor = Extractor(
+        str(tmp_path),
+        lambda: [{"type": "jsonl"}],
+        {"LOG_DIR": str(logs)},
+        str(tmp_path),
+        str(run_log),
+        said.append,
+    )
+    extractor.start()
+    assert extractor.stop()
+    assert said[-1] == f"metrics: {summary}", said.text()
 
 
 def test_while_the_command_runs_a_pass_reads_a_bounded_piece_and_the_rest_comes_at_the_end(

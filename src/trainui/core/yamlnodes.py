@@ -85,6 +85,7 @@ def compose(text: str) -> Node | None:
     anchors: dict[str, Node] = {}
     documents = 0
     root: Node | None = None
+    flows: set[int] = set()  # where each '{' or '[' opened (a node's start)
 
     def attach(node: Node) -> None:
         nonlocal root
@@ -133,6 +134,8 @@ def compose(text: str) -> Node | None:
                 attach(node)
             elif isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 line, col, start = mark(event)
+                if event.flow_style:
+                    flows.add(start)
                 if len(stack) >= MAX_DEPTH:
                     raise YamlError(
                         f"the document is nested deeper than {MAX_DEPTH} levels; "
@@ -169,7 +172,8 @@ def compose(text: str) -> Node | None:
                     )
                 attach(target)
     except yaml.MarkedYAMLError as error:
-        raise _yaml_error(error, text) from None
+        opened = next((node for node in reversed(stack) if node.start in flows), None)
+        raise _yaml_error(error, text, opened) from None
     except yaml.reader.ReaderError as error:
         line, col = _line_col(text, error.position)
         raise YamlError(
@@ -197,7 +201,9 @@ def _unclosed(context: str, problem: str) -> bool:
     return "quoted scalar" in context and "unexpected" in problem
 
 
-def _yaml_error(error: yaml.MarkedYAMLError, text: str) -> YamlError:
+def _yaml_error(error: yaml.MarkedYAMLError, text: str, opened: Node | None = None) -> YamlError:
+    """The YamlError said of PyYAML's ``error``; ``opened`` is the innermost '{' or '[' still
+    open where the parser gave up, if any."""
     mark = error.problem_mark or error.context_mark
     line, col = (mark.line, mark.column) if mark else (0, 0)
     if mark is not None and 0 <= mark.index < len(text) and text[mark.index] == "\t":
@@ -218,6 +224,16 @@ def _yaml_error(error: yaml.MarkedYAMLError, text: str) -> YamlError:
             f"the parser gave up at {where})",
             start.line,
             start.column,
+        )
+    if opened is not None and mark is not None and not text[mark.index :].strip():
+        # the file ends inside a '{' or '[' (`key: [` as its last line): PyYAML's context is
+        # then the node it expected, at the end; said where the bracket opens instead
+        bracket = "{" if opened.kind == "map" else "["
+        return YamlError(
+            f"YAML syntax error: {problem} (the '{bracket}' that starts here is never closed; "
+            "the parser gave up at the end of the file)",
+            opened.line,
+            opened.column,
         )
     if context:
         problem = f"{problem} ({context})"

@@ -585,7 +585,7 @@ class Extractor:
         if not self.points and not self.tally.counts:
             return
         said = f"{_count(self.points, 'point')} of {_count(len(self.metrics), 'metric')}"
-        skipped = ", ".join(f"{n} {_KINDS.get(k, k)}" for k, n in self.tally.counts.items())
+        skipped = ", ".join(_skipped(k, n) for k, n in self.tally.counts.items())
         self.tally.say(f"{said} in {METRICS_FILE}" + (f"; skipped: {skipped}" if skipped else ""))
 
 
@@ -599,17 +599,24 @@ def _bad_name(name: str, where: str) -> str:
     )
 
 
-_KINDS = {
-    "name": "metrics with an unusable name",
-    "jsonl-object": "lines not a JSON object",
-    "jsonl-malformed": "malformed lines",
-    "jsonl-torn": "torn last line",
-    "jsonl-step": "lines with a bad step",
-    "non-finite": "non-finite values",
-    "log-step": "matches with a bad step",
-    "log-number": "matched values not a number",
-    "tb-record": "unreadable event records",
+_KINDS = {  # what is counted: (one, several)
+    "name": ("metric with an unusable name", "metrics with an unusable name"),
+    "jsonl-object": ("line not a JSON object", "lines not a JSON object"),
+    "jsonl-malformed": ("malformed line", "malformed lines"),
+    "jsonl-torn": ("torn last line", "torn last lines"),
+    "jsonl-step": ("line with a bad step", "lines with a bad step"),
+    "non-finite": ("non-finite value", "non-finite values"),
+    "log-step": ("match with a bad step", "matches with a bad step"),
+    "log-number": ("matched value not a number", "matched values not a number"),
+    "tb-record": ("unreadable event record", "unreadable event records"),
+    "line-too-long": ("line too long to read", "lines too long to read"),
 }
+
+
+def _skipped(kind: str, n: int) -> str:
+    """``n`` problems of ``kind``, said in words: "1 malformed line", "2 malformed lines"."""
+    one, several = _KINDS.get(kind, (kind, kind))
+    return f"{n:,} {one if n == 1 else several}"
 
 
 def _count(n: int, noun: str) -> str:
