@@ -3,6 +3,7 @@ with a token would, over TCP, against a real service and real runs."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -423,8 +424,12 @@ def test_a_sandboxed_run_halted_while_it_stages_never_starts_its_command(
     )  # fmt: skip
     run.start()
     deadline = time.monotonic() + 30
-    while not _processes_of(run.model_id) and time.monotonic() < deadline:
-        time.sleep(0.02)  # the sandbox, made while the data are staged, waits in it
+    while time.monotonic() < deadline:  # the data on their way
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            if run.status()["progress"]["bytes_done"] >= 1 << 20:
+                break
+        time.sleep(0.02)
+    # the sandbox, made while the data are staged, waits in it
     assert _processes_of(run.model_id), f"no sandbox was made while staging: {run.log()}"
     assert run.status()["status"] == "downloading"
     run.halt()
@@ -446,3 +451,20 @@ def test_a_sandboxed_run_that_fails_to_stage_never_starts_its_command(s3_server,
     assert status["error_code"] == "S302", log
     assert "COMMAND-RAN" not in log
     assert _processes_of(run.model_id) == []
+
+
+@needs_sandbox
+@pytest.mark.skipif(os.geteuid() != 0, reason="the sandbox's user differs from ours only as root")
+def test_the_folders_bwrap_makes_above_the_runs_folders_stay_roots(s3_server, learner_run):
+    # the home is under /tmp here, so bwrap makes the folders above the run's mount points in
+    # the run's own /tmp: those are not the command's to write (only its folders and /tmp are)
+    command = 'touch "$(dirname "$MODEL_DIR")/planted" 2>/dev/null && echo PLANTED || echo REFUSED'
+    data = s3_server.bucket({f"f{i}.txt": "x" for i in range(20)})
+    run = learner_run(
+        _s3(s3_server, data), _s3(s3_server, s3_server.bucket()), command, sandbox=SANDBOX
+    )
+    assert str(run.home).startswith("/tmp/")
+    status = run.start().wait()
+    log = run.log()
+    assert status["status"] == "completed", log
+    assert "REFUSED" in log and "PLANTED" not in log

@@ -181,10 +181,12 @@ class ProcessControl:
             moved = os.dup(go_read)
             os.close(go_read)
             go_read = moved
-        env = self._command_env()
         try:
+            if self.sandbox_user is not None:  # empty now: bwrap makes what it needs in it
+                os.chown(self.private["tmp"], self.sandbox_user.uid, self.sandbox_user.gid)
+            env = self._command_env()
             pid = self._spawn(self._command_line(env, waiting=True), env, pump, go_read)
-        except OSError:  # started the usual way later, which says why it cannot be
+        except Exception:  # started the usual way later, which says why it cannot be
             pump.close()
             os.close(go_write)
             return
@@ -267,10 +269,15 @@ class ProcessControl:
         if self.sandboxed:
             from trainui import sandbox
 
-            sandbox.give_to(self.sandbox_user, [*self._writable(), self.private["tmp"]])
+            # (a sandbox made ahead had its /tmp given before: what bwrap made in it since, the
+            # folders above its mount points, stays root's)
+            given = [] if self.sandbox_ahead is not None else [self.private["tmp"]]
+            sandbox.give_to(self.sandbox_user, [*self._writable(), *given])
         from trainui.learner.causes import oom_kills
 
         kills_before = oom_kills()  # the OOM killer's count: did it kill the command?
+        if self.halt_requested:  # the halt came while the above was done: no command at all
+            return
         if self.sandbox_ahead is not None:
             pid, pump, go_write = self.sandbox_ahead
             self.sandbox_ahead = None
