@@ -316,6 +316,10 @@ def test_results_that_cannot_be_stored_fail_the_run_with_s303(s3_server, learner
     # the trained model was deleted with the work folder: it is kept, and the log says where
     assert (kept / "model.txt").read_text() == "trained"
     assert f"trainui: the results are kept in {kept} until the run is deleted\n" in run.log()
+    # nothing was stored, and it is said so, once (not "stored 1 of 5 files", and twice)
+    log = run.log()
+    assert log.count("trainui: results could not be stored: bucket 'no-such-results'") == 1, log
+    assert "trainui: stored 0 of 5 files in S3 bucket 'no-such-results'" in log, log
 
 
 def test_halting_a_run_whose_data_server_never_answers_its_listing_stops_it_at_once(

@@ -163,6 +163,7 @@ class Learner(Staging, ProcessControl, Storing):
         self.message = COMPLETED_MESSAGE
         self.exit_code: int | None = None
         self.storing_failed = False
+        self.storing_reasons: set[str] = set()  # said in the log (each once)
         self.not_stored: list[str] = []  # keys under <id>/ the results bucket did not take
         self.log_failure: str | None = None  # the log could not be written: why, in a sentence
         self._last_write = 0.0

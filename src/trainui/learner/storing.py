@@ -38,6 +38,8 @@ from trainui.storage import ObjectStore, StoreError, iter_files, open_store
 
 TRAINING_STATUS_FILE = "training-status.json"
 DEFINITION_KEY = "_submitted_code/model.zip"
+# after storing failed: the tries (and seconds without a byte) of each file left to store
+LAST_TRY_ATTEMPTS, LAST_TRY_TIMEOUT = 2, 10.0
 
 
 class Storing:
@@ -67,6 +69,19 @@ class Storing:
             self._storing_failed(_learner_error(exc))
 
         self.status = update(self.status, finished_at=utc_now())
+        if self.storing_failed and store is not None:
+            # a store that failed (timed out at each of its tries: minutes) gets one short try
+            # for each of the two files left, not its whole patience again, while the run
+            # holds its GPUs
+            with contextlib.suppress(Exception):
+                store.close()
+            try:
+                store = open_store(
+                    results["type"], results["bucket"], results.get("connection") or {}, self.home
+                )
+                store.attempts, store.timeout = LAST_TRY_ATTEMPTS, LAST_TRY_TIMEOUT
+            except Exception:  # nothing more can be stored: the log says why already
+                store = None
         # The status and the log go last, each on its own, so that the log is stored whenever
         # the store takes anything at all; the log's last lines say how the run ended.
         status_path = os.path.join(self.work, TRAINING_STATUS_FILE)
@@ -78,7 +93,9 @@ class Storing:
                 self.not_stored.append(TRAINING_STATUS_FILE)
                 self._storing_failed(_transfer_error(exc))
             total = progress["objects_total"]
-            done = progress["objects_done"] + 1  # the log, stored next
+            done = progress["objects_done"]
+            if not self.storing_failed:
+                done += 1  # the log, stored next (after a failure, not counted before it is)
             count = _count(total, "file") if done == total else f"{done} of {total} files"
             self._log(f"stored {count} in {store.description} under {prefix}")
         if self.storing_failed:
@@ -150,8 +167,9 @@ class Storing:
         self._count_progress(size)
 
     def _storing_failed(self, reason: str, log: bool = True) -> None:
-        if log:
+        if log and reason not in self.storing_reasons:  # each reason said once
             self._log(f"results could not be stored: {reason}")
+        self.storing_reasons.add(reason)
         if self.storing_failed:
             return  # the first reason is the one to fix
         self.storing_failed = True
