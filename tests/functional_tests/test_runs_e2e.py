@@ -423,3 +423,26 @@ def test_two_clis_submitting_50_runs_each_never_double_book_a_gpu(home, tmp_path
         for _, kind in sorted(events):
             depth += 1 if kind == "start" else -1
             assert depth <= 1, f"GPU {gpu} was given to two runs at once"
+
+
+def test_a_run_submitted_without_the_check_has_its_results_bucket_checked_before_it_trains(
+    home,
+):
+    # --no-check (for stores only the GPU box reaches) must not mean hours of training for
+    # results the bucket then refuses: the learner checks before it stages anything
+    manifest = home.manifest("echo COMMAND-RAN", results="a-file")
+    home.buckets.mkdir(parents=True, exist_ok=True)
+    (home.buckets / "a-file").write_text("not a folder")  # a bucket that cannot be written
+    model = home.model("unchecked", {"t.py": ""})
+    refused = home.cli("train", str(model), str(manifest))  # checked at submit
+    assert refused.returncode == 1
+    assert "the results bucket is refused: local bucket 'a-file'" in refused.stderr
+    submitted = home.cli("train", "--no-check", str(model), str(manifest), check=True)
+    model_id = submitted.stdout.strip().splitlines()[-1].split("'")[1]
+    run = home.wait(model_id, "completed", "failed")
+    log = home.cli("logs", model_id).stdout
+    assert run["status"] == "failed" and run["error_code"] == "C103", log
+    assert run["status_message"].startswith(
+        "the results bucket is refused: local bucket 'a-file'"
+    ), run["status_message"]
+    assert "COMMAND-RAN" not in log and "staging" not in log

@@ -196,6 +196,8 @@ class Learner(Staging, ProcessControl, Storing):
         try:
             self._prepare_work()
             self._sandbox_ahead()
+            if self.config.get("check_results"):  # not checked at submit (--no-check)
+                self._check_results()
             self._stage()
             if not self.halt_requested:
                 self._unpack()
@@ -237,6 +239,21 @@ class Learner(Staging, ProcessControl, Storing):
         if reason is None and self.nonce is None:
             return FAILED, "S300", outside_halt(self.halt_signal)
         return HALTED, None, reason or HALTED_BY_REQUEST
+
+    def _check_results(self) -> None:
+        """The results bucket takes a write with the run's credentials, before hours of
+        training make results it would refuse (C103, as at submit); a run submitted with
+        ``--no-check`` (a store only this machine reaches) was not checked."""
+        from trainui.storage import StoreError, check_access
+
+        results = self.config["results"]
+        try:
+            check_access(
+                results["type"], results["bucket"], results.get("connection") or {}, self.home,
+                write=True,
+            )  # fmt: skip
+        except StoreError as error:
+            raise _Failed("C103", f"the results bucket is refused: {error}") from None
 
     def _set_outcome(self, final: str, code: str | None, message: str) -> None:
         self.final, self.error_code, self.message = final, code, mask_urls(message)

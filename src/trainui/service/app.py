@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
@@ -204,7 +205,9 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
                 "/v3/models",
                 "C101",
             )
-        submit = manager.submit_experiment if sweep else manager.submit
+        submit = functools.partial(
+            manager.submit_experiment if sweep else manager.submit, checked=check == "true"
+        )
         head, rest = await upload.read(SMALL_DEFINITION + 1), upload
         if len(head) <= min(SMALL_DEFINITION, limit):  # all of it: waits in the run store
             accepted = submit(report, head, owner, label)

@@ -552,6 +552,7 @@ class RunManager:
         definition_data: bytes | str,
         owner: str | None = None,
         label: str = DEFINITION_FILE,
+        checked: bool = True,
     ) -> Run:
         """Accept a run whose manifest passed ``check_manifest``. ``definition_data``: the
         model definition's bytes (a small one), or the path of a file moved into the run
@@ -567,7 +568,7 @@ class RunManager:
         self._check_submission(manifest, definition_data, label)
         model_id = self._new_id()
         now = utc_now()
-        files = self._files(report, model_id, now)
+        files = self._files(report, model_id, now, checked)
         if isinstance(definition_data, bytes):
             files[DEFINITION_FILE] = definition_data
         else:  # a large one: its own file already, moved (no copy through the database)
@@ -594,11 +595,16 @@ class RunManager:
             self.schedule()
         return run
 
-    def _files(self, report: ManifestReport, model_id: str, now: str) -> dict[str, bytes]:
+    def _files(
+        self, report: ManifestReport, model_id: str, now: str, checked: bool = True
+    ) -> dict[str, bytes]:
         """The files a submission's run folder gets: the manifest (secrets removed), the
-        learner's spec and the results store's (secrets included)."""
+        learner's spec and the results store's (secrets included). Not ``checked`` at submit
+        (``--no-check``): the learner checks the results bucket before the data are staged."""
         manifest = report.manifest
         spec = _learner_spec(model_id, manifest, self.home, self.settings, now)
+        if not checked:
+            spec["check_results"] = True
         return {
             MANIFEST_FILE: report.redacted_text().encode(),
             LEARNER_FILE: json.dumps(spec).encode(),
@@ -677,6 +683,7 @@ class RunManager:
         definition_data: bytes | str,
         owner: str | None = None,
         label: str = DEFINITION_FILE,
+        checked: bool = True,
     ) -> tuple[ExperimentRecord, list[Run]]:
         """Accept an experiment whose manifest passed ``check_manifest``: its record and all
         its runs in one transaction. The files its runs share (the model definition, the
@@ -708,7 +715,7 @@ class RunManager:
             spec=spec,
             seq=self.seq,
         )
-        files = self._files(report, "", now)  # learner.json: made for each run from it
+        files = self._files(report, "", now, checked)  # learner.json: made for each run from it
         folder = self.experiment_dir(experiment_id)
         if isinstance(definition_data, bytes):
             files[DEFINITION_FILE] = definition_data
