@@ -240,6 +240,31 @@ async def test_slash_filters_and_escape_clears(history):
         assert len(app.table.view()) == 3
 
 
+async def test_escape_clears_an_applied_filter_once_no_run_is_marked(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        run_list = app.screen.run_list
+        await pilot.press("slash", *"fail")
+        await until(pilot, lambda: len(app.table.view()) == 1)
+        await pilot.press("enter")  # applied: the list has the keys, the filter stays
+        assert app.screen.focused is run_list and app.table.filter == "fail"
+        await until(pilot, lambda: "esc Clear" in footer(app), what="escape's word")
+        await pilot.press("space")  # a run marked: escape unmarks it first, as before
+        assert run_list.marked == {history.ids["broken"]}
+        await until(pilot, lambda: "esc Clear" not in footer(app))
+        await pilot.press("escape")
+        assert not run_list.marked and app.table.filter == "fail"
+        await pilot.press("escape")  # none marked: the filter goes, every run shows again
+        assert app.table.filter == "" and len(app.table.view()) == 3
+        assert run_list.current == history.ids["broken"]  # still the one selected
+        assert not app.screen.query_one("#bar").is_open
+        await until(pilot, lambda: "filter" not in text(app).splitlines()[0])
+        await until(pilot, lambda: "esc Clear" not in footer(app))
+        await pilot.press("escape")  # nothing marked, no filter: nothing happens
+        assert type(app.screen).__name__ == "RunsScreen" and len(app.table.view()) == 3
+
+
 async def test_s_sorts_r_reverses_and_a_header_click_sorts(history):
     app = make_app(history)
     async with app.run_test(size=SIZE) as pilot:
@@ -622,10 +647,43 @@ async def test_the_editor_checks_as_you_type_and_jumps_to_a_problem(history):
         assert type(app.screen).__name__ == "EditorScreen"  # not submitted with errors
         await pilot.press("ctrl+z", "ctrl+z")
         await until(pilot, lambda: "✓ valid" in text(app))
+        await pilot.press("delete")  # changed again: closing asks
         await pilot.press("escape", "escape")  # leave the text, then the editor: asks first
         await until(pilot, lambda: "ConfirmScreen" in type(app.screen).__name__)
         await pilot.press("y")
         await until(pilot, lambda: type(app.screen).__name__ == "RunsScreen")
+
+
+async def test_the_editor_asks_before_closing_only_when_the_text_differs_from_the_opened(
+    history,
+):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        editor = await editor_open(pilot)
+        area = editor.area
+        opened = area.text
+        area.move_cursor((1, 2))
+        await pilot.press(*"abc")  # (each change checked: the problems list comes and goes)
+        await until(pilot, lambda: "not valid" in text(app), what="the change checked")
+        await pilot.press("escape", "escape")  # changed: asks
+        await until(pilot, lambda: type(app.screen).__name__ == "ConfirmScreen")
+        await pilot.press("n")
+        await until(pilot, lambda: app.screen is editor)
+        area.focus()
+        await pilot.press("ctrl+z", "ctrl+z", "ctrl+z")  # undone, back to the text opened
+        assert area.text == opened
+        await until(pilot, lambda: "✓ valid" in text(app), what="the undone text checked")
+        await pilot.press("escape", "escape")  # closes at once
+        await until(pilot, lambda: type(app.screen).__name__ == "RunsScreen", timeout=5)
+
+        editor = await editor_open(pilot)  # typed, then erased by hand: the same
+        editor.area.move_cursor((1, 2))
+        await pilot.press(*"xy")
+        await until(pilot, lambda: "not valid" in text(app), what="the change checked")
+        await pilot.press("backspace", "backspace")
+        await until(pilot, lambda: "✓ valid" in text(app), what="the erased text checked")
+        await pilot.press("escape", "escape")
+        await until(pilot, lambda: type(app.screen).__name__ == "RunsScreen", timeout=5)
 
 
 async def test_the_editor_marks_an_unsupported_framework_and_completes_it(tmp_path):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -373,6 +374,49 @@ async def test_metric_columns_are_picked_shown_and_remembered(trained, tmp_path)
         await pilot.press("a", "c", "c", "space", "enter")
         await pilot.pause(0.2)
         assert again.config.metric_columns == ("accuracy", "loss")
+
+
+def ticks(app) -> dict[str, str]:
+    """accuracy and loss in the open picker, each with what its box draws (``X``: ticked, a
+    blank: not), as a monochrome terminal or ``tmux capture-pane`` shows it: no colour. (Other
+    tests of this module add runs with other metrics.)"""
+    found = {}
+    for line in text(app).splitlines():
+        entry = re.search(r"▐(.)▌ (\S+)", line)
+        if entry and entry.group(2) in ("accuracy", "loss"):
+            found[entry.group(2)] = entry.group(1)
+    return found
+
+
+async def test_both_metric_pickers_show_what_is_ticked_without_colour(trained):
+    app = make_app(trained)
+    async with app.run_test(size=SIZE) as pilot:
+        await loaded(pilot)
+        ids = [trained.ids["lr-fast"], trained.ids["lr-slow"]]
+        await until(pilot, lambda: all(app.table.runs[m].get("metrics") for m in ids))
+        await pilot.press("M")  # the run list's columns: none ticked
+        await until(pilot, lambda: "Metric columns" in text(app), what="the columns picker")
+        assert ticks(app) == {"accuracy": " ", "loss": " "}
+        await pilot.press("down", "space")
+        await until(pilot, lambda: ticks(app) == {"accuracy": " ", "loss": "X"})
+        await pilot.press("escape")
+        await until(pilot, lambda: "Metric columns" not in text(app))
+        assert app.screen.run_list.metric_columns == ()  # escape: nothing kept
+
+        app.screen.run_list.select(trained.ids["lr-fast"])
+        await pilot.press("enter")
+        await until(pilot, lambda: "trained 0.1" in text(app), what="the log")
+        await pilot.press("v")
+        view = app.screen.query_one("MetricsView")
+        await until(pilot, lambda: view.reads and len(view.charts()) == 2, what="the charts")
+        await pilot.press("p")  # the charts: both shown, both ticked
+        await until(pilot, lambda: "Charts" in text(app), what="the charts picker")
+        assert ticks(app) == {"accuracy": "X", "loss": "X"}
+        await pilot.press("space")
+        await until(pilot, lambda: ticks(app) == {"accuracy": " ", "loss": "X"})
+        await pilot.press("space")
+        await until(pilot, lambda: ticks(app) == {"accuracy": "X", "loss": "X"})
+        await pilot.press("escape")
 
 
 async def test_two_marked_runs_compared(trained):

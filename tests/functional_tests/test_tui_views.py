@@ -136,6 +136,8 @@ async def test_y_halts_from_the_dialog_over_the_run(home, tmp_path):
     app = make_app(home_client(home), open_run=model_id)
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: "h Halt" in text(app), what="halt in the footer")
+        assert "w Wrap" in footer_text(app)  # both, at 80 columns (i and d left out)
+        assert_footer_fits(app)
         await pilot.press("h")
         await until(pilot, lambda: screen_name(app) == "ConfirmScreen")
         await pilot.pause(0.1)
@@ -362,6 +364,31 @@ async def test_w_on_a_run_without_results_says_so_and_esc_closes(history):
         await pilot.press("escape")
         await until(pilot, lambda: screen_name(app) == "RunScreen")
         assert not os.path.exists(model_id)
+
+
+async def test_w_wraps_the_log_and_the_manifest_and_their_footers_say_so(history):
+    app = make_app(history, open_run=history.ids["broken"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "ValueError: bad" in text(app), what="the log")
+        await until(pilot, lambda: "w Wrap" in footer_text(app), what="w in the footer")
+        assert_footer_fits(app)  # at 80 columns, with the run's own keys
+        log = app.screen.log_view
+        await pilot.press("w")
+        assert log.wrap
+        await pilot.press("w")
+        assert not log.wrap
+        await pilot.press("m")
+        await until(pilot, lambda: screen_name(app) == "ManifestScreen")
+        await until(pilot, lambda: "w Wrap" in footer_text(app), what="w in the footer")
+        assert_footer_fits(app)
+        area = app.screen.query_one("#manifest")
+        assert not area.soft_wrap and "exit(3)" not in text(app)  # the command, cut
+        await pilot.press("w")
+        assert area.soft_wrap and "read-only · wrapped" in lines(app)[0]
+        await until(pilot, lambda: "exit(3)" in text(app), what="the whole command")
+        await pilot.press("w")
+        assert not area.soft_wrap and lines(app)[0].rstrip().endswith("read-only")
+        await until(pilot, lambda: "exit(3)" not in text(app))
 
 
 async def test_m_shows_the_runs_manifest_read_only_and_highlighted(history):

@@ -70,10 +70,12 @@ runs.mark            space                  toggle_mark      Mark      hc
     Mark or unmark the selected run (h and d act on the marked runs)
 runs.mark_all        asterisk               mark_all         Mark_all  hc
     Mark every run shown (again: unmark them)
-runs.unmark          escape                 clear_marks      Unmark    hc
-    Unmark every run
 runs.filter          slash                  filter           Filter    -
     Show the runs with these words
+runs.unmark          escape                 clear_marks      Unmark    hc
+    Unmark every run
+runs.clear_filter    escape                 clear_filter     Clear     -
+    With no run marked: clear the filter, show every run again
 runs.sort            s                      sort             Sort      -
     Sort by submitted, state, name, duration, then each metric column (its last value)
 runs.reverse         r                      reverse          Reverse   h
@@ -176,7 +178,7 @@ log.left             left                   scroll_left      Left      h
     The start of long lines
 log.right            right                  scroll_right     Right     h
     The rest of long lines
-log.wrap             w                      toggle_wrap      Wrap      h
+log.wrap             w                      toggle_wrap      Wrap      -
     Wrap long lines (on/off)
 metrics.log          l                      toggle_log       Log_scale -
     A log scale on the charts' values (on/off)
@@ -240,6 +242,8 @@ viewer.back          escape                 back             Back      -
     Back to where it was opened from
 viewer.clone         c                      clone_run        Clone     c
     New run from this manifest
+viewer.wrap          w                      toggle_wrap      Wrap      -
+    Wrap long lines (on/off)
 results.cancel       escape                 cancel           Cancel    -
     Close; stop a download under way (the files already written stay)
 gpus.back            escape                 back             Back      -

@@ -112,7 +112,8 @@ class EditorScreen(TrainuiScreen):
         self.problems: list[Problem] = []
         self.frameworks: list[dict] | None = None  # the service's catalogue (None: none)
         self._completed: tuple[int, str] = (-1, "")  # (text generation, the choices)
-        self.modified = False
+        self._opened = text  # the text as the area holds it, once mounted (``modified``)
+        self._submitted = False
         self.submitting = False
         self._generation = 0
         self._timer = None
@@ -147,7 +148,14 @@ class EditorScreen(TrainuiScreen):
     def definition(self) -> PathInput:
         return self.query_one("#definition", PathInput)
 
+    @property
+    def modified(self) -> bool:
+        """The text differs from what the editor opened with (edits undone are no change),
+        and was not submitted."""
+        return not self._submitted and self.area.text != self._opened
+
     def on_mount(self) -> None:
+        self._opened = self.area.text
         self.area.focus()
         self._validate(self.area.text, self._generation)
         self._load_frameworks()
@@ -188,7 +196,6 @@ class EditorScreen(TrainuiScreen):
 
     @on(TextArea.Changed, "#manifest")
     def _changed(self) -> None:
-        self.modified = True
         self._generation += 1
         if self._timer is not None:
             self._timer.stop()
@@ -471,7 +478,7 @@ class EditorScreen(TrainuiScreen):
             return
         finally:
             self.submitting = False
-        self.modified = False
+        self._submitted = True
         if "experiment_id" in answer:  # a manifest with experiment: (SPEC §9)
             self.app.submitted_experiment(
                 answer["experiment_id"], len(answer.get("model_ids") or ()), self

@@ -48,3 +48,9 @@ class ManifestScreen(TrainuiScreen):
 
     def action_clone_run(self) -> None:
         self.app.clone_run(self.model_id)
+
+    def action_toggle_wrap(self) -> None:
+        """Wrap long lines, or cut them again at the right edge (w)."""
+        area = self.query_one(TextArea)
+        area.soft_wrap = not area.soft_wrap
+        self.query_one(TitleBar).set(right="read-only · wrapped" if area.soft_wrap else "read-only")

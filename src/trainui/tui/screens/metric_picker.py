@@ -10,6 +10,8 @@ from textual.screen import ModalScreen
 from textual.widgets import Input, SelectionList, Static
 from textual.widgets.selection_list import Selection
 
+from trainui.tui.widgets.tick_list import TickList
+
 SHOWN_IN_PICKER = 500  # a run with ten thousand tags: the filter finds the others
 
 
@@ -27,9 +29,9 @@ class _Filter(Input):
 
 
 class MetricPicker(ModalScreen["list[str] | None"]):
-    """Every metric, the chosen ones ticked; ``space`` ticks, ``enter`` keeps the choice,
-    ``escape`` leaves it as it was. Typing filters the list. Returns the chosen names in the
-    order of ``names``."""
+    """Every metric, the chosen ones ticked (``▐X▌``, the others ``▐ ▌``: seen without colour);
+    ``space`` ticks, ``enter`` keeps the choice, ``escape`` leaves it as it was. Typing filters
+    the list. Returns the chosen names in the order of ``names``."""
 
     BINDINGS = [
         Binding("escape", "cancel", "Cancel", show=False),
@@ -61,7 +63,7 @@ class MetricPicker(ModalScreen["list[str] | None"]):
             )
             # a letter typed in the list starts the filter: focused, it keeps that letter
             yield _Filter(placeholder="filter", id="picker-filter", select_on_focus=False)
-            yield SelectionList[str](*self._selections(""), id="picker-list")
+            yield TickList[str](*self._selections(""), id="picker-list")
 
     def _selections(self, words: str) -> list[Selection]:
         lowered = words.lower()

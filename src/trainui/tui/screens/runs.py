@@ -77,6 +77,8 @@ class RunsScreen(TrainuiScreen):
             return any(is_active(run) for run in self._targets())
         if action == "clear_marks":
             return bool(self.run_list.marked)
+        if action == "clear_filter":  # escape: the marks first, then the filter
+            return bool(self.app.table.filter) and not self.run_list.marked
         return True
 
     def _targets(self) -> list[dict]:
@@ -131,7 +133,7 @@ class RunsScreen(TrainuiScreen):
         empty = self.query_one("#empty", Static)
         if self.app.loaded and not shown:
             if table.filter:
-                empty.update(f"No run matches '{table.filter}' (escape in the filter clears it).")
+                empty.update(f"No run matches '{table.filter}' (escape clears the filter).")
             elif self.app.readonly:
                 empty.update("No runs yet.")
             else:
@@ -268,6 +270,19 @@ class RunsScreen(TrainuiScreen):
     def action_clear_marks(self) -> None:
         self.run_list.clear_marks()
         self._marks_changed()
+
+    def action_clear_filter(self) -> None:
+        """Escape with no run marked: the filter cleared, every run shown again (the selected
+        one stays selected)."""
+        from trainui.tui.widgets.bar_input import BarInput
+
+        self.app.table.set_filter("")
+        for bar in self.query(BarInput):  # the filter's line, left open after enter
+            if bar.purpose == "filter":
+                bar.close()
+        self.runs_changed()
+        self.run_list.move_to(self.run_list.cursor)
+        self.refresh_bindings()
 
     def _marks_changed(self) -> None:
         self.runs_changed(set())

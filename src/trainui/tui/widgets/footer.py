@@ -13,6 +13,9 @@ ALWAYS = ("help",)  # actions the footer never leaves out
 # left out first where there is no room for all (they are in `?`): where a wide terminal has
 # room, the run list says that e switches to the experiments
 FIRST_LEFT_OUT = ("app.toggle_experiments",)
+# left out last (after every other key but help): a running run's halt (at 80 columns its
+# screen leaves out i and d rather than h, or the log's w)
+LAST_LEFT_OUT = ("halt_run",)
 
 
 def shown_bindings(screen: Screen) -> tuple:
@@ -56,7 +59,8 @@ class Footer(TextualFooter):
             if not droppable:
                 break
             first = [i for i in droppable if keys[i][0].action in FIRST_LEFT_OUT]
-            gone = (first or droppable)[-1]
+            then = [i for i in droppable if keys[i][0].action not in LAST_LEFT_OUT]
+            gone = (first or then or droppable)[-1]
             del keys[gone], sizes[gone]
         if palette is not None and sum(sizes) > room:  # a very narrow terminal: `?` first
             palette = None
