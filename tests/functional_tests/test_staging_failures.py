@@ -358,3 +358,15 @@ def test_halting_a_run_whose_data_server_never_answers_its_listing_stops_it_at_o
     assert f"staging stopped while S3 bucket 'data' at {endpoint} was being listed" in run.log()
     stored = s3_server.objects(results)
     assert json.loads(stored[f"{run.model_id}/training-status.json"])["status"] == "halted"
+
+
+def test_a_folder_object_that_holds_bytes_is_said_not_dropped_silently(s3_server, learner_run):
+    data = s3_server.bucket({"dir/": "6bytes", "dir/a.txt": "a"})
+    run = learner_run(s3(s3_server, data), s3(s3_server, s3_server.bucket()))
+    status = run.run()
+    log = run.log()
+    assert status["status"] == "completed", log
+    assert (
+        "trainui: warning: 'dir/': a key ending in '/' is a folder in DATA_DIR; the bytes its"
+        " object holds are not staged\n" in log
+    )

@@ -200,3 +200,21 @@ def test_planning_refuses_escaping_keys_and_collisions(tmp_path):
     ):
         with pytest.raises(StoreError, match=message):
             plan(objects, root)
+
+
+def test_planning_names_every_refused_key_at_once(tmp_path):
+    # one fix of the bucket, not one run per odd key
+    objects = [
+        ObjectInfo("../escape.txt", 1), ObjectInfo("/abs.txt", 1), ObjectInfo("ok.txt", 1),
+        ObjectInfo("a", 1), ObjectInfo("a/b", 1),
+    ]  # fmt: skip
+    with pytest.raises(StoreError) as refused:
+        plan(objects, str(tmp_path / "data"))
+    said = str(refused.value)
+    assert said.startswith("object key '../escape.txt' contains a '..' path component")
+    assert "object key '/abs.txt' is an absolute path" in said
+    assert "object keys 'a' and 'a/b' conflict" in said
+    assert "ok.txt" not in said
+    many = [ObjectInfo(f"../k{i}", 1) for i in range(8)]
+    with pytest.raises(StoreError, match=r"'\.\./k4' contains .*; and 3 more$"):
+        plan(many, str(tmp_path / "data"))

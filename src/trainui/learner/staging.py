@@ -44,6 +44,15 @@ class Staging:
             total = sum(obj.size for obj in objects)
             what = f"{_count(len(objects), 'object')} ({_size(total)})"
             self._log(f"staging {what} from {store.description}")
+            # a key ending in '/' is a folder in DATA_DIR: bytes such an object holds go nowhere
+            held = [obj.key for obj in objects if obj.key.endswith("/") and obj.size]
+            if held:
+                named = ", ".join(repr(key) for key in held[:5])
+                more = f" and {len(held) - 5} more" if len(held) > 5 else ""
+                self._log(
+                    f"warning: {named}{more}: a key ending in '/' is a folder in DATA_DIR;"
+                    " the bytes its object holds are not staged"
+                )
             self.status = update(
                 self.status, status_message=f"staging {what} from {store.description}"
             )

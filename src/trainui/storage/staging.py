@@ -53,23 +53,32 @@ class Counters:
             self.cache_hits += hit
 
 
+SAID_KEYS = 5  # the keys a refusal of a bucket's keys names (then: "and N more")
+
+
 def plan(objects: Sequence[ObjectInfo], root: str) -> tuple[list[tuple[ObjectInfo, str]], list]:
     """Where each object goes under ``root``: ``(files, folders)``.
 
     ``files`` pairs each object with its path; ``folders`` are the paths of "folder" objects
-    (keys ending in '/', which S3 consoles create). StoreError for a key that escapes
-    ``root`` or for two keys that would collide (``a`` and ``a/b``, ``a/b`` and ``a//b``).
+    (keys ending in '/', which S3 consoles create). StoreError for keys that escape ``root``
+    or that would collide (``a`` and ``a/b``, ``a/b`` and ``a//b``): every one of them named
+    (up to ``SAID_KEYS``), not the first only, so that one fix of the bucket is enough.
     """
     files: list[tuple[ObjectInfo, str]] = []
     folders: list[str] = []
     owner: dict[str, str] = {}  # relative path -> the key that makes it a file
     folder_keys: dict[str, str] = {}  # relative path -> a key that needs it to be a folder
+    problems: list[str] = []
     prefix = os.path.join(root, "")
     for info in objects:
         key = info.key
         parts = key.split("/")
         if "\x00" in key or not key.strip("/") or "" in parts[:-1] or "." in parts or ".." in parts:
-            rel = safe_key_path(root, key)[len(prefix) :]  # refuses, or normalises `a//b`
+            try:
+                rel = safe_key_path(root, key)[len(prefix) :]  # refuses, or normalises `a//b`
+            except StoreError as error:
+                problems.append(str(error))
+                continue
         else:
             rel = key[:-1] if key.endswith("/") else key
         path = prefix + rel
@@ -78,9 +87,10 @@ def plan(objects: Sequence[ObjectInfo], root: str) -> tuple[list[tuple[ObjectInf
             parents = [rel]
         else:
             if rel in owner:
-                raise StoreError(
+                problems.append(
                     f"object keys {owner[rel]!r} and {key!r} would both be written to {rel!r}"
                 )
+                continue
             owner[rel] = key
             files.append((info, path))
             parents = []
@@ -92,10 +102,14 @@ def plan(objects: Sequence[ObjectInfo], root: str) -> tuple[list[tuple[ObjectInf
             folder_keys.setdefault(parent, key)
     for rel, key in owner.items():
         if rel in folder_keys:
-            raise StoreError(
+            problems.append(
                 f"object keys {key!r} and {folder_keys[rel]!r} conflict: {rel!r} would have"
                 " to be both a file and a folder"
             )
+    if problems:
+        said = problems[:SAID_KEYS]
+        more = len(problems) - len(said)
+        raise StoreError("; ".join(said) + (f"; and {more} more" if more else ""))
     return files, folders
 
 
