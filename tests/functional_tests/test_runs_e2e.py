@@ -446,3 +446,16 @@ def test_a_run_submitted_without_the_check_has_its_results_bucket_checked_before
         "the results bucket is refused: local bucket 'a-file'"
     ), run["status_message"]
     assert "COMMAND-RAN" not in log and "staging" not in log
+
+
+def test_both_buckets_refused_at_submit_are_said_at_once(home):
+    manifest = home.manifest("true", data="data", results="a-file")
+    home.buckets.mkdir(parents=True, exist_ok=True)
+    (home.buckets / "a-file").write_text("not a folder")
+    manifest.write_text(manifest.read_text().replace("bucket: data,", "bucket: no-such-data,"))
+    refused = home.cli("train", str(home.model("both", {"t.py": ""})), str(manifest))
+    assert refused.returncode == 1
+    said = refused.stderr
+    assert "the training data bucket is refused: local bucket 'no-such-data'" in said, said
+    assert "; the results bucket is refused: local bucket 'a-file'" in said, said
+    assert "Traceback" not in said

@@ -546,3 +546,70 @@ def test_complex_keys_are_refused():
 def test_missing_and_directory_paths_are_clear(tmp_path):
     assert only_error(read_manifest(tmp_path / "nope.yml")).message == "no such file"
     assert "is a directory" in only_error(read_manifest(tmp_path)).message
+
+
+# --- what would fail at submit, said by validate (botocore's own rules) ----------------------
+
+
+def test_an_s3_bucket_name_botocore_refuses_is_located_and_a_placeholder_only_warned():
+    error = only_error(check(replace("bucket: mnist-data", "bucket: My data")))
+    assert (error.line, error.column, error.path) == (
+        19,
+        15,
+        "training_data_reference[0].source.bucket",
+    )
+    assert error.message.startswith("'My data' is not an S3 bucket name")
+    report = check(replace("bucket: mnist-data", "bucket: <bucket>"))
+    assert not report.errors
+    assert any(p.path == "training_data_reference[0].source.bucket" for p in report.warnings)
+    # a Swift container or a local folder is not held to S3's rule
+    assert not check(replace("bucket: mnist-results", "bucket: My results")).errors
+
+
+def test_an_s3_region_botocore_refuses_is_located():
+    text = replace(
+        "      aws_access_key_id: AKIA\n",
+        "      aws_access_key_id: AKIA\n      region: not a region\n",
+    )
+    error = only_error(check(text))
+    assert error.path == "training_data_reference[0].connection.region"
+    assert error.message == "'not a region' is not a region name (like us-east-1 or eu-west-3)"
+    assert not check(text.replace("not a region", "eu-west-3")).errors
+
+
+def test_an_environment_variable_set_but_empty_is_an_error_where_it_is_used():
+    text = replace("aws_secret_access_key: verysecret", "aws_secret_access_key: ${SECRET}")
+    error = only_error(check(text, env={"SECRET": ""}))
+    assert (error.line, error.path) == (
+        17,
+        "training_data_reference[0].connection.aws_secret_access_key",
+    )
+    assert error.message == "environment variable ${SECRET} is set but empty"
+    assert not check(text, env={"SECRET": "s3cr3t"}).errors
+
+
+def test_results_in_the_training_datas_bucket_are_warned_of():
+    same = GOOD.split("training_results_reference:")[0] + textwrap.dedent(
+        """\
+        training_results_reference:
+          connection:
+            endpoint_url: http://127.0.0.1:9000
+            aws_access_key_id: AKIA
+            aws_secret_access_key: verysecret
+          target:
+            bucket: mnist-data
+            type: s3
+        """
+    )
+    report = check(same)
+    assert not report.errors
+    (warning,) = report.warnings
+    assert warning.path == "training_results_reference.target.bucket"
+    assert "is also the training data's bucket" in warning.message
+    # another endpoint: another bucket
+    assert not check(
+        same.replace(
+            "endpoint_url: http://127.0.0.1:9000\n    aws_access_key_id: AKIA\n    aws_",
+            "endpoint_url: http://127.0.0.1:9001\n    aws_access_key_id: AKIA\n    aws_",
+        )
+    ).warnings

@@ -23,6 +23,11 @@ REDACTED = "********"
 
 _PLACEHOLDER = re.compile(r"^<[^<>\n]+>$")
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# what botocore takes (botocore.handlers.VALID_BUCKET, botocore.utils.validate_region_name):
+# a name it refuses fails at submit, or at the run's start, in botocore's words
+REFERENCE_KEYS = ("training_data_reference", "training_results_reference")
+_S3_BUCKET = re.compile(r"^[a-zA-Z0-9.\-_]{1,255}$")
+_S3_REGION = re.compile(r"^[a-zA-Z0-9](?:[a-zA-Z0-9\-]{0,61}[a-zA-Z0-9])?$")
 
 
 # --- the schema: the one description of what a manifest may hold ------------------------------
@@ -452,6 +457,7 @@ def parse_manifest(
     values = checker.section(SCHEMA, root, "", (root.line, root.column))
     if "experiment" in values:
         values["experiment"] = checker.experiment(values)
+    checker.same_bucket(values)
     manifest = None if checker.has_errors else _build(values)
     framework = _framework_only(values) if manifest is None else None
     return ManifestReport(
@@ -468,6 +474,7 @@ def _file_problem(
 class _Checker:
     def __init__(self, env: Mapping[str, str] | None) -> None:
         self.env = env
+        self.store_paths: dict[str, str] = {}  # "source"/"target": its section's path
         self.problems: list[Problem] = []
         self.secret_spans: list[tuple[int, int, str | None]] = []
 
@@ -765,6 +772,7 @@ class _Checker:
     ) -> None:
         """Check ``connection`` against the keys of the store type given beside it."""
         place = "source" if "source" in spec.fields else "target"
+        self.store_paths[place] = path  # as written (training_data or its other spelling)
         store = values.get(place)
         type_entry = store.get("type") if isinstance(store, dict) else None
         store_type = type_entry[0] if type_entry else None
@@ -780,6 +788,19 @@ class _Checker:
             return
         else:
             conn_entries = self.entries(conn, conn_path)
+        bucket = store.get("bucket") if isinstance(store, dict) else None
+        if (
+            store_type == "s3"
+            and bucket
+            and not _S3_BUCKET.match(bucket[0])
+            and not _PLACEHOLDER.match(bucket[0].strip())  # warned of as a placeholder
+        ):
+            self.error(
+                bucket[1],
+                _join(_join(path, place), "bucket"),
+                f"'{_short(bucket[0])}' is not an S3 bucket name: letters, digits, '.', '-' and"
+                " '_' (on AWS: 3 to 63 lowercase letters, digits, '.' and '-')",
+            )
         keys = CONNECTION_KEYS.get(store_type) if store_type else None
         result: dict[str, str] = {}
         for name, k, v in conn_entries:
@@ -825,6 +846,33 @@ class _Checker:
                     )
         values["connection"] = result
 
+    def same_bucket(self, values: dict[str, object]) -> None:
+        """A warning when the results go to the training data's bucket: each run stores under
+        its run ID there, and the next runs stage those results as data."""
+        data, results = (values.get(k) for k in REFERENCE_KEYS)
+        if not isinstance(data, dict) or not isinstance(results, dict):
+            return
+        source, target = data.get("source"), results.get("target")
+        if not isinstance(source, dict) or not isinstance(target, dict):
+            return
+
+        def where(section: dict, store: dict) -> tuple:
+            return (
+                *(store[k][0] if store.get(k) else None for k in ("type", "bucket")),
+                tuple(sorted((section.get("connection") or {}).items())),
+            )
+
+        bucket = target.get("bucket")
+        if bucket and where(data, source) == where(results, target):
+            self.warn(
+                bucket[1],
+                _join(
+                    _join(self.store_paths.get("target", "training_results"), "target"), "bucket"
+                ),
+                f"'{_short(bucket[0])}' is also the training data's bucket: the results of each"
+                " run (under its run ID) are staged as data by the runs after it",
+            )
+
     def expand(self, text: str, node: Node, path: str) -> str | None:
         if self.env is None or "${" not in text:
             return text
@@ -832,6 +880,11 @@ class _Checker:
         if missing:
             names = ", ".join(f"${{{n}}}" for n in missing)
             self.error(node, path, f"environment variable {names} is not set")
+            return None
+        empty = [m.group(1) for m in _ENV_REF.finditer(text) if not self.env[m.group(1)].strip()]
+        if empty and not _ENV_REF.sub(lambda m: self.env[m.group(1)], text).strip():
+            names = ", ".join(f"${{{n}}}" for n in dict.fromkeys(empty))
+            self.error(node, path, f"environment variable {names} is set but empty")
             return None
         return _ENV_REF.sub(lambda m: self.env[m.group(1)], text)
 
@@ -850,6 +903,10 @@ class _Checker:
                 )
             elif not re.match(r"^https?://[^/\s]+", text):
                 self.error(node, path, f"'{_short(text)}' is not an http:// or https:// URL")
+        if store_type == "s3" and name == "region" and not _S3_REGION.match(text):
+            self.error(
+                node, path, f"'{_short(text)}' is not a region name (like us-east-1 or eu-west-3)"
+            )
         if store_type == "local" and name == "path" and not text.startswith(("/", "~")):
             self.error(node, path, f"'{_short(text)}' must be an absolute path")
 

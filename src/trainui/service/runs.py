@@ -530,7 +530,9 @@ class RunManager:
 
     def check_stores(self, manifest: Manifest) -> None:
         """Both buckets reachable with the given credentials, or a C103 refusal naming the
-        store and what was refused (never the secret). Blocking: call it in a thread."""
+        store and what was refused (never the secret); both, when both are refused (one fix,
+        not two submissions). Blocking: call it in a thread."""
+        refused = []
         for store, write in ((manifest.data, False), (manifest.results, True)):
             # a burst of submissions to one bucket checks it once, not once each (for a remote
             # store, round trips; for a local one, a probe file written and removed)
@@ -541,10 +543,13 @@ class RunManager:
                 check_access(store.type, store.bucket, store.connection, self.home, write)
             except StoreError as error:
                 role = "results" if write else "training data"
-                raise Refusal(400, f"the {role} bucket is refused: {error}", "C103") from None
+                refused.append(f"the {role} bucket is refused: {error}")
+                continue
             if len(self._checked) > 1000:
                 self._checked.clear()
             self._checked[key] = time.monotonic() + CHECK_FRESH
+        if refused:
+            raise Refusal(400, "; ".join(refused), "C103")
 
     def submit(
         self,
