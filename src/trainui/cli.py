@@ -380,7 +380,9 @@ def _check_run_id(words: Sequence[str], verb: str) -> str:
     if len(words) == 2 and words[0] in ("trained-models", "trained-model"):
         words = words[1:]
     if len(words) != 1:
-        raise UserError(f"usage: trainui {verb} [trained-models] ID", EXIT_USAGE)
+        given = [w for w in words if w not in ("trained-models", "trained-model")]
+        many = f" (one run at a time: {len(given)} given)" if len(given) > 1 else ""
+        raise UserError(f"usage: trainui {verb} [trained-models] ID{many}", EXIT_USAGE)
     return words[0]
 
 
@@ -1006,7 +1008,7 @@ def _show_fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str
         for a in run.get("attempts") or ():
             code = a.get("error_code") or ""
             if a.get("exit_code") is not None:
-                code += f" exit {a['exit_code']}"
+                code += f" {_exit_words(a['exit_code'])}"
             fields.append(
                 (
                     f"  attempt {a['attempt']}",
@@ -1070,7 +1072,25 @@ def cmd_halt(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _exit_words(code: int) -> str:
+    """An exit code as `show` says it: ``exit 3``, or ``killed by SIGTERM`` (-15)."""
+    if code >= 0:
+        return f"exit {code}"
+    import signal
+
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
+    if args.model_id.startswith("experiment-"):
+        raise UserError(
+            f"resume takes a run's ID, not an experiment's: its runs are resumed one by one"
+            f" (trainui list --experiment {args.model_id} lists them)",
+            EXIT_USAGE,
+        )
     print(f"Resuming the training run '{args.model_id}' ...")
     run = _call(args, lambda client: client.resume_run(args.model_id))
     print("OK")

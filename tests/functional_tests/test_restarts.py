@@ -48,6 +48,10 @@ def test_a_run_that_fails_twice_completes_on_its_third_attempt(home):
         text.index("attempt 1 of 4") < text.index("attempt 2 of 4") < text.index("attempt 3 of 4")
     )
     assert "done on attempt 3" in text
+    # each attempt's last line is followed by the word that another comes (not taken for the end)
+    said = text.index("trainui: restarting: attempt 2 of 4 in 0.2 s\n")
+    assert text.index("trainui: failed (C201)") < said < text.index("trainui: attempt 2 of 4")
+    assert "trainui: restarting: attempt 3 of 4 in 0.4 s\n" in text
     shown = home.cli("show", model_id, check=True).stdout
     assert "Attempt        3 of 4" in shown
     assert "  attempt 1    failed C201 exit 7 at " in shown
@@ -79,7 +83,9 @@ def test_a_halt_is_never_restarted_in_an_attempt_or_between_two(home):
     assert run["status"] == "halted" and run["attempt"] == 1
     failing = home.submit(model, restarting_manifest(home, "exit 5", 3, name="b"))
     run = home.wait(failing, "restarting", timeout=30)
-    assert run["status_message"].startswith("attempt 2 of 4 in 60 s (attempt 1: the training")
+    said = run["status_message"]
+    when = r"at \d\d:\d\d:\d\dZ"  # the clock time too: the message is read later
+    assert re.match(rf"attempt 2 of 4 in 60 s, {when} \(attempt 1: the training", said), said
     assert (home.path / "runs" / failing / "learner.json").exists()
     home.cli("halt", failing, check=True)
     run = home.wait(failing, "halted", timeout=10)

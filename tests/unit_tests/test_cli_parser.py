@@ -62,3 +62,24 @@ def test_train_with_its_arguments_swapped_says_which_comes_first(tmp_path, capsy
     said = capsys.readouterr().err
     assert f"cannot read {model}: Is a directory" in said
     assert "the model definition comes first: trainui train MODEL MANIFEST" in said
+
+
+def test_a_second_run_id_is_said_to_be_one_too_many(capsys):
+    assert cli.main(["show", "training-aaaaaaaaa", "training-bbbbbbbbb"]) == cli.EXIT_USAGE
+    said = capsys.readouterr().err
+    assert said == "trainui: usage: trainui show [trained-models] ID (one run at a time: 2 given)\n"
+
+
+def test_resume_of_an_experiment_says_that_its_runs_are_resumed_one_by_one(capsys):
+    assert cli.main(["resume", "experiment-aaaaaaaaa"]) == cli.EXIT_USAGE
+    said = capsys.readouterr().err
+    assert "resume takes a run's ID, not an experiment's" in said
+    assert "trainui list --experiment experiment-aaaaaaaaa" in said
+
+
+@pytest.mark.parametrize(
+    ("code", "words"),
+    [(0, "exit 0"), (3, "exit 3"), (-15, "killed by SIGTERM"), (-9, "killed by SIGKILL")],
+)
+def test_an_attempts_exit_is_said_in_words(code, words):
+    assert cli._exit_words(code) == words

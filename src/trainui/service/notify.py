@@ -127,12 +127,22 @@ def load_hooks(environ: Mapping[str, str] = os.environ) -> list[dict]:
             problems.append(f"{where}: url must be an http:// or https:// URL")
         if url is not None and not isinstance(hook.get("secret"), str):
             problems.append(f"{where}: a webhook needs a secret (text) to sign its requests with")
-        if command is not None and (not isinstance(command, str) or not command.strip()):
+        if command is not None and not isinstance(command, str):
             problems.append(f"{where}: command must be text")
+        elif command is not None and not command.strip():
+            problems.append(f"{where}: command is empty")
         events = hook.get("events", list(EVENTS))
-        if not isinstance(events, list) or not all(e in EVENTS for e in events):
+        if not isinstance(events, list):
             problems.append(f"{where}: events must be a list of {', '.join(EVENTS)}")
             events = []
+        for event in events:
+            if event not in EVENTS:
+                close = difflib.get_close_matches(str(event), EVENTS, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                problems.append(
+                    f"{where}: events: {event!r} is not one of {', '.join(EVENTS)}{hint}"
+                )
+        events = [e for e in events if e in EVENTS]
         checked.append({**hook, "events": list(events), "where": where})
     for key in document:
         if key != "notify":
@@ -243,6 +253,8 @@ class Notifier:
                     },
                     timeout=TIMEOUT,
                 )
+            except httpx.TimeoutException:
+                return f"the webhook did not answer within {TIMEOUT:g} s"
             except httpx.HTTPError as error:
                 return f"{type(error).__name__}: {error}"
             if response.status_code >= 300:

@@ -1147,6 +1147,7 @@ class RunManager:
                             os.path.join(self.run_dir(run.model_id), LOG_FILE),
                             f"trainui: failed (S300): {reason}",
                         )
+                        self._say_restart(run)
                         self._command_groups.pop(run.model_id, None)
                         self._save(self._put(restarting))
                         self._refresh_gpu_roots()
@@ -1369,6 +1370,7 @@ class RunManager:
             else:
                 restarting = self._restart(run, new)
             if restarting is not None:
+                self._say_restart(run)
                 self._save(self._put(restarting))
                 self._refresh_gpu_roots()
                 return True
@@ -1420,12 +1422,26 @@ class RunManager:
             RESTARTING,
             attempt=following,
             attempts=[*(run.attempts or ()), record],
-            status_message=f"attempt {following} of {run.max_restarts + 1} in {delay:g} s "
+            # when, besides how long: the message is read later than it was written
+            status_message=f"attempt {following} of {run.max_restarts + 1} in {delay:g} s, at "
+            f"{time.strftime('%H:%M:%SZ', time.gmtime(time.time() + delay))} "
             f"(attempt {run.attempt}: {ended.status_message})",
             error_code=None,
             exit_code=None,
         )
         return self._fresh_attempt(restarting)
+
+    def _say_restart(self, run: Run) -> None:
+        """After the line that ends ``run``'s attempt, the log says that another follows (a
+        reader would take that line for the run's end)."""
+        from trainui.service.salvage import end_log
+
+        following = run.attempt + 1
+        end_log(
+            os.path.join(self.run_dir(run.model_id), LOG_FILE),
+            f"trainui: restarting: attempt {following} of {run.max_restarts + 1} in"
+            f" {self._backoff(run.attempt):g} s",
+        )
 
     def _backoff(self, attempt: int) -> float:
         """Seconds between the end of ``attempt`` and the start of the next: growing."""
