@@ -1076,12 +1076,9 @@ def _exit_words(code: int) -> str:
     """An exit code as `show` says it: ``exit 3``, or ``killed by SIGTERM`` (-15)."""
     if code >= 0:
         return f"exit {code}"
-    import signal
+    from trainui.core.runs import signal_name
 
-    try:
-        return f"killed by {signal.Signals(-code).name}"
-    except ValueError:
-        return f"killed by signal {-code}"
+    return f"killed by {signal_name(-code)}"
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

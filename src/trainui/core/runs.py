@@ -224,6 +224,16 @@ def halt_reason(run_dir: str) -> str | None:
         return ""
 
 
+def signal_name(signum: int) -> str:
+    """``SIGTERM`` for 15; ``signal 99`` for a number that names no signal."""
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"
+
+
 def outside_halt(signal_name: str | None = None) -> str:
     """Why a run failed whose learner was sent a halt signal (``signal_name``; None: on a
     cluster, unknown) by something other than trainui."""

@@ -19,6 +19,7 @@ from trainui.core.runs import (
     STORING,
     disk_full_message,
     is_disk_full,
+    signal_name,
 )
 from trainui.learner.common import (
     _Failed,
@@ -449,7 +450,7 @@ class ProcessControl:
         if self.halt_requested or self.command_done or self.phase == STORING:
             return  # storing (and what leads to it once the command has ended) always finishes
         self.halt_requested = True
-        self.halt_signal = _signal_name(signum)
+        self.halt_signal = signal_name(signum)
         self._log(f"halt requested ({self.halt_signal})")
         if self.command_pgid is not None:
             self._stop_command()
@@ -610,15 +611,8 @@ class _LogPump:
 
 def _how_it_ended(exit_code: int) -> str:
     if exit_code < 0:
-        return f"was killed by signal {_signal_name(-exit_code)}"
+        return f"was killed by signal {signal_name(-exit_code)}"
     return f"exited with code {exit_code}"
-
-
-def _signal_name(signum: int) -> str:
-    try:
-        return signal.Signals(signum).name
-    except ValueError:
-        return f"signal {signum}"
 
 
 def _kill_group(pgid: int, signum: int) -> None:

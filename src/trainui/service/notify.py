@@ -115,9 +115,7 @@ def load_hooks(environ: Mapping[str, str] = os.environ) -> list[dict]:
             continue
         for key in hook:
             if key not in _KEYS:
-                close = difflib.get_close_matches(key, _KEYS, n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]}?)" if close else ""
-                problems.append(f"{where}: unknown key {key!r}{hint}")
+                problems.append(f"{where}: unknown key {key!r}{_meant(key, _KEYS)}")
         url, command = hook.get("url"), hook.get("command")
         if (url is None) == (command is None):
             problems.append(f"{where}: a hook has a url (a webhook) or a command, one of them")
@@ -137,10 +135,9 @@ def load_hooks(environ: Mapping[str, str] = os.environ) -> list[dict]:
             events = []
         for event in events:
             if event not in EVENTS:
-                close = difflib.get_close_matches(str(event), EVENTS, n=1, cutoff=0.6)
-                hint = f" (did you mean {close[0]}?)" if close else ""
                 problems.append(
-                    f"{where}: events: {event!r} is not one of {', '.join(EVENTS)}{hint}"
+                    f"{where}: events: {event!r} is not one of {', '.join(EVENTS)}"
+                    + _meant(str(event), EVENTS)
                 )
         events = [e for e in events if e in EVENTS]
         checked.append({**hook, "events": list(events), "where": where})
@@ -150,6 +147,12 @@ def load_hooks(environ: Mapping[str, str] = os.environ) -> list[dict]:
     if problems:
         raise ConfigError(path, problems)
     return checked
+
+
+def _meant(written: str, names: tuple[str, ...]) -> str:
+    """`` (did you mean completed?)`` for a name close to one of ``names``; else nothing."""
+    close = difflib.get_close_matches(written, names, n=1, cutoff=0.6)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 def signature(secret: str, body: bytes) -> str:

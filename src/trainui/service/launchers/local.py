@@ -174,9 +174,9 @@ class LocalLauncher(Launcher):
         if code is None:
             return None
         if code < 0:
-            with contextlib.suppress(ValueError):
-                return f"killed by signal {signal.Signals(-code).name}"
-            return f"killed by signal {-code}"
+            from trainui.core.runs import signal_name
+
+            return f"killed by signal {signal_name(-code)}"
         return f"exit status {code}"
 
 
