@@ -133,3 +133,39 @@ def test_resume_starts_a_halted_run_again_from_its_last_checkpoint(home):
     # only a halted or failed run resumes
     again = home.cli("resume", model_id)
     assert again.returncode == 1 and "only a halted or failed run resumes" in again.stderr
+
+
+def test_checkpoints_the_results_bucket_refused_are_kept_and_resumed_from(home):
+    """The last copy fails (the results bucket is gone): CHECKPOINT_DIR stays in the run folder
+    and `trainui resume` starts from it, not from the bucket's older copy (none here); the
+    results kept then are stored when the bucket takes them again."""
+    model = home.model("kept", {"train.py": EPOCHS})
+    model_id = home.submit(model, manifest(home, "python3 train.py 2 0", "", "kept"))
+    wait_for(home, model_id, "epoch 2\n")
+    bucket = home.buckets / "results"
+    bucket.rename(home.buckets / "results-away")
+    bucket.write_text("not a folder: the bucket refuses every write\n")
+    home.cli("halt", model_id, check=True)
+    run = home.wait(model_id, "halted", "failed", timeout=30)
+    text = log(home, model_id)
+    assert run["error_code"] == "S303", text
+    assert "warning: the checkpoints could not be copied" in text
+    kept = home.path / "runs" / model_id / "checkpoints-not-copied"
+    assert f"the checkpoints are kept in {kept}" in text
+    assert (kept / "epoch.txt").read_text() == "2"
+    bucket.unlink()
+    (home.buckets / "results-away").rename(bucket)
+    home.cli("resume", model_id, check=True)
+    run = home.wait(model_id, "completed", "failed", timeout=60)
+    text = log(home, model_id)
+    assert run["status"] == "completed", text
+    assert "restored 1 checkpoint file (1 byte) kept in the run folder" in text
+    assert "attempt 2 starts after epoch 2" in text
+    assert not kept.exists()
+    # attempt 1's results, kept on the box then, are stored with attempt 2's
+    assert "stored 2 files of the results an earlier attempt kept" in text
+    assert not (home.path / "runs" / model_id / "results-not-stored").exists()
+    assert epochs_stored(home, model_id) == {
+        1: "attempt 1", 2: "attempt 1", 3: "attempt 2", 4: "attempt 2", 5: "attempt 2",
+        6: "attempt 2",
+    }  # fmt: skip

@@ -146,6 +146,7 @@ LOG_FILE = "training-log.txt"  # learner messages and the command's merged stdou
 LEARNER_ERRORS_FILE = "learner-errors.txt"  # the learner's own stderr, if it ever crashes
 CONTAINER_FILE = "container.json"  # a container run's runtime command and container name
 KEPT_RESULTS = "results-not-stored"  # RESULT_DIR, kept when the results could not be stored
+KEPT_CHECKPOINTS = "checkpoints-not-copied"  # CHECKPOINT_DIR, kept when the bucket refused it
 PREPARING = "preparing"  # the learner's phase while a framework's image is pulled (SPEC §10)
 METRICS_FILE = "metrics.jsonl"  # the run's metric points, one JSON object a line (SPEC §8)
 NAME_LONGEST = 256  # a run's or an experiment's name: the most characters it may have

@@ -309,6 +309,7 @@ class Learner(Staging, ProcessControl, Storing):
                 "warning: the checkpoints the earlier attempt left could not be copied: "
                 f"{_transfer_error(error)}"
             )
+            self.checkpoints.keep()
             return
         if files:
             self._log(
@@ -323,6 +324,7 @@ class Learner(Staging, ProcessControl, Storing):
             files, size = self.checkpoints.copy(final=True)
         except Exception as error:
             self._log(f"warning: the checkpoints could not be copied: {_transfer_error(error)}")
+            self.checkpoints.keep()
             return
         if files:
             self.checkpoints._said(files, size)

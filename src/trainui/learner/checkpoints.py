@@ -3,6 +3,10 @@ bucket every ``checkpoint_interval`` while the command runs, and once more when 
 halted, each time only what changed (size and modification time); restored into
 ``CHECKPOINT_DIR`` before a run's next attempt (a restart, ``trainui resume``).
 
+When the last copy fails (the results bucket is gone, refuses the write, the disk behind it is
+full), ``CHECKPOINT_DIR`` is kept in the run folder (``checkpoints-not-copied``) instead of going
+with the work folder, and the next attempt starts from it: it is newer than what the bucket has.
+
 A file modified in the last ``SETTLE`` seconds is being written: a periodic copy leaves it for
 the next one (the final copy, the command ended, takes it). What was copied is noted in the run
 folder (``checkpoints.json``), so that a next attempt sends only what it changes. The copies
@@ -16,7 +20,7 @@ import os
 import threading
 import time
 
-from trainui.core.runs import write_json_atomic
+from trainui.core.runs import KEPT_CHECKPOINTS, write_json_atomic
 
 STATE_FILE = "checkpoints.json"  # relative path -> [size, mtime_ns] of what the bucket has
 SETTLE = 1.0  # seconds a file must be left alone before a periodic copy takes it
@@ -30,6 +34,7 @@ class Checkpoints:
         self.prefix = f"{learner.model_id}/checkpoints/"
         self.interval = interval
         self.state_path = os.path.join(learner.run_dir, STATE_FILE)
+        self.kept = os.path.join(learner.run_dir, KEPT_CHECKPOINTS)
         self.sent: dict[str, list[int]] = self._load()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -48,10 +53,14 @@ class Checkpoints:
 
     def restore(self) -> None:
         """The run's checkpoints from the results bucket into ``CHECKPOINT_DIR`` (a next
-        attempt); said in the log. A key that would land outside the folder is refused."""
+        attempt); said in the log. A key that would land outside the folder is refused. Those
+        an earlier attempt kept here, the bucket having refused them, are taken instead."""
         from trainui.learner.common import _count, _size
         from trainui.storage import StoreError
 
+        if os.path.isdir(self.kept) and not os.path.islink(self.kept):
+            self._restore_kept()
+            return
         store = self._store()
         try:
             objects = [o for o in store.list_objects(self.prefix) if o.key != self.prefix]
@@ -126,6 +135,53 @@ class Checkpoints:
                 self._save()
             self.copies += 1
             return len(changed), sent
+
+    def keep(self) -> None:
+        """The last copy failed: ``CHECKPOINT_DIR`` is moved into the run folder, where the next
+        attempt (a restart, ``trainui resume``) finds it; said in the log. Nothing to keep, or
+        a folder that cannot be moved, leaves things as they were."""
+        try:
+            if not os.listdir(self.folder):
+                return
+            if os.path.lexists(self.kept):  # an earlier attempt's, older than this one's
+                import shutil
+
+                shutil.rmtree(self.kept)
+            os.replace(self.folder, self.kept)
+        except OSError as error:
+            self.learner._log(
+                f"warning: the checkpoints could not be kept in {self.kept} either: "
+                f"{error.strerror or error}"
+            )
+            return
+        self.learner._log(
+            f"the checkpoints are kept in {self.kept}: the next attempt (a restart, trainui "
+            "resume) starts from them"
+        )
+
+    def _restore_kept(self) -> None:
+        """What an earlier attempt kept (``keep``) moved into the new ``CHECKPOINT_DIR``. What
+        the bucket lacks of it is sent at this attempt's next copy."""
+        from trainui.learner.common import _count, _size
+
+        files, total = 0, 0
+        try:
+            for name in os.listdir(self.kept):
+                os.replace(os.path.join(self.kept, name), os.path.join(self.folder, name))
+            os.rmdir(self.kept)
+            from trainui.storage import iter_files
+
+            for _relative, _path, size in iter_files(self.folder):
+                files += 1
+                total += size
+        except OSError as error:
+            raise RestoreError(
+                f"those kept in {self.kept} could not be taken: {error.strerror or error}"
+            ) from None
+        self.learner._log(
+            f"restored {_count(files, 'checkpoint file')} ({_size(total)}) kept in the run "
+            "folder by an earlier attempt (the results bucket had refused them)"
+        )
 
     # --- while the command runs ----------------------------------------------------------------
 

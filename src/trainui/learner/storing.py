@@ -124,7 +124,13 @@ class Storing:
         # the run's metric points too (SPEC §8), in place of a file of RESULT_DIR's so named
         ours = ((DEFINITION_KEY, DEFINITION_FILE), (MANIFEST_FILE, MANIFEST_FILE))
         ours += ((METRICS_FILE, METRICS_FILE),)
-        jobs = [job for job in jobs if job[0] != prefix + METRICS_FILE]
+        # what an earlier attempt kept, the bucket having refused it, and this one did not make
+        kept = os.path.join(self.run_dir, KEPT_RESULTS)
+        earlier = []
+        if os.path.isdir(kept) and not os.path.islink(kept):
+            made = {job[0] for job in jobs}
+            earlier = [(prefix + k, p, n) for k, p, n in iter_files(kept) if prefix + k not in made]
+        jobs = [job for job in jobs + earlier if job[0] != prefix + METRICS_FILE]
         for key, name in ours:
             path = os.path.join(self.run_dir, name)
             if os.path.isfile(path):
@@ -159,6 +165,15 @@ class Storing:
             # the one that failed, and those not tried after it
             self.not_stored += [key[len(prefix) :] for key, _, _ in jobs if key not in stored]
             self._storing_failed(_transfer_error(error))
+        elif os.path.isdir(kept) and not os.path.islink(kept):
+            import shutil
+
+            shutil.rmtree(kept, ignore_errors=True)
+            if earlier:
+                self._log(
+                    f"stored {_count(len(earlier), 'file')} of the results an earlier attempt "
+                    f"kept in {kept}"
+                )
 
     def _upload(self, store: ObjectStore, path: str, key: str) -> None:
         size = os.path.getsize(path)
@@ -204,16 +219,23 @@ class Storing:
     def _keep_results(self) -> None:
         """The results could not all be stored: RESULT_DIR is kept in the run's folder (the
         work folder goes when the learner ends), said in the log and the run's message, until
-        the run is deleted. A trained model is hours of GPU time."""
-        import shutil
-
+        the run is deleted. A trained model is hours of GPU time. An earlier attempt's, kept
+        the same way, stay with this one's."""
+        kept = os.path.join(self.run_dir, KEPT_RESULTS)
+        earlier = os.path.isdir(kept) and not os.path.islink(kept)
         results = self.dirs.get("RESULT_DIR")
         if not results or not os.path.isdir(results) or not os.listdir(results):
+            if earlier:
+                self.message += f"; the results are kept in {kept} until the run is deleted"
             return
-        kept = os.path.join(self.run_dir, KEPT_RESULTS)
         try:
-            shutil.rmtree(kept, ignore_errors=True)  # an earlier attempt's
-            os.replace(results, kept)
+            if earlier:  # not stored either: this attempt's files go over them
+                for key, path, _size in iter_files(results):
+                    dest = os.path.join(kept, key)
+                    os.makedirs(os.path.dirname(dest), exist_ok=True)
+                    os.replace(path, dest)
+            else:
+                os.replace(results, kept)
         except OSError as exc:
             self._log(f"the results could not be kept in {kept} either: {exc.strerror or exc}")
             return
