@@ -366,6 +366,42 @@ def test_a_lost_learner_does_not_leave_its_container_running(home, podman):
         time.sleep(0.2)
 
 
+def test_a_command_exiting_125_is_its_own_failure_and_podmans_is_said_as_podmans(home, podman):
+    """125 is podman's code for its own failure, and a command's exit code too: the run's
+    message tells them apart (the container was created, or not)."""
+    container_home(
+        home,
+        podman,
+        """\
+        [[framework]]
+        name = "badoption"
+        versions = ["1"]
+        runtime = "container"
+        image = "localhost/trainui-test:{version}"
+        options = ["--no-such-option-of-podman"]
+        """,
+    )
+    model = home.model("exit125", {"t.py": ""})
+    own = home.submit(
+        model, framework_manifest(home, "echo about to fail; exit 125", "pytorch", "1")
+    )
+    run = home.wait(own, "failed", timeout=60)
+    assert run["error_code"] == "C201", log(home, own)
+    assert run["exit_code"] == 125
+    assert run["status_message"] == (
+        'the training command exited with code 125; the log ends: "about to fail"'
+    ), log(home, own)
+    podmans = home.submit(model, framework_manifest(home, "echo never", "badoption", "1"))
+    run = home.wait(podmans, "failed", timeout=60)
+    text = log(home, podmans)
+    assert run["error_code"] == "S304" and "never" not in text.replace("echo never", "")
+    assert run["status_message"] == (
+        'badoption 1: podman could not start the container (exit 125): "Error: unknown flag:'
+        ' --no-such-option-of-podman"'
+    ), text
+    assert podman.containers() == []
+
+
 def test_an_image_is_pulled_once_for_many_runs_and_an_unreachable_one_fails_saying_so(home, podman):
     if podman.registry is None:
         pytest.skip("docker-registry is not installed: no local registry to pull from")

@@ -98,11 +98,22 @@ def cause(exit_code: int, log_path: str, kills_before: tuple) -> str | None:
 def last_line(log_path: str) -> str | None:
     """The last line the command wrote (not trainui's own), shortened: what a failed run's
     message ends with when no known cause quotes a line."""
+    lines = last_lines(log_path, 1)
+    if not lines:
+        return None
+    return lines[0] if len(lines[0]) <= 160 else lines[0][:159] + "…"
+
+
+def last_lines(log_path: str, count: int) -> list[str]:
+    """The last ``count`` lines the command wrote (not trainui's own, nor empty), stripped."""
+    found = []
     for line in reversed(_tail(log_path)):
         text = line.strip()
         if text and not line.startswith("trainui: "):
-            return text if len(text) <= 160 else text[:159] + "…"
-    return None
+            found.append(text)
+            if len(found) == count:
+                break
+    return found[::-1]
 
 
 def _tail(path: str) -> list[str]:

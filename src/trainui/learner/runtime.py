@@ -25,10 +25,11 @@ import sys
 import threading
 import time
 
-from trainui.core.runs import CONTAINER_FILE, write_json_atomic
+from trainui.core.runs import CONTAINER_FILE, LOG_FILE, write_json_atomic
 from trainui.learner.common import _Failed
 
 RUNTIME_ERROR = "S304"  # the framework's runtime could not be prepared
+RUNTIME_LINES = 3  # the log's last lines where a container runtime says its own failure (125)
 # the run's own variables, passed into a container by name (its PATH, HOME... stay the image's)
 RUN_VARIABLES = (
     "DATA_DIR", "MODEL_DIR", "RESULT_DIR", "LOG_DIR", "CHECKPOINT_DIR", "TRAINING_ID",
@@ -286,7 +287,10 @@ class Container(Runtime):
         ).stdout.strip()
 
     def failure(self, code: int) -> None:
-        if code != 125:  # the runtime's own failure (the command's are its exit codes)
+        # 125 is the runtime's own failure, and a command's exit code too: the runtime's says
+        # so on the last lines ("Error: ..." from podman, "docker: ..." from docker's client)
+        said = self._runtime_said() if code == 125 else None
+        if said is None:
             return
         if not self._image_here():
             self._forget()
@@ -295,9 +299,17 @@ class Container(Runtime):
                 " was last used); submit the run again to pull it"
             )
         self._fail(
-            f"{os.path.basename(self.command)} could not start the container (exit 125):"
-            " its error is the log's last lines"
+            f'{os.path.basename(self.command)} could not start the container (exit 125): "{said}"'
         )
+
+    def _runtime_said(self) -> str | None:
+        """The runtime's own error on the log's last lines, shortened, if it wrote one."""
+        from trainui.learner.causes import last_lines
+
+        for line in last_lines(os.path.join(self.learner.run_dir, LOG_FILE), RUNTIME_LINES):
+            if line.startswith(("Error: ", "Error response from daemon", "docker: ")):
+                return line if len(line) <= 160 else line[:159] + "…"
+        return None
 
     def _image_here(self) -> bool:
         check = ["image", "exists"] if self.flavour == "podman" else ["image", "inspect"]
