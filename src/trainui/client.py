@@ -470,10 +470,7 @@ class _Api:
         if isinstance(error, _httpx().TimeoutException):
             return ServiceUnreachable(f"{self.where} did not answer in time")
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
-            hint = "" if self.cacert else " (a self-signed certificate? pass --cacert FILE)"
-            return ServiceUnreachable(
-                f"TLS with {self.where} failed: its certificate is not trusted{hint}"
-            )
+            return ServiceUnreachable(f"TLS with {self.where} failed: {self._untrusted(text)}")
         if "SSL" in text or "TLS" in text or "WRONG_VERSION_NUMBER" in text:
             return ServiceUnreachable(f"TLS with {self.where} failed: {text}")
         refused = ("Connection refused", "Errno 111", "All connection attempts failed")
@@ -482,6 +479,21 @@ class _Api:
         if "Name or service not known" in text or "nodename nor servname" in text:
             return ServiceUnreachable(f"the host of {self.where} cannot be found")
         return ServiceUnreachable(f"{self.where} is not reachable: {text}")
+
+    def _untrusted(self, text: str) -> str:
+        """Why the service's certificate was refused, from ssl's words, in a sentence."""
+        host = urllib.parse.urlsplit(self.url or "").hostname
+        if "mismatch" in text:  # "Hostname mismatch", "IP address mismatch"
+            return (
+                f"its certificate is not made for {host}: use in the URL a name the certificate "
+                "names (openssl x509 -noout -ext subjectAltName -in CERT lists them)"
+            )
+        if "has expired" in text:
+            return "its certificate has expired"
+        if "not yet valid" in text:
+            return "its certificate is not valid yet (is this machine's clock right?)"
+        hint = "" if self.cacert else " (a self-signed certificate? pass --cacert FILE)"
+        return f"its certificate is not trusted{hint}"
 
     def _may_resend(self, call: _Call) -> bool:
         """May a request closed unanswered be sent again? A GET of the local service, before

@@ -222,3 +222,47 @@ def test_a_tls_client_that_never_finishes_its_handshake_is_closed_by_the_timeout
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_certificate_for_another_name_or_untrusted_is_said_so(home, tmp_path):
+    """ssl's refusals as sentences: a certificate made for another name, one not trusted."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
+            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1"),
+            *("-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    args = ["serve", "--port", str(port), "--certfile", str(cert), "--keyfile", str(key)]
+    process = subprocess.Popen([sys.executable, "-m", "trainui", *args], env=home.env)
+    try:
+        trust = ssl.create_default_context(cafile=str(cert))
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "trainui serve did not start"
+                time.sleep(0.05)
+        url = f"https://127.0.0.1:{port}"
+        mismatch = home.cli("--url", url, "--token", "x", "--cacert", str(cert), "list")
+        assert mismatch.returncode == 1 and "Traceback" not in mismatch.stderr
+        assert f"TLS with {url} failed: its certificate is not made for 127.0.0.1: use in" in (
+            mismatch.stderr
+        )
+        untrusted = home.cli("--url", f"https://localhost:{port}", "--token", "x", "list")
+        assert untrusted.returncode == 1
+        assert "its certificate is not trusted (a self-signed certificate? pass --cacert FILE)" in (
+            untrusted.stderr
+        )
+        assert httpx.get(f"https://localhost:{port}/v3/health", verify=trust).status_code == 200
+    finally:
+        process.kill()
+        process.wait()
