@@ -57,7 +57,19 @@ async def test_a_chart_of_100000_points_keeps_its_spike_and_says_last_min_max():
         chart.smoothing = 0.9
         await pilot.pause(0.1)
         assert "loss  log · smoothed 0.9" in text(app)
-        assert not plot_lines(app)[1].strip().startswith("3.00")  # smoothed: no longer 3
+        # the smoothed line, and faint behind it the points themselves, spike and all (as
+        # TensorBoard draws them)
+        plot = app.query_one(ChartPlot).render()
+        drawn = {str(span.style) for span in plot.spans if ord(plot.plain[span.start]) > 0x2800}
+        assert len(drawn) == 2 and sum("dim" in style.split() for style in drawn) == 1, drawn
+        assert plot_lines(app)[1].strip().startswith("3┤")
+        chart.log_scale = False
+        noisy = 0.5 + np.random.default_rng(7).random(len(steps))  # raw and smoothed apart
+        chart.set_series("other", Series(steps, noisy))
+        await pilot.pause(0.1)
+        plot = app.query_one(ChartPlot).render()
+        drawn = {str(span.style) for span in plot.spans if ord(plot.plain[span.start]) > 0x2800}
+        assert sum("dim" in style.split() for style in drawn) == 2, drawn
 
 
 async def test_legends_and_title_lines_show_numbers_whole_or_not_at_all():

@@ -43,6 +43,7 @@ MORE_SERIES = (
     (0, 128, 128), (220, 190, 255), (170, 110, 40), (128, 128, 0),
 )  # fmt: skip
 SIDE = 22  # the legend's width beside the chart
+RAW_BEHIND = 4  # smoothed series up to this many have their raw points drawn faintly behind
 NARROW = 56  # narrower than this, the legend goes under the chart's title line
 
 
@@ -139,12 +140,17 @@ class ChartPlot(Widget):
             return Text(chart.empty_text, style="italic")
         styles, axes = palette(self.app)
         columns = max(1, width - 8)  # what the y axis' labels leave
-        lines = []
+        lines, raw = [], []
         for label, series in drawn:
             steps, values = prepare(series, columns, chart.smoothing, chart.log_scale)
             if len(steps):
                 style = rich_color(styles[chart.color_of(label) % len(styles)])
                 lines.append(braille.Line(steps, values, style))
+                if chart.smoothing and len(drawn) <= RAW_BEHIND:
+                    # as TensorBoard: the points themselves, faint, behind the smoothed line
+                    steps, values = prepare(series, columns, 0.0, chart.log_scale)
+                    raw.append(braille.Line(steps, values, f"dim {style}"))
+        lines = raw + lines  # a cell both cross takes the later line's colour: the smoothed
         if not any(np.isfinite(line.ys).any() for line in lines):
             return Text("log scale: no value above 0", style="italic")  # short: a narrow chart
         first = min(float(line.xs[0]) for line in lines)
