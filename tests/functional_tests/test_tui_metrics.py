@@ -16,7 +16,7 @@ from test_tui import SIZE, History, loaded, make_app, text, until
 from textual.app import App, ComposeResult
 
 from trainui.tui.config import load_config, load_themes
-from trainui.tui.metrics import Series
+from trainui.tui.metrics import Series, format_step
 from trainui.tui.runs import format_value
 from trainui.tui.widgets.metric_chart import ChartPlot, MetricChart
 
@@ -235,6 +235,45 @@ async def test_the_metrics_view_draws_a_chart_per_metric_with_its_keys(trained):
         await until(pilot, lambda: "metrics.smooth" in text(app), what="the help")
         await pilot.press("escape", "v")
         await until(pilot, lambda: "trained 0.1" in text(app), what="the log again")
+
+
+async def test_a_cursor_on_a_chart_says_the_value_at_its_step(trained):
+    """TensorBoard's hover, by keys: right puts a cursor on the selected chart, left and right
+    move it from point to point, and the legend says the value there; escape takes it away."""
+    app = make_app(trained, open_run=trained.ids["lr-fast"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "trained 0.1" in text(app), what="the log")
+        await pilot.press("v")
+        view = app.screen.query_one("MetricsView")
+        await until(pilot, lambda: view.reads and len(view.charts()) == 2, what="the charts")
+        await pilot.pause(0.1)
+        chart = view.charts()[view._current()]
+        (series,) = chart.series.values()
+        await pilot.press("right")
+        await until(pilot, lambda: f"{chart.metric}  at step 199" in text(app))
+        assert f"value {format_value(series.last)}" in text(app)
+        await pilot.press("left")
+        step = chart.cursor
+        frame = chart.query_one(ChartPlot).frame
+        per_column = 199 / (frame["columns"] - 1)  # 200 points in fewer columns
+        assert abs(step - (199 - per_column)) <= 1 and step in series.steps, (step, frame)
+        await until(pilot, lambda: f"at step {format_step(step)}" in text(app))
+        assert f"value {format_value(float(series.values[int(step)]))}" in text(app)
+        await pilot.press("shift+left")
+        assert chart.cursor < 190
+        drawn = [line.plain for line in chart.query_one(ChartPlot).render().split("\n")]
+        plot = [line for line in drawn if "┤" in line or line.lstrip().startswith("│")]
+        rules = {i for line in plot for i, c in enumerate(line[: line.rindex("│")]) if c == "│"}
+        assert len(rules) == 2, plot  # the frame's left side, and the cursor's rule
+        await pilot.press("s")  # smoothed: the smoothed value too, as drawn
+        await until(pilot, lambda: "smooth " in text(app))
+        await pilot.press("escape")
+        await pilot.pause(0.1)
+        assert chart.cursor is None and "at step" not in text(app)
+        assert "value " not in text(app) and "last " in text(app)
+        assert view.is_attached and view.display  # escape took the cursor, nothing else
+        await pilot.press("escape")
+        await until(pilot, lambda: not view.is_attached or not view.display, what="back")
 
 
 async def test_a_run_training_draws_its_points_as_they_come(trained, tmp_path):

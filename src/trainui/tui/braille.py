@@ -43,11 +43,14 @@ def plot(
     x_ticks: tuple[Sequence[float], Sequence[str]],
     log: bool = False,
     axes: str | None = None,
+    cursor: float | None = None,
+    frame: dict | None = None,
 ) -> Text:
     """The plot ``width`` x ``height`` cells: ``lines`` (at least one with a value that can be
     drawn: above zero where ``log``) over the frame, the y axis labelled, ``x_ticks`` (steps,
     labels) below. A line without points is left out; a NaN value (or one at or below zero
-    where ``log``) is a gap in its line."""
+    where ``log``) is a gap in its line. ``cursor``: a step, marked by a rule across the plot.
+    ``frame``, when given, is filled with the steps' scale: ``x_low``, ``x_high``, ``columns``."""
     lines = [line for line in lines if len(line.xs)]
     axes_style = Style.parse(axes) if axes else Style()
     ys = [_log10(line.ys) if log else line.ys for line in lines]
@@ -65,6 +68,8 @@ def plot(
     labels = _y_labels(low, high, rows, log)
     label_width = max(len(label) for label in labels.values()) + 1
     columns = max(1, width - label_width - 2)
+    if frame is not None:
+        frame.update(x_low=x_low, x_high=x_high, columns=columns)
     codes = np.zeros((rows, columns), dtype=np.uint8)
     colour = np.full((rows, columns), -1, dtype=np.int16)
     for index, (line, y) in enumerate(zip(lines, ys, strict=True)):
@@ -79,6 +84,11 @@ def plot(
         np.bitwise_or.at(codes, (cell_y, cell_x), _DOTS[dots_y & 3, dots_x & 1])
         colour[cell_y, cell_x] = index  # a cell two lines cross: the later one's colour
     styles = [Style.parse(line.style) if line.style else Style() for line in lines]
+    rule = None
+    if cursor is not None and x_low <= cursor <= x_high:
+        dot = round((cursor - x_low) * (2 * columns - 1) / (x_high - x_low))  # as a line's
+        rule = min(columns - 1, dot >> 1)
+        styles.append(axes_style)  # the rule's cells where no line passes: index len(lines)
     text = Text(no_wrap=True, end="")
     pad = " " * label_width
     text.append(pad + "┌" + "─" * columns + "┐\n", axes_style)
@@ -88,7 +98,7 @@ def plot(
             text.append(pad + "│", axes_style)
         else:
             text.append(label.rjust(label_width) + "┤", axes_style)
-        _append_cells(text, codes[row], colour[row], styles)
+        _append_cells(text, codes[row], colour[row], styles, rule)
         text.append("│\n", axes_style)
     tick_columns, tick_labels = _x_ticks(x_ticks, x_low, x_high, columns)
     bottom = ["─"] * columns
@@ -139,9 +149,16 @@ def _trace(px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
 
 
-def _append_cells(text: Text, codes: np.ndarray, colour: np.ndarray, styles: list) -> None:
-    """One row of the plot: runs of cells of the same colour, each one span."""
+def _append_cells(
+    text: Text, codes: np.ndarray, colour: np.ndarray, styles: list, rule: int | None = None
+) -> None:
+    """One row of the plot: runs of cells of the same colour, each one span; ``rule``: the
+    cursor's column, a ``│`` (in the last style) where no line passes."""
     chars = "".join(map(chr, (codes.astype(np.int32) + BLANK).tolist())).replace("\u2800", " ")
+    if rule is not None and not codes[rule]:
+        chars = chars[:rule] + "│" + chars[rule + 1 :]
+        colour = colour.copy()
+        colour[rule] = len(styles) - 1
     changes = np.flatnonzero(np.diff(colour)) + 1
     bounds = [0, *changes.tolist(), len(colour)]
     for start, end in itertools.pairwise(bounds):

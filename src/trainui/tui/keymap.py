@@ -188,8 +188,18 @@ metrics.pick         p                      pick_metrics     Pick      -
     Pick the metrics shown (a chart each)
 metrics.zoom         z,enter                zoom             Zoom      h
     The selected chart alone, as tall as the screen (again: every chart)
+metrics.uncursor     escape                 clear_cursor     No_cursor -
+    The cursor away (the legends say the last values again)
 metrics.unzoom       escape                 unzoom           All_charts -
     Every chart again, after a chart was zoomed
+metrics.right        right                  cursor(1)        Values    -
+    A cursor on the selected chart, a column right: its legend says each line's value there
+metrics.left         left                   cursor(-1)       Left      h
+    The cursor a column left
+metrics.right_far    shift+right            cursor(10)       Right     h
+    The cursor ten columns right
+metrics.left_far     shift+left             cursor(-10)      Left      h
+    The cursor ten columns left
 metrics.next         j,down                 next_chart       Next      h
     Next chart
 metrics.previous     k,up                   previous_chart   Previous  h

@@ -25,6 +25,7 @@ from trainui.tui.metrics import (
     format_step,
     not_positive,
     prepare,
+    smooth,
     step_ticks,
 )
 from trainui.tui.runs import format_value
@@ -88,6 +89,7 @@ class ChartPlot(Widget):
         self.chart = chart
         self._key: tuple | None = None
         self._drawn: Content | None = None
+        self.frame: dict = {}  # the steps' scale it was drawn at (braille.plot's frame)
 
     def key(self) -> tuple:
         """What the plot is drawn from: a plot drawn from the same is not drawn again."""
@@ -101,6 +103,7 @@ class ChartPlot(Widget):
             chart.smoothing,
             tuple((label, id(s), s.revision, len(s)) for label, s in chart.series.items()),
             chart.has_class("-narrow"),
+            chart.cursor,
         )
 
     def stale(self) -> bool:
@@ -156,7 +159,9 @@ class ChartPlot(Widget):
         first = min(float(line.xs[0]) for line in lines)
         last = max(float(line.xs[-1]) for line in lines)
         ticks = step_ticks(first, last, max(2, columns // 9))
-        return braille.plot(width, height, lines, ticks, chart.log_scale, axes)
+        return braille.plot(
+            width, height, lines, ticks, chart.log_scale, axes, chart.cursor, self.frame
+        )
 
 
 class MetricChart(Widget, can_focus=True):
@@ -187,6 +192,7 @@ class MetricChart(Widget, can_focus=True):
         self.series: dict[str, Series] = {}
         self._colors: dict[str, int] = {}  # label → its place in the palette, kept as runs come
         self._title_drawn: Content | None = None
+        self.cursor: float | None = None  # a step whose values the legend says (move_cursor)
 
     def compose(self) -> ComposeResult:
         if self.built:
@@ -229,6 +235,32 @@ class MetricChart(Widget, can_focus=True):
     def watch_log_scale(self) -> None:
         self.redraw()
 
+    def move_cursor(self, columns: int) -> None:
+        """The cursor ``columns`` of the plot to the right (left, below 0), on a step some
+        series has; the first move puts it on the last step. The legend says each series'
+        value there; ``clear_cursor`` takes it away."""
+        steps = [s.steps for s in self.series.values() if len(s)]
+        if not steps:
+            return
+        last = max(float(s[-1]) for s in steps)
+        if self.cursor is None:
+            self.cursor = last
+        else:
+            first = min(float(s[0]) for s in steps)
+            frame = self.query_one(ChartPlot).frame if self.query(ChartPlot) else {}
+            width = max(1, frame.get("columns", 60) - 1)
+            target = self.cursor + columns * (last - first) / width
+            self.cursor = _step_near(steps, self.cursor, target, columns > 0)
+        self.redraw()
+
+    def clear_cursor(self) -> bool:
+        """Take the cursor away: whether there was one."""
+        if self.cursor is None:
+            return False
+        self.cursor = None
+        self.redraw()
+        return True
+
     def watch_smoothing(self) -> None:
         self.redraw()
 
@@ -253,10 +285,15 @@ class MetricChart(Widget, can_focus=True):
             flags.append(f"log ({hidden:,} ≤ 0 not shown)" if hidden else "log")
         if self.smoothing:
             flags.append(f"smoothed {self.smoothing:g}")
+        if self.cursor is not None:
+            flags.append(f"at step {format_step(self.cursor)}")
         parts: list = [(self.metric, "bold")]
         if flags:
             parts.append(("  " + " · ".join(flags), "$text-muted"))
-        if self.has_class("-narrow") and len(self.series) == 1:
+        if self.has_class("-narrow") and len(self.series) == 1 and self.cursor is not None:
+            value = value_at(next(iter(self.series.values())), self.cursor)
+            parts.append(f"  {format_value(value) if value is not None else '-'}")
+        elif self.has_class("-narrow") and len(self.series) == 1:
             series = next(iter(self.series.values()))
             bounds = series.bounds()
             if bounds is not None:  # the legend is hidden: its numbers on the title line,
@@ -280,6 +317,9 @@ class MetricChart(Widget, can_focus=True):
         for label, series in self.series.items():
             style = styles[self.color_of(label) % len(styles)]
             bounds = series.bounds()
+            if self.cursor is not None:  # the values at the cursor's step
+                lines += self._at_cursor(label, series, style, many)
+                continue
             if many:  # one line a series: its mark, name and latest value (whole: the name
                 # gives way to it)
                 value = format_value(series.last)
@@ -299,6 +339,56 @@ class MetricChart(Widget, can_focus=True):
                     Content.assemble(("  step ", "$text-muted"), format_step(series.last_step))
                 )
         return lines[:room]
+
+    def _at_cursor(self, label: str, series: Series, style: str, many: bool) -> list[Content]:
+        """A series' legend lines at the cursor: its value at the step (the last point at or
+        before it), smoothed as drawn where smoothing is on."""
+        at = value_at(series, self.cursor)
+        value = format_value(at) if at is not None else "-"
+        if many:
+            room = max(1, SIDE - 4 - len(value))
+            return [Content.assemble(("● ", style), f"{label[:room]:<{min(room, 11)}} ", value)]
+        lines = [
+            Content.assemble(("● ", style), (label, "bold")),
+            Content.assemble(("  value ", "$text-muted"), value),
+        ]
+        if self.smoothing and at is not None:
+            smoothed = value_at(series, self.cursor, self.smoothing)
+            lines.append(Content.assemble(("  smooth ", "$text-muted"), format_value(smoothed)))
+        return lines
+
+
+def value_at(series: Series, step: float | None, smoothing: float = 0.0) -> float | None:
+    """``series``' value at ``step``: its last point at or before it (None before its first),
+    smoothed with ``smoothing`` as the chart draws it."""
+    if step is None:
+        return None
+    index = int(np.searchsorted(series.steps, step, side="right")) - 1
+    if index < 0:
+        return None
+    if smoothing:
+        return float(smooth(series.values[: index + 1], smoothing)[-1])
+    return float(series.values[index])
+
+
+def _step_near(steps: list[np.ndarray], cursor: float, target: float, right: bool) -> float:
+    """The step some series has nearest ``target``, past ``cursor`` in the direction moved
+    (points sparser than the plot's columns: the next one); ``cursor`` at the end."""
+    near, next_ones = [], []
+    for s in steps:
+        i = int(np.searchsorted(s, target))
+        for j in (i - 1, i):
+            if 0 <= j < len(s) and (s[j] > cursor if right else s[j] < cursor):
+                near.append(float(s[j]))
+        side = "right" if right else "left"
+        j = int(np.searchsorted(s, cursor, side=side)) - (0 if right else 1)
+        if 0 <= j < len(s):
+            next_ones.append(float(s[j]))
+    if near:
+        return min(near, key=lambda step: abs(step - target))
+    if next_ones:
+        return min(next_ones) if right else max(next_ones)
+    return cursor
 
 
 def next_smoothing(weight: float) -> float:

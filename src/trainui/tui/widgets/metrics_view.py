@@ -100,7 +100,7 @@ class MetricsView(Vertical, can_focus=True):
 
     def compose(self) -> ComposeResult:
         yield Static("reading the metrics…", id="metrics-note", markup=False)
-        yield VerticalScroll(id="charts", can_focus=False)
+        yield ChartGrid(id="charts", can_focus=False)
 
     def on_mount(self) -> None:
         self.watch(self.query_one("#charts"), "scroll_y", self._fill, init=False)
@@ -447,9 +447,33 @@ class MetricsView(Vertical, can_focus=True):
         self._select(len(self.charts()) - 1)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "unzoom":  # else escape goes on to the screen's (back)
-            return self.has_class("-zoomed")
+        # escape: the cursor away, else every chart, else it goes on to the screen's (back)
+        if action == "clear_cursor":
+            return self._with_cursor() is not None
+        if action == "unzoom":
+            return self.has_class("-zoomed") and self._with_cursor() is None
         return True
+
+    def _with_cursor(self) -> MetricChart | None:
+        return next((chart for chart in self.charts() if chart.cursor is not None), None)
+
+    def action_cursor(self, columns: int) -> None:
+        charts = self.charts()
+        if not charts:
+            return
+        chart = charts[self._current()]
+        other = self._with_cursor()
+        if other is not None and other is not chart:
+            other.clear_cursor()  # one cursor at a time: on the selected chart
+        chart.build()
+        chart.move_cursor(columns)
+        self.refresh_bindings()  # escape takes the cursor away now
+
+    def action_clear_cursor(self) -> None:
+        chart = self._with_cursor()
+        if chart is not None:
+            chart.clear_cursor()
+            self.refresh_bindings()
 
     def action_unzoom(self) -> None:
         if self.has_class("-zoomed"):
@@ -463,6 +487,14 @@ class MetricsView(Vertical, can_focus=True):
         self._fill()
         with contextlib.suppress(IndexError):
             self._select(current)
+        self.refresh_bindings()  # escape: every chart again, or not
+
+
+class ChartGrid(VerticalScroll, inherit_bindings=False):
+    """The charts' grid: left and right are the charts' cursor's (``metrics.left``), not a
+    sideways scroll the grid never needs."""
+
+    BINDINGS = [b for b in VerticalScroll.BINDINGS if b.key not in ("left", "right")]
 
 
 def row_height(lines: int, charts: int = 0, columns: int = 1) -> int:
