@@ -575,19 +575,19 @@ def _list_experiments(client, as_json: bool) -> int:
 
         print(json.dumps(experiments, indent=1))
         return EXIT_OK
-    name_width = max([20, *(len(e["name"]) + 1 for e in experiments)])
+    names, name_width = _name_column([e["name"] for e in experiments], 20)
     lines = [
         f"{'SI No':<8}{'Name':<{name_width}} {'guid':<22} {'status':<11} {'runs':>5} "
         f"{'done':>5}  {'best':<32} submitted-at"
     ]
-    for number, e in enumerate(experiments, 1):
+    for number, (e, name) in enumerate(zip(experiments, names, strict=True), 1):
         by = e["runs_by_status"]
         done = by.get("completed", 0) + by.get("failed", 0) + by.get("halted", 0)
         best = e.get("best")
         metric = (e.get("objective") or {}).get("metric")
         best_text = f"{metric} {_number(best['value'])}" if best else "-"
         lines.append(
-            f"{number:<8}{e['name']:<{name_width}} {e['experiment_id']:<22} {e['status']:<11} "
+            f"{number:<8}{name} {e['experiment_id']:<22} {e['status']:<11} "
             f"{e['count']:>5} {done:>5}  {best_text:<32} {_time(e['submitted_at'])}"
         )
     print("\n".join(lines))
@@ -657,8 +657,33 @@ def _experiment_exists(client, experiment_id: str | None) -> None:
         client.get_experiment(experiment_id, ("model_id",))
 
 
+NAME_CELLS = 40  # a longer name is cut with "…" in a table (whole in show and --json)
+
+
+def _name_column(names: list[str], least: int) -> tuple[list[str], int]:
+    """A table's names, each cut to ``NAME_CELLS`` terminal cells and padded to the column's
+    width by cells (a CJK character takes two), and that width."""
+    if all(name.isascii() and name.isprintable() for name in names):  # the usual: no import
+        width = max([least, *(min(len(n), NAME_CELLS) + 1 for n in names)])
+        cut = NAME_CELLS - 1
+        return [
+            n.ljust(width) if len(n) <= NAME_CELLS else (n[:cut].rstrip() + "…").ljust(width)
+            for n in names
+        ], width
+    from rich.cells import cell_len, set_cell_size
+
+    fitted = []
+    for name in names:
+        name = "".join(c if c.isprintable() else " " for c in name)
+        if cell_len(name) > NAME_CELLS:
+            name = set_cell_size(name, NAME_CELLS - 1).rstrip() + "…"
+        fitted.append(name)
+    width = max([least, *(cell_len(n) + 1 for n in fitted)])
+    return [set_cell_size(n, width) for n in fitted], width
+
+
 def _print_list(runs: list[dict], count: int, metrics: Sequence[str] = ()) -> int:
-    name_width = max([26, *(len(r["name"]) + 1 for r in runs)])
+    names, name_width = _name_column([r["name"] for r in runs], 26)
     # a column a metric: its last value, empty when the run has none
     widths = [max(12, len(m)) for m in metrics]
     head = "".join(f" {m:>{w}}" for m, w in zip(metrics, widths, strict=True))
@@ -668,16 +693,16 @@ def _print_list(runs: list[dict], count: int, metrics: Sequence[str] = ()) -> in
         if metrics
         else f"{'SI No':<8}{'Name':<{name_width}} {'guid':<20} {'status':<11} submitted-at"
     ]
-    row = f"%-8d%-{name_width}s %-20s %-11s %s"  # one format a row: 10,000 rows in ~6 ms, not 11
+    row = "%-8d%s %-20s %-11s %s"  # one format a row: 10,000 rows in ~6 ms, not 11
     lines += [
-        row % (number, run["name"], run["model_id"], run["status"], _time(run["submitted_at"]))
-        for number, run in enumerate(runs, 1)
+        row % (number, name, run["model_id"], run["status"], _time(run["submitted_at"]))
+        for number, (run, name) in enumerate(zip(runs, names, strict=True), 1)
     ]
     if metrics:
         width = 8 + name_width + 34 + 20
         for i, run in enumerate(runs, 1):
             have = run.get("metrics") or {}
-            cells = (_number(have[m]["last"]) if m in have else "" for m in metrics)
+            cells = (_number(have[m]["last"]) if m in have else "-" for m in metrics)
             lines[i] = f"{lines[i]:<{width}}" + "".join(
                 f" {c:>{w}}" for c, w in zip(cells, widths, strict=True)
             )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import textwrap
 
+import msgspec
 import pytest
 
 from trainui.core.experiments import MAX_RUNS, as_environment, shadows
@@ -432,6 +433,22 @@ def test_a_run_that_failed_is_ranked_after_the_others_and_is_never_the_best():
     assert [r.model_id for r in ranked(record, runs)] == ["better", "fine", "crashed", "none"]
     assert describe(record, runs)["best"]["model_id"] == "better"
     assert describe(record, runs[:1])["best"] is None  # only a failed run: no best
+
+
+def test_an_experiment_a_user_halted_is_halted_though_some_runs_completed_first():
+    from trainui.core.lifecycle import Run
+    from trainui.service.experiments import ExperimentRecord, state
+
+    record = ExperimentRecord(
+        experiment_id="experiment-AAAAAAAAA", name="e", owner="me", submitted_at="", seq=0,
+        spec={},
+    )  # fmt: skip
+    runs = [Run(model_id="a", status="completed"), Run(model_id="b", status="halted")]
+    assert state(record, runs) == "completed"  # halted by its median rule: it ended
+    halted = msgspec.structs.replace(record, halted_at="2026-12-07T03:00:00Z")
+    assert state(halted, runs) == "halted"
+    running = [runs[0], Run(model_id="b", status="running")]
+    assert state(halted, running) == "running"  # still halting
 
 
 def test_every_problem_of_early_stopping_and_of_a_list_is_said_at_once():

@@ -80,17 +80,20 @@ def ranked(record: ExperimentRecord, runs: Iterable[Run]) -> list[Run]:
 
 def state(record: ExperimentRecord, runs: Sequence[Run]) -> str:
     """The experiment's state: ``pending`` (no run started yet), ``running``, or once every
-    run has ended ``completed`` (at least one run completed), ``halted`` (halted by a user
-    before any completed) or ``failed``."""
+    run has ended ``halted`` (halted by a user, though some runs completed first: what the
+    user did, as Determined's canceled; its best run stays the best), ``completed`` (at least
+    one run completed) or ``failed``."""
     statuses = [r.status for r in runs]
     if any(s in ACTIVE_STATES or s == RESTARTING for s in statuses):  # a run between attempts too
         return "running"
     if any(s == PENDING for s in statuses):
         started = any(r.started_at for r in runs)
         return "running" if started else PENDING
+    if record.halted_at:
+        return HALTED
     if any(s == COMPLETED for s in statuses):
         return COMPLETED
-    if record.halted_at or (statuses and all(s == HALTED for s in statuses)):
+    if statuses and all(s == HALTED for s in statuses):
         return HALTED
     return FAILED if statuses else COMPLETED
 
