@@ -330,9 +330,28 @@ def _calling(command: Callable):
     try:
         return command()
     except ClientError as error:
-        raise UserError(str(error)) from None
+        raise UserError(_not_a_run(error) or str(error)) from None
     except ConfigError as error:
         raise UserError(str(error), EXIT_USAGE) from None
+
+
+def _not_a_run(error) -> str | None:
+    """A run ID not found that is something else, said so: an experiment's ID, an SI No."""
+    text = str(error)
+    if error.status != 404 or not text.startswith("run ") or not text.endswith(" not found"):
+        return None
+    given = text[4 : -len(" not found")]
+    if given.startswith("experiment-"):
+        return (
+            f"{given} is an experiment's ID, not a run's: trainui show experiment {given} "
+            f"shows its runs, trainui list --experiment {given} lists them"
+        )
+    if given.isdigit():
+        return (
+            f"run {given} not found: an SI No of trainui list numbers the rows it printed; give "
+            "the run's guid (training-...)"
+        )
+    return None
 
 
 def _run(args: argparse.Namespace, command) -> int:

@@ -324,6 +324,16 @@ def test_the_cli_says_what_is_missing_or_unknown_instead_of_guessing(home):
     assert missing.returncode == 1 and "not found" in missing.stderr, missing
     as_json = home.cli("list", "--experiment", "experiment-AAAAAAAAA", "--json")
     assert as_json.returncode == 1 and as_json.stdout == "" and "not found" in as_json.stderr
+    for verb in ("logs", "metrics", "download"):  # an experiment's ID where a run's goes
+        wrong = home.cli(verb, "experiment-AAAAAAAAA")
+        assert wrong.returncode == 1 and wrong.stderr == (
+            "trainui: experiment-AAAAAAAAA is an experiment's ID, not a run's: trainui show "
+            "experiment experiment-AAAAAAAAA shows its runs, trainui list --experiment "
+            "experiment-AAAAAAAAA lists them\n"
+        ), wrong.stderr
+    numbered = home.cli("show", "1")  # the SI No of `list`'s first row
+    assert numbered.returncode == 1
+    assert "run 1 not found: an SI No of trainui list numbers the rows" in numbered.stderr
     filtered = home.cli("list", "experiments", "--status", "failed")  # filters runs: said
     assert filtered.returncode == 2 and "--status filters runs" in filtered.stderr
     unknown = home.cli("list", "--status", "bogus")
