@@ -460,6 +460,7 @@ def _follow_experiment(client, experiment_id: str) -> int:
     import time
 
     said: set[str] = set()
+    _following.update(kind="experiment", id=experiment_id)
     while True:
         experiment = client.get_experiment(experiment_id, EXPERIMENT_RUN_FIELDS)
         metric = (experiment.get("objective") or {}).get("metric")
@@ -524,22 +525,71 @@ def _refused_submission(args, message: str, errors: list) -> None:
     raise UserError(message)
 
 
+# what a command follows (a run's or an experiment's ID), for what ctrl-c says
+_following: dict[str, str] = {}
+WAITING_NOTICE = 1.0  # seconds of a log without a byte before a follow says why the run waits
+
+
 async def _follow_to_end(client, model_id: str, offset: int = 0, data: bytes = b"") -> int:
     """Print the log (``data``, then from ``offset``) as it grows; when the run ends, its
-    final state on stderr. 0 if it completed."""
+    final state on stderr. 0 if it completed. A run that waits (for a GPU, its next attempt)
+    is said on stderr when its log is quiet for a second."""
+    import asyncio
+
+    _following.update(kind="run", id=model_id)
     out = sys.stdout.buffer
     if data:
         out.write(data)
         out.flush()
-    async for chunk in client.follow_log(model_id, offset, _connection_notices(client)):
-        out.write(chunk)
-        out.flush()
+    waiting = asyncio.create_task(_say_waiting(client, model_id))
+    try:
+        async for chunk in client.follow_log(model_id, offset, _connection_notices(client)):
+            waiting.cancel()
+            out.write(chunk)
+            out.flush()
+    finally:
+        waiting.cancel()
     run = await client.get_run(model_id)
     message = run.get("status_message") or run["status"]
     if not message.startswith(run["status"]):
         message = f"{run['status']}: {message}"
     print(f"Run {model_id} {message}", file=sys.stderr)
     return EXIT_OK if run["status"] == "completed" else EXIT_FAILED
+
+
+async def _say_waiting(client, model_id: str) -> None:
+    """After ``WAITING_NOTICE`` seconds (cancelled by the log's first bytes): why the run has
+    not started, if it waits."""
+    import asyncio
+
+    await asyncio.sleep(WAITING_NOTICE)
+    try:
+        run = await client.get_run(model_id)
+    except Exception:  # the follow says what went wrong
+        return
+    if run["status"] in ("pending", "restarting"):
+        print(
+            f"trainui: {model_id} is {run['status']}: {run.get('status_message') or 'waiting'}"
+            "; its log follows when it starts",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def _stopped_following() -> str | None:
+    """What ctrl-c during a follow says: the run (or experiment) goes on."""
+    if not _following:
+        return None
+    what = _following["id"]
+    if _following["kind"] == "experiment":
+        return (
+            f"stopped following; the experiment {what} goes on (trainui show experiment "
+            f"{what}; trainui halt experiment {what} halts it)"
+        )
+    return (
+        f"stopped following; {what} goes on (trainui logs {what} --follow follows it again; "
+        f"trainui halt {what} halts it)"
+    )
 
 
 def _connection_notices(client):
@@ -1668,12 +1718,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         args.func = cmd_tui
+    _following.clear()
     try:
         return args.func(args)
     except UserError as error:
         print(f"trainui: {error}", file=sys.stderr)
         return error.code
     except KeyboardInterrupt:
+        said = _stopped_following()
+        if said:
+            print(f"\ntrainui: {said}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # `trainui schema | head`
         sys.stderr.close()

@@ -238,6 +238,38 @@ def test_train_follow_prints_the_log_and_exits_with_the_run(home):
     assert bad.returncode == 1 and "failed" in bad.stderr
 
 
+def test_a_follow_says_why_its_run_waits_and_ctrl_c_says_the_run_goes_on(home):
+    home.env["TRAINUI_CPU_SLOTS"] = "1"
+    model = home.model("m", {"t.py": ""})
+    blocker = home.submit(model, home.manifest("sleep 300", name="blocker"))
+    home.wait(blocker, "running")
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "trainui", "train", "--follow", str(model),
+         str(home.manifest("echo never", name="waiting"))],
+        env=home.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        said = ""
+        deadline = time.monotonic() + 30
+        while "its log follows when it starts" not in said:
+            assert time.monotonic() < deadline, said
+            ready, _, _ = select.select([follow.stderr], [], [], 1)
+            if ready:
+                said += follow.stderr.readline()
+        follow.send_signal(signal.SIGINT)
+        out, err = follow.communicate(timeout=30)
+    finally:
+        follow.kill()
+    model_id = out.split("Model-ID is '")[1].split("'")[0]
+    assert f"trainui: {model_id} is pending: waiting for a CPU slot" in said
+    assert follow.returncode == 130 and "Traceback" not in err, err
+    assert f"trainui: stopped following; {model_id} goes on (trainui logs {model_id} --follow" in (
+        err
+    )
+    assert home.show(model_id)["status"] == "pending"  # it goes on waiting
+    home.cli("halt", blocker, check=True)
+
+
 def test_the_service_killed_mid_run_and_restarted_loses_nothing(home):
     script = "for i in $(seq 1 60); do echo tick-$i; sleep 0.05; done"
     model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest(script))
