@@ -815,7 +815,9 @@ def _metrics(client, args: argparse.Namespace) -> int:
     out = sys.stdout
     if not (args.json or args.csv):
         if not chosen:
-            print(f"Run {args.model_id} has no metric points (yet).")
+            status = client.get_run(args.model_id)["status"]
+            said = f"it {status} without writing any" if status in ENDED else "yet"
+            print(f"Run {args.model_id} has no metric points ({said}).")
             return EXIT_OK
         width = max(6, *(len(m["name"]) for m in chosen))
         lines = [f"{'metric':<{width}} {'last':>12} {'min':>12} {'max':>12} {'steps':>8}"]
@@ -1072,7 +1074,7 @@ def _show_fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str
         ("Started_at", _time(run.get("started_at"))),
         ("Finished_at", _time(run.get("finished_at"))),
         ("Status", run.get("status_message") or "-"),
-        ("Exit_code", "-" if run.get("exit_code") is None else str(run["exit_code"])),
+        ("Exit_code", _exit_code_text(run.get("exit_code"))),
         ("Error_code", run.get("error_code") or "-"),
         ("Owner", run.get("owner") or "-"),
     ]
@@ -1164,6 +1166,13 @@ def cmd_halt(args: argparse.Namespace) -> int:
     print("OK")
     print(f"State {run['status']}: {run['status_message']}")
     return EXIT_OK
+
+
+def _exit_code_text(code: int | None) -> str:
+    """show's Exit_code: the number, and the signal's name when one killed the command."""
+    if code is None:
+        return "-"
+    return str(code) if code >= 0 else f"{code} ({_exit_words(code)})"
 
 
 def _exit_words(code: int) -> str:

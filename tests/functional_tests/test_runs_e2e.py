@@ -98,6 +98,10 @@ def test_halt_stops_the_process_group_and_stores_the_logs(home):
     assert not group_alive(pgid)
     log = (home.buckets / "results" / model_id / "training-log.txt").read_text()
     assert "started" in log and "never" not in log
+    shown = home.cli("show", model_id, check=True).stdout
+    assert "Exit_code      -15 (killed by SIGTERM)" in shown, shown
+    said = home.cli("metrics", model_id, check=True).stdout
+    assert said == f"Run {model_id} has no metric points (it halted without writing any).\n"
 
 
 def test_delete_while_pending_and_while_running(home):

@@ -67,6 +67,10 @@ def test_values_and_step_ticks_read_in_a_few_cells():
     assert labels == ["0", "20k", "40k", "60k", "80k"] and ticks[-1] <= 99_999
     # a short run in a narrow chart still gets two ticks or more (the demo's 30 epochs)
     assert step_ticks(1, 30, 3) == ([10, 20, 30], ["10", "20", "30"])
+    # steps are whole: never a tick between two (2.5, 7.5 for a run of 10 steps)
+    for first, last, count in ((1, 10, 4), (0, 1, 21), (0, 2, 21), (3, 4, 9), (0, 7, 8)):
+        ticks, _labels = step_ticks(first, last, count)
+        assert ticks and all(float(t).is_integer() for t in ticks), (first, last, ticks)
 
 
 def test_the_manifest_fields_that_differ_between_runs():

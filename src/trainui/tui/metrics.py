@@ -130,7 +130,9 @@ def step_ticks(first: float, last: float, count: int) -> tuple[list[float], list
         return [first], [format_count(first)]
     raw = (last - first) / (count - 1)
     magnitude = 10 ** math.floor(math.log10(raw))
-    spacings = [m * magnitude for m in (0.5, 1, 2, 2.5, 5, 10)]
+    # steps are whole numbers: no tick between two (2.5, 7.5 of a run of 10 steps)
+    spacings = [m * magnitude for m in (0.5, 1, 2, 2.5, 5, 10) if (m * magnitude) % 1 == 0]
+    spacings = spacings or [1]
     spacing = next(s for s in spacings if s >= raw)
     # at least two ticks where the steps allow (1 to 30 in three: 10, 20, 30, not 20 alone)
     while spacing > spacings[0] and math.floor(last / spacing) - math.ceil(first / spacing) < 1:

@@ -165,8 +165,7 @@ class RunScreen(TrainuiScreen):
             self.call_after_refresh(self._read_metrics_ahead)
         status = run.get("status", "")
         self.query_one(TitleBar).set(
-            f"{run.get('name', '')}  {self.model_id}",
-            f"{SYMBOLS.get(status, '?')} {status}",
+            run.get("name", ""), f"{SYMBOLS.get(status, '?')} {status}", f"  {self.model_id}"
         )
         self.query_one(RunDetail).show_run(run)
         progress = run.get("progress") or {}

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from rich.cells import cell_len
 from textual.content import Content
 from textual.widgets import Static
+
+MIN_TITLE = 8  # cells a cut title keeps at least (narrower: the right side goes instead)
 
 
 class TitleBar(Static):
@@ -16,17 +19,22 @@ class TitleBar(Static):
     }
     """
 
-    def __init__(self, title: str = "", right: str = "", **kwargs) -> None:
+    def __init__(self, title: str = "", right: str = "", tail: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self.title_text = title
         self.right_text = right
+        self.tail_text = tail  # after the title, kept whole when a long title is cut (an ID)
         self._drawn: Content | None = None
 
-    def set(self, title: str | None = None, right: str | None = None) -> None:
+    def set(
+        self, title: str | None = None, right: str | None = None, tail: str | None = None
+    ) -> None:
         if title is not None:
             self.title_text = title
         if right is not None:
             self.right_text = right
+        if tail is not None:
+            self.tail_text = tail
         self._draw()
 
     def on_mount(self) -> None:
@@ -37,8 +45,14 @@ class TitleBar(Static):
 
     def _draw(self) -> None:
         width = max(0, self.size.width - 2)
-        left = Content.assemble(("trainui", "bold"), "  ", self.title_text)
+        title = Content(self.title_text)
         right = Content(self.right_text)
+        # a title too long (a run's name) is cut, so that the tail (its ID) and the right
+        # side (its state) stay; down to a few cells of it
+        room = width - len("trainui  ") - cell_len(self.tail_text) - right.cell_length - 2
+        if title.cell_length > room >= MIN_TITLE:
+            title = title.truncate(room, ellipsis=True)
+        left = Content.assemble(("trainui", "bold"), "  ", title, self.tail_text)
         gap = width - left.cell_length - right.cell_length
         if gap >= 2:
             content = Content.assemble(left, " " * gap, (self.right_text, "$text-muted"))
