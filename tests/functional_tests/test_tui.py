@@ -589,6 +589,9 @@ async def test_keys_are_remapped_by_binding_id_from_the_config_file(history, tmp
         assert app.table.sort == "status"
         await pilot.press("g", "ctrl+n")
         assert app.screen.run_list.cursor == 1
+        await pilot.press("g")  # sorted by state: a completed run first, which R does not
+        await pilot.pause(0.1)  # take (a run that may resume has R in the footer: less room)
+        assert app.table.get(app.screen.run_list.current)["status"] == "completed"
         assert "o Sort" in text(app).splitlines()[-1]
 
 
@@ -1067,6 +1070,35 @@ async def test_h_halts_a_running_run_after_asking(home, tmp_path):
         await until(pilot, lambda: app.table.get(model_id)["status"] == "halted", timeout=20)
         await until(pilot, lambda: "■ halted" in text(app))
         await until(pilot, lambda: "h Halt" not in text(app), what="no halt for an ended run")
+        # a halted run may resume: R is offered, in the list and in its screen, and does it
+        await until(pilot, lambda: "R Resume" in text(app), what="resume in the footer")
+        await pilot.press("enter")
+        await until(pilot, lambda: "R Resume" in text(app) and "sleeper" in text(app))
+        await pilot.press("R")
+        await until(pilot, lambda: app.table.get(model_id)["status"] != "halted", timeout=20)
+        await until(pilot, lambda: "R Resume" not in text(app), what="no resume once it runs")
+    home.cli("halt", model_id, check=True)
+
+
+async def test_r_is_offered_only_for_a_run_that_may_resume_and_says_why_not(history):
+    app = make_app(history)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded and len(app.table) > 0)
+        await pilot.pause(0.1)
+        seen = set()
+        for _ in range(len(app.table)):
+            status = app.table.get(app.screen.run_list.current)["status"]
+            await until(
+                pilot, lambda s=status: ("R Resume" in text(app)) == (s in ("halted", "failed"))
+            )
+            seen.add(status)
+            if status not in ("halted", "failed"):
+                break
+            await pilot.press("j")
+        assert status not in ("halted", "failed") and seen & {"halted", "failed"}, seen
+        await pilot.press("R")
+        said = "Only a halted or failed run resumes; this one is completed."
+        await until(pilot, lambda: any(str(n.message) == said for n in app._notifications))
 
 
 async def test_a_waiting_run_says_why_and_moving_data_shows_a_progress_bar(home, tmp_path):

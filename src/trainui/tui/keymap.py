@@ -62,7 +62,7 @@ runs.clone           c                      clone_run        Clone     c
     New run from the selected run's manifest
 runs.halt            h                      halt_run         Halt      c
     Halt the selected run, or the marked ones (asks first)
-runs.resume          R                      resume_run       Resume    hc
+runs.resume          R                      resume_run       Resume    c
     Start the selected halted or failed run again, from its last checkpoint
 runs.delete          d                      delete_run       Delete    c
     Delete the selected run, or the marked ones (asks first)
@@ -152,7 +152,7 @@ run.details          i                      toggle_details   Details   -
     Show or hide the run's fields
 run.halt             h                      halt_run         Halt      c
     Halt this run (asks first)
-run.resume           R                      resume_run       Resume    hc
+run.resume           R                      resume_run       Resume    c
     Start this halted or failed run again, as its next attempt, from its last checkpoint
 run.delete           d                      delete_run       Delete    c
     Delete this run (asks first)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from textual.screen import Screen
 
-from trainui.tui.keymap import CHANGING
+from trainui.tui.keymap import ACTIONS, CHANGING
+
+RESUMABLE = ("halted", "failed")  # the states `resume` takes a run from (SPEC §11)
 
 
 class TrainuiScreen(Screen):
@@ -13,3 +15,14 @@ class TrainuiScreen(Screen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         return not (getattr(self.app, "readonly", False) and action in CHANGING)
+
+    def said_why_not(self, event, binding_id: str, why: str) -> bool:
+        """``event``, a key of ``binding_id`` whose binding is hidden where it does nothing (the
+        footer offers it only where it applies): say ``why`` instead of nothing."""
+        keys = getattr(self.app, "_keymap", {}).get(binding_id, ACTIONS[binding_id].keys)
+        if event.key not in {key.strip() for key in keys.split(",")}:
+            return False
+        event.stop()
+        event.prevent_default()
+        self.notify(why, severity="warning")
+        return True

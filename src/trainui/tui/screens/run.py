@@ -15,7 +15,7 @@ from textual.widgets import Static
 from trainui.client import ClientError, ServiceUnreachable
 from trainui.tui.keymap import ACTIONS, bindings, group_of
 from trainui.tui.runs import SYMBOLS, format_bytes, is_active
-from trainui.tui.screens.base import TrainuiScreen
+from trainui.tui.screens.base import RESUMABLE, TrainuiScreen
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
 from trainui.tui.widgets.footer import Footer
 from trainui.tui.widgets.log_view import LogView
@@ -110,24 +110,33 @@ class RunScreen(TrainuiScreen):
             return False
         if action in ("halt_run", "follow"):  # only while the run goes on
             return self._going_on()
+        if action == "resume_run":  # only a halted or failed run
+            return self._resumable()
         return True
+
+    def _resumable(self) -> bool:
+        return (
+            self.run_data is not None
+            and self.run_data.get("status") in RESUMABLE
+            and not self.deleted
+            and not getattr(self.app, "readonly", False)
+        )
 
     def _going_on(self) -> bool:
         return self.run_data is not None and is_active(self.run_data) and not self.deleted
 
     def on_key(self, event) -> None:
-        """``f`` on an ended run: its binding is hidden (the footer offers no follow), so the
-        key would do nothing; say why instead."""
-        if self.focused is not self.log_view or self._going_on() or self.run_data is None:
+        """``f`` on an ended run, ``R`` on one that cannot resume: their bindings are hidden
+        (the footer offers them where they apply), so the key would do nothing; say why."""
+        if self.run_data is None or getattr(self.focused, "purpose", None) is not None:
             return
-        keys = getattr(self.app, "_keymap", {}).get("run.follow", ACTIONS["run.follow"].keys)
-        if event.key in {key.strip() for key in keys.split(",")}:
-            event.stop()
-            event.prevent_default()
-            self.notify(
-                "This run has ended: its log no longer grows.",
-                severity="warning",
-            )
+        status = self.run_data.get("status")
+        if not self._resumable() and not getattr(self.app, "readonly", False):
+            why = f"Only a halted or failed run resumes; this one is {status}."
+            if self.said_why_not(event, "run.resume", why):
+                return
+        if self.focused is self.log_view and not self._going_on():
+            self.said_why_not(event, "run.follow", "This run has ended: its log no longer grows.")
 
     # --- from the app ---------------------------------------------------------------------
 

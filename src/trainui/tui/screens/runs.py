@@ -12,7 +12,7 @@ from trainui.client import ClientError
 from trainui.core.runs import FINAL_STATES
 from trainui.tui.keymap import ACTIONS, bindings, group_of
 from trainui.tui.runs import METRIC_SORT, SORTS, SYMBOLS, is_active
-from trainui.tui.screens.base import TrainuiScreen
+from trainui.tui.screens.base import RESUMABLE, TrainuiScreen
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
 from trainui.tui.widgets.footer import Footer
 from trainui.tui.widgets.gpu_pane import GpuPane
@@ -39,7 +39,7 @@ class RunsScreen(TrainuiScreen):
     }
     """
 
-    _current_active: bool | None = None
+    _current_active: tuple | None = None
 
     def compose(self) -> ComposeResult:
         table = self.app.table
@@ -75,6 +75,9 @@ class RunsScreen(TrainuiScreen):
             return False  # the filter or jump line has the keys (its footer: enter, escape)
         if action == "halt_run":  # only for a run that has not ended (or marked ones)
             return any(is_active(run) for run in self._targets())
+        if action == "resume_run":  # only a halted or failed run (the selected one)
+            run = self.app.table.runs.get(self.run_list.current or "")
+            return run is not None and run.get("status") in RESUMABLE
         if action == "clear_marks":
             return bool(self.run_list.marked)
         if action == "clear_filter":  # escape: the marks first, then the filter
@@ -146,11 +149,28 @@ class RunsScreen(TrainuiScreen):
         self._show_selection()
 
     def _bindings_for(self, model_id: str | None) -> None:
-        """Show halt only for a run that goes on: redraw the footer when that changes."""
-        active = any(is_active(run) for run in self._targets())
+        """Show halt only for a run that goes on, resume for one that may resume: redraw the
+        footer when that changes."""
+        current = self.app.table.runs.get(self.run_list.current or "") or {}
+        active = (
+            any(is_active(run) for run in self._targets()),
+            current.get("status") in RESUMABLE,
+        )
         if active != self._current_active:
             self._current_active = active
             self.refresh_bindings()
+
+    def on_key(self, event) -> None:
+        """``R`` on a run that cannot resume: its binding is hidden (the footer offers it only
+        for a halted or failed run), so the key would do nothing; say why."""
+        if getattr(self.focused, "purpose", None) is not None or getattr(
+            self.app, "readonly", False
+        ):
+            return
+        current = self.app.table.runs.get(self.run_list.current or "")
+        if current is not None and current.get("status") not in RESUMABLE:
+            why = f"Only a halted or failed run resumes; this one is {current.get('status')}."
+            self.said_why_not(event, "runs.resume", why)
 
     def gpus_changed(self, readings: dict | None) -> None:
         if not self.is_mounted:
