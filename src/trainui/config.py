@@ -254,6 +254,13 @@ class Settings:
         "folders a remote user's local buckets may name as their path (':'-separated; "
         "<home>/buckets always)",
     )
+    remote_credentials = _var(
+        "TRAINUI_REMOTE_CREDENTIALS",
+        _choice("keys", "box"),
+        "keys",
+        "a remote user's S3 buckets: keys (theirs, in the manifest) or box (also this machine's"
+        " own AWS credentials: its environment, profiles, instance role)",
+    )
     sandbox_user = _var(
         "TRAINUI_SANDBOX_USER",
         _text,

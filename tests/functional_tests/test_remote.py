@@ -500,6 +500,37 @@ def test_a_remote_user_may_not_name_the_boxs_folders_as_a_local_bucket(remote, t
     assert remote.home.cli("train", str(remote.model), str(manifest)).returncode == 0
 
 
+def test_a_remote_user_may_not_use_the_boxs_own_aws_credentials(remote):
+    """An S3 bucket without keys (or with a profile) is reached with the service's AWS chain,
+    the box owner's identity: a remote user brings their keys, unless the owner allows it."""
+    s3 = "  connection: {endpoint_url: 'http://127.0.0.1:9'%s}\n  source:"
+    for extra, how in (("", "gives no keys"), (", profile: default", "names a profile")):
+        manifest = remote.home.manifest("true")
+        manifest.write_text(
+            manifest.read_text()
+            .replace("  connection: {}\n  source:", s3 % extra)
+            .replace("{bucket: data, type: local}", "{bucket: data, type: s3}")
+        )
+        refused = remote.cli("alice", "train", "--no-check", str(remote.model), str(manifest))
+        assert refused.returncode == 1 and "Model-ID" not in refused.stdout
+        assert f"the training data bucket's s3 connection {how}: a remote user's buckets" in (
+            refused.stderr
+        )
+        assert "TRAINUI_REMOTE_CREDENTIALS=box" in refused.stderr
+        # the box's owner (the Unix socket) and an admin use the machine's chain
+        owner = remote.home.cli("train", "--no-check", str(remote.model), str(manifest))
+        assert owner.returncode == 0, owner.stderr
+        admin = remote.cli("root", "train", "--no-check", str(remote.model), str(manifest))
+        assert admin.returncode == 0, admin.stderr
+    keys = "  connection: {endpoint_url: 'http://127.0.0.1:9', aws_access_key_id: a,"
+    keys += " aws_secret_access_key: b}\n  source:"
+    manifest.write_text(
+        manifest.read_text().replace(s3 % ", profile: default", keys)
+    )  # fmt: skip
+    own = remote.cli("alice", "train", "--no-check", str(remote.model), str(manifest))
+    assert own.returncode == 0, own.stderr  # their own keys: taken
+
+
 def test_a_bad_cacert_or_output_folder_is_a_sentence_not_a_traceback(home, tmp_path):
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("hello\n")

@@ -184,6 +184,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         environment = _environment(form.get("environment"))
         report = manager.check_manifest(manifest_bytes, environment)
         manager.check_local_paths(report.manifest, _user(request))
+        manager.check_remote_credentials(report.manifest, _user(request))
         check = form.get("check", "true")
         if check not in ("true", "false"):
             raise Refusal(400, f"check: expected true or false, not {str(check)[:40]!r}")

@@ -528,6 +528,29 @@ class RunManager:
                     "C103",
                 )
 
+    def check_remote_credentials(self, manifest: Manifest, user: User | None) -> None:
+        """A remote user's S3 bucket without keys (or with a ``profile``) would be reached with
+        this machine's own AWS credentials (its environment, shared files, instance role), the
+        box owner's identity: refused unless the owner allows it
+        (``TRAINUI_REMOTE_CREDENTIALS=box``). The machine's owner and admins use the chain."""
+        if user is None or user.admin or self.settings.remote_credentials == "box":
+            return
+        for store, role in ((manifest.data, "training data"), (manifest.results, "results")):
+            if store.type != "s3":
+                continue
+            connection = store.connection
+            if connection.get("aws_access_key_id") and not connection.get("profile"):
+                continue
+            how = "names a profile" if connection.get("profile") else "gives no keys"
+            raise Refusal(
+                403,
+                f"the {role} bucket's s3 connection {how}: a remote user's buckets are reached "
+                "with the keys the manifest gives (aws_access_key_id and aws_secret_access_key, "
+                "from ${VARIABLES} of your shell), not with this machine's own AWS credentials "
+                "(TRAINUI_REMOTE_CREDENTIALS=box, set by the box's owner, allows them)",
+                "C103",
+            )
+
     def check_stores(self, manifest: Manifest) -> None:
         """Both buckets reachable with the given credentials, or a C103 refusal naming the
         store and what was refused (never the secret); both, when both are refused (one fix,
