@@ -169,3 +169,45 @@ def test_checkpoints_the_results_bucket_refused_are_kept_and_resumed_from(home):
         1: "attempt 1", 2: "attempt 1", 3: "attempt 2", 4: "attempt 2", 5: "attempt 2",
         6: "attempt 2",
     }  # fmt: skip
+
+
+def test_a_bucket_gone_after_the_last_periodic_copy_loses_no_checkpoint(home):
+    """The periodic copy took the checkpoint, then the results bucket went: at the failure
+    nothing changed to be sent, yet the bucket no longer holds it. The last copy finds that
+    out, CHECKPOINT_DIR is kept, and the restart starts from it."""
+    home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
+    model = home.model("gone", {"train.py": EPOCHS})
+    extra = "    max_restarts: 1\n    checkpoint_interval: 0.3\n"
+    model_id = home.submit(model, manifest(home, "python3 train.py 2 0", extra, "gone"))
+    wait_for(home, model_id, "epoch 2\n")
+    copied = home.buckets / "results" / model_id / "checkpoints" / "epoch.txt"
+    deadline = time.monotonic() + 20
+    while not (copied.exists() and copied.read_text() == "2"):
+        assert time.monotonic() < deadline, log(home, model_id)
+        time.sleep(0.1)
+    (home.buckets / "results").rename(home.buckets / "results-away")  # the bucket is gone
+    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
+    os.killpg(status["command_pgid"], signal.SIGKILL)
+    run = home.wait(model_id, "completed", "failed", timeout=60)
+    text = log(home, model_id)
+    assert run["status"] == "completed", text
+    assert "warning: the checkpoints could not be copied" in text
+    assert "restored 1 checkpoint file (1 byte) kept in the run folder" in text
+    assert "attempt 2 starts after epoch 2" in text
+
+
+def test_a_command_that_ended_well_whose_results_were_refused_keeps_its_checkpoints(home):
+    """S303 after the command exited 0: `resume` would train again; from its last checkpoint,
+    kept on the box with the results."""
+    model = home.model("ended", {"train.py": EPOCHS})
+    model_id = home.submit(model, manifest(home, "python3 train.py 0 0.3", "", "ended"))
+    wait_for(home, model_id, "epoch 1\n")
+    bucket = home.buckets / "results"
+    bucket.rename(home.buckets / "results-away")
+    bucket.write_text("not a folder: the bucket refuses every write\n")
+    run = home.wait(model_id, "failed", timeout=30)
+    text = log(home, model_id)
+    assert run["error_code"] == "S303" and "command exited with code 0" in text, text
+    kept = home.path / "runs" / model_id / "checkpoints-not-copied"
+    assert (kept / "epoch.txt").read_text() == "6"
+    assert text.rstrip().splitlines()[-1].startswith("trainui: failed (S303)")  # the last line

@@ -117,7 +117,7 @@ class Checkpoints:
                 if not final and now - st.st_mtime < SETTLE:
                     continue  # being written: the next copy takes it
                 changed.append((relative, path, mark))
-            if not changed:
+            if not changed and not (final and files):
                 return 0, 0
             store = self._store()
             sent = 0
@@ -129,20 +129,40 @@ class Checkpoints:
                         st = os.stat(path)
                         if [st.st_size, st.st_mtime_ns] == mark:
                             self.sent[relative] = mark
+                if final:  # what the next attempt starts from: still there?
+                    self._check_held(store, {relative for relative, _, _ in files})
             finally:
                 with contextlib.suppress(Exception):
                     store.close()
                 self._save()
-            self.copies += 1
+            if changed:
+                self.copies += 1
             return len(changed), sent
+
+    def _check_held(self, store, present: set[str]) -> None:
+        """The bucket holds every checkpoint file of the folder as it was copied (one listing);
+        else StoreError (the last copy failed: the folder is kept). A bucket emptied or deleted
+        since an earlier copy is found here, when nothing changed to be sent."""
+        from trainui.storage import StoreError
+
+        held = {o.key[len(self.prefix) :]: o.size for o in store.list_objects(self.prefix)}
+        lost = sorted(r for r in present if r in self.sent and held.get(r) != self.sent[r][0])
+        if lost:
+            for relative in lost:
+                del self.sent[relative]  # sent again by the next copy that can
+            raise StoreError(
+                f"the results bucket no longer holds {len(lost)} checkpoint file"
+                f"{'s' if len(lost) != 1 else ''} copied before ({', '.join(lost[:3])}"
+                f"{', ...' if len(lost) > 3 else ''})"
+            )
 
     def keep(self) -> None:
         """The last copy failed: ``CHECKPOINT_DIR`` is moved into the run folder, where the next
         attempt (a restart, ``trainui resume``) finds it; said in the log. Nothing to keep, or
         a folder that cannot be moved, leaves things as they were."""
         try:
-            if not os.listdir(self.folder):
-                return
+            if not os.path.isdir(self.folder) or not os.listdir(self.folder):
+                return  # none, or kept already
             if os.path.lexists(self.kept):  # an earlier attempt's, older than this one's
                 import shutil
 

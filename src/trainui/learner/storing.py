@@ -100,6 +100,8 @@ class Storing:
             self._log(f"stored {count} in {store.description} under {prefix}")
         if self.storing_failed:
             self._keep_results()
+            if self.command_pgid is not None:
+                self.checkpoints.keep()  # the bucket failed: a resume starts from these
         self._log(self._outcome_line())  # the log's final line: nothing is written after it
         if store is not None:
             try:
