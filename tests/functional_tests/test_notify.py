@@ -176,3 +176,23 @@ def test_notify_test_reads_the_config_as_it_is_now(home, receiver):
     while not any(path == "/fixed" and b'"completed"' in body for _, path, body in received):
         assert time.monotonic() < deadline, received
         time.sleep(0.05)
+
+
+def test_a_command_hook_that_hangs_is_stopped_with_what_it_started(tmp_path, monkeypatch):
+    """A hook past its time is killed with its whole process group: nothing is left running
+    (five tries of a hung hook left five orphans before)."""
+    from conftest import process_alive
+    from trainui.service import notify
+
+    monkeypatch.setattr(notify, "TIMEOUT", 1.0)
+    child = tmp_path / "child"
+    hook = {"command": f"sleep 1000 & echo $! > {child}; wait"}
+    said = notify.Notifier._deliver(hook, "completed", {"model_id": "training-A"}, b"{}", "d1")
+    assert said == "the command did not end within 1 s: it was stopped, with what it started"
+    pid = int(child.read_text())
+    deadline = time.monotonic() + 5
+    while process_alive(pid):
+        assert time.monotonic() < deadline, f"the hook's child {pid} outlived it"
+        time.sleep(0.05)
+    failed = notify.Notifier._deliver({"command": "echo nope >&2; exit 3"}, "failed", {}, b"", "")
+    assert failed == "the command exited with code 3 nope"

@@ -25,6 +25,7 @@ The hooks are in the service's config file, ``$XDG_CONFIG_HOME/trainui/service.t
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 import hmac
@@ -32,6 +33,7 @@ import json
 import os
 import queue
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -272,20 +274,33 @@ class Notifier:
         }
         env.pop("TRAINUI_TOKEN", None)
         try:
-            done = subprocess.run(
+            process = subprocess.Popen(
                 ["/bin/sh", "-c", hook["command"]],
-                input=body,
-                env=env,
+                stdin=subprocess.PIPE,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
-                timeout=TIMEOUT,
-                start_new_session=True,
+                env=env,
+                start_new_session=True,  # its own group: what it starts is stopped with it
             )
-        except (OSError, subprocess.TimeoutExpired) as error:
-            return str(error)
-        if done.returncode != 0:
-            said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
-            return f"the command exited with code {done.returncode} {said[0]}".strip()
+        except OSError as error:
+            return f"the command could not start: {error.strerror or error}"
+        try:
+            _out, err = process.communicate(body, timeout=TIMEOUT)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(OSError):
+                os.killpg(process.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=5)
+            for pipe in (process.stdin, process.stderr):
+                with contextlib.suppress(OSError):
+                    pipe.close()
+            return (
+                f"the command did not end within {TIMEOUT:g} s: it was stopped, with what it"
+                " started"
+            )
+        if process.returncode != 0:
+            said = err.decode("utf-8", "replace").strip().splitlines()[-1:] or [""]
+            return f"the command exited with code {process.returncode} {said[0]}".strip()
         return None
 
 
