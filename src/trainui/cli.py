@@ -1397,7 +1397,9 @@ def cmd_gpus(args: argparse.Namespace) -> int:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from trainui.config import ConfigError, connection_limits, load_settings
+    from trainui.service.auth import TokenError
     from trainui.service.server import AlreadyRunning, ServeRefused, serve
+    from trainui.service.store import StoreUnreadable
 
     try:
         settings = load_settings(
@@ -1420,7 +1422,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
             keyfile=args.keyfile,
             limits=limits,
         )
-    except (AlreadyRunning, ServeRefused) as error:
+    except (AlreadyRunning, ServeRefused, StoreUnreadable, TokenError) as error:
         raise UserError(str(error)) from None
 
 
@@ -1676,7 +1678,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 
     sub = command("serve", cmd_serve, "run the service in the foreground")
     sub.add_argument("--host", default="127.0.0.1", help="TCP address (default 127.0.0.1)")
-    sub.add_argument("--port", type=int, default=8470, help="TCP port (default 8470)")
+    sub.add_argument("--port", type=_port, default=8470, help="TCP port (default 8470)")
     sub.add_argument("--certfile", help="TLS certificate (PEM), with --keyfile")
     sub.add_argument("--keyfile", help="TLS private key (PEM)")
     sub.add_argument("--no-tcp", action="store_true", help="only the home's Unix socket")
@@ -1719,6 +1721,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     if only is not None and not found:
         return build_parser()
     return parser
+
+
+def _port(text: str) -> int:
+    """A TCP port, 1 to 65535 (argparse says the error with the option's name)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (1 to 65535)")
+    return port
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,7 @@ import sys
 import time
 
 import pytest
+from test_remote import free_port
 
 from trainui.client import Client, ClientError
 
@@ -19,6 +20,29 @@ def test_one_service_per_home(home):
     second = home.cli("serve", timeout=30)
     assert second.returncode == 1
     assert f"a trainui service is already running for {home.path}" in second.stderr
+
+
+def test_a_damaged_run_store_or_token_file_or_a_bad_port_is_a_sentence(home):
+    """The box owner's mistakes at the service's start: what to do, never a traceback."""
+    bad_port = home.cli("serve", "--port", "99999", timeout=30)
+    assert bad_port.returncode == 2 and "'99999' is not a TCP port (1 to 65535)" in (
+        bad_port.stderr
+    )
+    home.path.mkdir(parents=True, exist_ok=True)
+    store = home.path / "runs.db"
+    store.write_text("garbage\n")
+    for said in (home.cli("serve", "--no-tcp", timeout=30), home.cli("list", timeout=60)):
+        assert said.returncode == 1 and "Traceback" not in said.stderr, said.stderr
+        assert f"the run store {store} cannot be read: file is not a database. Move it aside" in (
+            said.stderr
+        )
+    store.unlink()
+    tokens = home.path / "tokens.json"
+    tokens.write_text("{bad")
+    tokens.chmod(0o600)
+    said = home.cli("serve", "--port", str(free_port()), timeout=30)
+    assert said.returncode == 1 and "Traceback" not in said.stderr, said.stderr
+    assert f"{tokens} cannot be read" in said.stderr
 
 
 def test_the_service_exits_when_idle_and_comes_back_when_needed(home):

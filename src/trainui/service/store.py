@@ -207,17 +207,30 @@ def _copy_aside(db: sqlite3.Connection, target: str) -> None:
         copy.close()
 
 
+class StoreUnreadable(Exception):
+    """The run store cannot be opened (a damaged file), in a sentence that says what to do."""
+
+
 class RunStore:
     def __init__(self, home: str) -> None:
         path = os.path.join(home, "runs.db")
         self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        os.chmod(path, 0o600)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes
-        # deleted rows are overwritten with zeros, not left in free space (some builds of
-        # SQLite do it by default, not all)
-        self.db.execute("PRAGMA secure_delete=ON")
-        self.migrated_from = migrate(self.db, path)
+        try:
+            os.chmod(path, 0o600)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across crashes
+            # deleted rows are overwritten with zeros, not left in free space (some builds of
+            # SQLite do it by default, not all)
+            self.db.execute("PRAGMA secure_delete=ON")
+            self.migrated_from = migrate(self.db, path)
+            self.db.execute("SELECT count(*) FROM runs").fetchone()  # a damaged page says so
+        except sqlite3.DatabaseError as error:
+            self.db.close()
+            raise StoreUnreadable(
+                f"the run store {path} cannot be read: {error}. Move it aside (mv {path} "
+                f"{path}.damaged) to start with an empty history; the runs' folders, logs and "
+                "results stay where they are"
+            ) from None
         self._secrets_removed = False  # since the last scrub
 
     def load(self) -> list[Run]:
