@@ -430,8 +430,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         with tempfile.TemporaryDirectory(prefix="trainui-") as tmp:
             model_id = submit(_zipped(args.model_definition, tmp))
-    elif os.path.exists(args.model_definition):
+    elif os.path.isfile(args.model_definition):
         model_id = submit(args.model_definition)
+    elif os.path.exists(args.model_definition):  # a pipe, a device: read for ever, or sized 0
+        raise UserError(
+            f"{args.model_definition}: not a file or a folder (a pipe?); give the model "
+            "definition as a .zip file or a folder",
+            EXIT_USAGE,
+        )
     else:
         raise UserError(f"{args.model_definition}: no such file or directory", EXIT_USAGE)
     if not args.follow:

@@ -197,6 +197,11 @@ def test_a_refused_model_definition_is_named_as_the_user_gave_it(home, tmp_path)
         assert result.returncode == 1
         assert "trainui: model-three-files has 3 entries; at most 2" in result.stderr
         assert "model.zip" not in result.stderr
+    pipe = tmp_path / "model.zip"
+    os.mkfifo(pipe)  # read from, it would wait for a writer for ever
+    result = home.cli("train", str(pipe), manifest, timeout=30)
+    assert result.returncode == 2
+    assert f"{pipe}: not a file or a folder (a pipe?); give the model" in result.stderr
 
 
 def test_train_of_a_folder_warns_of_what_it_skips_and_follows_links_inside(home, tmp_path):
