@@ -161,6 +161,14 @@ def _check_framework(args: argparse.Namespace, manifest):
             "the host",
             None,
         )
+    if answer.get("problem"):  # the service refuses every submission until it is fixed
+        return where, Problem(
+            line=1,
+            column=1,
+            path="",
+            message=f"the service's frameworks catalogue has errors, and it takes no run until "
+            f"its owner fixes them: {answer['problem']}",
+        )
     problem = frameworks.manifest_problem(manifest, answer.get("frameworks") or [])
     if problem is None:
         return where, None

@@ -189,6 +189,25 @@ def test_a_run_whose_framework_left_the_catalogue_while_it_waited_fails_with_its
     assert status["status"] == "failed", status
 
 
+def test_a_catalogue_broken_while_the_service_runs_refuses_runs_and_validate_says_so(home):
+    """The owner's edit with an error: the last good catalogue is listed (with a warning),
+    every submission is refused until it is fixed, and `validate` says so beforehand."""
+    catalogue = write_catalogue(home, PYTORCH)
+    model = home.model("broken", {"t.py": ""})
+    manifest = framework_manifest(home, "true", "pytorch", "2.4")
+    home.cli("list", check=True)  # the service starts with the good one
+    catalogue.write_text(catalogue.read_text().replace('runtime = "host"', 'runtime = "hots"'))
+    time.sleep(1.1)  # the service looks again at most every second
+    listed = home.cli("frameworks")
+    assert "the catalogue changed and has errors" in listed.stdout + listed.stderr
+    checked = home.cli("validate", str(manifest))
+    assert checked.returncode == 1, checked.stdout
+    said = "the service's frameworks catalogue has errors, and it takes no run until its owner"
+    assert said in checked.stdout and "hots" in checked.stdout
+    refused = home.cli("train", str(model), str(manifest))
+    assert refused.returncode == 1 and said in refused.stderr and "Model-ID" not in refused.stdout
+
+
 def test_a_broken_catalogue_stops_the_service_from_starting_with_every_error_located(home):
     path = write_catalogue(
         home,

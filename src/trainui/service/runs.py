@@ -315,7 +315,8 @@ class RunManager:
         if self._catalogue_problem:
             raise Refusal(
                 503,
-                f"the frameworks catalogue has errors, fix it first: {self._catalogue_problem}",
+                "the service's frameworks catalogue has errors, and it takes no run until its "
+                f"owner fixes them: {self._catalogue_problem}",
             )
         if not catalogue.present:
             return
