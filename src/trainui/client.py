@@ -966,13 +966,22 @@ class Client(_Api):
 
 
 def _experiment_path(experiment_id: str, *rest: str) -> str:
+    _an_id(experiment_id, "an experiment's", "experiment-XXXXXXXXX")
     return "/".join(("/v3/experiments", urllib.parse.quote(experiment_id, safe=""), *rest))
 
 
 def _run_path(model_id: str, what: str = "") -> str:
     """The URL path of a run (and of ``what`` under it)."""
+    _an_id(model_id, "a run's", "training-XXXXXXXXX")
     path = "/v3/models/" + urllib.parse.quote(model_id, safe="")
     return f"{path}/{what}" if what else path
+
+
+def _an_id(given: str, whose: str, looks: str) -> None:
+    """An ID as a path's part: letters, digits, ``-``, ``_``, ``.`` (a ``/`` would reach
+    another resource, or none that the service knows: said as not trainui's)."""
+    if not given or not given.replace("-", "").replace("_", "").replace(".", "").isalnum():
+        raise ClientError(f"{given!r} is not {whose} ID (they look like {looks})", 400)
 
 
 def _not_trainui(client: _Api, call: _Call, error: _NotTrainui) -> ClientError:

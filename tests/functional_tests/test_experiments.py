@@ -331,6 +331,10 @@ def test_the_cli_says_what_is_missing_or_unknown_instead_of_guessing(home):
             "experiment experiment-AAAAAAAAA shows its runs, trainui list --experiment "
             "experiment-AAAAAAAAA lists them\n"
         ), wrong.stderr
+    for bad in ("../../etc/passwd", "a b"):  # not an ID: said so, not "is it the root?"
+        wrong = home.cli("logs", bad)
+        assert wrong.returncode == 1
+        assert f"{bad!r} is not a run's ID (they look like training-XXXXXXXXX)" in wrong.stderr
     numbered = home.cli("show", "1")  # the SI No of `list`'s first row
     assert numbered.returncode == 1
     assert "run 1 not found: an SI No of trainui list numbers the rows" in numbered.stderr
