@@ -251,3 +251,26 @@ def test_virtual_hosted_addressing_puts_the_bucket_in_the_host_name(
     assert all(not target.startswith(f"/{bucket}") for _host, target in proxy.seen)
     assert "/train.csv" in {target for _host, target in proxy.seen}
     assert os.path.exists(tmp_path / "c")
+
+
+def test_a_virtual_hosted_bucket_whose_host_does_not_resolve_says_to_use_path(s3_server):
+    """`addressing_style: virtual` on an endpoint like localhost: the bucket's host name
+    (BUCKET.localhost) does not resolve; said with the host and the way out."""
+    bucket = s3_server.bucket({"x": "1"})
+    port = s3_server.port
+    connection = s3_server.connection(
+        endpoint=f"http://trainui.invalid:{port}", addressing_style="virtual"
+    )
+    store = open_store("s3", bucket, connection, "/nowhere")
+    store.attempts = 1
+    try:
+        with pytest.raises(StoreError) as raised:
+            list(store.list_objects())
+    finally:
+        store.close()
+    said = str(raised.value)
+    assert (
+        f"the host name {bucket}.trainui.invalid does not resolve (addressing_style: virtual"
+        in (said)
+    ), said
+    assert "addressing_style: path does not" in said

@@ -147,7 +147,9 @@ class S3Store(ObjectStore):
                 **self._keys,
             )
         except BotoCoreError as exc:
-            raise StoreError(f"cannot use {self.description}: {_said(exc)}") from None
+            raise StoreError(
+                f"cannot use {self.description}: {_said(exc, self.endpoint_url)}"
+            ) from None
         client.meta.events.register("before-sign.s3", self._note_region)
         return client
 
@@ -181,7 +183,8 @@ class S3Store(ObjectStore):
         except BotoCoreError as exc:
             tries = self.attempts or attempts()
             raise StoreError(
-                f"cannot {action} {self.description}: {_said(exc)} (after {tries} tries)"
+                f"cannot {action} {self.description}: {_said(exc, self.endpoint_url)} (after"
+                f" {tries} tries)"
             ) from None
 
     # --------------------------------------------------------------------------- reading
@@ -260,7 +263,7 @@ class S3Store(ObjectStore):
         except BotoCoreError as exc:
             raise StoreError(
                 f"object {key!r} of {self.description} could not be downloaded after"
-                f" {self.attempts or attempts()} tries: {_said(exc)}"
+                f" {self.attempts or attempts()} tries: {_said(exc, self.endpoint_url)}"
             ) from None
         except ClientError as exc:
             code, status = _code(exc)
@@ -578,8 +581,9 @@ def _network(exc: OSError) -> bool:
     )
 
 
-def _said(exc: BaseException) -> str:
-    """What went wrong with the network, in a few words (the innermost cause botocore saw)."""
+def _said(exc: BaseException, endpoint: str = "") -> str:
+    """What went wrong with the network, in a few words (the innermost cause botocore saw);
+    ``endpoint``: the manifest's, whose host a virtual-hosted bucket's is under."""
     seen = set()
     stack = [exc]
     while stack:
@@ -592,7 +596,30 @@ def _said(exc: BaseException) -> str:
         if isinstance(error, TimeoutError) or type(error).__name__.endswith("TimeoutError"):
             return "timed out"
         if "Name or service not known" in str(error) or "nodename nor servname" in str(error):
-            return "the host name does not resolve"
+            host = _host_of(exc)
+            parent = urllib.parse.urlsplit(endpoint).hostname if endpoint else None
+            if host and parent and host.endswith("." + parent):
+                return (
+                    f"the host name {host} does not resolve (addressing_style: virtual puts the "
+                    "bucket's name in the host's; addressing_style: path does not)"
+                )
+            return f"the host name {host or ''} does not resolve".replace("  ", " ")
         kwargs = getattr(error, "kwargs", None) or {}
         stack.extend((kwargs.get("error"), error.__cause__, error.__context__))
     return str(exc) or type(exc).__name__
+
+
+def _host_of(exc: BaseException) -> str | None:
+    """The host botocore tried to reach, from the error's endpoint_url."""
+    seen = set()
+    stack = [exc]
+    while stack:
+        error = stack.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        kwargs = getattr(error, "kwargs", None) or {}
+        if kwargs.get("endpoint_url"):
+            return urllib.parse.urlsplit(kwargs["endpoint_url"]).hostname
+        stack.extend((kwargs.get("error"), error.__cause__, error.__context__))
+    return None
