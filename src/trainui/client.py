@@ -471,7 +471,13 @@ class _Api:
             return ServiceUnreachable(f"{self.where} did not answer in time")
         if "CERTIFICATE_VERIFY_FAILED" in text or "certificate verify failed" in text:
             return ServiceUnreachable(f"TLS with {self.where} failed: {self._untrusted(text)}")
-        if "SSL" in text or "TLS" in text or "WRONG_VERSION_NUMBER" in text:
+        if "WRONG_VERSION_NUMBER" in text or "record layer failure" in text:
+            plain = (self.url or "").replace("https://", "http://", 1)
+            return ServiceUnreachable(
+                f"TLS with {self.where} failed: it does not speak TLS (a service without "
+                f"--certfile: {plain})"
+            )
+        if "SSL" in text or "TLS" in text:
             return ServiceUnreachable(f"TLS with {self.where} failed: {text}")
         refused = ("Connection refused", "Errno 111", "All connection attempts failed")
         if any(words in text for words in refused):  # anyio says the last one for a refusal
@@ -1012,6 +1018,12 @@ def _error(response: httpx.Response, client: _Api, call: _Call | None = None) ->
     elif status == 404 and not data.get("error_code") and message == "Not Found":
         # the router's, not a run's: the URL is not the service's root (.../v3, a prefix)
         message = f"{where} has no {call.path if call else 'such path'}: is it the service's root?"
+    elif not data.get("message") and response.content.strip() != b"Not Found":
+        # trainui says every refusal in JSON with its sentence: another server answered
+        message = (
+            f"{where} is not a trainui service, or not its root: it answered {status} "
+            f"{response.reason_phrase}{what}"
+        )
     elif status == 401:
         message = f"{where} refused the request: {message}"
     return ClientError(message, status, data.get("error_code"), data.get("errors") or [])

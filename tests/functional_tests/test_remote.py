@@ -293,6 +293,14 @@ def test_a_url_of_something_that_is_not_trainui_is_said_so(home, tmp_path):
             assert "records found" not in said.stdout and "<html>" not in said.stdout
         shown = home.cli("--url", url, "--token", "t", "show", "training-abcdefghi")
         assert shown.returncode == 1 and "Traceback" not in shown.stderr
+        # a 404 of another server (its own page, not trainui's JSON sentence): said so
+        assert f"{url} is not a trainui service, or not its root: it answered 404" in (
+            shown.stderr
+        ), shown.stderr
+        tls = home.cli("--url", url.replace("http:", "https:"), "--token", "t", "list")
+        assert tls.returncode == 1 and "it does not speak TLS (a service without --certfile:" in (
+            tls.stderr
+        ), tls.stderr
     finally:
         server.kill()
         server.wait()
