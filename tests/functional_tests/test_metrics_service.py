@@ -133,7 +133,7 @@ def test_a_runs_metrics_through_rest_client_cli_list_and_events(home):
     wrong = home.cli("metrics", model_id, "--follow", "--metric", "los")
     assert wrong.returncode == 1 and f"run {model_id} has no metric 'los'" in wrong.stderr
     assert wrong.stdout == ""
-    # list --metric: a column each, empty for a run without that metric (or without any)
+    # list --metric: a column each, "-" for a run without that metric (or without any)
     other = home.submit(home.model("n", {"t.py": ""}), home.manifest("true", name="other"))
     home.wait(other, "completed", timeout=60)
     listed = home.cli("list", "--metric", "loss", "--metric", "eval/acc", check=True).stdout
@@ -141,7 +141,8 @@ def test_a_runs_metrics_through_rest_client_cli_list_and_events(home):
     assert header.split()[-2:] == ["loss", "eval/acc"]
     row = next(r for r in rows_ if model_id in r)
     assert row.split()[-2:] == ["74", "0.966667"]
-    assert next(r for r in rows_ if other in r).split()[-1].endswith("Z")  # no values
+    cells = next(r for r in rows_ if other in r).split()
+    assert cells[-3].endswith("Z") and cells[-2:] == ["-", "-"]  # no values
     fields = home.cli("show", other, "--json", check=True).stdout
     assert json.loads(fields)["metrics"] is None
 
