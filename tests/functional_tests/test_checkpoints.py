@@ -48,6 +48,15 @@ def wait_for(home, model_id: str, line: str, timeout: float = 30) -> None:
         time.sleep(0.05)
 
 
+def refuse_writes(home) -> Path:
+    """The local results bucket moved away (to results-away) and a file in its place: every
+    write to it fails. The bucket's path."""
+    bucket = home.buckets / "results"
+    bucket.rename(home.buckets / "results-away")
+    bucket.write_text("not a folder: the bucket refuses every write\n")
+    return bucket
+
+
 def epochs_stored(home, model_id: str) -> dict[int, str]:
     folder = home.buckets / "results" / model_id
     return {int(p.stem.split("-")[1]): p.read_text().strip() for p in folder.glob("epoch-*.txt")}
@@ -142,9 +151,7 @@ def test_checkpoints_the_results_bucket_refused_are_kept_and_resumed_from(home):
     model = home.model("kept", {"train.py": EPOCHS})
     model_id = home.submit(model, manifest(home, "python3 train.py 2 0", "", "kept"))
     wait_for(home, model_id, "epoch 2\n")
-    bucket = home.buckets / "results"
-    bucket.rename(home.buckets / "results-away")
-    bucket.write_text("not a folder: the bucket refuses every write\n")
+    bucket = refuse_writes(home)
     home.cli("halt", model_id, check=True)
     run = home.wait(model_id, "halted", "failed", timeout=30)
     text = log(home, model_id)
@@ -202,9 +209,7 @@ def test_a_command_that_ended_well_whose_results_were_refused_keeps_its_checkpoi
     model = home.model("ended", {"train.py": EPOCHS})
     model_id = home.submit(model, manifest(home, "python3 train.py 0 0.3", "", "ended"))
     wait_for(home, model_id, "epoch 1\n")
-    bucket = home.buckets / "results"
-    bucket.rename(home.buckets / "results-away")
-    bucket.write_text("not a folder: the bucket refuses every write\n")
+    refuse_writes(home)
     run = home.wait(model_id, "failed", timeout=30)
     text = log(home, model_id)
     assert run["error_code"] == "S303" and "command exited with code 0" in text, text

@@ -183,19 +183,25 @@ def test_a_log_follow_and_the_event_stream_outlast_the_header_timeout(guarded):
     assert [e["status"] for e in events if e.get("model_id") == model_id][-1] == "completed"
 
 
-def test_a_tls_client_that_never_finishes_its_handshake_is_closed_by_the_timeout(home, tmp_path):
+def make_certificate(folder, name: str):
+    """A self-signed certificate for ``name`` (``IP:...``, ``DNS:...``) and its key: paths."""
     if shutil.which("openssl") is None:
         pytest.skip("needs the openssl command to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         [
             *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
             *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1"),
-            *("-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"),
+            *("-subj", f"/CN={name.split(':', 1)[1]}", "-addext", f"subjectAltName={name}"),
         ],
         check=True,
         capture_output=True,
     )
+    return cert, key
+
+
+def test_a_tls_client_that_never_finishes_its_handshake_is_closed_by_the_timeout(home, tmp_path):
+    cert, key = make_certificate(tmp_path, "IP:127.0.0.1")
     trust = ssl.create_default_context(cafile=str(cert))
     port = free_port()
     env = {**home.env, "TRAINUI_HEADER_TIMEOUT": "1"}
@@ -226,18 +232,7 @@ def test_a_tls_client_that_never_finishes_its_handshake_is_closed_by_the_timeout
 
 def test_a_certificate_for_another_name_or_untrusted_is_said_so(home, tmp_path):
     """ssl's refusals as sentences: a certificate made for another name, one not trusted."""
-    if shutil.which("openssl") is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        [
-            *("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"),
-            *("-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1"),
-            *("-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost"),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = make_certificate(tmp_path, "DNS:localhost")
     port = free_port()
     args = ["serve", "--port", str(port), "--certfile", str(cert), "--keyfile", str(key)]
     process = subprocess.Popen([sys.executable, "-m", "trainui", *args], env=home.env)

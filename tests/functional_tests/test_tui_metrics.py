@@ -204,14 +204,21 @@ def counting_metrics_calls(app) -> list[tuple[str, list[str] | None]]:
     return asked
 
 
+async def metrics_of_lr_fast(app, pilot):
+    """The run screen of the trained run lr-fast, its log, then `v`: its metrics view, once
+    its two charts are drawn."""
+    await until(pilot, lambda: "trained 0.1" in text(app), what="the log")
+    await pilot.press("v")
+    view = app.screen.query_one("MetricsView")
+    await until(pilot, lambda: view.reads and len(view.charts()) == 2, what="the charts")
+    await pilot.pause(0.2)
+    return view
+
+
 async def test_the_metrics_view_draws_a_chart_per_metric_with_its_keys(trained):
     app = make_app(trained, open_run=trained.ids["lr-fast"])
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: "trained 0.1" in text(app), what="the log")
-        await pilot.press("v")
-        view = app.screen.query_one("MetricsView")
-        await until(pilot, lambda: view.reads and len(view.charts()) == 2, what="the charts")
-        await pilot.pause(0.2)
+        view = await metrics_of_lr_fast(app, pilot)
         screen = text(app)
         expected = final(0.1)
         assert "2 metrics" in screen and "ended" in screen
@@ -242,11 +249,7 @@ async def test_a_cursor_on_a_chart_says_the_value_at_its_step(trained):
     move it from point to point, and the legend says the value there; escape takes it away."""
     app = make_app(trained, open_run=trained.ids["lr-fast"])
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: "trained 0.1" in text(app), what="the log")
-        await pilot.press("v")
-        view = app.screen.query_one("MetricsView")
-        await until(pilot, lambda: view.reads and len(view.charts()) == 2, what="the charts")
-        await pilot.pause(0.1)
+        view = await metrics_of_lr_fast(app, pilot)
         chart = view.charts()[view._current()]
         (series,) = chart.series.values()
         await pilot.press("right")

@@ -584,19 +584,20 @@ def _network(exc: OSError) -> bool:
 def _said(exc: BaseException, endpoint: str = "") -> str:
     """What went wrong with the network, in a few words (the innermost cause botocore saw);
     ``endpoint``: the manifest's, whose host a virtual-hosted bucket's is under."""
-    seen = set()
-    stack = [exc]
-    while stack:
-        error = stack.pop()
-        if error is None or id(error) in seen:
-            continue
-        seen.add(id(error))
+    for error in _causes(exc):
         if isinstance(error, ConnectionRefusedError) or "Connection refused" in str(error):
             return "connection refused"
         if isinstance(error, TimeoutError) or type(error).__name__.endswith("TimeoutError"):
             return "timed out"
         if "Name or service not known" in str(error) or "nodename nor servname" in str(error):
-            host = _host_of(exc)
+            host = next(
+                (
+                    urllib.parse.urlsplit(e.kwargs["endpoint_url"]).hostname
+                    for e in _causes(exc)
+                    if (getattr(e, "kwargs", None) or {}).get("endpoint_url")
+                ),
+                None,
+            )  # the host botocore tried to reach
             parent = urllib.parse.urlsplit(endpoint).hostname if endpoint else None
             if host and parent and host.endswith("." + parent):
                 return (
@@ -604,13 +605,12 @@ def _said(exc: BaseException, endpoint: str = "") -> str:
                     "bucket's name in the host's; addressing_style: path does not)"
                 )
             return f"the host name {host or ''} does not resolve".replace("  ", " ")
-        kwargs = getattr(error, "kwargs", None) or {}
-        stack.extend((kwargs.get("error"), error.__cause__, error.__context__))
     return str(exc) or type(exc).__name__
 
 
-def _host_of(exc: BaseException) -> str | None:
-    """The host botocore tried to reach, from the error's endpoint_url."""
+def _causes(exc: BaseException):
+    """``exc`` and what caused it, each once: botocore's wrapped ``error``, ``__cause__``,
+    ``__context__``."""
     seen = set()
     stack = [exc]
     while stack:
@@ -618,8 +618,6 @@ def _host_of(exc: BaseException) -> str | None:
         if error is None or id(error) in seen:
             continue
         seen.add(id(error))
+        yield error
         kwargs = getattr(error, "kwargs", None) or {}
-        if kwargs.get("endpoint_url"):
-            return urllib.parse.urlsplit(kwargs["endpoint_url"]).hostname
         stack.extend((kwargs.get("error"), error.__cause__, error.__context__))
-    return None
