@@ -767,7 +767,7 @@ def _name_column(names: list[str], least: int) -> tuple[list[str], int]:
 
 def _print_list(runs: list[dict], count: int, metrics: Sequence[str] = ()) -> int:
     names, name_width = _name_column([r["name"] for r in runs], 26)
-    # a column a metric: its last value, empty when the run has none
+    # a column a metric: its last value, "-" when the run has none
     widths = [max(12, len(m)) for m in metrics]
     head = "".join(f" {m:>{w}}" for m, w in zip(metrics, widths, strict=True))
     lines = [
