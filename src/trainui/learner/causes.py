@@ -99,9 +99,12 @@ def last_line(log_path: str) -> str | None:
     """The last line the command wrote (not trainui's own), shortened: what a failed run's
     message ends with when no known cause quotes a line."""
     lines = last_lines(log_path, 1)
-    if not lines:
-        return None
-    return lines[0] if len(lines[0]) <= 160 else lines[0][:159] + "…"
+    return shortened(lines[0]) if lines else None
+
+
+def shortened(line: str) -> str:
+    """A log line as a run's message quotes it: 160 characters at most."""
+    return line if len(line) <= 160 else line[:159] + "…"
 
 
 def last_lines(log_path: str, count: int) -> list[str]:

@@ -183,14 +183,13 @@ class Checkpoints:
         """What an earlier attempt kept (``keep``) moved into the new ``CHECKPOINT_DIR``. What
         the bucket lacks of it is sent at this attempt's next copy."""
         from trainui.learner.common import _count, _size
+        from trainui.storage import iter_files
 
         files, total = 0, 0
         try:
             for name in os.listdir(self.kept):
                 os.replace(os.path.join(self.kept, name), os.path.join(self.folder, name))
             os.rmdir(self.kept)
-            from trainui.storage import iter_files
-
             for _relative, _path, size in iter_files(self.folder):
                 files += 1
                 total += size

@@ -304,11 +304,11 @@ class Container(Runtime):
 
     def _runtime_said(self) -> str | None:
         """The runtime's own error on the log's last lines, shortened, if it wrote one."""
-        from trainui.learner.causes import last_lines
+        from trainui.learner.causes import last_lines, shortened
 
         for line in last_lines(os.path.join(self.learner.run_dir, LOG_FILE), RUNTIME_LINES):
             if line.startswith(("Error: ", "Error response from daemon", "docker: ")):
-                return line if len(line) <= 160 else line[:159] + "…"
+                return shortened(line)
         return None
 
     def _image_here(self) -> bool:

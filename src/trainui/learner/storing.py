@@ -128,8 +128,9 @@ class Storing:
         ours += ((METRICS_FILE, METRICS_FILE),)
         # what an earlier attempt kept, the bucket having refused it, and this one did not make
         kept = os.path.join(self.run_dir, KEPT_RESULTS)
+        had_kept = os.path.isdir(kept) and not os.path.islink(kept)
         earlier = []
-        if os.path.isdir(kept) and not os.path.islink(kept):
+        if had_kept:
             made = {job[0] for job in jobs}
             earlier = [(prefix + k, p, n) for k, p, n in iter_files(kept) if prefix + k not in made]
         jobs = [job for job in jobs + earlier if job[0] != prefix + METRICS_FILE]
@@ -167,7 +168,7 @@ class Storing:
             # the one that failed, and those not tried after it
             self.not_stored += [key[len(prefix) :] for key, _, _ in jobs if key not in stored]
             self._storing_failed(_transfer_error(error))
-        elif os.path.isdir(kept) and not os.path.islink(kept):
+        elif had_kept:
             import shutil
 
             shutil.rmtree(kept, ignore_errors=True)

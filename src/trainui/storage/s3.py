@@ -604,7 +604,11 @@ def _said(exc: BaseException, endpoint: str = "") -> str:
                     f"the host name {host} does not resolve (addressing_style: virtual puts the "
                     "bucket's name in the host's; addressing_style: path does not)"
                 )
-            return f"the host name {host or ''} does not resolve".replace("  ", " ")
+            return (
+                f"the host name {host} does not resolve"
+                if host
+                else ("the host name does not resolve")
+            )
     return str(exc) or type(exc).__name__
 
 

@@ -26,3 +26,8 @@ class TrainuiScreen(Screen):
         event.prevent_default()
         self.notify(why, severity="warning")
         return True
+
+    def said_not_resumable(self, event, binding_id: str, status: str) -> bool:
+        """``R`` (``binding_id``) on a run in ``status``, which does not resume: said."""
+        why = f"Only a halted or failed run resumes; this one is {status}."
+        return self.said_why_not(event, binding_id, why)

@@ -131,10 +131,12 @@ class RunScreen(TrainuiScreen):
         if self.run_data is None or getattr(self.focused, "purpose", None) is not None:
             return
         status = self.run_data.get("status")
-        if not self._resumable() and not getattr(self.app, "readonly", False):
-            why = f"Only a halted or failed run resumes; this one is {status}."
-            if self.said_why_not(event, "run.resume", why):
-                return
+        if (
+            not self._resumable()
+            and not getattr(self.app, "readonly", False)
+            and self.said_not_resumable(event, "run.resume", status)
+        ):
+            return
         if self.focused is self.log_view and not self._going_on():
             self.said_why_not(event, "run.follow", "This run has ended: its log no longer grows.")
 

@@ -169,8 +169,7 @@ class RunsScreen(TrainuiScreen):
             return
         current = self.app.table.runs.get(self.run_list.current or "")
         if current is not None and current.get("status") not in RESUMABLE:
-            why = f"Only a halted or failed run resumes; this one is {current.get('status')}."
-            self.said_why_not(event, "runs.resume", why)
+            self.said_not_resumable(event, "runs.resume", current.get("status"))
 
     def gpus_changed(self, readings: dict | None) -> None:
         if not self.is_mounted:

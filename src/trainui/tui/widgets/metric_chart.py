@@ -320,12 +320,8 @@ class MetricChart(Widget, can_focus=True):
             if self.cursor is not None:  # the values at the cursor's step
                 lines += self._at_cursor(label, series, style, many)
                 continue
-            if many:  # one line a series: its mark, name and latest value (whole: the name
-                # gives way to it)
-                value = format_value(series.last)
-                room = max(1, SIDE - 4 - len(value))
-                name = f"{label[:room]:<{min(room, 11)}} "
-                lines.append(Content.assemble(("● ", style), name, value))
+            if many:  # one line a series: its mark, name and latest value
+                lines.append(_one_line(label, style, format_value(series.last)))
                 continue
             lines.append(Content.assemble(("● ", style), (label, "bold")))
             if bounds is None:
@@ -346,8 +342,7 @@ class MetricChart(Widget, can_focus=True):
         at = value_at(series, self.cursor)
         value = format_value(at) if at is not None else "-"
         if many:
-            room = max(1, SIDE - 4 - len(value))
-            return [Content.assemble(("● ", style), f"{label[:room]:<{min(room, 11)}} ", value)]
+            return [_one_line(label, style, value)]
         lines = [
             Content.assemble(("● ", style), (label, "bold")),
             Content.assemble(("  value ", "$text-muted"), value),
@@ -356,6 +351,13 @@ class MetricChart(Widget, can_focus=True):
             smoothed = value_at(series, self.cursor, self.smoothing)
             lines.append(Content.assemble(("  smooth ", "$text-muted"), format_value(smoothed)))
         return lines
+
+
+def _one_line(label: str, style: str, value: str) -> Content:
+    """A series' legend in one line (many series): its mark, name and value, the value whole
+    (the name gives way to it)."""
+    room = max(1, SIDE - 4 - len(value))
+    return Content.assemble(("● ", style), f"{label[:room]:<{min(room, 11)}} ", value)
 
 
 def value_at(series: Series, step: float | None, smoothing: float = 0.0) -> float | None:
