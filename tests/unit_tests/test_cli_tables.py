@@ -58,3 +58,48 @@ def test_a_metric_column_says_dash_where_a_run_lacks_the_metric(capsys):
     ]
     lines = table(capsys, runs, ["loss"])
     assert lines[1].split()[-1] == "0.25" and lines[2].split()[-1] == "-"
+
+
+def experiment(runs: list[dict], best: str | None = None) -> dict:
+    return {
+        "experiment_id": "experiment-AAAAAAAAA",
+        "url": "/v3/experiments/experiment-AAAAAAAAA",
+        "name": "sweep",
+        "status": "running",
+        "method": "grid",
+        "count": len(runs),
+        "submitted_at": "2026-12-05T07:12:45.075Z",
+        "runs_by_status": {"completed": len(runs)},
+        "parameters": {"lr": {}, "wide": {}},
+        "objective": {"metric": "loss", "goal": "minimize"},
+        "best": {"model_id": best, "value": 0.125, "step": 3} if best else None,
+        "runs": runs,
+    }
+
+
+def test_show_experiment_ranks_its_runs_in_aligned_columns():
+    runs = [
+        {**run("s", "training-BBBBBBBBB", {"loss": {"last": 0.125}}), "parameters": {"lr": 1e-05}},
+        {**run("s", "training-AAAAAAAAA", None), "parameters": {"lr": 0.1, "wide": True}},
+    ]
+    text = cli._experiment_text(experiment(runs, best="training-BBBBBBBBB"))
+    lines = text.splitlines()
+    head = lines.index(next(line for line in lines if line.lstrip().startswith("Rank")))
+    assert lines[head].split() == ["Rank", "Model-ID", "status", "lr", "wide", "loss"]
+    # the best marked, each parameter as its command sees it, '-' for what a run lacks
+    assert lines[head + 1].split() == [
+        "*1",
+        "training-BBBBBBBBB",
+        "completed",
+        "1e-05",
+        "-",
+        "0.125",
+    ]
+    assert lines[head + 2].split() == ["2", "training-AAAAAAAAA", "completed", "0.1", "true", "-"]
+    # rank and objective right-aligned, the rest left: each column starts at one place
+    assert {len(line) for line in lines[head : head + 3]} == {len(lines[head])}
+    assert lines[head + 1].index("training-") == lines[head + 2].index("training-")
+    assert lines[head + 3 :] == ["", "2 runs.", "OK"]
+    # an experiment without runs yet: the head alone
+    empty = cli._experiment_text(experiment([])).splitlines()
+    assert empty[-3:] == ["", "0 runs.", "OK"] and empty[-4].split()[0] == "Rank"
