@@ -196,6 +196,8 @@ def test_a_refused_model_definition_is_named_as_the_user_gave_it(home, tmp_path)
         result = home.cli("train", str(folder), manifest, **limit)
         assert result.returncode == 1
         assert "trainui: model-three-files has 3 entries; at most 2" in result.stderr
+        # the service's limit, said as the service's (a remote user cannot set it)
+        assert "(the service's TRAINUI_DEFINITION_MAX_ENTRIES: whoever runs" in result.stderr
         assert "model.zip" not in result.stderr
     pipe = tmp_path / "model.zip"
     os.mkfifo(pipe)  # read from, it would wait for a writer for ever

@@ -261,3 +261,34 @@ def test_a_certificate_for_another_name_or_untrusted_is_said_so(home, tmp_path):
     finally:
         process.kill()
         process.wait()
+
+
+def test_a_tls_file_that_cannot_be_used_is_named_with_why(home, tmp_path):
+    """`serve --certfile/--keyfile`: the file at fault and why, before anything listens; a
+    key with a passphrase is refused (OpenSSL would ask for it on a terminal a service lacks)."""
+    cert, key = make_certificate(tmp_path, "IP:127.0.0.1")
+    other = tmp_path / "other"
+    other.mkdir()
+    _, other_key = make_certificate(other, "IP:127.0.0.1")
+    locked = tmp_path / "locked.pem"
+    subprocess.run(
+        ["openssl", "pkey", "-in", str(key), "-aes256", "-passout", "pass:x", "-out", str(locked)],
+        check=True,
+        capture_output=True,
+    )
+    missing = tmp_path / "missing.pem"
+    cases = {
+        (missing, key): f"the TLS certificate {missing} (--certfile) cannot be read: No such",
+        (cert, missing): f"the TLS key {missing} (--keyfile) cannot be read: No such",
+        (cert, other_key): f"the TLS key {other_key} (--keyfile) is not the key of the certificate",
+        (key, cert): f"the TLS certificate {key} (--certfile) is not a PEM certificate",
+        (cert, cert): f"the TLS key {cert} (--keyfile) is not a PEM private key",
+        (cert, locked): f"the TLS key {locked} (--keyfile) is encrypted with a passphrase",
+    }
+    port = str(free_port())
+    for (certfile, keyfile), said in cases.items():
+        args = ("serve", "--port", port, "--certfile", str(certfile), "--keyfile", str(keyfile))
+        result = home.cli(*args, timeout=30, process=True)
+        assert result.returncode == 1, result.stderr
+        assert result.stderr.startswith(f"trainui: {said}"), result.stderr
+        assert len(result.stderr.splitlines()) == 1  # one sentence, no traceback

@@ -57,16 +57,24 @@ class DefinitionError(Exception):
 
 class Limits(Record):
     """Upper bounds on what a definition may unpack to: ``max_bytes``, the total uncompressed
-    bytes (declared AND actually written), and ``max_entries``."""
+    bytes (declared AND actually written), and ``max_entries``; ``service``: the service's
+    limits (a refusal says whose setting it is: a remote user cannot set the service's)."""
 
-    __slots__ = ("max_bytes", "max_entries")
-    _defaults = {"max_bytes": 1 << 30, "max_entries": 20_000}
+    __slots__ = ("max_bytes", "max_entries", "service")
+    _defaults = {"max_bytes": 1 << 30, "max_entries": 20_000, "service": False}
 
     max_bytes: int
     max_entries: int
+    service: bool
+
+    def hint(self, variable: str) -> str:
+        """How the limit is changed, for the refusal."""
+        if self.service:
+            return f"the service's {variable}: whoever runs the service can raise it"
+        return f"set {variable} to change this"
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Limits:
+    def from_env(cls, environ: Mapping[str, str], service: bool = False) -> Limits:
         """Build limits from ``TRAINUI_DEFINITION_MAX_BYTES`` / ``..._MAX_ENTRIES``.
 
         Unset or blank variables keep the defaults; anything but a positive whole number
@@ -76,7 +84,7 @@ class Limits(Record):
 
         settings = environ if isinstance(environ, Settings) else Settings(environ)
         try:
-            return cls(settings.definition_max_bytes, settings.definition_max_entries)
+            return cls(settings.definition_max_bytes, settings.definition_max_entries, service)
         except ConfigError as error:
             raise DefinitionError(str(error)) from None
 
@@ -258,7 +266,7 @@ def _scan(zf: zipfile.ZipFile, label: str, limits: Limits) -> list[_Entry]:
     if len(infos) > limits.max_entries:
         raise DefinitionError(
             f"{label} has {len(infos)} entries; at most {limits.max_entries} are allowed"
-            f" (set {_ENV_MAX_ENTRIES} to change this)"
+            f" ({limits.hint(_ENV_MAX_ENTRIES)})"
         )
     entries: list[_Entry] = []
     files: set[str] = set()
@@ -312,7 +320,7 @@ def _scan(zf: zipfile.ZipFile, label: str, limits: Limits) -> list[_Entry]:
     if total > limits.max_bytes:
         raise DefinitionError(
             f"{label} unpacks to {_human(total)}; at most {_human(limits.max_bytes)} is"
-            f" allowed (set {_ENV_MAX_BYTES} to change this)"
+            f" allowed ({limits.hint(_ENV_MAX_BYTES)})"
         )
     return entries
 

@@ -644,7 +644,7 @@ class RunManager:
         """What every submission is checked for once its manifest is: space, the model
         definition, the launcher, and GPUs enough (refusals)."""
         self.check_space()
-        limits = definition.Limits.from_env(os.environ)
+        limits = definition.Limits.from_env(os.environ, service=True)
         try:
             if isinstance(definition_data, bytes):
                 definition.check_zip_bytes(definition_data, label, limits)

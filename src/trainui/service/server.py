@@ -120,6 +120,57 @@ def make_launcher(settings: Settings, runs_dir: str | None = None) -> Launcher:
     raise LauncherError(f"unknown launcher '{name}': use local or ray")
 
 
+class _Encrypted(Exception):
+    pass
+
+
+def _no_password() -> str:
+    raise _Encrypted
+
+
+def _tls_context(certfile: str, keyfile: str) -> ssl.SSLContext:
+    """The service's TLS context, or a refusal that names the file at fault and why."""
+    texts = {}
+    for flag, path, what in (
+        ("--certfile", certfile, "certificate"),
+        ("--keyfile", keyfile, "key"),
+    ):
+        try:
+            with open(path, "rb") as file:
+                texts[flag] = file.read(1 << 20)
+        except OSError as error:
+            raise ServeRefused(
+                f"the TLS {what} {path} ({flag}) cannot be read: {error.strerror or error}"
+            ) from None
+    tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    try:  # a key with a passphrase would ask for it on the terminal, and a service has none
+        tls.load_cert_chain(certfile, keyfile, password=_no_password)
+    except _Encrypted:
+        raise ServeRefused(
+            f"the TLS key {keyfile} (--keyfile) is encrypted with a passphrase, which a service "
+            f"cannot type: write it without one (`openssl pkey -in {keyfile} -out NEW.pem`)"
+        ) from None
+    except ssl.SSLError as error:
+        if error.reason == "KEY_VALUES_MISMATCH":
+            raise ServeRefused(
+                f"the TLS key {keyfile} (--keyfile) is not the key of the certificate {certfile}"
+            ) from None
+        if b"-----BEGIN CERTIFICATE-----" not in texts["--certfile"]:
+            raise ServeRefused(
+                f"the TLS certificate {certfile} (--certfile) is not a PEM certificate (no "
+                "'-----BEGIN CERTIFICATE-----' line)"
+            ) from None
+        if b"PRIVATE KEY-----" not in texts["--keyfile"]:
+            raise ServeRefused(
+                f"the TLS key {keyfile} (--keyfile) is not a PEM private key (no "
+                "'-----BEGIN ... PRIVATE KEY-----' line)"
+            ) from None
+        raise ServeRefused(
+            f"cannot use the TLS certificate {certfile} or key {keyfile}: {error}"
+        ) from None
+    return tls
+
+
 def serve(
     settings: Settings,
     unix_socket: str | None = None,
@@ -143,13 +194,7 @@ def serve(
         )
     if bool(certfile) != bool(keyfile):
         raise ServeRefused("TLS needs both --certfile and --keyfile")
-    tls = None
-    if certfile:
-        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            tls.load_cert_chain(certfile, keyfile)
-        except (OSError, ssl.SSLError) as error:
-            raise ServeRefused(f"cannot use the TLS certificate or key: {error}") from None
+    tls = _tls_context(certfile, keyfile) if certfile else None
     acquire_lock(home)  # raises AlreadyRunning
     use_home_for_temporary_files(home)
     path = unix_socket or socket_path(home)
