@@ -1262,7 +1262,7 @@ async def _download_results(client, args: argparse.Namespace) -> int:
     """The run's ``<id>/`` folder of its results bucket into a folder, through the service."""
     import asyncio
 
-    from trainui.client import ClientError
+    from trainui.client import ClientError, kept_said
     from trainui.storage import StoreError, safe_key_path
 
     model_id = args.model_id
@@ -1271,6 +1271,11 @@ async def _download_results(client, args: argparse.Namespace) -> int:
         raise UserError(f"{dest} is a file: --results writes a folder", EXIT_USAGE)
     listing = await client.list_results(model_id)
     objects = listing["objects"]
+    if listing.get("bucket_problem"):  # only what the box kept: said before it comes
+        print(
+            f"trainui: {listing['bucket_problem']}; downloading what the box kept",
+            file=sys.stderr,
+        )
     for item in objects:  # refuse the lot before writing anything
         try:
             safe_key_path(dest, item["key"])
@@ -1288,7 +1293,7 @@ async def _download_results(client, args: argparse.Namespace) -> int:
             raise
     print(
         f"Downloaded {_plural(len(objects), 'file')} ({_bytes(listing['bytes'])}) "
-        f"of {model_id} to {dest}"
+        f"of {model_id} to {dest}{kept_said(listing)}"
     )
     return EXIT_OK
 

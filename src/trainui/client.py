@@ -53,6 +53,13 @@ def _httpx():
     return httpx
 
 
+def kept_said(listing: dict) -> str:
+    """Of a results listing (``list_results``): how many of its files come from the box, the
+    results bucket having refused them; "" when none."""
+    kept = listing.get("kept") or 0
+    return f" ({kept} of them from the box: the results bucket refused them)" if kept else ""
+
+
 class ClientError(Exception):
     """Something the service refused or could not do, in one sentence."""
 

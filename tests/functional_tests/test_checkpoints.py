@@ -144,10 +144,11 @@ def test_resume_starts_a_halted_run_again_from_its_last_checkpoint(home):
     assert again.returncode == 1 and "only a halted or failed run resumes" in again.stderr
 
 
-def test_checkpoints_the_results_bucket_refused_are_kept_and_resumed_from(home):
+def test_checkpoints_the_results_bucket_refused_are_kept_and_resumed_from(home, tmp_path):
     """The last copy fails (the results bucket is gone): CHECKPOINT_DIR stays in the run folder
     and `trainui resume` starts from it, not from the bucket's older copy (none here); the
-    results kept then are stored when the bucket takes them again."""
+    results kept then are stored when the bucket takes them again. Meanwhile `download
+    --results` (the service's, as a remote user's) gets what the box kept."""
     model = home.model("kept", {"train.py": EPOCHS})
     model_id = home.submit(model, manifest(home, "python3 train.py 2 0", "", "kept"))
     wait_for(home, model_id, "epoch 2\n")
@@ -160,8 +161,24 @@ def test_checkpoints_the_results_bucket_refused_are_kept_and_resumed_from(home):
     kept = home.path / "runs" / model_id / "checkpoints-not-copied"
     assert f"the checkpoints are kept in {kept}" in text
     assert (kept / "epoch.txt").read_text() == "2"
+    got = home.cli("download", model_id, "--results", "--output", str(tmp_path / "got"))
+    assert got.returncode == 0, got.stderr
+    assert "trainui: the results bucket cannot be " in got.stderr
+    assert got.stderr.rstrip().endswith("; downloading what the box kept"), got.stderr
+    assert (tmp_path / "got" / "checkpoints" / "epoch.txt").read_text() == "2"
+    assert (tmp_path / "got" / "epoch-2.txt").read_text() == "attempt 1\n"
+    assert got.stdout.rstrip().endswith(
+        f"of {model_id} to {tmp_path / 'got'} (3 of them from the box: the results bucket "
+        "refused them)"
+    ), got.stdout
     bucket.unlink()
     (home.buckets / "results-away").rename(bucket)
+    # the bucket back, holding nothing of the run: what the box kept, nothing said of it
+    again = home.cli("download", model_id, "--results", "--output", str(tmp_path / "again"))
+    assert again.returncode == 0 and not again.stderr, again.stderr
+    assert sorted(p.name for p in (tmp_path / "again").rglob("*.txt")) == [
+        "epoch-1.txt", "epoch-2.txt", "epoch.txt"
+    ]  # fmt: skip
     home.cli("resume", model_id, check=True)
     run = home.wait(model_id, "completed", "failed", timeout=60)
     text = log(home, model_id)

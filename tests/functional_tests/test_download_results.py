@@ -379,3 +379,37 @@ def test_a_remote_user_downloads_their_own_results_and_only_theirs(remote, tmp_p
     response = httpx.get(one, headers=headers, timeout=30)
     assert response.headers["content-length"] == str(len(RESULT_FILES["model/weights.bin"]))
     assert response.content == RESULT_FILES["model/weights.bin"]
+
+
+def test_results_the_box_kept_are_downloaded_over_the_buckets(home, tmp_path):
+    """A run's RESULT_DIR (and CHECKPOINT_DIR) kept in its folder, the results bucket having
+    refused them (as the learner keeps them: tests/functional_tests/test_checkpoints.py), are
+    listed and served with what the bucket holds, over an older object of the same key."""
+    model_id = completed(home, manifest(home, "results"))
+    kept = home.path / "runs" / model_id / "results-not-stored"
+    (kept / "model").mkdir(parents=True)
+    (kept / "model.txt").write_bytes(b"trained again")
+    (kept / "model" / "more.bin").write_bytes(b"\0" * 3000)
+    (kept / "outside.txt").symlink_to(home.path / "service.log")  # never served
+    (home.path / "runs" / model_id / "checkpoints-not-copied").mkdir()
+    (home.path / "runs" / model_id / "checkpoints-not-copied" / "step.ckpt").write_bytes(b"7")
+    service = httpx.Client(
+        base_url="http://trainui",
+        transport=httpx.HTTPTransport(uds=str(home.path / "trainui.sock")),
+    )
+    listing = service.get(f"/v3/models/{model_id}/results").json()
+    kept_keys = {o["key"] for o in listing["objects"] if o["kept"]}
+    assert kept_keys == {"model.txt", "model/more.bin", "checkpoints/step.ckpt"}
+    assert listing["kept"] == 3 and listing["bucket_problem"] is None
+    assert listing["count"] == len(LAYOUT) + len(RESULT_FILES) + 2
+    dest = tmp_path / "out"
+    result = home.cli("download", model_id, "--results", "-o", str(dest), check=True)
+    assert result.stdout.rstrip().endswith(
+        "(3 of them from the box: the results bucket refused them)"
+    )
+    got = tree(dest)
+    assert got["model.txt"] == b"trained again"  # the box's, newer than the bucket's
+    assert got["model/more.bin"] == b"\0" * 3000 and got["checkpoints/step.ckpt"] == b"7"
+    assert got["model/weights.bin"] == RESULT_FILES["model/weights.bin"]  # the bucket's
+    assert "outside.txt" not in got
+    assert service.get(f"/v3/models/{model_id}/results/outside.txt").status_code == 404

@@ -476,11 +476,22 @@ def _runs_document() -> dict:
                                 "properties": {
                                     "key": {"type": "string"},
                                     "size": {"type": "integer"},
+                                    "kept": {
+                                        "type": "boolean",
+                                        "description": "kept on the box, the results bucket "
+                                        "having refused it (served from there)",
+                                    },
                                 },
                             },
                         },
                         "count": {"type": "integer"},
                         "bytes": {"type": "integer"},
+                        "kept": {"type": "integer", "description": "objects kept on the box"},
+                        "bucket_problem": {
+                            "type": ["string", "null"],
+                            "description": "why the results bucket could not be listed, when "
+                            "only what the box kept is listed",
+                        },
                     },
                 },
             },

@@ -24,19 +24,29 @@ from concurrent.futures import ThreadPoolExecutor
 from starlette.responses import Response, StreamingResponse
 
 from trainui.core.lifecycle import Run
-from trainui.core.runs import FINAL_STATES, RESULTS_FILE, read_json
+from trainui.core.runs import (
+    FINAL_STATES,
+    KEPT_CHECKPOINTS,
+    KEPT_RESULTS,
+    RESULTS_FILE,
+    read_json,
+)
 from trainui.service.runs import Refusal, RunManager
 from trainui.storage import (
     ObjectInfo,
     ObjectStore,
     StoreError,
     TransferCancelled,
+    iter_files,
     open_store,
     transfer_threads,
 )
 
 STORE_IDLE = 60.0  # seconds an unused open store is kept
 CHUNK = 1 << 20
+# what a run keeps in its folder when its results bucket refused it, and the keys (less the
+# run's prefix) it would have had there: listed and served with the bucket's (``kept``)
+KEPT = ((KEPT_RESULTS, ""), (KEPT_CHECKPOINTS, "checkpoints/"))
 
 
 class _Entry:
@@ -128,9 +138,36 @@ class ResultsFetcher:
     # --- the API --------------------------------------------------------------------------
 
     async def listing(self, model_id: str, run: Run) -> dict:
-        """``{prefix, objects: [{key, size}], count, bytes}``; keys less the prefix."""
-        entry = await self._entry(model_id, run)
+        """``{prefix, objects: [{key, size, kept}], count, bytes, kept, bucket_problem}``; keys
+        less the prefix. What the run kept on the box, its bucket having refused it, is listed
+        too (``kept``: true; over the bucket's object of the same key, which is older); when
+        the bucket cannot be reached, that alone, with the bucket's problem said."""
+        kept = await self._run(self._kept, model_id) if run.status in FINAL_STATES else {}
         prefix = f"{model_id}/"
+        problem = None
+        try:
+            found = await self._found(model_id, run, prefix)
+        except Refusal as refusal:
+            if not kept or refusal.status not in (404, 502):
+                raise
+            found, problem = {}, (None if refusal.status == 404 else str(refusal))
+        objects = {key: (info.size, False) for key, info in found.items()}
+        objects.update((key, (size, True)) for key, (_path, size) in kept.items())
+        return {
+            "prefix": prefix,
+            "objects": [
+                {"key": key, "size": size, "kept": on_box}
+                for key, (size, on_box) in sorted(objects.items())
+            ],
+            "count": len(objects),
+            "bytes": sum(size for size, _ in objects.values()),
+            "kept": len(kept),
+            "bucket_problem": problem,
+        }
+
+    async def _found(self, model_id: str, run: Run, prefix: str) -> dict[str, ObjectInfo]:
+        """What the results bucket holds under the run's prefix (kept for ``stream``)."""
+        entry = await self._entry(model_id, run)
         entry.users += 1
         try:
             found = await self._run(_list, entry.store, prefix)
@@ -146,15 +183,26 @@ class ResultsFetcher:
                 f"(run {model_id} {run.status})",
             )
         entry.objects = found
-        return {
-            "prefix": prefix,
-            "objects": [{"key": key, "size": info.size} for key, info in found.items()],
-            "count": len(found),
-            "bytes": sum(info.size for info in found.values()),
-        }
+        return found
+
+    def _kept(self, model_id: str) -> dict[str, tuple[str, int]]:
+        """What the run kept in its folder: key (as in the bucket, less the prefix) -> (path,
+        size). Only files inside those folders (``iter_files``)."""
+        kept = {}
+        for folder, under in KEPT:
+            root = self.manager.run_file(model_id, folder)
+            if os.path.isdir(root) and not os.path.islink(root):
+                with contextlib.suppress(OSError):
+                    kept.update((under + k, (path, n)) for k, path, n in iter_files(root))
+        return kept
 
     async def stream(self, model_id: str, run: Run, key: str) -> Response:
-        """Object ``<id>/<key>``, streamed while the service downloads it."""
+        """Object ``<id>/<key>``, streamed while the service downloads it; one the run kept
+        in its folder, from there."""
+        if run.status in FINAL_STATES:
+            kept = (await self._run(self._kept, model_id)).get(key)
+            if kept is not None:
+                return self._send_kept(*kept)
         entry = await self._entry(model_id, run)
         prefix = f"{model_id}/"
         entry.users += 1
@@ -204,6 +252,36 @@ class ResultsFetcher:
             finished,
             media_type="application/octet-stream",
             headers={"Content-Length": str(info.size)},
+        )
+
+    def _send_kept(self, path: str, size: int) -> Response:
+        """A file the run kept, sent as it is on disk (its size when listed)."""
+        try:
+            fd = os.open(path, os.O_RDONLY)  # a symlink only inside its folder (``_kept``)
+        except OSError as error:
+            raise Refusal(
+                404, f"{path} cannot be read on the box: {error.strerror or error}"
+            ) from None
+
+        async def body():
+            sent = 0
+            while sent < size:
+                data = os.pread(fd, min(size - sent, CHUNK), sent)
+                if not data:
+                    raise TransferFailed(f"{path} is {sent} bytes, but was listed as {size}")
+                sent += len(data)
+                yield data
+
+        def finished() -> None:
+            os.close(fd)
+            self.manager.open_streams -= 1
+
+        self.manager.open_streams += 1
+        return _ObjectResponse(
+            body(),
+            finished,
+            media_type="application/octet-stream",
+            headers={"Content-Length": str(size)},
         )
 
 

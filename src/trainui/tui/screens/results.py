@@ -11,7 +11,7 @@ from textual.containers import Horizontal, Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, ProgressBar, Static
 
-from trainui.client import ClientError
+from trainui.client import ClientError, kept_said
 from trainui.tui.keymap import bindings
 from trainui.tui.runs import format_bytes
 
@@ -83,7 +83,10 @@ class DownloadScreen(ModalScreen["str | None"]):
             listing.add_class("-error")
             return
         count, size = self.listing["count"], self.listing["bytes"]
-        listing.update(f"{_files(count)}, {format_bytes(size)}, into the folder:")
+        text = f"{_files(count)}, {format_bytes(size)}{kept_said(self.listing)}, into the folder:"
+        if self.listing.get("bucket_problem"):
+            text = f"{self.listing['bucket_problem']}; what the box kept: {text}"
+        listing.update(text)
         self.query_one("#start", Button).disabled = not count
 
     def on_input_changed(self, event: Input.Changed) -> None:
@@ -159,7 +162,7 @@ class DownloadScreen(ModalScreen["str | None"]):
         self.downloading = False
         self.app.notify(
             f"Downloaded {_files(total)} ({format_bytes(self.listing['bytes'])}) "
-            f"of {self.model_id} to {path}"
+            f"of {self.model_id} to {path}{kept_said(self.listing)}"
         )
         self.dismiss(path)
 
