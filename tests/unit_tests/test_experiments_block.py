@@ -88,6 +88,19 @@ def test_grid_ranges_with_a_step_or_integers_are_lists_of_points():
     assert len(runs) == 4 * 3 * 3
 
 
+def test_a_stepped_range_of_whole_numbers_gives_whole_numbers_every_one():
+    """Not 2, 4.0, 6.0, 8 (the ends as written, the points between as floats): a command's
+    ``type=int`` refused the inner ones. A float anywhere in it gives floats."""
+    for method in ("method: grid", "method: random\ncount: 50\nseed: 1"):
+        e = experiment(f"{method}\nparameters:\n  depth: {{min: 2, max: 8, step: 2}}\n")
+        values = [r["depth"] for r in e.expand()]
+        assert {type(v) for v in values} == {int} and set(values) <= {2, 4, 6, 8}
+        assert [as_environment(v) for v in sorted(set(values))] == ["2", "4", "6", "8"]
+    e = experiment("method: grid\nparameters:\n  w: {min: 2, max: 8, step: 2.0}\n")
+    assert [r["w"] for r in e.expand()] == [2.0, 4.0, 6.0, 8.0]
+    assert {type(r["w"]) for r in e.expand()} == {float}
+
+
 def test_random_draws_are_in_their_ranges_and_the_same_for_the_same_seed():
     e = experiment(
         """\

@@ -108,8 +108,10 @@ class Parameter(Record):
         return None
 
     def _point(self, i: int):
-        """The ``i``-th point of a stepped range."""
-        if self.integer:
+        """The ``i``-th point of a stepped range: whole numbers where its ``min``, ``max`` and
+        ``step`` are (``{min: 16, max: 128, step: 16}`` gives 32, never 32.0: a command's
+        ``type=int`` takes every point alike)."""
+        if self.integer or all(type(v) is int for v in (self.low, self.high, self.step)):
             return int(self.low + i * self.step)
         return _round(self.low + i * self.step, self.low, self.high, self.step)
 
@@ -157,7 +159,7 @@ def _round(value: float, low: float, high: float, scale: float) -> float:
     size = max(abs(value), abs(low), abs(high))
     if scale > 0 and size > 0:
         digits = min(17, max(6, math.ceil(math.log10(size / scale)) + 3))
-    return min(high, max(low, float(f"{value:.{digits}g}")))
+    return float(min(high, max(low, float(f"{value:.{digits}g}"))))  # an end: 2.0, not 2
 
 
 def _points(count: int) -> str:
