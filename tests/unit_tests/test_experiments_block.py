@@ -333,6 +333,35 @@ def test_max_parallel_holds_back_an_experiments_runs_without_blocking_others():
     assert [run for run, _ in plan.starts] == ["e0", "e1", "e2", "e3"]
 
 
+def test_a_run_held_back_behind_its_experiments_runs_that_wait_for_a_slot_says_the_slot():
+    """2 CPU slots, max_parallel 3: two runs going, the third waits for a slot, and those
+    after it wait for a slot too, not for max_parallel (raising it would start nothing)."""
+    scheduler = Scheduler(None, cpu_slots=2)
+    waiting = [Waiting(f"e{i}", 1, 0.0, "exp") for i in range(2, 6)]
+    plan = scheduler.plan(waiting, {}, 2, 1.0, {"exp": (3, 2)})
+    assert plan.starts == []
+    assert plan.reasons == {
+        "e2": "waiting for a CPU slot: 0 of 2 free",
+        "e3": "waiting for a CPU slot: 0 of 2 free, 1 run ahead",
+        "e4": "waiting for a CPU slot: 0 of 2 free, 2 runs ahead",
+        "e5": "waiting for a CPU slot: 0 of 2 free, 3 runs ahead",
+    }
+    # at its limit by runs that go: max_parallel it is
+    plan = scheduler.plan(waiting, {}, 2, 1.0, {"exp": (2, 2)})
+    assert set(plan.reasons.values()) == {
+        "waiting: its experiment runs at most 2 at once (max_parallel)"
+    }
+    # GPUs: one free and taken by e2; e3 waits on max_parallel 2 (e2 and one going)
+    gpus = Scheduler([0, 1])
+    plan = gpus.plan(waiting, {"other": [0]}, 0, 1.0, {"exp": (2, 1)})
+    assert plan.starts == [("e2", (1,))]
+    assert plan.reasons["e3"] == "waiting: its experiment runs at most 2 at once (max_parallel)"
+    # max_parallel 4 with one going: e2 starts, e3 and e4 could but no GPU is left
+    plan = gpus.plan(waiting, {"other": [0]}, 0, 1.0, {"exp": (4, 1)})
+    assert plan.reasons["e3"] == "waiting for 1 GPU: 0 free"
+    assert plan.reasons["e5"] == "waiting for 1 GPU: 0 free, 2 runs ahead"
+
+
 def test_an_empty_block_is_refused_not_taken_for_a_single_run():
     report = parse_manifest(BASE + "experiment:\n", "m.yml")
     assert [p.format("m.yml") for p in report.errors] == [

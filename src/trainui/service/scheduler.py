@@ -119,7 +119,8 @@ class Scheduler:
         ``busy`` maps each active run to the GPU ids it holds; ``busy_cpu_slots`` is the number
         of CPU slots taken (used in CPU mode only); ``room``: each group's ``(limit, active)``.
         """
-        reasons: dict[str, str] = {}
+        held_back: list[Waiting] = []
+        everyone = waiting
         if room:
             left = {group: limit - active for group, (limit, active) in room.items()}
             eligible = []
@@ -127,19 +128,47 @@ class Scheduler:
                 group = run.group
                 if group in left:
                     if left[group] <= 0:
-                        limit = room[group][0]
-                        reasons[run.run_id] = (
-                            f"waiting: its experiment runs at most {limit} at once (max_parallel)"
-                        )
+                        held_back.append(run)
                         continue
                     left[group] -= 1  # counted as if it starts; a run that does not start
                     # holds its place all the same (the queue's order is kept)
                 eligible.append(run)
             waiting = eligible
         plan = self._plan(waiting, busy, busy_cpu_slots, now)
-        if reasons:
-            plan.reasons.update(reasons)
+        if held_back:
+            plan.reasons.update(
+                self._held_back(held_back, everyone, plan, busy, busy_cpu_slots, room)
+            )
         return plan
+
+    def _held_back(self, held_back, everyone, plan, busy, busy_cpu_slots, room) -> dict[str, str]:
+        """Why each run ``max_parallel`` held back waits: its experiment's limit when it runs
+        that many; else (runs of it ahead wait for a GPU or slot) what those wait for, since
+        a larger ``max_parallel`` would start nothing more."""
+        started = {run_id for run_id, _ in plan.starts}
+        running = {group: active for group, (_limit, active) in room.items()}
+        for run in everyone:
+            if run.run_id in started and run.group in running:
+                running[run.group] += 1
+        if self._inventory:
+            held = {gpu for ids in busy.values() for gpu in ids}
+            held.update(gpu for _, ids in plan.starts for gpu in ids)
+            free = sum(1 for gpu in self._inventory if gpu not in held)
+        else:
+            free = max(0, self.cpu_slots - max(0, busy_cpu_slots) - len(plan.starts))
+        order = {run.run_id: i for i, run in enumerate(everyone)}
+        waiting_ahead = sorted(order[r.run_id] for r in everyone if r.run_id not in started)
+        reasons = {}
+        for run in held_back:
+            limit = room[run.group][0]
+            if running[run.group] >= limit:
+                reasons[run.run_id] = (
+                    f"waiting: its experiment runs at most {limit} at once (max_parallel)"
+                )
+            else:
+                ahead = sum(1 for i in waiting_ahead if i < order[run.run_id])
+                reasons[run.run_id] = self.waiting_reason(run.gpus, free, ahead)
+        return reasons
 
     def _plan(
         self,
