@@ -103,3 +103,27 @@ def test_show_experiment_ranks_its_runs_in_aligned_columns():
     # an experiment without runs yet: the head alone
     empty = cli._experiment_text(experiment([])).splitlines()
     assert empty[-3:] == ["", "0 runs.", "OK"] and empty[-4].split()[0] == "Rank"
+
+
+def test_metric_columns_and_cjk_parameter_values_line_up_by_cells(capsys):
+    runs = [
+        run("学習率スイープ-モデル", "training-AAAAAAAAA", {"loss": {"last": 0.25}}),
+        run("plain", "training-BBBBBBBBB", {"loss": {"last": 0.5}}),
+    ]
+    lines = table(capsys, runs, ["loss"])
+    assert len({cell_len(line) for line in lines[:3]}) == 1, lines[:3]  # loss ends alike
+    runs = [
+        {**run("s", "training-AAAAAAAAA", None), "parameters": {"lr": "アダム最適化"}},
+        {**run("s", "training-BBBBBBBBB", None), "parameters": {"lr": "sgd", "wide": 1}},
+    ]
+    lines = cli._experiment_text(experiment(runs)).splitlines()
+    head = next(i for i, line in enumerate(lines) if line.lstrip().startswith("Rank"))
+    rows = lines[head : head + 3]
+    # each column starts at the same cell on every row, and the objective ends alike
+    after = [("lr", "wide"), ("最適化", "-"), ("sgd", "1")]  # the column after lr's
+    starts = {
+        cell_len(line[: line.index(word, line.index(value) + len(value))])
+        for line, (value, word) in zip(rows, after, strict=True)
+    }
+    assert len(starts) == 1, rows
+    assert len({cell_len(line) for line in rows}) == 1, rows
