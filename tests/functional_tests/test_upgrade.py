@@ -133,3 +133,34 @@ def test_control_characters_kept_by_an_older_trainui_are_escaped_on_upgrade(home
     assert after.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
     after.close()
     assert (home.path / "runs.db.v4").exists()
+
+
+def test_a_number_that_is_not_finite_recorded_by_an_older_trainui_is_null_not_a_500(home):
+    """An older trainui took a random range as wide as a float holds, and drew infinity: the
+    run's parameters kept it. Every run of the home is still listed and shown, as JSON that
+    any reader takes (null, not Infinity, which no JSON reader does)."""
+    model = home.model("m", {"train.py": "print(1)\n"})
+    sweep = home.manifest("echo $B", name="wide")
+    sweep.write_text(sweep.read_text() + "experiment:\n  method: grid\n  parameters:\n    B: [1]\n")
+    out = home.cli("train", str(model), str(sweep), check=True).stdout
+    experiment_id = re.search(r"experiment-\w+", out).group()
+    model_id = re.findall(r"training-\w+", out)[0]
+    other = home.submit(model, home.manifest("true", name="other"))
+    home.wait(model_id, "completed", "failed")
+    home.wait(other, "completed", "failed")
+    home.kill_service()
+    db = sqlite3.connect(home.path / "runs.db")
+    db.execute("UPDATE runs SET parameters = ? WHERE model_id = ?", ('{"B": Infinity}', model_id))
+    db.commit()
+    db.close()
+    listed = home.cli("list", "--json", check=True).stdout
+    assert "Infinity" not in listed
+    runs = {run["model_id"]: run for run in json.loads(listed)}
+    assert set(runs) == {model_id, other} and runs[model_id]["parameters"] == {"B": None}
+    assert "wide" in home.cli("list", check=True).stdout
+    fields = home.cli("list", "--json", "--experiment", experiment_id, check=True).stdout
+    assert json.loads(fields)[0]["parameters"] == {"B": None}
+    assert home.show(model_id)["parameters"] == {"B": None}
+    assert "Parameters" in home.cli("show", model_id, check=True).stdout
+    shown = home.cli("show", "experiment", experiment_id, "--json", check=True).stdout
+    assert json.loads(shown)["runs"][0]["parameters"] == {"B": None}

@@ -29,7 +29,7 @@ from trainui.service.auth import TokenError, Tokens, User
 from trainui.service.openapi import openapi_document
 from trainui.service.results import ResultsFetcher
 from trainui.service.runs import Refusal, RunManager, watch
-from trainui.service.store import disk_full, public
+from trainui.service.store import disk_full
 
 LOG_CHUNK = 1 << 20
 NDJSON = "application/x-ndjson"
@@ -287,8 +287,13 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         described = manager.halt_experiment(request.path_params["experiment_id"], _user(request))
         return _msgspec_json(described, status_code=202)
 
+    def run_answer(run, status_code: int = 200) -> Response:
+        """The run as the API shows it (its cached JSON text: a number that is not finite, in
+        a run an older trainui recorded, is null, not a 500)."""
+        return Response(manager.run_json(run), status_code, media_type="application/json")
+
     async def show(request: Request) -> Response:
-        return JSONResponse(public(manager.get(request.path_params["model_id"], _user(request))))
+        return run_answer(manager.get(request.path_params["model_id"], _user(request)))
 
     async def delete(request: Request) -> Response:
         model_id = request.path_params["model_id"]
@@ -297,11 +302,11 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
 
     async def halt(request: Request) -> Response:
         run = manager.halt(request.path_params["model_id"], _user(request))
-        return JSONResponse(public(run), status_code=202)
+        return run_answer(run, 202)
 
     async def resume(request: Request) -> Response:
         run = manager.resume(request.path_params["model_id"], _user(request))
-        return JSONResponse(public(run), status_code=202)
+        return run_answer(run, 202)
 
     async def definition(request: Request) -> Response:
         model_id = request.path_params["model_id"]

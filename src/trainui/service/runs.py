@@ -89,6 +89,15 @@ RESTARTABLE = frozenset({"C201", "S300"})
 MAX_BACKOFF = 300.0  # seconds: the back-off doubles per attempt up to this
 
 
+def json_text(data) -> str:
+    """``data`` as JSON text, a number that is not finite as ``null``: JSON has none (``inf``
+    in a run recorded by an older trainui made ``Infinity``, which no JSON reader takes)."""
+    try:
+        return json.dumps(data, allow_nan=False)
+    except ValueError:
+        return msgspec.json.encode(data).decode()
+
+
 class Refusal(Exception):
     """A request the service refuses: HTTP status, error code and the problems in words."""
 
@@ -121,7 +130,7 @@ class EventHub:
     def publish(self, kind: str, data: dict | str) -> None:
         """``data``: an object, or its JSON text."""
         self.seq += 1
-        event = (self.seq, kind, data if isinstance(data, str) else json.dumps(data))
+        event = (self.seq, kind, data if isinstance(data, str) else json_text(data))
         self.recent.append(event)
         for queue in list(self.subscribers):
             if queue.qsize() >= self.queue_size:
@@ -455,7 +464,7 @@ class RunManager:
         """The run as the API shows it, as JSON text (cached until the run changes)."""
         text = self._json.get(run.model_id)
         if text is None:
-            text = self._json[run.model_id] = json.dumps(public(run))
+            text = self._json[run.model_id] = json_text(public(run))
         return text
 
     def run_dir(self, model_id: str) -> str:
