@@ -263,6 +263,32 @@ def test_remote_errors_are_sentences(home):
     assert "holds '\u201c' at character 1" in quoted.stderr and "abc" not in quoted.stderr
 
 
+def test_a_fault_of_the_service_is_said_as_its_own_not_as_another_servers(home):
+    """A run folder damaged on the box (its manifest.yml made a folder): the service fails on
+    it, says so in its JSON (the traceback goes to its log), and the client says that."""
+    from trainui.client import BlockingClient, ClientError
+
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest("true"))
+    home.wait(model_id, "completed", "failed")
+    manifest = home.path / "runs" / model_id / "manifest.yml"
+    manifest.unlink()
+    manifest.mkdir()
+    with (
+        BlockingClient(home=str(home.path), environ=home.env) as client,
+        pytest.raises(ClientError) as raised,
+    ):
+        client.manifest(model_id)
+    assert raised.value.status == 500
+    assert str(raised.value) == (
+        f"the trainui service failed on GET /v3/models/{model_id}/manifest (an internal error, "
+        "IsADirectoryError): its log, service.log in its home, says where; please report it"
+    )
+    deadline = time.monotonic() + 10  # written once the answer is sent
+    while "IsADirectoryError" not in (home.path / "service.log").read_text():
+        assert time.monotonic() < deadline, (home.path / "service.log").read_text()
+        time.sleep(0.05)
+
+
 def test_a_url_of_something_that_is_not_trainui_is_said_so(home, tmp_path):
     # a proxy's login page, another server at that port: tracebacks, or "0 records found. OK"
     www = tmp_path / "www"

@@ -456,6 +456,17 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         body = {"error_code": None, "message": message, "errors": [{"message": message}]}
         return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
+    async def failed(request: Request, error: Exception) -> Response:
+        """A fault of the service's own (its traceback goes to its log all the same): said as
+        the service's, in our JSON shape; not taken by the client for another server's page."""
+        message = (
+            f"the trainui service failed on {request.method} {request.url.path} (an internal "
+            f"error, {type(error).__name__}): its log, service.log in its home, says where; "
+            "please report it"
+        )
+        body = {"error_code": None, "message": message, "errors": [{"message": message}]}
+        return JSONResponse(body, status_code=500)
+
     task: asyncio.Task | None = None
 
     @contextlib.asynccontextmanager
@@ -553,7 +564,7 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
     ]
     app = Starlette(
         routes=routes,
-        exception_handlers={Refusal: refused, HTTPException: http_error},
+        exception_handlers={Refusal: refused, HTTPException: http_error, Exception: failed},
         lifespan=lifespan,
     )
     app.add_middleware(Authenticate, tokens=tokens, local_name=manager.owner)
