@@ -523,3 +523,16 @@ def test_restart_settings_say_what_they_take(line, expected):
     found = [p.format("m.yml") for p in parse_manifest(text, "m.yml").errors]
     assert any(expected in f for f in found), found
     assert not any("put it in quotes" in f for f in found)
+
+
+def test_a_long_list_written_out_is_no_alias_bomb():
+    """9,990 seeds, one by one: a grid of 9,990 runs (it was refused as a 'billion laughs'
+    bomb, having more than 10,000 values, none through an alias); 12,000: too many runs."""
+    seeds = ", ".join(str(i) for i in range(1, 9991))
+    e = experiment(f"method: grid\nparameters:\n  seed: [{seeds}]\n")
+    assert e.size() == 9990
+    more = ", ".join(str(i) for i in range(12_000))
+    report = check(f"method: grid\nparameters:\n  seed: [{more}]\n")
+    assert [p.format("m.yml") for p in report.errors] == [
+        "m.yml:16:11: experiment.parameters.seed: 12,000 values; at most 10,000"
+    ]

@@ -16,10 +16,17 @@ _resolver = yaml.resolver.Resolver()
 
 MAX_DEPTH = 64
 MAX_EXPANDED_NODES = 10_000
+# values the aliases may add, as a multiple of the values written: past MAX_EXPANDED_NODES,
+# a document is refused only when its aliases multiply it (a 'billion laughs' bomb); a list of
+# 10,000 seeds written out is no bomb, and its size is bounded by the file's
+ALIAS_GROWTH = 4
 
 STANDARD_TAGS = {
     f"tag:yaml.org,2002:{t}": t for t in ("str", "int", "float", "bool", "null", "map", "seq")
 }
+
+
+_VALUES = (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.AliasEvent)
 
 
 class YamlError(Exception):
@@ -104,8 +111,11 @@ def compose(text: str) -> Node | None:
         m = event.start_mark
         return m.line, m.column, m.index
 
+    written = 0  # the values the text holds (an alias counts one)
     try:
         for event in yaml.parse(text, Loader=_Loader):
+            if isinstance(event, _VALUES):
+                written += 1
             if isinstance(event, yaml.DocumentStartEvent):
                 documents += 1
                 if documents > 1:
@@ -156,7 +166,7 @@ def compose(text: str) -> Node | None:
                     node.size = 1 + sum(child.size for child in node.items)
                 else:
                     node.size = 1 + sum(k.size + (v.size if v else 0) for k, v in node.items)
-                if node.size > MAX_EXPANDED_NODES:
+                if node.size > MAX_EXPANDED_NODES and node.size > ALIAS_GROWTH * written:
                     raise YamlError(
                         f"the document expands to more than {MAX_EXPANDED_NODES:,} values "
                         "through its aliases (a YAML 'billion laughs' bomb?)",
