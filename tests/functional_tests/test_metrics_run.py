@@ -69,6 +69,15 @@ def test_a_runs_metrics_are_extracted_while_it_trains_and_stored(home):
     assert "trainui: metrics: 45 points of 10 metrics in metrics.jsonl" in log
     stored = home.buckets / "results" / model_id / "metrics.jsonl"
     assert stored.read_bytes() == data
+    # LOG_DIR is stored under logs/: TensorBoard reads the event files from the results bucket
+    # (`tensorboard --logdir s3://results/ID/logs/tb`) as it read them on the box
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logs = home.buckets / "results" / model_id / "logs"
+    assert (logs / "metrics.jsonl").exists()  # the command's own file, as it wrote it
+    events = EventAccumulator(str(logs / "tb" / "train"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("loss")] == series["train/loss"]
 
 
 def test_what_extraction_says_never_cuts_a_line_of_the_command(home):

@@ -38,6 +38,7 @@ from trainui.storage import ObjectStore, StoreError, iter_files, open_store
 
 TRAINING_STATUS_FILE = "training-status.json"
 DEFINITION_KEY = "_submitted_code/model.zip"
+LOGS_KEY = "logs/"  # LOG_DIR's files, under the run's prefix
 # after storing failed: the tries (and seconds without a byte) of each file left to store
 LAST_TRY_ATTEMPTS, LAST_TRY_TIMEOUT = 2, 10.0
 
@@ -123,6 +124,16 @@ class Storing:
         jobs = [
             (prefix + key, path, size) for key, path, size in iter_files(self.dirs["RESULT_DIR"])
         ]
+        # LOG_DIR under logs/ (TensorBoard's event files: `tensorboard --logdir` works on them
+        # afterwards, as FfDL kept the job's logs); a RESULT_DIR file of the same key wins
+        logs = self.dirs.get("LOG_DIR")
+        if logs and os.path.isdir(logs):
+            made = {job[0] for job in jobs}
+            jobs += [
+                (key, path, size)
+                for relative, path, size in iter_files(logs)
+                if (key := prefix + LOGS_KEY + relative) not in made
+            ]
         # the run's metric points too (SPEC §8), in place of a file of RESULT_DIR's so named
         ours = ((DEFINITION_KEY, DEFINITION_FILE), (MANIFEST_FILE, MANIFEST_FILE))
         ours += ((METRICS_FILE, METRICS_FILE),)
