@@ -84,7 +84,7 @@ def test_a_command_killed_mid_run_restarts_from_its_last_epoch(home):
         4: "attempt 2", 5: "attempt 2", 6: "attempt 2",
     }  # fmt: skip
     stored = home.buckets / "results" / model_id / "checkpoints" / "epoch.txt"
-    assert stored.read_text() == "6" or stored.read_text() == "3"
+    assert stored.read_text() == "6"  # completed: the last copy has the last epoch
 
 
 def test_the_learner_killed_restarts_from_the_copy_made_while_it_ran(home):
@@ -110,6 +110,42 @@ def test_the_learner_killed_restarts_from_the_copy_made_while_it_ran(home):
     assert "attempt 2 starts after epoch 4" in text
     assert sorted(epochs_stored(home, model_id)) == [5, 6]  # the lost attempt stored nothing
     assert "checkpoint: 1 file" in text  # copies while it ran, said in the log
+
+
+def test_a_learner_killed_with_no_restart_left_keeps_what_its_command_left(home, tmp_path):
+    """No restart, no periodic copy: the learner killed outright (the OOM killer) stores
+    nothing; the service keeps its RESULT_DIR and CHECKPOINT_DIR on the box, `download
+    --results` gets them, `trainui resume` starts from them, and once it completes the bucket
+    has the last checkpoint."""
+    model = home.model("oom", {"train.py": EPOCHS})
+    model_id = home.submit(model, manifest(home, "python3 train.py 2 0", "", "oom"))
+    wait_for(home, model_id, "epoch 2\n")
+    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
+    learner = status["learner_pid"]
+    assert str(home.path).encode() in Path(f"/proc/{learner}/environ").read_bytes()
+    os.kill(learner, signal.SIGKILL)
+    run = home.wait(model_id, "failed", timeout=60)
+    assert run["error_code"] == "S300"
+    deadline = time.monotonic() + 20
+    while "trainui download" not in (text := log(home, model_id)):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.1)
+    assert "trainui: the results and the checkpoints the command left are kept on the box" in text
+    got = home.cli("download", model_id, "--results", "--output", str(tmp_path / "got"))
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "got" / "checkpoints" / "epoch.txt").read_text() == "2"
+    assert (tmp_path / "got" / "epoch-2.txt").read_text() == "attempt 1\n"
+    home.cli("resume", model_id, check=True)
+    run = home.wait(model_id, "completed", "failed", timeout=60)
+    text = log(home, model_id)
+    assert run["status"] == "completed", text
+    assert "attempt 2 starts after epoch 2" in text
+    stored = home.buckets / "results" / model_id / "checkpoints" / "epoch.txt"
+    assert stored.read_text() == "6"  # the last copy, as the run completed
+    assert epochs_stored(home, model_id) == {
+        1: "attempt 1", 2: "attempt 1", 3: "attempt 2", 4: "attempt 2", 5: "attempt 2",
+        6: "attempt 2",
+    }  # fmt: skip
 
 
 def test_resume_starts_a_halted_run_again_from_its_last_checkpoint(home):
@@ -189,6 +225,9 @@ def test_checkpoints_the_results_bucket_refused_are_kept_and_resumed_from(home, 
     # attempt 1's results, kept on the box then, are stored with attempt 2's
     assert "stored 2 files of the results an earlier attempt kept" in text
     assert not (home.path / "runs" / model_id / "results-not-stored").exists()
+    # started from checkpoints kept on the box: once completed, the bucket has the last
+    stored = home.buckets / "results" / model_id / "checkpoints" / "epoch.txt"
+    assert stored.read_text() == "6"
     assert epochs_stored(home, model_id) == {
         1: "attempt 1", 2: "attempt 1", 3: "attempt 2", 4: "attempt 2", 5: "attempt 2",
         6: "attempt 2",

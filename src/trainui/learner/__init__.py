@@ -219,8 +219,10 @@ class Learner(Staging, ProcessControl, Storing):
                 self._report_crash()
                 self._set_outcome(FAILED, code, _learner_error(exc))
         self._discard_sandbox_ahead()
-        if self.final in (FAILED, HALTED) and self.command_pgid is not None:
-            self._copy_checkpoints()  # what the next attempt starts from (SPEC §11)
+        if self.command_pgid is not None and (
+            self.final in (FAILED, HALTED) or self.checkpoints.in_use()
+        ):  # what the next attempt starts from (SPEC §11); completed: the bucket has the last
+            self._copy_checkpoints()
         try:
             self._store()
         except Exception as exc:
@@ -318,8 +320,9 @@ class Learner(Staging, ProcessControl, Storing):
             )
 
     def _copy_checkpoints(self) -> None:
-        """The last copy of CHECKPOINT_DIR (the run failed or was halted); a failure to copy
-        is said, and changes nothing of the outcome."""
+        """The last copy of CHECKPOINT_DIR (the run failed or was halted; or completed, its
+        checkpoints copied as it went or taken from the box); a failure to copy is said (they
+        are kept on the box), and changes nothing of the outcome."""
         try:
             files, size = self.checkpoints.copy(final=True)
         except Exception as error:

@@ -40,6 +40,7 @@ class Checkpoints:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one copy at a time (the thread's, the final one)
         self.copies = 0  # copies that sent something
+        self.restored_kept = False  # this attempt started from checkpoints kept on the box
 
     # --- the results bucket ------------------------------------------------------------------
 
@@ -156,6 +157,11 @@ class Checkpoints:
                 f"{', ...' if len(lost) > 3 else ''})"
             )
 
+    def in_use(self) -> bool:
+        """Whether the run's checkpoints go to the bucket as it trains (an interval) or this
+        attempt started from some: its last ones are copied however it ends."""
+        return bool(self.interval or self.sent or self.restored_kept)
+
     def keep(self) -> None:
         """The last copy failed: ``CHECKPOINT_DIR`` is moved into the run folder, where the next
         attempt (a restart, ``trainui resume``) finds it; said in the log. Nothing to keep, or
@@ -197,6 +203,7 @@ class Checkpoints:
             raise RestoreError(
                 f"those kept in {self.kept} could not be taken: {error.strerror or error}"
             ) from None
+        self.restored_kept = True
         self.learner._log(
             f"restored {_count(files, 'checkpoint file')} ({_size(total)}) kept in the run "
             "folder by an earlier attempt (the results bucket had refused them)"

@@ -13,6 +13,7 @@ the same storage code as the learner's, with the connection kept in ``results.js
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 
 from trainui.core.lifecycle import Run, TrainingStatus, read_status, training_status_json
@@ -20,15 +21,18 @@ from trainui.core.runs import (
     DEFINITION_FILE,
     FAILED,
     HALTED,
+    KEPT_CHECKPOINTS,
+    KEPT_RESULTS,
     LOG_FILE,
     MANIFEST_FILE,
     RESULTS_FILE,
     STATUS_FILE,
+    WORK_DIR,
     read_json,
     write_json_atomic,
 )
 from trainui.learner.storing import DEFINITION_KEY, TRAINING_STATUS_FILE
-from trainui.storage import StoreError, open_store
+from trainui.storage import StoreError, iter_files, open_store
 
 SALVAGED_STATUS_FILE = "training-status.salvaged.json"  # in the run folder, what is stored
 
@@ -52,6 +56,15 @@ def _store(run_dir: str, run: Run, home: str) -> None:
     if spec is None:  # a run from before results.json, or deleted meanwhile
         return
     log_path = os.path.join(run_dir, LOG_FILE)
+    if run.status != HALTED:
+        kept = keep_what_is_left(run_dir)
+        if kept:
+            end_log(
+                log_path,
+                f"trainui: {' and '.join(kept)} the command left are kept on the box until the "
+                f"run is deleted: `trainui download {run.model_id} --results` gets them, "
+                f"`trainui resume {run.model_id}` starts from the checkpoints",
+            )
     if run.status == HALTED:  # halted between two attempts: the last one's results are stored
         end_log(log_path, f"trainui: halted: {run.status_message}")
     else:
@@ -72,6 +85,36 @@ def _store(run_dir: str, run: Run, home: str) -> None:
                 store.upload(path, prefix + key)
     finally:
         store.close()
+
+
+def keep_what_is_left(run_dir: str) -> list[str]:
+    """RESULT_DIR and CHECKPOINT_DIR of the work folder a vanished learner left (it would have
+    stored them) moved where a stored run keeps what its bucket refused: ``download
+    --results`` lists them, a resume starts from the checkpoints (newer than the bucket's last
+    copy). What was kept, in words; a move that fails leaves things as they were."""
+    kept = []
+    work = os.path.join(run_dir, WORK_DIR)
+    for folder, into, what in (
+        ("results", KEPT_RESULTS, "the results"),
+        ("checkpoints", KEPT_CHECKPOINTS, "the checkpoints"),
+    ):
+        source, dest = os.path.join(work, folder), os.path.join(run_dir, into)
+        try:
+            if os.path.islink(source) or not os.path.isdir(source) or not os.listdir(source):
+                continue
+            if folder == "checkpoints" and os.path.isdir(dest):  # older than these
+                shutil.rmtree(dest)
+            if os.path.isdir(dest):  # an earlier attempt's results: these go over them
+                for key, path, _size in iter_files(source):
+                    target = os.path.join(dest, key)
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    os.replace(path, target)
+            else:
+                os.replace(source, dest)
+        except OSError:
+            continue
+        kept.append(what)
+    return kept
 
 
 def salvaged_status(run: Run, run_dir: str) -> TrainingStatus:
