@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 IMAGE = "localhost/trainui-test:1"
+NO_SHELL_IMAGE = "localhost/trainui-noshell:1"  # busybox alone: no /bin/sh
 # prints the time (s.us): busybox's date has no %N (bench/frameworks.py times first lines)
 STAMP_C = (
     "#include <stdio.h>\n#include <sys/time.h>\nint main(void) {struct timeval t;"
@@ -90,6 +91,12 @@ class Podman:
             )
         subprocess.run(["tar", "-C", str(rootfs), "-cf", str(top / "rootfs.tar"), "."], check=True)
         self.podman("import", str(top / "rootfs.tar"), IMAGE)
+        # an image without /bin/sh: the container runtime cannot start a command in it
+        bare = top / "bare"
+        (bare / "bin").mkdir(parents=True)
+        shutil.copy(busybox, bare / "bin" / "busybox")
+        subprocess.run(["tar", "-C", str(bare), "-cf", str(top / "bare.tar"), "."], check=True)
+        self.podman("import", str(top / "bare.tar"), NO_SHELL_IMAGE)
         tried = self.podman("run", "--rm", IMAGE, "true", check=False)
         if tried.returncode != 0:
             raise PodmanUnavailable(f"podman cannot run a container here: {tried.stderr.strip()}")

@@ -421,6 +421,40 @@ def test_a_command_exiting_125_is_its_own_failure_and_podmans_is_said_as_podmans
     assert podman.containers() == []
 
 
+def test_an_image_the_container_runtime_cannot_start_a_command_in_is_said_so(home, podman):
+    """No /bin/sh in the image: the container's init (podman's catatonit) cannot start the
+    command, and exits 1 saying so: the runtime's failure (S304), not the command's (C201),
+    which would be restarted in vain; a command's own 127 (a shell's "not found") is C201."""
+    container_home(
+        home,
+        podman,
+        """        [[framework]]
+        name = "bare"
+        versions = ["1"]
+        runtime = "container"
+        image = "localhost/trainui-noshell:{version}"
+        """,
+    )
+    model = home.model("exit127", {"t.py": ""})
+    extra = "    max_restarts: 1\n"
+    path = framework_manifest(home, "echo never", "bare", "1")
+    path.write_text(
+        path.read_text().replace("    resource: small\n", "    resource: small\n" + extra)
+    )
+    bare = home.submit(model, path)
+    run = home.wait(bare, "failed", timeout=60)
+    text = log(home, bare)
+    assert run["error_code"] == "S304", text
+    assert run["status_message"] == (
+        'bare 1: podman could not start the container (exit 1): "ERROR (catatonit:6): failed to '
+        'exec pid1: No such file or directory"'
+    ), text
+    assert run["attempt"] == 1 and len(run["attempts"]) == 1, run  # not restarted: in vain
+    own = home.submit(model, framework_manifest(home, "no-such-command-here", "pytorch", "1"))
+    run = home.wait(own, "failed", timeout=60)
+    assert run["error_code"] == "C201" and run["exit_code"] == 127, log(home, own)
+
+
 def test_an_image_is_pulled_once_for_many_runs_and_an_unreachable_one_fails_saying_so(home, podman):
     if podman.registry is None:
         pytest.skip("docker-registry is not installed: no local registry to pull from")

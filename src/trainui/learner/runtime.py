@@ -30,6 +30,8 @@ from trainui.learner.common import _Failed
 
 RUNTIME_ERROR = "S304"  # the framework's runtime could not be prepared
 RUNTIME_LINES = 3  # the log's last lines where a container runtime says its own failure (125)
+OCI_WORDS = ("OCI ", "crun:", "runc:")  # an exit 126 or 127 that is the container runtime's
+INIT_FAILED = ("ERROR (catatonit:", "[FATAL tini")  # the container's init could not start it
 # the run's own variables, passed into a container by name (its PATH, HOME... stay the image's)
 RUN_VARIABLES = (
     "DATA_DIR", "MODEL_DIR", "RESULT_DIR", "LOG_DIR", "CHECKPOINT_DIR", "TRAINING_ID",
@@ -288,8 +290,12 @@ class Container(Runtime):
 
     def failure(self, code: int) -> None:
         # 125 is the runtime's own failure, and a command's exit code too: the runtime's says
-        # so on the last lines ("Error: ..." from podman, "docker: ..." from docker's client)
-        said = self._runtime_said() if code == 125 else None
+        # so on the last lines ("Error: ..." from podman, "docker: ..." from docker's client);
+        # 126 and 127 are the OCI runtime's (crun, runc) when it could not run the container's
+        # command (not permitted), and a shell's (not found) too; the container's init
+        # (podman's catatonit, docker's tini) says it could not start it (no /bin/sh in the
+        # image), with a code of its own
+        said = self._runtime_said(code)
         if said is None:
             return
         if not self._image_here():
@@ -299,15 +305,20 @@ class Container(Runtime):
                 " was last used); submit the run again to pull it"
             )
         self._fail(
-            f'{os.path.basename(self.command)} could not start the container (exit 125): "{said}"'
+            f"{os.path.basename(self.command)} could not start the container (exit {code}): "
+            f'"{said}"'
         )
 
-    def _runtime_said(self) -> str | None:
-        """The runtime's own error on the log's last lines, shortened, if it wrote one."""
+    def _runtime_said(self, code: int) -> str | None:
+        """The runtime's own error on the log's last lines, shortened, if it wrote one (the
+        command exited with ``code``)."""
         from trainui.learner.causes import last_lines, shortened
 
         for line in last_lines(os.path.join(self.learner.run_dir, LOG_FILE), RUNTIME_LINES):
-            if line.startswith(("Error: ", "Error response from daemon", "docker: ")):
+            if line.startswith(INIT_FAILED):
+                return shortened(line)
+            ours = line.startswith(("Error: ", "Error response from daemon", "docker: "))
+            if ours and (code == 125 or (code in (126, 127) and any(w in line for w in OCI_WORDS))):
                 return shortened(line)
         return None
 
