@@ -272,3 +272,18 @@ def test_a_command_that_ended_well_whose_results_were_refused_keeps_its_checkpoi
     kept = home.path / "runs" / model_id / "checkpoints-not-copied"
     assert (kept / "epoch.txt").read_text() == "6"
     assert text.rstrip().splitlines()[-1].startswith("trainui: failed (S303)")  # the last line
+
+
+def test_a_results_bucket_gone_at_resume_is_the_results_buckets_fault_not_the_datas(home):
+    """Its checkpoints cannot be restored: C103 (the results bucket refused), not S302 (the
+    training data could not be loaded), which sent the user to a data bucket that is fine."""
+    model = home.model("gone", {"train.py": EPOCHS})
+    model_id = home.submit(model, manifest(home, "python3 train.py 2 0", "", "gone"))
+    wait_for(home, model_id, "epoch 2\n")
+    home.cli("halt", model_id, check=True)
+    home.wait(model_id, "halted", timeout=30)
+    refuse_writes(home)
+    home.cli("resume", model_id, check=True)
+    run = home.wait(model_id, "completed", "failed", timeout=60)
+    assert run["error_code"] == "C103", log(home, model_id)
+    assert run["status_message"].startswith("the checkpoints could not be restored: ")

@@ -295,7 +295,8 @@ class Learner(Staging, ProcessControl, Storing):
         try:
             self.checkpoints.restore()
         except RestoreError as error:
-            raise _Failed("S302", f"the checkpoints could not be restored: {error}") from None
+            # the results bucket's (gone, refusing): not the training data's (S302)
+            raise _Failed("C103", f"the checkpoints could not be restored: {error}") from None
 
     def _copy_left_checkpoints(self) -> None:
         """An earlier attempt whose learner was lost (killed, out of memory) could not copy
