@@ -626,14 +626,14 @@ def _connection_notices(client):
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what in ("experiments", "experiment"):
-        given = [f"--{o}" for o in ("status", "experiment", "metric") if getattr(args, o)]
-        if given:  # a filter of runs, not of experiments: said, not ignored
+        given = [f"--{o}" for o in ("experiment", "metric") if getattr(args, o)]
+        if given:  # of runs, not of experiments: said, not ignored
             raise UserError(
-                f"usage: trainui list experiments [--json]; {', '.join(given)} filters runs "
-                "(trainui list --experiment ID shows an experiment's runs)",
+                f"usage: trainui list experiments [--status S,...] [--json]; {', '.join(given)} "
+                "is of runs (trainui list --experiment ID shows an experiment's runs)",
                 EXIT_USAGE,
             )
-        return _call(args, lambda client: _list_experiments(client, args.json))
+        return _call(args, lambda client: _list_experiments(client, args.json, args.status))
     if args.what not in (None, "trained-models", "trained-model"):
         raise UserError(
             f"usage: trainui list [trained-models | experiments], not '{args.what}'", EXIT_USAGE
@@ -650,8 +650,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     return _call(args, lambda client: _list(client, args))
 
 
-def _list_experiments(client, as_json: bool) -> int:
-    answer = client.list_experiments()
+def _list_experiments(client, as_json: bool, status: str | None = None) -> int:
+    answer = client.list_experiments(status)
     experiments = answer["experiments"]
     if as_json:
         import json

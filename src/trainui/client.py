@@ -305,10 +305,11 @@ class _Api:
 
     # --- experiments (SPEC §9) ----------------------------------------------------------
 
-    def list_experiments(self):
+    def list_experiments(self, status: str | None = None):
         """``{experiments: [...], count}``: each experiment summed up (its state, its runs'
-        counts by state, its best run)."""
-        return self._do(_Call("GET", "/v3/experiments", _json))
+        counts by state, its best run); ``status``: only those in these states (``a,b``)."""
+        params = {"status": status} if status else None
+        return self._do(_Call("GET", "/v3/experiments", _json, params))
 
     def get_experiment(self, experiment_id: str, fields: tuple[str, ...] | None = None):
         """The experiment, with ``runs``: its runs, best first by the objective (``fields``:

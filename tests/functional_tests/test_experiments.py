@@ -338,8 +338,26 @@ def test_the_cli_says_what_is_missing_or_unknown_instead_of_guessing(home):
     numbered = home.cli("show", "1")  # the SI No of `list`'s first row
     assert numbered.returncode == 1
     assert "run 1 not found: an SI No of trainui list numbers the rows" in numbered.stderr
-    filtered = home.cli("list", "experiments", "--status", "failed")  # filters runs: said
-    assert filtered.returncode == 2 and "--status filters runs" in filtered.stderr
+    done, _ = train(
+        home,
+        home.model("s", {"t.py": ""}),
+        sweep_manifest(home, "true", "method: grid\nparameters: {X: [1]}\n"),
+    )
+    wait_ended(home, done)
+    going, _ = train(
+        home,
+        home.model("s", {"t.py": ""}),
+        sweep_manifest(home, "sleep 60", "method: grid\nparameters: {X: [1]}\n"),
+    )
+    for states, expected in (("completed,halted", {done}), ("pending,running", {going})):
+        filtered = home.cli("list", "experiments", "--status", states, "--json")
+        assert filtered.returncode == 0, filtered.stderr
+        assert {e["experiment_id"] for e in json.loads(filtered.stdout)} == expected, states
+    home.cli("halt", "experiment", going, check=True)
+    table = home.cli("list", "experiments", "--status", "bogus")
+    assert table.returncode == 1 and "'bogus' is not an experiment's state" in table.stderr
+    of_runs = home.cli("list", "experiments", "--metric", "loss")  # of runs: said
+    assert of_runs.returncode == 2 and "--metric is of runs" in of_runs.stderr
     unknown = home.cli("list", "--status", "bogus")
     assert unknown.returncode == 2 and "'bogus' is not a state" in unknown.stderr
     broken = home.manifest("true")
