@@ -484,6 +484,16 @@ def _follow_experiment(client, experiment_id: str) -> int:
             said.add(run["model_id"])
             value = ((run.get("metrics") or {}).get(metric) or {}).get("last") if metric else None
             score = f" {metric} {_number(value)}" if value is not None else ""
+            if run["status"] == "failed":  # why, in short: `trainui show ID` says the rest
+                score = (
+                    f": {run.get('error_code') or 'failed'}"
+                    + (
+                        f", {_exit_words(run['exit_code'])}"
+                        if run.get("exit_code") is not None
+                        else ""
+                    )
+                    + score
+                )
             print(
                 f"{run['model_id']} {run['status']}{score} "
                 f"({_parameters_text(run.get('parameters'))})",
@@ -496,8 +506,10 @@ def _follow_experiment(client, experiment_id: str) -> int:
     if best:
         print(f"Best: {best['model_id']} {metric} {_number(best['value'])} "
               f"({_parameters_text(best.get('parameters'))})")  # fmt: skip
-    print(f"Experiment {experiment_id} {experiment['status']}", file=sys.stderr)
-    return EXIT_OK if experiment["runs_by_status"].get("completed") else EXIT_FAILED
+    by = experiment["runs_by_status"]
+    states = ", ".join(f"{n} {s}" for s, n in by.items() if n)
+    print(f"Experiment {experiment_id} {experiment['status']} ({states})", file=sys.stderr)
+    return EXIT_OK if by.get("completed") else EXIT_FAILED
 
 
 ENDED = ("completed", "failed", "halted")
@@ -950,7 +962,9 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 # the keys of each run that `show experiment` and `train --follow` print
-EXPERIMENT_RUN_FIELDS = ("model_id", "status", "parameters", "metrics", "finished_at")
+EXPERIMENT_RUN_FIELDS = (
+    "model_id", "status", "parameters", "metrics", "finished_at", "error_code", "exit_code",
+)  # fmt: skip
 
 
 def _show_experiment(client, experiment_id: str, as_json: bool) -> int:

@@ -451,3 +451,16 @@ def test_the_data_bucket_is_staged_once_for_all_runs_of_an_experiment(home, s3_s
         downloaded += int(line.split(" from the cache, ")[1].split(" downloaded")[0])
         assert (home.buckets / "results" / model_id / "n.txt").read_text().strip() == "100000"
     assert downloaded == 3  # each object once, for the three runs (they ran at once)
+
+
+def test_a_followed_sweep_says_why_each_failed_run_failed_and_the_counts(home):
+    manifest = sweep_manifest(home, "exit $X", "method: grid\nparameters: {X: [0, 3]}\n")
+    model = home.model("follow", {"t.py": ""})
+    result = home.cli("train", str(model), str(manifest), "--follow", timeout=90)
+    assert result.returncode == 0, result.stderr  # a run completed: the sweep's own exit code
+    ended = [line for line in result.stdout.splitlines() if line.startswith("training-")]
+    assert sorted(line.split(" ", 1)[1] for line in ended) == [
+        "completed (X=0)",
+        "failed: C201, exit 3 (X=3)",
+    ], result.stdout
+    assert "(1 completed, 1 failed)" in result.stderr.splitlines()[-1], result.stderr
