@@ -34,7 +34,7 @@ from trainui.learner.common import (
     _learner_error,
     _transfer_error,
 )
-from trainui.storage import ObjectStore, StoreError, iter_files, open_store
+from trainui.storage import ObjectStore, StoreError, iter_files, move_into, open_store
 
 TRAINING_STATUS_FILE = "training-status.json"
 DEFINITION_KEY = "_submitted_code/model.zip"
@@ -243,13 +243,7 @@ class Storing:
                 self.message += f"; the results are kept in {kept} until the run is deleted"
             return
         try:
-            if earlier:  # not stored either: this attempt's files go over them
-                for key, path, _size in iter_files(results):
-                    dest = os.path.join(kept, key)
-                    os.makedirs(os.path.dirname(dest), exist_ok=True)
-                    os.replace(path, dest)
-            else:
-                os.replace(results, kept)
+            move_into(results, kept)  # an earlier attempt's, not stored either: these over them
         except OSError as exc:
             self._log(f"the results could not be kept in {kept} either: {exc.strerror or exc}")
             return

@@ -32,7 +32,7 @@ from trainui.core.runs import (
     write_json_atomic,
 )
 from trainui.learner.storing import DEFINITION_KEY, TRAINING_STATUS_FILE
-from trainui.storage import StoreError, iter_files, open_store
+from trainui.storage import StoreError, move_into, open_store
 
 SALVAGED_STATUS_FILE = "training-status.salvaged.json"  # in the run folder, what is stored
 
@@ -104,13 +104,7 @@ def keep_what_is_left(run_dir: str) -> list[str]:
                 continue
             if folder == "checkpoints" and os.path.isdir(dest):  # older than these
                 shutil.rmtree(dest)
-            if os.path.isdir(dest):  # an earlier attempt's results: these go over them
-                for key, path, _size in iter_files(source):
-                    target = os.path.join(dest, key)
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    os.replace(path, target)
-            else:
-                os.replace(source, dest)
+            move_into(source, dest)  # over an earlier attempt's results
         except OSError:
             continue
         kept.append(what)

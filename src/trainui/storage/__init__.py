@@ -230,6 +230,19 @@ def _refuse(key: str, problem: str) -> str:
     raise StoreError(f"object key {key!r} {problem}: it would be written outside its folder")
 
 
+def move_into(source: str, dest: str) -> None:
+    """``source``'s files moved into the folder ``dest``: ``source`` renamed when ``dest`` is
+    not there, else each file over the one of the same path in ``dest`` (``iter_files``'
+    files only). OSError as it comes."""
+    if not os.path.isdir(dest):
+        os.replace(source, dest)
+        return
+    for key, path, _size in iter_files(source):
+        target = os.path.join(dest, key)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(path, target)
+
+
 def iter_files(root: str) -> Iterator[tuple[str, str, int]]:
     """``(key, path, size)`` for every file under ``root``, sorted by key.
 
