@@ -39,6 +39,7 @@ from trainui.storage import (
     TransferCancelled,
     iter_files,
     open_store,
+    safe_key_path,
     transfer_threads,
 )
 
@@ -196,11 +197,26 @@ class ResultsFetcher:
                     kept.update((under + k, (path, n)) for k, path, n in iter_files(root))
         return kept
 
+    def _kept_file(self, model_id: str, key: str) -> tuple[str, int] | None:
+        """The file the run kept for ``key`` (as ``_kept`` lists it: the later folder first),
+        without listing the folders: one lookup an object."""
+        for folder, under in reversed(KEPT):
+            root = self.manager.run_file(model_id, folder)
+            if not key.startswith(under) or os.path.islink(root) or not os.path.isdir(root):
+                continue
+            try:
+                path = os.path.realpath(safe_key_path(root, key[len(under) :]))
+            except StoreError:
+                continue
+            if path.startswith(os.path.realpath(root) + os.sep) and os.path.isfile(path):
+                return path, os.path.getsize(path)
+        return None
+
     async def stream(self, model_id: str, run: Run, key: str) -> Response:
         """Object ``<id>/<key>``, streamed while the service downloads it; one the run kept
         in its folder, from there."""
         if run.status in FINAL_STATES:
-            kept = (await self._run(self._kept, model_id)).get(key)
+            kept = self._kept_file(model_id, key)
             if kept is not None:
                 return self._send_kept(*kept)
         entry = await self._entry(model_id, run)
@@ -257,7 +273,7 @@ class ResultsFetcher:
     def _send_kept(self, path: str, size: int) -> Response:
         """A file the run kept, sent as it is on disk (its size when listed)."""
         try:
-            fd = os.open(path, os.O_RDONLY)  # a symlink only inside its folder (``_kept``)
+            fd = os.open(path, os.O_RDONLY)  # resolved, inside its folder (``_kept_file``)
         except OSError as error:
             raise Refusal(
                 404, f"{path} cannot be read on the box: {error.strerror or error}"
