@@ -485,15 +485,10 @@ def _follow_experiment(client, experiment_id: str) -> int:
             value = ((run.get("metrics") or {}).get(metric) or {}).get("last") if metric else None
             score = f" {metric} {_number(value)}" if value is not None else ""
             if run["status"] == "failed":  # why, in short: `trainui show ID` says the rest
-                score = (
-                    f": {run.get('error_code') or 'failed'}"
-                    + (
-                        f", {_exit_words(run['exit_code'])}"
-                        if run.get("exit_code") is not None
-                        else ""
-                    )
-                    + score
-                )
+                why = run.get("error_code") or "failed"
+                if run.get("exit_code") is not None:
+                    why += f", {_exit_words(run['exit_code'])}"
+                score = f": {why}{score}"
             print(
                 f"{run['model_id']} {run['status']}{score} "
                 f"({_parameters_text(run.get('parameters'))})",

@@ -56,7 +56,9 @@ def _store(run_dir: str, run: Run, home: str) -> None:
     if spec is None:  # a run from before results.json, or deleted meanwhile
         return
     log_path = os.path.join(run_dir, LOG_FILE)
-    if run.status != HALTED:
+    if run.status == HALTED:  # halted between two attempts: the last one's results are stored
+        end_log(log_path, f"trainui: halted: {run.status_message}")
+    else:
         kept = keep_what_is_left(run_dir)
         if kept:
             end_log(
@@ -65,9 +67,6 @@ def _store(run_dir: str, run: Run, home: str) -> None:
                 f"run is deleted: `trainui download {run.model_id} --results` gets them, "
                 f"`trainui resume {run.model_id}` starts from the checkpoints",
             )
-    if run.status == HALTED:  # halted between two attempts: the last one's results are stored
-        end_log(log_path, f"trainui: halted: {run.status_message}")
-    else:
         end_log(log_path, f"trainui: failed ({run.error_code}): {run.status_message}")
     status_path = os.path.join(run_dir, SALVAGED_STATUS_FILE)
     write_json_atomic(status_path, training_status_json(salvaged_status(run, run_dir)))
