@@ -137,7 +137,7 @@ async def test_y_halts_from_the_dialog_over_the_run(home, tmp_path):
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: "h Halt" in text(app), what="halt in the footer")
         assert "w Wrap" in footer_text(app)  # both, at 80 columns (i and d left out)
-        assert_footer_fits(app)
+        await assert_footer_fits(pilot)
         await pilot.press("h")
         await until(pilot, lambda: screen_name(app) == "ConfirmScreen")
         await pilot.pause(0.1)
@@ -154,8 +154,12 @@ def footer_text(app) -> str:
     return lines(app)[-1]
 
 
-def assert_footer_fits(app) -> None:
+async def assert_footer_fits(pilot) -> None:
+    app = pilot.app
     footer = app.screen.query_one(Footer)
+    # the footer is composed again after a screen's bindings change: on a loaded machine a
+    # frame or two after the screen is
+    await until(pilot, lambda: len(footer.children) > 0, timeout=10, what="the footer's keys")
     shown = footer_text(app)
     keys = [k for k in footer.children]
     assert keys, shown
@@ -171,18 +175,18 @@ async def test_the_footer_leaves_out_whole_keys_and_keeps_help(history, width):
     app = make_app(history)
     async with app.run_test(size=(width, 24)) as pilot:
         await loaded(pilot)
-        assert_footer_fits(app)
+        await assert_footer_fits(pilot)
         await pilot.press("enter")
         await until(pilot, lambda: screen_name(app) == "RunScreen")
         await until(pilot, lambda: "lines" in text(app), what="the log")
         await pilot.pause(0.2)
-        assert_footer_fits(app)
+        await assert_footer_fits(pilot)
         await pilot.press("escape")
         await until(pilot, lambda: screen_name(app) == "RunsScreen")
         await pilot.press("n")
         await until(pilot, lambda: screen_name(app) == "EditorScreen")
         await pilot.pause(0.2)
-        assert_footer_fits(app)
+        await assert_footer_fits(pilot)
 
 
 async def test_the_footer_is_fitted_again_when_the_terminal_narrows(history):
@@ -193,7 +197,7 @@ async def test_the_footer_is_fitted_again_when_the_terminal_narrows(history):
         assert "s Sort" in wide
         await pilot.resize_terminal(50, 24)
         await until(pilot, lambda: "s Sort" not in footer_text(app), what="a narrower footer")
-        assert_footer_fits(app)
+        await assert_footer_fits(pilot)
 
 
 # --- the theme is remembered ----------------------------------------------------------------------
@@ -371,7 +375,7 @@ async def test_w_wraps_the_log_and_the_manifest_and_their_footers_say_so(history
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: "ValueError: bad" in text(app), what="the log")
         await until(pilot, lambda: "w Wrap" in footer_text(app), what="w in the footer")
-        assert_footer_fits(app)  # at 80 columns, with the run's own keys
+        await assert_footer_fits(pilot)  # at 80 columns, with the run's own keys
         log = app.screen.log_view
         await pilot.press("w")
         assert log.wrap
@@ -380,7 +384,7 @@ async def test_w_wraps_the_log_and_the_manifest_and_their_footers_say_so(history
         await pilot.press("m")
         await until(pilot, lambda: screen_name(app) == "ManifestScreen")
         await until(pilot, lambda: "w Wrap" in footer_text(app), what="w in the footer")
-        assert_footer_fits(app)
+        await assert_footer_fits(pilot)
         area = app.screen.query_one("#manifest")
         assert not area.soft_wrap and "exit(3)" not in text(app)  # the command, cut
         await pilot.press("w")
