@@ -1221,16 +1221,44 @@ def _exit_words(code: int) -> str:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    if args.model_id.startswith("experiment-"):
-        raise UserError(
-            f"resume takes a run's ID, not an experiment's: its runs are resumed one by one"
-            f" (trainui list --experiment {args.model_id} lists them)",
-            EXIT_USAGE,
-        )
+    experiment_id = _experiment_words(args.words, "resume")
+    if experiment_id is not None:
+        return _resume_experiment(args, experiment_id)
+    if args.status:
+        raise UserError("--status chooses an experiment's runs: trainui resume experiment ID "
+                        f"--status {args.status}", EXIT_USAGE)  # fmt: skip
+    if len(args.words) != 1:
+        raise UserError("usage: trainui resume ID | resume experiment ID", EXIT_USAGE)
+    args.model_id = args.words[0]
     print(f"Resuming the training run '{args.model_id}' ...")
     run = _call(args, lambda client: client.resume_run(args.model_id))
     print("OK")
     print(f"State {run['status']}: {run['status_message']}")
+    return EXIT_OK
+
+
+RESUME_LEFT_SHOWN = 10  # runs left as they are, named one a line; then how many more
+
+
+def _resume_experiment(args: argparse.Namespace, experiment_id: str) -> int:
+    """``resume experiment ID``: its halted or failed runs (``--status``: only those in these
+    states) started again; the runs left as they are, and why."""
+    status = [s.strip() for s in (args.status or "").split(",") if s.strip()]
+    print(f"Resuming the experiment '{experiment_id}' ...")
+    e = _call(args, lambda client: client.resume_experiment(experiment_id, status))
+    resumed, left = e.get("resumed") or [], e.get("not_resumed") or []
+    print("OK")
+    print(f"Resumed {len(resumed)} run{'s' if len(resumed) != 1 else ''}: "
+          "each waits for its turn, to start from its last checkpoint")  # fmt: skip
+    if left:
+        print(f"Left as they are: {len(left)} run{'s' if len(left) != 1 else ''} "
+              "(trainui resume ID resumes one)")  # fmt: skip
+        for item in left[:RESUME_LEFT_SHOWN]:
+            print(f"  {item['model_id']}: {item['reason']}")
+        if len(left) > RESUME_LEFT_SHOWN:
+            print(f"  ... and {len(left) - RESUME_LEFT_SHOWN} more")
+    by = e["runs_by_status"]
+    print(f"State {e['status']}: " + ", ".join(f"{n} {s}" for s, n in by.items() if n))
     return EXIT_OK
 
 
@@ -1659,9 +1687,15 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = command(
         "resume",
         cmd_resume,
-        "start a halted or failed run again, as its next attempt, from its last checkpoint",
+        "start a halted or failed run (or experiment ID: each of its runs) again, as its next "
+        "attempt, from its last checkpoint",
     )
-    sub.add_argument("model_id", metavar="ID")
+    sub.add_argument("words", nargs="+", metavar="[experiment] ID")
+    sub.add_argument(
+        "--status",
+        metavar="S,...",
+        help="of an experiment, only its runs in these states (failed, halted; both by default)",
+    )
 
     sub = command("metrics", cmd_metrics, "a run's metrics: each one's summary, or the points")
     sub.add_argument("model_id", metavar="ID")

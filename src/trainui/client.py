@@ -320,6 +320,12 @@ class _Api:
     def halt_experiment(self, experiment_id: str):
         return self._do(_Call("POST", _experiment_path(experiment_id, "halt"), _json))
 
+    def resume_experiment(self, experiment_id: str, status: Sequence[str] = ()):
+        """Each halted or failed run of the experiment (``status``: only those in these
+        states) started again as its next attempt; ``resumed`` and ``not_resumed`` say which."""
+        params = {"status": ",".join(status)} if status else None
+        return self._do(_Call("POST", _experiment_path(experiment_id, "resume"), _json, params))
+
     def delete_experiment(self, experiment_id: str):
         return self._do(_Call("DELETE", _experiment_path(experiment_id), _json))
 

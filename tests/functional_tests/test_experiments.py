@@ -177,6 +177,12 @@ def test_the_median_rule_halts_the_run_that_falls_behind_with_its_reason(home):
     assert stored["status"] == "halted" and stored["status_message"] == message
     assert e["best"]["model_id"] == by_scale[1.0]["model_id"]
     assert e["runs"][0]["model_id"] == by_scale[1.0]["model_id"]  # ranked best first
+    # the median rule's verdict stands: resuming the experiment leaves that run halted
+    refused = home.cli("resume", "experiment", experiment_id)
+    assert refused.returncode == 1, refused.stdout
+    assert "none of the 1 failed or halted runs" in refused.stderr
+    assert "1 stopped early (the median rule)" in refused.stderr, refused.stderr
+    assert home.show(bad["model_id"])["status"] == "halted"
 
 
 def _parse_reason(message: str) -> tuple[float, int, float]:
@@ -464,3 +470,60 @@ def test_a_followed_sweep_says_why_each_failed_run_failed_and_the_counts(home):
         "failed: C201, exit 3 (X=3)",
     ], result.stdout
     assert "(1 completed, 1 failed)" in result.stderr.splitlines()[-1], result.stderr
+
+
+def test_resuming_an_experiment_starts_its_failed_and_halted_runs_again(home):
+    """`trainui resume experiment ID`: after a crash of some runs (or a halt to free the
+    box), each halted or failed run starts again as its next attempt; `--status failed`
+    only the failed ones; the runs that completed are left alone."""
+    home.env["TRAINUI_CPU_SLOTS"] = "3"
+    script = """\
+        import os, sys, time
+        x, attempt = sys.argv[1], os.environ["TRAINING_ATTEMPT"]
+        print(f"x={x} attempt={attempt}", flush=True)
+        if attempt == "1" and x == "2":
+            sys.exit(3)  # a crash the next attempt does not have
+        if attempt == "1" and x == "3":
+            time.sleep(1000)  # halted with its experiment
+        """
+    model = home.model("resume-sweep", {"t.py": script})
+    manifest = sweep_manifest(home, "python3 t.py $x", "method: grid\nparameters: {x: [1, 2, 3]}")
+    experiment_id, runs = train(home, model, manifest)
+    by_x = dict(zip((1, 2, 3), runs, strict=True))
+    home.wait(by_x[1], "completed")
+    home.wait(by_x[2], "failed")
+    home.wait(by_x[3], "running")
+    home.cli("halt", "experiment", experiment_id, check=True)
+    assert wait_ended(home, experiment_id)["status"] == "halted"
+
+    out = home.cli("resume", "experiment", experiment_id, "--status", "failed", check=True).stdout
+    assert f"Resuming the experiment '{experiment_id}'" in out
+    assert "Resumed 1 run: each waits for its turn" in out, out
+    assert home.wait(by_x[2], "completed")["attempt"] == 2
+    assert home.show(by_x[3])["status"] == "halted"  # not asked for
+    # what the user halted was resumed in part: no longer the user's halt
+    assert experiment(home, experiment_id)["status"] == "completed"
+
+    out = home.cli("resume", experiment_id, check=True).stdout  # the ID alone says it too
+    assert "Resumed 1 run" in out, out
+    e = wait_ended(home, experiment_id)
+    assert e["status"] == "completed"
+    assert {r["model_id"]: (r["status"], r["attempt"]) for r in e["runs"]} == {
+        by_x[1]: ("completed", 1),
+        by_x[2]: ("completed", 2),
+        by_x[3]: ("completed", 2),
+    }
+    log = home.cli("logs", by_x[3], check=True).stdout
+    assert "x=3 attempt=1" in log and "x=3 attempt=2" in log
+
+    again = home.cli("resume", "experiment", experiment_id)
+    assert again.returncode == 1
+    assert f"experiment {experiment_id} has no failed or halted run to resume" in again.stderr
+    transport = httpx.HTTPTransport(uds=str(home.path / "trainui.sock"))
+    with httpx.Client(transport=transport, base_url="http://trainui") as api:
+        wrong = api.post(f"/v3/experiments/{experiment_id}/resume", params={"status": "completed"})
+        assert wrong.status_code == 400, wrong.text
+        assert "'completed' is not a state a run resumes from" in wrong.text
+        assert api.post("/v3/experiments/experiment-aaaaaaaaa/resume").status_code == 404
+    misuse = home.cli("resume", by_x[1], "--status", "failed")
+    assert misuse.returncode == 2 and "--status chooses an experiment's runs" in misuse.stderr

@@ -362,6 +362,63 @@ async def test_h_halts_an_experiment_after_one_question_whose_default_is_no(slee
         await until(pilot, lambda: "h Halt" not in text(app), what="no halt once halted")
 
 
+async def test_r_resumes_a_halted_experiment_after_one_question(sleepers):
+    experiment_id = sleepers.ids["sleepers"]
+    sleepers.cli("halt", "experiment", experiment_id)
+    sleepers.wait_experiment(experiment_id, "halted")
+    app = make_app(sleepers, view="experiments")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: experiment_id in text(app), what="the experiment")
+        await until(pilot, lambda: "R Resume" in text(app), what="resume in the footer")
+        await pilot.press("R")
+        await until(pilot, lambda: screen_name(app) == "ConfirmScreen")
+        await pilot.pause(0.1)
+        assert f"Resume {experiment_id} (sleepers)?" in text(app)
+        assert "its 2 halted runs again" in text(app)
+        assert app.screen.focused.id == "cancel"  # the safe default
+        await pilot.press("escape")
+        await until(pilot, lambda: screen_name(app) == "ExperimentsScreen")
+        assert sleepers.experiment(experiment_id)["status"] == "halted"
+        await pilot.press("enter")  # from the experiment's own screen
+        await until(pilot, lambda: screen_name(app) == "ExperimentScreen")
+        await until(pilot, lambda: "R Resume" in text(app), what="resume in the footer")
+        await pilot.press("R")
+        await until(pilot, lambda: screen_name(app) == "ConfirmScreen")
+        await pilot.press("y")
+        await until(pilot, lambda: screen_name(app) == "ExperimentScreen")
+        await until(
+            pilot,
+            lambda: (app.experiments.get(experiment_id) or {}).get("status") == "running",
+            timeout=20,
+            what="the experiment running again",
+        )
+        first = sleepers.wait(sleepers.ids["runs"][0], "running")
+        assert first["attempt"] == 2
+        await until(pilot, lambda: "R Resume" not in text(app), what="no resume once resumed")
+        await pilot.press("R")  # its binding hidden: the key says why
+        said = "No run of sleepers is halted or failed."
+        await until(pilot, lambda: any(str(n.message) == said for n in app._notifications))
+        resumed = f"Resuming 2 runs of {experiment_id}."
+        assert any(str(n.message) == resumed for n in app._notifications)
+        assert (app.experiments.get(experiment_id) or {}).get("status") == "running"
+
+
+async def test_an_experiments_counts_follow_its_runs_without_waiting_for_its_summary(sleepers):
+    """The runs shown are live (events); the experiment's summary is read again at most once a
+    second or so: the counts under the title come from the runs, not a refresh behind."""
+    experiment_id = sleepers.ids["sleepers"]
+    app = make_app(sleepers, view="experiments")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: experiment_id in text(app), what="the experiment")
+        await pilot.press("enter")
+        await until(pilot, lambda: screen_name(app) == "ExperimentScreen")
+        await until(pilot, lambda: "1 pending · 1 running" in text(app), what="the counts")
+        app.load_experiments = lambda: None  # the summary no longer read again
+        app.workers.cancel_group(app, "experiments")
+        sleepers.cli("halt", sleepers.ids["runs"][0])
+        await until(pilot, lambda: "1 running · 1 halted" in text(app), what="counts from runs")
+
+
 async def test_d_deletes_an_experiment_and_its_runs_after_one_question(sleepers):
     experiment_id = sleepers.ids["sleepers"]
     app = make_app(sleepers)

@@ -70,11 +70,16 @@ def test_a_second_run_id_is_said_to_be_one_too_many(capsys):
     assert said == "trainui: usage: trainui show [trained-models] ID (one run at a time: 2 given)\n"
 
 
-def test_resume_of_an_experiment_says_that_its_runs_are_resumed_one_by_one(capsys):
-    assert cli.main(["resume", "experiment-aaaaaaaaa"]) == cli.EXIT_USAGE
+def test_resume_of_two_runs_or_of_a_run_by_state_says_the_usage(capsys):
+    assert cli.main(["resume", "training-aaaaaaaaa", "training-bbbbbbbbb"]) == cli.EXIT_USAGE
+    assert "usage: trainui resume ID | resume experiment ID" in capsys.readouterr().err
+    assert cli.main(["resume", "training-aaaaaaaaa", "--status", "failed"]) == cli.EXIT_USAGE
     said = capsys.readouterr().err
-    assert "resume takes a run's ID, not an experiment's" in said
-    assert "trainui list --experiment experiment-aaaaaaaaa" in said
+    assert "trainui resume experiment ID --status failed" in said
+    assert cli.main(["resume", "experiment"]) == cli.EXIT_USAGE
+    assert "usage: trainui resume experiment ID (the experiment's ID is missing)" in (
+        capsys.readouterr().err
+    )
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,7 @@ import re
 import sqlite3
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -287,6 +287,16 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
         described = manager.halt_experiment(request.path_params["experiment_id"], _user(request))
         return _msgspec_json(described, status_code=202)
 
+    async def resume_experiment(request: Request) -> Response:
+        """Its halted or failed runs resumed (``status=failed``: only those in that state)."""
+        wanted = _experiment_states(
+            request.query_params.get("status"), ("failed", "halted"), "a state a run resumes from"
+        )
+        described = manager.resume_experiment(
+            request.path_params["experiment_id"], _user(request), sorted(wanted)
+        )
+        return _msgspec_json(described, status_code=202)
+
     def run_answer(run, status_code: int = 200) -> Response:
         """The run as the API shows it (its cached JSON text: a number that is not finite, in
         a run an older trainui recorded, is null, not a 500)."""
@@ -547,6 +557,11 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
             refusing_full_disk(halt_experiment),
             methods=["POST"],
         ),
+        Route(
+            "/v3/experiments/{experiment_id}/resume",
+            refusing_full_disk(resume_experiment),
+            methods=["POST"],
+        ),
         Route(model + "/logs", logs),
         Route(model + "/metrics", metrics_summary),
         Route(model + "/metrics/{name:path}", metric_points),
@@ -799,15 +814,19 @@ def _states(value: str | None) -> None:
 EXPERIMENT_STATES = ("pending", "running", "completed", "failed", "halted")
 
 
-def _experiment_states(value: str | None) -> set[str]:
-    """``status=a,b`` of experiments: each one an experiment's state, or a 400."""
+def _experiment_states(
+    value: str | None,
+    allowed: Sequence[str] = EXPERIMENT_STATES,
+    what: str = "an experiment's state",
+) -> set[str]:
+    """``status=a,b`` of experiments: each one an experiment's state (``allowed``), or a
+    400."""
     wanted = {s.strip() for s in (value or "").split(",") if s.strip()}
     for state in wanted:
-        if state not in EXPERIMENT_STATES:
+        if state not in allowed:
             raise Refusal(
-                400, f"status: '{state[:40]}' is not an experiment's state; they are: "
-                + ", ".join(EXPERIMENT_STATES)
-            )  # fmt: skip
+                400, f"status: '{state[:40]}' is not {what}; they are: " + ", ".join(allowed)
+            )
     return wanted
 
 

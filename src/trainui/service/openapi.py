@@ -426,6 +426,59 @@ def _add_experiments(document: dict) -> None:
             },
         },
     }
+    paths["/v3/experiments/{experiment_id}/resume"] = {
+        "parameters": [_EXPERIMENT_ID],
+        "post": {
+            "summary": "Start each halted or failed run of the experiment again, as its next "
+            "attempt, from its last checkpoint (SPEC §11); runs the median rule stopped stay "
+            "halted. 409 when none resumes (each run's reason in errors)",
+            "parameters": [
+                {
+                    "name": "status",
+                    "in": "query",
+                    "schema": {"type": "string"},
+                    "description": "only runs in these states, comma-separated (failed, "
+                    "halted; both by default); another word is refused (400)",
+                }
+            ],
+            "responses": {
+                "202": _json(
+                    {
+                        "allOf": [
+                            experiment,
+                            {
+                                "type": "object",
+                                "required": ["resumed", "not_resumed"],
+                                "properties": {
+                                    "resumed": {
+                                        "type": "array",
+                                        "items": {"type": "string"},
+                                        "description": "the runs resumed: they wait for their turn",
+                                    },
+                                    "not_resumed": {
+                                        "type": "array",
+                                        "description": "halted or failed runs left as they "
+                                        "are, and why (stopped early, files no longer kept)",
+                                        "items": {
+                                            "type": "object",
+                                            "required": ["model_id", "reason"],
+                                            "properties": {
+                                                "model_id": {"type": "string"},
+                                                "reason": {"type": "string"},
+                                            },
+                                        },
+                                    },
+                                },
+                            },
+                        ]
+                    },
+                    "its runs are resumed: they wait for their turn",
+                ),
+                **_errors(400, 404, 409, 507),
+                **auth,
+            },
+        },
+    }
 
 
 def _runs_document() -> dict:

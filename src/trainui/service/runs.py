@@ -20,7 +20,7 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 
 import msgspec
 
@@ -63,7 +63,7 @@ from trainui.core.shared import shared
 from trainui.core.urls import mask_urls
 from trainui.service import notify
 from trainui.service.auth import Tokens, User
-from trainui.service.experiments import ExperimentRecord, median_stop, stop_reason
+from trainui.service.experiments import ExperimentRecord, median_stop, stop_reason, stopped_early
 from trainui.service.experiments import describe as describe_experiment
 from trainui.service.launchers import Capacity, Launcher
 from trainui.service.launchers.local import LocalLauncher
@@ -1608,6 +1608,59 @@ class RunManager:
             raise Refusal(
                 409, f"run {model_id} is {run.status}: only a halted or failed run resumes"
             )
+        self._resume(run)
+        self.schedule()
+        return self.runs[model_id]
+
+    def resume_experiment(
+        self, experiment_id: str, user: User | None = None, states: Sequence[str] = ()
+    ) -> dict:
+        """Each halted or failed run of the experiment (``states``: only those in these)
+        starts again as its next attempt, as ``resume`` does one; runs the median rule stopped
+        stay halted (the experiment's own verdict). The experiment, with ``resumed`` (their
+        IDs) and ``not_resumed`` (``model_id`` and ``reason`` of each run left)."""
+        record = self.get_experiment(experiment_id, user)
+        wanted = set(states or (HALTED, FAILED))
+        resumed: list[str] = []
+        left: list[dict] = []
+        for run in self.experiment_runs(experiment_id):
+            if run.status not in wanted:
+                continue
+            if run.status == HALTED and stopped_early(run.status_message):
+                left.append({"model_id": run.model_id, "reason": run.status_message})
+                continue
+            try:
+                self._resume(run)
+            except Refusal as refusal:
+                left.append({"model_id": run.model_id, "reason": str(refusal)})
+            else:
+                resumed.append(run.model_id)
+        if not resumed:
+            said = " or ".join(sorted(wanted))
+            if not left:
+                raise Refusal(409, f"experiment {experiment_id} has no {said} run to resume")
+            early = sum(stopped_early(n["reason"]) for n in left)
+            why = f"{early} stopped early (the median rule), " if early else ""
+            why += f"{len(left) - early} cannot resume" if len(left) > early else ""
+            raise Refusal(
+                409,
+                f"none of the {len(left)} {said} runs of experiment {experiment_id} resumes: "
+                f"{why.rstrip(', ')}; `trainui resume ID` resumes one run",
+                errors=[{"message": n["reason"], "model_id": n["model_id"]} for n in left],
+            )
+        if record.halted_at:  # resumed: no longer what the user halted
+            record = msgspec.structs.replace(record, halted_at=None)
+            self.experiments[experiment_id] = record
+            self.store.save_experiment(record.row())
+        self.schedule()
+        described = self.experiment_json(record)
+        self.events.publish("experiment", described)
+        return {**described, "resumed": resumed, "not_resumed": left}
+
+    def _resume(self, run: Run) -> None:
+        """The run (halted or failed) recorded as its next attempt, waiting for its turn; the
+        caller schedules."""
+        model_id = run.model_id
         # a run halted before it started: its files still wait in the run store
         missing = [
             name
@@ -1630,8 +1683,6 @@ class RunManager:
             run, f"attempt {following} of {total}: resumed, waiting for its turn", following
         )
         self._save(self._put(self._fresh_attempt(run)))
-        self.schedule()
-        return self.runs[model_id]
 
     def delete(self, model_id: str, user: User | None = None) -> None:
         run = self.get(model_id, user)

@@ -593,6 +593,57 @@ class TrainuiApp(App[int]):
             self._tell_experiments()
         self.notify(f"Halting {experiment_id}.")
 
+    def resume_experiment(self, experiment_id: str) -> None:
+        """Its halted or failed runs started again (asks first: they take the box's GPUs)."""
+        experiment = self.experiments.get(experiment_id) or {}
+        counts = experiment.get("runs_by_status") or {}
+        ended = counts.get("halted", 0) + counts.get("failed", 0)
+        if counts and not ended:
+            self.notify(f"{experiment_id} has no halted or failed run to resume.",
+                        severity="warning")  # fmt: skip
+            return
+        from trainui.tui.screens.confirm import ConfirmScreen
+
+        runs = "each of its halted or failed runs"
+        if counts:
+            said = ", ".join(f"{counts[s]} {s}" for s in ("failed", "halted") if counts.get(s))
+            runs = f"its {said} run{'s' if ended != 1 else ''}"
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self._resume_experiment(experiment_id)
+
+        self.push_screen(
+            ConfirmScreen(
+                f"Resume {experiment_id} ({experiment.get('name', '')})?",
+                f"Starts {runs} again, each from its last checkpoint as its next attempt, when "
+                "its turn comes"
+                + (
+                    "; runs stopped early stay halted." if experiment.get("early_stopping") else "."
+                ),
+                "Resume",
+            ),
+            answered,
+        )
+
+    @work(group="change")
+    async def _resume_experiment(self, experiment_id: str) -> None:
+        try:
+            answer = await self.client.resume_experiment(experiment_id)
+        except ClientError as error:
+            self._refused(error)
+            return
+        resumed, left = answer.pop("resumed", []), answer.pop("not_resumed", [])
+        if answer.get("experiment_id") == experiment_id:
+            if self.experiments_loaded:
+                self.experiments.upsert(answer)
+            self._tell_experiments()
+        said = f"Resuming {len(resumed)} run{'s' if len(resumed) != 1 else ''} of {experiment_id}."
+        if left:
+            said += f" {len(left)} left as they are: {left[0]['reason']}"
+            said += " ..." if len(left) > 1 else ""
+        self.notify(said, severity="warning" if left else "information")
+
     def delete_experiment(self, experiment_id: str) -> None:
         experiment = self.experiments.get(experiment_id) or {}
         count = experiment.get("count")

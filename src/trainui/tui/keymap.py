@@ -98,6 +98,8 @@ experiments.open     enter                  open_experiment  Open      -
     Open the selected experiment: its runs ranked by the objective, the best ones' curves
 experiments.halt     h                      halt_experiment  Halt      c
     Halt the selected experiment: each of its runs that goes on or waits (asks first)
+experiments.resume   R                      resume_experiment Resume   c
+    Start the selected experiment's halted or failed runs again, from their checkpoints (asks first)
 experiments.delete   d                      delete_experiment Delete   c
     Delete the selected experiment and its runs (asks first; stored results stay)
 experiments.sort     s                      sort             Sort      -
@@ -110,6 +112,8 @@ experiment.open      enter                  open_run         Open      -
     Open the selected run: fields and log
 experiment.halt      h                      halt_experiment  Halt      c
     Halt the experiment: each of its runs that goes on or waits (asks first)
+experiment.resume    R                      resume_experiment Resume   c
+    Start the experiment's halted or failed runs again, from their checkpoints (asks first)
 experiment.delete    d                      delete_experiment Delete   c
     Delete the experiment and its runs (asks first; stored results stay)
 experiment.sort      s                      sort             Sort      -

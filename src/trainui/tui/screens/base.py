@@ -9,6 +9,13 @@ from trainui.tui.keymap import ACTIONS, CHANGING
 RESUMABLE = ("halted", "failed")  # the states `resume` takes a run from (SPEC §11)
 
 
+def resumable_runs(experiment: dict | None) -> int:
+    """How many of the experiment's runs are halted or failed (``resume experiment`` takes
+    them, but for those the median rule stopped)."""
+    counts = (experiment or {}).get("runs_by_status") or {}
+    return sum(counts.get(state, 0) for state in RESUMABLE)
+
+
 class TrainuiScreen(Screen):
     # (group, widget type name or None for the screen) whose actions the command palette lists
     PALETTE: tuple[tuple[str, str | None], ...] = ()
@@ -26,6 +33,13 @@ class TrainuiScreen(Screen):
         event.prevent_default()
         self.notify(why, severity="warning")
         return True
+
+    def said_no_run_resumes(self, event, binding_id: str, experiment: dict | None) -> bool:
+        """``R`` (``binding_id``) on an experiment none of whose runs is halted or failed."""
+        if experiment is None or resumable_runs(experiment) or getattr(self.app, "readonly", False):
+            return False
+        why = f"No run of {experiment.get('name') or 'this experiment'} is halted or failed."
+        return self.said_why_not(event, binding_id, why)
 
     def said_not_resumable(self, event, binding_id: str, status: str) -> bool:
         """``R`` (``binding_id``) on a run in ``status``, which does not resume: said."""

@@ -23,7 +23,7 @@ from trainui.tui.experiments import (
 )
 from trainui.tui.keymap import bindings
 from trainui.tui.runs import _STATE_ORDER, SYMBOLS, format_value, is_active, ran_seconds
-from trainui.tui.screens.base import TrainuiScreen
+from trainui.tui.screens.base import TrainuiScreen, resumable_runs
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
 from trainui.tui.widgets.experiment_list import PARAMETER, RANK, ExperimentRunList
 from trainui.tui.widgets.footer import Footer
@@ -78,7 +78,7 @@ class ExperimentScreen(TrainuiScreen):
         self.deleted = False
         self._top: list[str] = []
         self._valued = False  # a run has a value of the objective (its curves are drawn)
-        self._halt_shown: bool | None = None
+        self._shown: tuple = ()
 
     def compose(self) -> ComposeResult:
         rows = ExperimentRunList(self._run, self._changed, id="experiment-runs")
@@ -222,11 +222,17 @@ class ExperimentScreen(TrainuiScreen):
         if experiment.get("max_parallel"):
             first.append(f"{experiment['max_parallel']} at once")
         first.append(f"objective {metric} ({goal})" if metric else "no objective")
-        best = experiment.get("best")
-        second = [counts_words(experiment)]
-        if best:
+        # the counts and the best from the runs shown, which are live (the experiment's own
+        # summary comes a refresh later)
+        counts: dict[str, int] = {}
+        for model_id in self.order:
+            status = self._run(model_id).get("status", "")
+            counts[status] = counts.get(status, 0) + 1
+        second = [counts_words({"runs_by_status": counts})]
+        if self.rows.best is not None:
+            best = self._run(self.rows.best)
             second.append(
-                f"best {format_value(best.get('value'))}: "
+                f"best {format_value(objective_value(best, metric))}: "
                 + parameters_summary(best.get("parameters"))
             )
         else:
@@ -254,9 +260,9 @@ class ExperimentScreen(TrainuiScreen):
         line = self.query_one("#selection", Static)
         if str(line.render()) != text:
             line.update(text, layout=False)
-        halt = self.check_action("halt_experiment", ())
-        if halt != self._halt_shown:
-            self._halt_shown = halt
+        shown = tuple(self.check_action(a, ()) for a in ("halt_experiment", "resume_experiment"))
+        if shown != self._shown:  # the footer offers halt and resume only where they apply
+            self._shown = shown
             self.refresh_bindings()
 
     def _curves(self, top: list[str], metric: str) -> None:
@@ -284,7 +290,13 @@ class ExperimentScreen(TrainuiScreen):
             return False
         if action == "halt_experiment":
             return self.experiment is not None and is_active(self.experiment)
+        if action == "resume_experiment":
+            return resumable_runs(self.experiment) > 0
         return True
+
+    def on_key(self, event) -> None:
+        """``R`` where no run resumes: its binding is hidden, so say why."""
+        self.said_no_run_resumes(event, "experiment.resume", self.experiment)
 
     def action_back(self) -> None:
         self.app.pop_screen()
@@ -298,6 +310,9 @@ class ExperimentScreen(TrainuiScreen):
 
     def action_halt_experiment(self) -> None:
         self.app.halt_experiment(self.experiment_id)
+
+    def action_resume_experiment(self) -> None:
+        self.app.resume_experiment(self.experiment_id)
 
     def action_delete_experiment(self) -> None:
         self.app.delete_experiment(self.experiment_id)

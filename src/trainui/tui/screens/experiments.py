@@ -9,7 +9,7 @@ from textual.widgets import Static
 from trainui.tui.experiments import EXPERIMENT_SORTS, counts_words, parameters_summary
 from trainui.tui.keymap import bindings
 from trainui.tui.runs import SYMBOLS, format_value, is_active
-from trainui.tui.screens.base import TrainuiScreen
+from trainui.tui.screens.base import TrainuiScreen, resumable_runs
 from trainui.tui.widgets.bars import ConnectionBanner, TitleBar
 from trainui.tui.widgets.experiment_list import ExperimentList
 from trainui.tui.widgets.footer import Footer
@@ -29,7 +29,7 @@ class ExperimentsScreen(TrainuiScreen):
     }
     """
 
-    _halt_shown: bool | None = None
+    _shown: tuple = ()
 
     def compose(self) -> ComposeResult:
         rows = ExperimentList(self.app.experiments, id="experiments")
@@ -55,7 +55,13 @@ class ExperimentsScreen(TrainuiScreen):
             return False
         if action == "halt_experiment":
             return is_active(self._selected() or {"status": "completed"})
+        if action == "resume_experiment":
+            return resumable_runs(self._selected()) > 0
         return True
+
+    def on_key(self, event) -> None:
+        """``R`` where no run resumes: its binding is hidden, so say why."""
+        self.said_no_run_resumes(event, "experiments.resume", self._selected())
 
     def _selected(self) -> dict | None:
         return self.app.experiments.get(self.rows.current or "")
@@ -107,9 +113,9 @@ class ExperimentsScreen(TrainuiScreen):
         line = self.query_one("#selection", Static)
         if str(line.render()) != text:
             line.update(text, layout=False)
-        halt = self.check_action("halt_experiment", ())
-        if halt != self._halt_shown:
-            self._halt_shown = halt
+        shown = tuple(self.check_action(a, ()) for a in ("halt_experiment", "resume_experiment"))
+        if shown != self._shown:  # the footer offers halt and resume only where they apply
+            self._shown = shown
             self.refresh_bindings()
 
     # --- actions --------------------------------------------------------------------------
@@ -130,6 +136,10 @@ class ExperimentsScreen(TrainuiScreen):
     def action_halt_experiment(self) -> None:
         if experiment_id := self._current():
             self.app.halt_experiment(experiment_id)
+
+    def action_resume_experiment(self) -> None:
+        if experiment_id := self._current():
+            self.app.resume_experiment(experiment_id)
 
     def action_delete_experiment(self) -> None:
         if experiment_id := self._current():
