@@ -9,6 +9,7 @@ import json
 import os
 import pwd
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -553,3 +554,52 @@ def test_gpus_go_in_by_cdi_for_podman_and_by_gpus_for_docker(tmp_path, monkeypat
     cpu = runtime.Container(spec, _Learner([]))
     cpu.command = "/usr/bin/podman"
     assert cpu.gpu_options() == []
+
+
+@pytest.mark.skipif(shutil.which("docker") is None, reason="no docker client on this machine")
+def test_docker_without_its_daemon_is_said_as_such_not_as_a_failed_pull(home):
+    """docker's client with no daemon behind its socket (the real client, the real answer):
+    the run fails S304 naming the daemon and what to do, instead of trying a pull."""
+    socket = home.path.parent / "no-docker.sock"
+    home.env["DOCKER_HOST"] = f"unix://{socket}"
+    write_catalogue(
+        home,
+        """\
+        [[framework]]
+        name = "pytorch"
+        versions = ["1"]
+        runtime = "container"
+        runtime_command = "docker"
+        image = "localhost/trainui-test:{version}"
+        """,
+    )
+    model = home.model("nodaemon", {"t.py": ""})
+    model_id = home.submit(model, framework_manifest(home, "echo never", "pytorch", "1"))
+    run = home.wait(model_id, "failed", timeout=60)
+    text = log(home, model_id)
+    assert run["error_code"] == "S304", text
+    assert run["status_message"] == (
+        f"pytorch 1: docker cannot be used on this machine: Cannot connect to the Docker daemon"
+        f" at unix://{socket}. Is the docker daemon running? (start docker's daemon, or use"
+        " podman: runtime_command in the catalogue)"
+    ), text
+    assert "pull" not in text, text
+
+
+def test_a_podman_that_cannot_read_its_storage_is_said_as_such(home, podman):
+    """podman with a broken storage configuration: its own words, before any pull."""
+    container_home(home, podman)
+    broken = home.path.parent / "storage.conf"
+    broken.write_text("[storage\ndriver = ")
+    home.env["CONTAINERS_STORAGE_CONF"] = str(broken)
+    model = home.model("badstorage", {"t.py": ""})
+    model_id = home.submit(model, framework_manifest(home, "echo never", "pytorch", "1"))
+    run = home.wait(model_id, "failed", timeout=60)
+    text = log(home, model_id)
+    assert run["error_code"] == "S304", text
+    said = run["status_message"]
+    assert said.startswith("pytorch 1: podman cannot be used on this machine: "), text
+    # its words (logged as time="..." level=error msg="..."): the message alone
+    assert "toml: line 2: expected '.' or ']' to end table name" in said, said
+    assert "level=" not in said, said
+    assert "pull" not in text, text

@@ -18,6 +18,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -90,6 +91,28 @@ class Runtime:
 
     def _fail(self, sentence: str) -> None:
         raise _Failed(RUNTIME_ERROR, f"{self.spec.get('framework', 'the framework')}: {sentence}")
+
+
+_LOGRUS = re.compile(r'level=\w+ msg="((?:[^"\\]|\\.)*)"')
+
+
+def _runtime_words(line: str) -> str:
+    """A container runtime's error line as words: ``Error: `` left out, and of a logged
+    line (``time="..." level=error msg="..."``) its message."""
+    found = _LOGRUS.search(line)
+    if found:
+        line = found.group(1).replace('\\"', '"').replace("\\\\", "\\")
+    return line.removeprefix("Error: ")
+
+
+def _runtime_hint(line: str) -> str:
+    """What to do about a container runtime's own failure ``line``."""
+    lowered = line.lower()
+    if "permission denied" in lowered and "docker" in lowered:
+        return " (the service's user may not use docker's socket: add it to the docker group)"
+    if "docker daemon" in lowered:
+        return " (start docker's daemon, or use podman: runtime_command in the catalogue)"
+    return ""
 
 
 class Venv(Runtime):
@@ -196,7 +219,10 @@ class Container(Runtime):
             return
 
         def ask() -> None:
-            self._here_answer = self._image_here()
+            try:
+                self._here_answer = self._image_here()
+            except _Failed:
+                return  # asked again in prepare, where the failure is the run's
             if self._here_answer:
                 self._remember()
 
@@ -323,18 +349,40 @@ class Container(Runtime):
         return None
 
     def _image_here(self) -> bool:
+        """Whether the image is on this machine; a runtime that cannot answer (docker's
+        daemon not running or not the user's, podman's storage broken) fails the run with its
+        own words, before a pull that would only say the same less clearly."""
         check = ["image", "exists"] if self.flavour == "podman" else ["image", "inspect"]
         try:
             done = subprocess.run(
                 [self.command, *check, self.image],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
                 timeout=60,
             )
         except (OSError, subprocess.TimeoutExpired):
             return False
-        return done.returncode == 0
+        if done.returncode == 0:
+            return True
+        said = [
+            s.strip()
+            for s in done.stderr.decode("utf-8", "replace").splitlines()
+            if s.strip() and not s.startswith("WARN[") and "level=warning" not in s
+        ]
+        line = _runtime_words(said[0]) if said else ""
+        broken = (
+            # podman: `exists` answers 1 without a word for an image that is not here
+            done.returncode == 125 or bool(said)
+            if self.flavour == "podman"
+            else "docker daemon" in line.lower()  # docker: `inspect` answers 1 for both
+        )
+        if broken:
+            self._fail(
+                f"{os.path.basename(self.command)} cannot be used on this machine: "
+                f"{line[:300] or f'exit {done.returncode}'}{_runtime_hint(line)}"
+            )
+        return False
 
     def _pull(self) -> None:
         """Pull the image, once for every run that needs it (the others wait on its lock),
