@@ -941,8 +941,9 @@ def _experiment_words(words: Sequence[str], verb: str) -> str | None:
     if len(words) == 2 and words[0] in ("experiment", "experiments"):
         return words[1]
     if list(words) in (["experiment"], ["experiments"]):  # no run is called that
-        raise UserError(f"usage: trainui {verb} experiment ID (the experiment's ID is missing)",
-                        EXIT_USAGE)  # fmt: skip
+        listing = "; trainui list experiments lists them" if verb == "show" else ""
+        raise UserError(f"usage: trainui {verb} experiment ID (the experiment's ID is missing"
+                        f"{listing})", EXIT_USAGE)  # fmt: skip
     if len(words) == 1 and words[0].startswith("experiment-"):
         return words[0]
     return None

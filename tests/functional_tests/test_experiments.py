@@ -323,9 +323,13 @@ def test_the_cli_says_what_is_missing_or_unknown_instead_of_guessing(home):
     for verb in ("show", "halt", "delete"):  # "experiment" taken for a run's ID, before
         result = home.cli(verb, "experiment")
         assert result.returncode == 2, (verb, result.stderr)
-        assert f"usage: trainui {verb} experiment ID (the experiment's ID is missing)" in (
+        assert f"usage: trainui {verb} experiment ID (the experiment's ID is missing" in (
             result.stderr
         )
+    plural = home.cli("show", "experiments")  # the list was meant: said where it is
+    assert plural.returncode == 2 and plural.stderr.strip().endswith(
+        "(the experiment's ID is missing; trainui list experiments lists them)"
+    ), plural.stderr
     missing = home.cli("list", "--experiment", "experiment-AAAAAAAAA")  # no such experiment
     assert missing.returncode == 1 and "not found" in missing.stderr, missing
     as_json = home.cli("list", "--experiment", "experiment-AAAAAAAAA", "--json")
