@@ -368,8 +368,8 @@ async def test_an_ended_runs_curves_are_read_ahead_and_v_asks_nothing_more(train
         assert asked == []  # its first read was the one made ahead
         assert screen._ahead is None  # taken: a later view reads afresh
         assert len(view.series[(trained.ids["lr-fast"], "loss")]) == 200
-        await pilot.pause(0.2)
-        assert f"last {format_value(final(0.1)['loss'])}" in text(app)
+        said = f"last {format_value(final(0.1)['loss'])}"
+        await until(pilot, lambda: said in text(app), what="the last value in the legend")
 
 
 async def test_v_pressed_while_the_read_ahead_is_on_its_way_waits_for_it(trained):

@@ -86,7 +86,7 @@ class ExperimentRunList(RowList):
         self.best: str | None = None
 
     def columns(self, width: int) -> list[Column]:
-        every = [Column(RANK, "#", 4, RANK, right=True), Column("status", " State", 12, "status")]
+        every = [Column(RANK, "#", 4, RANK, right=True), Column("status", " State", 14, "status")]
         for name in self.parameters:
             size = max(6, min(16, len(name)))
             every.append(Column(PARAMETER + name, name, size, PARAMETER + name, right=True))

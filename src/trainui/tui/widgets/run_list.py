@@ -37,7 +37,7 @@ from trainui.tui.widgets.scrolling import set_virtual_size
 
 # (key, title, width; 0 = takes the rest, sort key or None)
 COLUMNS = (
-    ("status", "State", 12, "status"),
+    ("status", "State", 14, "status"),  # " ⇣ downloading": the longest
     ("name", "Name", 0, "name"),
     ("model_id", "ID", 18, None),
     ("resource", "Resource", 16, None),  # small · CPU, medium · GPU 0,1
