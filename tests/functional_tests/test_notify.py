@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import http.server
 import json
+import os
 import threading
 import time
 
@@ -196,3 +197,49 @@ def test_a_command_hook_that_hangs_is_stopped_with_what_it_started(tmp_path, mon
         time.sleep(0.05)
     failed = notify.Notifier._deliver({"command": "echo nope >&2; exit 3"}, "failed", {}, b"", "")
     assert failed == "the command exited with code 3 nope"
+
+
+def test_an_event_a_stopped_service_had_not_delivered_is_delivered_at_its_next_start(home):
+    """The webhook is down when the run completes; the service is stopped (SIGTERM) while it
+    retries: the event is kept in the home, without the hook's secret, and delivered, with its
+    delivery ID, by the next service once the webhook is back."""
+    import signal
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on, for now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/hook"
+    hooks(home, f'[[notify]]\nurl = "{url}"\nsecret = "{SECRET}"\nevents = ["completed"]\n')
+    model_id = home.submit(home.model("spool", {"t.py": ""}), home.manifest("echo fine"))
+    assert home.wait(model_id, "completed")["status"] == "completed"
+    pid = home.service_pid()
+    assert pid is not None
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while home.service_pid() is not None:
+        assert time.monotonic() < deadline, "the service did not stop"
+        time.sleep(0.05)
+    spool = home.path / "notify-pending.jsonl"
+    kept = [json.loads(line) for line in spool.read_text().splitlines()]
+    assert [(k["event"], k["run"]["model_id"]) for k in kept] == [("completed", model_id)]
+    assert SECRET not in spool.read_text() and url not in spool.read_text()
+    assert spool.stat().st_mode & 0o777 == 0o600
+
+    Receiver.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        home.cli("list", check=True)  # a new service
+        deadline = time.monotonic() + 20
+        while not Receiver.received:
+            assert time.monotonic() < deadline, "the kept event never came"
+            time.sleep(0.05)
+    finally:
+        server.shutdown()
+    headers, _path, body = Receiver.received[0]
+    assert json.loads(body)["event"] == "completed"
+    assert headers["X-Trainui-Delivery"] == kept[0]["delivery"]
+    expected = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+    assert hmac.compare_digest(headers["X-Trainui-Signature"], expected)
+    assert not spool.exists()

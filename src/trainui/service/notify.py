@@ -162,20 +162,124 @@ def signature(secret: str, body: bytes) -> str:
     return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
-class Notifier:
-    """Delivers the events to the hooks, a thread per hook."""
+SPOOL_FILE = "notify-pending.jsonl"  # in the home: deliveries a stopped service had not made
 
-    def __init__(self, hooks: list[dict], on_problem=None) -> None:
+
+def hook_key(hook: dict) -> str:
+    """Which hook: a digest of its URL or command (the spool names no secret)."""
+    what = f"url {hook['url']}" if hook.get("url") else f"command {hook.get('command')}"
+    return hashlib.sha256(what.encode()).hexdigest()[:32]
+
+
+class Notifier:
+    """Delivers the events to the hooks, a thread per hook. ``spool``: where ``shutdown``
+    writes the deliveries not made yet, which the next Notifier of the same ``spool`` makes
+    (a service stopped, or idle, before a webhook took its event)."""
+
+    def __init__(self, hooks: list[dict], on_problem=None, spool: str | None = None) -> None:
         self.hooks = hooks
         self.on_problem = on_problem or (lambda text: None)
+        self.spool = spool
         self._queues: list[queue.Queue] = []
-        for hook in hooks:
+        self._busy = [0] * len(hooks)  # per hook: events queued or being delivered
+        self._lock = threading.Lock()
+        self._current: list[tuple | None] = [None] * len(hooks)
+        for index, hook in enumerate(hooks):
             q: queue.Queue = queue.Queue(maxsize=10_000)
             self._queues.append(q)
             threading.Thread(
-                target=self._deliver_loop, args=(hook, q), name="trainui-notify", daemon=True
-            ).start()
+                target=self._deliver_loop, args=(index, hook, q), name="trainui-notify",
+                daemon=True,
+            ).start()  # fmt: skip
         self.delivered = 0  # deliveries that a hook took (for tests and the log)
+        if spool:
+            self._take_spool(spool)
+
+    def pending(self) -> int:
+        """Events not delivered yet (queued, or on their way with their retries)."""
+        with self._lock:
+            return sum(self._busy)
+
+    def _queue(self, index: int, item: tuple) -> bool:
+        with self._lock:
+            self._busy[index] += 1
+        try:
+            self._queues[index].put_nowait(item)
+        except queue.Full:
+            with self._lock:
+                self._busy[index] -= 1
+            return False
+        return True
+
+    def _take_spool(self, spool: str) -> None:
+        """Queue what a stopped service left in ``spool`` for the hooks that are still
+        configured (by URL or command), then remove it."""
+        try:
+            with open(spool, "rb") as f:
+                lines = f.read().splitlines()
+        except FileNotFoundError:
+            return
+        except OSError as error:
+            self.on_problem(f"{spool} cannot be read: {error.strerror or error}")
+            return
+        by_key = {hook_key(hook): i for i, hook in enumerate(self.hooks)}
+        queued = dropped = 0
+        for line in lines:
+            try:
+                saved = json.loads(line)
+                index = by_key.get(saved["hook"])
+                item = (saved["event"], saved["run"], saved["body"].encode(), saved["delivery"])
+            except (ValueError, KeyError, TypeError, AttributeError):
+                dropped += 1  # a line cut by a crash
+                continue
+            if index is None or not self._queue(index, item):
+                dropped += 1  # its hook is no longer in the config
+            else:
+                queued += 1
+        with contextlib.suppress(OSError):
+            os.unlink(spool)
+        if dropped:
+            self.on_problem(
+                f"{dropped} event{'s' if dropped != 1 else ''} left by the service's last stop"
+                " went to hooks no longer configured (or were cut): not delivered"
+            )
+        if queued:
+            self.on_problem(
+                f"{queued} event{'s' if queued != 1 else ''} left by the service's last stop"
+                " queued again"
+            )
+
+    def shutdown(self, wait: float) -> int:
+        """The service stops: up to ``wait`` seconds for the deliveries on their way, then what
+        is left is written to the spool for the next start (an event being delivered then is
+        written too: sent twice at worst, with its delivery ID, never lost). How many."""
+        deadline = time.monotonic() + wait
+        while self.pending() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        left = []
+        for index, (hook, q) in enumerate(zip(self.hooks, self._queues, strict=True)):
+            items = []
+            with self._lock:
+                if self._current[index] is not None:
+                    items.append(self._current[index])
+            while True:
+                try:
+                    item = q.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    items.append(item)
+            q.put(None)  # its thread ends after what it is doing
+            key = hook_key(hook)
+            for event, run, body, delivery in items:
+                left.append({"hook": key, "event": event, "run": run, "delivery": delivery,
+                             "body": body.decode()})  # fmt: skip
+        if left and self.spool:
+            text = "".join(json.dumps(item, sort_keys=True) + "\n" for item in left)
+            fd = os.open(self.spool, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(text)
+        return len(left)
 
     def notify(self, event: str, run: dict) -> int:
         """Queue ``event`` for every hook that wants it; returns how many hooks were queued
@@ -183,12 +287,11 @@ class Notifier:
         delivery = uuid.uuid4().hex
         body = _body(event, run, delivery)
         count = 0
-        for hook, q in zip(self.hooks, self._queues, strict=True):
+        for index, hook in enumerate(self.hooks):
             if event in hook["events"]:
-                try:
-                    q.put_nowait((event, run, body, delivery))
+                if self._queue(index, (event, run, body, delivery)):
                     count += 1
-                except queue.Full:
+                else:
                     self.on_problem(f"{hook['where']}: too many events waiting; {event} dropped")
         return count
 
@@ -224,11 +327,13 @@ class Notifier:
         for q in self._queues:
             q.put(None)
 
-    def _deliver_loop(self, hook: dict, q: queue.Queue) -> None:
+    def _deliver_loop(self, index: int, hook: dict, q: queue.Queue) -> None:
         while True:
             item = q.get()
             if item is None:
                 return
+            with self._lock:
+                self._current[index] = item
             event, run, body, delivery = item
             problem = None
             for attempt in range(ATTEMPTS):
@@ -236,7 +341,11 @@ class Notifier:
                 if problem is None:
                     self.delivered += 1
                     break
-                time.sleep(BACKOFF * 2**attempt)
+                if attempt + 1 < ATTEMPTS:
+                    time.sleep(BACKOFF * 2**attempt)
+            with self._lock:
+                self._current[index] = None
+                self._busy[index] -= 1
             if problem is not None:
                 self.on_problem(f"{hook['where']}: {event} of {run.get('model_id')}: {problem}")
 

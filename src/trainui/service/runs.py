@@ -76,6 +76,7 @@ WATCH_INTERVAL = 0.1  # how often active runs' status files are looked at (a sta
 LIVENESS_INTERVAL = 1.0  # how often learners are checked to be alive
 PURGE_INTERVAL = 3600.0
 CHECK_FRESH = 10.0  # seconds a bucket found reachable with given credentials stays so at submit
+NOTIFY_WAIT = 5.0  # seconds a stopping service waits for the hooks (what is left is kept)
 SALVAGE_WAIT = 30.0  # seconds a stopping service waits for what vanished learners left to be stored
 # a submission is refused (507) while the home's file system has less than this free: a run
 # needs some space for its folder, its status and its log
@@ -400,10 +401,11 @@ class RunManager:
         self._json.pop(model_id, None)
         self._every_run = None
 
-    @staticmethod
-    def _new_notifier(hooks: list[dict]) -> notify.Notifier:
+    def _new_notifier(self, hooks: list[dict]) -> notify.Notifier:
         return notify.Notifier(
-            hooks, on_problem=lambda text: print(f"trainui: notify: {text}", file=sys.stderr)
+            hooks,
+            on_problem=lambda text: print(f"trainui: notify: {text}", file=sys.stderr),
+            spool=os.path.join(self.home, notify.SPOOL_FILE),
         )
 
     def notifier_now(self, fresh: bool = False) -> notify.Notifier:
@@ -1740,6 +1742,7 @@ class RunManager:
         busy = (
             self.open_streams
             or any(t.is_alive() for t in self._salvages)
+            or self.notifier.pending()  # a webhook still retried: the service waits for it
             or any(r.status == PENDING or r.status in ACTIVE_STATES for r in self.runs.values())
         )
         if busy:
@@ -1798,6 +1801,14 @@ class RunManager:
         deadline = time.monotonic() + SALVAGE_WAIT
         for thread in self._salvages:  # let a log being stored reach its bucket
             thread.join(max(0.0, deadline - time.monotonic()))
+        # the events the hooks have not taken yet: kept for the next start
+        left = self.notifier.shutdown(min(NOTIFY_WAIT, max(0.0, deadline - time.monotonic())))
+        if left:
+            print(
+                f"trainui: notify: {left} event{'s' if left != 1 else ''} not delivered yet:"
+                " kept, for the service's next start",
+                file=sys.stderr,
+            )
         self.store.close()
 
 
