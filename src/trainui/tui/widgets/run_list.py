@@ -67,6 +67,8 @@ def layout(width: int, metrics: tuple[str, ...] = ()) -> list[tuple[str, str, in
     """The columns that fit ``width`` cells, the name column taking what is left; the metric
     columns chosen (``metrics``) after the name, the last ones dropped first when narrow."""
     columns = [PLACE if c[0] == "resource" and width < WIDE else c for c in COLUMNS]
+    if width < WIDE:  # a cell less for the state: "restarting" whole, "downloadi…" cut
+        columns[0] = (*columns[0][:2], columns[0][2] - 1, *columns[0][3:])
     at = 2  # after the name
     columns[at:at] = [metric_column(name) for name in metrics]
     dropped = ["resource", "place", "submitted", "duration"]
