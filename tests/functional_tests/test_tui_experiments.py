@@ -171,6 +171,10 @@ async def test_e_switches_between_the_runs_and_the_experiments(sweeps):
     async with app.run_test(size=SIZE) as pilot:
         await loaded(pilot)
         assert screen_name(app) == "RunsScreen"
+        await pilot.press("j", "j", "j", "space")  # a run selected, another marked
+        await pilot.press("j")
+        chosen, marked = app.screen.run_list.current, set(app.screen.run_list.marked)
+        assert chosen is not None and len(marked) == 1 and chosen not in marked
         await pilot.press("e")
         await experiments_shown(pilot)
         shown = text(app)
@@ -184,6 +188,10 @@ async def test_e_switches_between_the_runs_and_the_experiments(sweeps):
         await pilot.press("e")
         await until(pilot, lambda: screen_name(app) == "RunsScreen", what="the runs again")
         await until(pilot, lambda: "8 runs" in text(app))
+        # the same run selected (h, d act on it), the same one marked: not the top row
+        assert app.screen.run_list.current == chosen
+        assert app.screen.run_list.marked == marked
+        assert chosen in app.screen.query_one("#selection").render().plain
 
 
 async def test_the_experiments_can_be_the_first_screen_and_are_sorted_with_s(sweeps):

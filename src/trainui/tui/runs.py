@@ -187,6 +187,10 @@ class RunTable:
         # the order runs came in (the service's: by submission), which orders runs submitted
         # at the same time (an experiment's) as their IDs (random) would not
         self._arrival: dict[str, int] = {}
+        # the run list's selection and marks, kept here: they outlive its screen (the
+        # experiments shown in between, then the runs again)
+        self.selected: str | None = None
+        self.marked: set[str] = set()
 
     def __len__(self) -> int:
         return len(self.runs)

@@ -241,24 +241,50 @@ class RunList(ListMoves, ScrollView, can_focus=True):
         super().__init__(**kwargs)
         self.table = table
         self.cursor = 0
-        self.selected_id: str | None = None
-        self.marked: set[str] = set()  # runs marked with space, halted or deleted together
         self.metric_columns: tuple[str, ...] = ()  # metrics shown as columns (their last value)
         self._lines: OrderedDict[tuple, Strip] = OrderedDict()
         self._styles: dict[str, Style] | None = None
         self._styles_theme = ""
 
+    @property
+    def selected_id(self) -> str | None:
+        """The selected run (the table keeps it: a new list, back from the experiments, has
+        the same one)."""
+        return self.table.selected
+
+    @selected_id.setter
+    def selected_id(self, model_id: str | None) -> None:
+        self.table.selected = model_id
+
+    @property
+    def marked(self) -> set[str]:
+        """Runs marked with space, halted or deleted together (kept by the table too)."""
+        return self.table.marked
+
+    @marked.setter
+    def marked(self, model_ids: set[str]) -> None:
+        self.table.marked = model_ids
+
+    def on_mount(self) -> None:
+        # the selection kept from before: in view once the list has its size
+        self.call_after_refresh(self._scroll_cursor_visible, True)
+
     # --- state from outside ---------------------------------------------------------------
 
     def runs_changed(self) -> None:
-        """The table changed: size the list, keep the cursor on its run, redraw what shows."""
+        """The table changed: size the list, keep the cursor on its run (in view, when it was:
+        new runs above it push it down, never out of sight), redraw what shows."""
         order = self.table.view()
         self.marked &= self.table.runs.keys()  # a deleted run is no longer marked
         set_virtual_size(self, Size(self.scrollable_content_region.width, len(order)))
         if self.selected_id is not None:
             position = self.table.index(self.selected_id, self.cursor)
-            if position is not None:
+            if position is not None and position != self.cursor:
+                top, height = self.scroll_offset.y, self.scrollable_content_region.height
+                was_shown = top <= self.cursor < top + height
                 self.cursor = position
+                if was_shown:
+                    self._scroll_cursor_visible()
         self._clamp()
         self.refresh()
 
