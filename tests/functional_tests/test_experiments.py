@@ -138,9 +138,10 @@ def test_the_median_rule_halts_the_run_that_falls_behind_with_its_reason(home):
     script = """\
         import json, os, sys, time
         scale = float(sys.argv[1])
-        pause = 0.3 if scale > 5 else 0.02
+        first = os.environ["TRAINING_ATTEMPT"] == "1"
+        pause = (0.3 if first else 0.1) if scale > 5 else 0.02
         with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "a") as f:
-            for step in range(40):
+            for step in range(0 if first else 10, 40):  # resumed: on from its checkpoint
                 f.write(json.dumps({"step": step, "loss": scale / (step + 1)}) + "\\n")
                 f.flush()
                 time.sleep(pause)
@@ -183,6 +184,52 @@ def test_the_median_rule_halts_the_run_that_falls_behind_with_its_reason(home):
     assert "none of the 1 failed or halted runs" in refused.stderr
     assert "1 stopped early (the median rule)" in refused.stderr, refused.stderr
     assert home.show(bad["model_id"])["status"] == "halted"
+    # its user disagrees: `trainui resume ID`, and the rule leaves it alone this time
+    home.cli("resume", bad["model_id"], check=True)
+    again = home.wait(bad["model_id"], "completed", "halted", "failed", timeout=60)
+    assert again["status"] == "completed", again
+    assert again["attempt"] == 2
+
+
+def test_the_median_rule_judges_a_bad_run_that_is_ahead_of_the_others(home):
+    """The bad run is the fast one: when it writes a step, no other has reached it; it is
+    judged once enough others reach a step it passed, not left to run to its end."""
+    home.env["TRAINUI_CPU_SLOTS"] = "4"
+    script = """\
+        import json, os, sys, time
+        scale = float(sys.argv[1])
+        pause = 0.05 if scale > 5 else 0.15
+        with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "a") as f:
+            for step in range(60):
+                f.write(json.dumps({"step": step, "loss": scale / (step + 1)}) + "\\n")
+                f.flush()
+                time.sleep(pause)
+        """
+    model = home.model("lead", {"train.py": script})
+    manifest = sweep_manifest(
+        home,
+        "python3 train.py $scale",
+        """\
+        method: grid
+        parameters:
+          scale: [1.0, 1.1, 1.2, 9.0]
+        objective: {metric: loss, goal: minimize}
+        early_stopping: {rule: median, after_steps: 5}
+        """,
+    )
+    experiment_id, _ = train(home, model, manifest)
+    e = wait_ended(home, experiment_id, timeout=120)
+    by_scale = {r["parameters"]["scale"]: r for r in e["runs"]}
+    bad = by_scale[9.0]
+    assert bad["status"] == "halted", bad
+    assert bad["status_message"].startswith("stopped early: loss "), bad["status_message"]
+    value, step, median = _parse_reason(bad["status_message"])
+    assert step >= 5 and value > median
+    assert bad["metrics"]["loss"]["step"] < 59  # stopped before its end
+    # the better half goes on (1.2, worse than the median of 1.0, 1.1 and 9.0 at a step, may
+    # be stopped too: the rule's own verdict)
+    assert all(by_scale[s]["status"] == "completed" for s in (1.0, 1.1)), by_scale
+    assert e["best"]["model_id"] == by_scale[1.0]["model_id"]
 
 
 def _parse_reason(message: str) -> tuple[float, int, float]:

@@ -313,7 +313,11 @@ def test_the_median_rule():
     assert median_stop([0, 5], [3.0, 1.5], others, "maximize", 5, 3) == (1.5, 5, 2.0)
     # not yet past after_steps, or too few others that reached the step
     assert median_stop([0, 5], [3.0, 9.0], others, "minimize", 6, 3) is None
-    assert median_stop([0, 7], [3.0, 9.0], others, "minimize", 5, 3) is None  # 2 reached 7
+    # a run ahead of the others: judged at the latest step 3 of them reached (5), by its
+    # last value at or before it (3.0 at step 0), not left alone until they catch up
+    assert median_stop([0, 7], [3.0, 9.0], others, "minimize", 5, 3) == (3.0, 5, 2.0)
+    assert median_stop([0, 7], [1.0, 9.0], others, "minimize", 5, 3) is None
+    assert median_stop([0, 7], [3.0, 9.0], others, "minimize", 6, 3) is None  # 5 < after
     # an other run's value at the step is its last at or before it
     assert median_stop([0, 7], [3.0, 9.0], others, "minimize", 5, 2) == (9.0, 7, 1.5)
     assert stop_reason("val_loss", 0.41, 300, 0.33) == (

@@ -152,18 +152,27 @@ def median_stop(
     min_runs: int,
 ) -> tuple[float, int, float] | None:
     """The median rule: ``(value, step, median)`` when the run whose objective curve is
-    ``steps``/``values`` is worse at its last step than the median of the ``others``' values
-    at that step (each other run's last value at or before it, among the runs that reached
-    it), once past ``after_steps`` and with at least ``min_runs`` others to compare; else
-    None."""
+    ``steps``/``values`` is worse than the median of the ``others``' values at a step (each
+    one's last value at or before it, among the runs that reached it), once past
+    ``after_steps`` and with at least ``min_runs`` others to compare; else None. The step is
+    the run's last, or, for a run ahead of the others, the latest one that ``min_runs`` of
+    them reached: a fast bad run is judged as soon as enough others catch up, not never."""
     if not steps:
         return None
-    step, value = steps[-1], values[-1]
-    if step < after_steps or not math.isfinite(value):
+    others = [(s, v) for s, v in others if s]
+    reached = sorted((s[-1] for s, _ in others), reverse=True)
+    if len(reached) < min_runs:
         return None
+    step = min(steps[-1], reached[min_runs - 1])
+    if step < after_steps:
+        return None
+    mine = bisect.bisect_right(steps, step) - 1
+    if mine < 0 or not math.isfinite(values[mine]):
+        return None
+    value = values[mine]
     at_step = []
     for other_steps, other_values in others:
-        if not other_steps or other_steps[-1] < step:
+        if other_steps[-1] < step:
             continue  # it has not reached this step (yet)
         i = bisect.bisect_right(other_steps, step) - 1
         if i >= 0 and math.isfinite(other_values[i]):

@@ -1280,8 +1280,10 @@ class RunManager:
         return None
 
     def _early_stop(self, run: Run, index: MetricsIndex) -> None:
-        """The median rule (SPEC §9): halt ``run`` when its objective, at the last step it
-        wrote, is worse than the median of its siblings' at that step."""
+        """The median rule (SPEC §9): ``run`` wrote new points of its experiment's objective;
+        halt it, or a sibling still running, whose objective is worse than the median of the
+        others' at its last step (or, ahead of them, at the latest step enough of them
+        reached: ``median_stop``)."""
         stopping = self._early_stopping(run.experiment_id)
         if stopping is None:
             return
@@ -1290,20 +1292,25 @@ class RunManager:
         curves = self._curves(run.experiment_id)
         if series is None or curves is None:
             return
-        steps, values = series.display()[:2]
-        curves[run.model_id] = (steps, values)
-        if run.status != RUNNING or run.model_id in self._stopped_early:
-            return
-        others = (curve for model_id, curve in curves.items() if model_id != run.model_id)
-        found = median_stop(
-            steps, values, others, goal, rule["after_steps"], rule.get("min_runs", 3)
-        )
-        if found is None:
-            return
-        reason = stop_reason(metric, *found)
-        self._stopped_early[run.model_id] = reason
-        run = self._change(run, run.status, status_message=f"halting: {reason}")
-        self._ask_halt(run, reason)  # the learner says it as the run's outcome
+        curves[run.model_id] = series.display()[:2]
+        # the run, and the runs ahead of it, which its new points may let the rule judge
+        for model_id in [run.model_id, *(m for m in curves if m != run.model_id)]:
+            judged = self.runs.get(model_id)
+            if judged is None or judged.status != RUNNING or model_id in self._stopped_early:
+                continue
+            if any(stopped_early(a.get("status_message")) for a in judged.attempts or ()):
+                continue  # the rule stopped it once and its user resumed it: their call
+            steps, values = curves[model_id]
+            others = (curve for m, curve in curves.items() if m != model_id)
+            found = median_stop(
+                steps, values, others, goal, rule["after_steps"], rule.get("min_runs", 3)
+            )
+            if found is None:
+                continue
+            reason = stop_reason(metric, *found)
+            self._stopped_early[model_id] = reason
+            judged = self._change(judged, judged.status, status_message=f"halting: {reason}")
+            self._ask_halt(judged, reason)  # the learner says it as the run's outcome
 
     def _metrics_changed(self, run: Run, index: MetricsIndex) -> Run:
         """The run's record follows its index (saved, without a ``run`` event: the
