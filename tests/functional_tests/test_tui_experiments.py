@@ -402,6 +402,10 @@ async def test_r_resumes_a_halted_experiment_after_one_question(sleepers):
         )
         first = sleepers.wait(sleepers.ids["runs"][0], "running")
         assert first["attempt"] == 2
+        # the other was halted before it ever started: pending again, nothing to restart
+        second = json.loads(sleepers.cli("show", sleepers.ids["runs"][1], "--json").stdout)
+        assert (second["status"], second["attempt"], second["started_at"]) == ("pending", 1, None)
+        assert "its experiment runs at most 1 at once" in second["status_message"], second
         await until(pilot, lambda: "R Resume" not in text(app), what="no resume once resumed")
         await pilot.press("R")  # its binding hidden: the key says why
         said = "No run of sleepers is halted or failed."

@@ -185,13 +185,15 @@ def change(record, to_state: str, **fields):
 def resumed(run: Run, message: str, attempt: int | None = None) -> Run:
     """A halted or failed ``run`` started again as its next attempt (``trainui resume``, SPEC
     §11), or as ``attempt`` (one that never began): the one way an ended run changes again,
-    and only on a user's word."""
+    and only on a user's word. A run halted before it ever started is ``pending`` again, as
+    it was: it has nothing to restart."""
     if run.status not in (FAILED, HALTED):
         name = run.model_id
         raise IllegalChange(f"{name} is {run.status}: only a halted or failed run resumes")
+    never_started = run.started_at is None and not run.attempts
     return msgspec.structs.replace(
         run,
-        status=RESTARTING,
+        status=PENDING if never_started else RESTARTING,
         attempt=run.attempt + 1 if attempt is None else attempt,
         status_message=message,
         error_code=None,

@@ -1684,13 +1684,13 @@ class RunManager:
             )
         if run.started_at is None and not run.attempts:  # halted before it ever started
             following = run.attempt
+            message = "resumed (it never started), waiting for its turn"
         else:
             run = _last_attempt(run, always=True)
             following = run.attempt + 1
-        total = max(run.max_restarts + 1, following)
-        run = lifecycle.resumed(
-            run, f"attempt {following} of {total}: resumed, waiting for its turn", following
-        )
+            total = max(run.max_restarts + 1, following)
+            message = f"attempt {following} of {total}: resumed, waiting for its turn"
+        run = lifecycle.resumed(run, message, following)
         self._save(self._put(self._fresh_attempt(run)))
 
     def delete(self, model_id: str, user: User | None = None) -> None:

@@ -616,8 +616,8 @@ class TrainuiApp(App[int]):
         self.push_screen(
             ConfirmScreen(
                 f"Resume {experiment_id} ({experiment.get('name', '')})?",
-                f"Starts {runs} again, each from its last checkpoint as its next attempt, when "
-                "its turn comes"
+                f"Starts {runs} again when their turn comes, each from its last checkpoint "
+                "(one that never started, from the beginning)"
                 + (
                     "; runs stopped early stay halted." if experiment.get("early_stopping") else "."
                 ),
