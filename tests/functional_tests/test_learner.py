@@ -580,3 +580,18 @@ def test_the_learner_imports_nothing_heavy():
     modules = set(out.stdout.split())
     heavy = {"yaml", "asyncio", "httpx", "textual", "starlette", "concurrent.futures", "subprocess"}
     assert modules & heavy == set()
+
+
+def test_a_fault_of_the_learners_own_while_staging_is_s300_not_the_datas(tmp_path):
+    """An exception no phase expects (here a store spec whose connection is no table, which
+    only a broken learner.json holds) is the learner's fault, S300, which restarts may cure,
+    not S302, which blames the user's data and is never restarted."""
+    run = Run(tmp_path, "true")
+    run.config["data"]["connection"] = ["not", "a", "table"]
+    (run.dir / "learner.json").write_text(json.dumps(run.config))
+    run.start()
+    run.process.wait(15)  # it ends as it should: its outcome said in its status
+    status = run.status()
+    assert status["status"] == "failed"
+    assert status["status_message"].startswith("learner error: "), status
+    assert status["error_code"] == "S300", status

@@ -212,12 +212,15 @@ class Learner(Staging, ProcessControl, Storing):
         except _Failed as failure:
             self._set_outcome(FAILED, failure.code, failure.message)
         except Exception as exc:
-            code = _PHASE_ERROR_CODES.get(self.phase, "S300")
             if is_disk_full(exc):
+                code = _PHASE_ERROR_CODES.get(self.phase, "S300")
                 self._set_outcome(FAILED, code, disk_full_message(exc))
             else:
+                # a fault of the learner's own (the phases turn what the stores, the data
+                # and the runtime refuse into their codes): S300, which a restart may cure,
+                # not the phase's code, which says the user's data or bucket is at fault
                 self._report_crash()
-                self._set_outcome(FAILED, code, _learner_error(exc))
+                self._set_outcome(FAILED, "S300", _learner_error(exc))
         self._discard_sandbox_ahead()
         if self.command_pgid is not None and (
             self.final in (FAILED, HALTED) or self.checkpoints.in_use()
