@@ -65,7 +65,7 @@ from trainui.service import notify
 from trainui.service.auth import Tokens, User
 from trainui.service.experiments import ExperimentRecord, median_stop, stop_reason, stopped_early
 from trainui.service.experiments import describe as describe_experiment
-from trainui.service.launchers import Capacity, Launcher
+from trainui.service.launchers import Capacity, Launcher, mark_attempt
 from trainui.service.launchers.local import LocalLauncher
 from trainui.service.metrics import MetricsIndex, MetricsKeeper
 from trainui.service.scheduler import Plan, Scheduler, Waiting
@@ -1085,6 +1085,8 @@ class RunManager:
             spec["attempt"], spec["max_restarts"] = run.attempt, run.max_restarts
             self._restart_due.pop(run.model_id, None)
             write_json_atomic(spec_path, spec, mode=0o600)
+            if run.attempt > 1:  # what an earlier learner wrote there is not this one's
+                mark_attempt(run_dir, run.attempt)
             self.launcher.expect(_store_types(run))  # the next runs are likely alike
             pid, start = self.launcher.start(run_dir, 0 if cpu_mode else run.gpus)
         except (OSError, sqlite3.Error) as error:

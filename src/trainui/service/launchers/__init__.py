@@ -107,6 +107,21 @@ class Launcher:
         """The service stops."""
 
 
+ATTEMPT_MARK = "trainui: attempt "  # learner-errors.txt: the line before each attempt's
+
+
+def mark_attempt(run_dir: str, attempt: int) -> None:
+    """Note in ``learner-errors.txt`` that an attempt's learner starts (``lost_reason``
+    reads what follows the last note)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(os.path.join(run_dir, LEARNER_ERRORS_FILE),
+                     os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)  # fmt: skip
+        try:
+            os.write(fd, f"{ATTEMPT_MARK}{attempt} starts\n".encode())
+        finally:
+            os.close(fd)
+
+
 def lost_reason(run_dir: str, how: str | None) -> str:
     """Why a run failed whose learner vanished: how it ended, when known, and the last line it
     wrote to ``learner-errors.txt`` (a traceback's), which is named only when it holds one."""
@@ -118,7 +133,13 @@ def lost_reason(run_dir: str, how: str | None) -> str:
             lines = [line.strip() for line in f.read().decode("utf-8", "replace").splitlines()]
     except OSError:
         lines = []
-    last = next((line for line in reversed(lines) if line), None)
+    last = None
+    for line in reversed(lines):
+        if line.startswith(ATTEMPT_MARK):
+            break  # what an earlier attempt's learner wrote is not this one's reason
+        if line:
+            last = line
+            break
     if last is None:
         return reason
     shown = last if len(last) <= 200 and last.isprintable() else ascii(last[:200])[1:-1]
