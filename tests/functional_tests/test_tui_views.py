@@ -414,3 +414,22 @@ async def test_m_shows_the_runs_manifest_read_only_and_highlighted(history):
         await until(pilot, lambda: screen_name(app) == "RunsScreen")
         await pilot.press("m")  # from the list: the selected run's
         await until(pilot, lambda: screen_name(app) == "ManifestScreen")
+
+
+async def test_a_run_waiting_for_its_next_attempt_is_in_the_cpu_queue(home, tmp_path):
+    """A run between two attempts (restarting) waits for a slot as a pending one does: the
+    pane counts it, it said "none waiting"."""
+    home.env["TRAINUI_RESTART_BACKOFF"] = "120"  # the next attempt waits while it is looked at
+    model = write_model(tmp_path / "model")
+    path = home.manifest("exit 3", name="crasher")
+    path.write_text(
+        path.read_text().replace(
+            "    resource: small\n", "    resource: small\n    max_restarts: 1\n"
+        )
+    )
+    crasher = home.submit(model, path)
+    home.wait(crasher, "restarting")
+    app = make_app(home_client(home))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: app.loaded and len(app.table) == 1)
+        await until(pilot, lambda: "CPU slots · 0 of 1 in use · 1 waiting" in text(app))

@@ -220,7 +220,7 @@ class GpuPane(Static, can_focus=True):
             key=lambda r: r.get("started_at") or r.get("submitted_at") or "",
         )
         queue = sorted(
-            (r for r in runs if r.get("status") == "pending"),
+            (r for r in runs if r.get("status") in ("pending", "restarting")),  # a next attempt too
             key=lambda r: r.get("submitted_at") or "",
         )
         slots = self._health().get("cpu_slots")
