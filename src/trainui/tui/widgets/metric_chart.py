@@ -357,7 +357,9 @@ def _one_line(label: str, style: str, value: str) -> Content:
     """A series' legend in one line (many series): its mark, name and value, the value whole
     (the name gives way to it)."""
     room = max(1, SIDE - 4 - len(value))
-    return Content.assemble(("● ", style), f"{label[:room]:<{min(room, 11)}} ", value)
+    if len(label) > room:  # cut where it shows: a label cut without a mark reads as another
+        label = label[: room - 1] + "…"
+    return Content.assemble(("● ", style), f"{label:<{min(room, 11)}} ", value)
 
 
 def value_at(series: Series, step: float | None, smoothing: float = 0.0) -> float | None:
