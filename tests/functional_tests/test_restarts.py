@@ -159,6 +159,30 @@ def test_metrics_asked_for_between_two_attempts_follow_the_next_one(home):
     assert home.show(model_id)["metrics"]["loss"]["last"] == 23
 
 
+def test_a_run_waiting_for_its_next_attempt_says_the_last_points_of_the_failed_one(home):
+    """Through a back-off (up to minutes), the run's record (show, the ranking, list
+    --metric) has the last points the failed attempt wrote, not those of its first read."""
+    home.env["TRAINUI_RESTART_BACKOFF"] = "120"
+    script = """\
+        import json, os, sys, time
+        with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "a") as f:
+            for step in range(30):
+                f.write(json.dumps({"step": step, "loss": 1 / (step + 1)}) + "\\n")
+                f.flush()
+                time.sleep(0.1 if step < 3 else 0.01)
+        sys.exit(3)
+        """
+    model = home.model("stale", {"train.py": script})
+    model_id = home.submit(model, restarting_manifest(home, "python3 train.py", 1, name="s"))
+    home.wait(model_id, "restarting", timeout=60)
+    deadline = time.monotonic() + 10
+    while (home.show(model_id)["metrics"] or {}).get("loss", {}).get("step") != 29:
+        assert time.monotonic() < deadline, home.show(model_id)["metrics"]
+        time.sleep(0.2)
+    assert home.show(model_id)["status"] == "restarting"
+    assert home.show(model_id)["metrics"]["loss"]["last"] == 1 / 30
+
+
 def test_a_lost_learner_counts_as_a_failed_attempt_and_the_run_starts_again(home):
     home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
     model = home.model("lost", {"t.py": ""})

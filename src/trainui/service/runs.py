@@ -1221,8 +1221,13 @@ class RunManager:
 
     def _poll_metrics(self) -> None:
         """Read what running runs' learners appended to their points files; for each run
-        with new points, at most every METRICS_INTERVAL: its record and a ``metrics`` event."""
-        for run in [r for r in self.runs.values() if r.status in ACTIVE_STATES]:
+        with new points, at most every METRICS_INTERVAL: its record and a ``metrics`` event.
+        A run between two attempts too: the last points of the attempt that failed came
+        after its last read (its record said its first points through a long back-off)."""
+        polled = [
+            r for r in self.runs.values() if r.status in ACTIVE_STATES or r.status == RESTARTING
+        ]
+        for run in polled:
             index = self.metrics.poll(run.model_id)
             # (not while catching up: a summary of half the file would go backwards)
             if (
