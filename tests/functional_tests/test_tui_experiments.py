@@ -368,6 +368,9 @@ async def test_h_halts_an_experiment_after_one_question_whose_default_is_no(slee
         for model_id in sleepers.ids["runs"]:
             sleepers.wait(model_id, "halted")
         await until(pilot, lambda: "h Halt" not in text(app), what="no halt once halted")
+        await pilot.press("h")  # its binding hidden: the key says why
+        said = "sleepers has already ended (halted)."
+        await until(pilot, lambda: any(str(n.message) == said for n in app._notifications))
 
 
 async def test_r_resumes_a_halted_experiment_after_one_question(sleepers):

@@ -41,6 +41,14 @@ class TrainuiScreen(Screen):
         why = f"No run of {experiment.get('name') or 'this experiment'} is halted or failed."
         return self.said_why_not(event, binding_id, why)
 
+    def said_ended(self, event, binding_id: str, experiment: dict | None) -> bool:
+        """``h`` (``binding_id``) on an experiment that has ended: its binding is hidden."""
+        status = (experiment or {}).get("status")
+        if status not in ("completed", "failed", "halted") or getattr(self.app, "readonly", False):
+            return False
+        name = experiment.get("name") or "this experiment"
+        return self.said_why_not(event, binding_id, f"{name} has already ended ({status}).")
+
     def said_not_resumable(self, event, binding_id: str, status: str) -> bool:
         """``R`` (``binding_id``) on a run in ``status``, which does not resume: said."""
         why = f"Only a halted or failed run resumes; this one is {status}."

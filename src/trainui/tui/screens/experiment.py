@@ -295,8 +295,10 @@ class ExperimentScreen(TrainuiScreen):
         return True
 
     def on_key(self, event) -> None:
-        """``R`` where no run resumes: its binding is hidden, so say why."""
-        self.said_no_run_resumes(event, "experiment.resume", self.experiment)
+        """``R`` where no run resumes, ``h`` on an experiment that ended: their bindings are
+        hidden, so say why."""
+        if not self.said_no_run_resumes(event, "experiment.resume", self.experiment):
+            self.said_ended(event, "experiment.halt", self.experiment)
 
     def action_back(self) -> None:
         self.app.pop_screen()

@@ -60,8 +60,10 @@ class ExperimentsScreen(TrainuiScreen):
         return True
 
     def on_key(self, event) -> None:
-        """``R`` where no run resumes: its binding is hidden, so say why."""
-        self.said_no_run_resumes(event, "experiments.resume", self._selected())
+        """``R`` where no run resumes, ``h`` on an experiment that ended: their bindings are
+        hidden, so say why."""
+        if not self.said_no_run_resumes(event, "experiments.resume", self._selected()):
+            self.said_ended(event, "experiments.halt", self._selected())
 
     def _selected(self) -> dict | None:
         return self.app.experiments.get(self.rows.current or "")
