@@ -57,7 +57,9 @@ def kept_said(listing: dict) -> str:
     """Of a results listing (``list_results``): how many of its files come from the box, the
     results bucket having refused them; "" when none."""
     kept = listing.get("kept") or 0
-    return f" ({kept} of them from the box: the results bucket refused them)" if kept else ""
+    # kept there when the bucket refused them, or when the learner was lost before it could
+    # copy them (the OOM killer): not said as the bucket's fault, which it may not be
+    return f" ({kept} of them from the box: not in the results bucket)" if kept else ""
 
 
 class ClientError(Exception):

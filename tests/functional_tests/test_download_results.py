@@ -404,9 +404,7 @@ def test_results_the_box_kept_are_downloaded_over_the_buckets(home, tmp_path):
     assert listing["count"] == len(LAYOUT) + len(RESULT_FILES) + 2
     dest = tmp_path / "out"
     result = home.cli("download", model_id, "--results", "-o", str(dest), check=True)
-    assert result.stdout.rstrip().endswith(
-        "(3 of them from the box: the results bucket refused them)"
-    )
+    assert result.stdout.rstrip().endswith("(3 of them from the box: not in the results bucket)")
     got = tree(dest)
     assert got["model.txt"] == b"trained again"  # the box's, newer than the bucket's
     assert got["model/more.bin"] == b"\0" * 3000 and got["checkpoints/step.ckpt"] == b"7"

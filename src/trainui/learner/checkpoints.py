@@ -206,7 +206,8 @@ class Checkpoints:
         self.restored_kept = True
         self.learner._log(
             f"restored {_count(files, 'checkpoint file')} ({_size(total)}) kept in the run "
-            "folder by an earlier attempt (the results bucket had refused them)"
+            "folder by an earlier attempt (the results bucket refused them, or that attempt's "
+            "learner was lost before it could copy them)"
         )
 
     # --- while the command runs ----------------------------------------------------------------
