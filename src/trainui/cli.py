@@ -1684,6 +1684,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "stop a run (or experiment ID: its runs); logs and results are still stored",
     )
     sub.add_argument("words", nargs="+", metavar="[experiment] ID")
+    sub.usage = "%(prog)s [-h] [--url URL] [--token TOKEN] [--cacert CACERT] [experiment] ID"
 
     sub = command(
         "resume",
@@ -1692,6 +1693,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "attempt, from its last checkpoint",
     )
     sub.add_argument("words", nargs="+", metavar="[experiment] ID")
+    sub.usage = (
+        "%(prog)s [-h] [--url URL] [--token TOKEN] [--cacert CACERT] [--status S,...] "
+        "[experiment] ID"
+    )  # one run or one experiment, not several
     sub.add_argument(
         "--status",
         metavar="S,...",

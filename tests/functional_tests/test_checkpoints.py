@@ -204,8 +204,7 @@ def test_checkpoints_the_results_bucket_refused_are_kept_and_resumed_from(home, 
     assert (tmp_path / "got" / "checkpoints" / "epoch.txt").read_text() == "2"
     assert (tmp_path / "got" / "epoch-2.txt").read_text() == "attempt 1\n"
     assert got.stdout.rstrip().endswith(
-        f"of {model_id} to {tmp_path / 'got'} (3 of them from the box: not in the results "
-        "bucket)"
+        f"of {model_id} to {tmp_path / 'got'} (3 of them from the box: not in the results bucket)"
     ), got.stdout
     bucket.unlink()
     (home.buckets / "results-away").rename(bucket)

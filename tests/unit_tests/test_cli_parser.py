@@ -88,3 +88,12 @@ def test_resume_of_two_runs_or_of_a_run_by_state_says_the_usage(capsys):
 )
 def test_an_attempts_exit_is_said_in_words(code, words):
     assert cli._exit_words(code) == words
+
+
+@pytest.mark.parametrize("verb", ["halt", "resume"])
+def test_halt_and_resume_say_they_take_one_run_or_one_experiment(verb, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([verb, "--help"])
+    usage = capsys.readouterr().out.split("\n\n")[0]
+    assert usage.rstrip().endswith("[experiment] ID"), usage
+    assert "ID ..." not in usage
