@@ -132,21 +132,27 @@ def test_max_parallel_is_never_exceeded_and_leaves_room_for_other_runs(home):
     assert epoch(single["started_at"]) < max(s[0] for s in spans)
 
 
-def test_the_median_rule_halts_the_run_that_falls_behind_with_its_reason(home):
+MEDIAN_SCRIPT = """\
+    import json, os, sys, time
+    scale = float(sys.argv[1])
+    first = os.environ["TRAINING_ATTEMPT"] == "1"
+    pause = {pause}
+    with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "a") as f:
+        for step in {steps}:
+            f.write(json.dumps({{"step": step, "loss": scale / (step + 1)}}) + "\\n")
+            f.flush()
+            time.sleep(pause)
+    """
+
+
+def median_sweep(home, name: str, pause: str, steps: str) -> tuple[dict, dict]:
+    """An experiment of four runs writing ``loss = scale / (step + 1)``, the good ones
+    scales 1.0, 1.1, 1.2, the bad one 9.0, with the median rule from step 5; ``pause`` and
+    ``steps``: Python expressions of the script (``scale``, ``first``: its first attempt).
+    The experiment once it ended, and its runs by scale."""
     home.env["TRAINUI_CPU_SLOTS"] = "4"
-    # the three good runs go fast (they set the median), the bad one slowly
-    script = """\
-        import json, os, sys, time
-        scale = float(sys.argv[1])
-        first = os.environ["TRAINING_ATTEMPT"] == "1"
-        pause = (0.3 if first else 0.1) if scale > 5 else 0.02
-        with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "a") as f:
-            for step in range(0 if first else 10, 40):  # resumed: on from its checkpoint
-                f.write(json.dumps({"step": step, "loss": scale / (step + 1)}) + "\\n")
-                f.flush()
-                time.sleep(pause)
-        """
-    model = home.model("es", {"train.py": script})
+    script = MEDIAN_SCRIPT.format(pause=pause, steps=steps)
+    model = home.model(name, {"train.py": script})
     manifest = sweep_manifest(
         home,
         "python3 train.py $scale",
@@ -160,7 +166,18 @@ def test_the_median_rule_halts_the_run_that_falls_behind_with_its_reason(home):
     )
     experiment_id, _ = train(home, model, manifest)
     e = wait_ended(home, experiment_id, timeout=120)
-    by_scale = {r["parameters"]["scale"]: r for r in e["runs"]}
+    return e, {r["parameters"]["scale"]: r for r in e["runs"]}
+
+
+def test_the_median_rule_halts_the_run_that_falls_behind_with_its_reason(home):
+    # the three good runs go fast (they set the median), the bad one slowly; resumed, it
+    # goes on from its checkpoint (step 10)
+    e, by_scale = median_sweep(
+        home,
+        "es",
+        "(0.3 if first else 0.1) if scale > 5 else 0.02",
+        "range(0 if first else 10, 40)",
+    )
     bad = by_scale[9.0]
     assert bad["status"] == "halted", bad
     message = bad["status_message"]
@@ -179,7 +196,7 @@ def test_the_median_rule_halts_the_run_that_falls_behind_with_its_reason(home):
     assert e["best"]["model_id"] == by_scale[1.0]["model_id"]
     assert e["runs"][0]["model_id"] == by_scale[1.0]["model_id"]  # ranked best first
     # the median rule's verdict stands: resuming the experiment leaves that run halted
-    refused = home.cli("resume", "experiment", experiment_id)
+    refused = home.cli("resume", "experiment", e["experiment_id"])
     assert refused.returncode == 1, refused.stdout
     assert "none of the 1 failed or halted runs" in refused.stderr
     assert "1 stopped early (the median rule)" in refused.stderr, refused.stderr
@@ -194,32 +211,7 @@ def test_the_median_rule_halts_the_run_that_falls_behind_with_its_reason(home):
 def test_the_median_rule_judges_a_bad_run_that_is_ahead_of_the_others(home):
     """The bad run is the fast one: when it writes a step, no other has reached it; it is
     judged once enough others reach a step it passed, not left to run to its end."""
-    home.env["TRAINUI_CPU_SLOTS"] = "4"
-    script = """\
-        import json, os, sys, time
-        scale = float(sys.argv[1])
-        pause = 0.05 if scale > 5 else 0.15
-        with open(os.path.join(os.environ["LOG_DIR"], "metrics.jsonl"), "a") as f:
-            for step in range(60):
-                f.write(json.dumps({"step": step, "loss": scale / (step + 1)}) + "\\n")
-                f.flush()
-                time.sleep(pause)
-        """
-    model = home.model("lead", {"train.py": script})
-    manifest = sweep_manifest(
-        home,
-        "python3 train.py $scale",
-        """\
-        method: grid
-        parameters:
-          scale: [1.0, 1.1, 1.2, 9.0]
-        objective: {metric: loss, goal: minimize}
-        early_stopping: {rule: median, after_steps: 5}
-        """,
-    )
-    experiment_id, _ = train(home, model, manifest)
-    e = wait_ended(home, experiment_id, timeout=120)
-    by_scale = {r["parameters"]["scale"]: r for r in e["runs"]}
+    e, by_scale = median_sweep(home, "lead", "0.05 if scale > 5 else 0.15", "range(60)")
     bad = by_scale[9.0]
     assert bad["status"] == "halted", bad
     assert bad["status_message"].startswith("stopped early: loss "), bad["status_message"]

@@ -291,19 +291,18 @@ def podman(tmp_path_factory):
     box.stop()
 
 
+CONTAINER = """\
+[[framework]]
+name = "pytorch"
+versions = ["1"]
+runtime = "container"
+image = "localhost/trainui-test:{version}"
+"""
+
+
 def container_home(home, podman, extra: str = "") -> None:
     home.env.update(podman.env)
-    write_catalogue(
-        home,
-        """\
-        [[framework]]
-        name = "pytorch"
-        versions = ["1"]
-        runtime = "container"
-        image = "localhost/trainui-test:{version}"
-        """
-        + textwrap.dedent(extra),
-    )
+    write_catalogue(home, CONTAINER + textwrap.dedent(extra))
 
 
 def test_a_container_run_gets_its_folders_and_variables_and_data_read_only(home, podman):
@@ -562,17 +561,7 @@ def test_docker_without_its_daemon_is_said_as_such_not_as_a_failed_pull(home):
     the run fails S304 naming the daemon and what to do, instead of trying a pull."""
     socket = home.path.parent / "no-docker.sock"
     home.env["DOCKER_HOST"] = f"unix://{socket}"
-    write_catalogue(
-        home,
-        """\
-        [[framework]]
-        name = "pytorch"
-        versions = ["1"]
-        runtime = "container"
-        runtime_command = "docker"
-        image = "localhost/trainui-test:{version}"
-        """,
-    )
+    write_catalogue(home, CONTAINER + 'runtime_command = "docker"\n')
     model = home.model("nodaemon", {"t.py": ""})
     model_id = home.submit(model, framework_manifest(home, "echo never", "pytorch", "1"))
     run = home.wait(model_id, "failed", timeout=60)
