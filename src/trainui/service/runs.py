@@ -1300,7 +1300,8 @@ class RunManager:
         if series is None or curves is None:
             return
         curves[run.model_id] = series.display()[:2]
-        # the run, and the runs ahead of it, which its new points may let the rule judge
+        # the run, then its siblings still running: its new points may let the rule judge one
+        # that is ahead of it
         for model_id in [run.model_id, *(m for m in curves if m != run.model_id)]:
             judged = self.runs.get(model_id)
             if judged is None or judged.status != RUNNING or model_id in self._stopped_early:
