@@ -568,7 +568,8 @@ def test_a_remote_user_may_not_use_the_boxs_own_aws_credentials(remote):
 def test_a_bad_cacert_or_output_folder_is_a_sentence_not_a_traceback(home, tmp_path):
     not_pem = tmp_path / "not.pem"
     not_pem.write_text("hello\n")
-    for cacert, why in (("/nonexistent", "No such file"), (str(tmp_path), "Is a directory"),
+    missing = tmp_path / "missing"  # not a path of the machine's that someone may make
+    for cacert, why in ((str(missing), "No such file"), (str(tmp_path), "Is a directory"),
                         (str(not_pem), "it holds no certificate")):  # fmt: skip
         result = home.cli(
             "--url", "https://127.0.0.1:9", "--token", "x", "--cacert", cacert, "list"
@@ -578,6 +579,6 @@ def test_a_bad_cacert_or_output_folder_is_a_sentence_not_a_traceback(home, tmp_p
             result.stderr
         )
     model_id = home.submit(home.model("d", {"t.py": ""}), home.manifest("true"))
-    result = home.cli("download", model_id, "-o", "/nonexistent/dir/x.zip")
+    result = home.cli("download", model_id, "-o", str(missing / "dir" / "x.zip"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "the folder /nonexistent/dir does not exist" in result.stderr
+    assert f"the folder {missing / 'dir'} does not exist" in result.stderr

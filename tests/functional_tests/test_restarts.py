@@ -291,8 +291,10 @@ def test_a_run_halted_before_it_started_resumes(home):
     assert home.wait(waiting, "halted")["status_message"] == "halted before it started"
     resumed = home.cli("resume", waiting)
     assert resumed.returncode == 0, resumed.stderr
-    # its first attempt never began: the resume starts it, listed once
-    assert home.show(waiting)["status_message"].startswith("attempt 1 of 1: ")
+    # its first attempt never began: the resume makes it pending again, listed once
+    again = home.show(waiting)
+    assert again["status"] == "pending" and again["attempt"] == 1, again
+    assert again["status_message"].startswith("waiting for a CPU slot"), again
     home.cli("halt", blocker, check=True)
     run = home.wait(waiting, "completed", "failed", timeout=60)
     assert run["status"] == "completed" and "resumed" in log(home, waiting)
