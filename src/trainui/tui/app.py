@@ -587,17 +587,23 @@ class TrainuiApp(App[int]):
         except ClientError as error:
             self._refused(error)
             return
+        self._experiment_answered(experiment_id, experiment)
+        self.notify(f"Halting {experiment_id}.")
+
+    def _experiment_answered(self, experiment_id: str, experiment: object) -> None:
+        """The service's answer to a change of the experiment (its summary): shown at once."""
         if isinstance(experiment, dict) and experiment.get("experiment_id") == experiment_id:
             if self.experiments_loaded:
                 self.experiments.upsert(experiment)
             self._tell_experiments()
-        self.notify(f"Halting {experiment_id}.")
 
     def resume_experiment(self, experiment_id: str) -> None:
         """Its halted or failed runs started again (asks first: they take the box's GPUs)."""
+        from trainui.tui.screens.base import resumable_runs
+
         experiment = self.experiments.get(experiment_id) or {}
         counts = experiment.get("runs_by_status") or {}
-        ended = counts.get("halted", 0) + counts.get("failed", 0)
+        ended = resumable_runs(experiment)
         if counts and not ended:
             self.notify(f"{experiment_id} has no halted or failed run to resume.",
                         severity="warning")  # fmt: skip
@@ -634,10 +640,7 @@ class TrainuiApp(App[int]):
             self._refused(error)
             return
         resumed, left = answer.pop("resumed", []), answer.pop("not_resumed", [])
-        if answer.get("experiment_id") == experiment_id:
-            if self.experiments_loaded:
-                self.experiments.upsert(answer)
-            self._tell_experiments()
+        self._experiment_answered(experiment_id, answer)
         said = f"Resuming {len(resumed)} run{'s' if len(resumed) != 1 else ''} of {experiment_id}."
         if left:
             said += f" {len(left)} left as they are: {left[0]['reason']}"
