@@ -966,12 +966,28 @@ EXPERIMENT_RUN_FIELDS = (
 def _show_experiment(client, experiment_id: str, as_json: bool) -> int:
     experiment = client.get_experiment(experiment_id, None if as_json else EXPERIMENT_RUN_FIELDS)
     if as_json:
-        import json
-
-        sys.stdout.write(json.dumps(experiment, indent=1) + "\n")
+        sys.stdout.write(_json_with_rows(experiment, "runs"))
         return EXIT_OK
     sys.stdout.write(_experiment_text(experiment))
     return EXIT_OK
+
+
+def _json_with_rows(obj: dict, rows: str) -> str:
+    """``obj`` as JSON text: a key a line, and each item of its list ``rows`` on a line of
+    its own, as ``list --json`` prints runs (greppable). Python's json encodes with its C
+    encoder only without ``indent``: indenting a 1,000-run experiment took 50 ms more than
+    the whole of ``show experiment`` otherwise."""
+    import json
+
+    lines = []
+    for key, value in obj.items():
+        head = f" {json.dumps(key)}: "
+        if key == rows and isinstance(value, list) and value:
+            items = ",\n  ".join(json.dumps(item) for item in value)
+            lines.append(f"{head}[\n  {items}\n ]")
+        else:
+            lines.append(head + json.dumps(value))
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def _experiment_text(e: dict) -> str:

@@ -127,3 +127,19 @@ def test_metric_columns_and_cjk_parameter_values_line_up_by_cells(capsys):
     }
     assert len(starts) == 1, rows
     assert len({cell_len(line) for line in rows}) == 1, rows
+
+
+def test_show_experiment_json_is_the_same_json_with_a_run_a_line():
+    import json
+
+    runs = [
+        {**run(LONG, "training-AAAAAAAAA", {"loss": {"last": 0.25}}), "parameters": {"lr": 0.1}},
+        {**run("b", "training-BBBBBBBBB", None), "parameters": {"lr": "アダム"}},
+    ]
+    e = experiment(runs, best="training-AAAAAAAAA")
+    text = cli._json_with_rows(e, "runs")
+    assert json.loads(text) == e  # what a script reads: the experiment, whole
+    # each run on a line of its own (greppable, as `list --json` prints runs)
+    rows = [line for line in text.splitlines() if line.startswith("  {")]
+    assert [json.loads(line.rstrip(",")) for line in rows] == runs
+    assert json.loads(cli._json_with_rows(experiment([]), "runs"))["runs"] == []

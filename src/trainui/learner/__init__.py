@@ -183,19 +183,21 @@ class Learner(Staging, ProcessControl, Storing):
             # on stderr (a traceback) goes into the log, between the command's lines
             os.dup2(self.log_fd, 2)
             self.relay = _Relay(log_path, self.nonce)
-        else:
-            self._reserve_space()
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_halt_signal)
         signal.signal(signal.SIGALRM, self._on_grace_over)
-        self._write_status()
         restarts = int(self.config.get("max_restarts") or 0)
         if restarts or self.attempt > 1:
             # a resumed run's attempts may go past its restarts: "attempt 2 of 2", not "of 1"
             self._log(f"attempt {self.attempt} of {max(restarts + 1, self.attempt)}")
         try:
+            # first the sandbox's start (bubblewrap's 5 to 10 ms, the most of a sandboxed
+            # command's start), which then goes on beside the rest of the learner's work
             self._prepare_work()
             self._sandbox_ahead()
+            if self.nonce is None:
+                self._reserve_space()
+            self._write_status()
             if self.config.get("check_results"):  # not checked at submit (--no-check)
                 self._check_results()
             self._stage()
@@ -525,6 +527,9 @@ def spare_main(s3: bool = True) -> int:
     from trainui.learner.process import become_subreaper
 
     become_subreaper()  # for the run's command, ahead: ctypes' import is ~3 ms
+    if os.geteuid() == 0:  # the sandbox's user: the system's user database (NSS) loaded
+        with contextlib.suppress(Exception):  # the run says what is wrong, if anything is
+            trainui.sandbox.resolve_user(None)
     # and, where the service expects S3 (the last run used it), botocore's: its import and
     # the S3 model (a run's staging would wait for them; a run without S3 needs neither, and
     # they cost about 0.3 s of CPU)
