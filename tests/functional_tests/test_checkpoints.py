@@ -236,7 +236,8 @@ def test_checkpoints_the_results_bucket_refused_are_kept_and_resumed_from(home, 
 def test_a_bucket_gone_after_the_last_periodic_copy_loses_no_checkpoint(home):
     """The periodic copy took the checkpoint, then the results bucket went: at the failure
     nothing changed to be sent, yet the bucket no longer holds it. The last copy finds that
-    out, CHECKPOINT_DIR is kept, and the restart starts from it."""
+    out, CHECKPOINT_DIR is kept, and the restart starts from it. (The bucket stays gone: the
+    last attempt's results are kept on the box, S303.)"""
     home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
     model = home.model("gone", {"train.py": EPOCHS})
     extra = "    max_restarts: 1\n    checkpoint_interval: 0.3\n"
@@ -252,10 +253,13 @@ def test_a_bucket_gone_after_the_last_periodic_copy_loses_no_checkpoint(home):
     os.killpg(status["command_pgid"], signal.SIGKILL)
     run = home.wait(model_id, "completed", "failed", timeout=60)
     text = log(home, model_id)
-    assert run["status"] == "completed", text
+    assert run["error_code"] == "S303", text
     assert "warning: the checkpoints could not be copied" in text
     assert "restored 1 checkpoint file (1 byte) kept in the run folder" in text
     assert "attempt 2 starts after epoch 2" in text
+    kept = home.path / "runs" / model_id / "results-not-stored"
+    assert (kept / "epoch-6.txt").read_text() == "attempt 2\n"
+    assert not (home.buckets / "results").exists()  # not made again by a write
 
 
 def test_a_command_that_ended_well_whose_results_were_refused_keeps_its_checkpoints(home):
@@ -286,3 +290,23 @@ def test_a_results_bucket_gone_at_resume_is_the_results_buckets_fault_not_the_da
     run = home.wait(model_id, "completed", "failed", timeout=60)
     assert run["error_code"] == "C103", log(home, model_id)
     assert run["status_message"].startswith("the checkpoints could not be restored: ")
+
+
+def test_a_results_bucket_removed_is_not_made_again_so_a_second_resume_fails_too(home):
+    """The first resume fails C103; its storing must not make the bucket again (empty), or
+    the next resume would find no checkpoint and train again from the first epoch."""
+    import shutil
+
+    model = home.model("removed", {"train.py": EPOCHS})
+    model_id = home.submit(model, manifest(home, "python3 train.py 2 0", "", "removed"))
+    wait_for(home, model_id, "epoch 2\n")
+    home.cli("halt", model_id, check=True)
+    home.wait(model_id, "halted", timeout=30)
+    shutil.rmtree(home.buckets / "results")
+    for _ in range(2):
+        home.cli("resume", model_id, check=True)
+        run = home.wait(model_id, "completed", "failed", timeout=60)
+        assert run["error_code"] == "C103", log(home, model_id)
+        assert not (home.buckets / "results").exists()
+    assert "attempt 2 starts after epoch 0" not in log(home, model_id)
+    assert "attempt 3 starts" not in log(home, model_id)

@@ -107,9 +107,10 @@ def test_download_into_an_unwritable_place_says_what_failed(buckets, tmp_path):
         store.download("train.csv", str(tmp_path / "a-file" / "train.csv"))
 
 
-def test_upload_creates_the_bucket_and_nested_folders(tmp_path):
+def test_upload_creates_nested_folders_in_the_bucket(tmp_path):
     src = tmp_path / "weights.bin"
     src.write_bytes(b"\x00\x01" * 1000)
+    (tmp_path / "buckets" / "results").mkdir(parents=True)
     store = LocalStore("results", str(tmp_path / "buckets"))
     store.upload(str(src), "training-AbCdEf123/model/weights.bin")
     stored = tmp_path / "buckets" / "results" / "training-AbCdEf123" / "model" / "weights.bin"
@@ -118,7 +119,23 @@ def test_upload_creates_the_bucket_and_nested_folders(tmp_path):
     assert os.listdir(stored.parent) == ["weights.bin"]
 
 
+def test_upload_into_a_bucket_that_was_removed_does_not_make_it_again(tmp_path):
+    """As S3's NoSuchBucket: a run resumed after its results bucket went must not find one
+    (empty, made by the last attempt's storing) and start again from its first step."""
+    src = tmp_path / "log.txt"
+    src.write_text("x")
+    store = LocalStore("results", str(tmp_path / "buckets"))
+    with pytest.raises(StoreError) as info:
+        store.upload(str(src), "training-AbCdEf123/training-log.txt")
+    assert str(info.value) == f"local bucket 'results' does not exist ({store.root})"
+    assert not (tmp_path / "buckets").exists()
+    store.check(write=True)  # a submission's check makes it (local buckets only)
+    store.upload(str(src), "training-AbCdEf123/training-log.txt")
+    assert [o.key for o in store.list_objects()] == ["training-AbCdEf123/training-log.txt"]
+
+
 def test_upload_replaces_an_object_and_keeps_empty_files(tmp_path):
+    (tmp_path / "results").mkdir()
     store = LocalStore("results", str(tmp_path))
     src = tmp_path / "log.txt"
     src.write_text("first")
@@ -130,6 +147,7 @@ def test_upload_replaces_an_object_and_keeps_empty_files(tmp_path):
 
 
 def test_a_failed_upload_leaves_nothing_behind(tmp_path):
+    (tmp_path / "results").mkdir()
     store = LocalStore("results", str(tmp_path))
     with pytest.raises(StoreError, match="copying 'run/x' to local bucket 'results'"):
         store.upload(str(tmp_path / "missing-source"), "run/x")

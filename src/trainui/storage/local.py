@@ -86,7 +86,7 @@ class LocalStore(ObjectStore):
         # bucket never see half a file.
         tmp = os.path.join(parent, f".{name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
-            os.makedirs(parent, exist_ok=True)
+            self._make_folders(parent)
             shutil.copyfile(src, tmp)
             os.replace(tmp, dest)
             if progress is not None:
@@ -95,6 +95,24 @@ class LocalStore(ObjectStore):
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise StoreError(_copy_failed(key, "to", self.description, exc, dest)) from None
+
+    def _make_folders(self, folder: str) -> None:
+        """``folder``, a folder of the bucket, made with those above it, but not the bucket:
+        a bucket that was removed is not made again by a write (S3 answers NoSuchBucket), or
+        a run resumed after it would find no checkpoint and start again from its first step
+        without a word. (Submitting a run makes its local results bucket: ``check``.)"""
+        self._require_bucket()
+        path = self.root
+        for part in os.path.relpath(folder, self.root).split(os.sep):
+            if part == ".":
+                continue
+            path = os.path.join(path, part)
+            try:
+                os.mkdir(path)
+            except FileExistsError:
+                pass
+            except FileNotFoundError:  # the bucket was removed meanwhile
+                raise self._missing() from None
 
     def check(self, write: bool = False) -> None:
         if not write:
