@@ -186,6 +186,10 @@ class Learner(Staging, ProcessControl, Storing):
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, self._on_halt_signal)
         signal.signal(signal.SIGALRM, self._on_grace_over)
+        if self.nonce is not None:
+            # on a Ray node the first record starts the run's log: the service takes the
+            # lines before it for Ray's own (the "attempt 2 of 3" line would be lost)
+            self._write_status()
         restarts = int(self.config.get("max_restarts") or 0)
         if restarts or self.attempt > 1:
             # a resumed run's attempts may go past its restarts: "attempt 2 of 2", not "of 1"
@@ -197,7 +201,7 @@ class Learner(Staging, ProcessControl, Storing):
             self._sandbox_ahead()
             if self.nonce is None:
                 self._reserve_space()
-            self._write_status()
+                self._write_status()
             if self.config.get("check_results"):  # not checked at submit (--no-check)
                 self._check_results()
             self._stage()
