@@ -570,11 +570,16 @@ async def _follow_to_end(client, model_id: str, offset: int = 0, data: bytes = b
             out.flush()
     finally:
         waiting.cancel()
-    run = await client.get_run(model_id)
+    return _outcome(await client.get_run(model_id))
+
+
+def _outcome(run: dict) -> int:
+    """A followed run's end, said on stderr (``Run ID halted: ...``); 0 if it completed (a
+    script can chain on it, as on ``train --follow``)."""
     message = run.get("status_message") or run["status"]
     if not message.startswith(run["status"]):
         message = f"{run['status']}: {message}"
-    print(f"Run {model_id} {message}", file=sys.stderr)
+    print(f"Run {run['model_id']} {message}", file=sys.stderr)
     return EXIT_OK if run["status"] == "completed" else EXIT_FAILED
 
 
@@ -640,6 +645,10 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "is of runs (trainui list --experiment ID shows an experiment's runs)",
                 EXIT_USAGE,
             )
+        if args.status:
+            from trainui.core.runs import EXPERIMENT_STATES
+
+            _check_states(args.status, EXPERIMENT_STATES, "an experiment's state")
         return _call(args, lambda client: _list_experiments(client, args.json, args.status))
     if args.what not in (None, "trained-models", "trained-model"):
         raise UserError(
@@ -648,13 +657,18 @@ def cmd_list(args: argparse.Namespace) -> int:
     if args.status:
         from trainui.core.runs import STATES
 
-        unknown = [s for s in args.status.split(",") if s.strip() not in STATES]
-        if unknown:
-            raise UserError(
-                f"--status: '{unknown[0]}' is not a state; the states: {', '.join(STATES)}",
-                EXIT_USAGE,
-            )
+        _check_states(args.status, STATES, "a state")
     return _call(args, lambda client: _list(client, args))
+
+
+def _check_states(given: str, states: Sequence[str], what: str) -> None:
+    """``--status a,b``: each one of ``states``, else a usage error that names them."""
+    unknown = [s for s in given.split(",") if s.strip() not in states]
+    if unknown:
+        raise UserError(
+            f"--status: '{unknown[0]}' is not {what}; the states: {', '.join(states)}",
+            EXIT_USAGE,
+        )
 
 
 def _list_experiments(client, as_json: bool, status: str | None = None) -> int:
@@ -918,8 +932,8 @@ async def _follow_metrics(client, args: argparse.Namespace) -> int:
             if lost_since is not None:
                 lost_since = None
                 notice("restored")
-            if run["status"] in FINAL_STATES:
-                return EXIT_OK
+            if run["status"] in FINAL_STATES:  # every point printed: how it ended
+                return _outcome(run)
         except ServiceUnreachable:
             client.forget_service()  # it may have died: look again, start it if needed
             if lost_since is None:

@@ -404,7 +404,9 @@ def test_the_cli_says_what_is_missing_or_unknown_instead_of_guessing(home):
         assert {e["experiment_id"] for e in json.loads(filtered.stdout)} == expected, states
     home.cli("halt", "experiment", going, check=True)
     table = home.cli("list", "experiments", "--status", "bogus")
-    assert table.returncode == 1 and "'bogus' is not an experiment's state" in table.stderr
+    # a usage error, as for runs (2, said before the service is asked), naming the states
+    assert table.returncode == 2 and "'bogus' is not an experiment's state" in table.stderr
+    assert "pending, running, completed, failed, halted" in table.stderr
     of_runs = home.cli("list", "experiments", "--metric", "loss")  # of runs: said
     assert of_runs.returncode == 2 and "--metric is of runs" in of_runs.stderr
     unknown = home.cli("list", "--status", "bogus")

@@ -133,6 +133,10 @@ def test_a_runs_metrics_through_rest_client_cli_list_and_events(home):
     wrong = home.cli("metrics", model_id, "--follow", "--metric", "los")
     assert wrong.returncode == 1 and f"run {model_id} has no metric 'los'" in wrong.stderr
     assert wrong.stdout == ""
+    # followed to its end: every point, then how the run ended (0: it completed)
+    followed = home.cli("metrics", model_id, "--follow", "--metric", "eval/acc")
+    assert followed.returncode == 0 and len(followed.stdout.splitlines()) == 30
+    assert f"Run {model_id} completed" in followed.stderr
     # list --metric: a column each, "-" for a run without that metric (or without any)
     other = home.submit(home.model("n", {"t.py": ""}), home.manifest("true", name="other"))
     home.wait(other, "completed", timeout=60)
@@ -145,6 +149,18 @@ def test_a_runs_metrics_through_rest_client_cli_list_and_events(home):
     assert cells[-3].endswith("Z") and cells[-2:] == ["-", "-"]  # no values
     fields = home.cli("show", other, "--json", check=True).stdout
     assert json.loads(fields)["metrics"] is None
+    # as `logs --follow`: a run that did not complete is not a success for a script
+    point = '{"step": 1, "loss": 0.5}'
+    broken = home.submit(
+        home.model("b", {"t.py": ""}),
+        home.manifest(f"echo '{point}' > $LOG_DIR/metrics.jsonl; exit 3", name="broken"),
+    )
+    home.wait(broken, "failed", timeout=60)
+    followed = home.cli("metrics", broken, "--follow", "--csv")
+    assert followed.returncode == 1, followed.stderr
+    lines = followed.stdout.splitlines()  # the header and its point
+    assert len(lines) == 2 and lines[1].startswith("loss,1,0.5,"), lines
+    assert f"Run {broken} failed:" in followed.stderr and "exited with code 3" in followed.stderr
 
     # the events: metrics events were sent for the run (kept for Last-Event-ID)
     async def metrics_events() -> list[dict]:

@@ -22,7 +22,14 @@ from starlette.routing import Route
 
 from trainui import __version__
 from trainui.core.lifecycle import Run
-from trainui.core.runs import DEFINITION_FILE, FINAL_STATES, LOG_FILE, MANIFEST_FILE, STATES
+from trainui.core.runs import (
+    DEFINITION_FILE,
+    EXPERIMENT_STATES,
+    FINAL_STATES,
+    LOG_FILE,
+    MANIFEST_FILE,
+    STATES,
+)
 from trainui.core.urls import mask_urls
 from trainui.gpu import GpuMonitor, off_snapshot, owner_by_process_tree
 from trainui.service.auth import TokenError, Tokens, User
@@ -809,9 +816,6 @@ def _states(value: str | None) -> None:
                 400, f"status: '{state.strip()[:40]}' is not a state; the states: "
                 + ", ".join(STATES)
             )  # fmt: skip
-
-
-EXPERIMENT_STATES = ("pending", "running", "completed", "failed", "halted")
 
 
 def _experiment_states(
