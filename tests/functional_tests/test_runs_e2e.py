@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 
@@ -423,6 +424,42 @@ def test_a_learner_killed_outright_fails_its_run_with_a_reason(home):
     run = home.wait(model_id, "failed", timeout=30)
     assert "the learner process ended unexpectedly" in run["status_message"]
     assert not group_alive(status["command_pgid"])  # its command does not hold the GPU on
+
+
+def test_a_learner_killed_outright_still_stores_its_metric_points_and_log_dir(home):
+    """The learner cannot store what it took (the OOM killer): the service stores the metric
+    points and LOG_DIR's files (TensorBoard's) with the log, where the learner would have."""
+    points = "".join(f'{{"step": {s}, "loss": {1 / s}}}\\n' for s in range(1, 4))
+    command = (
+        f"printf '{points}' > $LOG_DIR/metrics.jsonl; mkdir $LOG_DIR/tb; "
+        "echo events > $LOG_DIR/tb/events.out.tfevents.1; echo trained; sleep 1000"
+    )
+    model_id = home.submit(home.model("m", {"t.py": ""}), home.manifest(command))
+
+    def points_taken() -> dict | None:
+        run = home.show(model_id)
+        return run if (run.get("metrics") or {}).get("loss", {}).get("steps") == 3 else None
+
+    wait_for(points_taken)
+    status = json.loads((home.path / "runs" / model_id / "status.json").read_text())
+    assert str(home.path).encode() in Path(f"/proc/{status['learner_pid']}/environ").read_bytes()
+    os.kill(status["learner_pid"], signal.SIGKILL)
+    run = home.wait(model_id, "failed", timeout=30)
+    assert run["error_code"] == "S300"
+    stored = home.buckets / "results" / model_id
+    wait_for(lambda: (stored / "training-log.txt").exists())  # stored last
+    log = (stored / "training-log.txt").read_text()
+    assert "trained\n" in log and "trainui: failed (S300)" in log
+    lines = (stored / "metrics.jsonl").read_text().splitlines()
+    assert [(p["step"], p["value"]) for p in map(json.loads, lines)] == [
+        (1, 1.0),
+        (2, 0.5),
+        (3, 1 / 3),
+    ]
+    assert (stored / "logs" / "tb" / "events.out.tfevents.1").read_text() == "events\n"
+    assert (stored / "logs" / "metrics.jsonl").exists()  # LOG_DIR as the command left it
+    status = json.loads((stored / "training-status.json").read_text())
+    assert status["status"] == "failed"
 
 
 @pytest.mark.slow  # 100 runs and 100 CLI processes: tests/run.sh's second stage

@@ -6,7 +6,8 @@ run's log, yet SPEC §3 stores logs on failure too. When the run manager finds a
 it hands the run's folder to ``store_what_is_left`` in a thread of its own (stores block; the
 service's loop must not): the run's log, with a final line saying how the run ended, its
 manifest (secrets removed), its model definition and a ``training-status.json`` that says the
-run failed and that the results are partial go into the results bucket under ``<id>/``, through
+run failed and that the results are partial go into the results bucket under ``<id>/``, with
+the metric points the learner took (``metrics.jsonl``) and LOG_DIR's files (``logs/``), through
 the same storage code as the learner's, with the connection kept in ``results.json``.
 """
 
@@ -25,14 +26,15 @@ from trainui.core.runs import (
     KEPT_RESULTS,
     LOG_FILE,
     MANIFEST_FILE,
+    METRICS_FILE,
     RESULTS_FILE,
     STATUS_FILE,
     WORK_DIR,
     read_json,
     write_json_atomic,
 )
-from trainui.learner.storing import DEFINITION_KEY, TRAINING_STATUS_FILE
-from trainui.storage import StoreError, move_into, open_store
+from trainui.learner.storing import DEFINITION_KEY, LOGS_KEY, TRAINING_STATUS_FILE
+from trainui.storage import StoreError, iter_files, move_into, open_store
 
 SALVAGED_STATUS_FILE = "training-status.salvaged.json"  # in the run folder, what is stored
 
@@ -71,17 +73,27 @@ def _store(run_dir: str, run: Run, home: str) -> None:
     status_path = os.path.join(run_dir, SALVAGED_STATUS_FILE)
     write_json_atomic(status_path, training_status_json(salvaged_status(run, run_dir)))
     prefix = f"{run.model_id}/"
-    store = open_store(spec["type"], spec["bucket"], spec.get("connection") or {}, home)
-    try:
+    files = [
+        (os.path.join(run_dir, name), prefix + key)
         for name, key in (
             (DEFINITION_FILE, DEFINITION_KEY),
             (MANIFEST_FILE, MANIFEST_FILE),
             (SALVAGED_STATUS_FILE, TRAINING_STATUS_FILE),
-            (LOG_FILE, LOG_FILE),  # last, as the learner does
-        ):
-            path = os.path.join(run_dir, name)
+        )
+    ]
+    if run.status != HALTED:  # (halted between attempts: the last one stored these)
+        # the metric points the learner took (SPEC §8) and LOG_DIR (TensorBoard's event
+        # files), as the learner stores them: the curves up to the crash are what tells why
+        files.append((os.path.join(run_dir, METRICS_FILE), prefix + METRICS_FILE))
+        logs = os.path.join(run_dir, WORK_DIR, "logs")
+        if os.path.isdir(logs) and not os.path.islink(logs):
+            files += [(path, prefix + LOGS_KEY + key) for key, path, _size in iter_files(logs)]
+    files.append((os.path.join(run_dir, LOG_FILE), prefix + LOG_FILE))  # last, as the learner
+    store = open_store(spec["type"], spec["bucket"], spec.get("connection") or {}, home)
+    try:
+        for path, key in files:
             if os.path.isfile(path):
-                store.upload(path, prefix + key)
+                store.upload(path, key)
     finally:
         store.close()
 
