@@ -540,6 +540,30 @@ async def test_i_hides_the_fields_and_the_run_shows_every_field_of_show(history)
         assert "ModelId" in text(app)
 
 
+async def test_at_80x24_tab_reaches_the_fields_that_do_not_fit(history):
+    app = make_app(history, open_run=history.ids["broken"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "ValueError" in text(app) and "ModelId" in text(app))
+        screen = app.screen
+        details = screen.query_one("#details")
+        assert details.max_scroll_y > 0, "the fields fit: nothing to show here"
+        assert "url" not in text(app)  # the last field, below the pane's end
+        await pilot.press("tab")  # to the fields: the arrows scroll them
+        assert details.has_focus
+        await pilot.press(*["down"] * details.max_scroll_y)
+        await until(pilot, lambda: "url" in text(app), what="the last field")
+        assert "ModelId" not in text(app)  # scrolled, not grown over the log
+        await pilot.press("escape")  # back to the log first, not out of the run
+        assert screen.log_view.has_focus and app.screen is screen
+        await pilot.press("tab", "i")  # the fields hidden: the log has the keys again
+        await pilot.pause(0.1)
+        assert screen.log_view.has_focus and "url" not in text(app)
+        await pilot.press("tab")  # shows them again, to be scrolled
+        assert details.has_focus and details.display
+        await pilot.press("tab")
+        assert screen.log_view.has_focus
+
+
 async def test_help_lists_every_key_and_the_palette_every_action(history):
     app = make_app(history)
     async with app.run_test(size=SIZE) as pilot:

@@ -154,6 +154,8 @@ run.previous_match   N                      previous_match   Previous  h
     Previous match
 run.details          i                      toggle_details   Details   -
     Show or hide the run's fields
+run.fields           tab                    focus_fields     Fields    h
+    Move to the run's fields and back (the arrow keys scroll them where they do not all fit)
 run.halt             h                      halt_run         Halt      c
     Halt this run (asks first)
 run.resume           R                      resume_run       Resume    c

@@ -39,6 +39,7 @@ class RunScreen(TrainuiScreen):
     DEFAULT_CSS = """
     RunScreen #details { height: auto; max-height: 45%; background: $panel; }
     RunScreen #details.-hidden { display: none; }
+    RunScreen #details:focus { background-tint: $foreground 6%; }
     RunScreen #progress { height: 1; display: none; padding: 0 1; background: $panel; }
     RunScreen #progress.-shown { display: block; }
     RunScreen #progress Label { width: auto; margin-right: 1; }
@@ -63,7 +64,7 @@ class RunScreen(TrainuiScreen):
         run = self.app.table.get(self.model_id)
         yield TitleBar(self.model_id, id="title")
         yield ConnectionBanner()
-        with VerticalScroll(id="details", can_focus=False):
+        with VerticalScroll(id="details"):  # tab: its fields scroll where they do not fit
             yield RunDetail(run)
         yield Horizontal(id="progress")  # its bar is made when data first moves
         yield LogView(
@@ -108,6 +109,8 @@ class RunScreen(TrainuiScreen):
             return False  # the search line has the keys (its footer: enter, escape, ctrl+r)
         if action in _LOG_ONLY and self.has_class("-metrics"):
             return False
+        if action == "focus_fields" and self.has_class("-metrics"):
+            return False  # the fields are hidden with the log: tab moves among the charts
         if action in ("halt_run", "follow"):  # only while the run goes on
             return self._going_on()
         if action == "resume_run":  # only a halted or failed run
@@ -355,11 +358,27 @@ class RunScreen(TrainuiScreen):
         self.refresh_bindings()
 
     def action_toggle_details(self) -> None:
-        self.query_one("#details").toggle_class("-hidden")
+        details = self.query_one("#details")
+        details.toggle_class("-hidden")
+        if details.has_focus:  # hidden: the log has the keys again
+            self.log_view.focus()
+
+    def action_focus_fields(self) -> None:
+        """To the run's fields (shown, if hidden; at 80x24 they do not all fit, and the arrow
+        keys scroll them), and back to the log."""
+        details = self.query_one("#details")
+        if details.has_focus:
+            self.log_view.focus()
+            return
+        details.remove_class("-hidden")
+        details.focus()
 
     # --- changing the run -----------------------------------------------------------------
 
     def action_back(self) -> None:
+        if self.query_one("#details").has_focus:  # escape leaves the fields first
+            self.log_view.focus()
+            return
         if self.log_view.only:  # escape leaves the filtered view first
             self.log_view.show_only(False)
             return
