@@ -370,6 +370,28 @@ async def test_w_on_a_run_without_results_says_so_and_esc_closes(history):
         assert not os.path.exists(model_id)
 
 
+async def test_enter_on_results_not_there_yet_says_why_again(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    running = home.submit(model, home.manifest("sleep 600", name="holder"))
+    home.wait(running, "running")
+    app = make_app(home_client(home))
+    try:
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.loaded and len(app.table) == 1)
+            await pilot.press("x")
+            await until(pilot, lambda: screen_name(app) == "DownloadScreen")
+            said = f"run {running} is still running"
+            await until(pilot, lambda: said in text(app), what="why there is nothing")
+            await pilot.press("enter")  # not ignored without a word
+            await until(pilot, lambda: any(said in str(n.message) for n in app._notifications))
+            assert screen_name(app) == "DownloadScreen"
+            await pilot.press("escape")
+            await until(pilot, lambda: screen_name(app) == "RunsScreen")
+        assert not os.path.exists(running)
+    finally:
+        home.cli("halt", running)
+
+
 async def test_w_wraps_the_log_and_the_manifest_and_their_footers_say_so(history):
     app = make_app(history, open_run=history.ids["broken"])
     async with app.run_test(size=SIZE) as pilot:

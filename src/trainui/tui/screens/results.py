@@ -49,6 +49,7 @@ class DownloadScreen(ModalScreen["str | None"]):
         self.run_name = name
         self.folder = folder if folder is not None else os.path.join(".", model_id)
         self.listing: dict | None = None
+        self.problem = ""  # why the results cannot be listed (the service's words)
         self.downloading = False
         self.done_files: list[str] = []
         self.bytes_done = 0
@@ -79,7 +80,8 @@ class DownloadScreen(ModalScreen["str | None"]):
         try:
             self.listing = await self.app.client.list_results(self.model_id)
         except ClientError as error:
-            listing.update(str(error))
+            self.problem = str(error)
+            listing.update(self.problem)
             listing.add_class("-error")
             return
         count, size = self.listing["count"], self.listing["bytes"]
@@ -118,6 +120,10 @@ class DownloadScreen(ModalScreen["str | None"]):
             self.action_cancel()
 
     def start(self) -> None:
+        if self.problem:  # nothing to download (stored nothing yet, a bucket gone): enter says
+            self.app.bell()  # it again where the eye is, not nothing at all
+            self.app.notify(self.problem, severity="warning")
+            return
         if self.downloading or not self.listing or not self.listing["count"]:
             return
         folder = self.query_one(Input).value.strip()
