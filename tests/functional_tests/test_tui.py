@@ -373,6 +373,33 @@ async def test_the_last_line_stays_in_view_when_the_log_pane_gets_shorter(histor
         assert app.screen.log_view.scroll_offset.y == top
 
 
+async def test_wrapping_at_the_end_keeps_the_last_line_and_only_keeps_the_current_match(history):
+    app = make_app(history, open_run=history.ids["printer"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "trainui: completed" in text(app), what="the last line")
+        log = app.screen.log_view
+        await pilot.press("k", "j")  # at the end, not following it
+        await pilot.pause(0.1)
+        assert not log.following and "trainui: completed" in text(app)
+        await pilot.press("w")  # the learner's long lines above it take two rows each now
+        await pilot.pause(0.1)
+        assert log.wrap and "trainui: completed" in text(app)
+        await pilot.press("w")
+        await pilot.pause(0.1)
+        assert "trainui: completed" in text(app)
+        await pilot.press("slash", *"needle", "enter")
+        await until(pilot, lambda: log.current_match is not None, what="a match")
+        await pilot.press("N")  # the one before the match the search went to
+        current = log.current_match
+        said = f"/needle: {current + 1} of 6"
+        assert said in str(app.screen.query_one("#log-status").render())
+        await pilot.press("ampersand", "enter")  # the same search, only its lines shown
+        await until(pilot, lambda: log.only and "only matching lines" in text(app))
+        await until(pilot, lambda: log.current_match is not None)
+        assert log.current_match == current  # not the first from the top of the view
+        assert said in str(app.screen.query_one("#log-status").render())
+
+
 async def test_log_search_takes_a_regex_filters_lines_and_says_when_it_wraps(history):
     app = make_app(history, open_run=history.ids["printer"])
     async with app.run_test(size=SIZE) as pilot:

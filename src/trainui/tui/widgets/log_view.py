@@ -240,9 +240,10 @@ class LogView(ScrollView, can_focus=True):
             self.scroll_to(x=0, animate=False, immediate=True, force=True)
         if self.doc is not None:
             top = int(self.scroll_offset.y)
+            at_end = top >= self.max_scroll_y  # the log's last line shown: it stays in view
             self._forget_drawn()
             self._update_size()
-            if self.following:
+            if self.following or at_end:
                 self._to_end()
             else:
                 self.scroll_to(y=top, animate=False, immediate=True, force=True)
@@ -486,7 +487,16 @@ class LogView(ScrollView, can_focus=True):
                 return f"not a regular expression: {error}"
             if patterns[1].search(b"") is not None:
                 return f"'{text}' matches empty text: every line would match"
-        anchor = doc.starts[self._doc_top_line()] if doc.count else 0
+        current = self.current_match
+        if (
+            text == self.search_text
+            and regex == self.regex
+            and current is not None
+            and current < len(doc.matches)
+        ):  # the same search again (``&`` after ``/``): the current match stays current
+            anchor = int(doc.matches[current])
+        else:  # the first match from the line at the top of the view
+            anchor = doc.starts[self._doc_top_line()] if doc.count else 0
         self.search_text = text
         self.regex = regex
         self.current_match = None
@@ -554,7 +564,8 @@ class LogView(ScrollView, can_focus=True):
                 position = bisect.bisect_left(doc.matches, anchor)
                 if position < len(doc.matches):
                     self.current_match = position
-                self.scroll_to(y=position, animate=False, immediate=True, force=True)
+                y = max(0, position - self.size.height // 3)  # where `n` puts it
+                self.scroll_to(y=y, animate=False, immediate=True, force=True)
         else:
             self.next_match(from_line=doc.line_of(anchor))
         self._status()
