@@ -63,6 +63,31 @@ def test_the_list_is_newest_first_and_sorts_by_state_name_and_best_value():
     assert table.view() == ["experiment-a"]
 
 
+def test_sorted_by_best_each_objective_keeps_together_its_best_first():
+    def of(experiment_id: str, metric: str, goal: str, best: float) -> dict:
+        one = experiment(experiment_id, f"2026-12-0{experiment_id[-1]}", "completed", best)
+        return dict(one, objective={"metric": metric, "goal": goal})
+
+    table = ExperimentTable()
+    table.reconcile(
+        [
+            of("experiment-1", "val_loss", "minimize", 0.4),
+            of("experiment-2", "accuracy", "maximize", 0.7),
+            of("experiment-3", "val_loss", "minimize", 0.2),
+            of("experiment-4", "accuracy", "maximize", 0.9),
+            experiment("experiment-5", "2026-12-05", "running", None),
+        ]
+    )
+    table.set_sort("best")  # the most accurate first, not the least (0.7 < 0.9)
+    assert table.view() == [
+        "experiment-4", "experiment-2", "experiment-3", "experiment-1", "experiment-5"
+    ]  # fmt: skip
+    table.set_sort("best", reverse=True)  # the worst of each first; none still after
+    assert table.view() == [
+        "experiment-1", "experiment-3", "experiment-2", "experiment-4", "experiment-5"
+    ]  # fmt: skip
+
+
 def test_cells_say_counts_parameters_and_search_spaces_briefly():
     counts = {"pending": 3, "running": 2, "completed": 10, "failed": 1, "halted": 0}
     assert counts_text({"runs_by_status": counts}) == "◌3 ●2 ✓10 ✗1"

@@ -78,6 +78,21 @@ def counts_text(experiment: dict) -> str:
     return " ".join(f"{SYMBOLS.get(s, '?')}{counts[s]}" for s in STATES if counts.get(s))
 
 
+def _best_key(experiment: dict) -> tuple:
+    """Experiments of one objective together (a loss is not compared with an accuracy), by
+    its metric's name, the best of each first: the smallest of a loss minimized, the largest
+    of an accuracy maximized."""
+    objective = experiment.get("objective") or {}
+    value = experiment["best"]["value"]
+    maximize = objective.get("goal") == "maximize"
+    return (
+        objective.get("metric") or "",
+        maximize,
+        -value if maximize else value,
+        experiment.get("submitted_at") or "",
+    )
+
+
 def counts_words(experiment: dict) -> str:
     """The runs by state in words: ``2 running · 3 pending · 10 completed``."""
     counts = experiment.get("runs_by_status") or {}
@@ -167,7 +182,7 @@ class ExperimentTable:
             every = list(self.experiments.values())
             if self.sort == "best":  # by the best value; those without one after the others
                 valued = [e for e in every if (e.get("best") or {}).get("value") is not None]
-                valued.sort(key=lambda e: (e["best"]["value"], e.get("submitted_at") or ""))
+                valued.sort(key=_best_key)
                 if self.reverse:
                     valued.reverse()
                 every = valued + [e for e in every if e not in valued]
