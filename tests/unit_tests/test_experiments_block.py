@@ -258,6 +258,21 @@ def test_every_problem_of_a_block_is_said_at_once():
     assert len(found) == 3, found
 
 
+def test_a_value_given_twice_in_a_grid_is_warned_of_with_where_not_in_a_random_choice():
+    report = check("method: grid\nparameters:\n  lr: [0.1, '0.1', 0.01]\n  bs: {values: [8, 8]}\n")
+    assert report.ok  # a warning: the runs are made, as written
+    said = [p.format("m.yml") for p in report.warnings]
+    assert len(said) == 2, said
+    assert said[0] == (
+        "m.yml:16:15: experiment.parameters.lr[1]: warning: 0.1 again (as [0]): the grid makes "
+        "each run with it twice, the same"
+    )  # where, in the file: its line and column
+    assert "experiment.parameters.bs.values[1]: warning: 8 again (as [0])" in said[1]
+    assert report.manifest.experiment.size() == 6
+    weighted = check("method: random\ncount: 3\nparameters: {opt: [adam, adam, sgd]}\n")
+    assert weighted.ok and not weighted.warnings  # adam drawn twice as often: as meant
+
+
 def test_the_values_a_command_sees():
     assert [as_environment(v) for v in (0.001, 1e-05, 64, True, "two words", 0.1)] == [
         "0.001",

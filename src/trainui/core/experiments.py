@@ -444,7 +444,7 @@ def _parameters(checker, entry, path: str, where, method: str | None) -> list[Pa
 
 def _parameter(checker, name: str, node, path: str, method: str | None) -> Parameter | None:
     if node.kind == "seq":  # a plain list: its values
-        return _values(checker, name, node, path)
+        return _values(checker, name, node, path, method)
     if node.kind != "map":
         checker.error(
             node, path, f"expected {{values: [...]}} or {{min: ..., max: ...}}, found {_kind(node)}"
@@ -464,7 +464,7 @@ def _parameter(checker, name: str, node, path: str, method: str | None) -> Param
                 "(min, max), not both"
             )  # fmt: skip
             return None
-        return _values(checker, name, given["values"][1], f"{path}.values")
+        return _values(checker, name, given["values"][1], f"{path}.values", method)
     if "min" not in given or "max" not in given:
         missing = "min" if "min" not in given else "max"
         checker.error(
@@ -555,7 +555,7 @@ def _parameter(checker, name: str, node, path: str, method: str | None) -> Param
     return parameter
 
 
-def _values(checker, name: str, node, path: str) -> Parameter | None:
+def _values(checker, name: str, node, path: str, method: str | None = None) -> Parameter | None:
     if node.kind != "seq":
         checker.error(node, path, f"expected a list of values, found {_kind(node)}")
         return None
@@ -583,6 +583,17 @@ def _values(checker, name: str, node, path: str) -> Parameter | None:
         values.append(value)
     if any(value is None for value in values):
         return None
+    if method == "grid":  # (random: a value given twice is drawn twice as often, as meant)
+        first: dict[str, int] = {}
+        for i, (item, value) in enumerate(zip(node.items, values, strict=True)):
+            text = as_environment(value)  # 0.1 and "0.1": the same to the command
+            if text in first:
+                checker.warn(
+                    item, f"{path}[{i}]", f"{text} again (as [{first[text]}]): the grid makes each "
+                    "run with it twice, the same"
+                )  # fmt: skip
+            else:
+                first[text] = i
     return Parameter(name=name, values=tuple(values))
 
 
