@@ -169,6 +169,10 @@ def test_resume_starts_a_halted_run_again_from_its_last_checkpoint(home):
     ]
     assert "attempt 2 starts after epoch 2" in text
     assert "trainui: attempt 2 of 2" in text  # resumed past its restarts (none): not "of 1"
+    # when it was resumed (the second attempt waits from then) and when that attempt started
+    first = run["attempts"][0]
+    assert first["finished_at"] <= first["resumed_at"] <= run["started_at"], run
+    assert run["attempts"][1]["started_at"] == run["started_at"]
     assert "Attempt        2 of 2" in home.cli("show", model_id, check=True).stdout
     assert epochs_stored(home, model_id) == {
         1: "attempt 1", 2: "attempt 1", 3: "attempt 2", 4: "attempt 2", 5: "attempt 2",

@@ -178,6 +178,27 @@ def test_waiting_and_running_are_counted_apart():
     assert time_text(run(1, status="pending"), parse_time("2026-11-29T05:00:01Z")) == "wait 2d"
 
 
+def test_a_later_attempt_waits_from_its_resume_or_its_restart_not_from_the_submission():
+    now = parse_time("2026-11-29T05:03:01Z")  # two days after the submission
+    first = {
+        "attempt": 1,
+        "status": "halted",
+        "started_at": "2026-11-27T05:00:05Z",
+        "finished_at": "2026-11-27T06:00:00Z",
+        "resumed_at": "2026-11-29T05:00:01Z",
+    }
+    fields = {"attempt": 2, "attempts": [first], "started_at": first["started_at"]}
+    resumed = run(1, status="restarting", **fields)
+    assert waited_seconds(resumed, now) == 180  # since the resume; not its first start
+    started = run(1, status="running", **dict(fields, started_at="2026-11-29T05:00:11Z"))
+    assert waited_seconds(started, now) == 10
+    restarted = dict(first, status="failed")
+    del restarted["resumed_at"]  # a restart: from the end of the attempt before (its back-off)
+    going = run(1, status="running", **dict(fields, attempts=[restarted],
+                started_at="2026-11-27T06:00:30Z"))  # fmt: skip
+    assert waited_seconds(going, now) == 30
+
+
 def test_only_a_pending_run_has_a_reason_to_wait():
     assert pending_reason(run(1, status="pending", status_message="waiting for 1 GPU: 0 free"))
     assert pending_reason(run(1, status="pending")) == "waiting for a free GPU"

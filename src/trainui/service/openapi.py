@@ -126,6 +126,10 @@ _RUN = {
                     "status_message": _NULLABLE_TEXT,
                     "started_at": {"type": ["string", "null"]},
                     "finished_at": {"type": ["string", "null"]},
+                    "resumed_at": {
+                        "type": "string",
+                        "description": "when `trainui resume` started the run again after it",
+                    },
                 },
             },
         },

@@ -1695,6 +1695,10 @@ class RunManager:
             message = "resumed (it never started), waiting for its turn"
         else:
             run = _last_attempt(run, always=True)
+            # when it was resumed: its next attempt's wait counts from then (not from its
+            # submission, days before perhaps)
+            attempts = [*run.attempts[:-1], {**run.attempts[-1], "resumed_at": utc_now()}]
+            run = msgspec.structs.replace(run, attempts=attempts)
             following = run.attempt + 1
             total = max(run.max_restarts + 1, following)
             message = f"attempt {following} of {total}: resumed, waiting for its turn"

@@ -56,17 +56,27 @@ def ran_seconds(run: dict, now: float | None = None) -> float | None:
 
 
 def waited_seconds(run: dict, now: float | None = None) -> float | None:
-    """How long the run waited for a GPU or CPU slot: submitted → started, or → now while
-    pending, or → finished when it ended before it started."""
-    submitted = parse_time(run.get("submitted_at"))
-    if submitted is None:
+    """How long the run's attempt waited for a GPU or CPU slot: submitted → started, or → now
+    while pending, or → finished when it ended before it started. A later attempt waits from
+    when the one before it ended (a restart: its back-off, then the queue) or was resumed."""
+    queued = parse_time(run.get("submitted_at"))
+    attempts = run.get("attempts") or ()
+    if (run.get("attempt") or 1) > 1 and attempts:
+        last = attempts[-1]
+        queued = parse_time(last.get("resumed_at")) or parse_time(last.get("finished_at"))
+    if queued is None:
         return None
-    until = parse_time(run.get("started_at")) or parse_time(run.get("finished_at"))
+    # started_at and finished_at are the last attempt's until this one starts or ends
+    until = next(
+        (t for t in map(parse_time, (run.get("started_at"), run.get("finished_at")))
+         if t is not None and t >= queued),
+        None,
+    )  # fmt: skip
     if until is None:
-        if run.get("status") != "pending":
+        if run.get("status") not in ("pending", "restarting"):
             return None
         until = now or time.time()
-    return max(0.0, until - submitted)
+    return max(0.0, until - queued)
 
 
 # the run time; a pending run has none (its wait is ``waited_seconds``)
