@@ -1162,10 +1162,13 @@ def _show_fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str
             )
         )
     if run.get("max_restarts") or run.get("attempts"):  # SPEC §11: each attempt, how it ended
+        from trainui.core.runs import last_attempt
+
+        attempt = run.get("attempt", 1)
         fields.append(
             (
                 "Attempt",
-                f"{run.get('attempt', 1)} of {max(run['max_restarts'] + 1, run.get('attempt', 1))}",
+                f"{attempt} of {last_attempt(attempt, run['max_restarts'], run.get('attempts'))}",
             )
         )
         for a in run.get("attempts") or ():

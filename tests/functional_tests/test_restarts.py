@@ -73,6 +73,27 @@ def test_restarts_run_out_and_the_run_fails_with_its_last_reason(home):
     assert run["attempt"] == 2
 
 
+def test_a_resumed_run_gets_its_restarts_again(home):
+    """A resume is the user's word, not a failure: the run may restart max_restarts times
+    again after it, as `attempt 3 of 4` says (not `3 of 3`, a resume that spent them)."""
+    home.env["TRAINUI_RESTART_BACKOFF"] = "0.1"
+    model = home.model("never", {"t.py": ""})
+    model_id = home.submit(model, restarting_manifest(home, FLAKY.format(ok=4), 1))
+    run = home.wait(model_id, "completed", "failed", "halted", timeout=60)
+    assert run["status"] == "failed" and [a["attempt"] for a in run["attempts"]] == [1, 2]
+    home.cli("resume", model_id, check=True)
+    run = home.wait(model_id, "completed", "failed", "halted", timeout=60)
+    assert run["status"] == "completed", run  # attempt 3 failed, and restarted by itself
+    assert [(a["attempt"], a["status"]) for a in run["attempts"]] == [
+        (1, "failed"), (2, "failed"), (3, "failed"), (4, "completed")
+    ]  # fmt: skip
+    assert "resumed_at" in run["attempts"][1] and "resumed_at" not in run["attempts"][2]
+    text = log(home, model_id)
+    assert "trainui: attempt 3 of 4" in text and "trainui: restarting: attempt 4 of 4" in text
+    assert "done on attempt 4" in text
+    assert "Attempt        4 of 4" in home.cli("show", model_id, check=True).stdout
+
+
 def test_a_halt_is_never_restarted_in_an_attempt_or_between_two(home):
     home.env["TRAINUI_RESTART_BACKOFF"] = "60"  # the second attempt waits: halted meanwhile
     model = home.model("halt", {"t.py": ""})

@@ -96,6 +96,15 @@ def is_id(text: str, prefix: str) -> bool:
     return text.startswith(prefix) and len(suffix) == 9 and all(c in _ID_ALPHABET for c in suffix)
 
 
+def last_attempt(attempt: int, max_restarts: int, attempts) -> int:
+    """The attempt a run may reach by its restarts (SPEC §11: ``attempt 2 of 4``): its
+    ``max_restarts`` count from its first attempt, or from the attempt its last ``trainui
+    resume`` started (a resume is the user's word, not a failure: it does not spend them).
+    Never less than ``attempt`` (resumed past its restarts: ``2 of 2``)."""
+    resumed = [a["attempt"] + 1 for a in attempts or () if a.get("resumed_at")]
+    return max(max(resumed, default=1) + max_restarts, attempt)
+
+
 def parse_time(stamp: str | None) -> float | None:
     """Seconds since the epoch of an RFC 3339 UTC stamp (``2026-11-27T05:14:03.123Z``)."""
     if not stamp or len(stamp) < 19:

@@ -193,7 +193,8 @@ class Learner(Staging, ProcessControl, Storing):
         restarts = int(self.config.get("max_restarts") or 0)
         if restarts or self.attempt > 1:
             # a resumed run's attempts may go past its restarts: "attempt 2 of 2", not "of 1"
-            self._log(f"attempt {self.attempt} of {max(restarts + 1, self.attempt)}")
+            last = self.config.get("last_attempt") or restarts + 1
+            self._log(f"attempt {self.attempt} of {max(last, self.attempt)}")
         try:
             # first the sandbox's start (bubblewrap's 5 to 10 ms, the most of a sandboxed
             # command's start), which then goes on beside the rest of the learner's work

@@ -51,6 +51,7 @@ from trainui.core.runs import (
     STATUS_FILE,
     disk_full_message,
     halt_reason,
+    last_attempt,
     new_run_id,
     outside_halt,
     parse_time,
@@ -1024,7 +1025,7 @@ class RunManager:
         for model_id, reason in plan.reasons.items():
             run = self.runs[model_id]
             if run.status == RESTARTING:
-                total = max(run.max_restarts + 1, run.attempt)
+                total = last_attempt(run.attempt, run.max_restarts, run.attempts)
                 reason = f"attempt {run.attempt} of {total}: {reason}"
             if run.status_message != reason:
                 changed.append(self._change(run, run.status, save=False, status_message=reason))
@@ -1083,6 +1084,7 @@ class RunManager:
                 self._store_what_is_left(self._finish(run, FAILED, why, "C104"))
                 return
             spec["attempt"], spec["max_restarts"] = run.attempt, run.max_restarts
+            spec["last_attempt"] = last_attempt(run.attempt, run.max_restarts, run.attempts)
             self._restart_due.pop(run.model_id, None)
             write_json_atomic(spec_path, spec, mode=0o600)
             if run.attempt > 1:  # what an earlier learner wrote there is not this one's
@@ -1453,7 +1455,7 @@ class RunManager:
         return (
             ended.status == FAILED
             and ended.error_code in RESTARTABLE
-            and run.attempt <= run.max_restarts
+            and run.attempt < last_attempt(run.attempt, run.max_restarts, run.attempts)
             and not run.deleted
         )
 
@@ -1473,7 +1475,7 @@ class RunManager:
             attempt=following,
             attempts=[*(run.attempts or ()), record],
             # when, besides how long: the message is read later than it was written
-            status_message=f"attempt {following} of {run.max_restarts + 1} in {delay:g} s, at "
+            status_message=f"attempt {following} of {_last_attempt_of(run)} in {delay:g} s, at "
             f"{time.strftime('%H:%M:%SZ', time.gmtime(time.time() + delay))} "
             f"(attempt {run.attempt}: {ended.status_message})",
             error_code=None,
@@ -1489,7 +1491,7 @@ class RunManager:
         following = run.attempt + 1
         end_log(
             os.path.join(self.run_dir(run.model_id), LOG_FILE),
-            f"trainui: restarting: attempt {following} of {run.max_restarts + 1} in"
+            f"trainui: restarting: attempt {following} of {_last_attempt_of(run)} in"
             f" {self._backoff(run.attempt):g} s",
         )
 
@@ -1700,7 +1702,7 @@ class RunManager:
             attempts = [*run.attempts[:-1], {**run.attempts[-1], "resumed_at": utc_now()}]
             run = msgspec.structs.replace(run, attempts=attempts)
             following = run.attempt + 1
-            total = max(run.max_restarts + 1, following)
+            total = last_attempt(following, run.max_restarts, run.attempts)
             message = f"attempt {following} of {total}: resumed, waiting for its turn"
         run = lifecycle.resumed(run, message, following)
         self._save(self._put(self._fresh_attempt(run)))
@@ -1829,6 +1831,10 @@ class RunManager:
                 file=sys.stderr,
             )
         self.store.close()
+
+
+def _last_attempt_of(run: Run) -> int:
+    return last_attempt(run.attempt, run.max_restarts, run.attempts)
 
 
 def _attempt_record(run: Run) -> dict:

@@ -306,7 +306,9 @@ class RayLauncher(Launcher):
         job = _Job(sid, run_dir, gpus, "submitting", payload)
         job.nonce = secrets.token_hex(16)
         restarts = spec.get("max_restarts") if isinstance(spec.get("max_restarts"), int) else 0
-        job.may_restart = attempt <= restarts  # its learner.json stays for the next attempt
+        last = spec.get("last_attempt") if isinstance(spec.get("last_attempt"), int) else None
+        # its learner.json stays for the next attempt
+        job.may_restart = attempt < (restarts + 1 if last is None else last)
         with self._lock:
             self._jobs[sid] = job
         self.version += 1

@@ -7,7 +7,7 @@ from rich.cells import cell_len, set_cell_size
 from textual.content import Content
 from textual.widgets import Static
 
-from trainui.core.runs import ERROR_CODES, resource_placement
+from trainui.core.runs import ERROR_CODES, last_attempt, resource_placement
 from trainui.tui.experiments import parameters_summary
 from trainui.tui.runs import (
     SYMBOLS,
@@ -90,7 +90,8 @@ def fields(run: dict, cpu_mode: bool | None = None) -> list[tuple[str, str, str,
             + (f" (exit {a['exit_code']})" if a.get("exit_code") is not None else "")
             for a in run.get("attempts") or ()
         )
-        text = f"{run.get('attempt', 1)} of {max(run['max_restarts'] + 1, run.get('attempt', 1))}"
+        attempt = run.get("attempt", 1)
+        text = f"{attempt} of {last_attempt(attempt, run['max_restarts'], run.get('attempts'))}"
         rows.append(("Attempt", f"{text}; ended: {done}" if done else text, "", True))
     if run.get("experiment_id"):  # a run of an experiment (SPEC §9): which, and its values
         rows.append(("Experiment", run["experiment_id"], "", True))
