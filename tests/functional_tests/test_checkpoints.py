@@ -62,6 +62,40 @@ def epochs_stored(home, model_id: str) -> dict[int, str]:
     return {int(p.stem.split("-")[1]): p.read_text().strip() for p in folder.glob("epoch-*.txt")}
 
 
+ROTATING = """\
+import os, sys, time
+folder, attempt = os.environ["CHECKPOINT_DIR"], os.environ["TRAINING_ATTEMPT"]
+found = sorted(os.listdir(folder))
+print(f"attempt {attempt} finds {' '.join(found) or 'nothing'}", flush=True)
+start = max((int(name[5:-4]) for name in found), default=0)
+for epoch in range(start + 1, 7):
+    with open(os.path.join(folder, f"ckpt-{epoch}.txt"), "w") as f:
+        f.write(str(epoch))
+    if os.path.exists(os.path.join(folder, f"ckpt-{epoch - 2}.txt")):  # the last two kept
+        os.remove(os.path.join(folder, f"ckpt-{epoch - 2}.txt"))
+    print(f"epoch {epoch}", flush=True)
+    if attempt == "1":  # settled (SETTLE): the periodic copies take each epoch's
+        time.sleep(1.3)
+    if epoch == 4 and attempt == "1":
+        sys.exit(3)
+"""
+
+
+def test_checkpoints_the_command_removed_do_not_come_back(home):
+    home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
+    model = home.model("rotating", {"train.py": ROTATING})
+    extra = "    max_restarts: 1\n    checkpoint_interval: 0.3\n"
+    model_id = home.submit(model, manifest(home, "python3 train.py", extra, "rotating"))
+    run = home.wait(model_id, "completed", "failed", timeout=60)
+    text = log(home, model_id)
+    assert run["status"] == "completed", text
+    # the second attempt finds what the first left, not every checkpoint it ever wrote
+    assert "checkpoint: 1 file" in text  # copied while it ran: ckpt-1.txt went to the bucket
+    assert "attempt 2 finds ckpt-3.txt ckpt-4.txt\n" in text
+    stored = home.buckets / "results" / model_id / "checkpoints"
+    assert sorted(p.name for p in stored.iterdir()) == ["ckpt-5.txt", "ckpt-6.txt"]
+
+
 def test_a_command_killed_mid_run_restarts_from_its_last_epoch(home):
     home.env["TRAINUI_RESTART_BACKOFF"] = "0.2"
     model = home.model("epochs", {"train.py": EPOCHS})

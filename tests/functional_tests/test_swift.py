@@ -82,6 +82,13 @@ def test_a_large_file_is_stored_as_a_static_large_object(swift_server, tmp_path,
     assert swift_server.client.get_object(container, "m/w.bin")[1] == data[: 2 << 20] + b"!"
     _headers, segments = swift_server.client.get_container(f"{container}_segments")
     assert [s["bytes"] for s in segments] == [1 << 20, 1 << 20, 1]
+    # deleted (a checkpoint the command removed): its segments with it; gone twice: no error
+    (tmp_path / "small.bin").write_bytes(b"small")
+    store.upload(str(tmp_path / "small.bin"), "m/small.bin")
+    for key in ("m/w.bin", "m/small.bin", "m/w.bin"):
+        store.delete(key)
+    assert swift_server.client.get_container(container)[1] == []
+    assert swift_server.client.get_container(f"{container}_segments")[1] == []
 
 
 def test_download_prefix_fetches_a_runs_folder(swift_server, tmp_path):

@@ -119,6 +119,22 @@ def test_upload_creates_nested_folders_in_the_bucket(tmp_path):
     assert os.listdir(stored.parent) == ["weights.bin"]
 
 
+def test_delete_removes_the_file_and_the_folders_it_leaves_empty_never_outside(tmp_path):
+    src = tmp_path / "ckpt.txt"
+    src.write_text("3")
+    bucket = tmp_path / "buckets" / "results"
+    bucket.mkdir(parents=True)
+    store = LocalStore("results", str(tmp_path / "buckets"))
+    store.upload(str(src), "training-A/checkpoints/deep/ckpt-1.txt")
+    store.upload(str(src), "training-A/log.txt")
+    store.delete("training-A/checkpoints/deep/ckpt-1.txt")
+    store.delete("training-A/checkpoints/deep/ckpt-1.txt")  # gone already: no error
+    assert sorted(os.listdir(bucket / "training-A")) == ["log.txt"]  # its empty folders too
+    with pytest.raises(StoreError):
+        store.delete("../outside.txt")
+    assert bucket.is_dir()
+
+
 def test_upload_into_a_bucket_that_was_removed_does_not_make_it_again(tmp_path):
     """As S3's NoSuchBucket: a run resumed after its results bucket went must not find one
     (empty, made by the last attempt's storing) and start again from its first step."""

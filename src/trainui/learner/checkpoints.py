@@ -1,6 +1,7 @@
 """Checkpoints (SPEC §11): ``CHECKPOINT_DIR`` copied to ``<id>/checkpoints/`` in the results
 bucket every ``checkpoint_interval`` while the command runs, and once more when it failed or was
-halted, each time only what changed (size and modification time); restored into
+halted, each time only what changed (size and modification time; a file the command removed
+goes from the bucket too, once nothing is being written); restored into
 ``CHECKPOINT_DIR`` before a run's next attempt (a restart, ``trainui resume``).
 
 When the last copy fails (the results bucket is gone, refuses the write, the disk behind it is
@@ -107,6 +108,7 @@ class Checkpoints:
                 files = list(iter_files(self.folder))
             except OSError:
                 return 0, 0
+            settling = False
             for relative, path, _size in files:
                 try:
                     st = os.stat(path)
@@ -116,9 +118,18 @@ class Checkpoints:
                 if self.sent.get(relative) == mark:
                     continue
                 if not final and now - st.st_mtime < SETTLE:
+                    settling = True
                     continue  # being written: the next copy takes it
                 changed.append((relative, path, mark))
-            if not changed and not (final and files):
+            # those the command removed (an older checkpoint, once a newer one is written) go
+            # from the bucket too, or the next attempt would find them back; not while a file
+            # is still being written: it may be the newer one, which the bucket lacks yet; nor
+            # when the folder is empty (wiped, not rotated: the bucket's last ones stay)
+            present = {relative for relative, _, _ in files}
+            removed = (
+                [] if settling or not present else sorted(r for r in self.sent if r not in present)
+            )
+            if not changed and not removed and not (final and files):
                 return 0, 0
             store = self._store()
             sent = 0
@@ -130,8 +141,11 @@ class Checkpoints:
                         st = os.stat(path)
                         if [st.st_size, st.st_mtime_ns] == mark:
                             self.sent[relative] = mark
+                for relative in removed:  # after the newer ones are in the bucket
+                    store.delete(self.prefix + relative)
+                    del self.sent[relative]
                 if final:  # what the next attempt starts from: still there?
-                    self._check_held(store, {relative for relative, _, _ in files})
+                    self._check_held(store, present)
             finally:
                 with contextlib.suppress(Exception):
                     store.close()

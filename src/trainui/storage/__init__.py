@@ -105,6 +105,11 @@ class ObjectStore:
         """Store the file ``src`` as object ``key``."""
         raise NotImplementedError
 
+    def delete(self, key: str) -> None:
+        """Remove object ``key`` (one the run wrote: a checkpoint file its command removed);
+        one already gone is no error."""
+        raise NotImplementedError
+
     def check(self, write: bool = False) -> None:
         """Raise StoreError unless the bucket can be read (or, with ``write``, written)."""
         raise NotImplementedError

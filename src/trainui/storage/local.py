@@ -96,6 +96,25 @@ class LocalStore(ObjectStore):
                 os.unlink(tmp)
             raise StoreError(_copy_failed(key, "to", self.description, exc, dest)) from None
 
+    def delete(self, key: str) -> None:
+        path = safe_key_path(self.root, key)
+        self._require_bucket()
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(
+                f"cannot delete {key!r} from {self.description}: {exc.strerror or exc}"
+            ) from None
+        folder = os.path.dirname(path)  # and its folders left empty, up to the bucket's
+        while folder != self.root and folder.startswith(self.root + os.sep):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                break
+            folder = os.path.dirname(folder)
+
     def _make_folders(self, folder: str) -> None:
         """``folder``, a folder of the bucket, made with those above it, but not the bucket:
         a bucket that was removed is not made again by a write (S3 answers NoSuchBucket), or

@@ -295,6 +295,9 @@ class S3Store(ObjectStore):
 
     # --------------------------------------------------------------------------- writing
 
+    def delete(self, key: str) -> None:
+        self._call("delete_object", "delete from", Key=key)  # S3 answers 204 for a key gone
+
     def upload(self, src: str, key: str, progress: Progress | None = None) -> None:
         size = os.path.getsize(src)
         if size <= MULTIPART_THRESHOLD:

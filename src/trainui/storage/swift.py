@@ -277,6 +277,19 @@ class SwiftStore(ObjectStore):
 
     # --------------------------------------------------------------------------- writing
 
+    def delete(self, key: str) -> None:
+        conn = self._conn()
+        try:
+            headers = conn.head_object(self.bucket, key)
+            large = str(headers.get("x-static-large-object", "")).lower() == "true"
+            # a large object's segments go with its manifest
+            query = "multipart-manifest=delete" if large else None
+            conn.delete_object(self.bucket, key, query_string=query)
+        except Exception as exc:
+            if getattr(exc, "http_status", None) == 404:  # gone already
+                return
+            raise self._error(exc, "delete from") from None
+
     def upload(self, src: str, key: str, progress: Progress | None = None) -> None:
         size = os.path.getsize(src)
         segment = setting("swift_segment_bytes")
