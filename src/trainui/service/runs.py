@@ -1025,7 +1025,7 @@ class RunManager:
         for model_id, reason in plan.reasons.items():
             run = self.runs[model_id]
             if run.status == RESTARTING:
-                total = last_attempt(run.attempt, run.max_restarts, run.attempts)
+                total = _may_reach(run)
                 reason = f"attempt {run.attempt} of {total}: {reason}"
             if run.status_message != reason:
                 changed.append(self._change(run, run.status, save=False, status_message=reason))
@@ -1084,7 +1084,7 @@ class RunManager:
                 self._store_what_is_left(self._finish(run, FAILED, why, "C104"))
                 return
             spec["attempt"], spec["max_restarts"] = run.attempt, run.max_restarts
-            spec["last_attempt"] = last_attempt(run.attempt, run.max_restarts, run.attempts)
+            spec["last_attempt"] = _may_reach(run)
             self._restart_due.pop(run.model_id, None)
             write_json_atomic(spec_path, spec, mode=0o600)
             if run.attempt > 1:  # what an earlier learner wrote there is not this one's
@@ -1455,7 +1455,7 @@ class RunManager:
         return (
             ended.status == FAILED
             and ended.error_code in RESTARTABLE
-            and run.attempt < last_attempt(run.attempt, run.max_restarts, run.attempts)
+            and run.attempt < _may_reach(run)
             and not run.deleted
         )
 
@@ -1475,7 +1475,7 @@ class RunManager:
             attempt=following,
             attempts=[*(run.attempts or ()), record],
             # when, besides how long: the message is read later than it was written
-            status_message=f"attempt {following} of {_last_attempt_of(run)} in {delay:g} s, at "
+            status_message=f"attempt {following} of {_may_reach(run)} in {delay:g} s, at "
             f"{time.strftime('%H:%M:%SZ', time.gmtime(time.time() + delay))} "
             f"(attempt {run.attempt}: {ended.status_message})",
             error_code=None,
@@ -1491,7 +1491,7 @@ class RunManager:
         following = run.attempt + 1
         end_log(
             os.path.join(self.run_dir(run.model_id), LOG_FILE),
-            f"trainui: restarting: attempt {following} of {_last_attempt_of(run)} in"
+            f"trainui: restarting: attempt {following} of {_may_reach(run)} in"
             f" {self._backoff(run.attempt):g} s",
         )
 
@@ -1833,7 +1833,8 @@ class RunManager:
         self.store.close()
 
 
-def _last_attempt_of(run: Run) -> int:
+def _may_reach(run: Run) -> int:
+    """The attempt ``run`` may reach by its restarts (``attempt 2 of 4``: 4)."""
     return last_attempt(run.attempt, run.max_restarts, run.attempts)
 
 
