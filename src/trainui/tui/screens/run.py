@@ -77,6 +77,11 @@ class RunScreen(TrainuiScreen):
     def log_view(self) -> LogView:
         return self.query_one(LogView)
 
+    @property
+    def details(self) -> VerticalScroll:
+        """The run's fields (``tab`` scrolls them where they do not all fit)."""
+        return self.query_one("#details", VerticalScroll)
+
     def on_mount(self) -> None:
         self.log_view.focus()
         self.call_after_refresh(self._bar)
@@ -358,7 +363,7 @@ class RunScreen(TrainuiScreen):
         self.refresh_bindings()
 
     def action_toggle_details(self) -> None:
-        details = self.query_one("#details")
+        details = self.details
         details.toggle_class("-hidden")
         if details.has_focus:  # hidden: the log has the keys again
             self.log_view.focus()
@@ -366,7 +371,7 @@ class RunScreen(TrainuiScreen):
     def action_focus_fields(self) -> None:
         """To the run's fields (shown, if hidden; at 80x24 they do not all fit, and the arrow
         keys scroll them), and back to the log."""
-        details = self.query_one("#details")
+        details = self.details
         if details.has_focus:
             self.log_view.focus()
             return
@@ -376,7 +381,7 @@ class RunScreen(TrainuiScreen):
     # --- changing the run -----------------------------------------------------------------
 
     def action_back(self) -> None:
-        if self.query_one("#details").has_focus:  # escape leaves the fields first
+        if self.details.has_focus:  # escape leaves the fields first
             self.log_view.focus()
             return
         if self.log_view.only:  # escape leaves the filtered view first
