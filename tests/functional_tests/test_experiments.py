@@ -102,6 +102,25 @@ def test_a_grid_is_one_submission_whose_runs_get_their_values_through_the_shell(
     # the model definition is kept once: every run's copy is the same file
     inodes = {(home.path / "runs" / m / "model.zip").stat().st_ino for m in runs}
     assert len(inodes) == 1
+    # the API's experiment holds each run as GET /v3/models/ID shows it, or only the fields
+    # asked for (each once; a name that is not a run's field is no key)
+    transport = httpx.HTTPTransport(uds=str(home.path / "trainui.sock"))
+    with httpx.Client(transport=transport, base_url="http://trainui") as api:
+        full = api.get(f"/v3/experiments/{experiment_id}").json()
+        assert [r["model_id"] for r in full["runs"]] == [r["model_id"] for r in e["runs"]]
+        for run in full["runs"]:
+            assert run == api.get(f"/v3/models/{run['model_id']}").json()
+        assert {k: v for k, v in full.items() if k != "runs"} == {
+            k: v for k, v in e.items() if k != "runs"
+        }
+        narrow = api.get(
+            f"/v3/experiments/{experiment_id}",
+            params={"fields": "model_id, parameters,model_id,seq,bogus"},
+        ).json()
+        assert narrow["runs"] == [
+            {"model_id": r["model_id"], "parameters": r["parameters"]} for r in full["runs"]
+        ]
+        assert narrow["count"] == 12 and narrow["status"] == "completed"
 
 
 def test_max_parallel_is_never_exceeded_and_leaves_room_for_other_runs(home):

@@ -276,14 +276,11 @@ def create_app(manager: RunManager, on_idle=None) -> Starlette:
 
     async def show_experiment(request: Request) -> Response:
         record = manager.get_experiment(request.path_params["experiment_id"], _user(request))
-        described = manager.experiment_json(record, with_runs=True)
         fields = request.query_params.get("fields")
-        if fields:  # of each run, only these keys (what a table shows)
-            names = [name.strip() for name in fields.split(",") if name.strip()]
-            described["runs"] = [
-                {name: run[name] for name in names if name in run} for run in described["runs"]
-            ]
-        return _msgspec_json(described)
+        # of each run, only these keys (what a table shows)
+        names = [name.strip() for name in fields.split(",") if name.strip()] if fields else None
+        body = manager.experiment_body(record, names)
+        return Response(body, media_type="application/json")
 
     async def delete_experiment(request: Request) -> Response:
         experiment_id = request.path_params["experiment_id"]

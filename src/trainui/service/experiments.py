@@ -110,6 +110,14 @@ def counts(runs: Iterable[Run]) -> dict[str, int]:
 
 def describe(record: ExperimentRecord, runs: Sequence[Run], with_runs: bool = False) -> dict:
     """The experiment as the API shows it; ``with_runs``: its runs too, ranked (``runs``)."""
+    out, order = described(record, runs)
+    if with_runs:
+        out["runs"] = [public(r) for r in order]
+    return out
+
+
+def described(record: ExperimentRecord, runs: Sequence[Run]) -> tuple[dict, list[Run]]:
+    """The experiment as the API shows it without its runs, and its runs ranked."""
     order = ranked(record, runs)
     metric = (record.spec.get("objective") or {}).get("metric")
     best = None
@@ -138,9 +146,7 @@ def describe(record: ExperimentRecord, runs: Sequence[Run], with_runs: bool = Fa
         "best": best,
     }
     out["count"] = len(runs)
-    if with_runs:
-        out["runs"] = [public(r) for r in order]
-    return out
+    return out, order
 
 
 def median_stop(

@@ -28,7 +28,7 @@ from trainui import frameworks
 from trainui.config import Settings
 from trainui.core import definition, lifecycle
 from trainui.core.experiments import new_experiment_id
-from trainui.core.lifecycle import IllegalChange, Run
+from trainui.core.lifecycle import PUBLIC, IllegalChange, Run
 from trainui.core.manifest import Manifest, ManifestReport, Problem, parse_manifest_bytes
 from trainui.core.runs import (
     ACTIVE_STATES,
@@ -66,6 +66,7 @@ from trainui.service import notify
 from trainui.service.auth import Tokens, User
 from trainui.service.experiments import ExperimentRecord, median_stop, stop_reason, stopped_early
 from trainui.service.experiments import describe as describe_experiment
+from trainui.service.experiments import described as experiment_described
 from trainui.service.launchers import Capacity, Launcher, mark_attempt
 from trainui.service.launchers.local import LocalLauncher
 from trainui.service.metrics import MetricsIndex, MetricsKeeper
@@ -95,7 +96,7 @@ def json_text(data) -> str:
     """``data`` as JSON text, a number that is not finite as ``null``: JSON has none (``inf``
     in a run recorded by an older trainui made ``Infinity``, which no JSON reader takes)."""
     try:
-        return json.dumps(data, allow_nan=False)
+        return json.dumps(data, allow_nan=False, separators=(",", ":"))
     except ValueError:
         return msgspec.json.encode(data).decode()
 
@@ -816,6 +817,18 @@ class RunManager:
 
     def experiment_json(self, record: ExperimentRecord, with_runs: bool = False) -> dict:
         return describe_experiment(record, self.experiment_runs(record.experiment_id), with_runs)
+
+    def experiment_body(self, record: ExperimentRecord, fields: list[str] | None = None) -> bytes:
+        """``GET /v3/experiments/ID``'s JSON: the experiment and its runs ranked, each run's
+        text the one kept from one change to the next (``run_json``: 1,000 runs cost a join,
+        not 1,000 encodings), or with ``fields``: only these keys of each run."""
+        out, order = experiment_described(record, self.experiment_runs(record.experiment_id))
+        if fields is None:
+            runs = ",".join(self.run_json(r) for r in order).encode()
+        else:
+            keep = [name for name in dict.fromkeys(fields) if name in PUBLIC]
+            runs = msgspec.json.encode([{n: getattr(r, n) for n in keep} for r in order])[1:-1]
+        return msgspec.json.encode(out)[:-1] + b',"runs":[' + runs + b"]}"
 
     def list_experiments(self, user: User | None = None) -> list[dict]:
         return [
