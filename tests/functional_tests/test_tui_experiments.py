@@ -266,6 +266,35 @@ async def test_an_experiment_ranks_its_runs_by_the_objective_with_a_column_per_p
         await until(pilot, lambda: screen_name(app) == "ExperimentsScreen")
 
 
+async def test_a_sort_by_a_column_that_is_left_out_when_narrow_brings_it_back(sweeps):
+    app = make_app(sweeps, view="experiments")
+    async with app.run_test(size=(60, 24)) as pilot:  # a terminal split in two
+        experiment = await open_grid(pilot, sweeps)
+
+        def header() -> str:
+            return next(line for line in text(app).splitlines() if "State" in line)
+
+        assert "Ran" not in header()  # narrow: the run time is the first left out
+        while experiment.sort != "ran":
+            await pilot.press("s")
+        # sorted by it, it is shown with its arrow, and each row's run time under it
+        await until(pilot, lambda: "Ran ▲" in header(), what="the Ran column")
+        await pilot.press("r")
+        await until(pilot, lambda: "Ran ▼" in header(), what="the reversed arrow")
+        lines = text(app).splitlines()
+        rows = [line for line in lines if " completed " in line and "trainin" in line]
+        assert len(rows) == 6 and all(line.rstrip().endswith("s") for line in rows), lines
+        await pilot.press("s")  # by rank again: left out again
+        await until(pilot, lambda: "Ran" not in header(), what="Ran left out")
+        # the list too: sorted by when they were submitted, that column stays
+        await pilot.press("escape")
+        await until(pilot, lambda: screen_name(app) == "ExperimentsScreen")
+        screen = app.screen
+        while screen.rows.sort != "submitted":
+            await pilot.press("s")
+        await until(pilot, lambda: "Submitted" in text(app), what="the Submitted column")
+
+
 async def test_compare_opens_the_five_best_runs(sweeps):
     app = make_app(sweeps, view="experiments")
     async with app.run_test(size=SIZE) as pilot:

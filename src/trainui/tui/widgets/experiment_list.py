@@ -42,7 +42,8 @@ class ExperimentList(RowList):
             Column("submitted", "Submitted", 11, "submitted"),
         ]
         # narrow, the ID goes first (it is under the list, in full): names still read at 80
-        return fit(every, width, ["id", "submitted", "counts"] if width < 110 else ["id"])
+        dropped = ["id", "submitted", "counts"] if width < 110 else ["id"]
+        return fit(every, width, self.droppable(dropped))
 
     def revision(self, key: str) -> object:
         return self.table.revision.get(key)
@@ -95,7 +96,7 @@ class ExperimentRunList(RowList):
             every.append(Column("objective", self.metric, size, right=True))
         every += [Column("id", "ID", 0), Column("ran", "Ran", 8, "ran")]
         dropped = ["ran", *(PARAMETER + n for n in reversed(self.parameters[2:]))]
-        return fit(every, width, dropped, least=10)
+        return fit(every, width, self.droppable(dropped), least=10)
 
     def revision(self, key: str) -> object:
         run = self.run(key)

@@ -167,6 +167,11 @@ class RowList(ListMoves, ScrollView, can_focus=True):
         """Changes when the row ``key`` has to be drawn again."""
         raise NotImplementedError
 
+    def droppable(self, dropped: list[str]) -> list[str]:
+        """The columns ``fit`` may leave out, but the one the rows are sorted by: its arrow
+        says what the order is (a sort by a column out of sight looked like none)."""
+        return [key for key in dropped if key != self.sort]
+
     # --- state from outside ---------------------------------------------------------------
 
     def set_rows(self, keys: list[str]) -> None:
@@ -238,7 +243,8 @@ class RowList(ListMoves, ScrollView, can_focus=True):
             return Strip.blank(width, base)
         key = self.keys[row]
         cursor = row == self.cursor
-        cache_key = (key, self.revision(key), width, cursor, self.has_focus)
+        # the sort too: the columns that fit depend on it (droppable)
+        cache_key = (key, self.revision(key), width, cursor, self.has_focus, self.sort)
         strip = self._lines.get(cache_key)
         if strip is None:
             strip = self._render_row(key, width, base, cursor)
