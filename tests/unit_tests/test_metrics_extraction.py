@@ -403,6 +403,46 @@ def test_the_extractor_follows_while_running_and_writes_the_contracts_lines(tmp_
     )
 
 
+def test_a_metric_two_sources_give_is_said_once_with_both_sources(tmp_path):
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    run_log = tmp_path / "training-log.txt"
+    run_log.write_text("epoch 1 loss 0.9\nepoch 2 loss 0.8\n")
+    (logs / "metrics.jsonl").write_text('{"step": 1, "loss": 0.5, "acc": 0.1}\n')
+    writer = tensorboardX.SummaryWriter(str(logs / "tb"))
+    writer.add_scalar("loss", 0.7, 1)
+    writer.add_scalar("acc", 0.2, 1)
+    writer.close()
+    said = Said()
+    specs = [
+        {"type": "log", "pattern": r"epoch (?P<step>\d+) loss (?P<loss>[0-9.]+)"},
+        {"type": "jsonl"},
+        {"type": "tensorboard", "in": "$LOG_DIR/tb"},
+    ]
+    extractor = Extractor(
+        str(tmp_path),
+        lambda: specs,
+        {"LOG_DIR": str(logs)},
+        str(tmp_path),
+        str(run_log),
+        said.append,
+    )
+    extractor.start()
+    assert extractor.stop()
+    warnings = [line for line in said if "comes from" in line]
+    assert warnings == [
+        "metrics: warning: the metric 'loss' comes from the run's log and from "
+        "$LOG_DIR/metrics.jsonl: their points are one series; give one of them another name",
+        "metrics: warning: the metric 'acc' comes from $LOG_DIR/metrics.jsonl and from "
+        "$LOG_DIR/tb: their points are one series; give one of them another name",
+    ], said.text()
+    # the points are all kept: a warning, not a refusal
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert sorted((r["metric"], round(r["value"], 4)) for r in records) == [
+        ("acc", 0.1), ("acc", 0.2), ("loss", 0.5), ("loss", 0.7), ("loss", 0.8), ("loss", 0.9),
+    ]  # fmt: skip
+
+
 @pytest.mark.parametrize(
     ("lines", "summary"),
     [

@@ -491,6 +491,8 @@ class Extractor:
         self.sources: list = []
         self.points = 0
         self.metrics: set[str] = set()
+        # a metric's name → the source it first came from (None: said to come from two)
+        self._origins: dict[str, str | None] = {}
         self.fd = -1
         self.write_failed = False
         self._stop = threading.Event()
@@ -555,12 +557,29 @@ class Extractor:
         in one write: (points, more to read)."""
         points: list[Point] = []
         more = False
+        several = len(self.sources) > 1
         for source in self.sources:
+            start = len(points)
             source.poll(points, final, limit)
             more = more or source.more
+            if several and len(points) > start:
+                self._same_names(source.label, points[start:])
         if points:
             self._write(points)
         return len(points), more
+
+    def _same_names(self, label: str, points: list[Point]) -> None:
+        """Say once of each metric that two sources give (a ``log`` pattern's ``loss`` and a
+        TensorBoard tag ``loss``): their points make one series, which a chart draws as one
+        zig-zagging line."""
+        for name in sorted({p.metric for p in points}):
+            first = self._origins.setdefault(name, label)
+            if first != label and first is not None:
+                self._origins[name] = None  # said
+                self.tally.say(
+                    f"warning: the metric {name!r} comes from {first} and from {label}: their"
+                    " points are one series; give one of them another name"
+                )
 
     def _write(self, points: list[Point]) -> None:
         if self.write_failed:
