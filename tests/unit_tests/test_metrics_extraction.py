@@ -403,6 +403,28 @@ def test_the_extractor_follows_while_running_and_writes_the_contracts_lines(tmp_
     )
 
 
+def test_a_pattern_that_backtracks_without_end_is_given_up_and_holds_nothing(tmp_path):
+    # (a|aa)+b on a line of 60 a's: Python's re would try every way to split it (years);
+    # the learner's extraction, and its halt with it, would wait for it
+    run_log = tmp_path / "training-log.txt"
+    run_log.write_text("loss 0.5\n" + "a" * 60 + "\nloss 0.25\n")
+    said = Said()
+    pattern = r"loss (?P<loss>[0-9.]+)|(a|aa)+b"
+    specs = [{"type": "log", "pattern": pattern}]
+    extractor = Extractor(
+        str(tmp_path), lambda: specs, {}, str(tmp_path), str(run_log), said.append
+    )
+    extractor.start()
+    assert extractor.stop()
+    assert (
+        f"metrics: the pattern {pattern!r} took over 0.5 s on a line of the run's log: it is"
+        " searched no more (a group such as (a|aa)+ tries every way to split a line); the"
+        " points it gave before are kept"
+    ) in said, said.text()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["metric"], r["value"]) for r in records] == [("loss", 0.5)]
+
+
 def test_a_metric_two_sources_give_is_said_once_with_both_sources(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -613,8 +635,8 @@ def test_evaluation_metrics_problems_are_located_at_their_line():
         " tensorboard, log; did you mean 'tensorboard'?",
         "job.yml:14:5: evaluation_metrics[1].pattern: required for type log: a regular"
         " expression with a named group per metric, e.g. 'loss (?P<loss>[0-9.eE+-]+)'",
-        "job.yml:16:14: evaluation_metrics[2].pattern: does not compile: missing >,"
-        " unterminated name at position 9",
+        "job.yml:16:14: evaluation_metrics[2].pattern: does not compile: missing > at"
+        " position 13",
         "job.yml:18:14: evaluation_metrics[3].pattern: has no named group for a metric:"
         " write (?P<name>...) around each value, e.g. 'loss (?P<loss>[0-9.eE+-]+)'",
         "job.yml:19:5: evaluation_metrics[4].in: required for type tensorboard: the folder of"

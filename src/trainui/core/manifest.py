@@ -680,7 +680,9 @@ class _Checker:
         metric = experiment.objective_metric if experiment else None
         sources = values.get("evaluation_metrics") or []
         if metric and sources and all(s.type == "log" for s in sources):
-            named = {n for s in sources for n in re.compile(s.pattern).groupindex if n != "step"}
+            import regex  # the learner's engine (learner/metrics.py)
+
+            named = {n for s in sources for n in regex.compile(s.pattern).groupindex if n != "step"}
             if metric not in named:
                 self.error(
                     _objective_node(node),
@@ -692,13 +694,15 @@ class _Checker:
         return experiment
 
     def metric_pattern(self, pattern: str, node: Node, path: str) -> None:
+        import regex  # the learner's engine (learner/metrics.py): what it compiles, checked
+
         try:
-            regex = re.compile(pattern)
-        except re.error as error:
+            compiled = regex.compile(pattern)
+        except regex.error as error:
             at = f" at position {error.pos}" if error.pos is not None else ""
             self.error(node, path, f"does not compile: {error.msg}{at}")
             return
-        if not [name for name in regex.groupindex if name != "step"]:
+        if not [name for name in compiled.groupindex if name != "step"]:
             self.error(
                 node,
                 path,

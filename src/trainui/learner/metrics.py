@@ -55,6 +55,9 @@ POLL_FIRST = 0.05  # seconds between passes while points come
 POLL_MAX = 1.0  # the longest pause while nothing changes (the interval doubles up to it)
 SCAN_INTERVAL = 2.0  # seconds between two walks of a tensorboard folder for new event files
 READ_BYTES = 8 << 20  # the most a source reads of a file in one pass
+# the longest a log pattern may take on one line: a pattern that backtracks without end (the
+# regular expression engine tries every way to split the line) would otherwise hold the learner
+MATCH_SECONDS = 0.5
 FOLLOW_BYTES = 64 << 10  # ... while the command runs: short passes, each paid for by a pause
 CPU_SHARE = 0.02  # while the command runs, this thread takes at most this share of one core
 LONGEST_LINE = 1 << 20  # a line longer than this is no metric: left out, not held in memory
@@ -346,30 +349,46 @@ class LogSource:
     def __init__(
         self, path: str, pattern: str, tally: Tally, label: str = "", root: str | None = None
     ) -> None:
+        import regex  # the field's engine: a match under a time limit, without the GIL
+
         self.path = label or path
         self.label = self.path
-        self.regex = re.compile(pattern)
+        self.pattern = pattern
+        self.regex = regex.compile(pattern)
         self.names = [n for n in self.regex.groupindex if n != "step"]
         self.lines = LineFollower(path, carriage_returns=True, root=root)
         self.tally = tally
         self.ordinal = 0
+        self.stopped = False  # the pattern took too long on a line: no longer searched
 
     @property
     def more(self) -> bool:
-        return self.lines.more
+        return self.lines.more and not self.stopped
 
     def poll(self, out: list[Point], final: bool, limit: int | None = None) -> None:
         lines = self.lines.read(final, limit)
         _count_overlong(self.lines, self.tally, self.path)
         if self.lines.tail:
             lines.append(self.lines.tail)
-        if not lines:
+        if not lines or self.stopped:
             return
         search, now = self.regex.search, time.time()
         for raw in lines:
             if raw.startswith(b"trainui: "):
                 continue
-            match = search(raw.decode("utf-8", "replace"))
+            try:
+                # concurrent: the GIL is let go meanwhile (a halt is heard at once)
+                match = search(
+                    raw.decode("utf-8", "replace"), timeout=MATCH_SECONDS, concurrent=True
+                )
+            except TimeoutError:
+                self.stopped = True
+                self.tally.say(
+                    f"the pattern {self.pattern!r} took over {MATCH_SECONDS:g} s on a line of "
+                    f"{self.path}: it is searched no more (a group such as (a|aa)+ tries "
+                    "every way to split a line); the points it gave before are kept"
+                )
+                return
             if match is None:
                 continue
             groups = match.groupdict()
@@ -449,7 +468,7 @@ def open_sources(
             try:
                 label = where or "the run's log"
                 sources.append(LogSource(path, spec.get("pattern") or "", tally, label, beneath))
-            except re.error as error:
+            except Exception as error:  # regex.error: checked at submit, so not seen here
                 tally.say(f"the pattern {spec.get('pattern')!r} does not compile: {error}")
         elif kind == "tensorboard":
             folder = expand(where or "", variables, base)
