@@ -312,6 +312,16 @@ def test_a_name_the_shell_sets_itself_is_refused_as_shadowing():
     assert not shadows("lr") and not shadows("hidden")
 
 
+def test_every_variable_the_learner_gives_the_command_is_refused_as_a_parameter():
+    """A parameter TRAINING_ATTEMPT=7 was accepted, shown as the run's, and the command got
+    trainui's 1: every variable of the run's own (those a container is given by name) is
+    refused."""
+    from trainui.learner.runtime import RUN_VARIABLES
+
+    assert "TRAINING_ATTEMPT" in RUN_VARIABLES
+    assert [name for name in RUN_VARIABLES if not shadows(name)] == []
+
+
 def test_the_schema_describes_the_block():
     from trainui.core.manifest import json_schema
 

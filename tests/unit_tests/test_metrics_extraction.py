@@ -635,8 +635,7 @@ def test_evaluation_metrics_problems_are_located_at_their_line():
         " tensorboard, log; did you mean 'tensorboard'?",
         "job.yml:14:5: evaluation_metrics[1].pattern: required for type log: a regular"
         " expression with a named group per metric, e.g. 'loss (?P<loss>[0-9.eE+-]+)'",
-        "job.yml:16:14: evaluation_metrics[2].pattern: does not compile: missing > at"
-        " position 13",
+        "job.yml:16:14: evaluation_metrics[2].pattern: does not compile: missing > at position 13",
         "job.yml:18:14: evaluation_metrics[3].pattern: has no named group for a metric:"
         " write (?P<name>...) around each value, e.g. 'loss (?P<loss>[0-9.eE+-]+)'",
         "job.yml:19:5: evaluation_metrics[4].in: required for type tensorboard: the folder of"
