@@ -90,3 +90,33 @@ def test_the_manifest_refuses_a_source_by_an_absolute_path():
     assert len(found) == 2, found
     assert found[0].startswith("m.yml:8:23: evaluation_metrics[0].in: a source is read in the run")
     assert found[1].startswith("m.yml:9:29: evaluation_metrics[1].in: a source is read in the run")
+
+
+def test_the_manifest_refuses_a_source_that_leads_out_of_the_run_with_dots():
+    """The learner does not read such a source (the test above): validate says so, located,
+    rather than the run going without metrics and one line in its log."""
+    text = textwrap.dedent(
+        """\
+        model_definition:
+          name: m
+          framework: {name: python, version: "3"}
+          execution: {command: python3 train.py, resource: small}
+        training_data: {connection: {}, source: {bucket: data, type: local}}
+        training_results: {connection: {}, target: {bucket: results, type: local}}
+        evaluation_metrics:
+          - {type: jsonl, in: $LOG_DIR/../../../../etc/passwd}
+          - {type: tensorboard, in: ../../tb}
+          - {type: jsonl, in: "${JOB_STATE_DIR}/.."}
+          - {type: jsonl, in: $LOG_DIR/../results/m.jsonl}
+          - {type: jsonl, in: ../logs/m.jsonl}
+        """
+    )
+    found = parse_manifest(text, "m.yml").formatted()
+    assert found == [
+        "m.yml:8:23: evaluation_metrics[0].in: '$LOG_DIR/../../../../etc/passwd' leads out of"
+        " the run's folders (..): a source is read in them, nowhere else",
+        "m.yml:9:29: evaluation_metrics[1].in: '../../tb' leads out of the run's folders (..):"
+        " a source is read in them, nowhere else",
+        "m.yml:10:23: evaluation_metrics[2].in: '${JOB_STATE_DIR}/..' leads out of the run's"
+        " folders (..): a source is read in them, nowhere else",
+    ]

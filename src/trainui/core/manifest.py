@@ -7,6 +7,7 @@ each located at its line and column with the dotted path of the key (SPEC §2).
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -154,6 +155,23 @@ METRIC_VARIABLES = (
     "TRAINING_ID",
 )  # fmt: skip
 _METRIC_VARIABLE = re.compile(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))")
+
+
+def _within_run(where: str) -> bool:
+    """Whether a source's ``in`` stays in the run's folders, each of which is a folder of
+    JOB_STATE_DIR (``$LOG_DIR/../results`` does, ``$LOG_DIR/../../x`` does not): the learner
+    reads nothing outside them (learner/metrics.py)."""
+
+    def folder(match: re.Match) -> str:  # a variable first is a folder, later a name
+        name = match.group(1) or match.group(2)
+        if match.start():
+            return name
+        return "/run" if name == "JOB_STATE_DIR" else f"/run/{name}"
+
+    text = _METRIC_VARIABLE.sub(folder, where.strip())
+    path = posixpath.normpath(posixpath.join("/run/MODEL_DIR", text))
+    return path == "/run" or path.startswith("/run/")
+
 
 METRIC_SOURCE = MetricSources(
     "where the run's evaluation metrics are read while it trains (one source or a list)",
@@ -647,6 +665,11 @@ class _Checker:
                 where[1], _join(path, "in"), "a source is read in the run's folders: start it "
                 "with $LOG_DIR, $RESULT_DIR, $CHECKPOINT_DIR or $MODEL_DIR (or give a path "
                 "relative to MODEL_DIR)"
+            )  # fmt: skip
+        elif where is not None and not _within_run(where[0]):
+            self.error(
+                where[1], _join(path, "in"), f"'{_short(where[0])}' leads out of the run's "
+                "folders (..): a source is read in them, nowhere else"
             )  # fmt: skip
         elif where is not None:
             for m in _METRIC_VARIABLE.finditer(where[0]):
