@@ -504,7 +504,9 @@ def _follow_experiment(client, experiment_id: str) -> int:
     by = experiment["runs_by_status"]
     states = ", ".join(f"{n} {s}" for s, n in by.items() if n)
     print(f"Experiment {experiment_id} {experiment['status']} ({states})", file=sys.stderr)
-    return EXIT_OK if by.get("completed") else EXIT_FAILED
+    # as a run's: 0 once it completed (some runs may have failed: it has its answer); halted
+    # by a user, as a halted run, 1, though its best run stays (what a script goes on with)
+    return EXIT_OK if experiment["status"] == "completed" else EXIT_FAILED
 
 
 ENDED = ("completed", "failed", "halted")
@@ -953,7 +955,13 @@ FOLLOW_METRICS = 0.5  # seconds between two looks of `trainui metrics --follow`
 def _experiment_words(words: Sequence[str], verb: str) -> str | None:
     """``experiment ID`` (or an experiment's ID alone): the ID; None for a run's words."""
     if len(words) == 2 and words[0] in ("experiment", "experiments"):
+        if words[1].startswith("training-"):  # a run's ID: said, not "not found"
+            raise UserError(f"{words[1]} is a run's ID, not an experiment's: trainui {verb} "
+                            f"{words[1]}", EXIT_USAGE)  # fmt: skip
         return words[1]
+    if len(words) > 2 and words[0] in ("experiment", "experiments"):
+        raise UserError(f"usage: trainui {verb} experiment ID (one experiment at a time: "
+                        f"{len(words) - 1} given)", EXIT_USAGE)  # fmt: skip
     if list(words) in (["experiment"], ["experiments"]):  # no run is called that
         listing = "; trainui list experiments lists them" if verb == "show" else ""
         raise UserError(f"usage: trainui {verb} experiment ID (the experiment's ID is missing"
@@ -1277,6 +1285,8 @@ RESUME_LEFT_SHOWN = 10  # runs left as they are, named one a line; then how many
 def _resume_experiment(args: argparse.Namespace, experiment_id: str) -> int:
     """``resume experiment ID``: its halted or failed runs (``--status``: only those in these
     states) started again; the runs left as they are, and why."""
+    if args.status:  # a usage error, the service not asked (as list experiments --status)
+        _check_states(args.status, ("failed", "halted"), "a state a run resumes from")
     status = [s.strip() for s in (args.status or "").split(",") if s.strip()]
     print(f"Resuming the experiment '{experiment_id}' ...")
     e = _call(args, lambda client: client.resume_experiment(experiment_id, status))
@@ -1703,6 +1713,10 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = command("show", cmd_show, "show one training run (or experiment ID)")
     sub.add_argument("words", nargs="+", metavar="[trained-models|experiment] ID")
     sub.add_argument("--json", action="store_true", help="print the run as JSON")
+    sub.usage = (
+        "%(prog)s [-h] [--url URL] [--token TOKEN] [--cacert CACERT] [--json] "
+        "[trained-models|experiment] ID"
+    )  # one run or one experiment, not several
 
     sub = command(
         "delete",
@@ -1710,6 +1724,9 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
         "delete a run (or experiment ID and its runs) from the history, halting it first",
     )
     sub.add_argument("words", nargs="+", metavar="[trained-models|experiment] ID")
+    sub.usage = (
+        "%(prog)s [-h] [--url URL] [--token TOKEN] [--cacert CACERT] [trained-models|experiment] ID"
+    )
 
     sub = command(
         "halt",

@@ -536,6 +536,39 @@ def test_a_followed_sweep_says_why_each_failed_run_failed_and_the_counts(home):
     assert "(1 completed, 1 failed)" in result.stderr.splitlines()[-1], result.stderr
 
 
+def test_a_followed_sweep_halted_by_its_user_exits_1_as_a_halted_run(home):
+    """`train --follow && next-step`: a halted experiment is not one that completed, though a
+    run of it completed first (it exited 0, as if the sweep had ended)."""
+    import subprocess
+    import sys
+
+    home.env["TRAINUI_CPU_SLOTS"] = "1"
+    manifest = sweep_manifest(home, "sleep $X", "method: grid\nparameters: {X: [0, 1000]}\n")
+    model = home.model("halted", {"t.py": ""})
+    follow = subprocess.Popen(
+        [sys.executable, "-m", "trainui", "train", str(model), str(manifest), "--follow"],
+        env=dict(home.env),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            listed = json.loads(home.cli("list", "--json", check=True).stdout)
+            if sorted(r["status"] for r in listed) == ["completed", "running"]:
+                break
+            assert time.monotonic() < deadline, listed
+            time.sleep(0.2)
+        experiment_id = listed[0]["experiment_id"]
+        home.cli("halt", "experiment", experiment_id, check=True)
+        out, err = follow.communicate(timeout=60)
+    finally:
+        follow.kill()
+    assert follow.returncode == 1, out + err
+    assert f"Experiment {experiment_id} halted (1 completed, 1 halted)" in err, err
+
+
 def test_resuming_an_experiment_starts_its_failed_and_halted_runs_again(home):
     """`trainui resume experiment ID`: after a crash of some runs (or a halt to free the
     box), each halted or failed run starts again as its next attempt; `--status failed`

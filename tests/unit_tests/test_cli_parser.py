@@ -82,6 +82,41 @@ def test_resume_of_two_runs_or_of_a_run_by_state_says_the_usage(capsys):
     )
 
 
+def test_an_experiments_words_are_checked_before_the_service_is_asked(capsys):
+    """Each a usage error (2), said before any line of output: the service is not asked (no
+    TRAINUI_HOME is needed for them)."""
+    for verb in ("show", "delete", "halt", "resume"):
+        assert cli.main([verb, "experiment", "experiment-a", "b"]) == cli.EXIT_USAGE
+        assert capsys.readouterr() == (
+            "",
+            f"trainui: usage: trainui {verb} experiment ID (one experiment at a time: 2 given)\n",
+        )
+        assert cli.main([verb, "experiment", "training-aaaaaaaaa"]) == cli.EXIT_USAGE
+        assert capsys.readouterr() == (
+            "",
+            "trainui: training-aaaaaaaaa is a run's ID, not an experiment's: trainui "
+            f"{verb} training-aaaaaaaaa\n",
+        )
+    assert cli.main(["resume", "experiment", "experiment-a", "--status", "bogus"]) == 2
+    assert capsys.readouterr() == (
+        "",
+        "trainui: --status: 'bogus' is not a state a run resumes from; the states: failed,"
+        " halted\n",
+    )
+
+
+@pytest.mark.parametrize("verb", ["show", "delete"])
+def test_show_and_delete_say_they_take_one_run_or_one_experiment(verb, capsys):
+    with pytest.raises(SystemExit):
+        cli.main([verb, "--help"])
+    assert f"trainui {verb} [-h]" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main([verb, "--help"])
+    usage = capsys.readouterr().out.split("\n\n")[0]
+    assert usage.rstrip().endswith("[trained-models|experiment] ID"), usage
+    assert "..." not in usage
+
+
 @pytest.mark.parametrize(
     ("code", "words"),
     [(0, "exit 0"), (3, "exit 3"), (-15, "killed by SIGTERM"), (-9, "killed by SIGKILL")],
