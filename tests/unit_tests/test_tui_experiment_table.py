@@ -136,3 +136,36 @@ def test_a_sort_columns_title_gives_way_to_its_arrow():
     assert sort_title("learning_rate", 8, reverse=False) == "learn… ▲"
     assert sort_title("Ran", 8, reverse=True) == "Ran ▼"
     assert sort_title("hidden", 8, reverse=False) == "hidden ▲"
+
+
+def test_each_parameter_shows_its_widest_value_whole_and_the_objective_its_value():
+    """A log-uniform draw (0.000165) showed as 0.000… in a column as wide as the name lr: every
+    row of a sweep over lr then read the same."""
+    from trainui.tui.widgets.experiment_list import ExperimentRunList
+    from trainui.tui.widgets.row_list import cut
+
+    runs = {
+        "training-a": {"parameters": {"lr": 0.000165, "tag": "alpha", "layers": 2}},
+        "training-b": {
+            "parameters": {"lr": 0.0123, "tag": "a-much-longer-value", "layers": 12},
+            "metrics": {"val_loss": {"last": -1.23e-05}},
+        },
+    }
+    rows = ExperimentRunList(lambda m: runs[m], lambda m: 0)
+    rows.set_parameters(["lr", "tag", "layers"], list(runs.values()))
+    rows.metric = "val_loss"
+    for width in (80, 120):
+        columns = rows.columns(width)
+        assert sum(c.width + 1 for c in columns) - 1 <= width
+        for key in runs:
+            shown = {
+                c.key: cut(text, c.width, c.right).strip()
+                for c, (text, _style) in zip(columns, rows.cells(key, columns), strict=True)
+            }
+            parameters = runs[key]["parameters"]
+            for name, value in parameters.items():
+                if f"param:{name}" in shown:
+                    assert shown[f"param:{name}"] == parameter_text(value), (width, shown)
+            assert "param:lr" in shown and "param:tag" in shown  # the first two stay
+            value = runs[key].get("metrics", {}).get("val_loss", {}).get("last")
+            assert shown["objective"] == ("-1.23e-05" if value else "-")

@@ -118,7 +118,7 @@ class ExperimentScreen(TrainuiScreen):
         self.order = [run["model_id"] for run in runs]
         self.experiment = experiment
         rows = self.rows
-        rows.parameters = list(experiment.get("parameters") or {})
+        rows.set_parameters(list(experiment.get("parameters") or {}), runs)
         rows.metric = objective(experiment)[0]
         self.runs_changed(None)
 
@@ -136,7 +136,8 @@ class ExperimentScreen(TrainuiScreen):
         self.ranked = ranked
         rows = self.rows
         has_value = [m for m in ranked if objective_value(self._run(m), metric) is not None]
-        rows.ranks = {m: i for i, m in enumerate(ranked, 1)} if metric else {}
+        # a place for each run with a value of the objective: the others have none ("-")
+        rows.ranks = {m: i for i, m in enumerate(has_value, 1)} if metric else {}
         # the best: the first ranked, unless even it failed (a crash's last value)
         rows.best = (
             has_value[0]

@@ -5,6 +5,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from rich.cells import cell_len
+
 from trainui.tui.experiments import (
     ExperimentTable,
     best_text,
@@ -16,6 +18,7 @@ from trainui.tui.runs import SYMBOLS, format_value, is_active, local_time, time_
 from trainui.tui.widgets.row_list import Column, RowList, fit
 
 PARAMETER = "param:"  # a parameter's column key, and its sort: PARAMETER + its name
+PARAMETER_VALUE_WIDTH = 24  # the most cells a parameter's column takes for its values
 RANK = "rank"
 
 
@@ -82,17 +85,32 @@ class ExperimentRunList(RowList):
         self.run = run
         self.changed = changed
         self.parameters: list[str] = []
+        self.value_widths: dict[str, int] = {}  # a parameter → the cells of its widest value
         self.metric: str | None = None
         self.ranks: dict[str, int] = {}  # model ID → its place by the objective, from 1
         self.best: str | None = None
 
+    def set_parameters(self, names: list[str], runs: list[dict]) -> None:
+        """The experiment's parameters, each column as wide as the widest of the ``runs``'
+        values (a run's values are its own from its submission on)."""
+        self.parameters = names
+        self.value_widths = {
+            name: max(
+                (cell_len(parameter_text((r.get("parameters") or {}).get(name))) for r in runs),
+                default=1,
+            )
+            for name in names
+        }
+
     def columns(self, width: int) -> list[Column]:
         every = [Column(RANK, "#", 4, RANK, right=True), Column("status", " State", 14, "status")]
         for name in self.parameters:
-            size = max(6, min(16, len(name)))
+            # as wide as its widest value (0.000165, a-longer-value), or its name
+            values = min(PARAMETER_VALUE_WIDTH, self.value_widths.get(name, 0))
+            size = max(4, min(16, len(name)), values)
             every.append(Column(PARAMETER + name, name, size, PARAMETER + name, right=True))
         if self.metric:
-            size = max(8, min(12, len(self.metric)))
+            size = max(9, min(12, len(self.metric)))  # a value: at most 9 cells (-1.23e-05)
             every.append(Column("objective", self.metric, size, right=True))
         every += [Column("id", "ID", 0), Column("ran", "Ran", 8, "ran")]
         dropped = ["ran", *(PARAMETER + n for n in reversed(self.parameters[2:]))]
