@@ -508,6 +508,33 @@ async def test_two_marked_runs_compared(trained):
         await until(pilot, lambda: "2 marked" in text(app), what="the list again")
 
 
+async def test_long_manifest_values_show_where_they_differ_and_whole_below(tmp_path):
+    # two commands alike for their first 50 characters looked the same, each cut after 32
+    h = History(tmp_path / "home")
+    (h.path / "buckets" / "data").mkdir(parents=True)
+    model = write_trainer(tmp_path / "model")
+    common = ": python3 train.py --data /data/spirals.csv --epochs"
+    commands = [f"{common} 5 --hidden 32", f"{common} 50 --hidden 32"]
+    try:
+        for i, command in enumerate(commands):
+            h.wait(h.submit(f"long{i}", command, model), "completed")
+        app = make_app(h)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await loaded(pilot)
+            await pilot.press("asterisk", "C")
+            await until(pilot, lambda: "compare  2 runs" in text(app), what="the compare screen")
+            await pilot.press("3")
+            await until(pilot, lambda: "differ between" in text(app), what="the manifests")
+            await pilot.press("down")  # the command's row (after the name's)
+            lines = [line.strip() for line in text(app).splitlines()]
+            row = next(line for line in lines if "execution.command" in line and "…" in line)
+            assert "--epochs 5 --hidden 32" in row and "--epochs 50 --hidden 32" in row, row
+            for i, command in enumerate(commands):  # below the table, each whole
+                assert f"long{i}: {command}" in lines, lines
+    finally:
+        h.stop()
+
+
 async def test_names_and_values_that_look_like_markup_are_shown_as_written(tmp_path):
     # a metric, a run name and a command are the user's text: `[/]` would end a Rich markup
     # parse (and the app), `[bold]` and `[dev]` would vanish

@@ -23,7 +23,8 @@ from trainui.tui.widgets.footer import Footer
 from trainui.tui.widgets.metric_chart import palette, rich_color
 from trainui.tui.widgets.metrics_view import MetricsView
 
-CELL = 32  # a manifest value's cells in the table (the rest is cut)
+CELL = 32  # a manifest value's cells in the table (the rest is cut; shown whole below it)
+CONTEXT = 10  # characters alike shown before where a row's values differ
 MANIFESTS_AT_ONCE = 8  # requests in flight at once (each more in flight: a connection more)
 
 
@@ -53,6 +54,10 @@ class CompareScreen(TrainuiScreen):
     CompareScreen TabPane { padding: 0; height: 1fr; }
     CompareScreen DataTable { height: 1fr; }
     CompareScreen .compare-note { height: auto; color: $text-muted; padding: 0 1; }
+    CompareScreen #manifest-detail {
+        height: auto; max-height: 50%; padding: 0 1; background: $boost; overflow-y: auto;
+    }
+    CompareScreen #manifest-detail.-empty { display: none; }
     """
 
     def __init__(self, model_ids: list[str]) -> None:
@@ -84,6 +89,8 @@ class CompareScreen(TrainuiScreen):
             with TabPane("Manifests", id="manifest"):
                 yield Static("reading the manifests…", classes="compare-note", id="manifest-note")
                 yield DataTable(id="manifest-table", cursor_type="row", zebra_stripes=True)
+                # the selected field's values whole, wrapped: a cell shows a part of each
+                yield Static("", id="manifest-detail", markup=False)
         yield Footer(compact=True)
 
     def on_mount(self) -> None:
@@ -180,7 +187,9 @@ class CompareScreen(TrainuiScreen):
         table.clear(columns=True)
         table.add_columns("Field", *(Text(self.names[m]) for m in ids))
         for field, values in self.differing:
-            table.add_row(Text(field), *(Text(_cut(v)) for v in values))
+            start = _first_difference(values)
+            table.add_row(Text(field), *(Text(_cut(v, start)) for v in values))
+        self._show_detail(0)
         if len(ids) < 2:
             note = "One manifest: nothing to compare it with."
         elif not self.differing:
@@ -191,6 +200,23 @@ class CompareScreen(TrainuiScreen):
         if self.manifest_problem:
             note += f" Not read: {self.manifest_problem}"
         self.query_one("#manifest-note", Static).update(Text(note))
+
+    def _show_detail(self, row: int) -> None:
+        """The field of row ``row``, each run's value whole under the table."""
+        detail = self.query_one("#manifest-detail", Static)
+        if not 0 <= row < len(self.differing):
+            detail.update("")
+            detail.add_class("-empty")
+            return
+        field, values = self.differing[row]
+        ids = [m for m in self.model_ids if m in (self.manifests or {})]
+        lines = [field, *(f"{self.names[m]}: {v}" for m, v in zip(ids, values, strict=True))]
+        detail.update("\n".join(lines))
+        detail.remove_class("-empty")
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.data_table.id == "manifest-table":
+            self._show_detail(event.cursor_row)
 
     # --- keys -----------------------------------------------------------------------------
 
@@ -204,6 +230,28 @@ class CompareScreen(TrainuiScreen):
         self.app.pop_screen()
 
 
-def _cut(value: str) -> str:
+def _first_difference(values: list[str]) -> int:
+    """Where a row's cells start: a few characters before the values first differ, when that
+    is past what a cell shows (two commands alike for their first 40 characters looked the
+    same, cut after 32)."""
+    texts = [v.replace("\n", " ⏎ ") for v in values]
+    if all(len(t) <= CELL for t in texts):
+        return 0
+    common = 0
+    for chars in zip(*texts, strict=False):  # the shortest ends it
+        if len(set(chars)) > 1:
+            break
+        common += 1
+    if common <= CELL - CONTEXT:
+        return 0
+    want = common - CONTEXT  # from a word's start where one is near: "…--epochs 5", not "…-5"
+    space = texts[0].rfind(" ", max(0, want - CONTEXT), want + 1)
+    return space if space > 0 else want
+
+
+def _cut(value: str, start: int = 0) -> str:
+    """The value in at most CELL characters, from ``start`` ("…" says what is left out)."""
     value = value.replace("\n", " ⏎ ")
+    if start > 0:
+        value = "…" + value[start + 1 :]
     return value if len(value) <= CELL else value[: CELL - 1] + "…"
