@@ -266,6 +266,22 @@ async def test_an_experiment_ranks_its_runs_by_the_objective_with_a_column_per_p
         await until(pilot, lambda: screen_name(app) == "ExperimentsScreen")
 
 
+async def test_runs_without_a_value_of_the_objective_have_no_place(sweeps):
+    app = make_app(sweeps, view="experiments")
+    async with app.run_test(size=SIZE) as pilot:
+        await experiments_shown(pilot)
+        screen = app.screen
+        screen.rows.move_to(screen.rows.keys.index(sweeps.ids["sleepers"]))
+        await pilot.press("enter")
+        await until(pilot, lambda: screen_name(app) == "ExperimentScreen")
+        experiment = app.screen
+        await until(pilot, lambda: len(experiment.rows.keys) == 2, what="the sleepers")
+        lines = [line.split() for line in text(app).splitlines()]
+        rows = [w for w in lines if len(w) > 3 and w[1:3] == ["■", "halted"] and "-" in w[3:]]
+        assert len(rows) == 2 and [r[0] for r in rows] == ["-", "-"], rows  # not 1 and 2
+        assert experiment.rows.ranks == {}
+
+
 async def test_a_sort_by_a_column_that_is_left_out_when_narrow_brings_it_back(sweeps):
     app = make_app(sweeps, view="experiments")
     async with app.run_test(size=(60, 24)) as pilot:  # a terminal split in two
