@@ -11,6 +11,7 @@ from trainui.tui.runs import (
     format_duration,
     parse_time,
     pending_reason,
+    ran_seconds,
     resource_text,
     time_text,
     waited_seconds,
@@ -197,6 +198,26 @@ def test_a_later_attempt_waits_from_its_resume_or_its_restart_not_from_the_submi
     going = run(1, status="running", **dict(fields, attempts=[restarted],
                 started_at="2026-11-27T06:00:30Z"))  # fmt: skip
     assert waited_seconds(going, now) == 30
+    # once the second attempt ended, the list of attempts has it too: its wait is still from
+    # the first one's end (it read 0.0s), and its run time its own
+    second = {"attempt": 2, "status": "failed", "started_at": "2026-11-27T06:00:30Z",
+              "finished_at": "2026-11-27T06:00:31Z"}  # fmt: skip
+    ended = run(1, status="failed", **dict(fields, attempts=[restarted, second],
+                started_at=second["started_at"], finished_at=second["finished_at"]))  # fmt: skip
+    assert waited_seconds(ended, now) == 30 and ran_seconds(ended, now) == 1
+
+
+def test_between_two_attempts_a_run_waits_and_its_clock_does_not_run():
+    """A restarting run showed its first attempt's start as a run time going on (30s while
+    its command ran 0.1 s): it waits, as a pending one."""
+    now = parse_time("2026-11-27T06:00:30Z")
+    first = {"attempt": 1, "status": "failed", "started_at": "2026-11-27T06:00:00Z",
+             "finished_at": "2026-11-27T06:00:01Z"}  # fmt: skip
+    waiting = run(1, status="restarting", attempt=2, attempts=[first],
+                  started_at=first["started_at"])  # fmt: skip
+    assert ran_seconds(waiting, now) is None
+    assert waited_seconds(waiting, now) == 29
+    assert time_text(waiting, now) == "wait 29s"
 
 
 def test_only_a_pending_run_has_a_reason_to_wait():

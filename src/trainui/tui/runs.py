@@ -41,9 +41,15 @@ def local_time(stamp: str | None, short: bool = False) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S %Z", moment)
 
 
+WAITING_STATES = ("pending", "restarting")  # for a slot, or between two attempts
+
+
 def ran_seconds(run: dict, now: float | None = None) -> float | None:
     """How long the run ran: started → finished, or → now while it goes on; None if it never
-    started."""
+    started; None while it waits (pending or restarting: started_at is then the attempt
+    before's, and the clock would run on from it)."""
+    if run.get("status") in WAITING_STATES:
+        return None
     started = parse_time(run.get("started_at"))
     if started is None:
         return None
@@ -60,10 +66,12 @@ def waited_seconds(run: dict, now: float | None = None) -> float | None:
     while pending, or → finished when it ended before it started. A later attempt waits from
     when the one before it ended (a restart: its back-off, then the queue) or was resumed."""
     queued = parse_time(run.get("submitted_at"))
+    attempt = run.get("attempt") or 1
     attempts = run.get("attempts") or ()
-    if (run.get("attempt") or 1) > 1 and attempts:
-        last = attempts[-1]
-        queued = parse_time(last.get("resumed_at")) or parse_time(last.get("finished_at"))
+    if attempt > 1 and attempts:
+        # the attempt before this one (once this one ended, the list has it too)
+        before = next((a for a in attempts if a.get("attempt") == attempt - 1), attempts[-1])
+        queued = parse_time(before.get("resumed_at")) or parse_time(before.get("finished_at"))
     if queued is None:
         return None
     # started_at and finished_at are the last attempt's until this one starts or ends
@@ -73,7 +81,7 @@ def waited_seconds(run: dict, now: float | None = None) -> float | None:
         None,
     )  # fmt: skip
     if until is None:
-        if run.get("status") not in ("pending", "restarting"):
+        if run.get("status") not in WAITING_STATES:
             return None
         until = now or time.time()
     return max(0.0, until - queued)
@@ -84,8 +92,9 @@ duration_seconds = ran_seconds
 
 
 def time_text(run: dict, now: float | None = None) -> str:
-    """The list's ``Ran`` cell: ``3m05s`` once started, ``wait 3m`` while pending."""
-    if run.get("status") == "pending":
+    """The list's ``Ran`` cell: ``3m05s`` once started, ``wait 3m`` while pending or
+    restarting (between two attempts)."""
+    if run.get("status") in WAITING_STATES:
         return "wait " + format_wait(waited_seconds(run, now))
     return format_duration(ran_seconds(run, now))
 
@@ -351,7 +360,7 @@ class RunTable:
         if self.sort == "name":
             return ((run.get("name") or "").lower(), submitted, came)
         if self.sort == "duration":  # the run time; the pending ones by how long they wait
-            waited = (waited_seconds(run) or 0.0) if run.get("status") == "pending" else 0.0
+            waited = (waited_seconds(run) or 0.0) if run.get("status") in WAITING_STATES else 0.0
             return (ran_seconds(run) or 0.0, waited, submitted, came)
         return (submitted, came)
 
