@@ -96,7 +96,7 @@ def json_text(data) -> str:
     """``data`` as JSON text, a number that is not finite as ``null``: JSON has none (``inf``
     in a run recorded by an older trainui made ``Infinity``, which no JSON reader takes)."""
     try:
-        return json.dumps(data, allow_nan=False, separators=(",", ":"))
+        return json.dumps(data, allow_nan=False)
     except ValueError:
         return msgspec.json.encode(data).decode()
 
