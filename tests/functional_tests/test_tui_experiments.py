@@ -146,16 +146,16 @@ async def experiments_shown(pilot) -> None:
     await pilot.pause(0.1)
 
 
-async def open_grid(pilot, sweeps) -> object:
-    """The grid experiment opened from the experiments, its runs and curves read."""
+async def open_grid(pilot, sweeps, name: str = "grid", runs: int = 6) -> object:
+    """The grid experiment (or ``name``'s) opened from the experiments, its runs read."""
     app = pilot.app
     await experiments_shown(pilot)
     screen = app.screen
-    screen.rows.move_to(screen.rows.keys.index(sweeps.ids["grid"]))
+    screen.rows.move_to(screen.rows.keys.index(sweeps.ids[name]))
     await pilot.press("enter")
     await until(pilot, lambda: screen_name(app) == "ExperimentScreen")
     experiment = app.screen
-    await until(pilot, lambda: len(experiment.rows.keys) == 6, what="the experiment's runs")
+    await until(pilot, lambda: len(experiment.rows.keys) == runs, what="the experiment's runs")
     return experiment
 
 
@@ -269,13 +269,7 @@ async def test_an_experiment_ranks_its_runs_by_the_objective_with_a_column_per_p
 async def test_runs_without_a_value_of_the_objective_have_no_place(sweeps):
     app = make_app(sweeps, view="experiments")
     async with app.run_test(size=SIZE) as pilot:
-        await experiments_shown(pilot)
-        screen = app.screen
-        screen.rows.move_to(screen.rows.keys.index(sweeps.ids["sleepers"]))
-        await pilot.press("enter")
-        await until(pilot, lambda: screen_name(app) == "ExperimentScreen")
-        experiment = app.screen
-        await until(pilot, lambda: len(experiment.rows.keys) == 2, what="the sleepers")
+        experiment = await open_grid(pilot, sweeps, "sleepers", runs=2)
         lines = [line.split() for line in text(app).splitlines()]
         rows = [w for w in lines if len(w) > 3 and w[1:3] == ["■", "halted"] and "-" in w[3:]]
         assert len(rows) == 2 and [r[0] for r in rows] == ["-", "-"], rows  # not 1 and 2

@@ -69,9 +69,8 @@ def test_a_source_outside_the_run_is_said_and_not_read(work):
     ]
 
 
-def test_the_manifest_refuses_a_source_by_an_absolute_path():
-    text = textwrap.dedent(
-        """\
+MANIFEST = textwrap.dedent(
+    """\
         model_definition:
           name: m
           framework: {name: python, version: "3"}
@@ -79,14 +78,26 @@ def test_the_manifest_refuses_a_source_by_an_absolute_path():
         training_data: {connection: {}, source: {bucket: data, type: local}}
         training_results: {connection: {}, target: {bucket: results, type: local}}
         evaluation_metrics:
-          - {type: jsonl, in: /home/someone/metrics.jsonl}
-          - {type: tensorboard, in: ~/tb}
-          - {type: jsonl, in: $LOG_DIR/m.jsonl}
-          - {type: jsonl, in: logs/m.jsonl}
+    """
+)
+
+
+def with_sources(sources: str) -> list[str]:
+    """What validate says of the manifest whose ``evaluation_metrics`` are ``sources`` (YAML
+    list items), at the lines of m.yml (they start at line 8)."""
+    text = MANIFEST + textwrap.indent(textwrap.dedent(sources), "  ")
+    return parse_manifest(text, "m.yml").formatted()
+
+
+def test_the_manifest_refuses_a_source_by_an_absolute_path():
+    found = with_sources(
+        """\
+        - {type: jsonl, in: /home/someone/metrics.jsonl}
+        - {type: tensorboard, in: ~/tb}
+        - {type: jsonl, in: $LOG_DIR/m.jsonl}
+        - {type: jsonl, in: logs/m.jsonl}
         """
     )
-    report = parse_manifest(text, "m.yml")
-    found = report.formatted()
     assert len(found) == 2, found
     assert found[0].startswith("m.yml:8:23: evaluation_metrics[0].in: a source is read in the run")
     assert found[1].startswith("m.yml:9:29: evaluation_metrics[1].in: a source is read in the run")
@@ -95,23 +106,15 @@ def test_the_manifest_refuses_a_source_by_an_absolute_path():
 def test_the_manifest_refuses_a_source_that_leads_out_of_the_run_with_dots():
     """The learner does not read such a source (the test above): validate says so, located,
     rather than the run going without metrics and one line in its log."""
-    text = textwrap.dedent(
+    found = with_sources(
         """\
-        model_definition:
-          name: m
-          framework: {name: python, version: "3"}
-          execution: {command: python3 train.py, resource: small}
-        training_data: {connection: {}, source: {bucket: data, type: local}}
-        training_results: {connection: {}, target: {bucket: results, type: local}}
-        evaluation_metrics:
-          - {type: jsonl, in: $LOG_DIR/../../../../etc/passwd}
-          - {type: tensorboard, in: ../../tb}
-          - {type: jsonl, in: "${JOB_STATE_DIR}/.."}
-          - {type: jsonl, in: $LOG_DIR/../results/m.jsonl}
-          - {type: jsonl, in: ../logs/m.jsonl}
+        - {type: jsonl, in: $LOG_DIR/../../../../etc/passwd}
+        - {type: tensorboard, in: ../../tb}
+        - {type: jsonl, in: "${JOB_STATE_DIR}/.."}
+        - {type: jsonl, in: $LOG_DIR/../results/m.jsonl}
+        - {type: jsonl, in: ../logs/m.jsonl}
         """
     )
-    found = parse_manifest(text, "m.yml").formatted()
     assert found == [
         "m.yml:8:23: evaluation_metrics[0].in: '$LOG_DIR/../../../../etc/passwd' leads out of"
         " the run's folders (..): a source is read in them, nowhere else",

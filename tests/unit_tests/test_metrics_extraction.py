@@ -348,6 +348,14 @@ def test_without_tensorboard_the_run_is_told_what_to_install(monkeypatch):
 # ------------------------------------------------------------------------- the extractor
 
 
+def in_logs(tmp_path: Path, logs: Path, run_log: Path, specs: list[dict], said) -> Extractor:
+    """An extractor of ``specs`` in a run folder ``tmp_path`` whose LOG_DIR is ``logs``."""
+    variables = {"LOG_DIR": str(logs)}
+    return Extractor(
+        str(tmp_path), lambda: specs, variables, str(tmp_path), str(run_log), said.append
+    )
+
+
 def test_the_extractor_follows_while_running_and_writes_the_contracts_lines(tmp_path):
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -359,14 +367,7 @@ def test_the_extractor_follows_while_running_and_writes_the_contracts_lines(tmp_
         {"type": "log", "pattern": r"step (?P<step>\d+) speed (?P<speed>[0-9.]+)"},
         {"type": "tensorboard", "in": "$LOG_DIR/tb"},
     ]
-    extractor = Extractor(
-        str(tmp_path),
-        lambda: specs,
-        {"LOG_DIR": str(logs)},
-        str(tmp_path),
-        str(run_log),
-        said.append,
-    )
+    extractor = in_logs(tmp_path, logs, run_log, specs, said)
     extractor.start()
     points = tmp_path / "metrics.jsonl"
     with (logs / "metrics.jsonl").open("w") as f:
@@ -441,14 +442,7 @@ def test_a_metric_two_sources_give_is_said_once_with_both_sources(tmp_path):
         {"type": "jsonl"},
         {"type": "tensorboard", "in": "$LOG_DIR/tb"},
     ]
-    extractor = Extractor(
-        str(tmp_path),
-        lambda: specs,
-        {"LOG_DIR": str(logs)},
-        str(tmp_path),
-        str(run_log),
-        said.append,
-    )
+    extractor = in_logs(tmp_path, logs, run_log, specs, said)
     extractor.start()
     assert extractor.stop()
     warnings = [line for line in said if "comes from" in line]
