@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 
 import msgspec
 
-from trainui.core.lifecycle import Run, public
+from trainui.core.lifecycle import Run
 from trainui.core.runs import (
     ACTIVE_STATES,
     COMPLETED,
@@ -108,12 +108,9 @@ def counts(runs: Iterable[Run]) -> dict[str, int]:
     return out
 
 
-def describe(record: ExperimentRecord, runs: Sequence[Run], with_runs: bool = False) -> dict:
-    """The experiment as the API shows it; ``with_runs``: its runs too, ranked (``runs``)."""
-    out, order = described(record, runs)
-    if with_runs:
-        out["runs"] = [public(r) for r in order]
-    return out
+def describe(record: ExperimentRecord, runs: Sequence[Run]) -> dict:
+    """The experiment as the API shows it (without its runs)."""
+    return described(record, runs)[0]
 
 
 def described(record: ExperimentRecord, runs: Sequence[Run]) -> tuple[dict, list[Run]]:

@@ -815,8 +815,8 @@ class RunManager:
             if m in runs and not runs[m].deleted
         ]
 
-    def experiment_json(self, record: ExperimentRecord, with_runs: bool = False) -> dict:
-        return describe_experiment(record, self.experiment_runs(record.experiment_id), with_runs)
+    def experiment_json(self, record: ExperimentRecord) -> dict:
+        return describe_experiment(record, self.experiment_runs(record.experiment_id))
 
     def experiment_body(self, record: ExperimentRecord, fields: list[str] | None = None) -> bytes:
         """``GET /v3/experiments/ID``'s JSON: the experiment and its runs ranked, each run's
