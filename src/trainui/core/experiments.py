@@ -45,8 +45,8 @@ RESERVED = frozenset(
         "TRAINING_ID", "EXPERIMENT_ID", "TRAINING_ATTEMPT", "GPU_COUNT", "CUDA_VISIBLE_DEVICES",
         "LEARNER_ID", "NUM_LEARNERS", "PATH", "HOME", "USER", "LOGNAME", "SHELL", "PWD",
         "OLDPWD", "IFS", "LANG", "LANGUAGE", "TERM", "TMPDIR", "TZ", "HOSTNAME", "MAIL", "ENV",
-        "CDPATH", "PS1",
-        "PS2", "PS4", "OPTIND", "OPTARG", "VIRTUAL_ENV", "CONDA_PREFIX", "HOSTTYPE",
+        "CDPATH", "PS1", "PS2", "PS4", "OPTIND", "OPTARG", "VIRTUAL_ENV", "CONDA_PREFIX",
+        "HOSTTYPE",
         # set by sh or bash itself whatever the environment says
         "PPID", "LINENO", "SHLVL", "RANDOM", "SRANDOM", "SECONDS", "HISTCMD", "EPOCHSECONDS",
         "EPOCHREALTIME", "SHELLOPTS", "OPTERR",
