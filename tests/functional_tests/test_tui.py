@@ -1201,6 +1201,24 @@ async def test_d_deletes_a_run_after_asking(home, tmp_path):
     assert home.cli("show", model_id).returncode != 0
 
 
+async def test_a_run_deleted_from_another_terminal_says_so_on_its_open_screen(home, tmp_path):
+    model = write_model(tmp_path / "model")
+    model_id = home.submit(model, home.manifest("sleep 600", name="doomed"))
+    home.wait(model_id, "running")
+    app = make_app(home_client(home), open_run=model_id)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, lambda: "Halt" in text(app), what="the running run's screen")
+        assert home.cli("delete", model_id).returncode == 0  # another terminal
+        await until(pilot, lambda: "deleted from the history" in text(app), what="said")
+        await pilot.pause(0.2)
+        shown = text(app)
+        assert "✕ deleted" in shown and "● running" not in shown
+        assert "Halt" not in shown and "Delete" not in shown  # nothing to change any more
+        duration = next(line for line in shown.splitlines() if "Duration" in line)
+        await pilot.pause(1.2)  # its time stopped where it was deleted
+        assert duration in text(app)
+
+
 async def test_the_list_says_why_a_run_waits_and_h_halts_the_marked_runs(home, tmp_path):
     model = write_model(tmp_path / "model")
     first = home.submit(model, home.manifest("sleep 600", name="first"))

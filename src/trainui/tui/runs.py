@@ -27,6 +27,7 @@ SYMBOLS = {
     "completed": "✓",
     "failed": "✗",
     "halted": "■",
+    "deleted": "✕",  # not a run's state: what its open screen says once it is deleted
 }
 
 

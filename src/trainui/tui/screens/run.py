@@ -120,6 +120,8 @@ class RunScreen(TrainuiScreen):
             return self._going_on()
         if action == "resume_run":  # only a halted or failed run
             return self._resumable()
+        if action in ("delete_run", "clone_run"):  # what is left of a deleted run: its screen
+            return not self.deleted
         return True
 
     def _resumable(self) -> bool:
@@ -169,10 +171,15 @@ class RunScreen(TrainuiScreen):
                 view.metrics_event(model_id, latest)
 
     def run_deleted(self) -> None:
+        """The run was deleted (here, or from another terminal): the screen says so, its
+        fields stop where they were, and it offers nothing that changes the run."""
         self.deleted = True
         if not self.query(TitleBar):  # the screen is being taken down
             return
-        self.query_one(TitleBar).set(right="deleted from the history")
+        self.query_one(TitleBar).set(right=f"{SYMBOLS['deleted']} deleted from the history")
+        if self.run_data is not None:
+            self.query_one(RunDetail).show_run(_as_deleted(self.run_data))
+        self.refresh_bindings()  # h, R, f: gone from the footer
         self.notify(f"{self.model_id} was deleted from the history.", severity="warning")
 
     def show_run(self, run: dict) -> None:
@@ -218,7 +225,7 @@ class RunScreen(TrainuiScreen):
         box.query_one(ProgressBar).update(total=total, progress=progress.get("bytes_done", 0))
 
     def tick(self) -> None:
-        if self.run_data is not None and is_active(self.run_data):
+        if self.run_data is not None and is_active(self.run_data) and not self.deleted:
             self.query_one(RunDetail).show_run(self.run_data)
 
     # --- the log --------------------------------------------------------------------------
@@ -400,6 +407,19 @@ class RunScreen(TrainuiScreen):
 
     def action_clone_run(self) -> None:
         self.app.clone_run(self.model_id)
+
+
+def _as_deleted(run: dict) -> dict:
+    """A run's fields as its screen shows them once it is deleted: its time stops there."""
+    from trainui.core.runs import utc_now
+
+    said = "deleted from the history; what it stored in the results bucket stays there"
+    return {
+        **run,
+        "status": "deleted",
+        "status_message": said,
+        "finished_at": run.get("finished_at") or (utc_now() if run.get("started_at") else None),
+    }
 
 
 def _load_charts() -> None:
