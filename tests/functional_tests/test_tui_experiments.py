@@ -229,6 +229,12 @@ async def test_an_experiment_ranks_its_runs_by_the_objective_with_a_column_per_p
         curves = experiment.query_one("ObjectiveCurves")
         assert [m for m, _label in curves.runs] == experiment.rows.keys[:5]
         assert curves.shown_names() == ["val_loss"]
+        (chart,) = curves.charts()
+        await until(pilot, lambda: len(chart.series) == 5, what="the five curves")
+        labels = [label for _m, label in curves.runs]
+        assert list(chart.series) == labels  # the legend in the runs' order: by rank
+        legend = [str(line) for line in chart.legend(100) if str(line).startswith("●")]
+        assert legend == [f"● {label}" for label in labels]
         await pilot.press("v")  # the curves hidden: the list takes the room
         await until(pilot, lambda: not curves.display or curves.size.height == 0)
         await pilot.press("v")

@@ -93,6 +93,27 @@ async def test_legends_and_title_lines_show_numbers_whole_or_not_at_all():
         assert title == "val/cross_entropy  last 0.1", title
 
 
+async def test_a_legend_lists_its_series_in_the_order_given_whenever_they_come():
+    # an experiment's best runs, ranked: their points come in whatever order the reads end
+    app = ChartApp()
+    async with app.run_test(size=SIZE) as pilot:
+        chart = app.query_one(MetricChart)
+        chart.order = ["first", "second", "third"]
+        for label in ("third", "other", "first", "second"):
+            chart.set_series(label, Series(np.arange(3.0), np.arange(3.0)))
+        await pilot.pause(0.1)
+
+        def legend() -> list[str]:
+            return [line.split("●")[1].split()[0] for line in plot_lines(app) if "●" in line]
+
+        assert legend() == ["first", "second", "third", "other"]
+        colours = dict(chart._colors)
+        chart.set_order(["second", "third", "first"])  # ranked again
+        await pilot.pause(0.1)
+        assert legend() == ["second", "third", "first", "other"]
+        assert chart._colors == colours  # each keeps its colour
+
+
 async def test_a_log_scale_says_how_many_values_it_cannot_show():
     app = ChartApp()
     async with app.run_test(size=SIZE) as pilot:
@@ -242,6 +263,21 @@ async def test_the_metrics_view_draws_a_chart_per_metric_with_its_keys(trained):
         await until(pilot, lambda: "metrics.smooth" in text(app), what="the help")
         await pilot.press("escape", "v")
         await until(pilot, lambda: "trained 0.1" in text(app), what="the log again")
+
+
+async def test_one_chart_alone_has_the_whole_view_at_120x40(trained):
+    app = make_app(trained, open_run=trained.ids["lr-fast"])
+    async with app.run_test(size=(120, 40)) as pilot:
+        view = await metrics_of_lr_fast(app, pilot)
+        first, _second = view.charts()
+        assert first.size.width < view.size.width / 2 + 2  # two charts: two a row
+        await pilot.press("p")  # untick accuracy: loss alone
+        await until(pilot, lambda: "Charts" in text(app), what="the picker")
+        await pilot.press("space", "enter")
+        await until(pilot, lambda: [c.metric for c in view.charts()] == ["loss"])
+        (chart,) = view.charts()
+        await until(pilot, lambda: chart.size.width > view.size.width * 0.9, what="full width")
+        assert chart.size.height >= view.size.height - 3  # and its height
 
 
 async def test_a_cursor_on_a_chart_says_the_value_at_its_step(trained):

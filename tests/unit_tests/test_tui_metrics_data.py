@@ -94,4 +94,5 @@ def test_charts_fill_the_view_with_whole_rows():
     assert row_height(21, 8, 1) == 10  # 80x24: two rows of 10
     assert row_height(37, 4, 2) == ROW_MAX  # four charts: two rows, taller, up to ROW_MAX
     assert row_height(19, 2, 1) == 19  # one row fits: the chart takes the view
+    assert row_height(37, 1, 1) == 37  # one chart alone at 120x40: the view is that chart
     assert row_height(9) == 10  # never under 10

@@ -270,11 +270,12 @@ class ExperimentScreen(TrainuiScreen):
         """The objective's curves of the best runs: made again when they are other runs."""
         if top == self._top:
             return
+        labels = [(m, _label(self._run(m))) for m in top]
         if set(top) == set(self._top) and self.query(ObjectiveCurves):
-            self._top = top
+            self._top = top  # the same runs ranked again: their legend in the new order
+            self.query_one(ObjectiveCurves).reorder(labels)
             return
         self._top = top
-        labels = [(m, _label(self._run(m))) for m in top]
         for old in self.query(ObjectiveCurves):
             old.remove()
         if top:

@@ -189,7 +189,8 @@ class MetricChart(Widget, can_focus=True):
         self.metric = metric
         self.built = not lazy
         self.empty_text = empty_text
-        self.series: dict[str, Series] = {}
+        self.series: dict[str, Series] = {}  # in the legend's order (``order``)
+        self.order: list[str] = []  # the labels' order in the legend (a ranking), where given
         self._colors: dict[str, int] = {}  # label → its place in the palette, kept as runs come
         self._title_drawn: Content | None = None
         self.cursor: float | None = None  # a step whose values the legend says (move_cursor)
@@ -227,10 +228,25 @@ class MetricChart(Widget, can_focus=True):
     def set_series(self, label: str, series: Series, redraw: bool = True) -> None:
         """``label``'s line drawn from ``series``; ``redraw=False``: not yet (many lines set
         at once are drawn once, by ``redraw``)."""
+        new = label not in self.series
         self.series[label] = series
         self.color_of(label)
+        if new and self.order:
+            self._in_order()
         if redraw:
             self.redraw()
+
+    def set_order(self, labels: list[str]) -> None:
+        """The legend's order: ``labels`` first, in that order (the runs' ranking), then the
+        others as they came; each keeps its colour."""
+        self.order = list(labels)
+        self._in_order()
+        self.redraw()
+
+    def _in_order(self) -> None:
+        place = {label: i for i, label in enumerate(self.order)}
+        ordered = sorted(self.series.items(), key=lambda item: place.get(item[0], len(place)))
+        self.series = dict(ordered)  # sorted keeps the unplaced ones as they came
 
     def watch_log_scale(self) -> None:
         self.redraw()

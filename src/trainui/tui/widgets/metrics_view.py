@@ -112,8 +112,10 @@ class MetricsView(Vertical, can_focus=True):
 
     def _size_rows(self) -> None:
         """The grid's columns and rows' height for this size and the charts it holds."""
-        columns = 2 if self.size.width >= TWO_COLUMNS else 1
-        row = row_height(self.size.height - 1, len(self.charts()), columns)
+        count = len(self.charts())
+        # one chart has the whole width: a second column would stay empty
+        columns = 2 if self.size.width >= TWO_COLUMNS and count > 1 else 1
+        row = row_height(self.size.height - 1, count, columns)
         if (columns, row) != (self._columns, self._row) or not self._sized:
             self._sized = True  # set only when it changes: each set is a layout of the grid
             self._columns, self._row = columns, row
@@ -169,6 +171,12 @@ class MetricsView(Vertical, can_focus=True):
                 return label or metric
         return model_id
 
+    def reorder(self, runs: list[tuple[str, str | None]]) -> None:
+        """The same runs in another order (ranked again): each chart's legend follows it."""
+        self.runs = runs
+        for chart in self.charts():
+            chart.set_order([self.label(model_id, chart.metric) for model_id, _label in runs])
+
     async def _arrange(self) -> None:
         """One chart per metric shown, in order; charts no longer shown go."""
         wanted = self.shown_names()
@@ -184,6 +192,7 @@ class MetricsView(Vertical, can_focus=True):
                 chart = MetricChart(metric, lazy=place not in in_view)
                 for model_id, _label in self.runs:  # a run's colour is the same in every chart
                     chart.color_of(self.label(model_id, metric))
+                chart.order = [self.label(model_id, metric) for model_id, _label in self.runs]
                 chart.log_scale, chart.smoothing = self.log_scale, self.smoothing
                 for model_id, _label in self.runs:  # the points held: drawn once mounted
                     series = self.series.get((model_id, metric))
@@ -500,9 +509,12 @@ class ChartGrid(VerticalScroll, inherit_bindings=False):
 def row_height(lines: int, charts: int = 0, columns: int = 1) -> int:
     """The charts' height in a grid ``lines`` high: whole charts fill it (no chart cut at the
     bottom), about ``ROW`` high and at least 10, two where two of 10 fit; ``charts`` (in
-    ``columns``) that need fewer rows than that get taller ones, up to ``ROW_MAX``."""
+    ``columns``) that need fewer rows than that get taller ones, up to ``ROW_MAX``; one chart
+    alone fills it (the view is that chart)."""
     rows = max(1, lines // ROW, min(2, lines // 10))
     needed = -(-charts // columns)
+    if charts == 1:
+        return max(10, lines)
     if 0 < needed < rows:
         return max(10, min(ROW_MAX, lines // needed))
     return max(10, lines // rows)
