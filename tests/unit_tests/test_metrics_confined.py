@@ -69,6 +69,20 @@ def test_a_source_outside_the_run_is_said_and_not_read(work):
     ]
 
 
+def test_a_source_naming_an_unknown_variable_is_said_when_the_run_starts(work):
+    # validate warns of it; a run submitted anyway says it in its log, where the missing
+    # metrics are looked for
+    said = []
+    variables = {"LOG_DIR": str(work / "logs"), "JOB_STATE_DIR": str(work)}
+    specs = [{"type": "jsonl", "in": "$LOGDIR/m.jsonl"}, {"type": "jsonl", "in": "${LOG_DIR}/m"}]
+    sources = open_sources(specs, variables, str(work), str(work / "log.txt"), Tally(said.append))
+    assert [s.label for s in sources] == ["$LOGDIR/m.jsonl", "${LOG_DIR}/m"]  # still read
+    assert said == [
+        "the jsonl source $LOGDIR/m.jsonl: $LOGDIR is not a run folder (known: $JOB_STATE_DIR, "
+        "$LOG_DIR); the path is read as written"
+    ]
+
+
 MANIFEST = textwrap.dedent(
     """\
         model_definition:

@@ -436,6 +436,12 @@ def expand(path: str, variables: dict[str, str], base: str) -> str:
     return os.path.normpath(os.path.join(base, path))
 
 
+def unknown_variables(path: str, variables: dict[str, str]) -> list[str]:
+    """The names in ``path`` (``$NAME``, ``${NAME}``) that are not the run's variables."""
+    found = (match.group(1) or match.group(2) for match in _VARIABLE.finditer(path))
+    return sorted({name for name in found if name not in variables})
+
+
 def open_sources(
     specs: Iterable[dict] | None,
     variables: dict[str, str],
@@ -455,6 +461,12 @@ def open_sources(
     for spec in specs:
         kind = spec.get("type")
         where = spec.get("in")
+        unknown = unknown_variables(where or "", variables)
+        if unknown and kind in TYPES:  # warned at submit too: a path that never fills
+            names = ", ".join(f"${name}" for name in unknown)
+            known = ", ".join(f"${name}" for name in sorted(variables))
+            tally.say(f"the {kind} source {where}: {names} is not a run folder (known: {known}); "
+                      "the path is read as written")  # fmt: skip
         if where and kind in TYPES and not within(expand(where, variables, base), root):
             tally.say(f"the {kind} source {where} is outside the run's folders: not read")
             continue
