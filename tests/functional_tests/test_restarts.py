@@ -315,11 +315,14 @@ def test_a_run_halted_before_it_started_resumes(home):
     # its first attempt never began: the resume makes it pending again, listed once
     again = home.show(waiting)
     assert again["status"] == "pending" and again["attempt"] == 1, again
+    halted_run = home.show(blocker)
+    assert again["resumed_at"] > again["submitted_at"] and halted_run["resumed_at"] is None
     assert again["status_message"].startswith("waiting for a CPU slot"), again
     home.cli("halt", blocker, check=True)
     run = home.wait(waiting, "completed", "failed", timeout=60)
     assert run["status"] == "completed" and "resumed" in log(home, waiting)
     assert run["attempt"] == 1 and not run["attempts"]  # as a run that never waited
+    assert run["started_at"] >= run["resumed_at"] == again["resumed_at"]
 
 
 def test_the_demo_resumed_goes_on_from_its_checkpoint(home):

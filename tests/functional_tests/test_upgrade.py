@@ -91,7 +91,8 @@ def test_control_characters_kept_by_an_older_trainui_are_escaped_on_upgrade(home
     home.kill_service()
     db = sqlite3.connect(home.path / "runs.db")
     evil = "x\x1b[2J\x1b[31mred"
-    db.execute("PRAGMA user_version = 4")  # as stop 26 left it
+    db.execute("PRAGMA user_version = 4")  # as stop 26 left it: without the later columns
+    db.execute("ALTER TABLE runs DROP COLUMN resumed_at")  # step 6's
     db.execute(
         "UPDATE runs SET name = ?, description = ?, parameters = ?, metrics = ? WHERE model_id = ?",
         (

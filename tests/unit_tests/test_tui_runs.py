@@ -177,6 +177,12 @@ def test_waiting_and_running_are_counted_apart():
     never = run(1, status="halted", finished_at="2026-11-27T05:00:31Z")
     assert waited_seconds(never, now) == 30 and time_text(never, now) == "-"
     assert time_text(run(1, status="pending"), parse_time("2026-11-29T05:00:01Z")) == "wait 2d"
+    # halted before it ever started, resumed a minute ago: it has waited since then
+    resumed = run(1, status="pending", resumed_at="2026-11-27T05:02:01Z")
+    assert waited_seconds(resumed, now) == 60 and time_text(resumed, now) == "wait 1m"
+    began = run(1, status="running", resumed_at="2026-11-27T05:02:01Z",
+                started_at="2026-11-27T05:02:06Z")  # fmt: skip
+    assert waited_seconds(began, now) == 5
 
 
 def test_a_later_attempt_waits_from_its_resume_or_its_restart_not_from_the_submission():

@@ -92,6 +92,8 @@ class Run(msgspec.Struct, frozen=True):
     attempt: int = 1
     max_restarts: int = 0
     attempts: list | None = None
+    # when `trainui resume` last started it again (its wait counts from then); None if never
+    resumed_at: str | None = None
     # the service's own, never in the API
     seq: int | None = None
     queued_epoch: float | None = None
@@ -200,6 +202,7 @@ def resumed(run: Run, message: str, attempt: int | None = None) -> Run:
         exit_code=None,
         finished_at=None,
         finished_epoch=None,
+        resumed_at=utc_now(),
     )
 
 

@@ -133,6 +133,12 @@ _RUN = {
                 },
             },
         },
+        "resumed_at": {
+            "type": ["string", "null"],
+            "format": "date-time",
+            "description": "when `trainui resume` last started the run again (its wait "
+            "counts from then); null if it never was",
+        },
     },
 }
 

@@ -35,7 +35,7 @@ _COLUMNS = (
     "model_id", "seq", "owner", "name", "description", "framework", "resource", "gpus",
     "gpu_ids", "status", "status_message", "error_code", "exit_code", "submitted_at",
     "started_at", "finished_at", "data", "results", "progress", "metrics", "experiment_id",
-    "parameters", "attempt", "max_restarts", "attempts",
+    "parameters", "attempt", "max_restarts", "attempts", "resumed_at",
     # internal: not part of the API object
     "queued_epoch", "learner_pid", "learner_start", "finished_epoch", "deleted",
 )  # fmt: skip
@@ -159,8 +159,15 @@ def _escaped_json(value, column: str):
     return spec
 
 
+def _v6_resumed_at(db: sqlite3.Connection) -> None:
+    """When a run was last resumed (``Run.resumed_at``): a run halted before it ever started,
+    then resumed, waits from then, not from its submission; null for the runs before."""
+    db.execute("ALTER TABLE runs ADD COLUMN resumed_at")
+
+
 MIGRATIONS = [
     _v1_runs_and_unwritten, _v2_metrics, _v3_experiments, _v4_attempts, _v5_no_control_characters,
+    _v6_resumed_at,
 ]  # fmt: skip
 
 

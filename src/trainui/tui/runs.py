@@ -65,7 +65,8 @@ def ran_seconds(run: dict, now: float | None = None) -> float | None:
 def waited_seconds(run: dict, now: float | None = None) -> float | None:
     """How long the run's attempt waited for a GPU or CPU slot: submitted → started, or → now
     while pending, or → finished when it ended before it started. A later attempt waits from
-    when the one before it ended (a restart: its back-off, then the queue) or was resumed."""
+    when the one before it ended (a restart: its back-off, then the queue) or was resumed; a
+    run halted before it ever started, then resumed, from when it was resumed."""
     queued = parse_time(run.get("submitted_at"))
     attempt = run.get("attempt") or 1
     attempts = run.get("attempts") or ()
@@ -73,6 +74,9 @@ def waited_seconds(run: dict, now: float | None = None) -> float | None:
         # the attempt before this one (once this one ended, the list has it too)
         before = next((a for a in attempts if a.get("attempt") == attempt - 1), attempts[-1])
         queued = parse_time(before.get("resumed_at")) or parse_time(before.get("finished_at"))
+    resumed = parse_time(run.get("resumed_at"))
+    if resumed is not None and (queued is None or resumed > queued):
+        queued = resumed  # resumed since (one halted before it ever started: days after)
     if queued is None:
         return None
     # started_at and finished_at are the last attempt's until this one starts or ends
