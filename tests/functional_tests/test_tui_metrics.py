@@ -567,6 +567,12 @@ async def test_long_manifest_values_show_where_they_differ_and_whole_below(tmp_p
             assert "--epochs 5 --hidden 32" in row and "--epochs 50 --hidden 32" in row, row
             for i, command in enumerate(commands):  # below the table, each whole
                 assert f"long{i}: {command}" in lines, lines
+            table, detail = (
+                app.screen.query_one("#manifest-table"),
+                app.screen.query_one("#manifest-detail"),
+            )
+            # right under its rows (a header, two rows, a scroll bar): no gap between them
+            assert detail.region.y == table.region.bottom <= table.region.y + 4
     finally:
         h.stop()
 

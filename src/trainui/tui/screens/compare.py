@@ -53,6 +53,8 @@ class CompareScreen(TrainuiScreen):
     CompareScreen TabbedContent { height: 1fr; }
     CompareScreen TabPane { padding: 0; height: 1fr; }
     CompareScreen DataTable { height: 1fr; }
+    /* the fields that differ, then the selected one's values right under them */
+    CompareScreen #manifest-table { height: auto; max-height: 60%; }
     CompareScreen .compare-note { height: auto; color: $text-muted; padding: 0 1; }
     CompareScreen #manifest-detail {
         height: auto; max-height: 50%; padding: 0 1; background: $boost; overflow-y: auto;
