@@ -167,7 +167,7 @@ def test_a_runs_public_object_has_the_spec_fields_and_none_of_the_services():
         "model_id", "url", "name", "description", "framework", "resource", "gpus", "gpu_ids",
         "status", "status_message", "error_code", "exit_code", "submitted_at", "started_at",
         "finished_at", "owner", "data", "results", "progress", "metrics", "experiment_id",
-        "parameters", "attempt", "max_restarts", "attempts",
+        "parameters", "attempt", "max_restarts", "attempts", "resumed_at",
     }  # fmt: skip
 
 
