@@ -29,6 +29,8 @@ STATE_STYLES = {
     "halted": "$warning",
 }
 LABEL = 13
+WRAPPED = ("Status", "Description")  # wide fields of words, wrapped rather than cut
+WRAPPED_LINES = 3
 
 
 def where(place: dict | None) -> str:
@@ -194,10 +196,41 @@ def render_fields(run: dict, width: int, cpu_mode: bool | None = None) -> Conten
         parts.append("\n")
     for label, value, style, _wide in wide:
         parts.append((f"{label:<{LABEL}}", "$text-muted"))
+        if label in WRAPPED:  # words: read whole, up to a few lines (the rest: m, the manifest)
+            value = ("\n" + " " * LABEL).join(wrap_cells(value, width - LABEL, WRAPPED_LINES))
         parts.append((value, style))
         parts.append("\n")
     content = Content.assemble(*parts)
     return content.rstrip()
+
+
+def wrap_cells(text: str, width: int, most: int) -> list[str]:
+    """``text`` in lines of at most ``width`` cells, broken between words (a word longer than a
+    line, where it must), its own line ends kept; at most ``most`` lines, the last ending with
+    "…" where some was left out."""
+    width = max(1, width)
+    lines: list[str] = []
+    for paragraph in text.splitlines() or [""]:
+        line = ""
+        for word in paragraph.split(" "):
+            joined = f"{line} {word}" if line else word
+            if cell_len(joined) <= width:
+                line = joined
+                continue
+            if line:
+                lines.append(line)
+            while cell_len(word) > width:  # a path or a URL longer than the line
+                piece = set_cell_size(word, width).rstrip() or word[0]  # a wide character
+                lines.append(piece)
+                word = word[len(piece) :]
+            line = word
+        lines.append(line)
+    if len(lines) > most:
+        last = lines[most - 1]
+        lines = [*lines[: most - 1], f"{last} …" if cell_len(last) + 2 <= width else ""]
+        if not lines[-1]:
+            lines[-1] = set_cell_size(last, width - 1).rstrip() + "…"
+    return lines
 
 
 def _fit(text: str, width: int) -> str:
