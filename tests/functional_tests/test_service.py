@@ -22,6 +22,32 @@ def test_one_service_per_home(home):
     assert f"a trainui service is already running for {home.path}" in second.stderr
 
 
+def test_a_command_given_while_the_service_exits_starts_the_next_one(home):
+    """A service that stops holds its lock while it delivers its last notifications (up to
+    5 s), its socket closed: a command given then said "a trainui service is already running"
+    for those seconds. It waits for that service to end, then starts the next."""
+    home.path.mkdir(parents=True, exist_ok=True)
+    holder = subprocess.Popen(  # as an exiting service: the lock held, no socket, 1.5 s more
+        [sys.executable, "-c", (
+            "import fcntl, os, sys, time\n"
+            f"fd = os.open({str(home.path / 'service.lock')!r}, os.O_RDWR | os.O_CREAT, 0o600)\n"
+            "fcntl.flock(fd, fcntl.LOCK_EX)\n"
+            "os.write(fd, str(os.getpid()).encode()); print('held', flush=True)\n"
+            "time.sleep(1.5)\n"
+        )],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline() == "held\n"
+        listed = home.cli("list", timeout=60)
+        assert listed.returncode == 0, listed.stderr
+        assert holder.poll() is not None  # it answered once the old one had gone
+    finally:
+        holder.kill()
+        holder.wait()
+
+
 def test_a_damaged_run_store_or_token_file_or_a_bad_port_is_a_sentence(home):
     """The box owner's mistakes at the service's start: what to do, never a traceback."""
     bad_port = home.cli("serve", "--port", "99999", timeout=30)

@@ -11,6 +11,7 @@ import socket
 import ssl
 import sys
 import tempfile
+import time
 from collections.abc import Coroutine
 
 import uvicorn
@@ -31,17 +32,51 @@ class AlreadyRunning(Exception):
     pass
 
 
-def acquire_lock(home: str) -> int:
-    """Hold ``<home>/service.lock`` for as long as this process lives."""
+LOCK_WAIT = 12.0  # seconds to wait for a service that is exiting (its notifications: 5 s)
+
+
+def acquire_lock(home: str, unix_socket: str | None = None, wait: float = LOCK_WAIT) -> int:
+    """Hold ``<home>/service.lock`` for as long as this process lives. A service that holds it
+    and answers on its socket is running: refused at once. One that holds it and answers no
+    more is exiting (it delivers its last notifications, up to 5 s): waited for, up to
+    ``wait`` seconds, so that a command given meanwhile starts the next service."""
     fd = os.open(os.path.join(home, "service.lock"), os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
-        raise AlreadyRunning(f"a trainui service is already running for {home}") from None
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            answers = _answers(unix_socket or socket_path(home))
+            if answers or time.monotonic() >= deadline:
+                holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+                os.close(fd)
+                said = f"a trainui service is already running for {home}"
+                if not answers:
+                    said = (
+                        f"the trainui service of {home} (PID {holder or '?'}) holds its lock "
+                        f"but has not answered on its socket for {wait:.0f} s: it may be stuck "
+                        "stopping"
+                    )
+                raise AlreadyRunning(said) from None
+            time.sleep(0.05)
     os.ftruncate(fd, 0)
     os.write(fd, f"{os.getpid()}\n".encode())
     return fd
+
+
+def _answers(path: str) -> bool:
+    """Does a service accept connections on the Unix socket ``path``?"""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(path)
+    except OSError:
+        return False
+    else:
+        return True
+    finally:
+        probe.close()
 
 
 def bind_unix_socket(path: str) -> socket.socket:
@@ -195,9 +230,9 @@ def serve(
     if bool(certfile) != bool(keyfile):
         raise ServeRefused("TLS needs both --certfile and --keyfile")
     tls = _tls_context(certfile, keyfile) if certfile else None
-    acquire_lock(home)  # raises AlreadyRunning
-    use_home_for_temporary_files(home)
     path = unix_socket or socket_path(home)
+    acquire_lock(home, path)  # raises AlreadyRunning
+    use_home_for_temporary_files(home)
     tcp = bind_tcp_socket(host, port) if host is not None else None
     try:
         launcher = make_launcher(settings, os.path.join(home, "runs"))
