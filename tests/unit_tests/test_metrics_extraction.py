@@ -221,6 +221,22 @@ def test_a_pattern_on_a_real_log(tmp_path, monkeypatch):
     assert said == []
 
 
+def test_a_log_cut_at_its_cap_says_its_pattern_reads_no_further(tmp_path):
+    # the command goes on past the cap, its lines dropped: an objective read from them would
+    # stop at the cut without a word
+    from trainui.core.runs import LOG_CUT
+
+    log = tmp_path / "log.txt"
+    log.write_text(f"loss=0.5\n{LOG_CUT}, at 1,024 bytes of the command's output\n")
+    said = Said()
+    source = LogSource(str(log), r"loss=(?P<loss>\S+)", Tally(said.append), "the run's log")
+    assert triples(drain(source, final=True)) == [("loss", 0, 0.5)]
+    assert said == [
+        "the run's log was cut at its cap (TRAINUI_LOG_MAX_BYTES): the pattern "
+        f"{source.pattern!r} reads no line after the cut, its later points are not recorded"
+    ]
+
+
 def test_a_pattern_without_step_counts_matches_and_bad_numbers_are_counted(tmp_path):
     log = tmp_path / "log.txt"
     log.write_text("loss=0.5\nnoise\nloss=nan\nloss=1.2.3\nloss=0.25\n")

@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable
 
 import msgspec
 
-from trainui.core.runs import METRICS_FILE, within
+from trainui.core.runs import LOG_CUT, METRICS_FILE, within
 
 TYPES = ("jsonl", "tensorboard", "log")
 DEFAULT_SOURCE = {"type": "jsonl", "in": "$LOG_DIR/metrics.jsonl"}
@@ -341,6 +341,9 @@ class JsonlSource:
         self.lines.close()
 
 
+_LOG_CUT = LOG_CUT.encode()
+
+
 class LogSource:
     """``type: log``: lines of a text file (the run's log) searched with a pattern whose named
     groups are the metrics (and ``step``). The learner's own lines (``trainui: ...``) are not
@@ -375,6 +378,12 @@ class LogSource:
         search, now = self.regex.search, time.time()
         for raw in lines:
             if raw.startswith(b"trainui: "):
+                if raw.startswith(_LOG_CUT):  # the lines after it are not in the log
+                    self.tally.say(
+                        f"{self.path} was cut at its cap (TRAINUI_LOG_MAX_BYTES): the pattern "
+                        f"{self.pattern!r} reads no line after the cut, its later points are "
+                        "not recorded"
+                    )
                 continue
             try:
                 # concurrent: the GIL is let go meanwhile (a halt is heard at once)

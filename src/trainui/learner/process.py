@@ -13,6 +13,7 @@ import time
 from trainui.core.lifecycle import change, update
 from trainui.core.runs import (
     DEFAULT_LOG_MAX_BYTES,
+    LOG_CUT,
     LOG_FILE,
     MANIFEST_FILE,
     RUNNING,
@@ -584,7 +585,7 @@ class _LogPump:
         if kept:
             self._write(kept)
         notice = (
-            f"trainui: the log is cut here, at {self.max_bytes:,} bytes of the command's output"
+            f"{LOG_CUT}, at {self.max_bytes:,} bytes of the command's output"
             " (TRAINUI_LOG_MAX_BYTES); the command goes on, its further output is dropped\n"
         ).encode()
         self._write(notice if self.line_ended else b"\n" + notice)
