@@ -84,7 +84,7 @@ def test_jsonl_torn_line_waits_for_its_newline_and_bad_values_are_counted(tmp_pa
         # Python's json writes NaN and Infinity: read, then skipped as non-finite
         f.write(json.dumps({"step": 3, "loss": math.nan, "accuracy": math.inf, "lr": 0.1}) + "\n")
         f.write("not json at all\n\n[1, 2]\n")
-        f.write('{"loss": 0.3}\n')  # no step: its ordinal among the objects (the 4th: 3)
+        f.write('{"loss": 0.3}\n')  # no step: the one after the last line's (3): 4
         f.write('{"step": 1, "loss": 0.9}\n')  # a restarted attempt: the step goes back, kept
         f.write('{"step": "x", "loss": 1}\n')
         f.write('{"step": 1e20, "loss": 1}\n')  # whole, but beyond a 64-bit step
@@ -96,7 +96,7 @@ def test_jsonl_torn_line_waits_for_its_newline_and_bad_values_are_counted(tmp_pa
         assert triples(got) == [
             ("loss", 2, 0.4),
             ("lr", 3, 0.1),
-            ("loss", 3, 0.3),
+            ("loss", 4, 0.3),
             ("loss", 1, 0.9),
         ]
         assert all(isinstance(p.step, int) and isinstance(p.value, float) for p in got)
@@ -235,6 +235,22 @@ def test_a_log_cut_at_its_cap_says_its_pattern_reads_no_further(tmp_path):
         "the run's log was cut at its cap (TRAINUI_LOG_MAX_BYTES): the pattern "
         f"{source.pattern!r} reads no line after the cut, its later points are not recorded"
     ]
+
+
+def test_a_jsonl_line_without_step_comes_after_the_last_step_and_an_empty_name_is_left_out(
+    tmp_path,
+):
+    # the line's ordinal put a step-less line behind an explicit step 10: the point at 10 was
+    # then dropped from the curves as a step going back
+    path = tmp_path / "metrics.jsonl"
+    lines = ["garbage", '{"loss": 1}', '{"loss": 2}', "", '{"step": 10, "loss": 4}',
+             '{"loss": 5}', '{"loss": 6, "": 3}']  # fmt: skip
+    path.write_text("\n".join(lines) + "\n")
+    source = JsonlSource(str(path), Tally(Said().append))
+    assert triples(drain(source, final=True)) == [
+        ("loss", 0, 1.0), ("loss", 1, 2.0), ("loss", 10, 4.0), ("loss", 11, 5.0), ("loss", 12, 6.0),
+    ]  # fmt: skip
+    assert source.tally.counts == {"jsonl-malformed": 1, "name": 1}
 
 
 def test_a_pattern_without_step_counts_matches_and_bad_numbers_are_counted(tmp_path):

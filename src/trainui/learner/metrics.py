@@ -253,7 +253,9 @@ class JsonlSource:
         self.lines = LineFollower(path, root=root)
         self.tally = tally
         self.quiet = quiet  # the zero-configuration default: its absence is not worth a word
-        self.ordinal = 0  # objects read so far: the step of one without ``step``
+        # the step of an object without ``step``: the one after the last object's (W&B's
+        # rule), so 0, 1, 2... where none has one, and never behind a step given before it
+        self.ordinal = 0
 
     @property
     def more(self) -> bool:
@@ -308,16 +310,16 @@ class JsonlSource:
             return None
 
     def _points(self, obj: dict, out: list[Point], now: float) -> None:
-        ordinal = self.ordinal
-        self.ordinal += 1
-        step = obj.get("step", ordinal)
+        step = obj.get("step", self.ordinal)
         if type(step) is not int or not STEP_MIN <= step <= STEP_MAX:
             step = _step(step)
             if step is None:
+                self.ordinal += 1
                 self.tally.add(
                     "jsonl-step", f"a line of {self.path} has a step that is no 64-bit integer"
                 )
                 return
+        self.ordinal = min(step + 1, STEP_MAX)
         when = obj.get("time", now)
         if type(when) is not float:
             when = float(when) if type(when) is int else now
@@ -325,7 +327,7 @@ class JsonlSource:
             kind = type(value)
             if (kind is not float and kind is not int) or key == "step" or key == "time":
                 continue
-            if not key.isprintable() or len(key) > LONGEST_NAME:
+            if not key or not key.isprintable() or len(key) > LONGEST_NAME:
                 self.tally.add("name", _bad_name(key, self.path))
                 continue
             try:
@@ -653,8 +655,8 @@ def _bad_name(name: str, where: str) -> str:
     forge a line of the log, an escape sequence recolour the terminal)."""
     shown = ascii(name[:40]) + ("..." if len(name) > 40 else "")
     return (
-        f"a metric name in {where} holds a control character or is over {LONGEST_NAME} "
-        f"characters ({shown})"
+        f"a metric name in {where} is empty, holds a control character or is over "
+        f"{LONGEST_NAME} characters ({shown})"
     )
 
 
@@ -846,7 +848,7 @@ class TensorboardSource:
             else:
                 continue
             name = prefix + tag if prefix else tag
-            if not name.isprintable() or len(name) > LONGEST_NAME:
+            if not name or not name.isprintable() or len(name) > LONGEST_NAME:
                 self.tally.add("name", _bad_name(name, self.label))
                 continue
             if number - number != 0.0:
