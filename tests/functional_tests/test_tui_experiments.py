@@ -589,3 +589,55 @@ def test_an_experiment_ranked_with_its_best_curves(snap_compare, sweeps, utc):
 
     app = make_app(sweeps, view="experiments")
     assert snap_compare(app, terminal_size=SIZE, run_before=run_before)
+
+
+async def test_a_run_deleted_from_another_terminal_leaves_the_experiments_screen(tmp_path):
+    # it stayed as a row, counted, with its time going on; and the curves of every run were
+    # replaced by "This service does not serve metrics" (the deleted run's 404)
+    with experiments_home(tmp_path, halted=False) as h:
+        app = make_app(h, view="experiments")
+        async with app.run_test(size=WIDE) as pilot:
+            experiment = await open_grid(pilot, h)
+            await until(pilot, lambda: experiment.query("ObjectiveCurves"), what="the curves")
+            curves = experiment.query_one("ObjectiveCurves")
+            await until(pilot, lambda: curves.reads >= 1, what="the curves read")
+            best = experiment.rows.keys[0]
+            assert h.cli("delete", best).returncode == 0
+            await until(pilot, lambda: best not in experiment.rows.keys, what="its row gone")
+            assert len(experiment.rows.keys) == 5 and "5 completed" in text(app)
+            assert best not in text(app)
+
+            def curves_now():
+                found = experiment.query("ObjectiveCurves")
+                return found.first() if found else None
+
+            await until(
+                pilot,
+                lambda: (
+                    curves_now() is not None
+                    and [m for m, _ in curves_now().runs] == experiment.rows.keys
+                    and curves_now().reads >= 1
+                ),
+                what="the curves of the five runs left",
+            )
+            assert curves_now().problem == "" and "does not serve metrics" not in text(app)
+            (chart,) = curves_now().charts()
+            await until(pilot, lambda: len(chart.series) == 5, what="their five lines")
+
+
+async def test_the_curves_of_a_run_deleted_before_they_are_read_go_quietly(tmp_path):
+    # the run's 404 took the whole view for an old service's ("does not serve metrics")
+    with experiments_home(tmp_path, halted=False) as h:
+        from trainui.tui.widgets.metrics_view import MetricsView
+
+        runs = h.ids["grid-runs"][:3]
+        assert h.cli("delete", runs[0]).returncode == 0
+        app = make_app(h)
+        async with app.run_test(size=WIDE) as pilot:
+            await loaded(pilot)
+            view = MetricsView(app.client, [(m, m[-4:]) for m in runs], id="probe")
+            await app.screen.mount(view)
+            await until(pilot, lambda: view.reads >= 1, what="the read")
+            assert view.problem == "" and [m for m, _ in view.runs] == runs[1:]
+            await until(pilot, lambda: len(view.charts()) == 1, what="the chart")
+            await until(pilot, lambda: len(view.charts()[0].series) == 2, what="two lines")

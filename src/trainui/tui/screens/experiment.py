@@ -129,6 +129,13 @@ class ExperimentScreen(TrainuiScreen):
             return
         if changed is not None and not changed & self.read.keys():
             return
+        if self.app.loaded:  # runs deleted since the experiment was read (another terminal)
+            gone = {m for m in (changed or self.read.keys()) & self.read.keys()
+                    if self.app.table.get(m) is None}  # fmt: skip
+            if gone:
+                self.order = [m for m in self.order if m not in gone]
+                for model_id in gone:
+                    del self.read[model_id]
         self.experiment = self.app.experiments.get(self.experiment_id) or self.experiment
         metric, goal = objective(self.experiment)
         runs = [self._run(m) for m in self.order]

@@ -236,6 +236,12 @@ class MetricChart(Widget, can_focus=True):
         if redraw:
             self.redraw()
 
+    def remove_series(self, labels: set[str]) -> None:
+        """Lines no longer drawn (their runs were deleted); the others keep their colours."""
+        if labels & self.series.keys():
+            self.series = {k: s for k, s in self.series.items() if k not in labels}
+            self.redraw()
+
     def set_order(self, labels: list[str]) -> None:
         """The legend's order: ``labels`` first, in that order (the runs' ranking), then the
         others as they came; each keeps its colour."""

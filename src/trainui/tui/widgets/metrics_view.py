@@ -171,6 +171,16 @@ class MetricsView(Vertical, can_focus=True):
                 return label or metric
         return model_id
 
+    def forget(self, gone: set[str]) -> None:
+        """Runs that are no longer there (deleted): their lines and legends go."""
+        for chart in self.charts():
+            chart.remove_series({self.label(m, chart.metric) for m in gone})
+        self.runs = [(m, label) for m, label in self.runs if m not in gone]
+        for key in [key for key in self.series if key[0] in gone]:
+            del self.series[key]
+        for model_id in gone:
+            self.summaries.pop(model_id, None)
+
     def reorder(self, runs: list[tuple[str, str | None]]) -> None:
         """The same runs in another order (ranked again): each chart's legend follows it."""
         self.runs = runs
@@ -281,7 +291,20 @@ class MetricsView(Vertical, can_focus=True):
                     return summary
             return await with_series(model_id, self._guess(model_id))
 
-        summaries = await asyncio.gather(*(first(m) for m in ids))
+        async def unless_gone(model_id: str) -> dict | None:
+            try:
+                return await first(model_id)
+            except ClientError as error:
+                if error.status == 404 and str(error) == f"run {model_id} not found":
+                    return None  # deleted meanwhile (from another terminal): left out
+                raise
+
+        summaries = await asyncio.gather(*(unless_gone(m) for m in ids))
+        gone = {m for m, summary in zip(ids, summaries, strict=True) if summary is None}
+        if gone:
+            self.forget(gone)
+            summaries = [s for s in summaries if s is not None]
+            ids = [m for m in ids if m not in gone]
         names: set[str] = set()
         for model_id, summary in zip(ids, summaries, strict=True):
             by_name = {m["name"]: m for m in summary.get("metrics") or []}
