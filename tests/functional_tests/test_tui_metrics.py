@@ -265,6 +265,24 @@ async def test_the_metrics_view_draws_a_chart_per_metric_with_its_keys(trained):
         await until(pilot, lambda: "trained 0.1" in text(app), what="the log again")
 
 
+async def test_unticking_the_zoomed_chart_zooms_the_first_one_left(trained):
+    # the view was blank (every chart hidden by the zoom), and j then skipped a chart
+    app = make_app(trained, open_run=trained.ids["lr-fast"])
+    async with app.run_test(size=SIZE) as pilot:
+        view = await metrics_of_lr_fast(app, pilot)
+        assert [c.metric for c in view.charts()] == ["accuracy", "loss"]
+        await pilot.press("z")
+        await until(pilot, lambda: view.has_class("-zoomed"))
+        await pilot.press("p")  # untick accuracy, the zoomed one
+        await until(pilot, lambda: "Charts" in text(app), what="the picker")
+        await pilot.press("space", "enter")
+        await until(pilot, lambda: [c.metric for c in view.charts()] == ["loss"])
+        (chart,) = view.charts()
+        await until(pilot, lambda: chart.has_class("-zoom") and chart.region.height > 10)
+        await until(pilot, lambda: "last " in text(app), what="the loss chart drawn")
+        assert chart.has_focus
+
+
 async def test_one_chart_alone_has_the_whole_view_at_120x40(trained):
     app = make_app(trained, open_run=trained.ids["lr-fast"])
     async with app.run_test(size=(120, 40)) as pilot:

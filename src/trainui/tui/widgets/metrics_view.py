@@ -437,11 +437,17 @@ class MetricsView(Vertical, can_focus=True):
             self.notify("No metrics to pick from yet.", severity="warning")
             return
 
+        async def arranged() -> None:
+            await self._arrange()
+            # the first chart selected (zoomed, if the view was): the chart that had the keys,
+            # or the zoom, may be one no longer shown
+            self._select(0)
+
         def picked(names: list[str] | None) -> None:
             if names is not None:
                 self.shown = names
                 self.selected = 0
-                self.run_worker(self._arrange(), group="arrange")
+                self.run_worker(arranged(), group="arrange")
                 self.wake()
 
         self.app.push_screen(MetricPicker("Charts", self.names, self.shown_names()), picked)
