@@ -3,6 +3,7 @@ runs, through the real CLI, the real service on its socket and real learners."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import textwrap
@@ -188,6 +189,22 @@ def median_sweep(home, name: str, pause: str, steps: str) -> tuple[dict, dict]:
     return e, {r["parameters"]["scale"]: r for r in e["runs"]}
 
 
+async def tui_resume_experiment(home, experiment_id: str) -> str:
+    """R on the experiment in the TUI's experiments view: the screen then (a question or a
+    notice)."""
+    from test_tui import home_client, make_app, text, until
+
+    app = make_app(home_client(home), view="experiments")
+    async with app.run_test(size=(100, 30)) as pilot:
+        await until(pilot, lambda: app.loaded and app.experiments_loaded, what="loaded")
+        await until(pilot, lambda: experiment_id in str(app.screen.rows.keys), what="listed")
+        screen = app.screen
+        screen.rows.move_to(screen.rows.keys.index(experiment_id))
+        await pilot.press("R")
+        await until(pilot, lambda: app._notifications or screen is not app.screen, what="R")
+        return text(app) + "\n".join(str(n.message) for n in app._notifications)
+
+
 def test_the_median_rule_halts_the_run_that_falls_behind_with_its_reason(home):
     # the three good runs go fast (they set the median), the bad one slowly; resumed, it
     # goes on from its checkpoint (step 10)
@@ -220,6 +237,9 @@ def test_the_median_rule_halts_the_run_that_falls_behind_with_its_reason(home):
     assert "none of the 1 failed or halted runs" in refused.stderr
     assert "1 stopped early (the median rule)" in refused.stderr, refused.stderr
     assert home.show(bad["model_id"])["status"] == "halted"
+    # the TUI's R says so before asking (its question promised to start the halted run)
+    said = asyncio.run(tui_resume_experiment(home, e["experiment_id"]))
+    assert "None of the 1 halted or failed runs" in said and "1 stopped early" in said, said
     # its user disagrees: `trainui resume ID`, and the rule leaves it alone this time
     home.cli("resume", bad["model_id"], check=True)
     again = home.wait(bad["model_id"], "completed", "halted", "failed", timeout=60)

@@ -159,6 +159,14 @@ CONTAINER_FILE = "container.json"  # a container run's runtime command and conta
 KEPT_RESULTS = "results-not-stored"  # RESULT_DIR, kept when the results could not be stored
 KEPT_CHECKPOINTS = "checkpoints-not-copied"  # CHECKPOINT_DIR, kept when the bucket refused it
 PREPARING = "preparing"  # the learner's phase while a framework's image is pulled (SPEC §10)
+STOPPED_EARLY = "stopped early: "  # how the median rule's halt message begins (SPEC §9)
+
+
+def stopped_early(status_message: str | None) -> bool:
+    """Whether a halted run's message is the median rule's."""
+    return bool(status_message) and status_message.startswith(STOPPED_EARLY)
+
+
 LOG_CUT = "trainui: the log is cut here"  # the learner's line where the log's cap cut it
 METRICS_FILE = "metrics.jsonl"  # the run's metric points, one JSON object a line (SPEC §8)
 NAME_LONGEST = 256  # a run's or an experiment's name: the most characters it may have

@@ -24,6 +24,7 @@ from trainui.core.runs import (
     HALTED,
     PENDING,
     RESTARTING,
+    STOPPED_EARLY,
 )
 
 
@@ -191,9 +192,4 @@ def median_stop(
 
 def stop_reason(metric: str, value: float, step: int, median: float) -> str:
     """``stopped early: val_loss 0.41 at step 300, median 0.33``."""
-    return f"stopped early: {metric} {value:.4g} at step {step}, median {median:.4g}"
-
-
-def stopped_early(status_message: str | None) -> bool:
-    """Whether a halted run's message is the median rule's (``stop_reason``)."""
-    return bool(status_message) and status_message.startswith("stopped early: ")
+    return f"{STOPPED_EARLY}{metric} {value:.4g} at step {step}, median {median:.4g}"

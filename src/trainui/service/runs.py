@@ -56,6 +56,7 @@ from trainui.core.runs import (
     outside_halt,
     parse_time,
     read_json,
+    stopped_early,
     utc_now,
     within,
     write_json_atomic,
@@ -64,7 +65,7 @@ from trainui.core.shared import shared
 from trainui.core.urls import mask_urls
 from trainui.service import notify
 from trainui.service.auth import Tokens, User
-from trainui.service.experiments import ExperimentRecord, median_stop, stop_reason, stopped_early
+from trainui.service.experiments import ExperimentRecord, median_stop, stop_reason
 from trainui.service.experiments import describe as describe_experiment
 from trainui.service.experiments import described as experiment_described
 from trainui.service.launchers import Capacity, Launcher, mark_attempt

@@ -20,7 +20,7 @@ from textual.css.query import NoMatches
 from textual.reactive import reactive
 
 from trainui.client import ClientError, ServiceUnreachable
-from trainui.core.runs import FINAL_STATES
+from trainui.core.runs import FINAL_STATES, stopped_early
 from trainui.tui.commands import ActionsProvider, RunsProvider
 from trainui.tui.config import DEFAULT_THEME, TuiConfig, load_themes
 from trainui.tui.experiments import ExperimentTable
@@ -608,12 +608,31 @@ class TrainuiApp(App[int]):
             self.notify(f"{experiment_id} has no halted or failed run to resume.",
                         severity="warning")  # fmt: skip
             return
+        # those the median rule stopped stay halted (resume experiment leaves them): known
+        # from the runs listed, each with its reason
+        early = sum(
+            1
+            for run in self.table.runs.values()
+            if run.get("experiment_id") == experiment_id
+            and run.get("status") == "halted"
+            and stopped_early(run.get("status_message"))
+        ) if experiment.get("early_stopping") and self.loaded else 0  # fmt: skip
+        if counts and early >= ended:
+            self.notify(
+                f"None of the {ended} halted or failed runs of {experiment_id} resumes: "
+                f"{early} stopped early (the median rule). R on a run's own screen starts it "
+                "again anyway.",
+                severity="warning",
+            )
+            return
         from trainui.tui.screens.confirm import ConfirmScreen
 
         runs = "each of its halted or failed runs"
         if counts:
-            said = ", ".join(f"{counts[s]} {s}" for s in ("failed", "halted") if counts.get(s))
-            runs = f"its {said} run{'s' if ended != 1 else ''}"
+            halted = counts.get("halted", 0) - early
+            said = ", ".join(f"{n} {s}" for s, n in (("failed", counts.get("failed", 0)),
+                                                     ("halted", halted)) if n)  # fmt: skip
+            runs = f"its {said} run{'s' if ended - early != 1 else ''}"
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -625,7 +644,11 @@ class TrainuiApp(App[int]):
                 f"Starts {runs} again when their turn comes, each from its last checkpoint "
                 "(one that never started, from the beginning)"
                 + (
-                    "; runs stopped early stay halted." if experiment.get("early_stopping") else "."
+                    f"; the {early} stopped early stay halted."
+                    if early
+                    else "; runs stopped early stay halted."
+                    if experiment.get("early_stopping")
+                    else "."
                 ),
                 "Resume",
             ),
