@@ -595,6 +595,35 @@ async def test_long_manifest_values_show_where_they_differ_and_whole_below(tmp_p
         h.stop()
 
 
+async def test_a_long_run_name_leaves_room_for_the_values_and_j_k_move_in_the_tables(tmp_path):
+    h = History(tmp_path / "home")
+    (h.path / "buckets" / "data").mkdir(parents=True)
+    model = write_trainer(tmp_path / "model")
+    long_name = "long-name-run-with-a-really-long-descriptive-name-for-testing-truncation"
+    try:
+        for name in ("short", long_name):
+            h.wait(h.submit(name, "python3 train.py 0.1 5", model), "completed")
+        app = make_app(h)
+        async with app.run_test(size=SIZE) as pilot:
+            await loaded(pilot)
+            await pilot.press("asterisk", "C")
+            await until(pilot, lambda: "compare  2 runs" in text(app), what="the compare screen")
+            await pilot.press("2")
+            table = app.screen.query_one("#values-table")
+            await until(pilot, lambda: table.row_count == 2 and "loss" in text(app))
+            row = next(line for line in text(app).splitlines() if "long-name-run" in line)
+            assert "✓ completed" in row and format_value(final(0.1, 5)["loss"]) in row, row
+            assert "…" in row  # the name cut, said so
+            await pilot.press("j")
+            assert table.cursor_row == 1
+            await pilot.press("k")
+            assert table.cursor_row == 0
+            await pilot.press("G")
+            assert table.cursor_row == 1
+    finally:
+        h.stop()
+
+
 async def test_names_and_values_that_look_like_markup_are_shown_as_written(tmp_path):
     # a metric, a run name and a command are the user's text: `[/]` would end a Rich markup
     # parse (and the app), `[bold]` and `[dev]` would vanish

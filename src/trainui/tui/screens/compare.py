@@ -45,6 +45,27 @@ def labels(runs: list[dict]) -> dict[str, str]:
     return out
 
 
+NAME_CELLS = 30  # a run's name in the tables: a long one hid the values beside it
+
+
+class CompareTable(DataTable):
+    """A table of the compared runs: the run list's keys move in it too (j, k, g, G...)."""
+
+    BINDINGS = [*DataTable.BINDINGS, *bindings("list")]
+
+    def action_cursor_top(self) -> None:
+        self.move_cursor(row=0)
+
+    def action_cursor_bottom(self) -> None:
+        self.move_cursor(row=max(0, self.row_count - 1))
+
+
+def _named(text: Text) -> Text:
+    """A run's name cut to ``NAME_CELLS``, marked where cut."""
+    text.truncate(NAME_CELLS, overflow="ellipsis")
+    return text
+
+
 class CompareScreen(TrainuiScreen):
     BINDINGS = bindings("compare")
     AUTO_FOCUS = "#metrics"  # the curves' keys in the footer from the start (not drawn twice)
@@ -87,10 +108,10 @@ class CompareScreen(TrainuiScreen):
                     id="metrics",
                 )
             with TabPane("Final values", id="values"):
-                yield DataTable(id="values-table", cursor_type="row", zebra_stripes=True)
+                yield CompareTable(id="values-table", cursor_type="row", zebra_stripes=True)
             with TabPane("Manifests", id="manifest"):
                 yield Static("reading the manifests…", classes="compare-note", id="manifest-note")
-                yield DataTable(id="manifest-table", cursor_type="row", zebra_stripes=True)
+                yield CompareTable(id="manifest-table", cursor_type="row", zebra_stripes=True)
                 # the selected field's values whole, wrapped: a cell shows a part of each
                 yield Static("", id="manifest-detail", markup=False)
         yield Footer(compact=True)
@@ -135,7 +156,7 @@ class CompareScreen(TrainuiScreen):
             label = self.names[model_id]
             chart = view.chart(metrics[0]) if metrics else None
             color = styles[chart.color_of(label) % len(styles)] if chart else ""
-            mark = Text.assemble(("● ", rich_color(color)), label)
+            mark = _named(Text.assemble(("● ", rich_color(color)), label))
             status = run.get("status", "")
             cells = [mark, f"{SYMBOLS.get(status, '?')} {status}" if status else "-"]
             summary = view.summaries.get(model_id, {})
@@ -187,7 +208,7 @@ class CompareScreen(TrainuiScreen):
         ids = [m for m in self.model_ids if m in (self.manifests or {})]
         table = self.query_one("#manifest-table", DataTable)
         table.clear(columns=True)
-        table.add_columns("Field", *(Text(self.names[m]) for m in ids))
+        table.add_columns("Field", *(_named(Text(self.names[m])) for m in ids))
         for field, values in self.differing:
             start = _first_difference(values)
             table.add_row(Text(field), *(Text(_cut(v, start)) for v in values))
