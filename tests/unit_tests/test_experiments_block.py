@@ -190,7 +190,12 @@ def test_random_draws_are_in_their_ranges_and_the_same_for_the_same_seed():
         ),
         (
             "method: random\ncount: 2\nparameters:\n  b: {min: 0, max: 1.0e+300, step: 1.0e-300}\n",
-            "experiment.parameters.b: the range has more than 10^15 points",
+            "experiment.parameters.b: the range has more than 10^15 points, too many to draw from "
+            "evenly: widen the step",
+        ),
+        (  # no step to widen: the range is what is too wide
+            "method: random\ncount: 2\nparameters:\n  e: {min: 1, max: 1.0e+30, integer: true}\n",
+            "too many to draw from evenly: narrow it, or draw it on a log scale (log: true)",
         ),
         (  # its width is no number: a draw would be inf
             "method: random\ncount: 2\nparameters:\n  b: {min: -1.0e+308, max: 1.0e+308}\n",
@@ -256,6 +261,13 @@ def test_every_problem_of_a_block_is_said_at_once():
         """
     )
     assert len(found) == 3, found
+    # a wrong early_stopping block and no objective: both said, not one after the other
+    found = errors(
+        "method: grid\nparameters: {a: [1, 2]}\n"
+        "early_stopping: {rule: median, after_steps: -1, min_runs: 0}\n"
+    )
+    assert len(found) == 3, found
+    assert any("early stopping compares runs by the objective" in e for e in found), found
 
 
 def test_a_value_given_twice_in_a_grid_is_warned_of_with_where_not_in_a_random_choice():

@@ -274,7 +274,8 @@ def check(checker, node, path: str, default_name: str) -> Experiment | None:
     parameters = _parameters(checker, given.get("parameters"), sub("parameters"), where, method)
     objective = _objective(checker, given.get("objective"), sub("objective"))
     early = _early_stopping(checker, given.get("early_stopping"), sub("early_stopping"))
-    if early is not None and "objective" not in given:
+    # said whether or not the block itself is right (all the problems at once)
+    if "early_stopping" in given and "objective" not in given:
         checker.error(
             given["early_stopping"][0],
             sub("early_stopping"),
@@ -550,7 +551,9 @@ def _parameter(checker, name: str, node, path: str, method: str | None) -> Param
     if count is not None and count >= TOO_MANY:
         checker.error(
             (node.line, node.column), path, f"the range has {_points(count)} points, too "
-            "many to draw from evenly: widen the step"
+            "many to draw from evenly: "
+            + ("widen the step" if parameter.step is not None
+               else "narrow it, or draw it on a log scale (log: true)")
         )  # fmt: skip
         return None
     return parameter
