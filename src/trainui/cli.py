@@ -1124,6 +1124,8 @@ def _show(client, model_id: str, as_json: bool) -> int:
         print(json.dumps(run, indent=1))
         return EXIT_OK
     for label, value in _show_fields(run, cpu_mode):
+        # a description's own lines under its first, in the value's column (tabs as spaces)
+        value = value.expandtabs(4).replace("\n", "\n" + " " * 15)
         print(f"{label:<15}{value}")
     print("OK")
     print("Show trained-models details successful")

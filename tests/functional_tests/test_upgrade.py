@@ -126,6 +126,8 @@ def test_control_characters_kept_by_an_older_trainui_are_escaped_on_upgrade(home
     ]
     for text in texts:
         assert "\x1b" not in text and shown in text, text
+    # a description's second line in the value's column, not at the line's start
+    assert "Description    two\n               lines\\x07\n" in texts[1], texts[1]
     run = home.show(model_id)
     assert (run["name"], run["parameters"], run["description"], list(run["metrics"])) == (
         shown, {"LR": shown}, "two\nlines\\x07", [shown],
