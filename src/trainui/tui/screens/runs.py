@@ -314,7 +314,11 @@ class RunsScreen(TrainuiScreen):
         if not runs:
             self.notify("None of the marked runs goes on: nothing to halt.", severity="warning")
             return
-        detail = "Their training commands are stopped; logs and results stay stored."
+        detail = (
+            "Its training command is stopped; its log and results stay stored."
+            if len(runs) == 1
+            else "Their training commands are stopped; logs and results stay stored."
+        )
         if ended:
             detail += f" ({ended} marked run{'s have' if ended != 1 else ' has'} ended already.)"
         self._ask(f"Halt {_count(runs)}?", runs, detail, "Halt", self._halt_runs)
@@ -322,7 +326,9 @@ class RunsScreen(TrainuiScreen):
     def _delete_marked(self) -> None:
         runs = self._targets()
         active = sum(1 for run in runs if is_active(run))
-        detail = "What they stored in the results bucket stays there."
+        detail = (
+            f"What {'it' if len(runs) == 1 else 'they'} stored in the results bucket stays there."
+        )
         if active:
             going = f"{active} going on {'is' if active == 1 else 'are'} halted first."
             detail = f"{going} {detail}"
