@@ -162,7 +162,7 @@ def _check_framework(args: argparse.Namespace, manifest):
             None,
         )
     if answer.get("problem"):  # the service refuses every submission until it is fixed
-        return where, Problem(
+        return "not checked: the service's catalogue has errors (above)", Problem(
             line=1,
             column=1,
             path="",
@@ -211,8 +211,8 @@ def cmd_frameworks(args: argparse.Namespace) -> int:
         return EXIT_OK
     if answer.get("problem"):
         print(
-            f"warning: the catalogue changed and has errors (the last good one is used): "
-            f"{answer['problem']}"
+            "warning: the catalogue changed and has errors: the service takes no run until "
+            f"they are fixed (what it held before is listed below): {answer['problem']}"
         )
     entries = answer.get("frameworks") or []
     if answer.get("catalogue") is None:

@@ -200,9 +200,13 @@ def test_a_catalogue_broken_while_the_service_runs_refuses_runs_and_validate_say
     catalogue.write_text(catalogue.read_text().replace('runtime = "host"', 'runtime = "hots"'))
     time.sleep(1.1)  # the service looks again at most every second
     listed = home.cli("frameworks")
-    assert "the catalogue changed and has errors" in listed.stdout + listed.stderr
+    assert (
+        "the catalogue changed and has errors: the service takes no run until they are "
+        "fixed" in listed.stdout + listed.stderr
+    )  # not "the last good one is used"
     checked = home.cli("validate", str(manifest))
     assert checked.returncode == 1, checked.stdout
+    assert "not checked: the service's catalogue has errors" in checked.stdout, checked.stdout
     said = "the service's frameworks catalogue has errors, and it takes no run until its owner"
     assert said in checked.stdout and "hots" in checked.stdout
     refused = home.cli("train", str(model), str(manifest))
