@@ -562,21 +562,35 @@ async def test_two_marked_runs_compared(trained):
         await until(pilot, lambda: "2 marked" in text(app), what="the list again")
 
 
-async def test_long_manifest_values_show_where_they_differ_and_whole_below(tmp_path):
-    # two commands alike for their first 50 characters looked the same, each cut after 32
+@contextlib.contextmanager
+def completed_runs(tmp_path: Path, runs: list[tuple[str, str]]):
+    """A home of its own with ``runs`` (name, command of the trainer), each completed."""
     h = History(tmp_path / "home")
     (h.path / "buckets" / "data").mkdir(parents=True)
     model = write_trainer(tmp_path / "model")
+    try:
+        for name, command in runs:
+            h.wait(h.submit(name, command, model), "completed")
+        yield h
+    finally:
+        h.stop()
+
+
+async def compared(pilot) -> None:
+    """Every run marked (``*``), then compared (``C``)."""
+    await loaded(pilot)
+    await pilot.press("asterisk", "C")
+    await until(pilot, lambda: "compare  " in text(pilot.app), what="the compare screen")
+
+
+async def test_long_manifest_values_show_where_they_differ_and_whole_below(tmp_path):
+    # two commands alike for their first 50 characters looked the same, each cut after 32
     common = ": python3 train.py --data /data/spirals.csv --epochs"
     commands = [f"{common} 5 --hidden 32", f"{common} 50 --hidden 32"]
-    try:
-        for i, command in enumerate(commands):
-            h.wait(h.submit(f"long{i}", command, model), "completed")
+    with completed_runs(tmp_path, [(f"long{i}", c) for i, c in enumerate(commands)]) as h:
         app = make_app(h)
         async with app.run_test(size=(120, 40)) as pilot:
-            await loaded(pilot)
-            await pilot.press("asterisk", "C")
-            await until(pilot, lambda: "compare  2 runs" in text(app), what="the compare screen")
+            await compared(pilot)
             await pilot.press("3")
             await until(pilot, lambda: "differ between" in text(app), what="the manifests")
             await pilot.press("down")  # the command's row (after the name's)
@@ -591,23 +605,15 @@ async def test_long_manifest_values_show_where_they_differ_and_whole_below(tmp_p
             )
             # right under its rows (a header, two rows, a scroll bar): no gap between them
             assert detail.region.y == table.region.bottom <= table.region.y + 4
-    finally:
-        h.stop()
 
 
 async def test_a_long_run_name_leaves_room_for_the_values_and_j_k_move_in_the_tables(tmp_path):
-    h = History(tmp_path / "home")
-    (h.path / "buckets" / "data").mkdir(parents=True)
-    model = write_trainer(tmp_path / "model")
     long_name = "long-name-run-with-a-really-long-descriptive-name-for-testing-truncation"
-    try:
-        for name in ("short", long_name):
-            h.wait(h.submit(name, "python3 train.py 0.1 5", model), "completed")
+    runs = [(name, "python3 train.py 0.1 5") for name in ("short", long_name)]
+    with completed_runs(tmp_path, runs) as h:
         app = make_app(h)
         async with app.run_test(size=SIZE) as pilot:
-            await loaded(pilot)
-            await pilot.press("asterisk", "C")
-            await until(pilot, lambda: "compare  2 runs" in text(app), what="the compare screen")
+            await compared(pilot)
             await pilot.press("2")
             table = app.screen.query_one("#values-table")
             await until(pilot, lambda: table.row_count == 2 and "loss" in text(app))
@@ -620,21 +626,15 @@ async def test_a_long_run_name_leaves_room_for_the_values_and_j_k_move_in_the_ta
             assert table.cursor_row == 0
             await pilot.press("G")
             assert table.cursor_row == 1
-    finally:
-        h.stop()
 
 
 async def test_names_and_values_that_look_like_markup_are_shown_as_written(tmp_path):
     # a metric, a run name and a command are the user's text: `[/]` would end a Rich markup
     # parse (and the app), `[bold]` and `[dev]` would vanish
-    h = History(tmp_path / "home")
-    (h.path / "buckets" / "data").mkdir(parents=True)
-    model = write_trainer(tmp_path / "model")
     point = '{"step": 1, "[/]": 1.5, "ok[bold]x": 2.5}'
-    try:
-        for extra in ("[dev]", "[gpu]"):
-            command = f": pip install .{extra}; echo '{point}' > $LOG_DIR/metrics.jsonl"
-            h.wait(h.submit(f"odd{extra}", command, model), "completed")
+    runs = [(f"odd{extra}", f": pip install .{extra}; echo '{point}' > $LOG_DIR/metrics.jsonl")
+            for extra in ("[dev]", "[gpu]")]  # fmt: skip
+    with completed_runs(tmp_path, runs) as h:
         app = make_app(h)
         async with app.run_test(size=SIZE) as pilot:
             await loaded(pilot)
@@ -653,5 +653,3 @@ async def test_names_and_values_that_look_like_markup_are_shown_as_written(tmp_p
             assert "odd[dev]" in screen and "odd[gpu]" in screen
             shown = [f": pip install .{e};" in screen for e in ("[dev]", "[gpu]")]
             assert any(shown), screen  # (the second column is cut at 80 columns)
-    finally:
-        h.stop()
