@@ -610,13 +610,15 @@ class TrainuiApp(App[int]):
             return
         # those the median rule stopped stay halted (resume experiment leaves them): known
         # from the runs listed, each with its reason
-        early = sum(
-            1
-            for run in self.table.runs.values()
-            if run.get("experiment_id") == experiment_id
-            and run.get("status") == "halted"
-            and stopped_early(run.get("status_message"))
-        ) if experiment.get("early_stopping") and self.loaded else 0  # fmt: skip
+        early = 0
+        if experiment.get("early_stopping") and self.loaded:
+            early = sum(
+                1
+                for run in self.table.runs.values()
+                if run.get("experiment_id") == experiment_id
+                and run.get("status") == "halted"
+                and stopped_early(run.get("status_message"))
+            )
         if counts and early >= ended:
             self.notify(
                 f"None of the {ended} halted or failed runs of {experiment_id} resumes: "

@@ -205,26 +205,11 @@ def render_fields(run: dict, width: int, cpu_mode: bool | None = None) -> Conten
 
 
 def wrap_cells(text: str, width: int, most: int) -> list[str]:
-    """``text`` in lines of at most ``width`` cells, broken between words (a word longer than a
-    line, where it must), its own line ends kept; at most ``most`` lines, the last ending with
-    "…" where some was left out."""
+    """``text`` in lines of at most ``width`` cells (Textual's wrapping: between words, a word
+    longer than a line folded, its own line ends kept); at most ``most`` lines, the last ending
+    with "…" where some was left out."""
     width = max(1, width)
-    lines: list[str] = []
-    for paragraph in text.splitlines() or [""]:
-        line = ""
-        for word in paragraph.split(" "):
-            joined = f"{line} {word}" if line else word
-            if cell_len(joined) <= width:
-                line = joined
-                continue
-            if line:
-                lines.append(line)
-            while cell_len(word) > width:  # a path or a URL longer than the line
-                piece = set_cell_size(word, width).rstrip() or word[0]  # a wide character
-                lines.append(piece)
-                word = word[len(piece) :]
-            line = word
-        lines.append(line)
+    lines = [line.plain.rstrip() for line in Content(text).wrap(width)] or [""]
     if len(lines) > most:
         last = lines[most - 1]
         lines = [*lines[: most - 1], f"{last} …" if cell_len(last) + 2 <= width else ""]
